@@ -1,0 +1,108 @@
+//! Who is asking and why: the `Actor` from the verified token, and the
+//! per-request context (purpose, idempotency key, correlation, trace) that
+//! every commit records.
+
+use tonic::metadata::MetadataMap;
+
+use crate::error::Failure;
+use crate::ids::OdsCode;
+
+/// The authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// Surrogate user id (the token's `sub`).
+    pub user_id: String,
+    pub display_name: String,
+    /// The session's selected role code.
+    pub role: String,
+    pub organisation: OdsCode,
+    /// Purpose of use asserted by the token (default `DIRECT_CARE`).
+    pub purpose_of_use: String,
+}
+
+impl Actor {
+    pub fn to_proto(&self) -> carelog_proto::kernel::v1::Actor {
+        carelog_proto::kernel::v1::Actor {
+            user_id: self.user_id.clone(),
+            display_name: self.display_name.clone(),
+            role: self.role.clone(),
+            organisation_ods: self.organisation.to_string(),
+        }
+    }
+}
+
+/// Metadata keys a caller may send besides the bearer token.
+pub const CORRELATION_ID_HEADER: &str = "x-correlation-id";
+pub const ON_BEHALF_OF_HEADER: &str = "x-carelog-on-behalf-of";
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+
+/// Everything about one request that a commit records besides its events.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub actor: Actor,
+    pub purpose_of_use: String,
+    pub on_behalf_of: String,
+    /// Why (required for amendments, corrections and break-glass).
+    pub reason: String,
+    /// The client's idempotency key, empty when none was sent.
+    pub request_id: String,
+    pub correlation_id: String,
+    pub causation_id: String,
+    pub traceparent: String,
+}
+
+impl RequestContext {
+    /// Builds the context of an authenticated gRPC request; the interceptor
+    /// has put the `Actor` in the request's extensions.
+    pub fn from_grpc<T>(request: &tonic::Request<T>) -> Result<Self, Failure> {
+        let actor = request
+            .extensions()
+            .get::<Actor>()
+            .cloned()
+            .ok_or_else(|| Failure::unauthenticated("a bearer token is required"))?;
+        Ok(Self::for_actor(actor, request.metadata()))
+    }
+
+    pub fn for_actor(actor: Actor, metadata: &MetadataMap) -> Self {
+        let header = |name: &str| {
+            metadata
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+                .unwrap_or_default()
+        };
+        let correlation_id = match header(CORRELATION_ID_HEADER) {
+            id if !id.is_empty() && id.len() <= 128 => id,
+            _ => uuid::Uuid::now_v7().to_string(),
+        };
+        Self {
+            purpose_of_use: actor.purpose_of_use.clone(),
+            actor,
+            on_behalf_of: header(ON_BEHALF_OF_HEADER),
+            reason: String::new(),
+            request_id: String::new(),
+            correlation_id,
+            causation_id: String::new(),
+            traceparent: header(TRACEPARENT_HEADER),
+        }
+    }
+
+    /// The idempotency key and reason of a mutating request; a request id is
+    /// at most 64 characters of letters, digits, `-`, `_`, `.` and `:`.
+    pub fn with_request(mut self, request_id: &str, reason: &str) -> Result<Self, Failure> {
+        let request_id = request_id.trim();
+        let ok = request_id.len() <= 64
+            && request_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+        if !ok {
+            return Err(Failure::invalid_field(
+                "request_id",
+                "must be at most 64 letters, digits, '-', '_', '.' or ':' (a UUID is recommended)",
+            ));
+        }
+        self.request_id = request_id.to_owned();
+        self.reason = reason.trim().to_owned();
+        Ok(self)
+    }
+}

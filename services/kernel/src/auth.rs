@@ -1,0 +1,417 @@
+//! Identity: every RPC carries an OIDC JWT bearer token whose verified claims
+//! become the `Actor`. Keys come from a JWKS document (file or URL). For
+//! `carelog up` a local development issuer signs tokens with an Ed25519 key
+//! kept under the data directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::actor::Actor;
+use crate::error::Failure;
+use crate::ids::OdsCode;
+
+/// Issuer and audience of the local development issuer.
+pub const DEV_ISSUER: &str = "carelog-dev";
+pub const DEV_AUDIENCE: &str = "carelog";
+const DEV_KEY_ID: &str = "carelog-dev-1";
+
+/// Algorithms accepted; never `none`, never HMAC (no key confusion).
+const ALLOWED: [Algorithm; 7] = [
+    Algorithm::EdDSA,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::ES256,
+    Algorithm::ES384,
+];
+
+#[derive(Debug, Error)]
+pub enum AuthError {
+    #[error("cannot read the JWKS at {path}: {source}")]
+    ReadJwks {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the JWKS is not valid JSON Web Key Set: {0}")]
+    ParseJwks(#[from] serde_json::Error),
+    #[error("the JWKS holds no usable signing key")]
+    NoKeys,
+    #[error("cannot fetch the JWKS from {url}: {reason}")]
+    FetchJwks { url: String, reason: String },
+    #[error("development issuer key: {0}")]
+    DevKey(String),
+}
+
+/// The claims carelog reads from a token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    #[serde(default)]
+    pub name: String,
+    /// ODS code of the user's organisation for this session.
+    pub org: String,
+    /// The session's selected role code.
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose_of_use: Option<String>,
+    pub iss: String,
+    pub aud: String,
+    pub exp: u64,
+    #[serde(default)]
+    pub nbf: u64,
+    #[serde(default)]
+    pub iat: u64,
+}
+
+struct Key {
+    kid: Option<String>,
+    algorithm: Option<Algorithm>,
+    key: DecodingKey,
+}
+
+/// Verifies bearer tokens against a key set.
+pub struct Authenticator {
+    keys: Vec<Key>,
+    issuer: String,
+    audience: String,
+    leeway: Duration,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("keys", &self.keys.len())
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish()
+    }
+}
+
+impl Authenticator {
+    pub fn from_jwks(jwks: &JwkSet, issuer: &str, audience: &str) -> Result<Self, AuthError> {
+        let keys: Vec<Key> = jwks
+            .keys
+            .iter()
+            .filter_map(|jwk| {
+                let algorithm = jwk
+                    .common
+                    .key_algorithm
+                    .and_then(|a| a.to_string().parse::<Algorithm>().ok());
+                if algorithm.is_some_and(|a| !ALLOWED.contains(&a)) {
+                    return None;
+                }
+                DecodingKey::from_jwk(jwk).ok().map(|key| Key {
+                    kid: jwk.common.key_id.clone(),
+                    algorithm,
+                    key,
+                })
+            })
+            .filter(|k| !matches!(k.key.family(), jsonwebtoken::AlgorithmFamily::Hmac))
+            .collect();
+        if keys.is_empty() {
+            return Err(AuthError::NoKeys);
+        }
+        Ok(Self {
+            keys,
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            leeway: Duration::from_secs(60),
+        })
+    }
+
+    pub fn from_jwks_file(path: &Path, issuer: &str, audience: &str) -> Result<Self, AuthError> {
+        let text = std::fs::read_to_string(path).map_err(|source| AuthError::ReadJwks {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_jwks(&serde_json::from_str(&text)?, issuer, audience)
+    }
+
+    /// Checks signature, algorithm, `exp`/`nbf` (with leeway), `iss` and
+    /// `aud`, and turns the claims into an `Actor`.
+    pub fn verify(&self, token: &str) -> Result<Actor, Failure> {
+        let bad = |why: &str| Failure::unauthenticated(format!("bearer token rejected: {why}"));
+        let header = jsonwebtoken::decode_header(token).map_err(|_| bad("malformed token"))?;
+        if !ALLOWED.contains(&header.alg) {
+            return Err(bad("algorithm not allowed"));
+        }
+        let candidates = self
+            .keys
+            .iter()
+            .filter(|k| header.kid.is_none() || k.kid.is_none() || k.kid == header.kid);
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.leeway = self.leeway.as_secs();
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let mut last = bad("no key matches the token");
+        for key in candidates {
+            if key.algorithm.is_some_and(|a| a != header.alg) {
+                continue;
+            }
+            match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
+                Ok(data) => return actor_from_claims(data.claims).map_err(|e| bad(&e)),
+                Err(e) => {
+                    last = bad(match e.kind() {
+                        jsonwebtoken::errors::ErrorKind::ExpiredSignature => "expired",
+                        jsonwebtoken::errors::ErrorKind::ImmatureSignature => "not yet valid",
+                        jsonwebtoken::errors::ErrorKind::InvalidIssuer => "wrong issuer",
+                        jsonwebtoken::errors::ErrorKind::InvalidAudience => "wrong audience",
+                        jsonwebtoken::errors::ErrorKind::InvalidSignature => "bad signature",
+                        _ => "invalid token",
+                    });
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// A tonic interceptor: no token or a bad one is `UNAUTHENTICATED`;
+    /// a good one puts the `Actor` in the request's extensions.
+    pub fn interceptor(
+        self: Arc<Self>,
+    ) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
+        move |mut request: tonic::Request<()>| {
+            let token = request
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                })
+                .map(str::trim)
+                .ok_or_else(|| {
+                    tonic::Status::from(Failure::unauthenticated(
+                        "a bearer token is required (metadata 'authorization: Bearer <JWT>')",
+                    ))
+                })?;
+            let actor = self.verify(token)?;
+            request.extensions_mut().insert(actor);
+            Ok(request)
+        }
+    }
+}
+
+fn actor_from_claims(claims: Claims) -> Result<Actor, String> {
+    if claims.sub.trim().is_empty() {
+        return Err("claim 'sub' is empty".into());
+    }
+    if claims.role.trim().is_empty() {
+        return Err("claim 'role' is empty".into());
+    }
+    let organisation = OdsCode::parse(&claims.org).map_err(|e| format!("claim 'org' {e}"))?;
+    Ok(Actor {
+        user_id: claims.sub,
+        display_name: claims.name,
+        role: claims.role,
+        organisation,
+        purpose_of_use: claims
+            .purpose_of_use
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "DIRECT_CARE".into()),
+    })
+}
+
+/// The local development issuer of `carelog up`: an Ed25519 key kept in
+/// `<dir>/dev-issuer.key` (mode 0600) and its public key set in
+/// `<dir>/jwks.json`. Never for production.
+pub struct DevIssuer {
+    key: SigningKey,
+}
+
+impl std::fmt::Debug for DevIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DevIssuer")
+    }
+}
+
+impl DevIssuer {
+    pub fn load_or_create(dir: &Path) -> Result<Self, AuthError> {
+        let err = |e: std::io::Error| AuthError::DevKey(e.to_string());
+        let key_path = dir.join("dev-issuer.key");
+        let issuer = if key_path.exists() {
+            Self::load(dir)?
+        } else {
+            std::fs::create_dir_all(dir).map_err(err)?;
+            let seed: [u8; 32] = rand::random();
+            write_private(&key_path, &URL_SAFE_NO_PAD.encode(seed)).map_err(err)?;
+            Self {
+                key: SigningKey::from_bytes(&seed),
+            }
+        };
+        let jwks = serde_json::to_string_pretty(&issuer.jwks_json())
+            .map_err(|e| AuthError::DevKey(e.to_string()))?;
+        std::fs::write(dir.join("jwks.json"), jwks).map_err(err)?;
+        Ok(issuer)
+    }
+
+    pub fn load(dir: &Path) -> Result<Self, AuthError> {
+        let path = dir.join("dev-issuer.key");
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            AuthError::DevKey(format!(
+                "cannot read {}: {e} (start `carelog up` first)",
+                path.display()
+            ))
+        })?;
+        let seed = URL_SAFE_NO_PAD
+            .decode(text.trim())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or_else(|| AuthError::DevKey(format!("{} is not a key", path.display())))?;
+        Ok(Self {
+            key: SigningKey::from_bytes(&seed),
+        })
+    }
+
+    pub fn jwks_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "keys": [{
+                "kty": "OKP",
+                "crv": "Ed25519",
+                "x": URL_SAFE_NO_PAD.encode(self.key.verifying_key().as_bytes()),
+                "kid": DEV_KEY_ID,
+                "alg": "EdDSA",
+                "use": "sig",
+            }]
+        })
+    }
+
+    pub fn authenticator(&self) -> Result<Authenticator, AuthError> {
+        let jwks: JwkSet = serde_json::from_value(self.jwks_json())?;
+        Authenticator::from_jwks(&jwks, DEV_ISSUER, DEV_AUDIENCE)
+    }
+
+    /// Signs a token for a user of an organisation in a role.
+    pub fn token(
+        &self,
+        user: &str,
+        name: &str,
+        org: &str,
+        role: &str,
+        ttl: Duration,
+    ) -> Result<String, AuthError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let claims = Claims {
+            sub: user.to_owned(),
+            name: name.to_owned(),
+            org: org.to_owned(),
+            role: role.to_owned(),
+            purpose_of_use: None,
+            iss: DEV_ISSUER.to_owned(),
+            aud: DEV_AUDIENCE.to_owned(),
+            exp: now + ttl.as_secs(),
+            nbf: now.saturating_sub(1),
+            iat: now,
+        };
+        self.sign(&claims)
+    }
+
+    /// Signs arbitrary claims (tests use it for expired or foreign tokens).
+    pub fn sign(&self, claims: &Claims) -> Result<String, AuthError> {
+        let der = self
+            .key
+            .to_pkcs8_der()
+            .map_err(|e| AuthError::DevKey(e.to_string()))?;
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(DEV_KEY_ID.to_owned());
+        jsonwebtoken::encode(&header, claims, &EncodingKey::from_ed_der(der.as_bytes()))
+            .map_err(|e| AuthError::DevKey(e.to_string()))
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issuer() -> DevIssuer {
+        DevIssuer {
+            key: SigningKey::from_bytes(&[7u8; 32]),
+        }
+    }
+
+    #[test]
+    fn a_dev_token_becomes_the_actor() {
+        let issuer = issuer();
+        let auth = issuer.authenticator().expect("authenticator");
+        let token = issuer
+            .token(
+                "u-1",
+                "Dr A Jones",
+                "A81001",
+                "R8000",
+                Duration::from_secs(60),
+            )
+            .expect("token");
+        let actor = auth.verify(&token).expect("valid");
+        assert_eq!(actor.user_id, "u-1");
+        assert_eq!(actor.organisation.as_str(), "A81001");
+        assert_eq!(actor.purpose_of_use, "DIRECT_CARE");
+    }
+
+    #[test]
+    fn expired_foreign_and_malformed_tokens_are_refused() {
+        let issuer = issuer();
+        let auth = issuer.authenticator().expect("authenticator");
+        let mut claims = Claims {
+            sub: "u".into(),
+            name: String::new(),
+            org: "A81001".into(),
+            role: "R8000".into(),
+            purpose_of_use: None,
+            iss: DEV_ISSUER.into(),
+            aud: DEV_AUDIENCE.into(),
+            exp: 1,
+            nbf: 0,
+            iat: 0,
+        };
+        let expired = issuer.sign(&claims).expect("token");
+        assert!(
+            auth.verify(&expired)
+                .expect_err("expired")
+                .message
+                .contains("expired")
+        );
+        claims.exp = u64::MAX / 2;
+        claims.aud = "someone-else".into();
+        let foreign = issuer.sign(&claims).expect("token");
+        assert!(
+            auth.verify(&foreign)
+                .expect_err("aud")
+                .message
+                .contains("audience")
+        );
+        let other = DevIssuer {
+            key: SigningKey::from_bytes(&[9u8; 32]),
+        };
+        let forged = other
+            .token("u", "", "A81001", "R", Duration::from_secs(60))
+            .expect("token");
+        assert!(auth.verify(&forged).is_err());
+        assert!(auth.verify("not-a-jwt").is_err());
+    }
+}

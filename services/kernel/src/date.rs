@@ -1,0 +1,181 @@
+//! Partial dates (a year, a year and month, or a full date) and the rules
+//! about them: valid calendar, not in the future, not before another date.
+
+use chrono::{Datelike, NaiveDate, Utc};
+use thiserror::Error;
+
+use carelog_proto::kernel::v1 as pb;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DateError {
+    #[error("is required")]
+    Missing,
+    #[error("year must be between 1850 and 9999")]
+    Year,
+    #[error("month must be between 1 and 12")]
+    Month,
+    #[error("a day needs a month")]
+    DayWithoutMonth,
+    #[error("day is not in that month")]
+    Day,
+    #[error("must not be in the future")]
+    Future,
+}
+
+/// A date known to a year, a month or a day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PartialDate {
+    year: i32,
+    month: Option<u32>,
+    day: Option<u32>,
+}
+
+impl PartialDate {
+    pub fn new(year: i32, month: u32, day: u32) -> Result<Self, DateError> {
+        if !(1850..=9999).contains(&year) {
+            return Err(DateError::Year);
+        }
+        let month = match month {
+            0 => None,
+            1..=12 => Some(month),
+            _ => return Err(DateError::Month),
+        };
+        let day = match (day, month) {
+            (0, _) => None,
+            (_, None) => return Err(DateError::DayWithoutMonth),
+            (d, Some(m)) => {
+                NaiveDate::from_ymd_opt(year, m, d).ok_or(DateError::Day)?;
+                Some(d)
+            }
+        };
+        Ok(Self { year, month, day })
+    }
+
+    /// From the wire; an absent or all-zero date is `Missing`.
+    pub fn from_proto(date: Option<&pb::PartialDate>) -> Result<Self, DateError> {
+        match date {
+            None => Err(DateError::Missing),
+            Some(d) if d.year == 0 && d.month == 0 && d.day == 0 => Err(DateError::Missing),
+            Some(d) => Self::new(
+                d.year,
+                u32::try_from(d.month).map_err(|_| DateError::Month)?,
+                u32::try_from(d.day).map_err(|_| DateError::Day)?,
+            ),
+        }
+    }
+
+    pub fn to_proto(self) -> pb::PartialDate {
+        pb::PartialDate {
+            year: self.year,
+            month: self.month.unwrap_or(0) as i32,
+            day: self.day.unwrap_or(0) as i32,
+        }
+    }
+
+    /// The first day the date can mean.
+    pub fn earliest(&self) -> NaiveDate {
+        let m = self.month.unwrap_or(1);
+        let d = self.day.unwrap_or(1);
+        NaiveDate::from_ymd_opt(self.year, m, d).unwrap_or(NaiveDate::MIN)
+    }
+
+    /// The last day the date can mean.
+    pub fn latest(&self) -> NaiveDate {
+        match (self.month, self.day) {
+            (Some(m), Some(d)) => NaiveDate::from_ymd_opt(self.year, m, d),
+            (Some(m), None) => NaiveDate::from_ymd_opt(self.year, m, 1)
+                .and_then(|first| first.checked_add_months(chrono::Months::new(1)))
+                .and_then(|next| next.pred_opt()),
+            _ => NaiveDate::from_ymd_opt(self.year, 12, 31),
+        }
+        .unwrap_or(NaiveDate::MAX)
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.day.is_some()
+    }
+
+    /// Could not have happened yet on `today`.
+    pub fn is_after(&self, today: NaiveDate) -> bool {
+        self.earliest() > today
+    }
+
+    /// Certainly before `other` (no day both could mean is shared).
+    pub fn is_certainly_before(&self, other: &PartialDate) -> bool {
+        self.latest() < other.earliest()
+    }
+
+    /// Refuses a date in the future (UTC today).
+    pub fn not_in_future(self) -> Result<Self, DateError> {
+        if self.is_after(Utc::now().date_naive()) {
+            Err(DateError::Future)
+        } else {
+            Ok(self)
+        }
+    }
+
+    /// ISO 8601 with its precision: "1950", "1950-03", "1950-03-14".
+    pub fn iso(&self) -> String {
+        match (self.month, self.day) {
+            (Some(m), Some(d)) => format!("{:04}-{:02}-{:02}", self.year, m, d),
+            (Some(m), None) => format!("{:04}-{:02}", self.year, m),
+            _ => format!("{:04}", self.year),
+        }
+    }
+
+    pub fn from_naive(date: NaiveDate) -> Self {
+        Self {
+            year: date.year(),
+            month: Some(date.month()),
+            day: Some(date.day()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn partial_dates_have_the_range_they_mean() {
+        let born = PartialDate::new(1950, 3, 0).expect("valid");
+        assert_eq!(born.iso(), "1950-03");
+        assert_eq!(
+            born.earliest(),
+            NaiveDate::from_ymd_opt(1950, 3, 1).expect("date")
+        );
+        assert_eq!(
+            born.latest(),
+            NaiveDate::from_ymd_opt(1950, 3, 31).expect("date")
+        );
+        assert_eq!(PartialDate::new(1950, 2, 30), Err(DateError::Day));
+        assert_eq!(
+            PartialDate::new(1950, 0, 3),
+            Err(DateError::DayWithoutMonth)
+        );
+        assert_eq!(PartialDate::new(1950, 13, 0), Err(DateError::Month));
+    }
+
+    #[test]
+    fn a_date_in_march_is_not_certainly_before_the_fifth_of_march() {
+        let march = PartialDate::new(1998, 3, 0).expect("valid");
+        let fifth = PartialDate::new(1998, 3, 5).expect("valid");
+        assert!(!march.is_certainly_before(&fifth));
+        assert!(
+            PartialDate::new(1998, 2, 0)
+                .expect("valid")
+                .is_certainly_before(&fifth)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn every_valid_date_round_trips_through_the_wire(y in 1850i32..3000, m in 0u32..13, d in 0u32..32) {
+            if let Ok(date) = PartialDate::new(y, m, d) {
+                prop_assert_eq!(PartialDate::from_proto(Some(&date.to_proto())), Ok(date));
+                prop_assert!(date.earliest() <= date.latest());
+            }
+        }
+    }
+}

@@ -1,0 +1,479 @@
+//! The command executor: load the aggregate (cache or Direct Get), decide
+//! (pure), append one guarded commit per aggregate (an atomic batch when a
+//! command changes several, or claims a unique value), retry on a lost race,
+//! and return the first result for a repeated `request_id`.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash as _, Hasher as _};
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lru::LruCache;
+use prost::Message as _;
+use tonic::Code;
+
+use crate::actor::RequestContext;
+use crate::claims::{self, ClaimChange};
+use crate::envelope::{self, CommitSpec, GENESIS, Hash, NewEvent, StoredCommit};
+use crate::error::Failure;
+use crate::ids::PatientId;
+use crate::store::{AppendError, ContextStream, EventStore, Write};
+
+/// An aggregate: the patient's record in one context. `apply` holds no
+/// rules and never fails; the rules live in the context's `decide`.
+pub trait Aggregate: Default + Clone + Send + Sync + 'static {
+    /// Context name, e.g. "demographics"; names the stream and subjects.
+    const CONTEXT: &'static str;
+    /// The context's event envelope message (a oneof of every event).
+    type Event: prost::Message + Default + Clone + Send + Sync + 'static;
+
+    fn event_type(event: &Self::Event) -> &'static str;
+    fn apply(&mut self, event: &Self::Event);
+}
+
+/// An aggregate as loaded: its state and where its history ends.
+#[derive(Debug, Clone)]
+pub struct Loaded<A> {
+    pub id: PatientId,
+    pub state: A,
+    /// Stream sequence of the last commit (0: no history).
+    pub last_sequence: u64,
+    /// Number of commits (dense version).
+    pub version: u64,
+    pub last_hash: Hash,
+    /// (user, request id) of every commit, with its sequence: idempotency
+    /// beyond the stream's duplicate window.
+    requests: Arc<HashMap<String, u64>>,
+}
+
+impl<A: Default> Loaded<A> {
+    fn empty(id: PatientId) -> Self {
+        Self {
+            id,
+            state: A::default(),
+            last_sequence: 0,
+            version: 0,
+            last_hash: GENESIS,
+            requests: Arc::default(),
+        }
+    }
+
+    pub fn exists(&self) -> bool {
+        self.version > 0
+    }
+}
+
+/// The events decided for one aggregate, each with its clinical time.
+#[derive(Debug, Clone)]
+pub struct Change<E> {
+    pub aggregate_id: PatientId,
+    pub events: Vec<(E, DateTime<Utc>)>,
+}
+
+/// What `decide` returns: changes to one or more aggregates and the unique
+/// values they claim or release.
+#[derive(Debug, Clone)]
+pub struct Decision<E> {
+    pub changes: Vec<Change<E>>,
+    pub claims: Vec<ClaimChange>,
+}
+
+impl<E> Decision<E> {
+    /// Events for one aggregate, happening now.
+    pub fn single(aggregate_id: PatientId, events: Vec<E>) -> Self {
+        let now = Utc::now();
+        Self {
+            changes: vec![Change {
+                aggregate_id,
+                events: events.into_iter().map(|e| (e, now)).collect(),
+            }],
+            claims: Vec::new(),
+        }
+    }
+
+    pub fn with_claims(mut self, claims: Vec<ClaimChange>) -> Self {
+        self.claims = claims;
+        self
+    }
+}
+
+/// The result of a command.
+#[derive(Debug, Clone)]
+pub struct Committed<A> {
+    /// Stream sequence of the last message written: the consistency token.
+    pub sequence: u64,
+    /// The request was seen before; nothing new was appended.
+    pub duplicate: bool,
+    /// Every aggregate the command named, as it stands now.
+    pub aggregates: Vec<Loaded<A>>,
+}
+
+impl<A> Committed<A> {
+    pub fn get(&self, id: PatientId) -> Option<&Loaded<A>> {
+        self.aggregates.iter().find(|l| l.id == id)
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ExecutorStats {
+    pub commands: AtomicU64,
+    pub appends: AtomicU64,
+    pub conflicts: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+}
+
+const STRIPES: usize = 1024;
+
+/// Runs commands of one context against its stream.
+pub struct Executor<A: Aggregate> {
+    store: EventStore,
+    stream: ContextStream,
+    cache: Mutex<LruCache<PatientId, Loaded<A>>>,
+    /// Commands on one aggregate are serialised in this process, so guarded
+    /// publishes to one subject are never pipelined.
+    stripes: Vec<tokio::sync::Mutex<()>>,
+    max_retries: u32,
+    pub stats: ExecutorStats,
+}
+
+impl<A: Aggregate> std::fmt::Debug for Executor<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor")
+            .field("stream", &self.stream.name)
+            .finish()
+    }
+}
+
+impl<A: Aggregate> Executor<A> {
+    pub fn new(store: EventStore, cache_capacity: usize) -> Self {
+        let capacity = NonZeroUsize::new(cache_capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
+        Self {
+            store,
+            stream: ContextStream::new(A::CONTEXT),
+            cache: Mutex::new(LruCache::new(capacity)),
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            max_retries: 5,
+            stats: ExecutorStats::default(),
+        }
+    }
+
+    pub fn stream(&self) -> &ContextStream {
+        &self.stream
+    }
+
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
+    /// The aggregate from the cache, or from its subject.
+    pub async fn load(&self, id: PatientId) -> Result<Loaded<A>, Failure> {
+        if let Some(hit) = self.cache_get(id) {
+            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(hit);
+        }
+        self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let loaded = self.load_from_store(id).await?;
+        self.cache_put(loaded.clone());
+        Ok(loaded)
+    }
+
+    async fn load_from_store(&self, id: PatientId) -> Result<Loaded<A>, Failure> {
+        let messages = self
+            .store
+            .read_subject(&self.stream.name, &self.stream.subject(&id), 0)
+            .await
+            .map_err(|e| Failure::unavailable(format!("event store: {e}")))?;
+        let mut loaded: Loaded<A> = Loaded::empty(id);
+        let mut requests = HashMap::new();
+        for message in &messages {
+            let stored = StoredCommit::decode(message).map_err(|e| Failure::internal(&e))?;
+            if stored.previous_hash() != loaded.last_hash {
+                tracing::error!(sequence = stored.stream_sequence, aggregate = %id, "hash chain broken");
+                return Err(Failure::new(
+                    Code::Internal,
+                    "HASH_CHAIN_BROKEN",
+                    format!(
+                        "the history of aggregate {id} fails its hash chain at stream sequence {}",
+                        stored.stream_sequence
+                    ),
+                ));
+            }
+            for record in &stored.commit.events {
+                let event = A::Event::decode(record.payload.as_slice())
+                    .map_err(|e| Failure::internal(&e))?;
+                loaded.state.apply(&event);
+            }
+            if !stored.commit.request_id.is_empty() {
+                let user = stored
+                    .commit
+                    .actor
+                    .as_ref()
+                    .map(|a| a.user_id.as_str())
+                    .unwrap_or_default();
+                requests.insert(
+                    request_key(user, &stored.commit.request_id),
+                    stored.stream_sequence,
+                );
+            }
+            loaded.last_sequence = stored.stream_sequence;
+            loaded.version = stored.commit.aggregate_version;
+            loaded.last_hash = stored.hash;
+        }
+        loaded.requests = Arc::new(requests);
+        Ok(loaded)
+    }
+
+    fn cache_get(&self, id: PatientId) -> Option<Loaded<A>> {
+        self.cache.lock().ok()?.get(&id).cloned()
+    }
+
+    fn cache_put(&self, loaded: Loaded<A>) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.put(loaded.id, loaded);
+        }
+    }
+
+    fn cache_forget(&self, ids: &[PatientId]) {
+        if let Ok(mut cache) = self.cache.lock() {
+            for id in ids {
+                cache.pop(id);
+            }
+        }
+    }
+
+    /// Runs a command over the aggregates `ids` (in that order in `decide`).
+    pub async fn execute<F>(
+        &self,
+        ctx: &RequestContext,
+        ids: &[PatientId],
+        decide: F,
+    ) -> Result<Committed<A>, Failure>
+    where
+        F: Fn(&[&Loaded<A>]) -> Result<Decision<A::Event>, Failure>,
+    {
+        self.stats.commands.fetch_add(1, Ordering::Relaxed);
+        let _guards = self.lock(ids).await;
+        let key =
+            (!ctx.request_id.is_empty()).then(|| request_key(&ctx.actor.user_id, &ctx.request_id));
+        for attempt in 0..=self.max_retries {
+            let mut loaded = Vec::with_capacity(ids.len());
+            for id in ids {
+                loaded.push(if attempt == 0 {
+                    self.load(*id).await?
+                } else {
+                    self.load_from_store(*id).await?
+                });
+            }
+            if attempt > 0 {
+                loaded.iter().for_each(|l| self.cache_put(l.clone()));
+            }
+            if let Some(key) = &key
+                && let Some(sequence) = loaded.iter().find_map(|l| l.requests.get(key).copied())
+            {
+                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                return Ok(Committed {
+                    sequence,
+                    duplicate: true,
+                    aggregates: loaded,
+                });
+            }
+            let refs: Vec<&Loaded<A>> = loaded.iter().collect();
+            let decision = decide(&refs)?;
+            if decision.changes.iter().all(|c| c.events.is_empty()) && decision.claims.is_empty() {
+                let sequence = loaded.iter().map(|l| l.last_sequence).max().unwrap_or(0);
+                return Ok(Committed {
+                    sequence,
+                    duplicate: false,
+                    aggregates: loaded,
+                });
+            }
+            let (writes, sealed) = self.writes(ctx, &loaded, &decision).await?;
+            let written = writes.len() as u64;
+            match self.store.append(writes).await {
+                Ok(ack) if ack.duplicate => {
+                    self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                    return self.original(ack.sequence, ids).await;
+                }
+                Ok(ack) => {
+                    self.stats.appends.fetch_add(1, Ordering::Relaxed);
+                    let first = ack.sequence + 1 - written;
+                    let offset = written - sealed.len() as u64;
+                    for (i, (id, events, seal)) in sealed.into_iter().enumerate() {
+                        if let Some(l) = loaded.iter_mut().find(|l| l.id == id) {
+                            events.iter().for_each(|e| l.state.apply(e));
+                            l.version += 1;
+                            l.last_sequence = first + offset + i as u64;
+                            l.last_hash = seal;
+                            if let Some(key) = &key {
+                                Arc::make_mut(&mut l.requests).insert(key.clone(), l.last_sequence);
+                            }
+                            self.cache_put(l.clone());
+                        }
+                    }
+                    return Ok(Committed {
+                        sequence: ack.sequence,
+                        duplicate: false,
+                        aggregates: loaded,
+                    });
+                }
+                Err(AppendError::Conflict { subject }) => {
+                    self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%subject, attempt, "lost a race; reloading");
+                    self.cache_forget(ids);
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(AppendError::InProcess) => tokio::time::sleep(backoff(attempt)).await,
+                Err(e @ (AppendError::NoStream(_) | AppendError::Unavailable(_))) => {
+                    self.cache_forget(ids);
+                    return Err(Failure::unavailable(format!("event store: {e}")));
+                }
+                Err(e @ AppendError::Refused { .. }) => {
+                    self.cache_forget(ids);
+                    return Err(Failure::internal(&e));
+                }
+            }
+        }
+        Err(Failure::new(
+            Code::Aborted,
+            "CONCURRENT_MODIFICATION",
+            "the record was changed by someone else at the same time; read it again and retry",
+        ))
+    }
+
+    /// Seals the commits and resolves the claims into guarded writes:
+    /// claims first, then one commit per changed aggregate.
+    #[allow(clippy::type_complexity)]
+    async fn writes(
+        &self,
+        ctx: &RequestContext,
+        loaded: &[Loaded<A>],
+        decision: &Decision<A::Event>,
+    ) -> Result<(Vec<Write>, Vec<(PatientId, Vec<A::Event>, Hash)>), Failure> {
+        let mut writes = claims::resolve(&self.store, &self.stream, ctx, &decision.claims).await?;
+        let mut sealed = Vec::new();
+        let recorded_at = Utc::now();
+        for change in decision.changes.iter().filter(|c| !c.events.is_empty()) {
+            let current = loaded
+                .iter()
+                .find(|l| l.id == change.aggregate_id)
+                .ok_or_else(|| {
+                    Failure::new(
+                        Code::Internal,
+                        "INTERNAL",
+                        "decision names an aggregate that was not loaded",
+                    )
+                })?;
+            let seal = envelope::seal(CommitSpec {
+                ctx,
+                context: A::CONTEXT,
+                aggregate_id: change.aggregate_id,
+                patient_id: change.aggregate_id,
+                version: current.version + 1,
+                previous_hash: current.last_hash,
+                events: change
+                    .events
+                    .iter()
+                    .map(|(e, at)| NewEvent {
+                        event_type: A::event_type(e),
+                        payload: e.encode_to_vec(),
+                        occurred_at: *at,
+                    })
+                    .collect(),
+                recorded_at,
+            });
+            writes.push(Write {
+                subject: self.stream.subject(&change.aggregate_id),
+                expected_last_subject_sequence: current.last_sequence,
+                message_id: None,
+                headers: seal.headers,
+                payload: seal.bytes,
+            });
+            sealed.push((
+                change.aggregate_id,
+                change.events.iter().map(|(e, _)| e.clone()).collect(),
+                seal.hash,
+            ));
+        }
+        if !ctx.request_id.is_empty() {
+            let base = message_id(&ctx.actor.user_id, &ctx.request_id);
+            let n = writes.len();
+            for (i, w) in writes.iter_mut().enumerate() {
+                w.message_id = Some(if n == 1 {
+                    base.clone()
+                } else {
+                    format!("{base}-{i}")
+                });
+            }
+        }
+        Ok((writes, sealed))
+    }
+
+    /// The result of the original of a duplicate request: the aggregate of
+    /// its commit first, then the others the command named.
+    async fn original(&self, sequence: u64, ids: &[PatientId]) -> Result<Committed<A>, Failure> {
+        let message = self
+            .store
+            .get(&self.stream.name, sequence)
+            .await
+            .map_err(|e| Failure::unavailable(format!("event store: {e}")))?
+            .ok_or_else(|| {
+                Failure::new(
+                    Code::Internal,
+                    "INTERNAL",
+                    "the original of a duplicate request is missing",
+                )
+            })?;
+        let stored = StoredCommit::decode(&message).map_err(|e| Failure::internal(&e))?;
+        let first =
+            PatientId::parse(&stored.commit.aggregate_id).map_err(|e| Failure::internal(&e))?;
+        let mut aggregates = Vec::new();
+        for id in std::iter::once(first).chain(ids.iter().copied().filter(|id| *id != first)) {
+            self.cache_forget(&[id]);
+            aggregates.push(self.load(id).await?);
+        }
+        Ok(Committed {
+            sequence,
+            duplicate: true,
+            aggregates,
+        })
+    }
+
+    async fn lock(&self, ids: &[PatientId]) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+        let mut stripes: Vec<usize> = ids
+            .iter()
+            .map(|id| {
+                let mut h = DefaultHasher::new();
+                id.hash(&mut h);
+                (h.finish() as usize) % STRIPES
+            })
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for s in stripes {
+            guards.push(self.stripes[s].lock().await);
+        }
+        guards
+    }
+}
+
+fn request_key(user: &str, request_id: &str) -> String {
+    format!("{user}\u{0}{request_id}")
+}
+
+/// `Nats-Msg-Id`: the request id scoped to its user, so two users' ids
+/// never collide.
+fn message_id(user: &str, request_id: &str) -> String {
+    hex::encode(&envelope::digest(request_key(user, request_id).as_bytes())[..20])
+}
+
+fn backoff(attempt: u32) -> Duration {
+    let base = 2u64.pow(attempt.min(6));
+    Duration::from_millis(base + rand::random::<u64>() % (base * 3 + 1))
+}

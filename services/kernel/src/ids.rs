@@ -1,0 +1,249 @@
+//! Identifiers every context shares, parsed once at the edge: typed UUIDv7
+//! ids, the NHS number (modulus 11) and ODS organisation codes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use thiserror::Error;
+use uuid::Uuid;
+
+/// Why an identifier was refused; the text names the rule.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum IdError {
+    #[error("must be a UUID")]
+    NotUuid,
+    #[error("must be 10 digits")]
+    NhsNumberFormat,
+    #[error("fails the NHS number modulus 11 check")]
+    NhsNumberCheckDigit,
+    #[error("must not be ten identical digits")]
+    NhsNumberRepeated,
+    #[error("must be an ODS code: 3 to 10 upper-case letters and digits")]
+    OdsFormat,
+    #[error("must be a GP practice ODS code: a letter followed by five digits")]
+    PracticeOdsFormat,
+}
+
+macro_rules! typed_uuid {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            /// A new time-ordered id (UUIDv7).
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+
+            pub fn parse(text: &str) -> Result<Self, IdError> {
+                Uuid::parse_str(text.trim()).map(Self).map_err(|_| IdError::NotUuid)
+            }
+
+            pub fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+    };
+}
+
+typed_uuid!(
+    /// A patient: the partition key of every clinical context.
+    PatientId
+);
+typed_uuid!(
+    /// One event inside a commit.
+    EventId
+);
+typed_uuid!(
+    /// One commit (the events of one command).
+    CommitId
+);
+
+/// A valid NHS number: ten digits whose last is the modulus 11 check digit.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct NhsNumber(String);
+
+impl NhsNumber {
+    /// Accepts "9434765919" and the display form "943 476 5919".
+    pub fn parse(text: &str) -> Result<Self, IdError> {
+        let digits: String = text.chars().filter(|c| *c != ' ').collect();
+        if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(IdError::NhsNumberFormat);
+        }
+        let d: Vec<u32> = digits.bytes().map(|b| u32::from(b - b'0')).collect();
+        if d.iter().all(|x| *x == d[0]) {
+            return Err(IdError::NhsNumberRepeated);
+        }
+        if Self::check_digit(&d[..9]) != Some(d[9]) {
+            return Err(IdError::NhsNumberCheckDigit);
+        }
+        Ok(Self(digits))
+    }
+
+    /// The modulus 11 check digit of the first nine digits; `None` when the
+    /// remainder makes the number invalid (check value 10).
+    pub fn check_digit(first_nine: &[u32]) -> Option<u32> {
+        let sum: u32 = first_nine
+            .iter()
+            .zip((2..=10).rev())
+            .map(|(digit, weight)| digit * weight)
+            .sum();
+        match 11 - (sum % 11) {
+            11 => Some(0),
+            10 => None,
+            check => Some(check),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// "943 476 5919".
+    pub fn display(&self) -> String {
+        format!("{} {} {}", &self.0[..3], &self.0[3..6], &self.0[6..])
+    }
+}
+
+/// Redacted: an NHS number identifies a patient and never reaches a log.
+impl fmt::Debug for NhsNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NhsNumber(***)")
+    }
+}
+
+/// An Organisation Data Service code (a practice, trust, site or other body).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OdsCode(String);
+
+impl OdsCode {
+    pub fn parse(text: &str) -> Result<Self, IdError> {
+        let code = text.trim().to_ascii_uppercase();
+        let ok = (3..=10).contains(&code.len())
+            && code
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            && code.bytes().any(|b| b.is_ascii_uppercase());
+        if ok {
+            Ok(Self(code))
+        } else {
+            Err(IdError::OdsFormat)
+        }
+    }
+
+    /// A GP practice code: one letter then five digits (e.g. A81001).
+    pub fn parse_gp_practice(text: &str) -> Result<Self, IdError> {
+        let code = text.trim().to_ascii_uppercase();
+        let b = code.as_bytes();
+        if b.len() == 6 && b[0].is_ascii_uppercase() && b[1..].iter().all(u8::is_ascii_digit) {
+            Ok(Self(code))
+        } else {
+            Err(IdError::PracticeOdsFormat)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OdsCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_known_valid_nhs_number_parses_in_either_form() {
+        assert_eq!(
+            NhsNumber::parse("9434765919").map(|n| n.display()),
+            Ok("943 476 5919".into())
+        );
+        assert!(NhsNumber::parse("943 476 5919").is_ok());
+    }
+
+    #[test]
+    fn a_wrong_check_digit_is_refused_with_the_rule() {
+        assert_eq!(
+            NhsNumber::parse("9434765918"),
+            Err(IdError::NhsNumberCheckDigit)
+        );
+        assert_eq!(NhsNumber::parse("94347659"), Err(IdError::NhsNumberFormat));
+        assert_eq!(
+            NhsNumber::parse("1111111111"),
+            Err(IdError::NhsNumberRepeated)
+        );
+    }
+
+    #[test]
+    fn the_nhs_number_is_never_shown_by_debug() {
+        let n = NhsNumber::parse("9434765919").expect("valid");
+        assert!(!format!("{n:?}").contains("943"));
+    }
+
+    #[test]
+    fn ods_codes_are_checked_by_format() {
+        assert!(OdsCode::parse("A81001").is_ok());
+        assert!(OdsCode::parse("rxx").is_ok());
+        assert_eq!(OdsCode::parse("A-1"), Err(IdError::OdsFormat));
+        assert!(OdsCode::parse_gp_practice("A81001").is_ok());
+        assert_eq!(
+            OdsCode::parse_gp_practice("RXX01"),
+            Err(IdError::PracticeOdsFormat)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn every_number_built_with_its_check_digit_parses(first in proptest::collection::vec(0u32..10, 9)) {
+            prop_assume!(!first.iter().all(|d| *d == first[0]));
+            if let Some(check) = NhsNumber::check_digit(&first) {
+                let text: String = first.iter().chain(std::iter::once(&check)).map(|d| char::from_digit(*d, 10).unwrap_or('0')).collect();
+                prop_assert!(NhsNumber::parse(&text).is_ok());
+            }
+        }
+
+        #[test]
+        fn changing_one_digit_of_a_valid_number_is_always_caught(first in proptest::collection::vec(0u32..10, 9), pos in 0usize..10, delta in 1u32..10) {
+            prop_assume!(!first.iter().all(|d| *d == first[0]));
+            if let Some(check) = NhsNumber::check_digit(&first) {
+                let mut digits: Vec<u32> = first.clone();
+                digits.push(check);
+                digits[pos] = (digits[pos] + delta) % 10;
+                let text: String = digits.iter().map(|d| char::from_digit(*d, 10).unwrap_or('0')).collect();
+                prop_assert!(NhsNumber::parse(&text).is_err());
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in ".{0,20}") {
+            let _ = NhsNumber::parse(&text);
+            let _ = OdsCode::parse(&text);
+        }
+    }
+}

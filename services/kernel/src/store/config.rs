@@ -1,0 +1,222 @@
+//! The immutable stream configuration of DESIGN.md, and the check that an
+//! existing stream is not weaker than it.
+
+use async_nats::jetstream::stream::{Config, DiscardPolicy, RetentionPolicy, StorageType};
+use thiserror::Error;
+
+use super::StoreOptions;
+
+/// A context's stream: `CARELOG_<CONTEXT>` over `carelog.<context>.>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextStream {
+    pub context: &'static str,
+    pub name: String,
+    pub subject_prefix: String,
+}
+
+impl ContextStream {
+    pub fn new(context: &'static str) -> Self {
+        Self {
+            context,
+            name: format!("CARELOG_{}", context.to_ascii_uppercase()),
+            subject_prefix: format!("carelog.{context}"),
+        }
+    }
+
+    /// The subject of one aggregate (a patient's record in this context).
+    pub fn subject(&self, aggregate_id: &impl std::fmt::Display) -> String {
+        format!("{}.{aggregate_id}", self.subject_prefix)
+    }
+
+    /// The subject of a uniqueness claim; the value is hashed so that
+    /// identifiers never appear in subject names (which monitoring shows).
+    pub fn claim_subject(&self, kind: &str, value: &str) -> String {
+        let digest = crate::envelope::digest(format!("{kind}:{value}").as_bytes());
+        format!(
+            "{}.claims.{kind}.{}",
+            self.subject_prefix,
+            hex::encode(digest)
+        )
+    }
+
+    pub fn all_subjects(&self) -> String {
+        format!("{}.>", self.subject_prefix)
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error(
+    "stream {stream} has {setting}: {found}; carelog requires {setting}: {required} \
+     (streams are immutable by configuration; fix or recreate the stream)"
+)]
+pub struct StreamCheckError {
+    pub stream: String,
+    pub setting: &'static str,
+    pub found: String,
+    pub required: String,
+}
+
+pub fn required_config(stream: &ContextStream, options: &StoreOptions) -> Config {
+    Config {
+        name: stream.name.clone(),
+        description: Some(format!("carelog {} events (immutable)", stream.context)),
+        subjects: vec![stream.all_subjects()],
+        retention: RetentionPolicy::Limits,
+        storage: StorageType::File,
+        num_replicas: options.replicas,
+        discard: DiscardPolicy::New,
+        max_messages: -1,
+        max_bytes: -1,
+        max_messages_per_subject: -1,
+        max_age: std::time::Duration::ZERO,
+        duplicate_window: options.duplicate_window,
+        deny_delete: true,
+        deny_purge: true,
+        allow_rollup: false,
+        allow_direct: true,
+        allow_atomic_publish: true,
+        ..Default::default()
+    }
+}
+
+/// Names the first setting of `found` that is weaker than `wanted`.
+pub fn check(found: &Config, wanted: &Config) -> Result<(), StreamCheckError> {
+    let fail = |setting: &'static str, found: String, required: String| StreamCheckError {
+        stream: wanted.name.clone(),
+        setting,
+        found,
+        required,
+    };
+    let unlimited = |v: i64| v <= 0;
+    let checks: [(&'static str, bool, String, String); 13] = [
+        (
+            "deny_delete",
+            found.deny_delete,
+            found.deny_delete.to_string(),
+            "true".into(),
+        ),
+        (
+            "deny_purge",
+            found.deny_purge,
+            found.deny_purge.to_string(),
+            "true".into(),
+        ),
+        (
+            "allow_rollup_hdrs",
+            !found.allow_rollup,
+            found.allow_rollup.to_string(),
+            "false".into(),
+        ),
+        (
+            "storage",
+            found.storage == StorageType::File,
+            format!("{:?}", found.storage),
+            "file".into(),
+        ),
+        (
+            "allow_direct",
+            found.allow_direct,
+            found.allow_direct.to_string(),
+            "true".into(),
+        ),
+        (
+            "allow_atomic",
+            found.allow_atomic_publish,
+            found.allow_atomic_publish.to_string(),
+            "true".into(),
+        ),
+        (
+            "discard",
+            found.discard == DiscardPolicy::New,
+            format!("{:?}", found.discard),
+            "new".into(),
+        ),
+        (
+            "retention",
+            found.retention == RetentionPolicy::Limits,
+            format!("{:?}", found.retention),
+            "limits".into(),
+        ),
+        (
+            "max_msgs",
+            unlimited(found.max_messages),
+            found.max_messages.to_string(),
+            "-1 (no limit)".into(),
+        ),
+        (
+            "max_bytes",
+            unlimited(found.max_bytes),
+            found.max_bytes.to_string(),
+            "-1 (no limit)".into(),
+        ),
+        (
+            "max_msgs_per_subject",
+            unlimited(found.max_messages_per_subject),
+            found.max_messages_per_subject.to_string(),
+            "-1 (no limit)".into(),
+        ),
+        (
+            "max_age",
+            found.max_age.is_zero(),
+            format!("{:?}", found.max_age),
+            "0 (no limit)".into(),
+        ),
+        (
+            "num_replicas",
+            found.num_replicas.max(1) == wanted.num_replicas.max(1),
+            found.num_replicas.to_string(),
+            wanted.num_replicas.to_string(),
+        ),
+    ];
+    for (setting, ok, f, r) in checks {
+        if !ok {
+            return Err(fail(setting, f, r));
+        }
+    }
+    if found.allow_message_ttl {
+        return Err(fail("allow_msg_ttl", "true".into(), "false".into()));
+    }
+    if found.allow_message_counter {
+        return Err(fail("allow_msg_counter", "true".into(), "false".into()));
+    }
+    if found.sealed {
+        return Err(fail("sealed", "true".into(), "false".into()));
+    }
+    for subject in &wanted.subjects {
+        if !found.subjects.contains(subject) {
+            return Err(fail("subjects", found.subjects.join(","), subject.clone()));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_that_allows_deletes_is_named_as_weaker() {
+        let stream = ContextStream::new("demographics");
+        let wanted = required_config(&stream, &StoreOptions::default());
+        assert_eq!(check(&wanted, &wanted), Ok(()));
+        let mut weak = wanted.clone();
+        weak.deny_delete = false;
+        let err = check(&weak, &wanted).expect_err("weaker");
+        assert_eq!(err.setting, "deny_delete");
+        assert!(
+            err.to_string()
+                .contains("CARELOG_DEMOGRAPHICS has deny_delete: false")
+        );
+        let mut aged = wanted.clone();
+        aged.max_age = std::time::Duration::from_secs(3600);
+        assert_eq!(check(&aged, &wanted).expect_err("aged").setting, "max_age");
+    }
+
+    #[test]
+    fn claim_subjects_never_hold_the_value() {
+        let stream = ContextStream::new("demographics");
+        let subject = stream.claim_subject("nhs-number", "9434765919");
+        assert!(subject.starts_with("carelog.demographics.claims.nhs-number."));
+        assert!(!subject.contains("9434765919"));
+    }
+}

@@ -1,0 +1,191 @@
+//! The JetStream event store: one immutable stream per context, guarded
+//! appends (single messages or atomic batches), and reads by batched Direct
+//! Get. Every append in carelog goes through `EventStore::append`.
+
+mod config;
+mod direct_get;
+mod publish;
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use thiserror::Error;
+
+pub use config::{ContextStream, StreamCheckError, required_config};
+pub use publish::{Ack, AppendError, Write};
+
+use crate::envelope::StoredMessage;
+
+/// Oldest nats-server carelog runs on (atomic batches, batched direct get,
+/// the post-Jepsen durability fixes).
+pub const MIN_SERVER: (i64, i64, i64) = (2, 14, 0);
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("cannot connect to NATS at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("nats-server {found} is too old: carelog needs 2.14.0 or newer with JetStream")]
+    ServerTooOld { found: String },
+    #[error(transparent)]
+    WeakStream(#[from] StreamCheckError),
+    #[error("JetStream request failed: {0}")]
+    Request(String),
+    #[error("JetStream did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("malformed JetStream reply: {0}")]
+    Malformed(String),
+}
+
+/// Options of the event store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Replicas of every stream (3 in production).
+    pub replicas: usize,
+    /// How long to wait for a JetStream reply.
+    pub timeout: Duration,
+    /// The deduplication window of `request_id`s.
+    pub duplicate_window: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            timeout: Duration::from_secs(5),
+            duplicate_window: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
+/// A connection to JetStream used as carelog's event store.
+#[derive(Clone, Debug)]
+pub struct EventStore {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    options: StoreOptions,
+}
+
+impl EventStore {
+    pub async fn connect(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
+        let client = async_nats::ConnectOptions::new()
+            .name("carelog")
+            .request_timeout(Some(options.timeout))
+            .connect(url)
+            .await
+            .map_err(|e| StoreError::Connect {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })?;
+        Self::from_client(client, options)
+    }
+
+    pub fn from_client(
+        client: async_nats::Client,
+        options: StoreOptions,
+    ) -> Result<Self, StoreError> {
+        let (major, minor, patch) = MIN_SERVER;
+        if !client.is_server_compatible(major, minor, patch) {
+            return Err(StoreError::ServerTooOld {
+                found: client.server_info().version,
+            });
+        }
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(options.timeout);
+        Ok(Self {
+            client,
+            js,
+            options,
+        })
+    }
+
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    pub fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
+    /// Creates the context's stream with the immutable configuration, or
+    /// checks an existing one and names the first setting that is weaker.
+    pub async fn ensure_stream(&self, stream: &ContextStream) -> Result<(), StoreError> {
+        let wanted = required_config(stream, &self.options);
+        match self.js.get_stream(&stream.name).await {
+            Ok(mut existing) => {
+                let info = existing
+                    .info()
+                    .await
+                    .map_err(|e| StoreError::Request(e.to_string()))?;
+                config::check(&info.config, &wanted)?;
+                Ok(())
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    jetstream::context::GetStreamErrorKind::JetStream(ref j)
+                        if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+                ) =>
+            {
+                self.js
+                    .create_stream(wanted)
+                    .await
+                    .map_err(|e| StoreError::Request(e.to_string()))?;
+                tracing::info!(stream = %stream.name, "created stream");
+                Ok(())
+            }
+            Err(e) => Err(StoreError::Request(e.to_string())),
+        }
+    }
+
+    /// Every message on `subject` after `after_sequence`, in order.
+    pub async fn read_subject(
+        &self,
+        stream: &str,
+        subject: &str,
+        after_sequence: u64,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        direct_get::subject_after(self, stream, subject, after_sequence).await
+    }
+
+    /// The last message on a subject, if any.
+    pub async fn last_on_subject(
+        &self,
+        stream: &str,
+        subject: &str,
+    ) -> Result<Option<StoredMessage>, StoreError> {
+        direct_get::last_by_subject(self, stream, subject).await
+    }
+
+    /// The message at a stream sequence, if any.
+    pub async fn get(
+        &self,
+        stream: &str,
+        sequence: u64,
+    ) -> Result<Option<StoredMessage>, StoreError> {
+        direct_get::by_sequence(self, stream, sequence).await
+    }
+
+    /// The stream's last sequence (0 when empty).
+    pub async fn last_sequence(&self, stream: &str) -> Result<u64, StoreError> {
+        let mut s = self
+            .js
+            .get_stream(stream)
+            .await
+            .map_err(|e| StoreError::Request(e.to_string()))?;
+        let info = s
+            .info()
+            .await
+            .map_err(|e| StoreError::Request(e.to_string()))?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// Appends one write, or several as one atomic batch: all stored or
+    /// none. Every write is guarded by its expected last subject sequence.
+    pub async fn append(&self, writes: Vec<Write>) -> Result<Ack, AppendError> {
+        publish::append(self, writes).await
+    }
+}
