@@ -2,6 +2,8 @@
 //! per-request context (purpose, idempotency key, correlation, trace) that
 //! every commit records.
 
+use std::time::Duration;
+
 use tonic::metadata::MetadataMap;
 
 use crate::error::Failure;
@@ -49,6 +51,27 @@ pub struct RequestContext {
     pub correlation_id: String,
     pub causation_id: String,
     pub traceparent: String,
+    /// When the caller stops waiting (from `grpc-timeout`, else a default).
+    pub deadline: tokio::time::Instant,
+}
+
+/// How long a request may wait when its caller set no deadline.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Parses the gRPC `grpc-timeout` header ("100m", "5S", "1H"...).
+pub fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
+    let text = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 impl RequestContext {
@@ -84,6 +107,8 @@ impl RequestContext {
             correlation_id,
             causation_id: String::new(),
             traceparent: header(TRACEPARENT_HEADER),
+            deadline: tokio::time::Instant::now()
+                + grpc_timeout(metadata).unwrap_or(DEFAULT_DEADLINE),
         }
     }
 

@@ -44,6 +44,8 @@ pub struct Loaded<A> {
     /// Number of commits (dense version).
     pub version: u64,
     pub last_hash: Hash,
+    /// Recorded time of the last commit.
+    pub last_recorded_at: Option<DateTime<Utc>>,
     /// (user, request id) of every commit, with its sequence: idempotency
     /// beyond the stream's duplicate window.
     requests: Arc<HashMap<String, u64>>,
@@ -57,6 +59,7 @@ impl<A: Default> Loaded<A> {
             last_sequence: 0,
             version: 0,
             last_hash: GENESIS,
+            last_recorded_at: None,
             requests: Arc::default(),
         }
     }
@@ -224,6 +227,7 @@ impl<A: Aggregate> Executor<A> {
             loaded.last_sequence = stored.stream_sequence;
             loaded.version = stored.commit.aggregate_version;
             loaded.last_hash = stored.hash;
+            loaded.last_recorded_at = Some(stored.recorded_at());
         }
         loaded.requests = Arc::new(requests);
         Ok(loaded)
@@ -293,7 +297,8 @@ impl<A: Aggregate> Executor<A> {
                     aggregates: loaded,
                 });
             }
-            let (writes, sealed) = self.writes(ctx, &loaded, &decision).await?;
+            let recorded_at = Utc::now();
+            let (writes, sealed) = self.writes(ctx, &loaded, &decision, recorded_at).await?;
             let written = writes.len() as u64;
             match self.store.append(writes).await {
                 Ok(ack) if ack.duplicate => {
@@ -310,6 +315,7 @@ impl<A: Aggregate> Executor<A> {
                             l.version += 1;
                             l.last_sequence = first + offset + i as u64;
                             l.last_hash = seal;
+                            l.last_recorded_at = Some(recorded_at);
                             if let Some(key) = &key {
                                 Arc::make_mut(&mut l.requests).insert(key.clone(), l.last_sequence);
                             }
@@ -354,10 +360,10 @@ impl<A: Aggregate> Executor<A> {
         ctx: &RequestContext,
         loaded: &[Loaded<A>],
         decision: &Decision<A::Event>,
+        recorded_at: DateTime<Utc>,
     ) -> Result<(Vec<Write>, Vec<(PatientId, Vec<A::Event>, Hash)>), Failure> {
         let mut writes = claims::resolve(&self.store, &self.stream, ctx, &decision.claims).await?;
         let mut sealed = Vec::new();
-        let recorded_at = Utc::now();
         for change in decision.changes.iter().filter(|c| !c.events.is_empty()) {
             let current = loaded
                 .iter()

@@ -1,0 +1,494 @@
+//! The gRPC face of demographics: requests become commands (or queries),
+//! domain errors become `Failure`s in one `From`, and responses show a
+//! restricted record without its hidden fields.
+
+use std::sync::Arc;
+
+use carelog_kernel::date::PartialDate;
+use carelog_kernel::{Executor, Failure, Loaded, PatientId, RequestContext, Violations};
+use carelog_proto::demographics::v1 as pb;
+use pb::demographics_service_server::DemographicsService;
+use tonic::{Code, Request, Response, Status};
+
+use crate::domain::values::{UPDATABLE_PATHS, apply_mask, check_details};
+use crate::domain::{Command, Error, PatientRecord, decide, decide_merge};
+use crate::queries::{Consistency, PageRequest, PatientQueries, Search};
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        let message = error.to_string();
+        match error {
+            Error::Invalid(v) => Failure::invalid(v),
+            Error::NotFound(id) => Failure::not_found("patient", &id.to_string()),
+            Error::Merged { survivor, .. } => {
+                Failure::new(Code::FailedPrecondition, "PATIENT_MERGED", message)
+                    .with("survivorPatientId", survivor)
+            }
+            Error::Deceased(_) => {
+                Failure::new(Code::FailedPrecondition, "PATIENT_DECEASED", message)
+            }
+            Error::AlreadyDeceased(_) => {
+                Failure::new(Code::FailedPrecondition, "ALREADY_DECEASED", message)
+            }
+            Error::NotDeceased(_) => {
+                Failure::new(Code::FailedPrecondition, "NOT_DECEASED", message)
+            }
+            Error::NotMerged(_) => Failure::new(Code::FailedPrecondition, "NOT_MERGED", message),
+            Error::SurvivorMerged { into, .. } => {
+                Failure::new(Code::FailedPrecondition, "SURVIVOR_MERGED", message)
+                    .with("survivorPatientId", into)
+            }
+            Error::HasMergedDuplicates(_) => {
+                Failure::new(Code::FailedPrecondition, "HAS_MERGED_DUPLICATES", message)
+            }
+        }
+    }
+}
+
+/// Default and largest page sizes (AIP-158).
+pub const DEFAULT_PAGE: u32 = 50;
+pub const MAX_PAGE: u32 = 200;
+
+pub fn page(size: i32, token: String, v: &mut Violations) -> PageRequest {
+    if size < 0 {
+        v.add("page_size", "must not be negative");
+    }
+    let size = match size {
+        n if n <= 0 => DEFAULT_PAGE,
+        n => (n as u32).min(MAX_PAGE),
+    };
+    PageRequest { size, token }
+}
+
+fn patient_id(field: &str, text: &str, v: &mut Violations) -> Option<PatientId> {
+    if text.trim().is_empty() {
+        v.add(field, "is required");
+        return None;
+    }
+    v.check(field, PatientId::parse(text))
+}
+
+/// The response resource: the record as this caller may see it.
+pub fn resource(loaded: &Loaded<PatientRecord>) -> pb::Patient {
+    let mut patient = loaded.state.shown(false);
+    patient.patient_id = loaded.id.to_string();
+    patient.version = loaded.version as i64;
+    patient.stream_sequence = loaded.last_sequence;
+    patient.updated_at = loaded
+        .last_recorded_at
+        .map(carelog_kernel::envelope::timestamp);
+    patient
+}
+
+/// The demographics gRPC service over an executor and a read model.
+pub struct DemographicsApi<Q> {
+    executor: Arc<Executor<PatientRecord>>,
+    queries: Arc<Q>,
+}
+
+impl<Q> std::fmt::Debug for DemographicsApi<Q> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DemographicsApi")
+    }
+}
+
+impl<Q: PatientQueries> DemographicsApi<Q> {
+    pub fn new(executor: Arc<Executor<PatientRecord>>, queries: Arc<Q>) -> Self {
+        Self { executor, queries }
+    }
+
+    /// Runs a command on one patient and answers with the record after it.
+    async fn on_patient(
+        &self,
+        ctx: RequestContext,
+        id: PatientId,
+        command: Command,
+    ) -> Result<Response<pb::Patient>, Status> {
+        let committed = self
+            .executor
+            .execute(&ctx, &[id], |loaded| {
+                decide(id, &loaded[0].state, &command).map_err(Failure::from)
+            })
+            .await?;
+        let loaded = committed
+            .aggregates
+            .first()
+            .ok_or_else(|| Failure::not_found("patient", &id.to_string()))?;
+        Ok(Response::new(resource(loaded)))
+    }
+
+    async fn flag(
+        &self,
+        request: Request<pb::PatientFlagRequest>,
+        command: impl FnOnce(String) -> Command,
+    ) -> Result<Response<pb::Patient>, Status> {
+        let ctx = RequestContext::from_grpc(&request)?;
+        let r = request.into_inner();
+        let ctx = ctx.with_request(&r.request_id, &r.reason)?;
+        let mut v = Violations::new();
+        let id = patient_id("patient_id", &r.patient_id, &mut v);
+        v.into_result()?;
+        let id = id.ok_or_else(|| Failure::invalid_field("patient_id", "is required"))?;
+        self.on_patient(ctx, id, command(r.reason)).await
+    }
+
+    async fn merge(
+        &self,
+        ctx: RequestContext,
+        duplicate: PatientId,
+        survivor: PatientId,
+        command: Command,
+    ) -> Result<Response<pb::MergePatientResponse>, Status> {
+        let committed = self
+            .executor
+            .execute(&ctx, &[duplicate, survivor], |l| {
+                decide_merge((duplicate, &l[0].state), (survivor, &l[1].state), &command)
+                    .map_err(Failure::from)
+            })
+            .await?;
+        let get = |id: PatientId| committed.get(id).map(resource);
+        Ok(Response::new(pb::MergePatientResponse {
+            duplicate: get(duplicate),
+            survivor: get(survivor),
+            stream_sequence: committed.sequence,
+        }))
+    }
+
+    fn consistency(ctx: &RequestContext, min_sequence: u64) -> Consistency {
+        Consistency {
+            min_sequence,
+            deadline: ctx.deadline,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
+    async fn register_patient(
+        &self,
+        request: Request<pb::RegisterPatientRequest>,
+    ) -> Result<Response<pb::Patient>, Status> {
+        let ctx = RequestContext::from_grpc(&request)?;
+        let r = request.into_inner();
+        let ctx = ctx.with_request(&r.request_id, &r.reason)?;
+        let mut v = Violations::new();
+        let details = check_details(&r.details.unwrap_or_default(), "details", &mut v);
+        v.into_result()?;
+        self.on_patient(ctx, PatientId::new(), Command::Register { details })
+            .await
+    }
+
+    async fn update_demographics(
+        &self,
+        request: Request<pb::UpdateDemographicsRequest>,
+    ) -> Result<Response<pb::Patient>, Status> {
+        let ctx = RequestContext::from_grpc(&request)?;
+        let r = request.into_inner();
+        let ctx = ctx.with_request(&r.request_id, &r.reason)?;
+        let mut v = Violations::new();
+        let id = patient_id("patient_id", &r.patient_id, &mut v);
+        let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
+        if paths.is_empty() {
+            v.add("update_mask", "is required: name the fields to change");
+        }
+        for (i, path) in paths.iter().enumerate() {
+            if !UPDATABLE_PATHS.contains(&path.as_str()) {
+                v.add(
+                    format!("update_mask.paths[{i}]"),
+                    format!(
+                        "unknown field '{path}'; updatable fields: {}",
+                        UPDATABLE_PATHS.join(", ")
+                    ),
+                );
+            }
+        }
+        v.into_result()?;
+        let id = id.ok_or_else(|| Failure::invalid_field("patient_id", "is required"))?;
+        let new = r.details.unwrap_or_default();
+        let committed = self
+            .executor
+            .execute(&ctx, &[id], |loaded| {
+                let record = &loaded[0].state;
+                let mut merged = record.details().clone();
+                apply_mask(&mut merged, &new, &paths);
+                let mut v = Violations::new();
+                let details = check_details(&merged, "details", &mut v);
+                if record.is_registered() {
+                    v.into_result()?;
+                }
+                let command = Command::Update {
+                    details,
+                    paths: paths.clone(),
+                    correction: r.correction,
+                    reason: r.reason.clone(),
+                };
+                decide(id, record, &command).map_err(Failure::from)
+            })
+            .await?;
+        let loaded = committed
+            .aggregates
+            .first()
+            .ok_or_else(|| Failure::not_found("patient", &id.to_string()))?;
+        Ok(Response::new(resource(loaded)))
+    }
+
+    async fn record_death(
+        &self,
+        request: Request<pb::RecordDeathRequest>,
+    ) -> Result<Response<pb::Patient>, Status> {
+        let ctx = RequestContext::from_grpc(&request)?;
+        let r = request.into_inner();
+        let ctx = ctx.with_request(&r.request_id, &r.reason)?;
+        let mut v = Violations::new();
+        let id = patient_id("patient_id", &r.patient_id, &mut v);
+        let date = v.check(
+            "date_of_death",
+            PartialDate::from_proto(r.date_of_death.as_ref()),
+        );
+        v.into_result()?;
+        match (id, date) {
+            (Some(id), Some(date)) => {
+                self.on_patient(ctx, id, Command::RecordDeath { date })
+                    .await
+            }
+            _ => Err(Failure::invalid_field("patient_id", "is required").into()),
+        }
+    }
+
+    async fn amend_death(
+        &self,
+        request: Request<pb::AmendDeathRequest>,
+    ) -> Result<Response<pb::Patient>, Status> {
+        let ctx = RequestContext::from_grpc(&request)?;
+        let r = request.into_inner();
+        let ctx = ctx.with_request(&r.request_id, &r.reason)?;
+        let mut v = Violations::new();
+        let id = patient_id("patient_id", &r.patient_id, &mut v);
+        let date = if r.entered_in_error {
+            None
+        } else {
+            v.check(
+                "date_of_death",
+                PartialDate::from_proto(r.date_of_death.as_ref()),
+            )
+        };
+        v.into_result()?;
+        let id = id.ok_or_else(|| Failure::invalid_field("patient_id", "is required"))?;
+        self.on_patient(
+            ctx,
+            id,
+            Command::AmendDeath {
+                date,
+                reason: r.reason,
+            },
+        )
+        .await
+    }
+
+    async fn merge_patient(
+        &self,
+        request: Request<pb::MergePatientRequest>,
+    ) -> Result<Response<pb::MergePatientResponse>, Status> {
+        let ctx = RequestContext::from_grpc(&request)?;
+        let r = request.into_inner();
+        let ctx = ctx.with_request(&r.request_id, &r.reason)?;
+        let mut v = Violations::new();
+        let duplicate = patient_id("duplicate_patient_id", &r.duplicate_patient_id, &mut v);
+        let survivor = patient_id("survivor_patient_id", &r.survivor_patient_id, &mut v);
+        v.into_result()?;
+        let (Some(duplicate), Some(survivor)) = (duplicate, survivor) else {
+            return Err(Failure::invalid_field("duplicate_patient_id", "is required").into());
+        };
+        self.merge(
+            ctx,
+            duplicate,
+            survivor,
+            Command::Merge {
+                survivor,
+                reason: r.reason,
+            },
+        )
+        .await
+    }
+
+    async fn unmerge_patient(
+        &self,
+        request: Request<pb::UnmergePatientRequest>,
+    ) -> Result<Response<pb::MergePatientResponse>, Status> {
+        let ctx = RequestContext::from_grpc(&request)?;
+        let r = request.into_inner();
+        let ctx = ctx.with_request(&r.request_id, &r.reason)?;
+        let mut v = Violations::new();
+        let duplicate = patient_id("duplicate_patient_id", &r.duplicate_patient_id, &mut v);
+        v.into_result()?;
+        let duplicate = duplicate
+            .ok_or_else(|| Failure::invalid_field("duplicate_patient_id", "is required"))?;
+        let record = self.executor.load(duplicate).await?;
+        if !record.exists() {
+            return Err(Failure::from(Error::NotFound(duplicate)).into());
+        }
+        let survivor = record
+            .state
+            .merged_into()
+            .and_then(|s| PatientId::parse(s).ok())
+            .ok_or_else(|| Failure::from(Error::NotMerged(duplicate)))?;
+        self.merge(
+            ctx,
+            duplicate,
+            survivor,
+            Command::Unmerge { reason: r.reason },
+        )
+        .await
+    }
+
+    async fn mark_restricted(
+        &self,
+        request: Request<pb::PatientFlagRequest>,
+    ) -> Result<Response<pb::Patient>, Status> {
+        self.flag(request, |_| Command::MarkRestricted).await
+    }
+
+    async fn clear_restricted(
+        &self,
+        request: Request<pb::PatientFlagRequest>,
+    ) -> Result<Response<pb::Patient>, Status> {
+        self.flag(request, |reason| Command::ClearRestricted { reason })
+            .await
+    }
+
+    async fn record_sharing_objection(
+        &self,
+        request: Request<pb::PatientFlagRequest>,
+    ) -> Result<Response<pb::Patient>, Status> {
+        self.flag(request, |_| Command::RecordSharingObjection)
+            .await
+    }
+
+    async fn withdraw_sharing_objection(
+        &self,
+        request: Request<pb::PatientFlagRequest>,
+    ) -> Result<Response<pb::Patient>, Status> {
+        self.flag(request, |reason| Command::WithdrawSharingObjection {
+            reason,
+        })
+        .await
+    }
+
+    async fn get_patient(
+        &self,
+        request: Request<pb::GetPatientRequest>,
+    ) -> Result<Response<pb::Patient>, Status> {
+        let ctx = RequestContext::from_grpc(&request)?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let id = patient_id("patient_id", &r.patient_id, &mut v);
+        v.into_result()?;
+        let id = id.ok_or_else(|| Failure::invalid_field("patient_id", "is required"))?;
+        let patient = self
+            .queries
+            .get(id, Self::consistency(&ctx, r.min_sequence))
+            .await?
+            .ok_or_else(|| Failure::not_found("patient", &id.to_string()))?;
+        Ok(Response::new(PatientRecord::shown_resource(patient)))
+    }
+
+    async fn search_patients(
+        &self,
+        request: Request<pb::SearchPatientsRequest>,
+    ) -> Result<Response<pb::SearchPatientsResponse>, Status> {
+        let ctx = RequestContext::from_grpc(&request)?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let search = search_of(&r, &mut v);
+        let page = page(r.page_size, r.page_token, &mut v);
+        v.into_result()?;
+        let search = search
+            .ok_or_else(|| Failure::invalid_field("nhs_number", "name one way of searching"))?;
+        let (patients, next_page_token) = self
+            .queries
+            .search(&search, &page, Self::consistency(&ctx, r.min_sequence))
+            .await?;
+        Ok(Response::new(pb::SearchPatientsResponse {
+            patients: patients
+                .into_iter()
+                .map(PatientRecord::shown_resource)
+                .collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn list_patient_versions(
+        &self,
+        request: Request<pb::ListPatientVersionsRequest>,
+    ) -> Result<Response<pb::ListPatientVersionsResponse>, Status> {
+        let ctx = RequestContext::from_grpc(&request)?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let id = patient_id("patient_id", &r.patient_id, &mut v);
+        let page = page(r.page_size, r.page_token, &mut v);
+        v.into_result()?;
+        let id = id.ok_or_else(|| Failure::invalid_field("patient_id", "is required"))?;
+        let (mut versions, next_page_token) = self
+            .queries
+            .versions(id, &page, Self::consistency(&ctx, r.min_sequence))
+            .await?;
+        if versions.is_empty() && page.token.is_empty() {
+            return Err(Failure::not_found("patient", &id.to_string()).into());
+        }
+        for version in &mut versions {
+            version.patient = version.patient.take().map(PatientRecord::shown_resource);
+        }
+        Ok(Response::new(pb::ListPatientVersionsResponse {
+            versions,
+            next_page_token,
+        }))
+    }
+}
+
+/// Exactly one way of searching, each checked.
+fn search_of(r: &pb::SearchPatientsRequest, v: &mut Violations) -> Option<Search> {
+    let nhs = !r.nhs_number.trim().is_empty();
+    let family = !r.family_name.trim().is_empty();
+    let postcode = !r.postcode.trim().is_empty();
+    let prefix = !r.family_name_prefix.trim().is_empty();
+    let modes = [nhs, family, postcode, prefix]
+        .iter()
+        .filter(|m| **m)
+        .count();
+    if modes != 1 {
+        v.add(
+            "nhs_number",
+            "name exactly one way of searching: nhs_number; family_name with birth_date; postcode; or family_name_prefix",
+        );
+        return None;
+    }
+    if nhs {
+        return v
+            .check(
+                "nhs_number",
+                carelog_kernel::NhsNumber::parse(&r.nhs_number),
+            )
+            .map(|n| Search::NhsNumber(n.as_str().to_owned()));
+    }
+    if family {
+        let birth_date = v.check("birth_date", PartialDate::from_proto(r.birth_date.as_ref()))?;
+        return Some(Search::FamilyAndBirthDate {
+            family: r.family_name.trim().to_owned(),
+            birth_date,
+        });
+    }
+    if postcode {
+        return v
+            .check(
+                "postcode",
+                crate::domain::values::Postcode::parse(&r.postcode),
+            )
+            .map(|p| Search::Postcode(p.as_str().to_owned()));
+    }
+    let prefix = r.family_name_prefix.trim();
+    if prefix.chars().count() < 2 {
+        v.add("family_name_prefix", "must be at least 2 characters");
+        return None;
+    }
+    Some(Search::FamilyPrefix(prefix.to_owned()))
+}

@@ -1,0 +1,352 @@
+//! Every rule of the demographics context: `decide` turns a command and the
+//! current records into events, or refuses with the rule that failed.
+
+use carelog_kernel::claims::ClaimChange;
+use carelog_kernel::date::PartialDate;
+use carelog_kernel::{Decision, PatientId};
+use carelog_proto::demographics::v1 as pb;
+use chrono::Utc;
+use pb::event::Event as E;
+
+use super::error::Error;
+use super::record::PatientRecord;
+use super::values::apply_mask;
+
+/// The claim kind of NHS numbers.
+pub const NHS_NUMBER_CLAIM: &str = "nhs-number";
+
+/// A demographics command, already parsed and checked for shape at the edge.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Register {
+        details: pb::PatientDetails,
+    },
+    Update {
+        details: pb::PatientDetails,
+        paths: Vec<String>,
+        correction: bool,
+        reason: String,
+    },
+    RecordDeath {
+        date: PartialDate,
+    },
+    AmendDeath {
+        date: Option<PartialDate>,
+        reason: String,
+    },
+    Merge {
+        survivor: PatientId,
+        reason: String,
+    },
+    Unmerge {
+        reason: String,
+    },
+    MarkRestricted,
+    ClearRestricted {
+        reason: String,
+    },
+    RecordSharingObjection,
+    WithdrawSharingObjection {
+        reason: String,
+    },
+}
+
+fn event(e: E) -> pb::Event {
+    pb::Event { event: Some(e) }
+}
+
+fn reason_required(reason: &str, field: &str) -> Result<(), Error> {
+    if reason.trim().is_empty() {
+        Err(Error::invalid(field, "is required: say why"))
+    } else {
+        Ok(())
+    }
+}
+
+fn open(id: PatientId, record: &PatientRecord) -> Result<(), Error> {
+    if !record.is_registered() {
+        return Err(Error::NotFound(id));
+    }
+    if let Some(survivor) = record.merged_into() {
+        return Err(Error::Merged {
+            patient: id,
+            survivor: survivor.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn alive(id: PatientId, record: &PatientRecord) -> Result<(), Error> {
+    open(id, record)?;
+    if record.patient.deceased {
+        return Err(Error::Deceased(id));
+    }
+    Ok(())
+}
+
+fn nhs_claims(id: PatientId, before: &str, after: &str) -> Vec<ClaimChange> {
+    let mut claims = Vec::new();
+    if before != after && !before.is_empty() {
+        claims.push(ClaimChange::Release {
+            kind: NHS_NUMBER_CLAIM,
+            value: before.to_owned(),
+            owner: id,
+        });
+    }
+    if before != after && !after.is_empty() {
+        claims.push(ClaimChange::Take {
+            kind: NHS_NUMBER_CLAIM,
+            field: "details.nhs_number",
+            value: after.to_owned(),
+            owner: id,
+        });
+    }
+    claims
+}
+
+fn birth(record: &PatientRecord) -> Option<PartialDate> {
+    PartialDate::from_proto(record.details().birth_date.as_ref()).ok()
+}
+
+fn check_death_date(record: &PatientRecord, date: PartialDate, field: &str) -> Result<(), Error> {
+    if date.is_after(Utc::now().date_naive()) {
+        return Err(Error::invalid(field, "must not be in the future"));
+    }
+    if birth(record).is_some_and(|born| date.is_certainly_before(&born)) {
+        return Err(Error::invalid(
+            field,
+            "must not be before the date of birth",
+        ));
+    }
+    Ok(())
+}
+
+/// Decides a command on one patient's record.
+pub fn decide(
+    id: PatientId,
+    record: &PatientRecord,
+    command: &Command,
+) -> Result<Decision<pb::Event>, Error> {
+    let single = |events: Vec<pb::Event>| Decision::single(id, events);
+    match command {
+        Command::Register { details } => {
+            if record.is_registered() {
+                return Err(Error::invalid("patient_id", "is already registered"));
+            }
+            Ok(
+                single(vec![event(E::PatientRegistered(pb::PatientRegistered {
+                    details: Some(details.clone()),
+                }))])
+                .with_claims(nhs_claims(id, "", &details.nhs_number)),
+            )
+        }
+        Command::Update {
+            details,
+            paths,
+            correction,
+            reason,
+        } => {
+            open(id, record)?;
+            if *correction {
+                reason_required(reason, "reason")?;
+            } else if record.patient.deceased {
+                return Err(Error::Deceased(id));
+            }
+            let mut updated = record.details().clone();
+            apply_mask(&mut updated, details, paths);
+            if let (Some(born), Some(died)) = (
+                PartialDate::from_proto(updated.birth_date.as_ref()).ok(),
+                PartialDate::from_proto(record.patient.date_of_death.as_ref()).ok(),
+            ) && died.is_certainly_before(&born)
+            {
+                return Err(Error::invalid(
+                    "details.birth_date",
+                    "must not be after the date of death",
+                ));
+            }
+            let before = record.details();
+            let changed: Vec<String> = paths
+                .iter()
+                .filter(|p| {
+                    let mut probe = before.clone();
+                    apply_mask(&mut probe, &updated, std::slice::from_ref(p));
+                    probe != *before
+                })
+                .cloned()
+                .collect();
+            if changed.is_empty() {
+                return Ok(single(vec![]));
+            }
+            let claims = nhs_claims(id, &before.nhs_number, &updated.nhs_number);
+            Ok(single(vec![event(E::DemographicsUpdated(
+                pb::DemographicsUpdated {
+                    details: Some(updated),
+                    changed_paths: changed,
+                    correction: *correction,
+                },
+            ))])
+            .with_claims(claims))
+        }
+        Command::RecordDeath { date } => {
+            open(id, record)?;
+            if record.patient.deceased {
+                return Err(Error::AlreadyDeceased(id));
+            }
+            check_death_date(record, *date, "date_of_death")?;
+            Ok(single(vec![event(E::DeathRecorded(pb::DeathRecorded {
+                date_of_death: Some(date.to_proto()),
+            }))]))
+        }
+        Command::AmendDeath { date, reason } => {
+            open(id, record)?;
+            if !record.patient.deceased {
+                return Err(Error::NotDeceased(id));
+            }
+            reason_required(reason, "reason")?;
+            match date {
+                None => Ok(single(vec![event(E::DeathEnteredInError(
+                    pb::DeathEnteredInError {},
+                ))])),
+                Some(date) => {
+                    check_death_date(record, *date, "date_of_death")?;
+                    if record.patient.date_of_death == Some(date.to_proto()) {
+                        return Ok(single(vec![]));
+                    }
+                    Ok(single(vec![event(E::DeathAmended(pb::DeathAmended {
+                        date_of_death: Some(date.to_proto()),
+                    }))]))
+                }
+            }
+        }
+        Command::MarkRestricted => flag(
+            id,
+            record,
+            !record.patient.restricted,
+            E::RestrictionMarked(pb::RestrictionMarked {}),
+        ),
+        Command::ClearRestricted { reason } => {
+            reason_required(reason, "reason")?;
+            flag(
+                id,
+                record,
+                record.patient.restricted,
+                E::RestrictionCleared(pb::RestrictionCleared {}),
+            )
+        }
+        Command::RecordSharingObjection => flag(
+            id,
+            record,
+            !record.patient.sharing_objection,
+            E::SharingObjectionRecorded(pb::SharingObjectionRecorded {}),
+        ),
+        Command::WithdrawSharingObjection { reason } => {
+            reason_required(reason, "reason")?;
+            flag(
+                id,
+                record,
+                record.patient.sharing_objection,
+                E::SharingObjectionWithdrawn(pb::SharingObjectionWithdrawn {}),
+            )
+        }
+        Command::Merge { .. } | Command::Unmerge { .. } => Err(Error::invalid(
+            "duplicate_patient_id",
+            "a merge names two records; use decide_merge",
+        )),
+    }
+}
+
+/// A flag change on a living, open record; setting a flag already set
+/// appends nothing.
+fn flag(
+    id: PatientId,
+    record: &PatientRecord,
+    changes: bool,
+    e: E,
+) -> Result<Decision<pb::Event>, Error> {
+    alive(id, record)?;
+    Ok(Decision::single(
+        id,
+        if changes { vec![event(e)] } else { vec![] },
+    ))
+}
+
+/// Decides a merge or unmerge over the duplicate and the survivor.
+pub fn decide_merge(
+    (duplicate_id, duplicate): (PatientId, &PatientRecord),
+    (survivor_id, survivor): (PatientId, &PatientRecord),
+    command: &Command,
+) -> Result<Decision<pb::Event>, Error> {
+    let now = Utc::now();
+    let change = |id: PatientId, e: E| carelog_kernel::Change {
+        aggregate_id: id,
+        events: vec![(event(e), now)],
+    };
+    match command {
+        Command::Merge { reason, .. } => {
+            reason_required(reason, "reason")?;
+            if duplicate_id == survivor_id {
+                return Err(Error::invalid(
+                    "survivor_patient_id",
+                    "must differ from the duplicate",
+                ));
+            }
+            open(duplicate_id, duplicate)?;
+            if !survivor.is_registered() {
+                return Err(Error::NotFound(survivor_id));
+            }
+            if let Some(into) = survivor.merged_into() {
+                return Err(Error::SurvivorMerged {
+                    survivor: survivor_id,
+                    into: into.to_owned(),
+                });
+            }
+            if !duplicate.patient.merged_patient_ids.is_empty() {
+                return Err(Error::HasMergedDuplicates(duplicate_id));
+            }
+            Ok(Decision {
+                changes: vec![
+                    change(
+                        duplicate_id,
+                        E::PatientMerged(pb::PatientMerged {
+                            survivor_patient_id: survivor_id.to_string(),
+                        }),
+                    ),
+                    change(
+                        survivor_id,
+                        E::DuplicateMergedIn(pb::DuplicateMergedIn {
+                            duplicate_patient_id: duplicate_id.to_string(),
+                        }),
+                    ),
+                ],
+                claims: vec![],
+            })
+        }
+        Command::Unmerge { reason } => {
+            reason_required(reason, "reason")?;
+            if !duplicate.is_registered() {
+                return Err(Error::NotFound(duplicate_id));
+            }
+            if duplicate.merged_into() != Some(survivor_id.to_string().as_str()) {
+                return Err(Error::NotMerged(duplicate_id));
+            }
+            Ok(Decision {
+                changes: vec![
+                    change(
+                        duplicate_id,
+                        E::PatientUnmerged(pb::PatientUnmerged {
+                            survivor_patient_id: survivor_id.to_string(),
+                        }),
+                    ),
+                    change(
+                        survivor_id,
+                        E::DuplicateUnmerged(pb::DuplicateUnmerged {
+                            duplicate_patient_id: duplicate_id.to_string(),
+                        }),
+                    ),
+                ],
+                claims: vec![],
+            })
+        }
+        _ => Err(Error::invalid("command", "is not a merge")),
+    }
+}

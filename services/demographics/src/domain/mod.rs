@@ -1,0 +1,14 @@
+//! The demographics domain, without I/O: values, the patient record
+//! aggregate, and the rules of every command.
+
+pub mod decide;
+pub mod error;
+pub mod record;
+pub mod values;
+
+#[cfg(test)]
+mod tests;
+
+pub use decide::{Command, NHS_NUMBER_CLAIM, decide, decide_merge};
+pub use error::Error;
+pub use record::PatientRecord;

@@ -1,0 +1,117 @@
+//! The aggregate: a patient's demographic record, as the `Patient` resource
+//! it shows. `apply` folds one event into it, holds no rules and never
+//! fails; the write model and the read model both use it.
+
+use carelog_kernel::Aggregate;
+use carelog_proto::demographics::v1 as pb;
+use pb::event::Event as E;
+
+/// A patient's demographic record (the patient id and version bookkeeping
+/// are set by whoever holds it).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PatientRecord {
+    pub patient: pb::Patient,
+    registered: bool,
+}
+
+impl PatientRecord {
+    pub fn from_resource(patient: pb::Patient) -> Self {
+        Self {
+            registered: patient.details.is_some(),
+            patient,
+        }
+    }
+
+    pub fn is_registered(&self) -> bool {
+        self.registered
+    }
+
+    pub fn details(&self) -> &pb::PatientDetails {
+        static EMPTY: std::sync::OnceLock<pb::PatientDetails> = std::sync::OnceLock::new();
+        self.patient
+            .details
+            .as_ref()
+            .unwrap_or_else(|| EMPTY.get_or_init(Default::default))
+    }
+
+    pub fn merged_into(&self) -> Option<&str> {
+        Some(self.patient.merged_into_patient_id.as_str()).filter(|s| !s.is_empty())
+    }
+
+    /// A read-model resource as an ordinary caller sees it.
+    pub fn shown_resource(patient: pb::Patient) -> pb::Patient {
+        Self::from_resource(patient).shown(false)
+    }
+
+    /// The resource as a caller sees it: a restricted record hides address,
+    /// telecom and registered practice.
+    pub fn shown(&self, reveal_restricted: bool) -> pb::Patient {
+        let mut patient = self.patient.clone();
+        if patient.restricted && !reveal_restricted {
+            if let Some(d) = patient.details.as_mut() {
+                d.addresses.clear();
+                d.telecom.clear();
+                d.registered_practice_ods.clear();
+            }
+            patient.withheld = true;
+        }
+        patient
+    }
+}
+
+impl Aggregate for PatientRecord {
+    const CONTEXT: &'static str = "demographics";
+    type Event = pb::Event;
+
+    fn event_type(event: &pb::Event) -> &'static str {
+        match &event.event {
+            Some(E::PatientRegistered(_)) => "PatientRegistered",
+            Some(E::DemographicsUpdated(_)) => "DemographicsUpdated",
+            Some(E::DeathRecorded(_)) => "DeathRecorded",
+            Some(E::DeathAmended(_)) => "DeathAmended",
+            Some(E::DeathEnteredInError(_)) => "DeathEnteredInError",
+            Some(E::PatientMerged(_)) => "PatientMerged",
+            Some(E::DuplicateMergedIn(_)) => "DuplicateMergedIn",
+            Some(E::PatientUnmerged(_)) => "PatientUnmerged",
+            Some(E::DuplicateUnmerged(_)) => "DuplicateUnmerged",
+            Some(E::RestrictionMarked(_)) => "RestrictionMarked",
+            Some(E::RestrictionCleared(_)) => "RestrictionCleared",
+            Some(E::SharingObjectionRecorded(_)) => "SharingObjectionRecorded",
+            Some(E::SharingObjectionWithdrawn(_)) => "SharingObjectionWithdrawn",
+            None => "Unknown",
+        }
+    }
+
+    fn apply(&mut self, event: &pb::Event) {
+        let p = &mut self.patient;
+        match &event.event {
+            Some(E::PatientRegistered(e)) => {
+                p.details = e.details.clone();
+                self.registered = true;
+            }
+            Some(E::DemographicsUpdated(e)) => p.details = e.details.clone(),
+            Some(E::DeathRecorded(e)) => {
+                p.deceased = true;
+                p.date_of_death = e.date_of_death;
+            }
+            Some(E::DeathAmended(e)) => p.date_of_death = e.date_of_death,
+            Some(E::DeathEnteredInError(_)) => {
+                p.deceased = false;
+                p.date_of_death = None;
+            }
+            Some(E::PatientMerged(e)) => p.merged_into_patient_id = e.survivor_patient_id.clone(),
+            Some(E::PatientUnmerged(_)) => p.merged_into_patient_id.clear(),
+            Some(E::DuplicateMergedIn(e)) => {
+                p.merged_patient_ids.push(e.duplicate_patient_id.clone())
+            }
+            Some(E::DuplicateUnmerged(e)) => p
+                .merged_patient_ids
+                .retain(|d| *d != e.duplicate_patient_id),
+            Some(E::RestrictionMarked(_)) => p.restricted = true,
+            Some(E::RestrictionCleared(_)) => p.restricted = false,
+            Some(E::SharingObjectionRecorded(_)) => p.sharing_objection = true,
+            Some(E::SharingObjectionWithdrawn(_)) => p.sharing_objection = false,
+            None => {}
+        }
+    }
+}
