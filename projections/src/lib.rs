@@ -1,1 +1,29 @@
-//! placeholder
+//! carelog projections: durable JetStream consumers that build PostgreSQL
+//! read models, each batch and its checkpoint in one transaction; one module
+//! per read model (projector and queries); rebuilds into fresh tables.
+
+pub mod audit;
+pub mod checkpoint;
+pub mod patients;
+pub mod projection;
+pub mod rebuild;
+pub mod runner;
+
+pub use projection::{Projection, ProjectionError};
+pub use runner::{ProjectorStatus, Runner};
+
+/// Every read-model migration, embedded at compile time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Every projection carelog runs.
+pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
+    vec![
+        std::sync::Arc::new(patients::PatientsProjection),
+        std::sync::Arc::new(audit::AuditEventsProjection),
+    ]
+}
+
+/// The projection of this name.
+pub fn by_name(name: &str) -> Option<std::sync::Arc<dyn Projection>> {
+    all().into_iter().find(|p| p.name() == name)
+}

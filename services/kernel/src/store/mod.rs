@@ -151,6 +151,11 @@ impl EventStore {
         direct_get::subject_after(self, stream, subject, after_sequence).await
     }
 
+    /// Up to `batch` (at most 1,000) messages of the stream from `from`.
+    pub async fn read_range(&self, stream: &str, from: u64, batch: usize) -> Result<Vec<StoredMessage>, StoreError> {
+        direct_get::range(self, stream, from, batch).await
+    }
+
     /// The last message on a subject, if any.
     pub async fn last_on_subject(
         &self,

@@ -1,0 +1,153 @@
+//! The `audit_events` read model: one row per event of every context, with
+//! who, what, when, where, why and on whose behalf, and the commit hash it
+//! came from. Rows are only ever inserted.
+
+use carelog_kernel::envelope::{StoredCommit, from_timestamp};
+use carelog_kernel::store::ContextStream;
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+use sqlx::PgConnection;
+
+use crate::projection::{Projection, ProjectionError};
+
+/// Contexts whose events are audited (each has its stream).
+pub const CONTEXTS: [&str; 1] = ["demographics"];
+
+#[derive(Debug, Default)]
+pub struct AuditEventsProjection;
+
+#[derive(Default)]
+struct Columns {
+    stream: Vec<String>,
+    stream_sequence: Vec<i64>,
+    event_index: Vec<i32>,
+    event_id: Vec<uuid::Uuid>,
+    event_type: Vec<String>,
+    context: Vec<String>,
+    subject: Vec<String>,
+    aggregate_id: Vec<String>,
+    patient_id: Vec<String>,
+    aggregate_version: Vec<i64>,
+    commit_id: Vec<uuid::Uuid>,
+    actor_user_id: Vec<String>,
+    actor_display_name: Vec<String>,
+    actor_role: Vec<String>,
+    actor_organisation: Vec<String>,
+    on_behalf_of: Vec<String>,
+    purpose_of_use: Vec<String>,
+    reason: Vec<String>,
+    request_id: Vec<String>,
+    correlation_id: Vec<String>,
+    causation_id: Vec<String>,
+    occurred_at: Vec<chrono::DateTime<chrono::Utc>>,
+    recorded_at: Vec<chrono::DateTime<chrono::Utc>>,
+    commit_hash: Vec<Vec<u8>>,
+    previous_hash: Vec<Vec<u8>>,
+    payload: Vec<Vec<u8>>,
+}
+
+impl Columns {
+    fn push(&mut self, stream: &str, stored: &StoredCommit) -> Result<(), ProjectionError> {
+        let c = &stored.commit;
+        let uuid = |text: &str| uuid::Uuid::parse_str(text).map_err(|e| ProjectionError::unapplicable(stored, e));
+        let actor = c.actor.clone().unwrap_or_default();
+        let recorded_at = stored.recorded_at();
+        let commit_id = uuid(&c.commit_id)?;
+        for (i, e) in c.events.iter().enumerate() {
+            self.stream.push(stream.to_owned());
+            self.stream_sequence.push(stored.stream_sequence as i64);
+            self.event_index.push(i as i32);
+            self.event_id.push(uuid(&e.event_id)?);
+            self.event_type.push(e.event_type.clone());
+            self.context.push(c.context.clone());
+            self.subject.push(stored.subject.clone());
+            self.aggregate_id.push(c.aggregate_id.clone());
+            self.patient_id.push(c.patient_id.clone());
+            self.aggregate_version.push(c.aggregate_version as i64);
+            self.commit_id.push(commit_id);
+            self.actor_user_id.push(actor.user_id.clone());
+            self.actor_display_name.push(actor.display_name.clone());
+            self.actor_role.push(actor.role.clone());
+            self.actor_organisation.push(actor.organisation_ods.clone());
+            self.on_behalf_of.push(c.on_behalf_of.clone());
+            self.purpose_of_use.push(c.purpose_of_use.clone());
+            self.reason.push(c.reason.clone());
+            self.request_id.push(c.request_id.clone());
+            self.correlation_id.push(c.correlation_id.clone());
+            self.causation_id.push(c.causation_id.clone());
+            self.occurred_at.push(from_timestamp(e.occurred_at.as_ref()).unwrap_or(recorded_at));
+            self.recorded_at.push(recorded_at);
+            self.commit_hash.push(stored.hash.to_vec());
+            self.previous_hash.push(c.previous_hash.clone());
+            self.payload.push(e.payload.clone());
+        }
+        Ok(())
+    }
+}
+
+const INSERT: &str = "INSERT INTO audit_events (stream, stream_sequence, event_index, event_id, event_type, context, subject, \
+    aggregate_id, patient_id, aggregate_version, commit_id, actor_user_id, actor_display_name, actor_role, \
+    actor_organisation, on_behalf_of, purpose_of_use, reason, request_id, correlation_id, causation_id, \
+    occurred_at, recorded_at, commit_hash, previous_hash, payload) \
+    SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::int[], $4::uuid[], $5::text[], $6::text[], $7::text[], \
+    $8::text[], $9::text[], $10::bigint[], $11::uuid[], $12::text[], $13::text[], $14::text[], $15::text[], \
+    $16::text[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[], $22::timestamptz[], \
+    $23::timestamptz[], $24::bytea[], $25::bytea[], $26::bytea[]) \
+    ON CONFLICT (stream, stream_sequence, event_index) DO NOTHING";
+
+impl Projection for AuditEventsProjection {
+    fn name(&self) -> &'static str {
+        "audit_events"
+    }
+
+    fn streams(&self) -> Vec<String> {
+        CONTEXTS.iter().map(|c| ContextStream::new(c).name).collect()
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["audit_events"]
+    }
+
+    fn apply<'a>(&'a self, tx: &'a mut PgConnection, stream: &'a str, batch: &'a [StoredCommit]) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        async move {
+            let mut c = Columns::default();
+            for stored in batch {
+                c.push(stream, stored)?;
+            }
+            if c.stream.is_empty() {
+                return Ok(());
+            }
+            sqlx::query(INSERT)
+                .bind(c.stream)
+                .bind(c.stream_sequence)
+                .bind(c.event_index)
+                .bind(c.event_id)
+                .bind(c.event_type)
+                .bind(c.context)
+                .bind(c.subject)
+                .bind(c.aggregate_id)
+                .bind(c.patient_id)
+                .bind(c.aggregate_version)
+                .bind(c.commit_id)
+                .bind(c.actor_user_id)
+                .bind(c.actor_display_name)
+                .bind(c.actor_role)
+                .bind(c.actor_organisation)
+                .bind(c.on_behalf_of)
+                .bind(c.purpose_of_use)
+                .bind(c.reason)
+                .bind(c.request_id)
+                .bind(c.correlation_id)
+                .bind(c.causation_id)
+                .bind(c.occurred_at)
+                .bind(c.recorded_at)
+                .bind(c.commit_hash)
+                .bind(c.previous_hash)
+                .bind(c.payload)
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+}
