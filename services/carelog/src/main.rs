@@ -1,1 +1,21 @@
-fn main() {}
+//! carelog's one binary: parse the command line, then run the subcommand.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = carelog::cli::Cli::parse();
+    carelog::telemetry::init();
+    match carelog::commands::run(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("carelog: {e:#}");
+            ExitCode::from(
+                e.downcast_ref::<carelog::commands::ConfigError>()
+                    .map_or(1, |_| 64),
+            )
+        }
+    }
+}

@@ -258,6 +258,14 @@ impl DevIssuer {
         Ok(issuer)
     }
 
+    /// A throw-away issuer whose tokens nobody else holds (for parts of
+    /// carelog that serve no API).
+    pub fn ephemeral() -> Self {
+        Self {
+            key: SigningKey::from_bytes(&rand::random()),
+        }
+    }
+
     pub fn load(dir: &Path) -> Result<Self, AuthError> {
         let path = dir.join("dev-issuer.key");
         let text = std::fs::read_to_string(&path).map_err(|e| {

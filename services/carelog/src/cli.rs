@@ -1,0 +1,148 @@
+//! The command line: every setting a flag with an environment twin.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "carelog",
+    version,
+    about = "carelog: an event-sourced clinical record"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Starts everything on one machine: its own nats-server and PostgreSQL
+    /// under --data-dir (unless NATS_URL / DATABASE_URL are given), every
+    /// service and projector, and a development token issuer.
+    Up(UpArgs),
+    /// Serves one context's gRPC API (the Kubernetes shape).
+    Serve(ServeArgs),
+    /// Runs the projectors (the Kubernetes shape).
+    Project(ProjectArgs),
+    /// Replays a projection from sequence 1 into fresh tables and swaps them in.
+    Rebuild(RebuildArgs),
+    /// Creates or checks the streams and runs the read-model migrations.
+    Migrate(ProjectArgs),
+    /// Prints a token signed by the development issuer of `carelog up`.
+    DevToken(DevTokenArgs),
+    /// Benchmarks commands over gRPC against the raw guarded JetStream ceiling.
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Connections {
+    /// NATS server with JetStream (2.14 or newer).
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
+    /// PostgreSQL for the read models.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Replicas of every stream (3 in production).
+    #[arg(long, env = "CARELOG_STREAM_REPLICAS", default_value_t = 1)]
+    pub replicas: usize,
+    /// Deduplication window of request ids.
+    #[arg(long, env = "CARELOG_DUPLICATE_WINDOW", default_value = "10m", value_parser = humantime)]
+    pub duplicate_window: Duration,
+    /// PostgreSQL pool size.
+    #[arg(long, env = "CARELOG_DB_POOL", default_value_t = 16)]
+    pub db_pool: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Identity {
+    /// JWKS file of the OIDC issuer.
+    #[arg(long, env = "CARELOG_JWKS_FILE")]
+    pub jwks_file: Option<PathBuf>,
+    /// Expected `iss` of tokens.
+    #[arg(long, env = "CARELOG_OIDC_ISSUER")]
+    pub issuer: Option<String>,
+    /// Expected `aud` of tokens.
+    #[arg(long, env = "CARELOG_OIDC_AUDIENCE", default_value = "carelog")]
+    pub audience: String,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Where the embedded nats-server and PostgreSQL keep their data.
+    #[arg(long, env = "CARELOG_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// The gRPC API address.
+    #[arg(long, env = "CARELOG_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub connections: Connections,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The context to serve.
+    #[arg(value_parser = ["demographics"])]
+    pub context: String,
+    #[arg(long, env = "CARELOG_LISTEN", default_value = "0.0.0.0:50051")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub connections: Connections,
+    #[command(flatten)]
+    pub identity: Identity,
+}
+
+#[derive(Debug, Args)]
+pub struct ProjectArgs {
+    #[command(flatten)]
+    pub connections: Connections,
+}
+
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    /// The projection: patients or audit_events.
+    pub projection: String,
+    #[command(flatten)]
+    pub connections: Connections,
+}
+
+#[derive(Debug, Args)]
+pub struct DevTokenArgs {
+    /// Surrogate user id (the token's `sub`).
+    #[arg(long)]
+    pub user: String,
+    /// ODS code of the user's organisation.
+    #[arg(long)]
+    pub org: String,
+    /// Role code of the session.
+    #[arg(long)]
+    pub role: String,
+    /// Display name.
+    #[arg(long, default_value = "")]
+    pub name: String,
+    #[arg(long, default_value = "8h", value_parser = humantime)]
+    pub ttl: Duration,
+    #[arg(long, env = "CARELOG_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
+/// "10m", "30s", "2h", "500ms".
+pub fn humantime(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration such as 30s, 10m or 2h"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("'{text}' is not a duration such as 30s, 10m or 2h")),
+    }
+}

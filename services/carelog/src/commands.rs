@@ -1,0 +1,288 @@
+//! The subcommands. Configuration is checked before any port is bound; a
+//! bad setting exits with status 64.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use carelog_kernel::auth::{Authenticator, DEV_AUDIENCE, DEV_ISSUER, DevIssuer};
+use carelog_kernel::store::StoreOptions;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{
+    Command, Connections, DevTokenArgs, Identity, ProjectArgs, RebuildArgs, ServeArgs, UpArgs,
+};
+use crate::embedded::{NatsServer, Postgres};
+use crate::stack::{self, Parts};
+
+/// A configuration mistake: exit status 64, nothing started.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn config(message: impl Into<String>) -> anyhow::Error {
+    ConfigError(message.into()).into()
+}
+
+const GRACE: Duration = Duration::from_secs(20);
+
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Up(args) => up(args).await,
+        Command::Serve(args) => serve(args).await,
+        Command::Project(args) => project(args).await,
+        Command::Rebuild(args) => rebuild(args).await,
+        Command::Migrate(args) => migrate(args).await,
+        Command::DevToken(args) => dev_token(args),
+        Command::Bench(args) => crate::bench::run(args).await,
+    }
+}
+
+fn store_options(c: &Connections) -> StoreOptions {
+    StoreOptions {
+        replicas: c.replicas,
+        duplicate_window: c.duplicate_window,
+        ..Default::default()
+    }
+}
+
+fn urls(c: &Connections) -> anyhow::Result<(String, String)> {
+    let nats = c
+        .nats_url
+        .clone()
+        .ok_or_else(|| config("--nats-url (NATS_URL) is required"))?;
+    let db = c
+        .database_url
+        .clone()
+        .ok_or_else(|| config("--database-url (DATABASE_URL) is required"))?;
+    if !nats.starts_with("nats://") && !nats.starts_with("tls://") && !nats.contains(':') {
+        return Err(config(format!(
+            "--nats-url '{nats}' is not a NATS URL such as nats://host:4222"
+        )));
+    }
+    if !db.starts_with("postgres://") && !db.starts_with("postgresql://") {
+        return Err(config("--database-url must be a postgres:// URL"));
+    }
+    Ok((nats, db))
+}
+
+fn authenticator(identity: &Identity) -> anyhow::Result<Arc<Authenticator>> {
+    let path = identity.jwks_file.as_ref().ok_or_else(|| {
+        config("--jwks-file (CARELOG_JWKS_FILE) is required: the OIDC issuer's key set")
+    })?;
+    let issuer = identity
+        .issuer
+        .as_deref()
+        .ok_or_else(|| config("--issuer (CARELOG_OIDC_ISSUER) is required"))?;
+    Authenticator::from_jwks_file(path, issuer, &identity.audience)
+        .map(Arc::new)
+        .map_err(|e| config(e.to_string()))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let (nats, db) = urls(&args.connections)?;
+    let auth = authenticator(&args.identity)?;
+    let store = stack::event_store(&nats, store_options(&args.connections)).await?;
+    let pool = stack::database(&db, args.connections.db_pool).await?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let shutdown = CancellationToken::new();
+    crate::shutdown::on_signal(shutdown.clone());
+    let mut running = stack::start(
+        store,
+        pool,
+        auth,
+        Some(listener),
+        Parts {
+            api: true,
+            projectors: false,
+        },
+        shutdown,
+    )
+    .await?;
+    tracing::info!(listen = %args.listen, context = %args.context, "serving");
+    running.wait().await;
+    running.stop(GRACE).await
+}
+
+async fn project(args: ProjectArgs) -> anyhow::Result<()> {
+    let (nats, db) = urls(&args.connections)?;
+    let store = stack::event_store(&nats, store_options(&args.connections)).await?;
+    let pool = stack::database(&db, args.connections.db_pool).await?;
+    let shutdown = CancellationToken::new();
+    crate::shutdown::on_signal(shutdown.clone());
+    let issuer = Arc::new(DevIssuer::ephemeral().authenticator()?);
+    let mut running = stack::start(
+        store,
+        pool,
+        issuer,
+        None,
+        Parts {
+            api: false,
+            projectors: true,
+        },
+        shutdown,
+    )
+    .await?;
+    tracing::info!("projecting");
+    running.wait().await;
+    running.stop(GRACE).await
+}
+
+async fn migrate(args: ProjectArgs) -> anyhow::Result<()> {
+    let (nats, db) = urls(&args.connections)?;
+    stack::event_store(&nats, store_options(&args.connections)).await?;
+    stack::database(&db, 2).await?;
+    println!("streams and read-model migrations are in place");
+    Ok(())
+}
+
+async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
+    let projection = carelog_projections::by_name(&args.projection).ok_or_else(|| {
+        let names: Vec<_> = carelog_projections::all()
+            .iter()
+            .map(|p| p.name())
+            .collect();
+        config(format!(
+            "unknown projection '{}'; projections: {}",
+            args.projection,
+            names.join(", ")
+        ))
+    })?;
+    let (nats, db) = urls(&args.connections)?;
+    let store = stack::event_store(&nats, store_options(&args.connections)).await?;
+    let pool = stack::database(&db, 4).await?;
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} rebuilding {msg} [{bar:40}] {pos}/{len} events, {per_sec}, eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(projection.name());
+    let report = carelog_projections::rebuild::rebuild(
+        &pool,
+        &store,
+        projection.as_ref(),
+        &|done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    )
+    .await?;
+    bar.finish_and_clear();
+    println!(
+        "rebuilt {}: {} messages in {:.1}s ({:.0} events/s)",
+        projection.name(),
+        report.messages,
+        report.elapsed.as_secs_f64(),
+        report.per_second()
+    );
+    Ok(())
+}
+
+fn dev_token(args: DevTokenArgs) -> anyhow::Result<()> {
+    carelog_kernel::OdsCode::parse(&args.org).map_err(|e| config(format!("--org {e}")))?;
+    let issuer =
+        DevIssuer::load(&args.data_dir.join("dev-issuer")).map_err(|e| config(e.to_string()))?;
+    println!(
+        "{}",
+        issuer.token(&args.user, &args.name, &args.org, &args.role, args.ttl)?
+    );
+    Ok(())
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let data = &args.data_dir;
+    std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
+    let data = data.canonicalize()?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let mut nats_child = None;
+    let nats_url = match &args.connections.nats_url {
+        Some(url) => url.clone(),
+        None => {
+            let server = NatsServer::start(&data.join("nats"), None).await?;
+            let url = server.url.clone();
+            nats_child = Some(server);
+            url
+        }
+    };
+    let mut pg_child = None;
+    let db_url = match &args.connections.database_url {
+        Some(url) => url.clone(),
+        None => {
+            let server = Postgres::start(&data.join("pg"), None).await?;
+            let url = server.url.clone();
+            pg_child = Some(server);
+            url
+        }
+    };
+    let issuer = DevIssuer::load_or_create(&data.join("dev-issuer"))?;
+    let auth = Arc::new(issuer.authenticator()?);
+    let store = stack::event_store(&nats_url, store_options(&args.connections)).await?;
+    let pool = stack::database(&db_url, args.connections.db_pool).await?;
+    let shutdown = CancellationToken::new();
+    crate::shutdown::on_signal(shutdown.clone());
+    let mut running = stack::start(
+        store,
+        pool,
+        auth,
+        Some(listener),
+        Parts {
+            api: true,
+            projectors: true,
+        },
+        shutdown,
+    )
+    .await?;
+    print_banner(
+        &args,
+        &data,
+        &nats_url,
+        nats_child.is_some(),
+        pg_child.is_some(),
+    );
+    running.wait().await;
+    let result = running.stop(GRACE).await;
+    if let Some(pg) = pg_child {
+        pg.stop().await?;
+    }
+    if let Some(nats) = nats_child {
+        nats.stop().await?;
+    }
+    println!("carelog stopped");
+    result
+}
+
+fn print_banner(args: &UpArgs, data: &Path, nats_url: &str, own_nats: bool, own_pg: bool) {
+    let listen = args.listen;
+    let own = |yes: bool| if yes { " (started by carelog up)" } else { "" };
+    println!(
+        "carelog is up
+  gRPC API      {listen}  (health, reflection v1 and v1alpha)
+  NATS          {nats_url}{}
+  PostgreSQL    {}{}
+  data          {}
+  token issuer  {DEV_ISSUER} (audience {DEV_AUDIENCE}), keys in {}
+
+Get a token:
+  TOKEN=$(carelog dev-token --user dev-clinician --org A81001 --role R8000 --name 'Dr Dev')
+
+Try it:
+  grpcurl -plaintext {listen} list
+  grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" -d '{{\"details\":{{\"name\":{{\"family\":\"Smith\",\"given\":[\"Jane\"]}},\"birthDate\":{{\"year\":1950,\"month\":3,\"day\":14}},\"gender\":\"ADMINISTRATIVE_GENDER_FEMALE\",\"nhsNumber\":\"9434765919\"}}}}' {listen} carelog.demographics.v1.DemographicsService/RegisterPatient
+
+Ctrl-C stops everything.",
+        own(own_nats),
+        if own_pg { "embedded" } else { "DATABASE_URL" },
+        own(own_pg),
+        data.display(),
+        data.join("dev-issuer").display(),
+    );
+}

@@ -1,0 +1,206 @@
+//! The assembled carelog: connections, streams, migrations, projectors and
+//! the gRPC server, started from explicit settings and stopped by a
+//! cancellation token. `carelog up`, `carelog serve`, `carelog project` and
+//! the end-to-end tests all start carelog through here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use carelog_demographics::api::DemographicsApi;
+use carelog_demographics::domain::PatientRecord;
+use carelog_kernel::Aggregate as _;
+use carelog_kernel::Executor;
+use carelog_kernel::auth::Authenticator;
+use carelog_kernel::store::{ContextStream, EventStore, StoreOptions};
+use carelog_projections::{ProjectorStatus, Runner};
+use carelog_proto::demographics::v1::demographics_service_server::DemographicsServiceServer;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Every context with a stream.
+pub const CONTEXTS: [&str; 1] = [PatientRecord::CONTEXT];
+
+/// Connects to JetStream and checks (or creates) every stream.
+pub async fn event_store(nats_url: &str, options: StoreOptions) -> anyhow::Result<EventStore> {
+    let store = EventStore::connect(nats_url, options).await?;
+    for context in CONTEXTS {
+        store.ensure_stream(&ContextStream::new(context)).await?;
+    }
+    Ok(store)
+}
+
+/// Connects to PostgreSQL and runs the read-model migrations.
+pub async fn database(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .with_context(|| "cannot connect to PostgreSQL (DATABASE_URL)")?;
+    carelog_projections::MIGRATOR
+        .run(&pool)
+        .await
+        .context("read-model migrations")?;
+    Ok(pool)
+}
+
+/// What runs: the API, the projectors, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    pub api: bool,
+    pub projectors: bool,
+}
+
+/// A running carelog.
+pub struct Running {
+    /// Where the gRPC API listens (when it runs).
+    pub api_addr: Option<SocketAddr>,
+    pub store: EventStore,
+    pub pool: PgPool,
+    pub shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("api_addr", &self.api_addr)
+            .finish()
+    }
+}
+
+impl Running {
+    /// Stops everything and waits for it (bounded by `grace`).
+    pub async fn stop(self, grace: Duration) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        let mut first = Ok(());
+        for task in self.tasks {
+            match tokio::time::timeout(grace, task).await {
+                Ok(Ok(Err(e))) if first.is_ok() => first = Err(e),
+                Ok(Err(e)) if first.is_ok() => first = Err(e.into()),
+                Err(_) => tracing::warn!("a task did not stop within the grace period"),
+                _ => {}
+            }
+        }
+        self.pool.close().await;
+        first
+    }
+
+    /// Waits until a part stops by itself (an error) or shutdown is asked.
+    pub async fn wait(&mut self) {
+        self.shutdown.cancelled().await;
+    }
+}
+
+/// Starts the chosen parts on an open listener.
+pub async fn start(
+    store: EventStore,
+    pool: PgPool,
+    auth: Arc<Authenticator>,
+    listener: Option<TcpListener>,
+    parts: Parts,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Running> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let mut tasks = Vec::new();
+    let runner = Runner::new(pool.clone(), store.clone());
+    if parts.projectors {
+        let (runner, token) = (runner.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            runner
+                .run(carelog_projections::all(), token)
+                .await
+                .map_err(anyhow::Error::from)
+        }));
+    }
+    let readiness = {
+        let (health, mut status, token) = (health.clone(), runner.status(), shutdown.clone());
+        let watch_projectors = parts.projectors;
+        tokio::spawn(async move {
+            loop {
+                let failed = watch_projectors
+                    && status
+                        .borrow()
+                        .values()
+                        .any(|s| matches!(s, ProjectorStatus::Failed { .. }));
+                let serving = if failed || token.is_cancelled() {
+                    tonic_health::ServingStatus::NotServing
+                } else {
+                    tonic_health::ServingStatus::Serving
+                };
+                health.set_service_status("readiness", serving).await;
+                tokio::select! {
+                    _ = token.cancelled() => {
+                        health.set_service_status("readiness", tonic_health::ServingStatus::NotServing).await;
+                        return;
+                    }
+                    changed = status.changed() => if changed.is_err() { token.cancelled().await; },
+                }
+            }
+        })
+    };
+    drop(readiness);
+    let mut api_addr = None;
+    if let (true, Some(listener)) = (parts.api, listener) {
+        api_addr = Some(listener.local_addr()?);
+        let executor = Arc::new(Executor::<PatientRecord>::new(store.clone(), 100_000));
+        let queries = Arc::new(carelog_projections::patients::PgPatientQueries::new(
+            pool.clone(),
+        ));
+        let demographics = DemographicsServiceServer::with_interceptor(
+            DemographicsApi::new(executor, queries),
+            auth.clone().interceptor(),
+        );
+        health
+            .set_serving::<DemographicsServiceServer<
+                DemographicsApi<carelog_projections::patients::PgPatientQueries>,
+            >>()
+            .await;
+        health
+            .set_service_status("liveness", tonic_health::ServingStatus::Serving)
+            .await;
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(carelog_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(carelog_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        let token = shutdown.clone();
+        let health_on_stop = health.clone();
+        tasks.push(tokio::spawn(async move {
+            let stop = async move {
+                token.cancelled().await;
+                health_on_stop
+                    .set_not_serving::<DemographicsServiceServer<
+                        DemographicsApi<carelog_projections::patients::PgPatientQueries>,
+                    >>()
+                    .await;
+            };
+            tonic::transport::Server::builder()
+                .add_service(health_service)
+                .add_service(reflection_v1)
+                .add_service(reflection_v1alpha)
+                .add_service(demographics)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    stop,
+                )
+                .await
+                .map_err(anyhow::Error::from)
+        }));
+    }
+    Ok(Running {
+        api_addr,
+        store,
+        pool,
+        shutdown,
+        tasks,
+    })
+}
