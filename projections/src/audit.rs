@@ -49,7 +49,9 @@ struct Columns {
 impl Columns {
     fn push(&mut self, stream: &str, stored: &StoredCommit) -> Result<(), ProjectionError> {
         let c = &stored.commit;
-        let uuid = |text: &str| uuid::Uuid::parse_str(text).map_err(|e| ProjectionError::unapplicable(stored, e));
+        let uuid = |text: &str| {
+            uuid::Uuid::parse_str(text).map_err(|e| ProjectionError::unapplicable(stored, e))
+        };
         let actor = c.actor.clone().unwrap_or_default();
         let recorded_at = stored.recorded_at();
         let commit_id = uuid(&c.commit_id)?;
@@ -75,7 +77,8 @@ impl Columns {
             self.request_id.push(c.request_id.clone());
             self.correlation_id.push(c.correlation_id.clone());
             self.causation_id.push(c.causation_id.clone());
-            self.occurred_at.push(from_timestamp(e.occurred_at.as_ref()).unwrap_or(recorded_at));
+            self.occurred_at
+                .push(from_timestamp(e.occurred_at.as_ref()).unwrap_or(recorded_at));
             self.recorded_at.push(recorded_at);
             self.commit_hash.push(stored.hash.to_vec());
             self.previous_hash.push(c.previous_hash.clone());
@@ -101,14 +104,22 @@ impl Projection for AuditEventsProjection {
     }
 
     fn streams(&self) -> Vec<String> {
-        CONTEXTS.iter().map(|c| ContextStream::new(c).name).collect()
+        CONTEXTS
+            .iter()
+            .map(|c| ContextStream::new(c).name)
+            .collect()
     }
 
     fn tables(&self) -> &'static [&'static str] {
         &["audit_events"]
     }
 
-    fn apply<'a>(&'a self, tx: &'a mut PgConnection, stream: &'a str, batch: &'a [StoredCommit]) -> BoxFuture<'a, Result<(), ProjectionError>> {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        stream: &'a str,
+        batch: &'a [StoredCommit],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         async move {
             let mut c = Columns::default();
             for stored in batch {

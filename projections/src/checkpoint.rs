@@ -7,7 +7,11 @@ use sqlx::{PgConnection, PgPool};
 use tokio::time::Instant;
 
 /// The checkpoint, locked for this transaction (created at 0 if new).
-pub async fn lock(tx: &mut PgConnection, projection: &str, stream: &str) -> Result<u64, sqlx::Error> {
+pub async fn lock(
+    tx: &mut PgConnection,
+    projection: &str,
+    stream: &str,
+) -> Result<u64, sqlx::Error> {
     sqlx::query(
         "INSERT INTO projection_checkpoints (projection, stream, last_sequence) VALUES ($1, $2, 0) \
          ON CONFLICT (projection, stream) DO NOTHING",
@@ -26,7 +30,12 @@ pub async fn lock(tx: &mut PgConnection, projection: &str, stream: &str) -> Resu
     Ok(seq as u64)
 }
 
-pub async fn advance(tx: &mut PgConnection, projection: &str, stream: &str, to: u64) -> Result<(), sqlx::Error> {
+pub async fn advance(
+    tx: &mut PgConnection,
+    projection: &str,
+    stream: &str,
+    to: u64,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE projection_checkpoints SET last_sequence = $3, updated_at = now() \
          WHERE projection = $1 AND stream = $2 AND last_sequence < $3",
@@ -40,18 +49,25 @@ pub async fn advance(tx: &mut PgConnection, projection: &str, stream: &str, to: 
 }
 
 pub async fn read(pool: &PgPool, projection: &str, stream: &str) -> Result<u64, sqlx::Error> {
-    let row: Option<(i64,)> =
-        sqlx::query_as("SELECT last_sequence FROM projection_checkpoints WHERE projection = $1 AND stream = $2")
-            .bind(projection)
-            .bind(stream)
-            .fetch_optional(pool)
-            .await?;
+    let row: Option<(i64,)> = sqlx::query_as(
+        "SELECT last_sequence FROM projection_checkpoints WHERE projection = $1 AND stream = $2",
+    )
+    .bind(projection)
+    .bind(stream)
+    .fetch_optional(pool)
+    .await?;
     Ok(row.map(|r| r.0 as u64).unwrap_or(0))
 }
 
 /// Waits until the projection has applied `min_sequence`, or the deadline
 /// passes (`false`).
-pub async fn wait_for(pool: &PgPool, projection: &str, stream: &str, min_sequence: u64, deadline: Instant) -> Result<bool, sqlx::Error> {
+pub async fn wait_for(
+    pool: &PgPool,
+    projection: &str,
+    stream: &str,
+    min_sequence: u64,
+    deadline: Instant,
+) -> Result<bool, sqlx::Error> {
     if min_sequence == 0 {
         return Ok(true);
     }

@@ -10,7 +10,11 @@ use thiserror::Error;
 pub enum ProjectionError {
     /// The event cannot be applied: the projector stops on it.
     #[error("cannot apply stream sequence {sequence} ({subject}): {reason}")]
-    Unapplicable { sequence: u64, subject: String, reason: String },
+    Unapplicable {
+        sequence: u64,
+        subject: String,
+        reason: String,
+    },
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("event store: {0}")]

@@ -45,20 +45,35 @@ pub async fn rebuild(
 ) -> Result<RebuildReport, ProjectionError> {
     let started = Instant::now();
     let mut conn = pool.acquire().await?;
-    let tables: Vec<&str> = projection.tables().iter().copied().chain(["projection_checkpoints"]).collect();
+    let tables: Vec<&str> = projection
+        .tables()
+        .iter()
+        .copied()
+        .chain(["projection_checkpoints"])
+        .collect();
     exec(&mut conn, format!("DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")).await?;
     exec(&mut conn, format!("CREATE SCHEMA {SCHEMA}")).await?;
     for table in &tables {
-        exec(&mut conn, format!("CREATE TABLE {SCHEMA}.{table} (LIKE public.{table} INCLUDING ALL)")).await?;
+        exec(
+            &mut conn,
+            format!("CREATE TABLE {SCHEMA}.{table} (LIKE public.{table} INCLUDING ALL)"),
+        )
+        .await?;
     }
     let streams = projection.streams();
     let mut totals = 0;
     for stream in &streams {
-        totals += store.last_sequence(stream).await.map_err(|e| ProjectionError::Store(e.to_string()))?;
+        totals += store
+            .last_sequence(stream)
+            .await
+            .map_err(|e| ProjectionError::Store(e.to_string()))?;
     }
     let mut done = 0;
     for stream in &streams {
-        done += replay(&mut conn, store, projection, stream, false, &mut |n| progress(done + n, totals)).await?;
+        done += replay(&mut conn, store, projection, stream, false, &mut |n| {
+            progress(done + n, totals)
+        })
+        .await?;
     }
     // Catch up the tail and swap, under the projection's lock.
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
@@ -68,8 +83,16 @@ pub async fn rebuild(
     exec(&mut tx, format!("CREATE SCHEMA IF NOT EXISTS {RETIRED}")).await?;
     for table in projection.tables() {
         exec(&mut tx, format!("DROP TABLE IF EXISTS {RETIRED}.{table}")).await?;
-        exec(&mut tx, format!("ALTER TABLE public.{table} SET SCHEMA {RETIRED}")).await?;
-        exec(&mut tx, format!("ALTER TABLE {SCHEMA}.{table} SET SCHEMA public")).await?;
+        exec(
+            &mut tx,
+            format!("ALTER TABLE public.{table} SET SCHEMA {RETIRED}"),
+        )
+        .await?;
+        exec(
+            &mut tx,
+            format!("ALTER TABLE {SCHEMA}.{table} SET SCHEMA public"),
+        )
+        .await?;
     }
     sqlx::query("DELETE FROM public.projection_checkpoints WHERE projection = $1")
         .bind(projection.name())
@@ -83,9 +106,16 @@ pub async fn rebuild(
     .await?;
     exec(&mut tx, format!("DROP SCHEMA {SCHEMA} CASCADE")).await?;
     tx.commit().await?;
-    exec(&mut conn, format!("DROP SCHEMA IF EXISTS {RETIRED} CASCADE")).await?;
+    exec(
+        &mut conn,
+        format!("DROP SCHEMA IF EXISTS {RETIRED} CASCADE"),
+    )
+    .await?;
     progress(totals.max(done), totals);
-    Ok(RebuildReport { messages: done, elapsed: started.elapsed() })
+    Ok(RebuildReport {
+        messages: done,
+        elapsed: started.elapsed(),
+    })
 }
 
 /// Applies a stream into the rebuild schema from its checkpoint there to
@@ -117,7 +147,10 @@ async fn replay(
     };
     let mut inflight = Some(fetch(next));
     while let Some(handle) = inflight.take() {
-        let messages = handle.await.map_err(|e| ProjectionError::Store(e.to_string()))?.map_err(store_err)?;
+        let messages = handle
+            .await
+            .map_err(|e| ProjectionError::Store(e.to_string()))?
+            .map_err(store_err)?;
         let full = messages.len() == FETCH;
         if let Some(last) = messages.last() {
             next = last.stream_sequence + 1;

@@ -25,9 +25,13 @@ pub const BATCH: usize = 500;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProjectorStatus {
     Starting,
-    Running { last_sequence: u64 },
+    Running {
+        last_sequence: u64,
+    },
     /// Stopped on an event it cannot apply: readiness fails until fixed.
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
     Stopped,
 }
 
@@ -40,13 +44,19 @@ pub struct Runner {
 
 impl std::fmt::Debug for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runner").field("status", &*self.status.borrow()).finish()
+        f.debug_struct("Runner")
+            .field("status", &*self.status.borrow())
+            .finish()
     }
 }
 
 impl Runner {
     pub fn new(pool: PgPool, store: EventStore) -> Arc<Self> {
-        Arc::new(Self { pool, store, status: watch::Sender::new(BTreeMap::new()) })
+        Arc::new(Self {
+            pool,
+            store,
+            status: watch::Sender::new(BTreeMap::new()),
+        })
     }
 
     /// Every projector's status, keyed "projection/stream".
@@ -62,11 +72,16 @@ impl Runner {
 
     /// Runs every (projection, stream) until shutdown; returns the first
     /// projector failure, after the others stopped.
-    pub async fn run(self: Arc<Self>, projections: Vec<Arc<dyn Projection>>, shutdown: CancellationToken) -> Result<(), ProjectionError> {
+    pub async fn run(
+        self: Arc<Self>,
+        projections: Vec<Arc<dyn Projection>>,
+        shutdown: CancellationToken,
+    ) -> Result<(), ProjectionError> {
         let mut tasks = tokio::task::JoinSet::new();
         for projection in projections {
             for stream in projection.streams() {
-                let (runner, projection, shutdown) = (self.clone(), projection.clone(), shutdown.clone());
+                let (runner, projection, shutdown) =
+                    (self.clone(), projection.clone(), shutdown.clone());
                 tasks.spawn(async move { runner.run_one(projection, stream, shutdown).await });
             }
         }
@@ -79,12 +94,20 @@ impl Runner {
         first_error.map_or(Ok(()), Err)
     }
 
-    async fn run_one(&self, projection: Arc<dyn Projection>, stream: String, shutdown: CancellationToken) -> Result<(), ProjectionError> {
+    async fn run_one(
+        &self,
+        projection: Arc<dyn Projection>,
+        stream: String,
+        shutdown: CancellationToken,
+    ) -> Result<(), ProjectionError> {
         let key = format!("{}/{stream}", projection.name());
         self.set(&key, ProjectorStatus::Starting);
         let mut pause = Duration::from_millis(100);
         loop {
-            match self.consume(projection.as_ref(), &stream, &key, &shutdown).await {
+            match self
+                .consume(projection.as_ref(), &stream, &key, &shutdown)
+                .await
+            {
                 Ok(()) => {
                     self.set(&key, ProjectorStatus::Stopped);
                     return Ok(());
@@ -99,25 +122,48 @@ impl Runner {
                 }
                 Err(e) => {
                     tracing::error!(projector = %key, error = %e, "projector stopped on an event it cannot apply");
-                    self.set(&key, ProjectorStatus::Failed { error: e.to_string() });
+                    self.set(
+                        &key,
+                        ProjectorStatus::Failed {
+                            error: e.to_string(),
+                        },
+                    );
                     return Err(e);
                 }
             }
         }
     }
 
-    async fn consume(&self, projection: &dyn Projection, stream: &str, key: &str, shutdown: &CancellationToken) -> Result<(), ProjectionError> {
+    async fn consume(
+        &self,
+        projection: &dyn Projection,
+        stream: &str,
+        key: &str,
+        shutdown: &CancellationToken,
+    ) -> Result<(), ProjectionError> {
         let store_err = |e: &dyn std::fmt::Display| ProjectionError::Store(e.to_string());
         let start = checkpoint::read(&self.pool, projection.name(), stream).await?;
-        self.set(key, ProjectorStatus::Running { last_sequence: start });
-        let js_stream = self.store.jetstream().get_stream(stream).await.map_err(|e| store_err(&e))?;
+        self.set(
+            key,
+            ProjectorStatus::Running {
+                last_sequence: start,
+            },
+        );
+        let js_stream = self
+            .store
+            .jetstream()
+            .get_stream(stream)
+            .await
+            .map_err(|e| store_err(&e))?;
         let durable = format!("carelog-{}", projection.name());
         // The checkpoint decides where to start: recreate the durable there.
         let _ = js_stream.delete_consumer(&durable).await;
         let consumer = js_stream
             .create_consumer(pull::Config {
                 durable_name: Some(durable),
-                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start + 1 },
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: start + 1,
+                },
                 ack_policy: AckPolicy::All,
                 ack_wait: Duration::from_secs(60),
                 max_deliver: -1,
@@ -156,7 +202,12 @@ impl Runner {
                 last.ack().await.map_err(|e| store_err(&e))?;
             }
             if let Some(sequence) = applied {
-                self.set(key, ProjectorStatus::Running { last_sequence: sequence });
+                self.set(
+                    key,
+                    ProjectorStatus::Running {
+                        last_sequence: sequence,
+                    },
+                );
             }
         }
     }

@@ -1,1 +1,5 @@
-//! placeholder
+//! carelog's end-to-end test harness: a real nats-server and a real
+//! PostgreSQL on free ports in a temporary directory, carelog started on
+//! them in-process, and clients that carry a development token.
+
+pub mod harness;

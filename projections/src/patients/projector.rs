@@ -49,7 +49,12 @@ impl Projection for PatientsProjection {
         &["patients", "patient_addresses", "patient_versions"]
     }
 
-    fn apply<'a>(&'a self, tx: &'a mut PgConnection, _stream: &'a str, batch: &'a [StoredCommit]) -> BoxFuture<'a, Result<(), ProjectionError>> {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        _stream: &'a str,
+        batch: &'a [StoredCommit],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         async move {
             if batch.is_empty() {
                 return Ok(());
@@ -146,9 +151,23 @@ impl Projection for PatientsProjection {
 }
 
 /// Writes the current rows (and search keys) of the touched patients.
-async fn upsert(tx: &mut PgConnection, touched: &[Uuid], records: &HashMap<Uuid, PatientRecord>) -> Result<(), ProjectionError> {
+async fn upsert(
+    tx: &mut PgConnection,
+    touched: &[Uuid],
+    records: &HashMap<Uuid, PatientRecord>,
+) -> Result<(), ProjectionError> {
     let n = touched.len();
-    let (mut nhs, mut family, mut earliest, mut latest, mut merged, mut version, mut seq, mut updated, mut resource) = (
+    let (
+        mut nhs,
+        mut family,
+        mut earliest,
+        mut latest,
+        mut merged,
+        mut version,
+        mut seq,
+        mut updated,
+        mut resource,
+    ) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -159,22 +178,37 @@ async fn upsert(tx: &mut PgConnection, touched: &[Uuid], records: &HashMap<Uuid,
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    let (mut addr_patient, mut addr_position, mut addr_postcode) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut addr_patient, mut addr_position, mut addr_postcode) =
+        (Vec::new(), Vec::new(), Vec::new());
     for id in touched {
-        let Some(record) = records.get(id) else { continue };
+        let Some(record) = records.get(id) else {
+            continue;
+        };
         let p = &record.patient;
         let d = record.details();
         nhs.push(Some(d.nhs_number.clone()).filter(|n| !n.is_empty()));
-        family.push(d.name.as_ref().map(|n| n.family.to_uppercase()).unwrap_or_default());
+        family.push(
+            d.name
+                .as_ref()
+                .map(|n| n.family.to_uppercase())
+                .unwrap_or_default(),
+        );
         let birth = PartialDate::from_proto(d.birth_date.as_ref()).ok();
         earliest.push(birth.map(|b| b.earliest()));
         latest.push(birth.map(|b| b.latest()));
         merged.push(Uuid::parse_str(&p.merged_into_patient_id).ok());
         version.push(p.version);
         seq.push(p.stream_sequence as i64);
-        updated.push(carelog_kernel::envelope::from_timestamp(p.updated_at.as_ref()).unwrap_or_default());
+        updated.push(
+            carelog_kernel::envelope::from_timestamp(p.updated_at.as_ref()).unwrap_or_default(),
+        );
         resource.push(p.encode_to_vec());
-        for (i, a) in d.addresses.iter().enumerate().filter(|(_, a)| !a.postcode.is_empty()) {
+        for (i, a) in d
+            .addresses
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| !a.postcode.is_empty())
+        {
             addr_patient.push(*id);
             addr_position.push(i as i32);
             addr_postcode.push(a.postcode.clone());

@@ -24,20 +24,32 @@ pub struct PgPatientQueries {
 
 impl PgPatientQueries {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool, stream: ContextStream::new(PatientRecord::CONTEXT).name }
+        Self {
+            pool,
+            stream: ContextStream::new(PatientRecord::CONTEXT).name,
+        }
     }
 
     async fn caught_up(&self, at: Consistency) -> Result<(), Failure> {
-        let ok = checkpoint::wait_for(&self.pool, super::NAME, &self.stream, at.min_sequence, at.deadline)
-            .await
-            .map_err(db)?;
+        let ok = checkpoint::wait_for(
+            &self.pool,
+            super::NAME,
+            &self.stream,
+            at.min_sequence,
+            at.deadline,
+        )
+        .await
+        .map_err(db)?;
         if ok {
             Ok(())
         } else {
             Err(Failure::new(
                 Code::DeadlineExceeded,
                 "NOT_YET_CONSISTENT",
-                format!("the read model has not reached stream sequence {} within the deadline", at.min_sequence),
+                format!(
+                    "the read model has not reached stream sequence {} within the deadline",
+                    at.min_sequence
+                ),
             )
             .with("minSequence", at.min_sequence.to_string()))
         }
@@ -62,12 +74,16 @@ fn token(fingerprint: &str, after: &str) -> String {
     URL_SAFE_NO_PAD.encode(format!("{fingerprint}|{after}"))
 }
 
-fn after<'a>(fingerprint: &str, page: &'a PageRequest) -> Result<Option<String>, Failure> {
+fn after(fingerprint: &str, page: &PageRequest) -> Result<Option<String>, Failure> {
     if page.token.is_empty() {
         return Ok(None);
     }
     let bad = || Failure::invalid_field("page_token", "is not a page token of this query");
-    let text = URL_SAFE_NO_PAD.decode(&page.token).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(bad)?;
+    let text = URL_SAFE_NO_PAD
+        .decode(&page.token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(bad)?;
     let (f, key) = text.split_once('|').ok_or_else(bad)?;
     if f != fingerprint {
         return Err(bad());
@@ -99,19 +115,27 @@ fn like_prefix(text: &str) -> String {
 impl PatientQueries for PgPatientQueries {
     async fn get(&self, id: PatientId, at: Consistency) -> Result<Option<pb::Patient>, Failure> {
         self.caught_up(at).await?;
-        let row: Option<(Vec<u8>,)> = sqlx::query_as("SELECT resource FROM patients WHERE patient_id = $1")
-            .bind(id.as_uuid())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
+        let row: Option<(Vec<u8>,)> =
+            sqlx::query_as("SELECT resource FROM patients WHERE patient_id = $1")
+                .bind(id.as_uuid())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
         row.map(|(bytes,)| decode(&bytes)).transpose()
     }
 
-    async fn search(&self, search: &Search, page: &PageRequest, at: Consistency) -> Result<(Vec<pb::Patient>, String), Failure> {
+    async fn search(
+        &self,
+        search: &Search,
+        page: &PageRequest,
+        at: Consistency,
+    ) -> Result<(Vec<pb::Patient>, String), Failure> {
         self.caught_up(at).await?;
         let fingerprint = fingerprint(search);
         let after = match after(&fingerprint, page)? {
-            Some(key) => Uuid::parse_str(&key).map_err(|_| Failure::invalid_field("page_token", "is not a page token of this query"))?,
+            Some(key) => Uuid::parse_str(&key).map_err(|_| {
+                Failure::invalid_field("page_token", "is not a page token of this query")
+            })?,
             None => Uuid::nil(),
         };
         let limit = i64::from(page.size) + 1;
@@ -180,11 +204,18 @@ impl PatientQueries for PgPatientQueries {
         Ok((patients, next))
     }
 
-    async fn versions(&self, id: PatientId, page: &PageRequest, at: Consistency) -> Result<(Vec<pb::PatientVersion>, String), Failure> {
+    async fn versions(
+        &self,
+        id: PatientId,
+        page: &PageRequest,
+        at: Consistency,
+    ) -> Result<(Vec<pb::PatientVersion>, String), Failure> {
         self.caught_up(at).await?;
         let fingerprint = format!("versions-{id}");
         let after: i64 = match after(&fingerprint, page)? {
-            Some(key) => key.parse().map_err(|_| Failure::invalid_field("page_token", "is not a page token of this query"))?,
+            Some(key) => key.parse().map_err(|_| {
+                Failure::invalid_field("page_token", "is not a page token of this query")
+            })?,
             None => 0,
         };
         let limit = i64::from(page.size) + 1;
@@ -203,7 +234,9 @@ impl PatientQueries for PgPatientQueries {
             .map_err(db)?;
         let more = rows.len() as i64 == limit;
         let mut versions = Vec::with_capacity(rows.len());
-        for (version, seq, types, user, name, role, org, purpose, reason, at, bytes) in rows.into_iter().take(page.size as usize) {
+        for (version, seq, types, user, name, role, org, purpose, reason, at, bytes) in
+            rows.into_iter().take(page.size as usize)
+        {
             versions.push(pb::PatientVersion {
                 version,
                 stream_sequence: seq as u64,

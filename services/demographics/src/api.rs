@@ -174,7 +174,11 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         let mut v = Violations::new();
         let details = check_details(&r.details.unwrap_or_default(), "details", &mut v);
         v.into_result()?;
-        self.on_patient(ctx, PatientId::new(), Command::Register { details })
+        let id = match ctx.request_id.as_str() {
+            "" => PatientId::new(),
+            request_id => PatientId::for_request(&ctx.actor.user_id, request_id),
+        };
+        self.on_patient(ctx, id, Command::Register { details })
             .await
     }
 

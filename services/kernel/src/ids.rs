@@ -70,6 +70,20 @@ typed_uuid!(
     /// A patient: the partition key of every clinical context.
     PatientId
 );
+impl PatientId {
+    /// The id a registration with a client's `request_id` creates: derived
+    /// from (user, request id), so a repeat of the request, even after the
+    /// deduplication window, names the same record and returns it.
+    pub fn for_request(user: &str, request_id: &str) -> Self {
+        let digest = crate::envelope::digest(
+            format!("carelog.patient\u{0}{user}\u{0}{request_id}").as_bytes(),
+        );
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        Self(Uuid::new_v8(bytes))
+    }
+}
+
 typed_uuid!(
     /// One event inside a commit.
     EventId

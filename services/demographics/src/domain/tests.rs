@@ -117,7 +117,9 @@ fn registering_twice_is_refused() {
 fn an_address_change_records_only_the_changed_path() {
     let mut new = details();
     new.addresses[0].postcode = "M1 1AE".into();
-    new.name.as_mut().map(|n| n.family = "Ignored".into());
+    if let Some(n) = new.name.as_mut() {
+        n.family = "Ignored".into();
+    }
     let events = when(
         &given(&[registered()]),
         C::Update {

@@ -39,7 +39,12 @@ pub(super) async fn subject_after(
 }
 
 /// Up to `batch` messages of the whole stream from sequence `from`.
-pub(super) async fn range(store: &EventStore, stream: &str, from: u64, batch: usize) -> Result<Vec<StoredMessage>, StoreError> {
+pub(super) async fn range(
+    store: &EventStore,
+    stream: &str,
+    from: u64,
+    batch: usize,
+) -> Result<Vec<StoredMessage>, StoreError> {
     let request = serde_json::json!({ "seq": from.max(1), "batch": batch.min(BATCH) });
     request_batch(store, stream, request).await
 }

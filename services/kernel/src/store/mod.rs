@@ -152,7 +152,12 @@ impl EventStore {
     }
 
     /// Up to `batch` (at most 1,000) messages of the stream from `from`.
-    pub async fn read_range(&self, stream: &str, from: u64, batch: usize) -> Result<Vec<StoredMessage>, StoreError> {
+    pub async fn read_range(
+        &self,
+        stream: &str,
+        from: u64,
+        batch: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
         direct_get::range(self, stream, from, batch).await
     }
 

@@ -70,6 +70,9 @@ const WRONG_LAST_SEQUENCE: u64 = 10071;
 const WRONG_LAST_SEQUENCE_IN_FLIGHT: u64 = 10164;
 const EXPECTED_SEQUENCE_NOT_READY: u64 = 10163;
 const DUPLICATE_IN_PROCESS: u64 = 10158;
+/// An atomic batch holding a message id seen before: treated as a race, so
+/// the executor reloads and finds the earlier commit of the request.
+const BATCH_DUPLICATE_MESSAGE_ID: u64 = 10201;
 
 pub(super) async fn append(store: &EventStore, writes: Vec<Write>) -> Result<Ack, AppendError> {
     let n = writes.len();
@@ -148,11 +151,12 @@ fn parse_reply(subject: &str, payload: &[u8]) -> Result<Ack, AppendError> {
             duplicate: reply.duplicate,
         }),
         Some(error) => Err(match error.err_code {
-            WRONG_LAST_SEQUENCE | WRONG_LAST_SEQUENCE_IN_FLIGHT | EXPECTED_SEQUENCE_NOT_READY => {
-                AppendError::Conflict {
-                    subject: subject.to_owned(),
-                }
-            }
+            WRONG_LAST_SEQUENCE
+            | WRONG_LAST_SEQUENCE_IN_FLIGHT
+            | EXPECTED_SEQUENCE_NOT_READY
+            | BATCH_DUPLICATE_MESSAGE_ID => AppendError::Conflict {
+                subject: subject.to_owned(),
+            },
             DUPLICATE_IN_PROCESS => AppendError::InProcess,
             code => AppendError::Refused {
                 code,

@@ -1,0 +1,9 @@
+//! carelog: the one binary's library side, shared by its subcommands and tests.
+
+pub mod bench;
+pub mod cli;
+pub mod commands;
+pub mod embedded;
+pub mod shutdown;
+pub mod stack;
+pub mod telemetry;

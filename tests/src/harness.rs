@@ -1,0 +1,269 @@
+//! `TestStack::start()` gives a test its own nats-server (JetStream, fresh
+//! store, `sync_interval: always`), its own PostgreSQL (a temporary cluster,
+//! or a fresh database on `DATABASE_URL` when set), carelog's API and
+//! projectors on a free port, and a token issuer. Everything is removed when
+//! the stack is dropped.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use carelog::embedded::{NatsServer, Postgres};
+use carelog::stack::{self, Parts, Running};
+use carelog_kernel::auth::DevIssuer;
+use carelog_kernel::store::{ContextStream, EventStore, StoreOptions};
+use carelog_proto::demographics::v1 as pb;
+use carelog_proto::demographics::v1::demographics_service_client::DemographicsServiceClient;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("carelog-test-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        Self(dir)
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The servers a test runs against.
+pub struct Servers {
+    pub nats: NatsServer,
+    pub postgres: Option<Postgres>,
+    pub database_url: String,
+    pub dir: TempDir,
+}
+
+impl Servers {
+    pub async fn start() -> Servers {
+        let dir = TempDir::new();
+        let nats = NatsServer::start(&dir.0.join("nats"), None)
+            .await
+            .expect("start nats-server");
+        let (postgres, database_url) = match std::env::var("DATABASE_URL") {
+            Ok(url) if !url.is_empty() => (None, fresh_database(&url).await),
+            _ => {
+                let pg = Postgres::start(&dir.0.join("pg"), None)
+                    .await
+                    .expect("start PostgreSQL");
+                let url = pg.url.clone();
+                (Some(pg), url)
+            }
+        };
+        Servers {
+            nats,
+            postgres,
+            database_url,
+            dir,
+        }
+    }
+}
+
+/// A database of its own on the server of `DATABASE_URL`.
+async fn fresh_database(url: &str) -> String {
+    use sqlx::Connection as _;
+    let name = format!("carelog_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .expect("connect DATABASE_URL");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    match url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => format!("{url}/{name}"),
+    }
+}
+
+/// carelog running on its own servers.
+pub struct TestStack {
+    pub servers: Servers,
+    pub store: EventStore,
+    pub pool: PgPool,
+    pub issuer: Arc<DevIssuer>,
+    pub running: Option<Running>,
+    pub channel: Channel,
+    pub endpoint: String,
+}
+
+pub const DEMOGRAPHICS: &str = "CARELOG_DEMOGRAPHICS";
+
+impl TestStack {
+    /// Servers, streams, migrations, the API and the projectors.
+    pub async fn start() -> TestStack {
+        Self::start_parts(Parts {
+            api: true,
+            projectors: true,
+        })
+        .await
+    }
+
+    pub async fn start_parts(parts: Parts) -> TestStack {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("carelog=debug,carelog_kernel=debug,carelog_projections=debug")
+            .with_test_writer()
+            .try_init();
+        let servers = Servers::start().await;
+        let store = stack::event_store(&servers.nats.url, StoreOptions::default())
+            .await
+            .expect("event store");
+        let pool = stack::database(&servers.database_url, 10)
+            .await
+            .expect("database");
+        let issuer =
+            Arc::new(DevIssuer::load_or_create(&servers.dir.0.join("issuer")).expect("dev issuer"));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let auth = Arc::new(issuer.authenticator().expect("authenticator"));
+        let running = stack::start(
+            store.clone(),
+            pool.clone(),
+            auth,
+            Some(listener),
+            parts,
+            CancellationToken::new(),
+        )
+        .await
+        .expect("start carelog");
+        let channel = Channel::from_shared(endpoint.clone())
+            .expect("endpoint")
+            .connect_lazy();
+        TestStack {
+            servers,
+            store,
+            pool,
+            issuer,
+            running: Some(running),
+            channel,
+            endpoint,
+        }
+    }
+
+    /// A token for a clinician at practice A81001 (or `org`).
+    pub fn token(&self, user: &str, org: &str) -> String {
+        self.issuer
+            .token(
+                user,
+                &format!("Dr {user}"),
+                org,
+                "R8000",
+                Duration::from_secs(600),
+            )
+            .expect("token")
+    }
+
+    pub fn client(&self) -> DemographicsServiceClient<Channel> {
+        DemographicsServiceClient::new(self.channel.clone())
+    }
+
+    /// A request carrying a clinician's token.
+    pub fn req<T>(&self, message: T) -> tonic::Request<T> {
+        self.req_as("dr-jones", message)
+    }
+
+    pub fn req_as<T>(&self, user: &str, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        let value = format!("Bearer {}", self.token(user, "A81001"))
+            .parse()
+            .expect("metadata");
+        request.metadata_mut().insert("authorization", value);
+        request
+    }
+
+    /// The demographics stream's last sequence.
+    pub async fn last_sequence(&self) -> u64 {
+        self.store
+            .last_sequence(DEMOGRAPHICS)
+            .await
+            .expect("stream info")
+    }
+
+    pub fn demographics_stream() -> ContextStream {
+        ContextStream::new("demographics")
+    }
+
+    /// Registers a patient and returns it.
+    pub async fn register(&self, details: pb::PatientDetails) -> pb::Patient {
+        self.client()
+            .register_patient(self.req(pb::RegisterPatientRequest {
+                details: Some(details),
+                ..Default::default()
+            }))
+            .await
+            .expect("register")
+            .into_inner()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running
+                .stop(Duration::from_secs(10))
+                .await
+                .expect("clean stop");
+        }
+    }
+}
+
+/// A valid NHS number from the 999 test range, different each call.
+pub fn test_nhs_number() -> String {
+    loop {
+        let n = 999_000_000 + (uuid::Uuid::new_v4().as_u128() % 1_000_000) as u32;
+        let digits: Vec<u32> = n
+            .to_string()
+            .chars()
+            .filter_map(|c| c.to_digit(10))
+            .collect();
+        if let Some(check) = carelog_kernel::NhsNumber::check_digit(&digits) {
+            return format!("{n}{check}");
+        }
+    }
+}
+
+/// A registered patient's details: Jane Smith, born 14 March 1950, Leeds.
+pub fn jane_smith() -> pb::PatientDetails {
+    pb::PatientDetails {
+        nhs_number: test_nhs_number(),
+        nhs_number_verification_status: pb::NhsNumberVerificationStatus::Verified as i32,
+        name: Some(pb::HumanName {
+            family: "Smith".into(),
+            given: vec!["Jane".into()],
+            prefix: "Mrs".into(),
+        }),
+        birth_date: Some(carelog_proto::kernel::v1::PartialDate {
+            year: 1950,
+            month: 3,
+            day: 14,
+        }),
+        gender: pb::AdministrativeGender::Female as i32,
+        addresses: vec![pb::Address {
+            lines: vec!["1 Park Row".into()],
+            city: "Leeds".into(),
+            postcode: "LS1 5AB".into(),
+            ..Default::default()
+        }],
+        telecom: vec![pb::ContactPoint {
+            system: pb::ContactSystem::Phone as i32,
+            value: "0113 496 0000".into(),
+            r#use: pb::ContactUse::Home as i32,
+        }],
+        registered_practice_ods: "A81001".into(),
+    }
+}

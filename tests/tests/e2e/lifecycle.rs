@@ -1,0 +1,408 @@
+//! A patient's life in the record: registration, finding, changes, death,
+//! flags, and repeated requests.
+
+use carelog_proto::demographics::v1 as pb;
+use carelog_proto::kernel::v1::PartialDate;
+use carelog_tests::harness::{TestStack, jane_smith, test_nhs_number};
+use tonic::Code;
+use tonic_types::StatusExt as _;
+
+#[tokio::test]
+async fn a_registered_patient_can_be_found_by_every_search_at_once() {
+    let stack = TestStack::start().await;
+    let details = jane_smith();
+    let jane = stack.register(details.clone()).await;
+    assert_eq!(jane.version, 1);
+    assert!(jane.stream_sequence > 0);
+    let mut client = stack.client();
+    let got = client
+        .get_patient(stack.req(pb::GetPatientRequest {
+            patient_id: jane.patient_id.clone(),
+            min_sequence: jane.stream_sequence,
+        }))
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(got.details, jane.details);
+    let search = |r: pb::SearchPatientsRequest| {
+        let mut client = stack.client();
+        let request = stack.req(pb::SearchPatientsRequest {
+            min_sequence: jane.stream_sequence,
+            ..r
+        });
+        async move {
+            client
+                .search_patients(request)
+                .await
+                .expect("search")
+                .into_inner()
+        }
+    };
+    let ids = |r: pb::SearchPatientsResponse| {
+        r.patients
+            .into_iter()
+            .map(|p| p.patient_id)
+            .collect::<Vec<_>>()
+    };
+    let me = vec![jane.patient_id.clone()];
+    assert_eq!(
+        ids(search(pb::SearchPatientsRequest {
+            nhs_number: details.nhs_number.clone(),
+            ..Default::default()
+        })
+        .await),
+        me
+    );
+    assert_eq!(
+        ids(search(pb::SearchPatientsRequest {
+            family_name: "smith".into(),
+            birth_date: Some(PartialDate {
+                year: 1950,
+                month: 3,
+                day: 0
+            }),
+            ..Default::default()
+        })
+        .await),
+        me
+    );
+    assert_eq!(
+        ids(search(pb::SearchPatientsRequest {
+            postcode: "ls15ab".into(),
+            ..Default::default()
+        })
+        .await),
+        me
+    );
+    assert_eq!(
+        ids(search(pb::SearchPatientsRequest {
+            family_name_prefix: "Smi".into(),
+            ..Default::default()
+        })
+        .await),
+        me
+    );
+    assert!(
+        ids(search(pb::SearchPatientsRequest {
+            family_name_prefix: "Jon".into(),
+            ..Default::default()
+        })
+        .await)
+        .is_empty()
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn search_results_are_paged_with_opaque_tokens() {
+    let stack = TestStack::start().await;
+    let mut last = 0;
+    let mut registered = Vec::new();
+    for _ in 0..5 {
+        let p = stack
+            .register(pb::PatientDetails {
+                nhs_number: test_nhs_number(),
+                ..jane_smith()
+            })
+            .await;
+        last = last.max(p.stream_sequence);
+        registered.push(p.patient_id);
+    }
+    registered.sort();
+    let mut client = stack.client();
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .search_patients(stack.req(pb::SearchPatientsRequest {
+                postcode: "LS1 5AB".into(),
+                page_size: 2,
+                page_token: token.clone(),
+                min_sequence: last,
+                ..Default::default()
+            }))
+            .await
+            .expect("page")
+            .into_inner();
+        assert!(page.patients.len() <= 2);
+        seen.extend(page.patients.into_iter().map(|p| p.patient_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(seen, registered);
+    let wrong = client
+        .search_patients(stack.req(pb::SearchPatientsRequest {
+            family_name_prefix: "Sm".into(),
+            page_token: token_of_other_search(),
+            ..Default::default()
+        }))
+        .await
+        .expect_err("foreign token");
+    assert_eq!(wrong.code(), Code::InvalidArgument);
+    stack.stop().await;
+}
+
+fn token_of_other_search() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode("0000000000000000|00000000-0000-0000-0000-000000000000")
+}
+
+#[tokio::test]
+async fn every_version_is_kept_with_who_when_and_why() {
+    let stack = TestStack::start().await;
+    let jane = stack.register(jane_smith()).await;
+    let mut client = stack.client();
+    let mut moved = jane_smith();
+    moved.addresses[0].postcode = "M1 1AE".into();
+    let updated = client
+        .update_demographics(stack.req_as(
+            "receptionist-1",
+            pb::UpdateDemographicsRequest {
+                patient_id: jane.patient_id.clone(),
+                details: Some(moved),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["addresses".into()],
+                }),
+                reason: "moved house".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("update")
+        .into_inner();
+    assert_eq!(updated.version, 2);
+    assert_eq!(
+        updated
+            .details
+            .as_ref()
+            .map(|d| d.addresses[0].postcode.as_str()),
+        Some("M1 1AE")
+    );
+    let versions = client
+        .list_patient_versions(stack.req(pb::ListPatientVersionsRequest {
+            patient_id: jane.patient_id.clone(),
+            min_sequence: updated.stream_sequence,
+            ..Default::default()
+        }))
+        .await
+        .expect("versions")
+        .into_inner()
+        .versions;
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0].event_types, vec!["PatientRegistered"]);
+    assert_eq!(versions[1].event_types, vec!["DemographicsUpdated"]);
+    assert_eq!(versions[1].actor_user_id, "receptionist-1");
+    assert_eq!(versions[1].actor_organisation_ods, "A81001");
+    assert_eq!(versions[1].reason, "moved house");
+    let postcode = |v: &pb::PatientVersion| {
+        v.patient
+            .as_ref()
+            .and_then(|p| p.details.as_ref())
+            .map(|d| d.addresses[0].postcode.clone())
+    };
+    assert_eq!(postcode(&versions[0]).as_deref(), Some("LS1 5AB"));
+    assert_eq!(postcode(&versions[1]).as_deref(), Some("M1 1AE"));
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_request_id_sent_twice_appends_once_and_returns_the_first_result() {
+    let stack = TestStack::start().await;
+    let mut client = stack.client();
+    let request = || pb::RegisterPatientRequest {
+        details: Some(jane_smith()),
+        request_id: "reg-7f3a".into(),
+        reason: String::new(),
+    };
+    let first = client
+        .register_patient(stack.req(request()))
+        .await
+        .expect("first")
+        .into_inner();
+    let after_first = stack.last_sequence().await;
+    let second = client
+        .register_patient(stack.req(request()))
+        .await
+        .expect("second")
+        .into_inner();
+    assert_eq!(second.patient_id, first.patient_id);
+    assert_eq!(second.stream_sequence, first.stream_sequence);
+    assert_eq!(
+        stack.last_sequence().await,
+        after_first,
+        "nothing appended by the repeat"
+    );
+
+    let flag = || pb::PatientFlagRequest {
+        patient_id: first.patient_id.clone(),
+        request_id: "restrict-1".into(),
+        reason: String::new(),
+    };
+    let marked = client
+        .mark_restricted(stack.req(flag()))
+        .await
+        .expect("mark")
+        .into_inner();
+    let before = stack.last_sequence().await;
+    let again = client
+        .mark_restricted(stack.req(flag()))
+        .await
+        .expect("mark again")
+        .into_inner();
+    assert_eq!(again.stream_sequence, marked.stream_sequence);
+    assert_eq!(stack.last_sequence().await, before);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn an_nhs_number_belongs_to_one_patient_only() {
+    let stack = TestStack::start().await;
+    let details = jane_smith();
+    let jane = stack.register(details.clone()).await;
+    let before = stack.last_sequence().await;
+    let err = stack
+        .client()
+        .register_patient(stack.req(pb::RegisterPatientRequest {
+            details: Some(details),
+            ..Default::default()
+        }))
+        .await
+        .expect_err("duplicate NHS number");
+    assert_eq!(err.code(), Code::AlreadyExists);
+    assert!(
+        err.message().contains(&jane.patient_id),
+        "{}",
+        err.message()
+    );
+    assert_eq!(
+        err.get_details_error_info()
+            .map(|i| i.metadata.get("existingPatientId").cloned()),
+        Some(Some(jane.patient_id))
+    );
+    assert_eq!(stack.last_sequence().await, before);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_deceased_patient_accepts_only_corrections_and_amendments_of_the_death() {
+    let stack = TestStack::start().await;
+    let jane = stack.register(jane_smith()).await;
+    let mut client = stack.client();
+    client
+        .record_death(stack.req(pb::RecordDeathRequest {
+            patient_id: jane.patient_id.clone(),
+            date_of_death: Some(PartialDate {
+                year: 2024,
+                month: 2,
+                day: 1,
+            }),
+            ..Default::default()
+        }))
+        .await
+        .expect("death recorded");
+    let rename = |correction: bool, reason: &str| pb::UpdateDemographicsRequest {
+        patient_id: jane.patient_id.clone(),
+        details: Some(pb::PatientDetails {
+            name: Some(pb::HumanName {
+                family: "Smyth".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["name.family".into()],
+        }),
+        correction,
+        reason: reason.into(),
+        ..Default::default()
+    };
+    let refused = client
+        .update_demographics(stack.req(rename(false, "")))
+        .await
+        .expect_err("deceased");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(
+        refused.get_details_error_info().map(|i| i.reason),
+        Some("PATIENT_DECEASED".into())
+    );
+    let corrected = client
+        .update_demographics(stack.req(rename(true, "spelling on the death certificate")))
+        .await
+        .expect("correction")
+        .into_inner();
+    assert_eq!(
+        corrected.details.and_then(|d| d.name).map(|n| n.family),
+        Some("Smyth".into())
+    );
+    let amended = client
+        .amend_death(stack.req(pb::AmendDeathRequest {
+            patient_id: jane.patient_id.clone(),
+            date_of_death: Some(PartialDate {
+                year: 2024,
+                month: 2,
+                day: 2,
+            }),
+            reason: "coroner's date".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("amended")
+        .into_inner();
+    assert_eq!(
+        amended.date_of_death,
+        Some(PartialDate {
+            year: 2024,
+            month: 2,
+            day: 2
+        })
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_restricted_record_shows_no_address_telecom_or_practice() {
+    let stack = TestStack::start().await;
+    let jane = stack.register(jane_smith()).await;
+    let mut client = stack.client();
+    let marked = client
+        .mark_restricted(stack.req(pb::PatientFlagRequest {
+            patient_id: jane.patient_id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .expect("restricted")
+        .into_inner();
+    let got = client
+        .get_patient(stack.req(pb::GetPatientRequest {
+            patient_id: jane.patient_id.clone(),
+            min_sequence: marked.stream_sequence,
+        }))
+        .await
+        .expect("get")
+        .into_inner();
+    assert!(got.restricted && got.withheld);
+    let d = got.details.expect("details");
+    assert!(d.addresses.is_empty() && d.telecom.is_empty() && d.registered_practice_ods.is_empty());
+    assert_eq!(d.name.map(|n| n.family), Some("Smith".into()));
+    let cleared = client
+        .clear_restricted(stack.req(pb::PatientFlagRequest {
+            patient_id: jane.patient_id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .expect_err("a reason is needed");
+    assert_eq!(cleared.code(), Code::InvalidArgument);
+    let objected = client
+        .record_sharing_objection(stack.req(pb::PatientFlagRequest {
+            patient_id: jane.patient_id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .expect("objection")
+        .into_inner();
+    assert!(objected.sharing_objection);
+    stack.stop().await;
+}

@@ -1,0 +1,9 @@
+//! End-to-end scenarios against a real nats-server and PostgreSQL.
+
+mod bad_input;
+mod concurrency;
+mod lifecycle;
+mod merge;
+mod projections;
+mod reflection;
+mod streams;

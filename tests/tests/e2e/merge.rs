@@ -1,0 +1,179 @@
+//! Merging a duplicate record into its survivor, and undoing it.
+
+use carelog_proto::demographics::v1 as pb;
+use carelog_tests::harness::{TestStack, jane_smith, test_nhs_number};
+use tonic::Code;
+use tonic_types::StatusExt as _;
+
+#[tokio::test]
+async fn merge_then_edit_then_unmerge_keeps_every_edit_on_the_right_patient() {
+    let stack = TestStack::start().await;
+    let mut client = stack.client();
+    let mut temporary = jane_smith();
+    temporary.nhs_number.clear();
+    temporary.nhs_number_verification_status = pb::NhsNumberVerificationStatus::NotPresent as i32;
+    temporary.name = Some(pb::HumanName {
+        family: "Smith".into(),
+        given: vec!["J".into()],
+        prefix: String::new(),
+    });
+    let duplicate = stack.register(temporary).await;
+    let survivor = stack
+        .register(pb::PatientDetails {
+            nhs_number: test_nhs_number(),
+            ..jane_smith()
+        })
+        .await;
+
+    // Given the duplicate merged into the survivor
+    let merged = client
+        .merge_patient(stack.req(pb::MergePatientRequest {
+            duplicate_patient_id: duplicate.patient_id.clone(),
+            survivor_patient_id: survivor.patient_id.clone(),
+            reason: "same person registered twice".into(),
+            request_id: "merge-1".into(),
+        }))
+        .await
+        .expect("merged")
+        .into_inner();
+    assert_eq!(
+        merged
+            .duplicate
+            .as_ref()
+            .map(|d| d.merged_into_patient_id.as_str()),
+        Some(survivor.patient_id.as_str())
+    );
+    assert_eq!(
+        merged
+            .survivor
+            .as_ref()
+            .map(|s| s.merged_patient_ids.clone()),
+        Some(vec![duplicate.patient_id.clone()])
+    );
+
+    // A command on the duplicate names the survivor
+    let refused = client
+        .mark_restricted(stack.req(pb::PatientFlagRequest {
+            patient_id: duplicate.patient_id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .expect_err("merged away");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(refused.message().contains(&survivor.patient_id));
+    let info = refused.get_details_error_info().expect("error info");
+    assert_eq!(info.reason, "PATIENT_MERGED");
+    assert_eq!(
+        info.metadata.get("survivorPatientId"),
+        Some(&survivor.patient_id)
+    );
+
+    // A query for the duplicate says where it went
+    let found = client
+        .get_patient(stack.req(pb::GetPatientRequest {
+            patient_id: duplicate.patient_id.clone(),
+            min_sequence: merged.stream_sequence,
+        }))
+        .await
+        .expect("get duplicate")
+        .into_inner();
+    assert_eq!(found.merged_into_patient_id, survivor.patient_id);
+
+    // When the survivor is edited while merged
+    let mut renamed = jane_smith();
+    renamed.name = Some(pb::HumanName {
+        family: "Smith-Jones".into(),
+        given: vec!["Jane".into()],
+        prefix: "Mrs".into(),
+    });
+    client
+        .update_demographics(stack.req_as(
+            "dr-patel",
+            pb::UpdateDemographicsRequest {
+                patient_id: survivor.patient_id.clone(),
+                details: Some(renamed),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["name".into()],
+                }),
+                reason: "marriage".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("survivor edited");
+
+    // Then the unmerge reopens the duplicate as it was, and the edit stays on the survivor
+    let unmerged = client
+        .unmerge_patient(stack.req(pb::UnmergePatientRequest {
+            duplicate_patient_id: duplicate.patient_id.clone(),
+            reason: "not the same person: different mother's maiden name".into(),
+            request_id: "unmerge-1".into(),
+        }))
+        .await
+        .expect("unmerged")
+        .into_inner();
+    let dup = unmerged.duplicate.expect("duplicate");
+    let surv = unmerged.survivor.expect("survivor");
+    assert!(dup.merged_into_patient_id.is_empty());
+    assert!(surv.merged_patient_ids.is_empty());
+    assert_eq!(
+        dup.details.and_then(|d| d.name).map(|n| n.given),
+        Some(vec!["J".to_owned()])
+    );
+    assert_eq!(
+        surv.details.and_then(|d| d.name).map(|n| n.family),
+        Some("Smith-Jones".into())
+    );
+
+    let versions = client
+        .list_patient_versions(stack.req(pb::ListPatientVersionsRequest {
+            patient_id: survivor.patient_id.clone(),
+            min_sequence: unmerged.stream_sequence,
+            ..Default::default()
+        }))
+        .await
+        .expect("survivor versions")
+        .into_inner()
+        .versions;
+    let types: Vec<String> = versions
+        .iter()
+        .flat_map(|v| v.event_types.clone())
+        .collect();
+    assert_eq!(
+        types,
+        vec![
+            "PatientRegistered",
+            "DuplicateMergedIn",
+            "DemographicsUpdated",
+            "DuplicateUnmerged"
+        ]
+    );
+    assert_eq!(versions[2].actor_user_id, "dr-patel");
+    let dup_versions = client
+        .list_patient_versions(stack.req(pb::ListPatientVersionsRequest {
+            patient_id: duplicate.patient_id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .expect("duplicate versions")
+        .into_inner()
+        .versions;
+    let dup_types: Vec<String> = dup_versions
+        .iter()
+        .flat_map(|v| v.event_types.clone())
+        .collect();
+    assert_eq!(
+        dup_types,
+        vec!["PatientRegistered", "PatientMerged", "PatientUnmerged"]
+    );
+
+    // And the duplicate accepts commands again
+    client
+        .mark_restricted(stack.req(pb::PatientFlagRequest {
+            patient_id: duplicate.patient_id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .expect("open again");
+    stack.stop().await;
+}

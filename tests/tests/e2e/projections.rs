@@ -1,0 +1,205 @@
+//! Projectors: stopped and restarted they end where a full rebuild ends;
+//! an event they cannot apply stops them visibly, never silently.
+
+use std::time::Duration;
+
+use carelog::stack::Parts;
+use carelog_projections::Runner;
+use carelog_proto::demographics::v1 as pb;
+use carelog_tests::harness::{TestStack, jane_smith, test_nhs_number};
+use tokio_util::sync::CancellationToken;
+
+async fn dump(pool: &sqlx::PgPool) -> Vec<String> {
+    let mut out = Vec::new();
+    for (table, order) in [
+        ("patients", "patient_id"),
+        ("patient_addresses", "patient_id, position"),
+        ("patient_versions", "patient_id, version"),
+        ("audit_events", "stream, stream_sequence, event_index"),
+        ("projection_checkpoints", "projection, stream"),
+    ] {
+        let sql = format!(
+            "SELECT coalesce(string_agg(t::text, E'\\n' ORDER BY {order}), '') FROM {table} t"
+        );
+        let sql = if table == "projection_checkpoints" {
+            "SELECT coalesce(string_agg(projection || ':' || stream || ':' || last_sequence, E'\\n' ORDER BY projection, stream), '') FROM projection_checkpoints".to_owned()
+        } else {
+            sql
+        };
+        let (text,): (String,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_one(pool)
+            .await
+            .expect("dump");
+        out.push(format!("== {table}\n{text}"));
+    }
+    out
+}
+
+async fn caught_up(pool: &sqlx::PgPool, projection: &str, sequence: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    assert!(
+        carelog_projections::checkpoint::wait_for(
+            pool,
+            projection,
+            "CARELOG_DEMOGRAPHICS",
+            sequence,
+            deadline
+        )
+        .await
+        .expect("checkpoint"),
+        "{projection} did not reach {sequence}"
+    );
+}
+
+async fn some_clinical_activity(stack: &TestStack, n: usize) -> u64 {
+    let mut client = stack.client();
+    let mut last = 0;
+    for i in 0..n {
+        let p = stack
+            .register(pb::PatientDetails {
+                nhs_number: test_nhs_number(),
+                ..jane_smith()
+            })
+            .await;
+        let mut moved = jane_smith();
+        moved.addresses[0].postcode = format!("LS{} 1AB", 1 + i % 9);
+        let u = client
+            .update_demographics(stack.req(pb::UpdateDemographicsRequest {
+                patient_id: p.patient_id.clone(),
+                details: Some(moved),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["addresses".into()],
+                }),
+                ..Default::default()
+            }))
+            .await
+            .expect("update")
+            .into_inner();
+        last = u.stream_sequence;
+        if i % 3 == 0 {
+            last = client
+                .mark_restricted(stack.req(pb::PatientFlagRequest {
+                    patient_id: p.patient_id.clone(),
+                    ..Default::default()
+                }))
+                .await
+                .expect("restrict")
+                .into_inner()
+                .stream_sequence;
+        }
+    }
+    last
+}
+
+#[tokio::test]
+async fn a_projector_stopped_mid_stream_and_restarted_ends_identical_to_a_full_rebuild() {
+    let stack = TestStack::start_parts(Parts {
+        api: true,
+        projectors: false,
+    })
+    .await;
+    let projections = carelog_projections::all();
+
+    // Given a projector that applied the first half and was stopped
+    let first = CancellationToken::new();
+    let runner = Runner::new(stack.pool.clone(), stack.store.clone());
+    let task = tokio::spawn(runner.clone().run(projections.clone(), first.clone()));
+    let half = some_clinical_activity(&stack, 12).await;
+    caught_up(&stack.pool, "patients", half).await;
+    caught_up(&stack.pool, "audit_events", half).await;
+    first.cancel();
+    task.await.expect("join").expect("clean stop");
+
+    // When more happens while it is down, and it is restarted
+    let end = some_clinical_activity(&stack, 12).await;
+    assert!(end > half);
+    let second = CancellationToken::new();
+    let task = tokio::spawn(
+        Runner::new(stack.pool.clone(), stack.store.clone())
+            .run(projections.clone(), second.clone()),
+    );
+    caught_up(&stack.pool, "patients", end).await;
+    caught_up(&stack.pool, "audit_events", end).await;
+    second.cancel();
+    task.await.expect("join").expect("clean stop");
+    let restarted = dump(&stack.pool).await;
+
+    // Then a full rebuild from sequence 1 gives byte-identical tables
+    for projection in &projections {
+        carelog_projections::rebuild::rebuild(
+            &stack.pool,
+            &stack.store,
+            projection.as_ref(),
+            &|_, _| {},
+        )
+        .await
+        .expect("rebuild");
+    }
+    let rebuilt = dump(&stack.pool).await;
+    assert_eq!(restarted, rebuilt);
+    assert!(restarted[0].lines().count() > 24, "patients were projected");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_the_projector_cannot_apply_stops_it_and_fails_readiness() {
+    let mut stack = TestStack::start().await;
+    let jane = stack.register(jane_smith()).await;
+    caught_up(&stack.pool, "patients", jane.stream_sequence).await;
+    // A commit whose payload is not a commit, on a fresh patient subject.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Carelog-Kind", "commit");
+    let write = carelog_kernel::store::Write {
+        subject: TestStack::demographics_stream().subject(&uuid::Uuid::now_v7()),
+        expected_last_subject_sequence: 0,
+        message_id: None,
+        headers,
+        payload: bytes::Bytes::from_static(b"\xff\xff not protobuf"),
+    };
+    let poisoned = stack
+        .store
+        .append(vec![write])
+        .await
+        .expect("append")
+        .sequence;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(stack.channel.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "readiness".into(),
+            })
+            .await
+            .expect("health")
+            .into_inner()
+            .status;
+        if status == tonic_health::pb::health_check_response::ServingStatus::NotServing as i32 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "readiness never failed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The checkpoint stays before the poisoned event: it was not skipped.
+    let at = carelog_projections::checkpoint::read(&stack.pool, "patients", "CARELOG_DEMOGRAPHICS")
+        .await
+        .expect("checkpoint");
+    assert!(
+        at >= jane.stream_sequence && at < poisoned,
+        "checkpoint {at}, poisoned {poisoned}"
+    );
+    let status = stack.running.as_ref().map(|_| ());
+    assert!(status.is_some());
+    // Stopping reports the projector's failure rather than hiding it.
+    let stopped = stack
+        .running
+        .take()
+        .expect("running")
+        .stop(Duration::from_secs(10))
+        .await;
+    assert!(
+        format!("{:#}", stopped.expect_err("the failure surfaces")).contains(&poisoned.to_string())
+    );
+}
