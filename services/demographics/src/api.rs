@@ -68,6 +68,14 @@ fn patient_id(field: &str, text: &str, v: &mut Violations) -> Option<PatientId> 
     v.check(field, PatientId::parse(text))
 }
 
+/// A single required patient id.
+fn required_id(field: &str, text: &str) -> Result<PatientId, Failure> {
+    let mut v = Violations::new();
+    let id = patient_id(field, text, &mut v);
+    v.into_result()?;
+    id.ok_or_else(|| Failure::invalid_field(field, "is required"))
+}
+
 /// The response resource: the record as this caller may see it.
 pub fn resource(loaded: &Loaded<PatientRecord>) -> pb::Patient {
     let mut patient = loaded.state.shown(false);
@@ -122,13 +130,8 @@ impl<Q: PatientQueries> DemographicsApi<Q> {
         request: Request<pb::PatientFlagRequest>,
         command: impl FnOnce(String) -> Command,
     ) -> Result<Response<pb::Patient>, Status> {
-        let ctx = RequestContext::from_grpc(&request)?;
-        let r = request.into_inner();
-        let ctx = ctx.with_request(&r.request_id, &r.reason)?;
-        let mut v = Violations::new();
-        let id = patient_id("patient_id", &r.patient_id, &mut v);
-        v.into_result()?;
-        let id = id.ok_or_else(|| Failure::invalid_field("patient_id", "is required"))?;
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let id = required_id("patient_id", &r.patient_id)?;
         self.on_patient(ctx, id, command(r.reason)).await
     }
 
@@ -168,9 +171,7 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         &self,
         request: Request<pb::RegisterPatientRequest>,
     ) -> Result<Response<pb::Patient>, Status> {
-        let ctx = RequestContext::from_grpc(&request)?;
-        let r = request.into_inner();
-        let ctx = ctx.with_request(&r.request_id, &r.reason)?;
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
         let mut v = Violations::new();
         let details = check_details(&r.details.unwrap_or_default(), "details", &mut v);
         v.into_result()?;
@@ -186,9 +187,7 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         &self,
         request: Request<pb::UpdateDemographicsRequest>,
     ) -> Result<Response<pb::Patient>, Status> {
-        let ctx = RequestContext::from_grpc(&request)?;
-        let r = request.into_inner();
-        let ctx = ctx.with_request(&r.request_id, &r.reason)?;
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
         let mut v = Violations::new();
         let id = patient_id("patient_id", &r.patient_id, &mut v);
         let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
@@ -240,9 +239,7 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         &self,
         request: Request<pb::RecordDeathRequest>,
     ) -> Result<Response<pb::Patient>, Status> {
-        let ctx = RequestContext::from_grpc(&request)?;
-        let r = request.into_inner();
-        let ctx = ctx.with_request(&r.request_id, &r.reason)?;
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
         let mut v = Violations::new();
         let id = patient_id("patient_id", &r.patient_id, &mut v);
         let date = v.check(
@@ -263,9 +260,7 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         &self,
         request: Request<pb::AmendDeathRequest>,
     ) -> Result<Response<pb::Patient>, Status> {
-        let ctx = RequestContext::from_grpc(&request)?;
-        let r = request.into_inner();
-        let ctx = ctx.with_request(&r.request_id, &r.reason)?;
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
         let mut v = Violations::new();
         let id = patient_id("patient_id", &r.patient_id, &mut v);
         let date = if r.entered_in_error {
@@ -293,9 +288,7 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         &self,
         request: Request<pb::MergePatientRequest>,
     ) -> Result<Response<pb::MergePatientResponse>, Status> {
-        let ctx = RequestContext::from_grpc(&request)?;
-        let r = request.into_inner();
-        let ctx = ctx.with_request(&r.request_id, &r.reason)?;
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
         let mut v = Violations::new();
         let duplicate = patient_id("duplicate_patient_id", &r.duplicate_patient_id, &mut v);
         let survivor = patient_id("survivor_patient_id", &r.survivor_patient_id, &mut v);
@@ -319,14 +312,8 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         &self,
         request: Request<pb::UnmergePatientRequest>,
     ) -> Result<Response<pb::MergePatientResponse>, Status> {
-        let ctx = RequestContext::from_grpc(&request)?;
-        let r = request.into_inner();
-        let ctx = ctx.with_request(&r.request_id, &r.reason)?;
-        let mut v = Violations::new();
-        let duplicate = patient_id("duplicate_patient_id", &r.duplicate_patient_id, &mut v);
-        v.into_result()?;
-        let duplicate = duplicate
-            .ok_or_else(|| Failure::invalid_field("duplicate_patient_id", "is required"))?;
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let duplicate = required_id("duplicate_patient_id", &r.duplicate_patient_id)?;
         let record = self.executor.load(duplicate).await?;
         if !record.exists() {
             return Err(Failure::from(Error::NotFound(duplicate)).into());
@@ -382,12 +369,8 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         &self,
         request: Request<pb::GetPatientRequest>,
     ) -> Result<Response<pb::Patient>, Status> {
-        let ctx = RequestContext::from_grpc(&request)?;
-        let r = request.into_inner();
-        let mut v = Violations::new();
-        let id = patient_id("patient_id", &r.patient_id, &mut v);
-        v.into_result()?;
-        let id = id.ok_or_else(|| Failure::invalid_field("patient_id", "is required"))?;
+        let (ctx, r) = RequestContext::query(request)?;
+        let id = required_id("patient_id", &r.patient_id)?;
         let patient = self
             .queries
             .get(id, Self::consistency(&ctx, r.min_sequence))
@@ -400,8 +383,7 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         &self,
         request: Request<pb::SearchPatientsRequest>,
     ) -> Result<Response<pb::SearchPatientsResponse>, Status> {
-        let ctx = RequestContext::from_grpc(&request)?;
-        let r = request.into_inner();
+        let (ctx, r) = RequestContext::query(request)?;
         let mut v = Violations::new();
         let search = search_of(&r, &mut v);
         let page = page(r.page_size, r.page_token, &mut v);
@@ -425,8 +407,7 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         &self,
         request: Request<pb::ListPatientVersionsRequest>,
     ) -> Result<Response<pb::ListPatientVersionsResponse>, Status> {
-        let ctx = RequestContext::from_grpc(&request)?;
-        let r = request.into_inner();
+        let (ctx, r) = RequestContext::query(request)?;
         let mut v = Violations::new();
         let id = patient_id("patient_id", &r.patient_id, &mut v);
         let page = page(r.page_size, r.page_token, &mut v);

@@ -112,6 +112,25 @@ impl RequestContext {
         }
     }
 
+    /// The context and body of a mutating request, whose body names its
+    /// idempotency key and reason.
+    pub fn command<T>(
+        request: tonic::Request<T>,
+        key: impl FnOnce(&T) -> (&str, &str),
+    ) -> Result<(Self, T), Failure> {
+        let ctx = Self::from_grpc(&request)?;
+        let body = request.into_inner();
+        let (request_id, reason) = key(&body);
+        let ctx = ctx.with_request(request_id, reason)?;
+        Ok((ctx, body))
+    }
+
+    /// The context and body of a query.
+    pub fn query<T>(request: tonic::Request<T>) -> Result<(Self, T), Failure> {
+        let ctx = Self::from_grpc(&request)?;
+        Ok((ctx, request.into_inner()))
+    }
+
     /// The idempotency key and reason of a mutating request; a request id is
     /// at most 64 characters of letters, digits, `-`, `_`, `.` and `:`.
     pub fn with_request(mut self, request_id: &str, reason: &str) -> Result<Self, Failure> {

@@ -8,7 +8,12 @@ use bytes::Bytes;
 use serde::Deserialize;
 use thiserror::Error;
 
-use super::EventStore;
+/// What publishing needs: the connection and how long to wait.
+#[derive(Clone, Debug)]
+pub(super) struct Publisher {
+    pub client: async_nats::Client,
+    pub timeout: std::time::Duration,
+}
 
 /// One guarded message to append.
 #[derive(Debug, Clone)]
@@ -74,7 +79,7 @@ const DUPLICATE_IN_PROCESS: u64 = 10158;
 /// the executor reloads and finds the earlier commit of the request.
 const BATCH_DUPLICATE_MESSAGE_ID: u64 = 10201;
 
-pub(super) async fn append(store: &EventStore, writes: Vec<Write>) -> Result<Ack, AppendError> {
+pub(super) async fn append(store: &Publisher, writes: Vec<Write>) -> Result<Ack, AppendError> {
     let n = writes.len();
     let batch_id = uuid::Uuid::new_v4().simple().to_string();
     let mut last = None;
@@ -103,7 +108,7 @@ pub(super) async fn append(store: &EventStore, writes: Vec<Write>) -> Result<Ack
             last = Some(parse_reply(&write.subject, &reply)?);
         } else {
             store
-                .client()
+                .client
                 .publish_with_headers(write.subject, headers, write.payload)
                 .await
                 .map_err(|e| AppendError::Unavailable(e.to_string()))?;
@@ -116,7 +121,7 @@ pub(super) async fn append(store: &EventStore, writes: Vec<Write>) -> Result<Ack
 }
 
 async fn request(
-    store: &EventStore,
+    store: &Publisher,
     subject: &str,
     headers: HeaderMap,
     payload: Bytes,
@@ -124,12 +129,8 @@ async fn request(
     let request = Request::new()
         .headers(headers)
         .payload(payload)
-        .timeout(Some(store.options().timeout));
-    match store
-        .client()
-        .send_request(subject.to_owned(), request)
-        .await
-    {
+        .timeout(Some(store.timeout));
+    match store.client.send_request(subject.to_owned(), request).await {
         Ok(message) => Ok(message.payload),
         Err(e) => match e.kind() {
             async_nats::RequestErrorKind::NoResponders => {

@@ -1,0 +1,173 @@
+//! Group commit behind `EventStore::append`: commands for different
+//! aggregates that arrive while earlier appends are in flight share one
+//! atomic batch, so one fsync covers them all (`sync_interval: always`
+//! costs one fsync per message otherwise). Alone, a command is published at
+//! once: grouping adds no latency at low load. A batch that fails (one lost
+//! race makes an atomic batch fail whole) is retried command by command, so
+//! each command gets its own answer.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::publish::{self, Ack, AppendError, Publisher, Write};
+
+/// Appends in flight at once per stream.
+const WORKERS: usize = 4;
+/// Messages in one group (the server allows 1,000 in an atomic batch).
+const MAX_GROUP: usize = 256;
+
+struct Job {
+    writes: Vec<Write>,
+    reply: oneshot::Sender<Result<Ack, AppendError>>,
+}
+
+/// One committer per stream, started on first use.
+#[derive(Default)]
+pub(super) struct Committers {
+    by_stream: std::sync::Mutex<HashMap<String, mpsc::Sender<Job>>>,
+}
+
+impl std::fmt::Debug for Committers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Committers")
+    }
+}
+
+/// The stream a subject belongs to: `carelog.<context>.…` share one.
+fn stream_key(subject: &str) -> &str {
+    match subject.match_indices('.').nth(1) {
+        Some((i, _)) => &subject[..i],
+        None => subject,
+    }
+}
+
+impl Committers {
+    pub(super) async fn append(
+        &self,
+        publisher: &Publisher,
+        writes: Vec<Write>,
+    ) -> Result<Ack, AppendError> {
+        let Some(first) = writes.first() else {
+            return Err(AppendError::Refused {
+                code: 0,
+                description: "nothing to append".into(),
+            });
+        };
+        let sender = {
+            let mut map = self
+                .by_stream
+                .lock()
+                .map_err(|_| AppendError::Unavailable("committer poisoned".into()))?;
+            map.entry(stream_key(&first.subject).to_owned())
+                .or_insert_with(|| start(publisher.clone()))
+                .clone()
+        };
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(Job { writes, reply })
+            .await
+            .map_err(|_| AppendError::Unavailable("committer stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| AppendError::Unavailable("committer stopped".into()))?
+    }
+}
+
+fn start(publisher: Publisher) -> mpsc::Sender<Job> {
+    let (sender, receiver) = mpsc::channel::<Job>(4096);
+    let receiver = Arc::new(Mutex::new(receiver));
+    for _ in 0..WORKERS {
+        let (receiver, publisher) = (receiver.clone(), publisher.clone());
+        tokio::spawn(async move {
+            let mut carry: Vec<Job> = Vec::new();
+            loop {
+                let jobs = {
+                    let mut rx = receiver.lock().await;
+                    let mut jobs = std::mem::take(&mut carry);
+                    if jobs.is_empty() {
+                        match rx.recv().await {
+                            Some(job) => jobs.push(job),
+                            None => return,
+                        }
+                    }
+                    let mut subjects: HashSet<String> = jobs
+                        .iter()
+                        .flat_map(|j| j.writes.iter().map(|w| w.subject.clone()))
+                        .collect();
+                    let mut size: usize = jobs.iter().map(|j| j.writes.len()).sum();
+                    while size < MAX_GROUP {
+                        let Ok(job) = rx.try_recv() else { break };
+                        // One guarded write per subject in a batch: a second
+                        // command on a subject waits for the next group.
+                        if job.writes.iter().any(|w| subjects.contains(&w.subject)) {
+                            carry.push(job);
+                            break;
+                        }
+                        subjects.extend(job.writes.iter().map(|w| w.subject.clone()));
+                        size += job.writes.len();
+                        jobs.push(job);
+                    }
+                    jobs
+                };
+                commit(&publisher, jobs).await;
+            }
+        });
+    }
+    sender
+}
+
+async fn commit(publisher: &Publisher, mut jobs: Vec<Job>) {
+    if jobs.len() == 1 {
+        let job = jobs.remove(0);
+        let _ = job.reply.send(publish::append(publisher, job.writes).await);
+        return;
+    }
+    let all: Vec<Write> = jobs.iter().flat_map(|j| j.writes.iter().cloned()).collect();
+    let total = all.len() as u64;
+    match publish::append(publisher, all).await {
+        Ok(ack) => {
+            let mut next = ack.sequence + 1 - total;
+            for job in jobs {
+                next += job.writes.len() as u64;
+                let _ = job.reply.send(Ok(Ack {
+                    sequence: next - 1,
+                    duplicate: false,
+                }));
+            }
+        }
+        Err(AppendError::Unavailable(e)) => {
+            for job in jobs {
+                let _ = job.reply.send(Err(AppendError::Unavailable(e.clone())));
+            }
+        }
+        Err(_) => {
+            let results = futures::future::join_all(
+                jobs.iter()
+                    .map(|j| publish::append(publisher, j.writes.clone())),
+            )
+            .await;
+            for (job, result) in jobs.into_iter().zip(results) {
+                let _ = job.reply.send(result);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stream_key;
+
+    #[test]
+    fn subjects_of_one_context_share_a_committer() {
+        assert_eq!(
+            stream_key("carelog.demographics.0190-aa"),
+            "carelog.demographics"
+        );
+        assert_eq!(
+            stream_key("carelog.demographics.claims.nhs-number.ab"),
+            "carelog.demographics"
+        );
+    }
+}
