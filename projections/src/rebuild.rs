@@ -6,8 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use carelog_kernel::store::EventStore;
+use carelog_kernel::envelope::{StoredCommit, StoredMessage};
+use carelog_kernel::store::{EventStore, StoreError};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+use tokio::sync::mpsc;
 
 use crate::projection::{Projection, ProjectionError};
 use crate::runner::apply_messages;
@@ -15,6 +17,10 @@ use crate::runner::apply_messages;
 const SCHEMA: &str = "carelog_rebuild";
 const RETIRED: &str = "carelog_retired";
 const FETCH: usize = 1000;
+/// Ranges fetched ahead of the one being applied.
+const READ_AHEAD: usize = 16;
+/// Transactions applying one chunk at once.
+const PARTITIONS: usize = 2;
 /// Messages per transaction while replaying.
 const CHUNK: usize = 5000;
 
@@ -53,12 +59,25 @@ pub async fn rebuild(
         .collect();
     exec(&mut conn, format!("DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")).await?;
     exec(&mut conn, format!("CREATE SCHEMA {SCHEMA}")).await?;
+    // Copies without secondary indexes (built once, after the replay, which
+    // is much faster than maintaining them row by row); primary keys stay,
+    // since the projectors upsert on them.
     for table in &tables {
-        exec(
-            &mut conn,
-            format!("CREATE TABLE {SCHEMA}.{table} (LIKE public.{table} INCLUDING ALL)"),
+        exec(&mut conn, format!("CREATE TABLE {SCHEMA}.{table} (LIKE public.{table} INCLUDING ALL EXCLUDING INDEXES)")).await?;
+        let keys: Vec<(String, String)> = sqlx::query_as(
+            "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint \
+             WHERE conrelid = ('public.' || $1)::regclass AND contype = 'p'",
         )
+        .bind(table)
+        .fetch_all(&mut *conn)
         .await?;
+        for (name, definition) in keys {
+            exec(
+                &mut conn,
+                format!("ALTER TABLE {SCHEMA}.{table} ADD CONSTRAINT {name} {definition}"),
+            )
+            .await?;
+        }
     }
     let streams = projection.streams();
     let mut totals = 0;
@@ -70,15 +89,31 @@ pub async fn rebuild(
     }
     let mut done = 0;
     for stream in &streams {
-        done += replay(&mut conn, store, projection, stream, false, &mut |n| {
+        done += replay_parallel(pool, store, projection, stream, &mut |n| {
             progress(done + n, totals)
         })
         .await?;
     }
+    for table in projection.tables() {
+        let indexes: Vec<(String,)> = sqlx::query_as(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = $1 \
+             AND indexname NOT IN (SELECT conname FROM pg_constraint WHERE conrelid = ('public.' || $1)::regclass)",
+        )
+        .bind(*table)
+        .fetch_all(&mut *conn)
+        .await?;
+        for (definition,) in indexes {
+            exec(
+                &mut conn,
+                definition.replacen(" ON public.", &format!(" ON {SCHEMA}."), 1),
+            )
+            .await?;
+        }
+    }
     // Catch up the tail and swap, under the projection's lock.
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     for stream in &streams {
-        done += replay(&mut tx, store, projection, stream, true, &mut |_| {}).await?;
+        done += catch_up(&mut tx, store, projection, stream).await?;
     }
     exec(&mut tx, format!("CREATE SCHEMA IF NOT EXISTS {RETIRED}")).await?;
     for table in projection.tables() {
@@ -118,19 +153,39 @@ pub async fn rebuild(
     })
 }
 
-/// Applies a stream into the rebuild schema from its checkpoint there to
-/// the stream's end. With `in_tx` the caller's transaction is used (the tail
-/// under the swap), else one transaction per chunk. Fetches the next range
-/// while the current one is applied.
-async fn replay(
-    conn: &mut PgConnection,
+/// Fetches the stream from `from` onwards, up to READ_AHEAD ranges ahead of
+/// whoever applies them.
+fn read_ahead(
     store: &EventStore,
+    stream: &str,
+    from: u64,
+) -> mpsc::Receiver<Result<Vec<StoredMessage>, StoreError>> {
+    let (ranges, received) = mpsc::channel(READ_AHEAD);
+    let (store, stream) = (store.clone(), stream.to_owned());
+    tokio::spawn(async move {
+        let mut next = from;
+        loop {
+            let messages = store.read_range(&stream, next, FETCH).await;
+            let last = messages
+                .as_ref()
+                .ok()
+                .and_then(|m| m.last())
+                .map(|m| m.stream_sequence);
+            let full = messages.as_ref().is_ok_and(|m| m.len() == FETCH);
+            if ranges.send(messages).await.is_err() || !full {
+                return;
+            }
+            next = last.map_or(next, |l| l + 1);
+        }
+    });
+    received
+}
+
+async fn rebuild_checkpoint(
+    conn: &mut PgConnection,
     projection: &dyn Projection,
     stream: &str,
-    in_tx: bool,
-    progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<u64, ProjectionError> {
-    let store_err = |e: carelog_kernel::store::StoreError| ProjectionError::Store(e.to_string());
     let at: Option<(i64,)> = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT last_sequence FROM {SCHEMA}.projection_checkpoints WHERE projection = $1 AND stream = $2"
     )))
@@ -138,42 +193,103 @@ async fn replay(
     .bind(stream)
     .fetch_optional(&mut *conn)
     .await?;
-    let mut next = at.map(|r| r.0 as u64).unwrap_or(0) + 1;
+    Ok(at.map(|r| r.0 as u64).unwrap_or(0))
+}
+
+/// Replays a stream into the rebuild schema from its start, applying each
+/// chunk in PARTITIONS transactions at once, split by aggregate (so each
+/// aggregate's events stay in order). The rebuild tables are private until
+/// the swap, so a chunk need not be one transaction; the checkpoint moves
+/// after all partitions of a chunk committed.
+async fn replay_parallel(
+    pool: &PgPool,
+    store: &EventStore,
+    projection: &dyn Projection,
+    stream: &str,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<u64, ProjectionError> {
+    let mut conn = pool.acquire().await?;
+    let mut at = rebuild_checkpoint(&mut conn, projection, stream).await?;
+    let mut received = read_ahead(store, stream, at + 1);
     let mut applied = 0;
-    let mut pending = Vec::new();
-    let fetch = |from: u64| {
-        let (store, stream) = (store.clone(), stream.to_owned());
-        tokio::spawn(async move { store.read_range(&stream, from, FETCH).await })
-    };
-    let mut inflight = Some(fetch(next));
-    while let Some(handle) = inflight.take() {
-        let messages = handle
-            .await
-            .map_err(|e| ProjectionError::Store(e.to_string()))?
-            .map_err(store_err)?;
-        let full = messages.len() == FETCH;
-        if let Some(last) = messages.last() {
-            next = last.stream_sequence + 1;
-        }
-        if full {
-            inflight = Some(fetch(next));
-        }
-        pending.extend(messages);
-        if pending.len() >= CHUNK || inflight.is_none() {
-            if in_tx {
-                exec(conn, format!("SET LOCAL search_path TO {SCHEMA}")).await?;
-                apply_messages(conn, projection, stream, &pending).await?;
-                exec(conn, "SET LOCAL search_path TO public".into()).await?;
-            } else {
-                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                exec(&mut tx, format!("SET LOCAL search_path TO {SCHEMA}")).await?;
-                apply_messages(&mut tx, projection, stream, &pending).await?;
-                tx.commit().await?;
+    let mut pending: Vec<StoredMessage> = Vec::new();
+    let mut done = false;
+    while !done {
+        match received.recv().await {
+            Some(messages) => {
+                pending.extend(messages.map_err(|e| ProjectionError::Store(e.to_string()))?)
             }
-            applied += pending.len() as u64;
-            progress(applied);
-            pending.clear();
+            None => done = true,
         }
+        let last_chunk = done && !pending.is_empty();
+        if pending.len() < CHUNK && !last_chunk {
+            continue;
+        }
+        let mut parts: Vec<Vec<StoredCommit>> = (0..PARTITIONS).map(|_| Vec::new()).collect();
+        for message in &pending {
+            if message.stream_sequence != at + 1 {
+                return Err(ProjectionError::Unapplicable {
+                    sequence: message.stream_sequence,
+                    subject: message.subject.clone(),
+                    reason: format!("gap in the stream: expected sequence {} next", at + 1),
+                });
+            }
+            at = message.stream_sequence;
+            if !message.is_commit() {
+                continue;
+            }
+            let commit =
+                StoredCommit::decode(message).map_err(|e| ProjectionError::Unapplicable {
+                    sequence: message.stream_sequence,
+                    subject: message.subject.clone(),
+                    reason: format!("not a commit: {e}"),
+                })?;
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            std::hash::Hash::hash(&commit.subject, &mut hasher);
+            parts[(std::hash::Hasher::finish(&hasher) as usize) % PARTITIONS].push(commit);
+        }
+        futures::future::try_join_all(parts.iter().map(|part| async move {
+            let mut tx = pool.begin().await?;
+            exec(&mut tx, format!("SET LOCAL search_path TO {SCHEMA}")).await?;
+            exec(&mut tx, "SET LOCAL synchronous_commit = off".into()).await?;
+            projection.apply(&mut tx, stream, part).await?;
+            tx.commit().await?;
+            Ok::<_, ProjectionError>(())
+        }))
+        .await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {SCHEMA}.projection_checkpoints (projection, stream, last_sequence) VALUES ($1, $2, $3) \
+             ON CONFLICT (projection, stream) DO UPDATE SET last_sequence = EXCLUDED.last_sequence, updated_at = now()"
+        )))
+        .bind(projection.name())
+        .bind(stream)
+        .bind(at as i64)
+        .execute(&mut *conn)
+        .await?;
+        applied += pending.len() as u64;
+        progress(applied);
+        pending.clear();
+    }
+    Ok(applied)
+}
+
+/// Applies the rest of a stream (the tail) in the caller's transaction,
+/// as the live projector would.
+async fn catch_up(
+    conn: &mut PgConnection,
+    store: &EventStore,
+    projection: &dyn Projection,
+    stream: &str,
+) -> Result<u64, ProjectionError> {
+    let at = rebuild_checkpoint(conn, projection, stream).await?;
+    let mut received = read_ahead(store, stream, at + 1);
+    let mut applied = 0;
+    while let Some(messages) = received.recv().await {
+        let messages = messages.map_err(|e| ProjectionError::Store(e.to_string()))?;
+        exec(conn, format!("SET LOCAL search_path TO {SCHEMA}")).await?;
+        apply_messages(conn, projection, stream, &messages).await?;
+        exec(conn, "SET LOCAL search_path TO public".into()).await?;
+        applied += messages.len() as u64;
     }
     Ok(applied)
 }

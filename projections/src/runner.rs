@@ -233,6 +233,12 @@ pub async fn apply_messages(
     stream: &str,
     messages: &[StoredMessage],
 ) -> Result<Option<u64>, ProjectionError> {
+    // Read models are rebuilt from JetStream and the checkpoint commits with
+    // the rows, so a crash can only lose work that is then redone: no WAL
+    // flush is awaited (the disk's fsyncs belong to JetStream).
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
         .bind(projection.name())
         .execute(&mut *tx)

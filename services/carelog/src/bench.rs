@@ -138,6 +138,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.duration,
         payload_size,
         args.updates_per_patient,
+        false,
+    )
+    .await?;
+    let grouped = raw_ceiling(
+        &store,
+        args.clients,
+        args.duration,
+        payload_size,
+        args.updates_per_patient,
+        true,
     )
     .await?;
     let commands = commands(
@@ -155,6 +165,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let lag = lag(channel, &token, &pool, args.lag_rate, args.duration).await?;
     println!();
     println!("{}", raw.line("raw guarded publish"));
+    println!("{}", grouped.line("EventStore::append (grouped)"));
     println!("{}", commands.line("commands over gRPC"));
     println!(
         "{:<28} {:>9.1} %",
@@ -202,6 +213,7 @@ async fn raw_ceiling(
     duration: Duration,
     size: usize,
     updates: usize,
+    grouped: bool,
 ) -> anyhow::Result<Phase> {
     let stream = ContextStream::new("benchraw");
     let mut config: Config = required_config(&stream, store.options());
@@ -219,15 +231,18 @@ async fn raw_ceiling(
             let mut latencies = Vec::with_capacity(updates + 1);
             for _ in 0..=updates {
                 let started = Instant::now();
-                let ack = store
-                    .append(vec![Write {
-                        subject: subject.clone(),
-                        expected_last_subject_sequence: last,
-                        message_id: None,
-                        headers: Default::default(),
-                        payload: payload.clone(),
-                    }])
-                    .await?;
+                let write = vec![Write {
+                    subject: subject.clone(),
+                    expected_last_subject_sequence: last,
+                    message_id: None,
+                    headers: Default::default(),
+                    payload: payload.clone(),
+                }];
+                let ack = if grouped {
+                    store.append(write).await?
+                } else {
+                    store.append_alone(write).await?
+                };
                 latencies.push(started.elapsed());
                 last = ack.sequence;
             }

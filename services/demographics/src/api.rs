@@ -179,8 +179,18 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
             "" => PatientId::new(),
             request_id => PatientId::for_request(&ctx.actor.user_id, request_id),
         };
-        self.on_patient(ctx, id, Command::Register { details })
-            .await
+        let command = Command::Register { details };
+        let committed = self
+            .executor
+            .create(&ctx, id, |loaded| {
+                decide(id, &loaded[0].state, &command).map_err(Failure::from)
+            })
+            .await?;
+        let loaded = committed
+            .aggregates
+            .first()
+            .ok_or_else(|| Failure::not_found("patient", &id.to_string()))?;
+        Ok(Response::new(resource(loaded)))
     }
 
     async fn update_demographics(

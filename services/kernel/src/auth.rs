@@ -86,6 +86,20 @@ pub struct Authenticator {
     issuer: String,
     audience: String,
     leeway: Duration,
+    /// Tokens already verified, with their expiry: a session sends the same
+    /// token with every call, and a signature check costs more than the
+    /// rest of a command.
+    verified: std::sync::Mutex<std::collections::HashMap<String, (Actor, u64)>>,
+}
+
+/// Verified tokens remembered at most (the memory is cleared when full).
+const VERIFIED_CAPACITY: usize = 10_000;
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -127,6 +141,7 @@ impl Authenticator {
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             leeway: Duration::from_secs(60),
+            verified: Default::default(),
         })
     }
 
@@ -141,6 +156,24 @@ impl Authenticator {
     /// Checks signature, algorithm, `exp`/`nbf` (with leeway), `iss` and
     /// `aud`, and turns the claims into an `Actor`.
     pub fn verify(&self, token: &str) -> Result<Actor, Failure> {
+        let now = now_secs();
+        if let Ok(verified) = self.verified.lock()
+            && let Some((actor, exp)) = verified.get(token)
+            && now < exp + self.leeway.as_secs()
+        {
+            return Ok(actor.clone());
+        }
+        let (actor, exp) = self.verify_signature(token)?;
+        if let Ok(mut verified) = self.verified.lock() {
+            if verified.len() >= VERIFIED_CAPACITY {
+                verified.clear();
+            }
+            verified.insert(token.to_owned(), (actor.clone(), exp));
+        }
+        Ok(actor)
+    }
+
+    fn verify_signature(&self, token: &str) -> Result<(Actor, u64), Failure> {
         let bad = |why: &str| Failure::unauthenticated(format!("bearer token rejected: {why}"));
         let header = jsonwebtoken::decode_header(token).map_err(|_| bad("malformed token"))?;
         if !ALLOWED.contains(&header.alg) {
@@ -162,7 +195,12 @@ impl Authenticator {
                 continue;
             }
             match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
-                Ok(data) => return actor_from_claims(data.claims).map_err(|e| bad(&e)),
+                Ok(data) => {
+                    let exp = data.claims.exp;
+                    return actor_from_claims(data.claims)
+                        .map(|a| (a, exp))
+                        .map_err(|e| bad(&e));
+                }
                 Err(e) => {
                     last = bad(match e.kind() {
                         jsonwebtoken::errors::ErrorKind::ExpiredSignature => "expired",
@@ -311,10 +349,7 @@ impl DevIssuer {
         role: &str,
         ttl: Duration,
     ) -> Result<String, AuthError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
+        let now = now_secs();
         let claims = Claims {
             sub: user.to_owned(),
             name: name.to_owned(),

@@ -261,6 +261,35 @@ impl<A: Aggregate> Executor<A> {
     where
         F: Fn(&[&Loaded<A>]) -> Result<Decision<A::Event>, Failure>,
     {
+        self.run(ctx, ids, false, decide).await
+    }
+
+    /// Runs a command that creates the aggregate `id`, deciding first on an
+    /// empty history without reading it: a fresh id has none, and if the id
+    /// was used after all (a repeated request) the guard refuses the append
+    /// and the command is decided again on the real history.
+    pub async fn create<F>(
+        &self,
+        ctx: &RequestContext,
+        id: PatientId,
+        decide: F,
+    ) -> Result<Committed<A>, Failure>
+    where
+        F: Fn(&[&Loaded<A>]) -> Result<Decision<A::Event>, Failure>,
+    {
+        self.run(ctx, &[id], true, decide).await
+    }
+
+    async fn run<F>(
+        &self,
+        ctx: &RequestContext,
+        ids: &[PatientId],
+        assume_new: bool,
+        decide: F,
+    ) -> Result<Committed<A>, Failure>
+    where
+        F: Fn(&[&Loaded<A>]) -> Result<Decision<A::Event>, Failure>,
+    {
         self.stats.commands.fetch_add(1, Ordering::Relaxed);
         let _guards = self.lock(ids).await;
         let key =
@@ -268,10 +297,10 @@ impl<A: Aggregate> Executor<A> {
         for attempt in 0..=self.max_retries {
             let mut loaded = Vec::with_capacity(ids.len());
             for id in ids {
-                loaded.push(if attempt == 0 {
-                    self.load(*id).await?
-                } else {
-                    self.load_from_store(*id).await?
+                loaded.push(match attempt {
+                    0 if assume_new => Loaded::empty(*id),
+                    0 => self.load(*id).await?,
+                    _ => self.load_from_store(*id).await?,
                 });
             }
             if attempt > 0 {

@@ -17,6 +17,11 @@ use super::publish::{self, Ack, AppendError, Publisher, Write};
 const WORKERS: usize = 4;
 /// Messages in one group (the server allows 1,000 in an atomic batch).
 const MAX_GROUP: usize = 256;
+/// Fewest messages worth an atomic batch: nats-server 2.15 spends about
+/// 3 ms on any atomic batch (measured: 2 messages 3.3 ms, 100 messages
+/// 4.8 ms) against about 0.25 ms per single publish, so a smaller group is
+/// published as pipelined single commands instead.
+const MIN_BATCH: usize = 32;
 
 struct Job {
     writes: Vec<Write>,
@@ -118,10 +123,10 @@ fn start(publisher: Publisher) -> mpsc::Sender<Job> {
     sender
 }
 
-async fn commit(publisher: &Publisher, mut jobs: Vec<Job>) {
-    if jobs.len() == 1 {
-        let job = jobs.remove(0);
-        let _ = job.reply.send(publish::append(publisher, job.writes).await);
+async fn commit(publisher: &Publisher, jobs: Vec<Job>) {
+    let total: usize = jobs.iter().map(|j| j.writes.len()).sum();
+    if jobs.len() == 1 || total < MIN_BATCH {
+        alone(publisher, jobs).await;
         return;
     }
     let all: Vec<Write> = jobs.iter().flat_map(|j| j.writes.iter().cloned()).collect();
@@ -142,16 +147,19 @@ async fn commit(publisher: &Publisher, mut jobs: Vec<Job>) {
                 let _ = job.reply.send(Err(AppendError::Unavailable(e.clone())));
             }
         }
-        Err(_) => {
-            let results = futures::future::join_all(
-                jobs.iter()
-                    .map(|j| publish::append(publisher, j.writes.clone())),
-            )
-            .await;
-            for (job, result) in jobs.into_iter().zip(results) {
-                let _ = job.reply.send(result);
-            }
-        }
+        Err(_) => alone(publisher, jobs).await,
+    }
+}
+
+/// Each command on its own, pipelined on the connection.
+async fn alone(publisher: &Publisher, jobs: Vec<Job>) {
+    let results = futures::future::join_all(
+        jobs.iter()
+            .map(|j| publish::append(publisher, j.writes.clone())),
+    )
+    .await;
+    for (job, result) in jobs.into_iter().zip(results) {
+        let _ = job.reply.send(result);
     }
 }
 
