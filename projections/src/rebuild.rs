@@ -20,9 +20,9 @@ const FETCH: usize = 1000;
 /// Ranges fetched ahead of the one being applied.
 const READ_AHEAD: usize = 16;
 /// Transactions applying one chunk at once.
-const PARTITIONS: usize = 2;
+const PARTITIONS: usize = 3;
 /// Messages per transaction while replaying.
-const CHUNK: usize = 5000;
+const CHUNK: usize = 9000;
 
 /// What a rebuild did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

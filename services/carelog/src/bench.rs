@@ -49,6 +49,9 @@ pub struct BenchArgs {
     /// Skip the rebuild measurement.
     #[arg(long)]
     pub skip_rebuild: bool,
+    /// Skip the projection-lag measurement (when no projector runs).
+    #[arg(long)]
+    pub skip_lag: bool,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -131,12 +134,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         store.client().server_info().version
     );
 
-    let payload_size = sample_commit_size();
+    let sample = sample_commit();
     let raw = raw_ceiling(
         &store,
         args.clients,
         args.duration,
-        payload_size,
+        sample.clone(),
         args.updates_per_patient,
         false,
     )
@@ -145,7 +148,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         &store,
         args.clients,
         args.duration,
-        payload_size,
+        sample.clone(),
         args.updates_per_patient,
         true,
     )
@@ -162,7 +165,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .max_connections(4)
         .connect(&args.database_url)
         .await?;
-    let lag = lag(channel, &token, &pool, args.lag_rate, args.duration).await?;
+    let lag = if args.skip_lag {
+        None
+    } else {
+        Some(lag(channel, &token, &pool, args.lag_rate, args.duration).await?)
+    };
     println!();
     println!("{}", raw.line("raw guarded publish"));
     println!("{}", grouped.line("EventStore::append (grouped)"));
@@ -172,15 +179,29 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "ratio to raw ceiling",
         100.0 * commands.rate() / raw.rate()
     );
-    println!(
-        "{:<28} p50 {:>7.2} ms   p99 {:>7.2} ms   at {} commands/s ({} samples)",
-        "projection lag",
-        lag.value_at_quantile(0.5) as f64 / 1000.0,
-        lag.value_at_quantile(0.99) as f64 / 1000.0,
-        args.lag_rate,
-        lag.len()
-    );
+    if let Some(lag) = &lag {
+        println!(
+            "{:<28} p50 {:>7.2} ms   p99 {:>7.2} ms   at {} commands/s ({} samples)",
+            "projection lag",
+            lag.value_at_quantile(0.5) as f64 / 1000.0,
+            lag.value_at_quantile(0.99) as f64 / 1000.0,
+            args.lag_rate,
+            lag.len()
+        );
+    }
     if !args.skip_rebuild {
+        // Let the live projectors finish first, so the rebuild runs alone.
+        let stream = ContextStream::new("demographics").name;
+        let end = store.last_sequence(&stream).await?;
+        if !args.skip_lag {
+            for projection in ["patients", "audit_events"] {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+                carelog_projections::checkpoint::wait_for(
+                    &pool, projection, &stream, end, deadline,
+                )
+                .await?;
+            }
+        }
         let projection = carelog_projections::patients::PatientsProjection;
         let report =
             carelog_projections::rebuild::rebuild(&pool, &store, &projection, &|_, _| {}).await?;
@@ -195,23 +216,47 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The size of a registration commit as carelog writes it.
-fn sample_commit_size() -> usize {
+/// A registration commit exactly as carelog writes it (payload and
+/// headers), so the raw ceiling publishes messages of the same size.
+fn sample_commit() -> (async_nats::HeaderMap, Bytes) {
     use prost::Message as _;
     let event = pb::Event {
         event: Some(pb::event::Event::PatientRegistered(pb::PatientRegistered {
             details: Some(details(1)),
         })),
     };
-    // Envelope metadata (ids, actor, times, hashes) adds about 300 bytes.
-    event.encode_to_vec().len() + 300
+    let actor = carelog_kernel::Actor {
+        user_id: "bench".into(),
+        display_name: "Benchmark".into(),
+        role: "R8000".into(),
+        organisation: carelog_kernel::OdsCode::parse("A81001").unwrap_or_else(|_| unreachable!()),
+        purpose_of_use: "DIRECT_CARE".into(),
+    };
+    let ctx =
+        carelog_kernel::RequestContext::for_actor(actor, &tonic::metadata::MetadataMap::new());
+    let id = carelog_kernel::PatientId::new();
+    let sealed = carelog_kernel::envelope::seal(carelog_kernel::envelope::CommitSpec {
+        ctx: &ctx,
+        context: "demographics",
+        aggregate_id: id,
+        patient_id: id,
+        version: 1,
+        previous_hash: carelog_kernel::envelope::GENESIS,
+        events: vec![carelog_kernel::envelope::NewEvent {
+            event_type: "PatientRegistered",
+            payload: event.encode_to_vec(),
+            occurred_at: chrono::Utc::now(),
+        }],
+        recorded_at: chrono::Utc::now(),
+    });
+    (sealed.headers, sealed.bytes)
 }
 
 async fn raw_ceiling(
     store: &EventStore,
     clients: usize,
     duration: Duration,
-    size: usize,
+    (headers, payload): (async_nats::HeaderMap, Bytes),
     updates: usize,
     grouped: bool,
 ) -> anyhow::Result<Phase> {
@@ -221,10 +266,14 @@ async fn raw_ceiling(
     config.deny_purge = false;
     let _ = store.jetstream().delete_stream(&stream.name).await;
     store.jetstream().create_stream(config).await?;
-    let payload = Bytes::from(vec![b'x'; size]);
-    let (owned_store, owned_stream) = (store.clone(), stream.clone());
+    let (owned_store, owned_stream, owned_headers) = (store.clone(), stream.clone(), headers);
     let result = drive(clients, duration, move |_| {
-        let (store, stream, payload) = (owned_store.clone(), owned_stream.clone(), payload.clone());
+        let (store, stream, payload, headers) = (
+            owned_store.clone(),
+            owned_stream.clone(),
+            payload.clone(),
+            owned_headers.clone(),
+        );
         async move {
             let subject = stream.subject(&uuid::Uuid::now_v7());
             let mut last = 0;
@@ -235,7 +284,7 @@ async fn raw_ceiling(
                     subject: subject.clone(),
                     expected_last_subject_sequence: last,
                     message_id: None,
-                    headers: Default::default(),
+                    headers: headers.clone(),
                     payload: payload.clone(),
                 }];
                 let ack = if grouped {

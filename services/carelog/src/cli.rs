@@ -77,6 +77,10 @@ pub struct UpArgs {
     /// The gRPC API address.
     #[arg(long, env = "CARELOG_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+    /// Run no projectors (queries then wait for nothing; for benchmarks of
+    /// the write path alone).
+    #[arg(long)]
+    pub without_projectors: bool,
     #[command(flatten)]
     pub connections: Connections,
 }

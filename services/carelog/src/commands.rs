@@ -236,7 +236,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         Some(listener),
         Parts {
             api: true,
-            projectors: true,
+            projectors: !args.without_projectors,
         },
         shutdown,
     )

@@ -37,7 +37,6 @@ pub mod header {
     pub const CORRELATION_ID: &str = "Carelog-Correlation-Id";
     pub const CAUSATION_ID: &str = "Carelog-Causation-Id";
     pub const HASH: &str = "Carelog-Commit-Hash";
-    pub const PREVIOUS_HASH: &str = "Carelog-Previous-Hash";
     pub const TRACEPARENT: &str = "traceparent";
     pub const KIND_COMMIT: &str = "commit";
     pub const KIND_CLAIM: &str = "claim";
@@ -158,10 +157,6 @@ fn commit_headers(commit: &pb::Commit, hash: &Hash, recorded_at: DateTime<Utc>) 
         h.insert(header::TRACEPARENT, commit.traceparent.as_str());
     }
     h.insert(header::HASH, hex::encode(hash).as_str());
-    h.insert(
-        header::PREVIOUS_HASH,
-        hex::encode(&commit.previous_hash).as_str(),
-    );
     h
 }
 
