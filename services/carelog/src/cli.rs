@@ -59,8 +59,14 @@ pub struct Connections {
 #[derive(Debug, Clone, Args)]
 pub struct Identity {
     /// JWKS file of the OIDC issuer.
-    #[arg(long, env = "CARELOG_JWKS_FILE")]
+    #[arg(long, env = "CARELOG_JWKS_FILE", conflicts_with = "jwks_url")]
     pub jwks_file: Option<PathBuf>,
+    /// JWKS URL of the OIDC issuer (fetched at start and every --jwks-refresh).
+    #[arg(long, env = "CARELOG_JWKS_URL")]
+    pub jwks_url: Option<String>,
+    /// How often the JWKS URL is fetched again.
+    #[arg(long, env = "CARELOG_JWKS_REFRESH", default_value = "10m", value_parser = humantime)]
+    pub jwks_refresh: Duration,
     /// Expected `iss` of tokens.
     #[arg(long, env = "CARELOG_OIDC_ISSUER")]
     pub issuer: Option<String>,

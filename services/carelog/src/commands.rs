@@ -69,14 +69,19 @@ fn urls(c: &Connections) -> anyhow::Result<(String, String)> {
     Ok((nats, db))
 }
 
-fn authenticator(identity: &Identity) -> anyhow::Result<Arc<Authenticator>> {
-    let path = identity.jwks_file.as_ref().ok_or_else(|| {
-        config("--jwks-file (CARELOG_JWKS_FILE) is required: the OIDC issuer's key set")
-    })?;
+async fn authenticator(identity: &Identity) -> anyhow::Result<Arc<Authenticator>> {
     let issuer = identity
         .issuer
         .as_deref()
         .ok_or_else(|| config("--issuer (CARELOG_OIDC_ISSUER) is required"))?;
+    if let Some(url) = &identity.jwks_url {
+        let auth = Arc::new(Authenticator::from_jwks_url(url, issuer, &identity.audience).await?);
+        auth.refresh_from(url.clone(), identity.jwks_refresh);
+        return Ok(auth);
+    }
+    let path = identity.jwks_file.as_ref().ok_or_else(|| {
+        config("--jwks-file (CARELOG_JWKS_FILE) or --jwks-url (CARELOG_JWKS_URL) is required: the OIDC issuer's key set")
+    })?;
     Authenticator::from_jwks_file(path, issuer, &identity.audience)
         .map(Arc::new)
         .map_err(|e| config(e.to_string()))
@@ -84,7 +89,7 @@ fn authenticator(identity: &Identity) -> anyhow::Result<Arc<Authenticator>> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (nats, db) = urls(&args.connections)?;
-    let auth = authenticator(&args.identity)?;
+    let auth = authenticator(&args.identity).await?;
     let store = stack::event_store(&nats, store_options(&args.connections)).await?;
     let pool = stack::database(&db, args.connections.db_pool).await?;
     let listener = TcpListener::bind(args.listen)

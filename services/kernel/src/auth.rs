@@ -82,7 +82,7 @@ struct Key {
 
 /// Verifies bearer tokens against a key set.
 pub struct Authenticator {
-    keys: Vec<Key>,
+    keys: std::sync::RwLock<Arc<Vec<Key>>>,
     issuer: String,
     audience: String,
     leeway: Duration,
@@ -105,7 +105,10 @@ fn now_secs() -> u64 {
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator")
-            .field("keys", &self.keys.len())
+            .field(
+                "keys",
+                &self.keys.read().map(|k| k.len()).unwrap_or_default(),
+            )
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .finish()
@@ -114,35 +117,41 @@ impl std::fmt::Debug for Authenticator {
 
 impl Authenticator {
     pub fn from_jwks(jwks: &JwkSet, issuer: &str, audience: &str) -> Result<Self, AuthError> {
-        let keys: Vec<Key> = jwks
-            .keys
-            .iter()
-            .filter_map(|jwk| {
-                let algorithm = jwk
-                    .common
-                    .key_algorithm
-                    .and_then(|a| a.to_string().parse::<Algorithm>().ok());
-                if algorithm.is_some_and(|a| !ALLOWED.contains(&a)) {
-                    return None;
-                }
-                DecodingKey::from_jwk(jwk).ok().map(|key| Key {
-                    kid: jwk.common.key_id.clone(),
-                    algorithm,
-                    key,
-                })
-            })
-            .filter(|k| !matches!(k.key.family(), jsonwebtoken::AlgorithmFamily::Hmac))
-            .collect();
-        if keys.is_empty() {
-            return Err(AuthError::NoKeys);
-        }
         Ok(Self {
-            keys,
+            keys: std::sync::RwLock::new(Arc::new(usable_keys(jwks)?)),
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             leeway: Duration::from_secs(60),
             verified: Default::default(),
         })
+    }
+
+    /// Fetches the key set from the issuer's JWKS URL (https in
+    /// production).
+    pub async fn from_jwks_url(url: &str, issuer: &str, audience: &str) -> Result<Self, AuthError> {
+        Self::from_jwks(&fetch_jwks(url).await?, issuer, audience)
+    }
+
+    /// Fetches the key set from `url` again every `every`, so the issuer's
+    /// key rotation reaches carelog; a failed fetch keeps the keys it has.
+    pub fn refresh_from(self: &Arc<Self>, url: String, every: Duration) {
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(auth) = me.upgrade() else { return };
+                match fetch_jwks(&url).await.and_then(|jwks| usable_keys(&jwks)) {
+                    Ok(keys) => {
+                        if let Ok(mut current) = auth.keys.write() {
+                            *current = Arc::new(keys);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "JWKS refresh failed; keeping the keys in use")
+                    }
+                }
+            }
+        });
     }
 
     pub fn from_jwks_file(path: &Path, issuer: &str, audience: &str) -> Result<Self, AuthError> {
@@ -179,8 +188,8 @@ impl Authenticator {
         if !ALLOWED.contains(&header.alg) {
             return Err(bad("algorithm not allowed"));
         }
-        let candidates = self
-            .keys
+        let keys = self.keys.read().map(|k| k.clone()).unwrap_or_default();
+        let candidates = keys
             .iter()
             .filter(|k| header.kid.is_none() || k.kid.is_none() || k.kid == header.kid);
         let mut validation = Validation::new(header.alg);
@@ -241,6 +250,57 @@ impl Authenticator {
             Ok(request)
         }
     }
+}
+
+/// The signing keys of a key set that carelog accepts (never HMAC).
+fn usable_keys(jwks: &JwkSet) -> Result<Vec<Key>, AuthError> {
+    let keys: Vec<Key> = jwks
+        .keys
+        .iter()
+        .filter_map(|jwk| {
+            let algorithm = jwk
+                .common
+                .key_algorithm
+                .and_then(|a| a.to_string().parse::<Algorithm>().ok());
+            if algorithm.is_some_and(|a| !ALLOWED.contains(&a)) {
+                return None;
+            }
+            DecodingKey::from_jwk(jwk).ok().map(|key| Key {
+                kid: jwk.common.key_id.clone(),
+                algorithm,
+                key,
+            })
+        })
+        .filter(|k| !matches!(k.key.family(), jsonwebtoken::AlgorithmFamily::Hmac))
+        .collect();
+    if keys.is_empty() {
+        return Err(AuthError::NoKeys);
+    }
+    Ok(keys)
+}
+
+async fn fetch_jwks(url: &str) -> Result<JwkSet, AuthError> {
+    // One crypto provider for the whole process (ring); installing it twice
+    // is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let fail = |reason: String| AuthError::FetchJwks {
+        url: url.to_owned(),
+        reason,
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| fail(e.to_string()))?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let response = response
+        .error_for_status()
+        .map_err(|e| fail(e.to_string()))?;
+    let text = response.text().await.map_err(|e| fail(e.to_string()))?;
+    Ok(serde_json::from_str(&text)?)
 }
 
 fn actor_from_claims(claims: Claims) -> Result<Actor, String> {
@@ -414,6 +474,42 @@ mod tests {
         assert_eq!(actor.user_id, "u-1");
         assert_eq!(actor.organisation.as_str(), "A81001");
         assert_eq!(actor.purpose_of_use, "DIRECT_CARE");
+    }
+
+    #[tokio::test]
+    async fn keys_are_fetched_from_the_issuers_jwks_url() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let issuer = issuer();
+        let body = issuer.jwks_json().to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!(
+            "http://{}/.well-known/jwks.json",
+            listener.local_addr().expect("addr")
+        );
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = [0u8; 1024];
+                let _ = socket.read(&mut request).await;
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(reply.as_bytes()).await;
+            }
+        });
+        let auth = Authenticator::from_jwks_url(&url, DEV_ISSUER, DEV_AUDIENCE)
+            .await
+            .expect("fetched");
+        let token = issuer
+            .token("u-2", "", "A81001", "R8000", Duration::from_secs(60))
+            .expect("token");
+        assert_eq!(auth.verify(&token).expect("valid").user_id, "u-2");
+        let missing =
+            Authenticator::from_jwks_url("http://127.0.0.1:1/jwks.json", DEV_ISSUER, DEV_AUDIENCE)
+                .await;
+        assert!(matches!(missing, Err(AuthError::FetchJwks { .. })));
     }
 
     #[test]
