@@ -32,6 +32,16 @@ struct Job {
 #[derive(Default)]
 pub(super) struct Committers {
     by_stream: std::sync::Mutex<HashMap<String, mpsc::Sender<Job>>>,
+    pub(super) stats: Arc<GroupStats>,
+}
+
+/// How often commands shared a batch (for `/metrics` and tests).
+#[derive(Debug, Default)]
+pub struct GroupStats {
+    /// Atomic batches that carried several commands.
+    pub batches: std::sync::atomic::AtomicU64,
+    /// Commands that went out in such batches.
+    pub batched_commands: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Committers {
@@ -66,7 +76,7 @@ impl Committers {
                 .lock()
                 .map_err(|_| AppendError::Unavailable("committer poisoned".into()))?;
             map.entry(stream_key(&first.subject).to_owned())
-                .or_insert_with(|| start(publisher.clone()))
+                .or_insert_with(|| start(publisher.clone(), self.stats.clone()))
                 .clone()
         };
         let (reply, answer) = oneshot::channel();
@@ -80,11 +90,11 @@ impl Committers {
     }
 }
 
-fn start(publisher: Publisher) -> mpsc::Sender<Job> {
+fn start(publisher: Publisher, stats: Arc<GroupStats>) -> mpsc::Sender<Job> {
     let (sender, receiver) = mpsc::channel::<Job>(4096);
     let receiver = Arc::new(Mutex::new(receiver));
     for _ in 0..WORKERS {
-        let (receiver, publisher) = (receiver.clone(), publisher.clone());
+        let (receiver, publisher, stats) = (receiver.clone(), publisher.clone(), stats.clone());
         tokio::spawn(async move {
             let mut carry: Vec<Job> = Vec::new();
             loop {
@@ -116,14 +126,14 @@ fn start(publisher: Publisher) -> mpsc::Sender<Job> {
                     }
                     jobs
                 };
-                commit(&publisher, jobs).await;
+                commit(&publisher, &stats, jobs).await;
             }
         });
     }
     sender
 }
 
-async fn commit(publisher: &Publisher, jobs: Vec<Job>) {
+async fn commit(publisher: &Publisher, stats: &GroupStats, jobs: Vec<Job>) {
     let total: usize = jobs.iter().map(|j| j.writes.len()).sum();
     if jobs.len() == 1 || total < MIN_BATCH {
         alone(publisher, jobs).await;
@@ -133,6 +143,12 @@ async fn commit(publisher: &Publisher, jobs: Vec<Job>) {
     let total = all.len() as u64;
     match publish::append(publisher, all).await {
         Ok(ack) => {
+            stats
+                .batches
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            stats
+                .batched_commands
+                .fetch_add(jobs.len() as u64, std::sync::atomic::Ordering::Relaxed);
             let mut next = ack.sequence + 1 - total;
             for job in jobs {
                 next += job.writes.len() as u64;

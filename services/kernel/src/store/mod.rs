@@ -13,6 +13,7 @@ use async_nats::jetstream;
 use thiserror::Error;
 
 pub use config::{ContextStream, StreamCheckError, required_config};
+pub use group::GroupStats;
 pub use publish::{Ack, AppendError, Write};
 
 use crate::envelope::StoredMessage;
@@ -207,6 +208,11 @@ impl EventStore {
     /// The benchmark's raw ceiling uses it.
     pub async fn append_alone(&self, writes: Vec<Write>) -> Result<Ack, AppendError> {
         publish::append(&self.publisher(), writes).await
+    }
+
+    /// How often concurrent commands shared a batch.
+    pub fn group_stats(&self) -> &GroupStats {
+        &self.committers.stats
     }
 
     fn publisher(&self) -> publish::Publisher {
