@@ -118,33 +118,32 @@ pub async fn start(
                 .map_err(anyhow::Error::from)
         }));
     }
-    let readiness = {
-        let (health, mut status, token) = (health.clone(), runner.status(), shutdown.clone());
-        let watch_projectors = parts.projectors;
-        tokio::spawn(async move {
-            loop {
-                let failed = watch_projectors
-                    && status
-                        .borrow()
-                        .values()
-                        .any(|s| matches!(s, ProjectorStatus::Failed { .. }));
-                let serving = if failed || token.is_cancelled() {
-                    tonic_health::ServingStatus::NotServing
-                } else {
-                    tonic_health::ServingStatus::Serving
-                };
-                health.set_service_status("readiness", serving).await;
-                tokio::select! {
-                    _ = token.cancelled() => {
-                        health.set_service_status("readiness", tonic_health::ServingStatus::NotServing).await;
-                        return;
-                    }
-                    changed = status.changed() => if changed.is_err() { token.cancelled().await; },
-                }
+    // Readiness follows the projectors: NOT_SERVING while one is stopped on
+    // an event it cannot apply, and from the moment shutdown begins.
+    let (readiness, mut status, token) = (health.clone(), runner.status(), shutdown.clone());
+    let watch_projectors = parts.projectors;
+    tokio::spawn(async move {
+        loop {
+            let failed = watch_projectors
+                && status
+                    .borrow()
+                    .values()
+                    .any(|s| matches!(s, ProjectorStatus::Failed { .. }));
+            let serving = if failed {
+                tonic_health::ServingStatus::NotServing
+            } else {
+                tonic_health::ServingStatus::Serving
+            };
+            readiness.set_service_status("readiness", serving).await;
+            tokio::select! {
+                _ = token.cancelled() => break,
+                changed = status.changed() => if changed.is_err() { token.cancelled().await; break; },
             }
-        })
-    };
-    drop(readiness);
+        }
+        readiness
+            .set_service_status("readiness", tonic_health::ServingStatus::NotServing)
+            .await;
+    });
     let mut api_addr = None;
     if let (true, Some(listener)) = (parts.api, listener) {
         api_addr = Some(listener.local_addr()?);
