@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use carelog_kernel::date::PartialDate;
-use carelog_kernel::{Executor, Failure, Loaded, PatientId, RequestContext, Violations};
+use carelog_kernel::{Committed, Executor, Failure, Loaded, PatientId, RequestContext, Violations};
 use carelog_proto::demographics::v1 as pb;
 use pb::demographics_service_server::DemographicsService;
 use tonic::{Code, Request, Response, Status};
@@ -76,6 +76,18 @@ fn required_id(field: &str, text: &str) -> Result<PatientId, Failure> {
     id.ok_or_else(|| Failure::invalid_field(field, "is required"))
 }
 
+/// The record a one-patient command answers with.
+fn first_resource(
+    committed: &Committed<PatientRecord>,
+    id: PatientId,
+) -> Result<Response<pb::Patient>, Status> {
+    let loaded = committed
+        .aggregates
+        .first()
+        .ok_or_else(|| Failure::not_found("patient", &id.to_string()))?;
+    Ok(Response::new(resource(loaded)))
+}
+
 /// The response resource: the record as this caller may see it.
 pub fn resource(loaded: &Loaded<PatientRecord>) -> pb::Patient {
     let mut patient = loaded.state.shown(false);
@@ -118,11 +130,7 @@ impl<Q: PatientQueries> DemographicsApi<Q> {
                 decide(id, &loaded[0].state, &command).map_err(Failure::from)
             })
             .await?;
-        let loaded = committed
-            .aggregates
-            .first()
-            .ok_or_else(|| Failure::not_found("patient", &id.to_string()))?;
-        Ok(Response::new(resource(loaded)))
+        first_resource(&committed, id)
     }
 
     async fn flag(
@@ -186,11 +194,7 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
                 decide(id, &loaded[0].state, &command).map_err(Failure::from)
             })
             .await?;
-        let loaded = committed
-            .aggregates
-            .first()
-            .ok_or_else(|| Failure::not_found("patient", &id.to_string()))?;
-        Ok(Response::new(resource(loaded)))
+        first_resource(&committed, id)
     }
 
     async fn update_demographics(
@@ -238,11 +242,7 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
                 decide(id, record, &command).map_err(Failure::from)
             })
             .await?;
-        let loaded = committed
-            .aggregates
-            .first()
-            .ok_or_else(|| Failure::not_found("patient", &id.to_string()))?;
-        Ok(Response::new(resource(loaded)))
+        first_resource(&committed, id)
     }
 
     async fn record_death(
