@@ -74,9 +74,14 @@ fn token(fingerprint: &str, after: &str) -> String {
     URL_SAFE_NO_PAD.encode(format!("{fingerprint}|{after}"))
 }
 
-fn after(fingerprint: &str, page: &PageRequest) -> Result<Option<String>, Failure> {
+/// The last key a page token carries, or `start` for the first page.
+fn after<K: std::str::FromStr>(
+    fingerprint: &str,
+    page: &PageRequest,
+    start: K,
+) -> Result<K, Failure> {
     if page.token.is_empty() {
-        return Ok(None);
+        return Ok(start);
     }
     let bad = || Failure::invalid_field("page_token", "is not a page token of this query");
     let text = URL_SAFE_NO_PAD
@@ -88,7 +93,7 @@ fn after(fingerprint: &str, page: &PageRequest) -> Result<Option<String>, Failur
     if f != fingerprint {
         return Err(bad());
     }
-    Ok(Some(key.to_owned()))
+    key.parse().map_err(|_| bad())
 }
 
 fn fingerprint(search: &Search) -> String {
@@ -132,12 +137,7 @@ impl PatientQueries for PgPatientQueries {
     ) -> Result<(Vec<pb::Patient>, String), Failure> {
         self.caught_up(at).await?;
         let fingerprint = fingerprint(search);
-        let after = match after(&fingerprint, page)? {
-            Some(key) => Uuid::parse_str(&key).map_err(|_| {
-                Failure::invalid_field("page_token", "is not a page token of this query")
-            })?,
-            None => Uuid::nil(),
-        };
+        let after = after(&fingerprint, page, Uuid::nil())?;
         let limit = i64::from(page.size) + 1;
         let rows: Vec<(Uuid, Vec<u8>)> = match search {
             Search::NhsNumber(nhs) => {
@@ -212,12 +212,7 @@ impl PatientQueries for PgPatientQueries {
     ) -> Result<(Vec<pb::PatientVersion>, String), Failure> {
         self.caught_up(at).await?;
         let fingerprint = format!("versions-{id}");
-        let after: i64 = match after(&fingerprint, page)? {
-            Some(key) => key.parse().map_err(|_| {
-                Failure::invalid_field("page_token", "is not a page token of this query")
-            })?,
-            None => 0,
-        };
+        let after: i64 = after(&fingerprint, page, 0)?;
         let limit = i64::from(page.size) + 1;
         #[allow(clippy::type_complexity)]
         let rows: Vec<(i64, i64, Vec<String>, String, String, String, String, String, String, chrono::DateTime<chrono::Utc>, Vec<u8>)> =

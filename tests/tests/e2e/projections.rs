@@ -190,8 +190,6 @@ async fn an_event_the_projector_cannot_apply_stops_it_and_fails_readiness() {
         at >= jane.stream_sequence && at < poisoned,
         "checkpoint {at}, poisoned {poisoned}"
     );
-    let status = stack.running.as_ref().map(|_| ());
-    assert!(status.is_some());
     // Stopping reports the projector's failure rather than hiding it.
     let stopped = stack
         .running

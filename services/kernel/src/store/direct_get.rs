@@ -110,12 +110,10 @@ async fn request_batch(
             .await
             .map_err(|_| StoreError::Timeout(timeout))?
             .ok_or_else(|| StoreError::Request("reply subscription closed".into()))?;
-        match message.status {
-            Some(StatusCode::NOT_FOUND) => return Ok(out),
-            Some(status) if status != StatusCode::OK && is_end(&message) => return Ok(out),
-            _ if is_end(&message) => return Ok(out),
-            _ => out.push(parse(message)?),
+        if message.status == Some(StatusCode::NOT_FOUND) || is_end(&message) {
+            return Ok(out);
         }
+        out.push(parse(message)?);
     }
 }
 
