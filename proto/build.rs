@@ -4,13 +4,9 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = [
-        "carelog/kernel/v1/types.proto",
-        "carelog/kernel/v1/envelope.proto",
-        "carelog/demographics/v1/types.proto",
-        "carelog/demographics/v1/events.proto",
-        "carelog/demographics/v1/demographics.proto",
-    ];
+    let mut files = Vec::new();
+    collect(std::path::Path::new("carelog"), &mut files)?;
+    files.sort();
     let fds = protox::compile(files, ["."])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
@@ -22,5 +18,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .compile_fds(fds)?;
     println!("cargo:rerun-if-changed=carelog");
+    Ok(())
+}
+
+/// Every `.proto` file under `dir`, as paths relative to the proto root.
+fn collect(dir: &std::path::Path, files: &mut Vec<String>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect(&path, files)?;
+        } else if path.extension().is_some_and(|e| e == "proto") {
+            files.push(path.to_string_lossy().replace('\\', "/"));
+        }
+    }
     Ok(())
 }

@@ -11,7 +11,7 @@ use sqlx::PgConnection;
 use crate::projection::{Projection, ProjectionError};
 
 /// Contexts whose events are audited (each has its stream).
-pub const CONTEXTS: [&str; 1] = ["demographics"];
+pub const CONTEXTS: [&str; 4] = ["demographics", "consultations", "medications", "tasks"];
 
 #[derive(Debug, Default)]
 pub struct AuditEventsProjection;

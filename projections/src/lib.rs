@@ -4,10 +4,13 @@
 
 pub mod audit;
 pub mod checkpoint;
+pub mod consultations;
+pub mod medications;
 pub mod patients;
 pub mod projection;
 pub mod rebuild;
 pub mod runner;
+pub mod tasks;
 
 pub use projection::{Projection, ProjectionError};
 pub use runner::{ProjectorStatus, Runner};
@@ -19,6 +22,9 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
     vec![
         std::sync::Arc::new(patients::PatientsProjection),
+        std::sync::Arc::new(consultations::ConsultationsProjection),
+        std::sync::Arc::new(medications::MedicationsProjection),
+        std::sync::Arc::new(tasks::TasksProjection),
         std::sync::Arc::new(audit::AuditEventsProjection),
     ]
 }

@@ -17,6 +17,27 @@ pub mod demographics {
     }
 }
 
+/// The consultations context: encounters, topics and entries.
+pub mod consultations {
+    pub mod v1 {
+        tonic::include_proto!("carelog.consultations.v1");
+    }
+}
+
+/// The medications context: allergies, authorisations and issues.
+pub mod medications {
+    pub mod v1 {
+        tonic::include_proto!("carelog.medications.v1");
+    }
+}
+
+/// The tasks context: FHIR R4 Task work lists.
+pub mod tasks {
+    pub mod v1 {
+        tonic::include_proto!("carelog.tasks.v1");
+    }
+}
+
 /// The encoded file descriptor set of every carelog proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/carelog_descriptor.bin"));

@@ -12,8 +12,11 @@ use carelog::embedded::{NatsServer, Postgres};
 use carelog::stack::{self, Parts, Running};
 use carelog_kernel::auth::DevIssuer;
 use carelog_kernel::store::{ContextStream, EventStore, StoreOptions};
+use carelog_proto::consultations::v1::consultations_service_client::ConsultationsServiceClient;
 use carelog_proto::demographics::v1 as pb;
 use carelog_proto::demographics::v1::demographics_service_client::DemographicsServiceClient;
+use carelog_proto::medications::v1::medications_service_client::MedicationsServiceClient;
+use carelog_proto::tasks::v1::tasks_service_client::TasksServiceClient;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -172,6 +175,51 @@ impl TestStack {
 
     pub fn client(&self) -> DemographicsServiceClient<Channel> {
         DemographicsServiceClient::new(self.channel.clone())
+    }
+
+    pub fn consultations(&self) -> ConsultationsServiceClient<Channel> {
+        ConsultationsServiceClient::new(self.channel.clone())
+    }
+
+    pub fn medications(&self) -> MedicationsServiceClient<Channel> {
+        MedicationsServiceClient::new(self.channel.clone())
+    }
+
+    pub fn tasks(&self) -> TasksServiceClient<Channel> {
+        TasksServiceClient::new(self.channel.clone())
+    }
+
+    /// A request from `user` of organisation `org` acting in `role` (a
+    /// national RBAC role code, e.g. R8000 clinical practitioner).
+    pub fn req_in_role<T>(
+        &self,
+        user: &str,
+        org: &str,
+        role: &str,
+        message: T,
+    ) -> tonic::Request<T> {
+        let token = self
+            .issuer
+            .token(
+                user,
+                &format!("Dr {user}"),
+                org,
+                role,
+                Duration::from_secs(600),
+            )
+            .expect("token");
+        let mut request = tonic::Request::new(message);
+        let value = format!("Bearer {token}").parse().expect("metadata");
+        request.metadata_mut().insert("authorization", value);
+        request
+    }
+
+    /// The last sequence of a context's stream (e.g. "medications").
+    pub async fn last_sequence_of(&self, context: &'static str) -> u64 {
+        self.store
+            .last_sequence(&ContextStream::new(context).name)
+            .await
+            .expect("stream info")
     }
 
     /// A request carrying a clinician's token.

@@ -8,14 +8,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use carelog_consultations::api::ConsultationsApi;
+use carelog_consultations::domain::PatientConsultations;
 use carelog_demographics::api::DemographicsApi;
 use carelog_demographics::domain::PatientRecord;
+use carelog_demographics::gate::PatientGate;
 use carelog_kernel::Aggregate as _;
 use carelog_kernel::Executor;
 use carelog_kernel::auth::Authenticator;
 use carelog_kernel::store::{ContextStream, EventStore, StoreOptions};
+use carelog_medications::api::MedicationsApi;
+use carelog_medications::domain::MedicationRecord;
+use carelog_projections::consultations::PgConsultationsQueries;
+use carelog_projections::medications::PgMedicationsQueries;
+use carelog_projections::patients::PgPatientQueries;
+use carelog_projections::tasks::PgTasksQueries;
 use carelog_projections::{ProjectorStatus, Runner};
+use carelog_proto::consultations::v1::consultations_service_server::ConsultationsServiceServer;
 use carelog_proto::demographics::v1::demographics_service_server::DemographicsServiceServer;
+use carelog_proto::medications::v1::medications_service_server::MedicationsServiceServer;
+use carelog_proto::tasks::v1::tasks_service_server::TasksServiceServer;
+use carelog_tasks::api::TasksApi;
+use carelog_tasks::domain::TaskList;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpListener;
@@ -23,7 +37,15 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Every context with a stream.
-pub const CONTEXTS: [&str; 1] = [PatientRecord::CONTEXT];
+pub const CONTEXTS: [&str; 4] = [
+    PatientRecord::CONTEXT,
+    PatientConsultations::CONTEXT,
+    MedicationRecord::CONTEXT,
+    TaskList::CONTEXT,
+];
+
+/// Cache capacity (aggregates) of each context's executor.
+const CACHE: usize = 100_000;
 
 /// Connects to JetStream and checks (or creates) every stream.
 pub async fn event_store(nats_url: &str, options: StoreOptions) -> anyhow::Result<EventStore> {
@@ -147,19 +169,37 @@ pub async fn start(
     let mut api_addr = None;
     if let (true, Some(listener)) = (parts.api, listener) {
         api_addr = Some(listener.local_addr()?);
-        let executor = Arc::new(Executor::<PatientRecord>::new(store.clone(), 100_000));
-        let queries = Arc::new(carelog_projections::patients::PgPatientQueries::new(
-            pool.clone(),
-        ));
+        let patients = Arc::new(Executor::<PatientRecord>::new(store.clone(), CACHE));
+        let gate = PatientGate::new(patients.clone());
         let demographics = DemographicsServiceServer::with_interceptor(
-            DemographicsApi::new(executor, queries),
+            DemographicsApi::new(patients, Arc::new(PgPatientQueries::new(pool.clone()))),
             auth.clone().interceptor(),
         );
-        health
-            .set_serving::<DemographicsServiceServer<
-                DemographicsApi<carelog_projections::patients::PgPatientQueries>,
-            >>()
-            .await;
+        let consultations = ConsultationsServiceServer::with_interceptor(
+            ConsultationsApi::new(
+                Arc::new(Executor::<PatientConsultations>::new(store.clone(), CACHE)),
+                gate.clone(),
+                Arc::new(PgConsultationsQueries::new(pool.clone())),
+            ),
+            auth.clone().interceptor(),
+        );
+        let medications = MedicationsServiceServer::with_interceptor(
+            MedicationsApi::new(
+                Arc::new(Executor::<MedicationRecord>::new(store.clone(), CACHE)),
+                gate.clone(),
+                Arc::new(PgMedicationsQueries::new(pool.clone())),
+            ),
+            auth.clone().interceptor(),
+        );
+        let task_service = TasksServiceServer::with_interceptor(
+            TasksApi::new(
+                Arc::new(Executor::<TaskList>::new(store.clone(), CACHE)),
+                gate.clone(),
+                Arc::new(PgTasksQueries::new(pool.clone())),
+            ),
+            auth.clone().interceptor(),
+        );
+        set_services(&health, tonic_health::ServingStatus::Serving).await;
         health
             .set_service_status("liveness", tonic_health::ServingStatus::Serving)
             .await;
@@ -176,17 +216,16 @@ pub async fn start(
         tasks.push(tokio::spawn(async move {
             let stop = async move {
                 token.cancelled().await;
-                health_on_stop
-                    .set_not_serving::<DemographicsServiceServer<
-                        DemographicsApi<carelog_projections::patients::PgPatientQueries>,
-                    >>()
-                    .await;
+                set_services(&health_on_stop, tonic_health::ServingStatus::NotServing).await;
             };
             tonic::transport::Server::builder()
                 .add_service(health_service)
                 .add_service(reflection_v1)
                 .add_service(reflection_v1alpha)
                 .add_service(demographics)
+                .add_service(consultations)
+                .add_service(medications)
+                .add_service(task_service)
                 .serve_with_incoming_shutdown(
                     tokio_stream::wrappers::TcpListenerStream::new(listener),
                     stop,
@@ -203,3 +242,21 @@ pub async fn start(
         tasks,
     })
 }
+
+/// The gRPC health status of every carelog service.
+async fn set_services(
+    health: &tonic_health::server::HealthReporter,
+    status: tonic_health::ServingStatus,
+) {
+    for service in SERVICES {
+        health.set_service_status(service, status).await;
+    }
+}
+
+/// The full names of carelog's gRPC services (gRPC health and reflection).
+pub const SERVICES: [&str; 4] = [
+    "carelog.demographics.v1.DemographicsService",
+    "carelog.consultations.v1.ConsultationsService",
+    "carelog.medications.v1.MedicationsService",
+    "carelog.tasks.v1.TasksService",
+];

@@ -4,4 +4,5 @@
 
 pub mod api;
 pub mod domain;
+pub mod gate;
 pub mod queries;

@@ -186,6 +186,29 @@ impl<A: Aggregate> Executor<A> {
         Ok(loaded)
     }
 
+    /// The aggregate as the store holds it now: the cached state when its
+    /// subject has nothing newer (one Direct Get of the last message), else
+    /// read again. For deciding on another context's aggregate, where no
+    /// guarded append would catch a stale cache.
+    pub async fn load_current(&self, id: PatientId) -> Result<Loaded<A>, Failure> {
+        let last = self
+            .store
+            .last_on_subject(&self.stream.name, &self.stream.subject(&id))
+            .await
+            .map_err(|e| Failure::unavailable(format!("event store: {e}")))?
+            .map_or(0, |m| m.stream_sequence);
+        if let Some(hit) = self.cache_get(id)
+            && hit.last_sequence == last
+        {
+            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(hit);
+        }
+        self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let loaded = self.load_from_store(id).await?;
+        self.cache_put(loaded.clone());
+        Ok(loaded)
+    }
+
     async fn load_from_store(&self, id: PatientId) -> Result<Loaded<A>, Failure> {
         let messages = self
             .store

@@ -21,8 +21,9 @@ async fn dump(pool: &sqlx::PgPool) -> Vec<String> {
         let sql = format!(
             "SELECT coalesce(string_agg(t::text, E'\\n' ORDER BY {order}), '') FROM {table} t"
         );
+        // A checkpoint at 0 (a stream with nothing yet) is no checkpoint.
         let sql = if table == "projection_checkpoints" {
-            "SELECT coalesce(string_agg(projection || ':' || stream || ':' || last_sequence, E'\\n' ORDER BY projection, stream), '') FROM projection_checkpoints".to_owned()
+            "SELECT coalesce(string_agg(projection || ':' || stream || ':' || last_sequence, E'\\n' ORDER BY projection, stream), '') FROM projection_checkpoints WHERE last_sequence > 0".to_owned()
         } else {
             sql
         };

@@ -63,7 +63,7 @@ fn reason_required(reason: &str, field: &str) -> Result<(), Error> {
     }
 }
 
-fn open(id: PatientId, record: &PatientRecord) -> Result<(), Error> {
+pub fn open(id: PatientId, record: &PatientRecord) -> Result<(), Error> {
     if !record.is_registered() {
         return Err(Error::NotFound(id));
     }
@@ -76,7 +76,7 @@ fn open(id: PatientId, record: &PatientRecord) -> Result<(), Error> {
     Ok(())
 }
 
-fn alive(id: PatientId, record: &PatientRecord) -> Result<(), Error> {
+pub fn alive(id: PatientId, record: &PatientRecord) -> Result<(), Error> {
     open(id, record)?;
     if record.patient.deceased {
         return Err(Error::Deceased(id));

@@ -9,6 +9,6 @@ pub mod values;
 #[cfg(test)]
 mod tests;
 
-pub use decide::{Command, NHS_NUMBER_CLAIM, decide, decide_merge};
+pub use decide::{Command, NHS_NUMBER_CLAIM, alive, decide, decide_merge, open};
 pub use error::Error;
 pub use record::PatientRecord;

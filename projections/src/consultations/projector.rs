@@ -1,0 +1,37 @@
+//! Applies consultations commits to its read models.
+
+use carelog_consultations::domain::PatientConsultations;
+use carelog_kernel::Aggregate as _;
+use carelog_kernel::envelope::StoredCommit;
+use carelog_kernel::store::ContextStream;
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+use sqlx::PgConnection;
+
+use crate::projection::{Projection, ProjectionError};
+
+#[derive(Debug, Default)]
+pub struct ConsultationsProjection;
+
+impl Projection for ConsultationsProjection {
+    fn name(&self) -> &'static str {
+        super::NAME
+    }
+
+    fn streams(&self) -> Vec<String> {
+        vec![ContextStream::new(PatientConsultations::CONTEXT).name]
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn apply<'a>(
+        &'a self,
+        _tx: &'a mut PgConnection,
+        _stream: &'a str,
+        _batch: &'a [StoredCommit],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        async move { Ok(()) }.boxed()
+    }
+}

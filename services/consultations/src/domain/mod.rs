@@ -1,0 +1,5 @@
+//! The consultations domain, without I/O.
+
+mod record;
+
+pub use record::PatientConsultations;

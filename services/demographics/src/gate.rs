@@ -1,0 +1,81 @@
+//! The patient gate: what the clinical contexts ask of demographics before a
+//! command about a patient. It reads the patient's demographics history from
+//! the event store itself (not the read model), so a patient registered a
+//! moment ago is known at once and a death or merge recorded on another
+//! replica is never missed.
+
+use std::sync::Arc;
+
+use carelog_kernel::date::PartialDate;
+use carelog_kernel::{Executor, Failure, PatientId};
+
+use crate::domain::{self, PatientRecord};
+
+/// What a clinical rule needs to know about the patient.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatientFacts {
+    pub id: PatientId,
+    pub birth_date: Option<PartialDate>,
+    pub deceased: bool,
+    pub date_of_death: Option<PartialDate>,
+    /// ODS code of the registered GP practice (empty when unknown).
+    pub registered_practice: String,
+    pub restricted: bool,
+    pub sharing_objection: bool,
+    /// Stream sequence of the demographics history this was read from.
+    pub demographics_sequence: u64,
+}
+
+impl PatientFacts {
+    pub fn from_record(id: PatientId, record: &PatientRecord, sequence: u64) -> Self {
+        let details = record.details();
+        Self {
+            id,
+            birth_date: PartialDate::from_proto(details.birth_date.as_ref()).ok(),
+            deceased: record.patient.deceased,
+            date_of_death: PartialDate::from_proto(record.patient.date_of_death.as_ref()).ok(),
+            registered_practice: details.registered_practice_ods.clone(),
+            restricted: record.patient.restricted,
+            sharing_objection: record.patient.sharing_objection,
+            demographics_sequence: sequence,
+        }
+    }
+}
+
+/// Checks patients against their demographics history.
+#[derive(Debug, Clone)]
+pub struct PatientGate {
+    executor: Arc<Executor<PatientRecord>>,
+}
+
+impl PatientGate {
+    pub fn new(executor: Arc<Executor<PatientRecord>>) -> Self {
+        Self { executor }
+    }
+
+    /// A registered patient that was not merged away: `NOT_FOUND` for an
+    /// unknown patient, `FAILED_PRECONDITION` (PATIENT_MERGED, naming the
+    /// survivor) for a merged one. A deceased patient passes: corrections and
+    /// reads of their record go on.
+    pub async fn open(&self, id: PatientId) -> Result<PatientFacts, Failure> {
+        let loaded = self.executor.load_current(id).await?;
+        domain::open(id, &loaded.state).map_err(Failure::from)?;
+        Ok(PatientFacts::from_record(
+            id,
+            &loaded.state,
+            loaded.last_sequence,
+        ))
+    }
+
+    /// As `open`, and not deceased (PATIENT_DECEASED): for new clinical
+    /// activity.
+    pub async fn alive(&self, id: PatientId) -> Result<PatientFacts, Failure> {
+        let loaded = self.executor.load_current(id).await?;
+        domain::alive(id, &loaded.state).map_err(Failure::from)?;
+        Ok(PatientFacts::from_record(
+            id,
+            &loaded.state,
+            loaded.last_sequence,
+        ))
+    }
+}

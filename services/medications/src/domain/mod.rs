@@ -1,0 +1,5 @@
+//! The medications domain, without I/O.
+
+mod record;
+
+pub use record::MedicationRecord;

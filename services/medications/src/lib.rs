@@ -1,0 +1,6 @@
+//! carelog medications. `domain` holds every rule without I/O; `api` maps the
+//! gRPC contract onto it and serves queries through the `queries` port.
+
+pub mod api;
+pub mod domain;
+pub mod queries;

@@ -1,0 +1,5 @@
+//! The tasks domain, without I/O.
+
+mod record;
+
+pub use record::TaskList;
