@@ -1,20 +1,120 @@
-//! The gRPC face of medications.
+//! The gRPC face of medications: requests become commands through the
+//! patient gate and the executor, domain errors become `Failure`s in one
+//! `From`, and queries are served from the read models.
 
 use std::sync::Arc;
 
-use carelog_demographics::gate::PatientGate;
-use carelog_kernel::{Executor, Failure};
+use carelog_demographics::api::page;
+use carelog_demographics::gate::{PatientFacts, PatientGate};
+use carelog_kernel::date::PartialDate;
+use carelog_kernel::ids::{AllergyId, AuthorisationId, IssueId};
+use carelog_kernel::{
+    Committed, Decision, Executor, Failure, PatientId, RequestContext, Violations,
+};
 use carelog_proto::medications::v1 as pb;
+use chrono::Utc;
 use pb::medications_service_server::MedicationsService;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
+use uuid::Uuid;
 
-use crate::domain::MedicationRecord;
-use crate::queries::MedicationsQueries;
+use crate::catalogue::DrugCatalogue;
+use crate::domain::values::CHANGEABLE_PATHS;
+use crate::domain::{Command, Error, Facts, MedicationRecord, decide};
+use crate::queries::{AllergyFilter, Consistency, MedicationsQueries};
 
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        let message = error.to_string();
+        let rule = |reason| Failure::new(Code::FailedPrecondition, reason, message.clone());
+        match error {
+            Error::Invalid(v) => Failure::invalid(v),
+            Error::AllergyNotFound(id) => Failure::not_found("allergy", &id),
+            Error::AuthorisationNotFound(id) => Failure::not_found("authorisation", &id),
+            Error::AllergyNotActive { id, .. } | Error::AllergyEnteredInError { id } => {
+                rule("ALLERGY_NOT_ACTIVE").with("allergyId", id)
+            }
+            Error::AllergyConflict {
+                allergy_id,
+                substance_code,
+                substance_display,
+                ..
+            } => rule("ALLERGY_CONFLICT")
+                .with("allergyId", allergy_id)
+                .with("substanceCode", substance_code)
+                .with("substanceDisplay", substance_display),
+            Error::DuplicatePrescription {
+                authorisation_id, ..
+            } => rule("DUPLICATE_PRESCRIPTION").with("authorisationId", authorisation_id),
+            Error::AuthorisationStopped(id) => {
+                rule("AUTHORISATION_STOPPED").with("authorisationId", id)
+            }
+            Error::IssuesUsedUp { id, .. } => rule("ISSUES_USED_UP").with("authorisationId", id),
+            Error::AuthorisationExpired { id, .. } => {
+                rule("AUTHORISATION_EXPIRED").with("authorisationId", id)
+            }
+            Error::ReviewOverdue { id, .. } => rule("REVIEW_OVERDUE").with("authorisationId", id),
+            Error::NothingToReview => rule("NOTHING_TO_REVIEW"),
+        }
+    }
+}
+
+fn patient_id(text: &str, v: &mut Violations) -> Option<PatientId> {
+    if text.trim().is_empty() {
+        v.add("patient_id", "is required");
+        return None;
+    }
+    v.check("patient_id", PatientId::parse(text))
+}
+
+fn typed<T: std::str::FromStr>(field: &str, text: &str, v: &mut Violations) -> Option<T>
+where
+    T::Err: std::fmt::Display,
+{
+    if text.trim().is_empty() {
+        v.add(field, "is required");
+        return None;
+    }
+    v.check(field, text.trim().parse::<T>())
+}
+
+/// The id of a resource a command creates: derived from (user, request id)
+/// when the client sent one, so a repeated request names the same resource;
+/// else a new UUIDv7.
+fn new_id<T: std::str::FromStr>(ctx: &RequestContext, kind: &str) -> Result<T, Failure>
+where
+    T::Err: std::error::Error,
+{
+    let uuid = match ctx.request_id.as_str() {
+        "" => Uuid::now_v7(),
+        request_id => {
+            let digest = carelog_kernel::envelope::digest(
+                format!(
+                    "carelog.medications.{kind}\u{0}{}\u{0}{request_id}",
+                    ctx.actor.user_id
+                )
+                .as_bytes(),
+            );
+            let mut bytes = [0u8; 16];
+            bytes.copy_from_slice(&digest[..16]);
+            Uuid::new_v8(bytes)
+        }
+    };
+    uuid.to_string()
+        .parse()
+        .map_err(|e: T::Err| Failure::internal(&e))
+}
+
+fn missing(what: &str, id: &str) -> Status {
+    Failure::not_found(what, id).into()
+}
+
+/// The medications gRPC service over an executor, the patient gate, the
+/// drug catalogue and the read models.
 pub struct MedicationsApi<Q> {
     executor: Arc<Executor<MedicationRecord>>,
     gate: PatientGate,
     queries: Arc<Q>,
+    catalogue: Arc<DrugCatalogue>,
 }
 
 impl<Q> std::fmt::Debug for MedicationsApi<Q> {
@@ -24,6 +124,7 @@ impl<Q> std::fmt::Debug for MedicationsApi<Q> {
 }
 
 impl<Q: MedicationsQueries> MedicationsApi<Q> {
+    /// With the built-in sample drug catalogue; see `with_catalogue`.
     pub fn new(
         executor: Arc<Executor<MedicationRecord>>,
         gate: PatientGate,
@@ -33,17 +134,438 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
             executor,
             gate,
             queries,
+            catalogue: Arc::new(DrugCatalogue::sample()),
+        }
+    }
+
+    /// Uses a site's drug catalogue.
+    pub fn with_catalogue(mut self, catalogue: Arc<DrugCatalogue>) -> Self {
+        self.catalogue = catalogue;
+        self
+    }
+
+    /// Runs a command on the patient's record, after the gate: `alive` for
+    /// new clinical activity, else `open`.
+    async fn run(
+        &self,
+        ctx: &RequestContext,
+        patient: PatientId,
+        alive: bool,
+        command: Command,
+    ) -> Result<Committed<MedicationRecord>, Status> {
+        let facts: PatientFacts = if alive {
+            self.gate.alive(patient).await?
+        } else {
+            self.gate.open(patient).await?
+        };
+        let today = Utc::now().date_naive();
+        let committed = self
+            .executor
+            .execute(ctx, &[patient], |loaded| {
+                let facts = Facts {
+                    today,
+                    birth_date: facts.birth_date,
+                    catalogue: &self.catalogue,
+                };
+                decide(&loaded[0].state, &facts, &command)
+                    .map(|events| Decision::single(patient, events))
+                    .map_err(Failure::from)
+            })
+            .await?;
+        Ok(committed)
+    }
+
+    fn consistency(ctx: &RequestContext, min_sequence: u64) -> Consistency {
+        Consistency {
+            min_sequence,
+            deadline: ctx.deadline,
         }
     }
 }
 
+fn state(committed: &Committed<MedicationRecord>) -> Result<&MedicationRecord, Status> {
+    committed
+        .aggregates
+        .first()
+        .map(|l| &l.state)
+        .ok_or_else(|| {
+            Failure::new(Code::Internal, "INTERNAL", "no record after the command").into()
+        })
+}
+
+fn allergy_of(
+    committed: &Committed<MedicationRecord>,
+    patient: PatientId,
+    id: &str,
+) -> Result<pb::Allergy, Status> {
+    let mut allergy = state(committed)?
+        .allergy(id)
+        .cloned()
+        .ok_or_else(|| missing("allergy", id))?;
+    allergy.patient_id = patient.to_string();
+    allergy.stream_sequence = committed.sequence;
+    Ok(allergy)
+}
+
+fn authorisation_of(
+    committed: &Committed<MedicationRecord>,
+    patient: PatientId,
+    id: &str,
+) -> Result<pb::Authorisation, Status> {
+    let mut a = state(committed)?
+        .authorisation(id)
+        .cloned()
+        .ok_or_else(|| missing("authorisation", id))?;
+    a.patient_id = patient.to_string();
+    a.stream_sequence = committed.sequence;
+    Ok(a)
+}
+
 #[tonic::async_trait]
 impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
-    async fn get_medication_record_view(
+    async fn record_allergy(
         &self,
-        _request: Request<pb::GetMedicationRecordViewRequest>,
-    ) -> Result<Response<pb::MedicationRecordView>, Status> {
-        let _ = (&self.executor, &self.gate, &self.queries);
-        Err(Failure::new(tonic::Code::Unimplemented, "UNIMPLEMENTED", "not yet").into())
+        request: Request<pb::RecordAllergyRequest>,
+    ) -> Result<Response<pb::Allergy>, Status> {
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let mut v = Violations::new();
+        let patient = patient_id(&r.patient_id, &mut v);
+        if r.allergy.is_none() {
+            v.add("allergy", "is required");
+        }
+        v.into_result()?;
+        let patient = patient.ok_or_else(|| missing("patient", &r.patient_id))?;
+        let allergy_id: AllergyId = new_id(&ctx, "allergy")?;
+        let command = Command::RecordAllergy {
+            allergy_id,
+            details: r.allergy.unwrap_or_default(),
+        };
+        let committed = self.run(&ctx, patient, true, command).await?;
+        Ok(Response::new(allergy_of(
+            &committed,
+            patient,
+            &allergy_id.to_string(),
+        )?))
+    }
+
+    async fn resolve_allergy(
+        &self,
+        request: Request<pb::ResolveAllergyRequest>,
+    ) -> Result<Response<pb::Allergy>, Status> {
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let mut v = Violations::new();
+        let patient = patient_id(&r.patient_id, &mut v);
+        let allergy_id: Option<AllergyId> = typed("allergy_id", &r.allergy_id, &mut v);
+        let resolved_on = match r.resolved_on {
+            None => None,
+            Some(date) => v.check("resolved_on", PartialDate::from_proto(Some(&date))),
+        };
+        v.into_result()?;
+        let (Some(patient), Some(allergy_id)) = (patient, allergy_id) else {
+            return Err(Failure::invalid_field("patient_id", "is required").into());
+        };
+        let command = Command::ResolveAllergy {
+            allergy_id,
+            resolved_on,
+            reason: r.reason,
+        };
+        let committed = self.run(&ctx, patient, false, command).await?;
+        Ok(Response::new(allergy_of(
+            &committed,
+            patient,
+            &allergy_id.to_string(),
+        )?))
+    }
+
+    async fn mark_allergy_entered_in_error(
+        &self,
+        request: Request<pb::MarkAllergyEnteredInErrorRequest>,
+    ) -> Result<Response<pb::Allergy>, Status> {
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let mut v = Violations::new();
+        let patient = patient_id(&r.patient_id, &mut v);
+        let allergy_id: Option<AllergyId> = typed("allergy_id", &r.allergy_id, &mut v);
+        v.into_result()?;
+        let (Some(patient), Some(allergy_id)) = (patient, allergy_id) else {
+            return Err(Failure::invalid_field("patient_id", "is required").into());
+        };
+        let command = Command::MarkAllergyEnteredInError {
+            allergy_id,
+            reason: r.reason,
+        };
+        let committed = self.run(&ctx, patient, false, command).await?;
+        Ok(Response::new(allergy_of(
+            &committed,
+            patient,
+            &allergy_id.to_string(),
+        )?))
+    }
+
+    async fn authorise_medication(
+        &self,
+        request: Request<pb::AuthoriseMedicationRequest>,
+    ) -> Result<Response<pb::Authorisation>, Status> {
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let mut v = Violations::new();
+        let patient = patient_id(&r.patient_id, &mut v);
+        if r.authorisation.is_none() {
+            v.add("authorisation", "is required");
+        }
+        v.into_result()?;
+        let patient = patient.ok_or_else(|| missing("patient", &r.patient_id))?;
+        let authorisation_id: AuthorisationId = new_id(&ctx, "authorisation")?;
+        let command = Command::Authorise {
+            authorisation_id,
+            details: r.authorisation.unwrap_or_default(),
+            override_reason: r.override_reason,
+        };
+        let committed = self.run(&ctx, patient, true, command).await?;
+        Ok(Response::new(authorisation_of(
+            &committed,
+            patient,
+            &authorisation_id.to_string(),
+        )?))
+    }
+
+    async fn issue_prescription(
+        &self,
+        request: Request<pb::IssuePrescriptionRequest>,
+    ) -> Result<Response<pb::Issue>, Status> {
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let mut v = Violations::new();
+        let patient = patient_id(&r.patient_id, &mut v);
+        let authorisation_id: Option<AuthorisationId> =
+            typed("authorisation_id", &r.authorisation_id, &mut v);
+        v.into_result()?;
+        let (Some(patient), Some(authorisation_id)) = (patient, authorisation_id) else {
+            return Err(Failure::invalid_field("patient_id", "is required").into());
+        };
+        let issue_id: IssueId = new_id(&ctx, "issue")?;
+        let command = Command::Issue {
+            issue_id,
+            authorisation_id,
+        };
+        let committed = self.run(&ctx, patient, true, command).await?;
+        let id = issue_id.to_string();
+        let mut issue = state(&committed)?
+            .issue(&id)
+            .cloned()
+            .ok_or_else(|| missing("issue", &id))?;
+        issue.patient_id = patient.to_string();
+        issue.stream_sequence = committed.sequence;
+        Ok(Response::new(issue))
+    }
+
+    async fn change_medication(
+        &self,
+        request: Request<pb::ChangeMedicationRequest>,
+    ) -> Result<Response<pb::ChangeMedicationResponse>, Status> {
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let mut v = Violations::new();
+        let patient = patient_id(&r.patient_id, &mut v);
+        let authorisation_id: Option<AuthorisationId> =
+            typed("authorisation_id", &r.authorisation_id, &mut v);
+        let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
+        if paths.is_empty() {
+            v.add("update_mask", "is required: name the fields to change");
+        }
+        for (i, path) in paths.iter().enumerate() {
+            if !CHANGEABLE_PATHS.contains(&path.as_str()) {
+                v.add(
+                    format!("update_mask.paths[{i}]"),
+                    format!(
+                        "unknown field '{path}'; changeable fields: {}",
+                        CHANGEABLE_PATHS.join(", ")
+                    ),
+                );
+            }
+        }
+        v.into_result()?;
+        let (Some(patient), Some(authorisation_id)) = (patient, authorisation_id) else {
+            return Err(Failure::invalid_field("patient_id", "is required").into());
+        };
+        let new_authorisation_id: AuthorisationId = new_id(&ctx, "authorisation")?;
+        let command = Command::Change {
+            authorisation_id,
+            new_authorisation_id,
+            details: r.authorisation.unwrap_or_default(),
+            paths,
+            reason: r.reason,
+            override_reason: r.override_reason,
+        };
+        let committed = self.run(&ctx, patient, true, command).await?;
+        Ok(Response::new(pb::ChangeMedicationResponse {
+            stopped: Some(authorisation_of(
+                &committed,
+                patient,
+                &authorisation_id.to_string(),
+            )?),
+            started: Some(authorisation_of(
+                &committed,
+                patient,
+                &new_authorisation_id.to_string(),
+            )?),
+            stream_sequence: committed.sequence,
+        }))
+    }
+
+    async fn discontinue_medication(
+        &self,
+        request: Request<pb::DiscontinueMedicationRequest>,
+    ) -> Result<Response<pb::Authorisation>, Status> {
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let mut v = Violations::new();
+        let patient = patient_id(&r.patient_id, &mut v);
+        let authorisation_id: Option<AuthorisationId> =
+            typed("authorisation_id", &r.authorisation_id, &mut v);
+        v.into_result()?;
+        let (Some(patient), Some(authorisation_id)) = (patient, authorisation_id) else {
+            return Err(Failure::invalid_field("patient_id", "is required").into());
+        };
+        let command = Command::Discontinue {
+            authorisation_id,
+            reason: r.reason,
+        };
+        let committed = self.run(&ctx, patient, false, command).await?;
+        Ok(Response::new(authorisation_of(
+            &committed,
+            patient,
+            &authorisation_id.to_string(),
+        )?))
+    }
+
+    async fn record_medication_review(
+        &self,
+        request: Request<pb::RecordMedicationReviewRequest>,
+    ) -> Result<Response<pb::RecordMedicationReviewResponse>, Status> {
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let mut v = Violations::new();
+        let patient = patient_id(&r.patient_id, &mut v);
+        let mut ids = Vec::new();
+        for (i, text) in r.authorisation_ids.iter().enumerate() {
+            if let Some(id) =
+                typed::<AuthorisationId>(&format!("authorisation_ids[{i}]"), text, &mut v)
+            {
+                ids.push(id);
+            }
+        }
+        v.into_result()?;
+        let patient = patient.ok_or_else(|| missing("patient", &r.patient_id))?;
+        let command = Command::Review {
+            authorisation_ids: ids,
+            next_review_date: r.next_review_date,
+            note: r.note,
+        };
+        let committed = self.run(&ctx, patient, false, command).await?;
+        let record = state(&committed)?;
+        let reviewed_ids: Vec<String> = record
+            .authorisations
+            .iter()
+            .filter(|a| {
+                a.details
+                    .as_ref()
+                    .is_some_and(|d| d.review_date == r.next_review_date)
+            })
+            .map(|a| a.authorisation_id.clone())
+            .collect();
+        let mut reviewed = Vec::new();
+        for id in reviewed_ids {
+            reviewed.push(authorisation_of(&committed, patient, &id)?);
+        }
+        Ok(Response::new(pb::RecordMedicationReviewResponse {
+            reviewed,
+            stream_sequence: committed.sequence,
+        }))
+    }
+
+    async fn list_medications(
+        &self,
+        request: Request<pb::ListMedicationsRequest>,
+    ) -> Result<Response<pb::ListMedicationsResponse>, Status> {
+        let (ctx, r) = RequestContext::query(request)?;
+        let mut v = Violations::new();
+        let patient = patient_id(&r.patient_id, &mut v);
+        let page = page(r.page_size, r.page_token, &mut v);
+        v.into_result()?;
+        let patient = patient.ok_or_else(|| missing("patient", &r.patient_id))?;
+        self.gate.open(patient).await?;
+        let (authorisations, next_page_token) = self
+            .queries
+            .medications(
+                patient,
+                r.include_discontinued,
+                &page,
+                Self::consistency(&ctx, r.min_sequence),
+            )
+            .await?;
+        Ok(Response::new(pb::ListMedicationsResponse {
+            authorisations,
+            next_page_token,
+        }))
+    }
+
+    async fn list_issues(
+        &self,
+        request: Request<pb::ListIssuesRequest>,
+    ) -> Result<Response<pb::ListIssuesResponse>, Status> {
+        let (ctx, r) = RequestContext::query(request)?;
+        let mut v = Violations::new();
+        let patient = patient_id(&r.patient_id, &mut v);
+        let authorisation = if r.authorisation_id.trim().is_empty() {
+            None
+        } else {
+            typed::<AuthorisationId>("authorisation_id", &r.authorisation_id, &mut v)
+        };
+        let page = page(r.page_size, r.page_token, &mut v);
+        v.into_result()?;
+        let patient = patient.ok_or_else(|| missing("patient", &r.patient_id))?;
+        self.gate.open(patient).await?;
+        let (issues, next_page_token) = self
+            .queries
+            .issues(
+                patient,
+                authorisation,
+                &page,
+                Self::consistency(&ctx, r.min_sequence),
+            )
+            .await?;
+        Ok(Response::new(pb::ListIssuesResponse {
+            issues,
+            next_page_token,
+        }))
+    }
+
+    async fn list_allergies(
+        &self,
+        request: Request<pb::ListAllergiesRequest>,
+    ) -> Result<Response<pb::ListAllergiesResponse>, Status> {
+        let (ctx, r) = RequestContext::query(request)?;
+        let mut v = Violations::new();
+        let patient = patient_id(&r.patient_id, &mut v);
+        let filter = match pb::AllergyStatus::try_from(r.status) {
+            Ok(pb::AllergyStatus::Unspecified | pb::AllergyStatus::Active) => AllergyFilter::Active,
+            Ok(pb::AllergyStatus::Resolved) => AllergyFilter::Resolved,
+            _ => {
+                v.add("status", "must be active or resolved");
+                AllergyFilter::Active
+            }
+        };
+        let page = page(r.page_size, r.page_token, &mut v);
+        v.into_result()?;
+        let patient = patient.ok_or_else(|| missing("patient", &r.patient_id))?;
+        self.gate.open(patient).await?;
+        let (allergies, next_page_token) = self
+            .queries
+            .allergies(
+                patient,
+                filter,
+                &page,
+                Self::consistency(&ctx, r.min_sequence),
+            )
+            .await?;
+        Ok(Response::new(pb::ListAllergiesResponse {
+            allergies,
+            next_page_token,
+        }))
     }
 }
