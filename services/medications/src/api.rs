@@ -457,10 +457,13 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
             note: r.note,
         };
         let committed = self.run(&ctx, patient, false, command).await?;
+        // The authorisations this review (or the first one with the same
+        // request id) touched: reviewed today, next due on the date it set.
+        let today = Some(crate::domain::values::date_proto(Utc::now().date_naive()));
         let record = state(&committed)?;
         let reviewed_ids: Vec<String> = record
-            .authorisations
-            .iter()
+            .active_authorisations()
+            .filter(|a| a.last_reviewed_on == today)
             .filter(|a| {
                 a.details
                     .as_ref()

@@ -168,5 +168,12 @@ mod tests {
             error.to_string().contains("ingredient code '37268700'"),
             "{error}"
         );
+        let error = DrugCatalogue::parse(&format!(
+            "{HEADER}\n323509004,Amoxicillin,372687004\n323509004,Amoxicillin again,372687004\n"
+        ))
+        .expect_err("listed twice");
+        assert!(error.to_string().contains("line 3"), "{error}");
+        let missing = DrugCatalogue::load(Path::new("no-such-catalogue.csv")).expect_err("missing");
+        assert!(matches!(missing, CatalogueError::Io { .. }));
     }
 }
