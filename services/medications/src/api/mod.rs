@@ -1,10 +1,13 @@
 //! The gRPC face of medications: requests become commands through the
 //! patient gate and the executor, domain errors become `Failure`s in one
-//! `From`, and queries are served from the read models.
+//! `From` (`failure`), and queries are served from the read models
+//! (`reads`).
 
 use std::sync::Arc;
 
-use carelog_demographics::api::page;
+mod failure;
+mod reads;
+
 use carelog_demographics::gate::{PatientFacts, PatientGate};
 use carelog_kernel::date::PartialDate;
 use carelog_kernel::ids::{AllergyId, AuthorisationId, IssueId};
@@ -19,44 +22,8 @@ use uuid::Uuid;
 
 use crate::catalogue::DrugCatalogue;
 use crate::domain::values::CHANGEABLE_PATHS;
-use crate::domain::{Command, Error, Facts, MedicationRecord, decide};
-use crate::queries::{AllergyFilter, Consistency, MedicationsQueries};
-
-impl From<Error> for Failure {
-    fn from(error: Error) -> Self {
-        let message = error.to_string();
-        let rule = |reason| Failure::new(Code::FailedPrecondition, reason, message.clone());
-        match error {
-            Error::Invalid(v) => Failure::invalid(v),
-            Error::AllergyNotFound(id) => Failure::not_found("allergy", &id),
-            Error::AuthorisationNotFound(id) => Failure::not_found("authorisation", &id),
-            Error::AllergyNotActive { id, .. } | Error::AllergyEnteredInError { id } => {
-                rule("ALLERGY_NOT_ACTIVE").with("allergyId", id)
-            }
-            Error::AllergyConflict {
-                allergy_id,
-                substance_code,
-                substance_display,
-                ..
-            } => rule("ALLERGY_CONFLICT")
-                .with("allergyId", allergy_id)
-                .with("substanceCode", substance_code)
-                .with("substanceDisplay", substance_display),
-            Error::DuplicatePrescription {
-                authorisation_id, ..
-            } => rule("DUPLICATE_PRESCRIPTION").with("authorisationId", authorisation_id),
-            Error::AuthorisationStopped(id) => {
-                rule("AUTHORISATION_STOPPED").with("authorisationId", id)
-            }
-            Error::IssuesUsedUp { id, .. } => rule("ISSUES_USED_UP").with("authorisationId", id),
-            Error::AuthorisationExpired { id, .. } => {
-                rule("AUTHORISATION_EXPIRED").with("authorisationId", id)
-            }
-            Error::ReviewOverdue { id, .. } => rule("REVIEW_OVERDUE").with("authorisationId", id),
-            Error::NothingToReview => rule("NOTHING_TO_REVIEW"),
-        }
-    }
-}
+use crate::domain::{Command, Facts, MedicationRecord, decide};
+use crate::queries::{Consistency, MedicationsQueries};
 
 fn patient_id(text: &str, v: &mut Violations) -> Option<PatientId> {
     if text.trim().is_empty() {
@@ -485,90 +452,20 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         &self,
         request: Request<pb::ListMedicationsRequest>,
     ) -> Result<Response<pb::ListMedicationsResponse>, Status> {
-        let (ctx, r) = RequestContext::query(request)?;
-        let mut v = Violations::new();
-        let patient = patient_id(&r.patient_id, &mut v);
-        let page = page(r.page_size, r.page_token, &mut v);
-        v.into_result()?;
-        let patient = patient.ok_or_else(|| missing("patient", &r.patient_id))?;
-        self.gate.open(patient).await?;
-        let (authorisations, next_page_token) = self
-            .queries
-            .medications(
-                patient,
-                r.include_discontinued,
-                &page,
-                Self::consistency(&ctx, r.min_sequence),
-            )
-            .await?;
-        Ok(Response::new(pb::ListMedicationsResponse {
-            authorisations,
-            next_page_token,
-        }))
+        self.read_list_medications(request).await
     }
 
     async fn list_issues(
         &self,
         request: Request<pb::ListIssuesRequest>,
     ) -> Result<Response<pb::ListIssuesResponse>, Status> {
-        let (ctx, r) = RequestContext::query(request)?;
-        let mut v = Violations::new();
-        let patient = patient_id(&r.patient_id, &mut v);
-        let authorisation = if r.authorisation_id.trim().is_empty() {
-            None
-        } else {
-            typed::<AuthorisationId>("authorisation_id", &r.authorisation_id, &mut v)
-        };
-        let page = page(r.page_size, r.page_token, &mut v);
-        v.into_result()?;
-        let patient = patient.ok_or_else(|| missing("patient", &r.patient_id))?;
-        self.gate.open(patient).await?;
-        let (issues, next_page_token) = self
-            .queries
-            .issues(
-                patient,
-                authorisation,
-                &page,
-                Self::consistency(&ctx, r.min_sequence),
-            )
-            .await?;
-        Ok(Response::new(pb::ListIssuesResponse {
-            issues,
-            next_page_token,
-        }))
+        self.read_list_issues(request).await
     }
 
     async fn list_allergies(
         &self,
         request: Request<pb::ListAllergiesRequest>,
     ) -> Result<Response<pb::ListAllergiesResponse>, Status> {
-        let (ctx, r) = RequestContext::query(request)?;
-        let mut v = Violations::new();
-        let patient = patient_id(&r.patient_id, &mut v);
-        let filter = match pb::AllergyStatus::try_from(r.status) {
-            Ok(pb::AllergyStatus::Unspecified | pb::AllergyStatus::Active) => AllergyFilter::Active,
-            Ok(pb::AllergyStatus::Resolved) => AllergyFilter::Resolved,
-            _ => {
-                v.add("status", "must be active or resolved");
-                AllergyFilter::Active
-            }
-        };
-        let page = page(r.page_size, r.page_token, &mut v);
-        v.into_result()?;
-        let patient = patient.ok_or_else(|| missing("patient", &r.patient_id))?;
-        self.gate.open(patient).await?;
-        let (allergies, next_page_token) = self
-            .queries
-            .allergies(
-                patient,
-                filter,
-                &page,
-                Self::consistency(&ctx, r.min_sequence),
-            )
-            .await?;
-        Ok(Response::new(pb::ListAllergiesResponse {
-            allergies,
-            next_page_token,
-        }))
+        self.read_list_allergies(request).await
     }
 }
