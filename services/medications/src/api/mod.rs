@@ -272,7 +272,16 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         &self,
         request: Request<pb::AuthoriseMedicationRequest>,
     ) -> Result<Response<pb::Authorisation>, Status> {
-        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        // An override's reason is the commit's reason unless another is given,
+        // so the audit history shows why a safety check was overridden.
+        let (ctx, r) = RequestContext::command(request, |r| {
+            let reason = if r.reason.trim().is_empty() {
+                &r.override_reason
+            } else {
+                &r.reason
+            };
+            (&r.request_id, reason)
+        })?;
         let mut v = Violations::new();
         let patient = patient_id(&r.patient_id, &mut v);
         if r.authorisation.is_none() {

@@ -246,6 +246,14 @@ async fn medications_a_repeated_request_returns_the_first_result_and_overrides_a
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(types, vec!["AllergyRecorded", "MedicationAuthorised"]);
+    let (audited_reason,): (String,) = sqlx::query_as(
+        "SELECT reason FROM audit_events WHERE patient_id = $1 AND event_type = 'MedicationAuthorised'",
+    )
+    .bind(&id)
+    .fetch_one(&stack.pool)
+    .await
+    .expect("audit reason");
+    assert!(audited_reason.contains("doubtful"), "{audited_reason}");
     let (payload,): (Vec<u8>,) = sqlx::query_as(
         "SELECT payload FROM audit_events WHERE patient_id = $1 AND event_type = 'MedicationAuthorised'",
     )
@@ -258,5 +266,30 @@ async fn medications_a_repeated_request_returns_the_first_result_and_overrides_a
         panic!("MedicationAuthorised expected");
     };
     assert!(e.overrides[0].reason.contains("doubtful"));
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn medications_two_prescribers_authorising_the_same_product_at_once_get_one_authorisation() {
+    let stack = TestStack::start().await;
+    let jane = stack.register(jane_smith()).await;
+    let id = jane.patient_id.clone();
+    let attempts = ["dr-jones", "dr-patel"].map(|user| {
+        let mut meds = stack.medications();
+        let request = stack.req_as(user, authorise(&id, repeat(CLARITHROMYCIN_500, 6)));
+        tokio::spawn(async move { meds.authorise_medication(request).await })
+    });
+    let mut granted = 0;
+    let mut duplicates = 0;
+    for attempt in attempts {
+        match attempt.await.expect("join") {
+            Ok(_) => granted += 1,
+            Err(status) => {
+                assert_eq!(reason(&status), "DUPLICATE_PRESCRIPTION", "{status:?}");
+                duplicates += 1;
+            }
+        }
+    }
+    assert_eq!((granted, duplicates), (1, 1));
     stack.stop().await;
 }
