@@ -87,6 +87,11 @@ pub struct UpArgs {
     /// the write path alone).
     #[arg(long)]
     pub without_projectors: bool,
+    /// A site's drug catalogue (CSV: dmd_code,name,ingredient_codes; see
+    /// docs/drug-catalogue.md). Without it the built-in SAMPLE catalogue is
+    /// used, which is not clinical reference data.
+    #[arg(long, env = "CARELOG_DRUG_CATALOGUE")]
+    pub drug_catalogue: Option<PathBuf>,
     #[command(flatten)]
     pub connections: Connections,
 }
@@ -98,6 +103,11 @@ pub struct ServeArgs {
     pub context: String,
     #[arg(long, env = "CARELOG_LISTEN", default_value = "0.0.0.0:50051")]
     pub listen: SocketAddr,
+    /// A site's drug catalogue (CSV: dmd_code,name,ingredient_codes; see
+    /// docs/drug-catalogue.md). Without it the built-in SAMPLE catalogue is
+    /// used, which is not clinical reference data.
+    #[arg(long, env = "CARELOG_DRUG_CATALOGUE")]
+    pub drug_catalogue: Option<PathBuf>,
     #[command(flatten)]
     pub connections: Connections,
     #[command(flatten)]

@@ -16,7 +16,7 @@ use crate::cli::{
     Command, Connections, DevTokenArgs, Identity, ProjectArgs, RebuildArgs, ServeArgs, UpArgs,
 };
 use crate::embedded::{NatsServer, Postgres};
-use crate::stack::{self, Parts};
+use crate::stack::{self, Clinical, Parts};
 
 /// A configuration mistake: exit status 64, nothing started.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +28,23 @@ fn config(message: impl Into<String>) -> anyhow::Error {
 }
 
 const GRACE: Duration = Duration::from_secs(20);
+
+/// The clinical settings: a site's drug catalogue, or the built-in sample.
+/// A malformed catalogue is a configuration error naming the line and rule.
+fn clinical(drug_catalogue: Option<&Path>) -> anyhow::Result<Clinical> {
+    let Some(path) = drug_catalogue else {
+        tracing::warn!(
+            "no --drug-catalogue: using the built-in SAMPLE drug catalogue (not clinical reference data)"
+        );
+        return Ok(Clinical::default());
+    };
+    let catalogue = carelog_medications::catalogue::DrugCatalogue::load(path)
+        .map_err(|e| config(e.to_string()))?;
+    tracing::info!(products = catalogue.len(), "drug catalogue loaded");
+    Ok(Clinical {
+        drug_catalogue: Arc::new(catalogue),
+    })
+}
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
@@ -90,6 +107,7 @@ async fn authenticator(identity: &Identity) -> anyhow::Result<Arc<Authenticator>
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (nats, db) = urls(&args.connections)?;
     let auth = authenticator(&args.identity).await?;
+    let clinical = clinical(args.drug_catalogue.as_deref())?;
     let store = stack::event_store(&nats, store_options(&args.connections)).await?;
     let pool = stack::database(&db, args.connections.db_pool).await?;
     let listener = TcpListener::bind(args.listen)
@@ -97,7 +115,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let shutdown = CancellationToken::new();
     crate::shutdown::on_signal(shutdown.clone());
-    let mut running = stack::start(
+    let mut running = stack::start_with(
         store,
         pool,
         auth,
@@ -106,6 +124,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             api: true,
             projectors: false,
         },
+        clinical,
         shutdown,
     )
     .await?;
@@ -202,6 +221,7 @@ fn dev_token(args: DevTokenArgs) -> anyhow::Result<()> {
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let clinical = clinical(args.drug_catalogue.as_deref())?;
     let data = &args.data_dir;
     std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
     let data = data.canonicalize()?;
@@ -234,7 +254,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let pool = stack::database(&db_url, args.connections.db_pool).await?;
     let shutdown = CancellationToken::new();
     crate::shutdown::on_signal(shutdown.clone());
-    let mut running = stack::start(
+    let mut running = stack::start_with(
         store,
         pool,
         auth,
@@ -243,6 +263,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             api: true,
             projectors: !args.without_projectors,
         },
+        clinical,
         shutdown,
     )
     .await?;

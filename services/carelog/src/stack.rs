@@ -18,6 +18,7 @@ use carelog_kernel::Executor;
 use carelog_kernel::auth::Authenticator;
 use carelog_kernel::store::{ContextStream, EventStore, StoreOptions};
 use carelog_medications::api::MedicationsApi;
+use carelog_medications::catalogue::DrugCatalogue;
 use carelog_medications::domain::MedicationRecord;
 use carelog_projections::consultations::PgConsultationsQueries;
 use carelog_projections::medications::PgMedicationsQueries;
@@ -119,13 +120,52 @@ impl Running {
     }
 }
 
-/// Starts the chosen parts on an open listener.
+/// Clinical settings of the services.
+#[derive(Debug, Clone)]
+pub struct Clinical {
+    /// The drug catalogue of the prescribing safety checks.
+    pub drug_catalogue: Arc<DrugCatalogue>,
+}
+
+impl Default for Clinical {
+    /// The built-in SAMPLE drug catalogue (development and tests only).
+    fn default() -> Self {
+        Self {
+            drug_catalogue: Arc::new(DrugCatalogue::sample()),
+        }
+    }
+}
+
+/// Starts the chosen parts on an open listener, with the default clinical
+/// settings.
 pub async fn start(
     store: EventStore,
     pool: PgPool,
     auth: Arc<Authenticator>,
     listener: Option<TcpListener>,
     parts: Parts,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Running> {
+    start_with(
+        store,
+        pool,
+        auth,
+        listener,
+        parts,
+        Clinical::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// Starts the chosen parts on an open listener.
+pub async fn start_with(
+    store: EventStore,
+    pool: PgPool,
+    auth: Arc<Authenticator>,
+    listener: Option<TcpListener>,
+    parts: Parts,
+    clinical: Clinical,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -188,7 +228,8 @@ pub async fn start(
                 Arc::new(Executor::<MedicationRecord>::new(store.clone(), CACHE)),
                 gate.clone(),
                 Arc::new(PgMedicationsQueries::new(pool.clone())),
-            ),
+            )
+            .with_catalogue(clinical.drug_catalogue),
             auth.clone().interceptor(),
         );
         let task_service = TasksServiceServer::with_interceptor(

@@ -85,6 +85,18 @@ impl PatientId {
 }
 
 typed_uuid!(
+    /// An allergy or intolerance in a patient's medication record.
+    AllergyId
+);
+typed_uuid!(
+    /// A medication authorisation (acute or repeat) in a patient's record.
+    AuthorisationId
+);
+typed_uuid!(
+    /// One issue (prescription) made against an authorisation.
+    IssueId
+);
+typed_uuid!(
     /// One event inside a commit.
     EventId
 );

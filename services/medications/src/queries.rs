@@ -1,3 +1,45 @@
-//! The read side's port: what the medications service asks of its read model.
+//! The read side's port: what the medications service asks of its read
+//! models. The PostgreSQL read models in `carelog-projections` implement it.
 
-pub trait MedicationsQueries: Send + Sync + 'static {}
+use std::future::Future;
+
+pub use carelog_demographics::queries::{Consistency, PageRequest};
+use carelog_kernel::ids::AuthorisationId;
+use carelog_kernel::{Failure, PatientId};
+use carelog_proto::medications::v1 as pb;
+
+/// Which allergies to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllergyFilter {
+    Active,
+    Resolved,
+}
+
+pub trait MedicationsQueries: Send + Sync + 'static {
+    /// The medication list: active authorisations (or all), oldest first.
+    fn medications(
+        &self,
+        patient: PatientId,
+        include_discontinued: bool,
+        page: &PageRequest,
+        at: Consistency,
+    ) -> impl Future<Output = Result<(Vec<pb::Authorisation>, String), Failure>> + Send;
+
+    /// The issue history (of one authorisation, or all), oldest first.
+    fn issues(
+        &self,
+        patient: PatientId,
+        authorisation: Option<AuthorisationId>,
+        page: &PageRequest,
+        at: Consistency,
+    ) -> impl Future<Output = Result<(Vec<pb::Issue>, String), Failure>> + Send;
+
+    /// The allergy list; entered-in-error allergies never appear.
+    fn allergies(
+        &self,
+        patient: PatientId,
+        filter: AllergyFilter,
+        page: &PageRequest,
+        at: Consistency,
+    ) -> impl Future<Output = Result<(Vec<pb::Allergy>, String), Failure>> + Send;
+}

@@ -4,6 +4,7 @@ mod bad_input;
 mod concurrency;
 mod golden;
 mod lifecycle;
+mod medications;
 mod merge;
 mod projections;
 mod reflection;

@@ -1,5 +1,14 @@
-//! The medications domain, without I/O.
+//! The medications domain, without I/O: the patient's medication record
+//! aggregate, input checks, and the rules of every command.
 
-mod record;
+pub mod decide;
+pub mod error;
+pub mod record;
+pub mod values;
 
+#[cfg(test)]
+mod tests;
+
+pub use decide::{Command, Facts, decide};
+pub use error::Error;
 pub use record::MedicationRecord;

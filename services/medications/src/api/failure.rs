@@ -1,0 +1,44 @@
+//! Domain errors as the caller is told them: one mapping from `Error` to
+//! `Failure` (INVALID_ARGUMENT with field violations, NOT_FOUND, or
+//! FAILED_PRECONDITION with a stable reason naming the rule).
+
+use carelog_kernel::Failure;
+use tonic::Code;
+
+use crate::domain::Error;
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        let message = error.to_string();
+        let rule = |reason| Failure::new(Code::FailedPrecondition, reason, message.clone());
+        match error {
+            Error::Invalid(v) => Failure::invalid(v),
+            Error::AllergyNotFound(id) => Failure::not_found("allergy", &id),
+            Error::AuthorisationNotFound(id) => Failure::not_found("authorisation", &id),
+            Error::AllergyNotActive { id, .. } | Error::AllergyEnteredInError { id } => {
+                rule("ALLERGY_NOT_ACTIVE").with("allergyId", id)
+            }
+            Error::AllergyConflict {
+                allergy_id,
+                substance_code,
+                substance_display,
+                ..
+            } => rule("ALLERGY_CONFLICT")
+                .with("allergyId", allergy_id)
+                .with("substanceCode", substance_code)
+                .with("substanceDisplay", substance_display),
+            Error::DuplicatePrescription {
+                authorisation_id, ..
+            } => rule("DUPLICATE_PRESCRIPTION").with("authorisationId", authorisation_id),
+            Error::AuthorisationStopped(id) => {
+                rule("AUTHORISATION_STOPPED").with("authorisationId", id)
+            }
+            Error::IssuesUsedUp { id, .. } => rule("ISSUES_USED_UP").with("authorisationId", id),
+            Error::AuthorisationExpired { id, .. } => {
+                rule("AUTHORISATION_EXPIRED").with("authorisationId", id)
+            }
+            Error::ReviewOverdue { id, .. } => rule("REVIEW_OVERDUE").with("authorisationId", id),
+            Error::NothingToReview => rule("NOTHING_TO_REVIEW"),
+        }
+    }
+}

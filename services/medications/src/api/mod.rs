@@ -1,0 +1,480 @@
+//! The gRPC face of medications: requests become commands through the
+//! patient gate and the executor, domain errors become `Failure`s in one
+//! `From` (`failure`), and queries are served from the read models
+//! (`reads`).
+
+use std::sync::Arc;
+
+mod failure;
+mod reads;
+
+use carelog_demographics::gate::{PatientFacts, PatientGate};
+use carelog_kernel::date::PartialDate;
+use carelog_kernel::ids::{AllergyId, AuthorisationId, IssueId};
+use carelog_kernel::{
+    Committed, Decision, Executor, Failure, PatientId, RequestContext, Violations,
+};
+use carelog_proto::medications::v1 as pb;
+use chrono::Utc;
+use pb::medications_service_server::MedicationsService;
+use tonic::{Code, Request, Response, Status};
+use uuid::Uuid;
+
+use crate::catalogue::DrugCatalogue;
+use crate::domain::values::CHANGEABLE_PATHS;
+use crate::domain::{Command, Facts, MedicationRecord, decide};
+use crate::queries::{Consistency, MedicationsQueries};
+
+fn patient_id(text: &str, v: &mut Violations) -> Option<PatientId> {
+    if text.trim().is_empty() {
+        v.add("patient_id", "is required");
+        return None;
+    }
+    v.check("patient_id", PatientId::parse(text))
+}
+
+fn typed<T: std::str::FromStr>(field: &str, text: &str, v: &mut Violations) -> Option<T>
+where
+    T::Err: std::fmt::Display,
+{
+    if text.trim().is_empty() {
+        v.add(field, "is required");
+        return None;
+    }
+    v.check(field, text.trim().parse::<T>())
+}
+
+/// The id of a resource a command creates: derived from (user, request id)
+/// when the client sent one, so a repeated request names the same resource;
+/// else a new UUIDv7.
+fn new_id<T: std::str::FromStr>(ctx: &RequestContext, kind: &str) -> Result<T, Failure>
+where
+    T::Err: std::error::Error,
+{
+    let uuid = match ctx.request_id.as_str() {
+        "" => Uuid::now_v7(),
+        request_id => {
+            let digest = carelog_kernel::envelope::digest(
+                format!(
+                    "carelog.medications.{kind}\u{0}{}\u{0}{request_id}",
+                    ctx.actor.user_id
+                )
+                .as_bytes(),
+            );
+            let mut bytes = [0u8; 16];
+            bytes.copy_from_slice(&digest[..16]);
+            Uuid::new_v8(bytes)
+        }
+    };
+    uuid.to_string()
+        .parse()
+        .map_err(|e: T::Err| Failure::internal(&e))
+}
+
+fn missing(what: &str, id: &str) -> Status {
+    Failure::not_found(what, id).into()
+}
+
+/// The medications gRPC service over an executor, the patient gate, the
+/// drug catalogue and the read models.
+pub struct MedicationsApi<Q> {
+    executor: Arc<Executor<MedicationRecord>>,
+    gate: PatientGate,
+    queries: Arc<Q>,
+    catalogue: Arc<DrugCatalogue>,
+}
+
+impl<Q> std::fmt::Debug for MedicationsApi<Q> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MedicationsApi")
+    }
+}
+
+impl<Q: MedicationsQueries> MedicationsApi<Q> {
+    /// With the built-in sample drug catalogue; see `with_catalogue`.
+    pub fn new(
+        executor: Arc<Executor<MedicationRecord>>,
+        gate: PatientGate,
+        queries: Arc<Q>,
+    ) -> Self {
+        Self {
+            executor,
+            gate,
+            queries,
+            catalogue: Arc::new(DrugCatalogue::sample()),
+        }
+    }
+
+    /// Uses a site's drug catalogue.
+    pub fn with_catalogue(mut self, catalogue: Arc<DrugCatalogue>) -> Self {
+        self.catalogue = catalogue;
+        self
+    }
+
+    /// Runs a command on the patient's record, after the gate: `alive` for
+    /// new clinical activity, else `open`.
+    async fn run(
+        &self,
+        ctx: &RequestContext,
+        patient: PatientId,
+        alive: bool,
+        command: Command,
+    ) -> Result<Committed<MedicationRecord>, Status> {
+        let facts: PatientFacts = if alive {
+            self.gate.alive(patient).await?
+        } else {
+            self.gate.open(patient).await?
+        };
+        let today = Utc::now().date_naive();
+        let committed = self
+            .executor
+            .execute(ctx, &[patient], |loaded| {
+                let facts = Facts {
+                    today,
+                    birth_date: facts.birth_date,
+                    catalogue: &self.catalogue,
+                };
+                decide(&loaded[0].state, &facts, &command)
+                    .map(|events| Decision::single(patient, events))
+                    .map_err(Failure::from)
+            })
+            .await?;
+        Ok(committed)
+    }
+
+    fn consistency(ctx: &RequestContext, min_sequence: u64) -> Consistency {
+        Consistency {
+            min_sequence,
+            deadline: ctx.deadline,
+        }
+    }
+}
+
+fn state(committed: &Committed<MedicationRecord>) -> Result<&MedicationRecord, Status> {
+    committed
+        .aggregates
+        .first()
+        .map(|l| &l.state)
+        .ok_or_else(|| {
+            Failure::new(Code::Internal, "INTERNAL", "no record after the command").into()
+        })
+}
+
+fn allergy_of(
+    committed: &Committed<MedicationRecord>,
+    patient: PatientId,
+    id: &str,
+) -> Result<pb::Allergy, Status> {
+    let mut allergy = state(committed)?
+        .allergy(id)
+        .cloned()
+        .ok_or_else(|| missing("allergy", id))?;
+    allergy.patient_id = patient.to_string();
+    allergy.stream_sequence = committed.sequence;
+    Ok(allergy)
+}
+
+fn authorisation_of(
+    committed: &Committed<MedicationRecord>,
+    patient: PatientId,
+    id: &str,
+) -> Result<pb::Authorisation, Status> {
+    let mut a = state(committed)?
+        .authorisation(id)
+        .cloned()
+        .ok_or_else(|| missing("authorisation", id))?;
+    a.patient_id = patient.to_string();
+    a.stream_sequence = committed.sequence;
+    Ok(a)
+}
+
+#[tonic::async_trait]
+impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
+    async fn record_allergy(
+        &self,
+        request: Request<pb::RecordAllergyRequest>,
+    ) -> Result<Response<pb::Allergy>, Status> {
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let mut v = Violations::new();
+        let patient = patient_id(&r.patient_id, &mut v);
+        if r.allergy.is_none() {
+            v.add("allergy", "is required");
+        }
+        v.into_result()?;
+        let patient = patient.ok_or_else(|| missing("patient", &r.patient_id))?;
+        let allergy_id: AllergyId = new_id(&ctx, "allergy")?;
+        let command = Command::RecordAllergy {
+            allergy_id,
+            details: r.allergy.unwrap_or_default(),
+        };
+        let committed = self.run(&ctx, patient, true, command).await?;
+        Ok(Response::new(allergy_of(
+            &committed,
+            patient,
+            &allergy_id.to_string(),
+        )?))
+    }
+
+    async fn resolve_allergy(
+        &self,
+        request: Request<pb::ResolveAllergyRequest>,
+    ) -> Result<Response<pb::Allergy>, Status> {
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let mut v = Violations::new();
+        let patient = patient_id(&r.patient_id, &mut v);
+        let allergy_id: Option<AllergyId> = typed("allergy_id", &r.allergy_id, &mut v);
+        let resolved_on = match r.resolved_on {
+            None => None,
+            Some(date) => v.check("resolved_on", PartialDate::from_proto(Some(&date))),
+        };
+        v.into_result()?;
+        let (Some(patient), Some(allergy_id)) = (patient, allergy_id) else {
+            return Err(Failure::invalid_field("patient_id", "is required").into());
+        };
+        let command = Command::ResolveAllergy {
+            allergy_id,
+            resolved_on,
+            reason: r.reason,
+        };
+        let committed = self.run(&ctx, patient, false, command).await?;
+        Ok(Response::new(allergy_of(
+            &committed,
+            patient,
+            &allergy_id.to_string(),
+        )?))
+    }
+
+    async fn mark_allergy_entered_in_error(
+        &self,
+        request: Request<pb::MarkAllergyEnteredInErrorRequest>,
+    ) -> Result<Response<pb::Allergy>, Status> {
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let mut v = Violations::new();
+        let patient = patient_id(&r.patient_id, &mut v);
+        let allergy_id: Option<AllergyId> = typed("allergy_id", &r.allergy_id, &mut v);
+        v.into_result()?;
+        let (Some(patient), Some(allergy_id)) = (patient, allergy_id) else {
+            return Err(Failure::invalid_field("patient_id", "is required").into());
+        };
+        let command = Command::MarkAllergyEnteredInError {
+            allergy_id,
+            reason: r.reason,
+        };
+        let committed = self.run(&ctx, patient, false, command).await?;
+        Ok(Response::new(allergy_of(
+            &committed,
+            patient,
+            &allergy_id.to_string(),
+        )?))
+    }
+
+    async fn authorise_medication(
+        &self,
+        request: Request<pb::AuthoriseMedicationRequest>,
+    ) -> Result<Response<pb::Authorisation>, Status> {
+        // An override's reason is the commit's reason unless another is given,
+        // so the audit history shows why a safety check was overridden.
+        let (ctx, r) = RequestContext::command(request, |r| {
+            let reason = if r.reason.trim().is_empty() {
+                &r.override_reason
+            } else {
+                &r.reason
+            };
+            (&r.request_id, reason)
+        })?;
+        let mut v = Violations::new();
+        let patient = patient_id(&r.patient_id, &mut v);
+        if r.authorisation.is_none() {
+            v.add("authorisation", "is required");
+        }
+        v.into_result()?;
+        let patient = patient.ok_or_else(|| missing("patient", &r.patient_id))?;
+        let authorisation_id: AuthorisationId = new_id(&ctx, "authorisation")?;
+        let command = Command::Authorise {
+            authorisation_id,
+            details: r.authorisation.unwrap_or_default(),
+            override_reason: r.override_reason,
+        };
+        let committed = self.run(&ctx, patient, true, command).await?;
+        Ok(Response::new(authorisation_of(
+            &committed,
+            patient,
+            &authorisation_id.to_string(),
+        )?))
+    }
+
+    async fn issue_prescription(
+        &self,
+        request: Request<pb::IssuePrescriptionRequest>,
+    ) -> Result<Response<pb::Issue>, Status> {
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let mut v = Violations::new();
+        let patient = patient_id(&r.patient_id, &mut v);
+        let authorisation_id: Option<AuthorisationId> =
+            typed("authorisation_id", &r.authorisation_id, &mut v);
+        v.into_result()?;
+        let (Some(patient), Some(authorisation_id)) = (patient, authorisation_id) else {
+            return Err(Failure::invalid_field("patient_id", "is required").into());
+        };
+        let issue_id: IssueId = new_id(&ctx, "issue")?;
+        let command = Command::Issue {
+            issue_id,
+            authorisation_id,
+        };
+        let committed = self.run(&ctx, patient, true, command).await?;
+        let id = issue_id.to_string();
+        let mut issue = state(&committed)?
+            .issue(&id)
+            .cloned()
+            .ok_or_else(|| missing("issue", &id))?;
+        issue.patient_id = patient.to_string();
+        issue.stream_sequence = committed.sequence;
+        Ok(Response::new(issue))
+    }
+
+    async fn change_medication(
+        &self,
+        request: Request<pb::ChangeMedicationRequest>,
+    ) -> Result<Response<pb::ChangeMedicationResponse>, Status> {
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let mut v = Violations::new();
+        let patient = patient_id(&r.patient_id, &mut v);
+        let authorisation_id: Option<AuthorisationId> =
+            typed("authorisation_id", &r.authorisation_id, &mut v);
+        let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
+        if paths.is_empty() {
+            v.add("update_mask", "is required: name the fields to change");
+        }
+        for (i, path) in paths.iter().enumerate() {
+            if !CHANGEABLE_PATHS.contains(&path.as_str()) {
+                v.add(
+                    format!("update_mask.paths[{i}]"),
+                    format!(
+                        "unknown field '{path}'; changeable fields: {}",
+                        CHANGEABLE_PATHS.join(", ")
+                    ),
+                );
+            }
+        }
+        v.into_result()?;
+        let (Some(patient), Some(authorisation_id)) = (patient, authorisation_id) else {
+            return Err(Failure::invalid_field("patient_id", "is required").into());
+        };
+        let new_authorisation_id: AuthorisationId = new_id(&ctx, "authorisation")?;
+        let command = Command::Change {
+            authorisation_id,
+            new_authorisation_id,
+            details: r.authorisation.unwrap_or_default(),
+            paths,
+            reason: r.reason,
+            override_reason: r.override_reason,
+        };
+        let committed = self.run(&ctx, patient, true, command).await?;
+        Ok(Response::new(pb::ChangeMedicationResponse {
+            stopped: Some(authorisation_of(
+                &committed,
+                patient,
+                &authorisation_id.to_string(),
+            )?),
+            started: Some(authorisation_of(
+                &committed,
+                patient,
+                &new_authorisation_id.to_string(),
+            )?),
+            stream_sequence: committed.sequence,
+        }))
+    }
+
+    async fn discontinue_medication(
+        &self,
+        request: Request<pb::DiscontinueMedicationRequest>,
+    ) -> Result<Response<pb::Authorisation>, Status> {
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let mut v = Violations::new();
+        let patient = patient_id(&r.patient_id, &mut v);
+        let authorisation_id: Option<AuthorisationId> =
+            typed("authorisation_id", &r.authorisation_id, &mut v);
+        v.into_result()?;
+        let (Some(patient), Some(authorisation_id)) = (patient, authorisation_id) else {
+            return Err(Failure::invalid_field("patient_id", "is required").into());
+        };
+        let command = Command::Discontinue {
+            authorisation_id,
+            reason: r.reason,
+        };
+        let committed = self.run(&ctx, patient, false, command).await?;
+        Ok(Response::new(authorisation_of(
+            &committed,
+            patient,
+            &authorisation_id.to_string(),
+        )?))
+    }
+
+    async fn record_medication_review(
+        &self,
+        request: Request<pb::RecordMedicationReviewRequest>,
+    ) -> Result<Response<pb::RecordMedicationReviewResponse>, Status> {
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let mut v = Violations::new();
+        let patient = patient_id(&r.patient_id, &mut v);
+        let mut ids = Vec::new();
+        for (i, text) in r.authorisation_ids.iter().enumerate() {
+            if let Some(id) =
+                typed::<AuthorisationId>(&format!("authorisation_ids[{i}]"), text, &mut v)
+            {
+                ids.push(id);
+            }
+        }
+        v.into_result()?;
+        let patient = patient.ok_or_else(|| missing("patient", &r.patient_id))?;
+        let command = Command::Review {
+            authorisation_ids: ids,
+            next_review_date: r.next_review_date,
+            note: r.note,
+        };
+        let committed = self.run(&ctx, patient, false, command).await?;
+        // The authorisations this review (or the first one with the same
+        // request id) touched: reviewed today, next due on the date it set.
+        let today = Some(crate::domain::values::date_proto(Utc::now().date_naive()));
+        let record = state(&committed)?;
+        let reviewed_ids: Vec<String> = record
+            .active_authorisations()
+            .filter(|a| a.last_reviewed_on == today)
+            .filter(|a| {
+                a.details
+                    .as_ref()
+                    .is_some_and(|d| d.review_date == r.next_review_date)
+            })
+            .map(|a| a.authorisation_id.clone())
+            .collect();
+        let mut reviewed = Vec::new();
+        for id in reviewed_ids {
+            reviewed.push(authorisation_of(&committed, patient, &id)?);
+        }
+        Ok(Response::new(pb::RecordMedicationReviewResponse {
+            reviewed,
+            stream_sequence: committed.sequence,
+        }))
+    }
+
+    async fn list_medications(
+        &self,
+        request: Request<pb::ListMedicationsRequest>,
+    ) -> Result<Response<pb::ListMedicationsResponse>, Status> {
+        self.read_list_medications(request).await
+    }
+
+    async fn list_issues(
+        &self,
+        request: Request<pb::ListIssuesRequest>,
+    ) -> Result<Response<pb::ListIssuesResponse>, Status> {
+        self.read_list_issues(request).await
+    }
+
+    async fn list_allergies(
+        &self,
+        request: Request<pb::ListAllergiesRequest>,
+    ) -> Result<Response<pb::ListAllergiesResponse>, Status> {
+        self.read_list_allergies(request).await
+    }
+}

@@ -1,0 +1,452 @@
+//! Every rule of the medications context: `decide` turns a command and the
+//! patient's medication record into events, or refuses with the rule that
+//! failed. Pure: today's date, the patient's birth date and the drug
+//! catalogue are given to it.
+
+use carelog_kernel::Violations;
+use carelog_kernel::date::PartialDate;
+use carelog_kernel::ids::{AllergyId, AuthorisationId, IssueId};
+use carelog_proto::medications::v1 as pb;
+use chrono::NaiveDate;
+use pb::event::Event as E;
+
+use super::error::Error;
+use super::record::MedicationRecord;
+use super::values::{apply_mask, check_allergy, check_authorisation, date_proto, full_date};
+use crate::catalogue::{DrugCatalogue, Product};
+
+/// What a decision needs besides the record.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    pub today: NaiveDate,
+    pub birth_date: Option<PartialDate>,
+    pub catalogue: &'a DrugCatalogue,
+}
+
+/// A medications command; ids of new resources are chosen at the edge.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    RecordAllergy {
+        allergy_id: AllergyId,
+        details: pb::AllergyDetails,
+    },
+    ResolveAllergy {
+        allergy_id: AllergyId,
+        resolved_on: Option<PartialDate>,
+        reason: String,
+    },
+    MarkAllergyEnteredInError {
+        allergy_id: AllergyId,
+        reason: String,
+    },
+    Authorise {
+        authorisation_id: AuthorisationId,
+        details: pb::AuthorisationDetails,
+        override_reason: String,
+    },
+    Issue {
+        issue_id: IssueId,
+        authorisation_id: AuthorisationId,
+    },
+    Change {
+        authorisation_id: AuthorisationId,
+        new_authorisation_id: AuthorisationId,
+        details: pb::AuthorisationDetails,
+        paths: Vec<String>,
+        reason: String,
+        override_reason: String,
+    },
+    Discontinue {
+        authorisation_id: AuthorisationId,
+        reason: String,
+    },
+    Review {
+        /// Empty: every active repeat.
+        authorisation_ids: Vec<AuthorisationId>,
+        next_review_date: Option<carelog_proto::kernel::v1::PartialDate>,
+        note: String,
+    },
+}
+
+fn event(e: E) -> pb::Event {
+    pb::Event { event: Some(e) }
+}
+
+fn reason_required(reason: &str, field: &str) -> Result<(), Error> {
+    if reason.trim().is_empty() {
+        Err(Error::invalid(field, "is required: say why"))
+    } else {
+        Ok(())
+    }
+}
+
+fn active_allergy<'r>(
+    record: &'r MedicationRecord,
+    id: &AllergyId,
+) -> Result<&'r pb::Allergy, Error> {
+    let id = id.to_string();
+    let allergy = record
+        .allergy(&id)
+        .ok_or_else(|| Error::AllergyNotFound(id.clone()))?;
+    match pb::AllergyStatus::try_from(allergy.status).unwrap_or_default() {
+        pb::AllergyStatus::Active => Ok(allergy),
+        pb::AllergyStatus::EnteredInError => Err(Error::AllergyEnteredInError { id }),
+        _ => Err(Error::AllergyNotActive {
+            id,
+            status: "resolved",
+        }),
+    }
+}
+
+fn authorisation<'r>(
+    record: &'r MedicationRecord,
+    id: &AuthorisationId,
+) -> Result<&'r pb::Authorisation, Error> {
+    let id = id.to_string();
+    record
+        .authorisation(&id)
+        .ok_or(Error::AuthorisationNotFound(id))
+}
+
+fn active_authorisation<'r>(
+    record: &'r MedicationRecord,
+    id: &AuthorisationId,
+) -> Result<&'r pb::Authorisation, Error> {
+    let a = authorisation(record, id)?;
+    if a.status != pb::AuthorisationStatus::Active as i32 {
+        return Err(Error::AuthorisationStopped(id.to_string()));
+    }
+    Ok(a)
+}
+
+/// The allergy and duplicate checks on a product about to be authorised:
+/// refusals, or the overrides to record when the prescriber gave a reason.
+fn safety_checks(
+    record: &MedicationRecord,
+    product: &Product,
+    replacing: Option<&str>,
+    override_reason: &str,
+) -> Result<Vec<pb::SafetyOverride>, Error> {
+    let reason = override_reason.trim();
+    let mut overrides = Vec::new();
+    for allergy in record.active_allergies() {
+        let substance = allergy
+            .details
+            .as_ref()
+            .and_then(|d| d.substance.clone())
+            .unwrap_or_default();
+        if !product.contains(&substance.code) {
+            continue;
+        }
+        if reason.is_empty() {
+            return Err(Error::AllergyConflict {
+                allergy_id: allergy.allergy_id.clone(),
+                substance_code: substance.code,
+                substance_display: substance.display,
+                product: product.name.clone(),
+            });
+        }
+        overrides.push(pb::SafetyOverride {
+            kind: pb::safety_override::Kind::Allergy as i32,
+            allergy_id: allergy.allergy_id.clone(),
+            substance: Some(substance),
+            reason: reason.to_owned(),
+            ..Default::default()
+        });
+    }
+    let duplicates = record.active_authorisations().filter(|a| {
+        Some(a.authorisation_id.as_str()) != replacing
+            && a.details
+                .as_ref()
+                .and_then(|d| d.product.as_ref())
+                .is_some_and(|p| p.code == product.code.as_str())
+    });
+    for duplicate in duplicates {
+        if reason.is_empty() {
+            return Err(Error::DuplicatePrescription {
+                authorisation_id: duplicate.authorisation_id.clone(),
+                product: product.name.clone(),
+            });
+        }
+        overrides.push(pb::SafetyOverride {
+            kind: pb::safety_override::Kind::Duplicate as i32,
+            authorisation_id: duplicate.authorisation_id.clone(),
+            reason: reason.to_owned(),
+            ..Default::default()
+        });
+    }
+    Ok(overrides)
+}
+
+/// The authorisation event for checked details, after the safety checks.
+fn authorise(
+    record: &MedicationRecord,
+    facts: &Facts<'_>,
+    id: AuthorisationId,
+    details: &pb::AuthorisationDetails,
+    field: &str,
+    replacing: Option<&str>,
+    override_reason: &str,
+) -> Result<pb::MedicationAuthorised, Error> {
+    let mut v = Violations::new();
+    let (details, product) =
+        check_authorisation(details, field, facts.today, facts.catalogue, &mut v);
+    if !v.is_empty() {
+        return Err(Error::Invalid(v));
+    }
+    let product = product.ok_or_else(|| {
+        Error::invalid(
+            &format!("{field}.product.code"),
+            "is not in the drug catalogue",
+        )
+    })?;
+    let overrides = safety_checks(record, product, replacing, override_reason)?;
+    Ok(pb::MedicationAuthorised {
+        authorisation_id: id.to_string(),
+        details: Some(details),
+        authorised_on: Some(date_proto(facts.today)),
+        replaces_authorisation_id: replacing.unwrap_or_default().to_owned(),
+        overrides,
+        ingredient_codes: product
+            .ingredients
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    })
+}
+
+fn day(date: Option<&carelog_proto::kernel::v1::PartialDate>) -> Option<NaiveDate> {
+    PartialDate::from_proto(date).ok().map(|d| d.earliest())
+}
+
+/// Decides a command on one patient's medication record.
+pub fn decide(
+    record: &MedicationRecord,
+    facts: &Facts<'_>,
+    command: &Command,
+) -> Result<Vec<pb::Event>, Error> {
+    let today = date_proto(facts.today);
+    match command {
+        Command::RecordAllergy {
+            allergy_id,
+            details,
+        } => {
+            let mut v = Violations::new();
+            let details = check_allergy(details, "allergy", facts.today, facts.birth_date, &mut v);
+            if !v.is_empty() {
+                return Err(Error::Invalid(v));
+            }
+            if record.allergy(&allergy_id.to_string()).is_some() {
+                return Err(Error::invalid("allergy_id", "is already recorded"));
+            }
+            Ok(vec![event(E::AllergyRecorded(pb::AllergyRecorded {
+                allergy_id: allergy_id.to_string(),
+                details: Some(details),
+                recorded_on: Some(today),
+            }))])
+        }
+        Command::ResolveAllergy {
+            allergy_id,
+            resolved_on,
+            reason,
+        } => {
+            reason_required(reason, "reason")?;
+            if let Some(date) = resolved_on
+                && date.is_after(facts.today)
+            {
+                return Err(Error::invalid("resolved_on", "must not be in the future"));
+            }
+            let allergy = active_allergy(record, allergy_id)?;
+            if let (Some(date), Some(onset)) = (
+                resolved_on,
+                allergy
+                    .details
+                    .as_ref()
+                    .and_then(|d| PartialDate::from_proto(d.onset.as_ref()).ok()),
+            ) && date.is_certainly_before(&onset)
+            {
+                return Err(Error::invalid(
+                    "resolved_on",
+                    "must not be before the onset",
+                ));
+            }
+            Ok(vec![event(E::AllergyResolved(pb::AllergyResolved {
+                allergy_id: allergy_id.to_string(),
+                resolved_on: Some(resolved_on.map(PartialDate::to_proto).unwrap_or(today)),
+                reason: reason.trim().to_owned(),
+            }))])
+        }
+        Command::MarkAllergyEnteredInError { allergy_id, reason } => {
+            reason_required(reason, "reason")?;
+            let id = allergy_id.to_string();
+            let allergy = record
+                .allergy(&id)
+                .ok_or_else(|| Error::AllergyNotFound(id.clone()))?;
+            if allergy.status == pb::AllergyStatus::EnteredInError as i32 {
+                return Err(Error::AllergyEnteredInError { id });
+            }
+            Ok(vec![event(E::AllergyEnteredInError(
+                pb::AllergyEnteredInError {
+                    allergy_id: id,
+                    reason: reason.trim().to_owned(),
+                },
+            ))])
+        }
+        Command::Authorise {
+            authorisation_id,
+            details,
+            override_reason,
+        } => {
+            if record
+                .authorisation(&authorisation_id.to_string())
+                .is_some()
+            {
+                return Err(Error::invalid("authorisation_id", "is already authorised"));
+            }
+            let authorised = authorise(
+                record,
+                facts,
+                *authorisation_id,
+                details,
+                "authorisation",
+                None,
+                override_reason,
+            )?;
+            Ok(vec![event(E::MedicationAuthorised(authorised))])
+        }
+        Command::Issue {
+            issue_id,
+            authorisation_id,
+        } => {
+            let a = active_authorisation(record, authorisation_id)?;
+            let id = authorisation_id.to_string();
+            let details = a.details.clone().unwrap_or_default();
+            if let Some(expiry) = day(details.expiry_date.as_ref())
+                && expiry < facts.today
+            {
+                return Err(Error::AuthorisationExpired {
+                    id,
+                    expiry: expiry.to_string(),
+                });
+            }
+            if a.issues_made >= details.authorised_issues.max(1) {
+                return Err(Error::IssuesUsedUp {
+                    id,
+                    authorised: details.authorised_issues.max(1),
+                });
+            }
+            if let Some(review) = day(details.review_date.as_ref())
+                && review < facts.today
+            {
+                return Err(Error::ReviewOverdue {
+                    id,
+                    review_date: review.to_string(),
+                });
+            }
+            Ok(vec![event(E::PrescriptionIssued(pb::PrescriptionIssued {
+                issue_id: issue_id.to_string(),
+                authorisation_id: id,
+                issue_number: a.issues_made + 1,
+                issued_on: Some(today),
+            }))])
+        }
+        Command::Change {
+            authorisation_id,
+            new_authorisation_id,
+            details,
+            paths,
+            reason,
+            override_reason,
+        } => {
+            reason_required(reason, "reason")?;
+            let old = active_authorisation(record, authorisation_id)?;
+            let mut changed = old.details.clone().unwrap_or_default();
+            apply_mask(&mut changed, details, paths);
+            if Some(&changed) == old.details.as_ref() {
+                return Err(Error::invalid(
+                    "update_mask",
+                    "changes nothing: name a field with a new value",
+                ));
+            }
+            let old_id = authorisation_id.to_string();
+            let authorised = authorise(
+                record,
+                facts,
+                *new_authorisation_id,
+                &changed,
+                "authorisation",
+                Some(&old_id),
+                override_reason,
+            )?;
+            Ok(vec![
+                event(E::MedicationDiscontinued(pb::MedicationDiscontinued {
+                    authorisation_id: old_id,
+                    discontinued_on: Some(today),
+                    reason: reason.trim().to_owned(),
+                    replaced_by_authorisation_id: new_authorisation_id.to_string(),
+                })),
+                event(E::MedicationAuthorised(authorised)),
+            ])
+        }
+        Command::Discontinue {
+            authorisation_id,
+            reason,
+        } => {
+            reason_required(reason, "reason")?;
+            active_authorisation(record, authorisation_id)?;
+            Ok(vec![event(E::MedicationDiscontinued(
+                pb::MedicationDiscontinued {
+                    authorisation_id: authorisation_id.to_string(),
+                    discontinued_on: Some(today),
+                    reason: reason.trim().to_owned(),
+                    replaced_by_authorisation_id: String::new(),
+                },
+            ))])
+        }
+        Command::Review {
+            authorisation_ids,
+            next_review_date,
+            note,
+        } => {
+            let mut v = Violations::new();
+            if let Some(next) = full_date("next_review_date", next_review_date.as_ref(), &mut v)
+                && next <= facts.today
+            {
+                v.add("next_review_date", "must be after today");
+            }
+            if note.chars().count() > 2000 {
+                v.add("note", "must be at most 2000 characters");
+            }
+            if !v.is_empty() {
+                return Err(Error::Invalid(v));
+            }
+            let ids: Vec<String> = if authorisation_ids.is_empty() {
+                record
+                    .active_authorisations()
+                    .filter(|a| {
+                        a.details.as_ref().is_some_and(|d| {
+                            d.prescription_type == pb::PrescriptionType::Repeat as i32
+                        })
+                    })
+                    .map(|a| a.authorisation_id.clone())
+                    .collect()
+            } else {
+                let mut ids = Vec::new();
+                for id in authorisation_ids {
+                    active_authorisation(record, id)?;
+                    ids.push(id.to_string());
+                }
+                ids
+            };
+            if ids.is_empty() {
+                return Err(Error::NothingToReview);
+            }
+            Ok(vec![event(E::MedicationReviewed(pb::MedicationReviewed {
+                authorisation_ids: ids,
+                reviewed_on: Some(today),
+                next_review_date: *next_review_date,
+                note: note.trim().to_owned(),
+            }))])
+        }
+    }
+}

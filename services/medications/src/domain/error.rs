@@ -1,0 +1,54 @@
+//! Why a medications command is refused.
+
+use carelog_kernel::Violations;
+use thiserror::Error;
+
+#[derive(Debug, Clone, Error)]
+pub enum Error {
+    #[error("invalid request")]
+    Invalid(Violations),
+    #[error("allergy {0} is not in this patient's record")]
+    AllergyNotFound(String),
+    #[error("authorisation {0} is not in this patient's record")]
+    AuthorisationNotFound(String),
+    #[error("allergy {id} is {status}, not active")]
+    AllergyNotActive { id: String, status: &'static str },
+    #[error("allergy {id} was entered in error already")]
+    AllergyEnteredInError { id: String },
+    #[error(
+        "{product} contains {substance_display} ({substance_code}), which the patient is allergic to (allergy {allergy_id}); give override_reason to prescribe anyway"
+    )]
+    AllergyConflict {
+        allergy_id: String,
+        substance_code: String,
+        substance_display: String,
+        product: String,
+    },
+    #[error(
+        "{product} is already actively authorised (authorisation {authorisation_id}); change or discontinue it, or give override_reason"
+    )]
+    DuplicatePrescription {
+        authorisation_id: String,
+        product: String,
+    },
+    #[error("authorisation {0} was stopped: authorise the medication again to prescribe it")]
+    AuthorisationStopped(String),
+    #[error("authorisation {id} has used all of its {authorised} authorised issues")]
+    IssuesUsedUp { id: String, authorised: u32 },
+    #[error("authorisation {id} expired on {expiry}")]
+    AuthorisationExpired { id: String, expiry: String },
+    #[error(
+        "authorisation {id} was due for review on {review_date}: record a medication review before issuing"
+    )]
+    ReviewOverdue { id: String, review_date: String },
+    #[error("the patient has no active repeat medication to review")]
+    NothingToReview,
+}
+
+impl Error {
+    pub fn invalid(field: &str, rule: &str) -> Self {
+        let mut v = Violations::new();
+        v.add(field, rule);
+        Self::Invalid(v)
+    }
+}

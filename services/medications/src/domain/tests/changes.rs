@@ -1,0 +1,143 @@
+//! Discontinuing, changing drug or dose, and medication reviews.
+
+use super::*;
+
+#[test]
+fn given_an_active_repeat_when_discontinued_with_a_reason_then_it_is_stopped_and_a_reason_is_required()
+ {
+    let id = AuthorisationId::new();
+    let g = given(vec![authorised(id, repeat(CLARITHROMYCIN_500, 6))]);
+    let error = g
+        .when(Command::Discontinue {
+            authorisation_id: id,
+            reason: String::new(),
+        })
+        .expect_err("no reason");
+    assert_eq!(fields(error), vec!["reason"]);
+    let events = g
+        .when(Command::Discontinue {
+            authorisation_id: id,
+            reason: "course complete".into(),
+        })
+        .expect("discontinued");
+    assert!(matches!(only(events.clone()), E::MedicationDiscontinued(_)));
+    let later = given([vec![authorised(id, repeat(CLARITHROMYCIN_500, 6))], events].concat());
+    assert_eq!(later.record.active_authorisations().count(), 0);
+    let again = later
+        .when(Command::Discontinue {
+            authorisation_id: id,
+            reason: "again".into(),
+        })
+        .expect_err("already stopped");
+    assert!(matches!(again, Error::AuthorisationStopped(_)));
+}
+
+#[test]
+fn given_a_repeat_when_its_dose_changes_then_it_is_stopped_and_a_linked_authorisation_starts_in_one_commit()
+ {
+    let old = AuthorisationId::new();
+    let new = AuthorisationId::new();
+    let history = vec![authorised(old, repeat(CLARITHROMYCIN_500, 6))];
+    let events = given(history.clone())
+        .when(Command::Change {
+            authorisation_id: old,
+            new_authorisation_id: new,
+            details: pb::AuthorisationDetails {
+                dose_instructions: "one tablet once a day".into(),
+                quantity: "14".into(),
+                ..Default::default()
+            },
+            paths: vec!["dose_instructions".into(), "quantity".into()],
+            reason: "dose reduced: renal function".into(),
+            override_reason: String::new(),
+        })
+        .expect("changed");
+    assert_eq!(events.len(), 2);
+    let record = given([history.clone(), events].concat()).record;
+    let stopped = record.authorisation(&old.to_string()).expect("old");
+    let started = record.authorisation(&new.to_string()).expect("new");
+    assert_eq!(stopped.status, pb::AuthorisationStatus::Discontinued as i32);
+    assert_eq!(stopped.replaced_by_authorisation_id, new.to_string());
+    assert_eq!(started.replaces_authorisation_id, old.to_string());
+    assert_eq!(
+        started.details.as_ref().map(|d| d.quantity.as_str()),
+        Some("14")
+    );
+    let error = given(history.clone())
+        .when(Command::Change {
+            authorisation_id: old,
+            new_authorisation_id: AuthorisationId::new(),
+            details: pb::AuthorisationDetails::default(),
+            paths: vec!["dose_instructions".into()],
+            reason: "dose reduced".into(),
+            override_reason: String::new(),
+        })
+        .expect_err("empty dose");
+    assert_eq!(fields(error), vec!["authorisation.dose_instructions"]);
+    let error = given(history)
+        .when(Command::Change {
+            authorisation_id: old,
+            new_authorisation_id: AuthorisationId::new(),
+            details: pb::AuthorisationDetails::default(),
+            paths: vec!["quantity".into()],
+            reason: String::new(),
+            override_reason: String::new(),
+        })
+        .expect_err("no reason");
+    assert_eq!(fields(error), vec!["reason"]);
+}
+
+#[test]
+fn given_a_penicillin_allergy_when_a_drug_is_changed_to_amoxicillin_then_the_allergy_check_applies()
+{
+    let allergy = AllergyId::new();
+    let old = AuthorisationId::new();
+    let error = given(vec![
+        allergy_recorded(allergy),
+        authorised(old, repeat(CLARITHROMYCIN_500, 6)),
+    ])
+    .when(Command::Change {
+        authorisation_id: old,
+        new_authorisation_id: AuthorisationId::new(),
+        details: pb::AuthorisationDetails {
+            product: Some(pb::Coding {
+                code: AMOXICILLIN_500.into(),
+                display: String::new(),
+            }),
+            ..Default::default()
+        },
+        paths: vec!["product".into()],
+        reason: "switch antibiotic".into(),
+        override_reason: String::new(),
+    })
+    .expect_err("allergy");
+    assert!(matches!(error, Error::AllergyConflict { .. }), "{error:?}");
+}
+
+#[test]
+fn when_a_review_has_no_active_repeat_or_a_bad_date_then_it_is_refused() {
+    let error = given(vec![])
+        .when(Command::Review {
+            authorisation_ids: vec![],
+            next_review_date: Some(in_days(30)),
+            note: String::new(),
+        })
+        .expect_err("nothing");
+    assert!(matches!(error, Error::NothingToReview));
+    let error = given(vec![])
+        .when(Command::Review {
+            authorisation_ids: vec![],
+            next_review_date: Some(date_proto(today())),
+            note: String::new(),
+        })
+        .expect_err("today");
+    assert_eq!(fields(error), vec!["next_review_date"]);
+    let error = given(vec![])
+        .when(Command::Review {
+            authorisation_ids: vec![AuthorisationId::new()],
+            next_review_date: Some(in_days(30)),
+            note: String::new(),
+        })
+        .expect_err("unknown");
+    assert!(matches!(error, Error::AuthorisationNotFound(_)));
+}

@@ -1,0 +1,180 @@
+//! Authorising, with the allergy and duplicate safety checks.
+
+use super::*;
+
+#[test]
+fn when_a_repeat_is_authorised_then_the_catalogue_names_the_product_and_its_ingredients_are_recorded()
+ {
+    let events = given(vec![])
+        .when(authorise(repeat(CLARITHROMYCIN_500, 6), ""))
+        .expect("authorised");
+    let E::MedicationAuthorised(e) = only(events) else {
+        panic!("MedicationAuthorised expected");
+    };
+    let details = e.details.expect("details");
+    assert_eq!(
+        details.product.map(|p| p.display),
+        Some("Clarithromycin 500mg tablets".to_owned())
+    );
+    assert_eq!(details.authorised_issues, 6);
+    assert_eq!(e.ingredient_codes, vec!["372709008"]);
+    assert!(e.overrides.is_empty());
+}
+
+#[test]
+fn when_an_acute_is_authorised_then_it_allows_exactly_one_issue() {
+    let events = given(vec![])
+        .when(authorise(acute(PARACETAMOL_500), ""))
+        .expect("authorised");
+    let E::MedicationAuthorised(e) = only(events) else {
+        panic!("MedicationAuthorised expected");
+    };
+    assert_eq!(e.details.map(|d| d.authorised_issues), Some(1));
+}
+
+#[test]
+fn given_a_penicillin_allergy_when_amoxicillin_is_prescribed_then_it_is_refused_naming_the_allergy()
+{
+    let allergy = AllergyId::new();
+    let error = given(vec![allergy_recorded(allergy)])
+        .when(authorise(acute(AMOXICILLIN_500), ""))
+        .expect_err("refused");
+    match error {
+        Error::AllergyConflict {
+            allergy_id,
+            substance_code,
+            substance_display,
+            product,
+        } => {
+            assert_eq!(allergy_id, allergy.to_string());
+            assert_eq!(substance_code, PENICILLIN);
+            assert_eq!(substance_display, "Penicillin");
+            assert_eq!(product, "Amoxicillin 500mg capsules");
+        }
+        other => panic!("expected an allergy conflict, got {other:?}"),
+    }
+}
+
+#[test]
+fn given_a_penicillin_allergy_when_amoxicillin_is_prescribed_with_an_override_reason_then_the_override_is_recorded()
+ {
+    let allergy = AllergyId::new();
+    let events = given(vec![allergy_recorded(allergy)])
+        .when(authorise(
+            acute(AMOXICILLIN_500),
+            "allergy disputed: tolerated amoxicillin in 2020, discussed with patient",
+        ))
+        .expect("overridden");
+    let E::MedicationAuthorised(e) = only(events) else {
+        panic!("MedicationAuthorised expected");
+    };
+    assert_eq!(e.overrides.len(), 1);
+    let o = &e.overrides[0];
+    assert_eq!(o.kind, pb::safety_override::Kind::Allergy as i32);
+    assert_eq!(o.allergy_id, allergy.to_string());
+    assert!(o.reason.starts_with("allergy disputed"));
+}
+
+#[test]
+fn given_a_resolved_or_mistaken_penicillin_allergy_when_amoxicillin_is_prescribed_then_it_is_allowed()
+ {
+    let allergy = AllergyId::new();
+    let mistaken = ev(E::AllergyEnteredInError(pb::AllergyEnteredInError {
+        allergy_id: allergy.to_string(),
+        reason: "wrong patient".into(),
+    }));
+    given(vec![allergy_recorded(allergy), mistaken])
+        .when(authorise(acute(AMOXICILLIN_500), ""))
+        .expect("no active allergy");
+}
+
+#[test]
+fn given_an_active_clarithromycin_repeat_when_it_is_authorised_again_then_it_is_refused_as_a_duplicate()
+ {
+    let first = AuthorisationId::new();
+    let g = given(vec![authorised(first, repeat(CLARITHROMYCIN_500, 6))]);
+    let error = g
+        .when(authorise(repeat(CLARITHROMYCIN_500, 6), ""))
+        .expect_err("duplicate");
+    assert!(
+        matches!(&error, Error::DuplicatePrescription { authorisation_id, .. } if *authorisation_id == first.to_string()),
+        "{error:?}"
+    );
+    let events = g
+        .when(authorise(
+            repeat(CLARITHROMYCIN_500, 6),
+            "second supply for a care home",
+        ))
+        .expect("overridden");
+    let E::MedicationAuthorised(e) = only(events) else {
+        panic!("MedicationAuthorised expected");
+    };
+    assert_eq!(
+        e.overrides[0].kind,
+        pb::safety_override::Kind::Duplicate as i32
+    );
+    assert_eq!(e.overrides[0].authorisation_id, first.to_string());
+}
+
+#[test]
+fn when_an_authorisation_is_malformed_then_every_field_is_named() {
+    let details = pb::AuthorisationDetails {
+        product: Some(pb::Coding {
+            code: "387517004".into(),
+            display: String::new(),
+        }),
+        dose_instructions: String::new(),
+        quantity: "-3".into(),
+        quantity_unit: String::new(),
+        prescription_type: pb::PrescriptionType::Repeat as i32,
+        authorised_issues: 0,
+        review_date: Some(kpb::PartialDate {
+            year: 2026,
+            month: 1,
+            day: 1,
+        }),
+        expiry_date: Some(kpb::PartialDate {
+            year: 2027,
+            month: 0,
+            day: 0,
+        }),
+    };
+    let error = given(vec![])
+        .when(authorise(details, ""))
+        .expect_err("refused");
+    assert_eq!(
+        fields(error),
+        vec![
+            "authorisation.product.code",
+            "authorisation.dose_instructions",
+            "authorisation.quantity",
+            "authorisation.quantity_unit",
+            "authorisation.authorised_issues",
+            "authorisation.review_date",
+            "authorisation.expiry_date"
+        ]
+    );
+}
+
+#[test]
+fn when_a_repeat_has_a_review_after_its_expiry_or_an_acute_has_a_review_date_then_it_is_refused() {
+    let mut details = repeat(CLARITHROMYCIN_500, 6);
+    details.review_date = Some(in_days(200));
+    let error = given(vec![])
+        .when(authorise(details, ""))
+        .expect_err("refused");
+    assert_eq!(fields(error), vec!["authorisation.review_date"]);
+    let mut details = acute(PARACETAMOL_500);
+    details.review_date = Some(in_days(10));
+    details.authorised_issues = 2;
+    let error = given(vec![])
+        .when(authorise(details, ""))
+        .expect_err("refused");
+    assert_eq!(
+        fields(error),
+        vec![
+            "authorisation.authorised_issues",
+            "authorisation.review_date"
+        ]
+    );
+}

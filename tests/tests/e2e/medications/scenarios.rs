@@ -1,0 +1,324 @@
+//! Full clinical scenarios through the gRPC API and the read models, and a
+//! rebuild of the read models that ends where the projector ended.
+
+use carelog_proto::medications::v1 as pb;
+use carelog_tests::harness::{TestStack, jane_smith};
+use carelog_tests::medications::{
+    AMOXICILLIN_500, CLARITHROMYCIN_500, PARACETAMOL_500, PENICILLIN, acute, authorise, in_days,
+    issue, record_penicillin_allergy, repeat,
+};
+use tonic::Code;
+use tonic_types::StatusExt as _;
+
+use super::reason;
+
+#[tokio::test]
+async fn medications_allergy_refuses_amoxicillin_then_a_clarithromycin_repeat_is_issued_twice_and_listed()
+ {
+    let stack = TestStack::start().await;
+    let mut meds = stack.medications();
+    // Given a patient registered a moment ago
+    let jane = stack.register(jane_smith()).await;
+    let id = jane.patient_id.clone();
+
+    // When a penicillin allergy is recorded (at once: no wait for any projector)
+    let allergy = meds
+        .record_allergy(stack.req(record_penicillin_allergy(&id)))
+        .await
+        .expect("allergy recorded")
+        .into_inner();
+    assert_eq!(allergy.status, pb::AllergyStatus::Active as i32);
+    assert_eq!(allergy.patient_id, id);
+
+    // Then amoxicillin is refused, naming the allergy
+    let refused = meds
+        .authorise_medication(stack.req(authorise(&id, acute(AMOXICILLIN_500))))
+        .await
+        .expect_err("allergy conflict");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&refused), "ALLERGY_CONFLICT");
+    let info = refused.get_details_error_info().expect("error info");
+    assert_eq!(info.metadata.get("allergyId"), Some(&allergy.allergy_id));
+    assert_eq!(
+        info.metadata.get("substanceCode").map(String::as_str),
+        Some(PENICILLIN)
+    );
+    assert!(
+        refused.message().contains("Penicillin"),
+        "{}",
+        refused.message()
+    );
+
+    // And an alternative as a repeat is issued twice
+    let clarithromycin = meds
+        .authorise_medication(stack.req(authorise(&id, repeat(CLARITHROMYCIN_500, 6))))
+        .await
+        .expect("repeat authorised")
+        .into_inner();
+    assert_eq!(
+        clarithromycin
+            .details
+            .as_ref()
+            .and_then(|d| d.product.as_ref())
+            .map(|p| p.display.as_str()),
+        Some("Clarithromycin 500mg tablets")
+    );
+    let first = meds
+        .issue_prescription(stack.req(issue(&id, &clarithromycin.authorisation_id)))
+        .await
+        .expect("first issue")
+        .into_inner();
+    let second = meds
+        .issue_prescription(stack.req(issue(&id, &clarithromycin.authorisation_id)))
+        .await
+        .expect("second issue")
+        .into_inner();
+    assert_eq!((first.issue_number, second.issue_number), (1, 2));
+
+    // And the same product again is refused as a duplicate
+    let duplicate = meds
+        .authorise_medication(stack.req(authorise(&id, repeat(CLARITHROMYCIN_500, 6))))
+        .await
+        .expect_err("duplicate");
+    assert_eq!(reason(&duplicate), "DUPLICATE_PRESCRIPTION");
+
+    // Then the read models show it, read-your-writes
+    let list = meds
+        .list_medications(stack.req(pb::ListMedicationsRequest {
+            patient_id: id.clone(),
+            min_sequence: second.stream_sequence,
+            ..Default::default()
+        }))
+        .await
+        .expect("medication list")
+        .into_inner();
+    assert_eq!(list.authorisations.len(), 1);
+    let current = &list.authorisations[0];
+    assert_eq!(current.authorisation_id, clarithromycin.authorisation_id);
+    assert_eq!(current.issues_made, 2);
+    assert_eq!(current.last_issued_on, Some(in_days(0)));
+    assert_eq!(
+        current.details.as_ref().and_then(|d| d.review_date),
+        Some(in_days(90))
+    );
+    let issues = meds
+        .list_issues(stack.req(pb::ListIssuesRequest {
+            patient_id: id.clone(),
+            page_size: 1,
+            min_sequence: second.stream_sequence,
+            ..Default::default()
+        }))
+        .await
+        .expect("issue history")
+        .into_inner();
+    assert_eq!(issues.issues.len(), 1);
+    assert_eq!(issues.issues[0].issue_id, first.issue_id);
+    let next = meds
+        .list_issues(stack.req(pb::ListIssuesRequest {
+            patient_id: id.clone(),
+            page_size: 1,
+            page_token: issues.next_page_token.clone(),
+            ..Default::default()
+        }))
+        .await
+        .expect("second page")
+        .into_inner();
+    assert_eq!(next.issues.len(), 1);
+    assert_eq!(next.issues[0].issue_id, second.issue_id);
+    let allergies = meds
+        .list_allergies(stack.req(pb::ListAllergiesRequest {
+            patient_id: id.clone(),
+            min_sequence: second.stream_sequence,
+            ..Default::default()
+        }))
+        .await
+        .expect("allergy list")
+        .into_inner();
+    assert_eq!(allergies.allergies.len(), 1);
+    assert_eq!(allergies.allergies[0].allergy_id, allergy.allergy_id);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn medications_change_review_discontinue_and_allergy_resolution_reach_the_read_models() {
+    let stack = TestStack::start().await;
+    let mut meds = stack.medications();
+    let jane = stack.register(jane_smith()).await;
+    let id = jane.patient_id.clone();
+    let allergy = meds
+        .record_allergy(stack.req(record_penicillin_allergy(&id)))
+        .await
+        .expect("allergy")
+        .into_inner();
+    let paracetamol = meds
+        .authorise_medication(stack.req(authorise(&id, repeat(PARACETAMOL_500, 3))))
+        .await
+        .expect("paracetamol")
+        .into_inner();
+
+    // A change of dose stops the old and links the new, in one commit
+    let before = stack.last_sequence_of("medications").await;
+    let changed = meds
+        .change_medication(stack.req(pb::ChangeMedicationRequest {
+            patient_id: id.clone(),
+            authorisation_id: paracetamol.authorisation_id.clone(),
+            authorisation: Some(pb::AuthorisationDetails {
+                dose_instructions: "two tablets up to four times a day".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["dose_instructions".into()],
+            }),
+            reason: "pain not controlled".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("changed")
+        .into_inner();
+    assert_eq!(stack.last_sequence_of("medications").await, before + 1);
+    let started = changed.started.expect("started");
+    assert_eq!(
+        started.replaces_authorisation_id,
+        paracetamol.authorisation_id
+    );
+
+    // A review resets the review date
+    let reviewed = meds
+        .record_medication_review(stack.req(pb::RecordMedicationReviewRequest {
+            patient_id: id.clone(),
+            next_review_date: Some(in_days(120)),
+            note: "reviewed, continue".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("reviewed")
+        .into_inner();
+    assert_eq!(reviewed.reviewed.len(), 1);
+    assert_eq!(reviewed.reviewed[0].last_reviewed_on, Some(in_days(0)));
+
+    // The allergy resolves; then the new one is discontinued
+    meds.resolve_allergy(stack.req(pb::ResolveAllergyRequest {
+        patient_id: id.clone(),
+        allergy_id: allergy.allergy_id.clone(),
+        reason: "negative challenge test".into(),
+        ..Default::default()
+    }))
+    .await
+    .expect("resolved");
+    let stopped = meds
+        .discontinue_medication(stack.req(pb::DiscontinueMedicationRequest {
+            patient_id: id.clone(),
+            authorisation_id: started.authorisation_id.clone(),
+            reason: "no longer needed".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("discontinued")
+        .into_inner();
+
+    let current = meds
+        .list_medications(stack.req(pb::ListMedicationsRequest {
+            patient_id: id.clone(),
+            min_sequence: stopped.stream_sequence,
+            ..Default::default()
+        }))
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(current.authorisations.is_empty(), "{current:?}");
+    let all = meds
+        .list_medications(stack.req(pb::ListMedicationsRequest {
+            patient_id: id.clone(),
+            include_discontinued: true,
+            min_sequence: stopped.stream_sequence,
+            ..Default::default()
+        }))
+        .await
+        .expect("list all")
+        .into_inner();
+    assert_eq!(all.authorisations.len(), 2);
+    assert_eq!(all.authorisations[1].last_reviewed_on, Some(in_days(0)));
+    assert_eq!(
+        all.authorisations[1]
+            .details
+            .as_ref()
+            .and_then(|d| d.review_date),
+        Some(in_days(120))
+    );
+    let active = meds
+        .list_allergies(stack.req(pb::ListAllergiesRequest {
+            patient_id: id.clone(),
+            min_sequence: stopped.stream_sequence,
+            ..Default::default()
+        }))
+        .await
+        .expect("active allergies")
+        .into_inner();
+    assert!(active.allergies.is_empty());
+    let resolved = meds
+        .list_allergies(stack.req(pb::ListAllergiesRequest {
+            patient_id: id.clone(),
+            status: pb::AllergyStatus::Resolved as i32,
+            ..Default::default()
+        }))
+        .await
+        .expect("resolved allergies")
+        .into_inner();
+    assert_eq!(resolved.allergies.len(), 1);
+    assert_eq!(
+        resolved.allergies[0].resolution_reason,
+        "negative challenge test"
+    );
+
+    // With the allergy resolved, amoxicillin is allowed now
+    let amoxicillin = meds
+        .authorise_medication(stack.req(authorise(&id, acute(AMOXICILLIN_500))))
+        .await
+        .expect("no active allergy")
+        .into_inner();
+    meds.issue_prescription(stack.req(issue(&id, &amoxicillin.authorisation_id)))
+        .await
+        .expect("issued");
+
+    // And `carelog rebuild medications` gives the same read models
+    let last = stack.last_sequence_of("medications").await;
+    meds.list_medications(stack.req(pb::ListMedicationsRequest {
+        patient_id: id.clone(),
+        min_sequence: last,
+        ..Default::default()
+    }))
+    .await
+    .expect("caught up");
+    let before = dump(&stack.pool).await;
+    assert!(before[2].lines().count() == 2, "one issue: {before:?}");
+    let projection = carelog_projections::by_name("medications").expect("projection");
+    carelog_projections::rebuild::rebuild(
+        &stack.pool,
+        &stack.store,
+        projection.as_ref(),
+        &|_, _| {},
+    )
+    .await
+    .expect("rebuild");
+    assert_eq!(dump(&stack.pool).await, before);
+    stack.stop().await;
+}
+
+async fn dump(pool: &sqlx::PgPool) -> Vec<String> {
+    let mut out = Vec::new();
+    for (table, order) in [
+        ("medication_allergies", "allergy_id"),
+        ("medication_authorisations", "authorisation_id"),
+        ("medication_issues", "issue_id"),
+    ] {
+        let sql = format!(
+            "SELECT coalesce(string_agg(t::text, E'\\n' ORDER BY {order}), '') FROM {table} t"
+        );
+        let (text,): (String,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_one(pool)
+            .await
+            .expect("dump");
+        out.push(format!("== {table}\n{text}"));
+    }
+    out
+}
