@@ -22,7 +22,7 @@ const ASTHMA: &str = "195967001";
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 20, 10, 0, 0)
         .single()
-        .unwrap()
+        .expect("present")
 }
 
 fn jane() -> PatientFacts {
@@ -216,10 +216,10 @@ fn one(events: Vec<pb::Event>) -> E {
 fn given_a_living_patient_when_a_face_to_face_consultation_starts_then_it_is_a_draft_by_its_author()
 {
     let s = Scenario::new();
-    let E::ConsultationStarted(e) = one(s.when(s.start()).unwrap()) else {
+    let E::ConsultationStarted(e) = one(s.when(s.start()).expect("present")) else {
         panic!("expected ConsultationStarted")
     };
-    assert_eq!(e.author.unwrap().user_id, "dr-jones");
+    assert_eq!(e.author.expect("present").user_id, "dr-jones");
     assert_eq!(e.organisation_ods, "A81001");
     let s = Scenario::started();
     assert_eq!(
@@ -249,7 +249,7 @@ fn when_a_consultation_starts_tomorrow_then_it_is_refused_naming_start_time() {
             author,
             organisation,
         })
-        .unwrap_err();
+        .expect_err("refused");
     assert_eq!(fields(err), ["start_time"]);
 }
 
@@ -266,7 +266,10 @@ fn when_a_consultation_starts_before_the_patient_was_born_then_it_is_refused() {
     else {
         unreachable!()
     };
-    let before_birth = Utc.with_ymd_and_hms(1950, 3, 13, 9, 0, 0).single().unwrap();
+    let before_birth = Utc
+        .with_ymd_and_hms(1950, 3, 13, 9, 0, 0)
+        .single()
+        .expect("present");
     let err = s
         .when(Command::Start {
             consultation,
@@ -275,7 +278,7 @@ fn when_a_consultation_starts_before_the_patient_was_born_then_it_is_refused() {
             author,
             organisation,
         })
-        .unwrap_err();
+        .expect_err("refused");
     assert_eq!(fields(err), ["start_time"]);
 }
 
@@ -293,7 +296,10 @@ fn given_a_birth_known_only_by_year_when_a_consultation_starts_that_year_then_it
     else {
         unreachable!()
     };
-    let that_year = Utc.with_ymd_and_hms(1950, 1, 2, 9, 0, 0).single().unwrap();
+    let that_year = Utc
+        .with_ymd_and_hms(1950, 1, 2, 9, 0, 0)
+        .single()
+        .expect("present");
     assert!(
         s.when(Command::Start {
             consultation,
@@ -323,14 +329,14 @@ fn given_a_draft_when_the_first_entry_is_added_then_a_topic_opens_and_the_entry_
     let s = Scenario::started();
     let events = s
         .when(s.add(EntryId::new(), blood_pressure(150, 95)))
-        .unwrap();
+        .expect("present");
     assert!(matches!(events[0].event, Some(E::TopicOpened(_))));
     let Some(E::EntryAdded(added)) = &events[1].event else {
         panic!("expected EntryAdded")
     };
-    let content = added.content.clone().unwrap();
+    let content = added.content.clone().expect("present");
     assert_eq!(content.effective_time, s.consultation().start_time);
-    let Some(Value::BloodPressure(bp)) = content.observation.unwrap().value else {
+    let Some(Value::BloodPressure(bp)) = content.observation.expect("present").value else {
         panic!("expected a blood pressure")
     };
     assert_eq!(bp.unit, "mm[Hg]");
@@ -343,7 +349,7 @@ fn given_a_topic_when_another_entry_is_added_to_it_then_no_new_topic_opens() {
     let s = s.given(first);
     let events = s
         .when(s.add(EntryId::new(), problem(pb::ProblemStatus::Active)))
-        .unwrap();
+        .expect("present");
     assert!(matches!(one(events), E::EntryAdded(_)));
     assert_eq!(s.consultation().topics.len(), 1);
 }
@@ -360,7 +366,7 @@ fn when_an_entry_names_an_unknown_topic_or_consultation_then_it_is_not_found() {
             entry: EntryId::new(),
             content: blood_pressure(140, 90),
         })
-        .unwrap_err();
+        .expect_err("refused");
     assert!(matches!(err, Error::TopicNotFound { .. }));
     let err = s
         .when(Command::AddEntry {
@@ -369,7 +375,7 @@ fn when_an_entry_names_an_unknown_topic_or_consultation_then_it_is_not_found() {
             entry: EntryId::new(),
             content: blood_pressure(140, 90),
         })
-        .unwrap_err();
+        .expect_err("refused");
     assert!(matches!(err, Error::ConsultationNotFound(_)));
 }
 
@@ -406,7 +412,7 @@ fn given_a_draft_problem_when_its_status_is_edited_then_the_problem_list_follows
         content: problem(pb::ProblemStatus::Resolved),
         paths: vec!["problem.status".into()],
     };
-    let E::EntryEdited(e) = one(s.when(edit.clone()).unwrap()) else {
+    let E::EntryEdited(e) = one(s.when(edit.clone()).expect("present")) else {
         panic!("expected EntryEdited")
     };
     assert_eq!(e.changed_paths, ["problem.status"]);
@@ -427,7 +433,7 @@ fn given_a_signed_consultation_when_an_entry_is_edited_then_it_is_refused_amend_
             content: blood_pressure(140, 90),
             paths: vec!["observation".into()],
         })
-        .unwrap_err();
+        .expect_err("refused");
     assert!(matches!(err, Error::Signed(_)));
     assert!(err.to_string().contains("amend"));
 }
@@ -444,7 +450,7 @@ fn given_a_signed_consultation_when_an_entry_is_amended_with_a_reason_then_the_o
         paths: vec!["problem.status".into()],
         reason: "Reviewed: controlled without treatment".into(),
     };
-    let E::EntryAmended(e) = one(s.when(amend.clone()).unwrap()) else {
+    let E::EntryAmended(e) = one(s.when(amend.clone()).expect("present")) else {
         panic!("expected EntryAmended")
     };
     assert_eq!(e.reason, "Reviewed: controlled without treatment");
@@ -453,16 +459,22 @@ fn given_a_signed_consultation_when_an_entry_is_amended_with_a_reason_then_the_o
     let after = &s.consultation().topics[0].entries[0];
     assert!(after.amended);
     assert_eq!(
-        after.content.as_ref().unwrap().problem.unwrap().status,
+        after
+            .content
+            .as_ref()
+            .expect("present")
+            .problem
+            .expect("present")
+            .status,
         pb::ProblemStatus::Inactive as i32
     );
     assert_eq!(
         before.topics[0].entries[0]
             .content
             .as_ref()
-            .unwrap()
+            .expect("present")
             .problem
-            .unwrap()
+            .expect("present")
             .status,
         pb::ProblemStatus::Active as i32
     );
@@ -480,7 +492,7 @@ fn when_an_amendment_has_no_reason_then_it_is_refused_naming_reason() {
             paths: vec!["problem.status".into()],
             reason: " ".into(),
         })
-        .unwrap_err();
+        .expect_err("refused");
     assert_eq!(fields(err), ["reason"]);
 }
 
@@ -498,7 +510,7 @@ fn given_a_draft_when_an_entry_is_amended_then_it_is_refused_edit_it_instead() {
             paths: vec!["problem.status".into()],
             reason: "typo".into(),
         })
-        .unwrap_err();
+        .expect_err("refused");
     assert!(matches!(err, Error::NotSigned(_)));
 }
 
@@ -518,7 +530,7 @@ fn when_an_edit_would_leave_an_invalid_concept_then_it_is_refused_naming_the_fie
             },
             paths: vec!["concept_id".into()],
         })
-        .unwrap_err();
+        .expect_err("refused");
     assert_eq!(fields(err), ["entry.concept_id"]);
 }
 
@@ -535,7 +547,7 @@ fn given_an_entry_when_it_is_marked_entered_in_error_then_it_leaves_current_view
         reason: "Recorded against the wrong patient".into(),
     };
     assert!(matches!(
-        one(s.when(mark.clone()).unwrap()),
+        one(s.when(mark.clone()).expect("present")),
         E::EntryEnteredInError(_)
     ));
     let s = s.given(mark);
@@ -574,7 +586,7 @@ fn when_something_is_marked_entered_in_error_without_a_reason_then_it_is_refused
             consultation: s.consultation,
             reason: String::new(),
         })
-        .unwrap_err();
+        .expect_err("refused");
     assert_eq!(fields(err), ["reason"]);
 }
 
@@ -606,7 +618,7 @@ fn given_a_draft_with_an_entry_when_its_author_signs_then_it_is_locked() {
         .when(Command::Sign {
             consultation: s.consultation,
         })
-        .unwrap())
+        .expect("present"))
     else {
         panic!("expected ConsultationSigned")
     };
@@ -626,7 +638,7 @@ fn when_another_clinician_without_a_supervising_role_signs_then_it_is_refused() 
                 consultation: s.consultation,
             },
         )
-        .unwrap_err();
+        .expect_err("refused");
     assert!(matches!(err, Error::NotAuthor { .. }));
 }
 
@@ -643,12 +655,12 @@ fn when_a_supervising_gp_signs_for_the_author_then_it_is_signed_on_their_behalf(
                 consultation: s.consultation,
             },
         )
-        .unwrap())
+        .expect("present"))
     else {
         panic!("expected ConsultationSigned")
     };
     assert!(e.on_behalf_of_author);
-    assert_eq!(e.signed_by.unwrap().user_id, "dr-supervisor");
+    assert_eq!(e.signed_by.expect("present").user_id, "dr-supervisor");
 }
 
 #[test]
@@ -697,7 +709,11 @@ fn given_a_supervisor_signed_consultation_then_the_record_shows_who_signed() {
     };
     let s = s.given(add).given_by("dr-supervisor", "R0260", sign);
     assert_eq!(
-        s.consultation().signed_by.as_ref().unwrap().user_id,
+        s.consultation()
+            .signed_by
+            .as_ref()
+            .expect("present")
+            .user_id,
         "dr-supervisor"
     );
 }
@@ -826,7 +842,7 @@ fn the_latest_observation_of_a_concept_is_the_most_recent_by_clinical_time() {
     let s = s.given(add_earlier);
     let latest = latest_observations(&s.state);
     assert_eq!(latest.len(), 1);
-    let Some(Value::Quantity(q)) = latest[0].value.clone().unwrap().value else {
+    let Some(Value::Quantity(q)) = latest[0].value.clone().expect("present").value else {
         panic!("expected a quantity")
     };
     assert_eq!(q.value, "80");
@@ -836,7 +852,7 @@ fn the_latest_observation_of_a_concept_is_the_most_recent_by_clinical_time() {
 fn every_event_has_a_type_name() {
     let s = Scenario::started();
     let add = s.add(EntryId::new(), blood_pressure(150, 95));
-    for e in s.when(add).unwrap() {
+    for e in s.when(add).expect("present") {
         assert_ne!(PatientConsultations::event_type(&e), "Unknown");
     }
 }
