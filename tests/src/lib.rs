@@ -2,4 +2,5 @@
 //! PostgreSQL on free ports in a temporary directory, carelog started on
 //! them in-process, and clients that carry a development token.
 
+pub mod consultations;
 pub mod harness;
