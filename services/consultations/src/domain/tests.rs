@@ -856,3 +856,19 @@ fn every_event_has_a_type_name() {
         assert_ne!(PatientConsultations::event_type(&e), "Unknown");
     }
 }
+
+#[test]
+fn the_concepts_a_gp_record_uses_are_valid_snomed_ct_ids() {
+    for id in [
+        HYPERTENSION,
+        BLOOD_PRESSURE,
+        "271649006",
+        "271650006",
+        BODY_WEIGHT,
+        "22298006",
+        ASTHMA,
+        "44054006",
+    ] {
+        assert!(carelog_kernel::snomed::ConceptId::parse(id).is_ok(), "{id}");
+    }
+}
