@@ -102,10 +102,25 @@ impl Projection for ConsultationsProjection {
             let mut touched_patients: Vec<Uuid> = Vec::new();
             for (stored, patient) in batch.iter().zip(&patients) {
                 let record = records.entry(*patient).or_default();
-                let mut changed: Vec<(String, Vec<String>)> = Vec::new();
+                let mut events = Vec::with_capacity(stored.commit.events.len());
                 for e in &stored.commit.events {
                     let event = pb::Event::decode(e.payload.as_slice())
                         .map_err(|err| ProjectionError::unapplicable(stored, err))?;
+                    events.push((e, event));
+                }
+                // A commit already folded into a consultation row (a
+                // redelivery the checkpoint did not catch) is not applied
+                // twice.
+                let seen = events.iter().any(|(_, event)| {
+                    consultation_of(event)
+                        .and_then(|id| record.get(id))
+                        .is_some_and(|c| c.stream_sequence >= stored.stream_sequence)
+                });
+                if seen {
+                    continue;
+                }
+                let mut changed: Vec<(String, Vec<String>)> = Vec::new();
+                for (e, event) in events {
                     let Some(id) = consultation_of(&event).map(str::to_owned) else {
                         return Err(ProjectionError::unapplicable(
                             stored,

@@ -5,5 +5,6 @@
 mod bad_input;
 mod gate;
 mod golden;
+mod listing;
 mod scenario;
 mod signing;
