@@ -872,3 +872,28 @@ fn the_concepts_a_gp_record_uses_are_valid_snomed_ct_ids() {
         assert!(carelog_kernel::snomed::ConceptId::parse(id).is_ok(), "{id}");
     }
 }
+
+#[test]
+fn given_a_consultation_recorded_for_a_named_clinician_when_that_clinician_signs_then_it_is_theirs()
+{
+    let s = Scenario::new();
+    let start = Command::Start {
+        consultation: s.consultation,
+        kind: pb::ConsultationType::HomeVisit,
+        start_time: now() - Duration::hours(2),
+        author: clinician("dr-okafor", "R8000"),
+        organisation: "A81001".into(),
+    };
+    let s = s.given(start);
+    let add = s.add(EntryId::new(), weight("61.3", "kg"));
+    let s = s.given(add);
+    let sign = Command::Sign {
+        consultation: s.consultation,
+    };
+    assert!(matches!(s.when(sign.clone()), Err(Error::NotAuthor { .. })));
+    let E::ConsultationSigned(e) = one(s.when_by("dr-okafor", "R8000", sign).expect("signed"))
+    else {
+        panic!("expected ConsultationSigned")
+    };
+    assert!(!e.on_behalf_of_author);
+}
