@@ -2,5 +2,6 @@
 //! PostgreSQL on free ports in a temporary directory, carelog started on
 //! them in-process, and clients that carry a development token.
 
+pub mod consultations;
 pub mod harness;
 pub mod medications;

@@ -104,6 +104,18 @@ typed_uuid!(
     /// One commit (the events of one command).
     CommitId
 );
+typed_uuid!(
+    /// A consultation (an encounter) inside a patient's consultations.
+    ConsultationId
+);
+typed_uuid!(
+    /// A topic inside a consultation.
+    TopicId
+);
+typed_uuid!(
+    /// An entry inside a consultation's topic.
+    EntryId
+);
 
 /// A valid NHS number: ten digits whose last is the modulus 11 check digit.
 #[derive(Clone, PartialEq, Eq, Hash)]

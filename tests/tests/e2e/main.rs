@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod concurrency;
+mod consultations;
 mod golden;
 mod lifecycle;
 mod medications;

@@ -1,0 +1,475 @@
+//! The gRPC face of consultations: requests are checked at the edge and
+//! become commands, the patient passes the gate (demographics history, read
+//! from the event store), the executor decides and appends. Queries read the
+//! read models through the port.
+
+mod edge;
+
+use std::sync::Arc;
+
+use carelog_demographics::api::page;
+use carelog_demographics::gate::{PatientFacts, PatientGate};
+use carelog_kernel::envelope::from_timestamp;
+use carelog_kernel::ids::{ConsultationId, EntryId, TopicId};
+use carelog_kernel::{Executor, Failure, PatientId, RequestContext, Violations};
+use carelog_proto::consultations::v1 as pb;
+use chrono::Utc;
+use pb::consultations_service_server::ConsultationsService;
+use tonic::{Request, Response, Status};
+
+use crate::domain::values::{MAX_TITLE, check_content};
+use crate::domain::{Command, Context, PatientConsultations, TopicRef, current_view, decide};
+use crate::queries::{Consistency, ConsultationsQueries};
+use edge::{caller, consultation, derived, mask_paths, missing, patient, required, typed};
+
+pub struct ConsultationsApi<Q> {
+    executor: Arc<Executor<PatientConsultations>>,
+    gate: PatientGate,
+    queries: Arc<Q>,
+}
+
+impl<Q> std::fmt::Debug for ConsultationsApi<Q> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConsultationsApi")
+    }
+}
+
+/// Whether a command is new clinical activity (refused for a deceased
+/// patient) or a correction of what was recorded.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Activity {
+    New,
+    Correction,
+}
+
+impl<Q: ConsultationsQueries> ConsultationsApi<Q> {
+    pub fn new(
+        executor: Arc<Executor<PatientConsultations>>,
+        gate: PatientGate,
+        queries: Arc<Q>,
+    ) -> Self {
+        Self {
+            executor,
+            gate,
+            queries,
+        }
+    }
+
+    async fn facts(&self, id: PatientId, activity: Activity) -> Result<PatientFacts, Failure> {
+        match activity {
+            Activity::New => self.gate.alive(id).await,
+            Activity::Correction => self.gate.open(id).await,
+        }
+    }
+
+    /// Runs a command about one consultation and answers with it.
+    async fn run(
+        &self,
+        ctx: RequestContext,
+        patient: PatientId,
+        activity: Activity,
+        command: Command,
+    ) -> Result<Response<pb::ConsultationCommandResponse>, Status> {
+        let facts = self.facts(patient, activity).await?;
+        let context = Context {
+            patient: &facts,
+            clinician: caller(&ctx),
+            now: Utc::now(),
+        };
+        let committed = self
+            .executor
+            .execute(&ctx, &[patient], |loaded| {
+                decide(&loaded[0].state, &command, &context).map_err(Failure::from)
+            })
+            .await?;
+        let (id, topic_id, entry_id) = match &command {
+            Command::Start { consultation, .. } => (*consultation, String::new(), String::new()),
+            Command::AddEntry {
+                consultation,
+                topic,
+                entry,
+                ..
+            } => {
+                let topic = match topic {
+                    TopicRef::Existing(id) | TopicRef::New { id, .. } => id.to_string(),
+                };
+                (*consultation, topic, entry.to_string())
+            }
+            Command::EditEntry { consultation, .. }
+            | Command::AmendEntry { consultation, .. }
+            | Command::MarkEntryInError { consultation, .. }
+            | Command::MarkConsultationInError { consultation, .. }
+            | Command::Sign { consultation } => (*consultation, String::new(), String::new()),
+        };
+        let loaded = committed
+            .get(patient)
+            .ok_or_else(|| Failure::not_found("patient", &patient.to_string()))?;
+        let mut shown = loaded
+            .state
+            .get(&id.to_string())
+            .map(current_view)
+            .ok_or_else(|| Failure::not_found("consultation", &id.to_string()))?;
+        shown.patient_id = patient.to_string();
+        shown.stream_sequence = loaded.last_sequence;
+        Ok(Response::new(pb::ConsultationCommandResponse {
+            consultation: Some(shown),
+            stream_sequence: committed.sequence,
+            topic_id,
+            entry_id,
+        }))
+    }
+
+    fn consistency(ctx: &RequestContext, min_sequence: u64) -> Consistency {
+        Consistency {
+            min_sequence,
+            deadline: ctx.deadline,
+        }
+    }
+
+    /// Patient, consultation and entry ids of an entry command.
+    fn entry_ids(
+        patient_id: &str,
+        consultation_id: &str,
+        entry_id: &str,
+        v: &mut Violations,
+    ) -> (Option<PatientId>, Option<ConsultationId>, Option<EntryId>) {
+        (
+            patient(patient_id, v),
+            consultation(consultation_id, v),
+            required("entry_id", entry_id, EntryId::parse, v),
+        )
+    }
+}
+
+#[tonic::async_trait]
+impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
+    async fn start_consultation(
+        &self,
+        request: Request<pb::StartConsultationRequest>,
+    ) -> Result<Response<pb::ConsultationCommandResponse>, Status> {
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, ""))?;
+        let mut v = Violations::new();
+        let patient = patient(&r.patient_id, &mut v);
+        let kind = pb::ConsultationType::try_from(r.r#type).unwrap_or_default();
+        if kind == pb::ConsultationType::Unspecified {
+            v.add(
+                "type",
+                "is required: face to face, telephone, video, home visit or e-consultation",
+            );
+        }
+        let start_time = match r.start_time.as_ref() {
+            None => {
+                v.add("start_time", "is required");
+                None
+            }
+            Some(t) => {
+                let parsed = from_timestamp(Some(t));
+                if parsed.is_none() {
+                    v.add("start_time", "is not a valid time");
+                }
+                parsed
+            }
+        };
+        let author = match r.clinician {
+            Some(c) if !c.user_id.trim().is_empty() || !c.display_name.trim().is_empty() => {
+                if c.user_id.trim().is_empty() {
+                    v.add("clinician.user_id", "is required when a clinician is named");
+                }
+                if c.display_name.trim().is_empty() {
+                    v.add(
+                        "clinician.display_name",
+                        "is required when a clinician is named",
+                    );
+                }
+                c
+            }
+            _ => caller(&ctx),
+        };
+        v.into_result()?;
+        let (Some(patient), Some(start_time)) = (patient, start_time) else {
+            return Err(missing().into());
+        };
+        let command = Command::Start {
+            consultation: typed(derived(&ctx, "consultation"), ConsultationId::parse)?,
+            kind,
+            start_time,
+            author,
+            organisation: ctx.actor.organisation.to_string(),
+        };
+        self.run(ctx, patient, Activity::New, command).await
+    }
+
+    async fn add_entry(
+        &self,
+        request: Request<pb::AddEntryRequest>,
+    ) -> Result<Response<pb::ConsultationCommandResponse>, Status> {
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, ""))?;
+        let mut v = Violations::new();
+        let patient = patient(&r.patient_id, &mut v);
+        let consultation = consultation(&r.consultation_id, &mut v);
+        let topic = if r.topic_id.trim().is_empty() {
+            let title = r.topic_title.trim();
+            if title.is_empty() {
+                v.add(
+                    "topic_title",
+                    "is required to open a new topic (or name topic_id)",
+                );
+            } else if title.chars().count() > MAX_TITLE {
+                v.add("topic_title", "must be at most 200 characters");
+            }
+            Some(TopicRef::New {
+                id: typed(derived(&ctx, "topic"), TopicId::parse)?,
+                title: title.to_owned(),
+            })
+        } else {
+            v.check("topic_id", TopicId::parse(&r.topic_id))
+                .map(TopicRef::Existing)
+        };
+        let content = r.entry.unwrap_or_default();
+        check_content(&content, "entry", Utc::now(), &mut v);
+        v.into_result()?;
+        let (Some(patient), Some(consultation), Some(topic)) = (patient, consultation, topic)
+        else {
+            return Err(missing().into());
+        };
+        let command = Command::AddEntry {
+            consultation,
+            topic,
+            entry: typed(derived(&ctx, "entry"), EntryId::parse)?,
+            content,
+        };
+        self.run(ctx, patient, Activity::New, command).await
+    }
+
+    async fn edit_entry(
+        &self,
+        request: Request<pb::EditEntryRequest>,
+    ) -> Result<Response<pb::ConsultationCommandResponse>, Status> {
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, ""))?;
+        let mut v = Violations::new();
+        let ids = Self::entry_ids(&r.patient_id, &r.consultation_id, &r.entry_id, &mut v);
+        let paths = mask_paths(r.update_mask, &mut v);
+        v.into_result()?;
+        let (Some(patient), Some(consultation), Some(entry)) = ids else {
+            return Err(missing().into());
+        };
+        let command = Command::EditEntry {
+            consultation,
+            entry,
+            content: r.entry.unwrap_or_default(),
+            paths,
+        };
+        self.run(ctx, patient, Activity::Correction, command).await
+    }
+
+    async fn amend_entry(
+        &self,
+        request: Request<pb::AmendEntryRequest>,
+    ) -> Result<Response<pb::ConsultationCommandResponse>, Status> {
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let mut v = Violations::new();
+        let ids = Self::entry_ids(&r.patient_id, &r.consultation_id, &r.entry_id, &mut v);
+        let paths = mask_paths(r.update_mask, &mut v);
+        if r.reason.trim().is_empty() {
+            v.add("reason", "is required: say why the signed record changes");
+        }
+        v.into_result()?;
+        let (Some(patient), Some(consultation), Some(entry)) = ids else {
+            return Err(missing().into());
+        };
+        let command = Command::AmendEntry {
+            consultation,
+            entry,
+            content: r.entry.unwrap_or_default(),
+            paths,
+            reason: r.reason,
+        };
+        self.run(ctx, patient, Activity::Correction, command).await
+    }
+
+    async fn mark_entered_in_error(
+        &self,
+        request: Request<pb::MarkEnteredInErrorRequest>,
+    ) -> Result<Response<pb::ConsultationCommandResponse>, Status> {
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let mut v = Violations::new();
+        let patient = patient(&r.patient_id, &mut v);
+        let consultation = consultation(&r.consultation_id, &mut v);
+        let entry = if r.entry_id.trim().is_empty() {
+            None
+        } else {
+            v.check("entry_id", EntryId::parse(&r.entry_id))
+        };
+        if r.reason.trim().is_empty() {
+            v.add("reason", "is required: say why it was recorded in error");
+        }
+        v.into_result()?;
+        let (Some(patient), Some(consultation)) = (patient, consultation) else {
+            return Err(missing().into());
+        };
+        let command = match entry {
+            Some(entry) => Command::MarkEntryInError {
+                consultation,
+                entry,
+                reason: r.reason,
+            },
+            None => Command::MarkConsultationInError {
+                consultation,
+                reason: r.reason,
+            },
+        };
+        self.run(ctx, patient, Activity::Correction, command).await
+    }
+
+    async fn sign_consultation(
+        &self,
+        request: Request<pb::SignConsultationRequest>,
+    ) -> Result<Response<pb::ConsultationCommandResponse>, Status> {
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, ""))?;
+        let mut v = Violations::new();
+        let patient = patient(&r.patient_id, &mut v);
+        let consultation = consultation(&r.consultation_id, &mut v);
+        v.into_result()?;
+        let (Some(patient), Some(consultation)) = (patient, consultation) else {
+            return Err(missing().into());
+        };
+        self.run(
+            ctx,
+            patient,
+            Activity::Correction,
+            Command::Sign { consultation },
+        )
+        .await
+    }
+
+    async fn get_consultation(
+        &self,
+        request: Request<pb::GetConsultationRequest>,
+    ) -> Result<Response<pb::Consultation>, Status> {
+        let (ctx, r) = RequestContext::query(request)?;
+        let mut v = Violations::new();
+        let patient = patient(&r.patient_id, &mut v);
+        let consultation = consultation(&r.consultation_id, &mut v);
+        v.into_result()?;
+        let (Some(patient), Some(consultation)) = (patient, consultation) else {
+            return Err(missing().into());
+        };
+        let found = self
+            .queries
+            .get(
+                patient,
+                consultation,
+                Self::consistency(&ctx, r.min_sequence),
+            )
+            .await?
+            .ok_or_else(|| Failure::not_found("consultation", &consultation.to_string()))?;
+        Ok(Response::new(current_view(&found)))
+    }
+
+    async fn list_consultations(
+        &self,
+        request: Request<pb::ListConsultationsRequest>,
+    ) -> Result<Response<pb::ListConsultationsResponse>, Status> {
+        let (ctx, r) = RequestContext::query(request)?;
+        let mut v = Violations::new();
+        let patient = patient(&r.patient_id, &mut v);
+        let page = page(r.page_size, r.page_token, &mut v);
+        v.into_result()?;
+        let patient = patient.ok_or_else(missing)?;
+        let (found, next_page_token) = self
+            .queries
+            .list(patient, &page, Self::consistency(&ctx, r.min_sequence))
+            .await?;
+        Ok(Response::new(pb::ListConsultationsResponse {
+            consultations: found.iter().map(current_view).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn list_consultation_versions(
+        &self,
+        request: Request<pb::ListConsultationVersionsRequest>,
+    ) -> Result<Response<pb::ListConsultationVersionsResponse>, Status> {
+        let (ctx, r) = RequestContext::query(request)?;
+        let mut v = Violations::new();
+        let patient = patient(&r.patient_id, &mut v);
+        let consultation = consultation(&r.consultation_id, &mut v);
+        let page = page(r.page_size, r.page_token, &mut v);
+        v.into_result()?;
+        let (Some(patient), Some(consultation)) = (patient, consultation) else {
+            return Err(missing().into());
+        };
+        let (versions, next_page_token) = self
+            .queries
+            .versions(
+                patient,
+                consultation,
+                &page,
+                Self::consistency(&ctx, r.min_sequence),
+            )
+            .await?;
+        if versions.is_empty() && page.token.is_empty() {
+            return Err(Failure::not_found("consultation", &consultation.to_string()).into());
+        }
+        Ok(Response::new(pb::ListConsultationVersionsResponse {
+            versions,
+            next_page_token,
+        }))
+    }
+
+    async fn list_problems(
+        &self,
+        request: Request<pb::ListProblemsRequest>,
+    ) -> Result<Response<pb::ListProblemsResponse>, Status> {
+        let (ctx, r) = RequestContext::query(request)?;
+        let mut v = Violations::new();
+        let patient = patient(&r.patient_id, &mut v);
+        let status = match pb::ProblemStatus::try_from(r.status) {
+            Ok(pb::ProblemStatus::Unspecified) => None,
+            Ok(s) => Some(s),
+            Err(_) => {
+                v.add(
+                    "status",
+                    "must be active, inactive, resolved or unspecified",
+                );
+                None
+            }
+        };
+        let page = page(r.page_size, r.page_token, &mut v);
+        v.into_result()?;
+        let patient = patient.ok_or_else(missing)?;
+        let (problems, next_page_token) = self
+            .queries
+            .problems(
+                patient,
+                status,
+                &page,
+                Self::consistency(&ctx, r.min_sequence),
+            )
+            .await?;
+        Ok(Response::new(pb::ListProblemsResponse {
+            problems,
+            next_page_token,
+        }))
+    }
+
+    async fn list_latest_observations(
+        &self,
+        request: Request<pb::ListLatestObservationsRequest>,
+    ) -> Result<Response<pb::ListLatestObservationsResponse>, Status> {
+        let (ctx, r) = RequestContext::query(request)?;
+        let mut v = Violations::new();
+        let patient = patient(&r.patient_id, &mut v);
+        let page = page(r.page_size, r.page_token, &mut v);
+        v.into_result()?;
+        let patient = patient.ok_or_else(missing)?;
+        let (observations, next_page_token) = self
+            .queries
+            .observations(patient, &page, Self::consistency(&ctx, r.min_sequence))
+            .await?;
+        Ok(Response::new(pb::ListLatestObservationsResponse {
+            observations,
+            next_page_token,
+        }))
+    }
+}

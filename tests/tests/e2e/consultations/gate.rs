@@ -1,0 +1,92 @@
+//! The patient gate: unknown, merged and (for new clinical activity)
+//! deceased patients are refused.
+
+use carelog_proto::consultations::v1 as pb;
+use carelog_proto::demographics::v1 as demographics;
+use carelog_tests::consultations::*;
+use carelog_tests::harness::{TestStack, jane_smith};
+use tonic::Code;
+
+#[tokio::test]
+async fn consultations_unknown_merged_and_deceased_patients_are_refused() {
+    let stack = TestStack::start().await;
+    let mut client = stack.consultations();
+    let mut demographics_client = stack.client();
+
+    // An unknown patient
+    let before = stack.last_sequence_of("consultations").await;
+    let unknown = client
+        .start_consultation(stack.req(start_request(&uuid::Uuid::now_v7().to_string())))
+        .await
+        .expect_err("unknown");
+    assert_eq!(unknown.code(), Code::NotFound);
+
+    // A merged patient: the refusal names the survivor
+    let duplicate = stack.register(jane_smith()).await;
+    let survivor = stack.register(jane_smith()).await;
+    demographics_client
+        .merge_patient(stack.req(demographics::MergePatientRequest {
+            duplicate_patient_id: duplicate.patient_id.clone(),
+            survivor_patient_id: survivor.patient_id.clone(),
+            reason: "same person registered twice".into(),
+            request_id: "merge-1".into(),
+        }))
+        .await
+        .expect("merge");
+    let merged = client
+        .start_consultation(stack.req(start_request(&duplicate.patient_id)))
+        .await
+        .expect_err("merged");
+    assert_eq!(merged.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&merged), "PATIENT_MERGED");
+    assert!(merged.message().contains(&survivor.patient_id));
+
+    // A deceased patient: no new clinical activity, corrections go on
+    let jane = stack.register(jane_smith()).await;
+    let started = start(&stack, &jane.patient_id).await;
+    let consultation = started.consultation.expect("c").consultation_id;
+    demographics_client
+        .record_death(stack.req(demographics::RecordDeathRequest {
+            patient_id: jane.patient_id.clone(),
+            date_of_death: Some(carelog_proto::kernel::v1::PartialDate {
+                year: 2026,
+                month: 1,
+                day: 0,
+            }),
+            ..Default::default()
+        }))
+        .await
+        .expect("death");
+    let at = stack.last_sequence_of("consultations").await;
+    let refused = client
+        .start_consultation(stack.req(start_request(&jane.patient_id)))
+        .await
+        .expect_err("deceased");
+    assert_eq!(reason(&refused), "PATIENT_DECEASED");
+    let refused = client
+        .add_entry(stack.req(add_request(
+            &jane.patient_id,
+            &consultation,
+            "",
+            weight("60", "kg"),
+        )))
+        .await
+        .expect_err("deceased");
+    assert_eq!(reason(&refused), "PATIENT_DECEASED");
+    assert_eq!(stack.last_sequence_of("consultations").await, at);
+    assert_eq!(
+        at,
+        before + 1,
+        "only the living patient's start was appended"
+    );
+    client
+        .mark_entered_in_error(stack.req(pb::MarkEnteredInErrorRequest {
+            patient_id: jane.patient_id.clone(),
+            consultation_id: consultation,
+            reason: "Started in error".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("a correction for a deceased patient");
+    stack.stop().await;
+}
