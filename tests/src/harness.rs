@@ -120,6 +120,11 @@ impl TestStack {
     }
 
     pub async fn start_parts(parts: Parts) -> TestStack {
+        Self::start_with(parts, stack::Settings::default()).await
+    }
+
+    /// The chosen parts with explicit settings (contexts served, health port).
+    pub async fn start_with(parts: Parts, settings: stack::Settings) -> TestStack {
         let _ = tracing_subscriber::fmt()
             .with_env_filter("carelog=debug,carelog_kernel=debug,carelog_projections=debug")
             .with_test_writer()
@@ -136,12 +141,13 @@ impl TestStack {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
         let auth = Arc::new(issuer.authenticator().expect("authenticator"));
-        let running = stack::start(
+        let running = stack::start_with(
             store.clone(),
             pool.clone(),
             auth,
             Some(listener),
             parts,
+            settings,
             CancellationToken::new(),
         )
         .await

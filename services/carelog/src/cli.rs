@@ -83,6 +83,9 @@ pub struct UpArgs {
     /// The gRPC API address.
     #[arg(long, env = "CARELOG_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+    /// A plaintext port serving gRPC health only (liveness, readiness).
+    #[arg(long, env = "CARELOG_HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
     /// Run no projectors (queries then wait for nothing; for benchmarks of
     /// the write path alone).
     #[arg(long)]
@@ -98,11 +101,15 @@ pub struct UpArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The context to serve.
-    #[arg(value_parser = ["demographics"])]
+    /// The context whose gRPC service to serve.
+    #[arg(value_parser = ["demographics", "consultations", "medications", "tasks"])]
     pub context: String,
     #[arg(long, env = "CARELOG_LISTEN", default_value = "0.0.0.0:50051")]
     pub listen: SocketAddr,
+    /// A plaintext port serving gRPC health only (liveness, readiness), for
+    /// Kubernetes probes when the API port uses mTLS.
+    #[arg(long, env = "CARELOG_HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
     /// A site's drug catalogue (CSV: dmd_code,name,ingredient_codes; see
     /// docs/drug-catalogue.md). Without it the built-in SAMPLE catalogue is
     /// used, which is not clinical reference data.
@@ -118,6 +125,10 @@ pub struct ServeArgs {
 pub struct ProjectArgs {
     #[command(flatten)]
     pub connections: Connections,
+    /// A plaintext port serving gRPC health only (liveness, readiness), for
+    /// Kubernetes probes. Not used by `migrate`.
+    #[arg(long, env = "CARELOG_HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args)]

@@ -16,7 +16,7 @@ use crate::cli::{
     Command, Connections, DevTokenArgs, Identity, ProjectArgs, RebuildArgs, ServeArgs, UpArgs,
 };
 use crate::embedded::{NatsServer, Postgres};
-use crate::stack::{self, Clinical, Parts};
+use crate::stack::{self, Parts, Settings};
 
 /// A configuration mistake: exit status 64, nothing started.
 #[derive(Debug, thiserror::Error)]
@@ -29,21 +29,37 @@ fn config(message: impl Into<String>) -> anyhow::Error {
 
 const GRACE: Duration = Duration::from_secs(20);
 
-/// The clinical settings: a site's drug catalogue, or the built-in sample.
-/// A malformed catalogue is a configuration error naming the line and rule.
-fn clinical(drug_catalogue: Option<&Path>) -> anyhow::Result<Clinical> {
+/// The settings of the API: a site's drug catalogue, or the built-in
+/// sample. A malformed catalogue is a configuration error naming the line
+/// and rule.
+fn settings(drug_catalogue: Option<&Path>) -> anyhow::Result<Settings> {
     let Some(path) = drug_catalogue else {
         tracing::warn!(
             "no --drug-catalogue: using the built-in SAMPLE drug catalogue (not clinical reference data)"
         );
-        return Ok(Clinical::default());
+        return Ok(Settings::default());
     };
     let catalogue = carelog_medications::catalogue::DrugCatalogue::load(path)
         .map_err(|e| config(e.to_string()))?;
     tracing::info!(products = catalogue.len(), "drug catalogue loaded");
-    Ok(Clinical {
+    Ok(Settings {
         drug_catalogue: Arc::new(catalogue),
+        ..Settings::default()
     })
+}
+
+/// The separate plaintext health port, when one is asked for.
+async fn health_listener(
+    addr: Option<std::net::SocketAddr>,
+) -> anyhow::Result<Option<TcpListener>> {
+    match addr {
+        None => Ok(None),
+        Some(addr) => {
+            Ok(Some(TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen on {addr} (--health-listen)")
+            })?))
+        }
+    }
 }
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
@@ -107,12 +123,17 @@ async fn authenticator(identity: &Identity) -> anyhow::Result<Arc<Authenticator>
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (nats, db) = urls(&args.connections)?;
     let auth = authenticator(&args.identity).await?;
-    let clinical = clinical(args.drug_catalogue.as_deref())?;
+    let mut settings = settings(args.drug_catalogue.as_deref())?;
     let store = stack::event_store(&nats, store_options(&args.connections)).await?;
     let pool = stack::database(&db, args.connections.db_pool).await?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    settings.contexts = stack::CONTEXTS
+        .into_iter()
+        .filter(|c| *c == args.context)
+        .collect();
+    settings.health_listener = health_listener(args.health_listen).await?;
     let shutdown = CancellationToken::new();
     crate::shutdown::on_signal(shutdown.clone());
     let mut running = stack::start_with(
@@ -124,7 +145,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             api: true,
             projectors: false,
         },
-        clinical,
+        settings,
         shutdown,
     )
     .await?;
@@ -140,7 +161,11 @@ async fn project(args: ProjectArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     crate::shutdown::on_signal(shutdown.clone());
     let issuer = Arc::new(DevIssuer::ephemeral().authenticator()?);
-    let mut running = stack::start(
+    let settings = Settings {
+        health_listener: health_listener(args.health_listen).await?,
+        ..Settings::default()
+    };
+    let mut running = stack::start_with(
         store,
         pool,
         issuer,
@@ -149,6 +174,7 @@ async fn project(args: ProjectArgs) -> anyhow::Result<()> {
             api: false,
             projectors: true,
         },
+        settings,
         shutdown,
     )
     .await?;
@@ -221,7 +247,8 @@ fn dev_token(args: DevTokenArgs) -> anyhow::Result<()> {
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
-    let clinical = clinical(args.drug_catalogue.as_deref())?;
+    let mut settings = settings(args.drug_catalogue.as_deref())?;
+    settings.health_listener = health_listener(args.health_listen).await?;
     let data = &args.data_dir;
     std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
     let data = data.canonicalize()?;
@@ -263,7 +290,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             api: true,
             projectors: !args.without_projectors,
         },
-        clinical,
+        settings,
         shutdown,
     )
     .await?;

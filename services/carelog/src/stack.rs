@@ -83,6 +83,8 @@ pub struct Parts {
 pub struct Running {
     /// Where the gRPC API listens (when it runs).
     pub api_addr: Option<SocketAddr>,
+    /// Where the separate health port listens (when asked for).
+    pub health_addr: Option<SocketAddr>,
     pub store: EventStore,
     pub pool: PgPool,
     pub shutdown: CancellationToken,
@@ -120,24 +122,32 @@ impl Running {
     }
 }
 
-/// Clinical settings of the services.
-#[derive(Debug, Clone)]
-pub struct Clinical {
+/// What the API serves and how.
+#[derive(Debug)]
+pub struct Settings {
     /// The drug catalogue of the prescribing safety checks.
     pub drug_catalogue: Arc<DrugCatalogue>,
+    /// The contexts whose gRPC services the API serves (`serve <context>`
+    /// serves one; `up` and the tests serve all of `CONTEXTS`).
+    pub contexts: Vec<&'static str>,
+    /// A plaintext port for gRPC health alone (Kubernetes probes), apart
+    /// from the API port.
+    pub health_listener: Option<TcpListener>,
 }
 
-impl Default for Clinical {
-    /// The built-in SAMPLE drug catalogue (development and tests only).
+impl Default for Settings {
+    /// Every context, no separate health port, and the built-in SAMPLE drug
+    /// catalogue (development and tests only).
     fn default() -> Self {
         Self {
             drug_catalogue: Arc::new(DrugCatalogue::sample()),
+            contexts: CONTEXTS.to_vec(),
+            health_listener: None,
         }
     }
 }
 
-/// Starts the chosen parts on an open listener, with the default clinical
-/// settings.
+/// Starts the chosen parts on an open listener, with the default settings.
 pub async fn start(
     store: EventStore,
     pool: PgPool,
@@ -152,7 +162,7 @@ pub async fn start(
         auth,
         listener,
         parts,
-        Clinical::default(),
+        Settings::default(),
         shutdown,
     )
     .await
@@ -165,7 +175,7 @@ pub async fn start_with(
     auth: Arc<Authenticator>,
     listener: Option<TcpListener>,
     parts: Parts,
-    clinical: Clinical,
+    settings: Settings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -206,44 +216,69 @@ pub async fn start_with(
             .set_service_status("readiness", tonic_health::ServingStatus::NotServing)
             .await;
     });
+    health
+        .set_service_status("liveness", tonic_health::ServingStatus::Serving)
+        .await;
+    let mut health_addr = None;
+    if let Some(listener) = settings.health_listener {
+        health_addr = Some(listener.local_addr()?);
+        let (service, token) = (health_service.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    token.cancelled_owned(),
+                )
+                .await
+                .map_err(anyhow::Error::from)
+        }));
+    }
     let mut api_addr = None;
     if let (true, Some(listener)) = (parts.api, listener) {
         api_addr = Some(listener.local_addr()?);
+        let serves = |context: &str| settings.contexts.contains(&context);
         let patients = Arc::new(Executor::<PatientRecord>::new(store.clone(), CACHE));
         let gate = PatientGate::new(patients.clone());
-        let demographics = DemographicsServiceServer::with_interceptor(
-            DemographicsApi::new(patients, Arc::new(PgPatientQueries::new(pool.clone()))),
-            auth.clone().interceptor(),
-        );
-        let consultations = ConsultationsServiceServer::with_interceptor(
-            ConsultationsApi::new(
-                Arc::new(Executor::<PatientConsultations>::new(store.clone(), CACHE)),
-                gate.clone(),
-                Arc::new(PgConsultationsQueries::new(pool.clone())),
-            ),
-            auth.clone().interceptor(),
-        );
-        let medications = MedicationsServiceServer::with_interceptor(
-            MedicationsApi::new(
-                Arc::new(Executor::<MedicationRecord>::new(store.clone(), CACHE)),
-                gate.clone(),
-                Arc::new(PgMedicationsQueries::new(pool.clone())),
+        let demographics = serves(PatientRecord::CONTEXT).then(|| {
+            DemographicsServiceServer::with_interceptor(
+                DemographicsApi::new(patients, Arc::new(PgPatientQueries::new(pool.clone()))),
+                auth.clone().interceptor(),
             )
-            .with_catalogue(clinical.drug_catalogue),
-            auth.clone().interceptor(),
-        );
-        let task_service = TasksServiceServer::with_interceptor(
-            TasksApi::new(
-                Arc::new(Executor::<TaskList>::new(store.clone(), CACHE)),
-                gate.clone(),
-                Arc::new(PgTasksQueries::new(pool.clone())),
-            ),
-            auth.clone().interceptor(),
-        );
-        set_services(&health, tonic_health::ServingStatus::Serving).await;
-        health
-            .set_service_status("liveness", tonic_health::ServingStatus::Serving)
-            .await;
+        });
+        let consultations = serves(PatientConsultations::CONTEXT).then(|| {
+            ConsultationsServiceServer::with_interceptor(
+                ConsultationsApi::new(
+                    Arc::new(Executor::<PatientConsultations>::new(store.clone(), CACHE)),
+                    gate.clone(),
+                    Arc::new(PgConsultationsQueries::new(pool.clone())),
+                ),
+                auth.clone().interceptor(),
+            )
+        });
+        let medications = serves(MedicationRecord::CONTEXT).then(|| {
+            MedicationsServiceServer::with_interceptor(
+                MedicationsApi::new(
+                    Arc::new(Executor::<MedicationRecord>::new(store.clone(), CACHE)),
+                    gate.clone(),
+                    Arc::new(PgMedicationsQueries::new(pool.clone())),
+                )
+                .with_catalogue(settings.drug_catalogue.clone()),
+                auth.clone().interceptor(),
+            )
+        });
+        let task_service = serves(TaskList::CONTEXT).then(|| {
+            TasksServiceServer::with_interceptor(
+                TasksApi::new(
+                    Arc::new(Executor::<TaskList>::new(store.clone(), CACHE)),
+                    gate.clone(),
+                    Arc::new(PgTasksQueries::new(pool.clone())),
+                ),
+                auth.clone().interceptor(),
+            )
+        });
+        let served = served_services(&settings.contexts);
+        set_services(&health, &served, tonic_health::ServingStatus::Serving).await;
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(carelog_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -257,16 +292,21 @@ pub async fn start_with(
         tasks.push(tokio::spawn(async move {
             let stop = async move {
                 token.cancelled().await;
-                set_services(&health_on_stop, tonic_health::ServingStatus::NotServing).await;
+                set_services(
+                    &health_on_stop,
+                    &served,
+                    tonic_health::ServingStatus::NotServing,
+                )
+                .await;
             };
             tonic::transport::Server::builder()
                 .add_service(health_service)
                 .add_service(reflection_v1)
                 .add_service(reflection_v1alpha)
-                .add_service(demographics)
-                .add_service(consultations)
-                .add_service(medications)
-                .add_service(task_service)
+                .add_optional_service(demographics)
+                .add_optional_service(consultations)
+                .add_optional_service(medications)
+                .add_optional_service(task_service)
                 .serve_with_incoming_shutdown(
                     tokio_stream::wrappers::TcpListenerStream::new(listener),
                     stop,
@@ -277,6 +317,7 @@ pub async fn start_with(
     }
     Ok(Running {
         api_addr,
+        health_addr,
         store,
         pool,
         shutdown,
@@ -284,14 +325,25 @@ pub async fn start_with(
     })
 }
 
-/// The gRPC health status of every carelog service.
+/// The gRPC health status of the services served.
 async fn set_services(
     health: &tonic_health::server::HealthReporter,
+    services: &[&'static str],
     status: tonic_health::ServingStatus,
 ) {
-    for service in SERVICES {
-        health.set_service_status(service, status).await;
+    for service in services {
+        health.set_service_status(*service, status).await;
     }
+}
+
+/// The full gRPC service names of some contexts.
+fn served_services(contexts: &[&str]) -> Vec<&'static str> {
+    CONTEXTS
+        .iter()
+        .zip(SERVICES)
+        .filter(|(context, _)| contexts.contains(context))
+        .map(|(_, service)| service)
+        .collect()
 }
 
 /// The full names of carelog's gRPC services (gRPC health and reflection).

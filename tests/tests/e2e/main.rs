@@ -4,6 +4,7 @@ mod bad_input;
 mod concurrency;
 mod consultations;
 mod golden;
+mod health;
 mod lifecycle;
 mod medications;
 mod merge;
