@@ -85,6 +85,11 @@ impl PatientId {
 }
 
 typed_uuid!(
+    /// A task of the tasks context; a task with no patient is its own
+    /// partition, so its id is also its aggregate id.
+    TaskId
+);
+typed_uuid!(
     /// One event inside a commit.
     EventId
 );
