@@ -3,3 +3,4 @@
 //! them in-process, and clients that carry a development token.
 
 pub mod harness;
+pub mod tasks;

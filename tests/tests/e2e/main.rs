@@ -8,3 +8,4 @@ mod merge;
 mod projections;
 mod reflection;
 mod streams;
+mod tasks;
