@@ -11,6 +11,14 @@ use crate::harness::TestStack;
 /// The practice team of the scenarios.
 pub const PRACTICE_TEAM: &str = "a81001-pharmacists";
 
+/// A medication authorisation the review is about.
+pub const AUTHORISATION: &str = "01930000-0000-7000-8000-0000000000bb";
+
+/// A task's status.
+pub fn status(task: &pb::Task) -> pb::TaskStatus {
+    pb::TaskStatus::try_from(task.status).expect("status")
+}
+
 /// A request from `user` of organisation `org` (role R8000) whose token
 /// names them a member of `teams`.
 pub fn req_in_teams<T>(

@@ -483,6 +483,32 @@ mod tests {
     }
 
     #[test]
+    fn the_teams_claim_is_optional_and_read_when_present() {
+        let issuer = issuer();
+        let auth = issuer.authenticator().expect("authenticator");
+        let plain = issuer
+            .token("u-1", "", "A81001", "R8000", Duration::from_secs(60))
+            .expect("token");
+        assert_eq!(
+            auth.verify_session(&plain).expect("valid").1,
+            Teams::default()
+        );
+        let member = issuer
+            .token_in_teams(
+                "u-2",
+                "",
+                "A81001",
+                "R8000",
+                &["pharmacists".to_owned()],
+                Duration::from_secs(60),
+            )
+            .expect("token");
+        let (actor, teams) = auth.verify_session(&member).expect("valid");
+        assert_eq!(actor.user_id, "u-2");
+        assert_eq!(teams, Teams(vec!["pharmacists".into()]));
+    }
+
+    #[test]
     fn a_dev_token_becomes_the_actor() {
         let issuer = issuer();
         let auth = issuer.authenticator().expect("authenticator");

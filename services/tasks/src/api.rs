@@ -325,6 +325,22 @@ impl<Q: TasksQueries> TasksApi<Q> {
             .await
     }
 
+    /// The task from the read model, if it is the one the caller addressed
+    /// as (patient, task); else NOT_FOUND.
+    async fn addressed(
+        &self,
+        patient: Option<PatientId>,
+        task: TaskId,
+        at: Consistency,
+    ) -> Result<pb::Task, Failure> {
+        let patient = patient.map(|p| p.to_string()).unwrap_or_default();
+        self.queries
+            .get(task, at)
+            .await?
+            .filter(|t| t.patient_id == patient)
+            .ok_or_else(|| Failure::not_found("task", &task.to_string()))
+    }
+
     fn consistency(ctx: &RequestContext, min_sequence: u64) -> Consistency {
         Consistency {
             min_sequence,
@@ -523,11 +539,8 @@ impl<Q: TasksQueries> TasksService for TasksApi<Q> {
         v.into_result()?;
         let task = task.ok_or_else(|| Failure::invalid_field("task_id", "is required"))?;
         let found = self
-            .queries
-            .get(task, Self::consistency(&ctx, r.min_sequence))
-            .await?
-            .filter(|t| t.patient_id == patient.map(|p| p.to_string()).unwrap_or_default())
-            .ok_or_else(|| Failure::not_found("task", &task.to_string()))?;
+            .addressed(patient, task, Self::consistency(&ctx, r.min_sequence))
+            .await?;
         Ok(Response::new(found))
     }
 
@@ -599,18 +612,14 @@ impl<Q: TasksQueries> TasksService for TasksApi<Q> {
     ) -> Result<Response<pb::ListTaskHistoryResponse>, Status> {
         let (ctx, r) = RequestContext::query(request)?;
         let mut v = Violations::new();
-        let _ = optional_patient(&r.patient_id, &mut v);
+        let patient = optional_patient(&r.patient_id, &mut v);
         let task = task_id(&r.task_id, &mut v);
         let page = page(r.page_size, r.page_token, &mut v);
         v.into_result()?;
         let task = task.ok_or_else(|| Failure::invalid_field("task_id", "is required"))?;
-        let (entries, next_page_token) = self
-            .queries
-            .history(task, &page, Self::consistency(&ctx, r.min_sequence))
-            .await?;
-        if entries.is_empty() && page.token.is_empty() {
-            return Err(Failure::not_found("task", &task.to_string()).into());
-        }
+        let at = Self::consistency(&ctx, r.min_sequence);
+        self.addressed(patient, task, at).await?;
+        let (entries, next_page_token) = self.queries.history(task, &page, at).await?;
         Ok(Response::new(pb::ListTaskHistoryResponse {
             entries,
             next_page_token,
