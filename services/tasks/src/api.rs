@@ -53,6 +53,7 @@ impl From<Error> for Failure {
                 Failure::new(Code::FailedPrecondition, "ALREADY_OWNED", message)
                     .with("ownerUserId", owner)
             }
+            Error::Unowned(_) => Failure::new(Code::FailedPrecondition, "TASK_UNOWNED", message),
             Error::NotOwner { owner, .. } => {
                 Failure::new(Code::FailedPrecondition, "NOT_TASK_OWNER", message)
                     .with("ownerUserId", owner)

@@ -70,6 +70,13 @@ async fn a_medication_review_for_the_practice_team_is_claimed_completed_and_its_
     assert_eq!(outsider.code(), Code::PermissionDenied);
     assert_eq!(reason(&outsider), "NOT_TEAM_MEMBER");
 
+    let unclaimed = tasks
+        .start_task(stack.req(action(&created, "")))
+        .await
+        .expect_err("work needs an owner");
+    assert_eq!(unclaimed.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&unclaimed), "TASK_UNOWNED");
+
     let claimed = tasks
         .claim_task(req_in_teams(
             &stack,

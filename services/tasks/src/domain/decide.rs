@@ -136,9 +136,13 @@ fn may_become(task: &pb::Task, to: S) -> Result<(), Error> {
     }
 }
 
-/// Work on an owned task is its owner's.
+/// Work on a task is its owner's: someone must own it (claim or assign
+/// first), and only they start, pause, resume or complete it.
 fn owner_only(task: &pb::Task, who: &Who) -> Result<(), Error> {
-    if !task.owner_user_id.is_empty() && task.owner_user_id != who.user_id {
+    if task.owner_user_id.is_empty() {
+        return Err(Error::Unowned(task.task_id.clone()));
+    }
+    if task.owner_user_id != who.user_id {
         return Err(Error::NotOwner {
             task: task.task_id.clone(),
             owner: task.owner_user_id.clone(),

@@ -27,6 +27,8 @@ pub enum Error {
     OtherOrganisation { task: String, organisation: String },
     #[error("task {task} is already owned by {owner}; reassign it instead")]
     AlreadyOwned { task: String, owner: String },
+    #[error("task {0} has no owner: claim it or assign it first")]
+    Unowned(String),
     #[error("task {task} is owned by {owner}: only its owner may do this (reassign it first)")]
     NotOwner { task: String, owner: String },
 }

@@ -421,6 +421,32 @@ fn given_an_owned_task_when_someone_else_starts_or_completes_it_then_only_the_ow
 }
 
 #[test]
+fn given_an_unclaimed_team_task_when_someone_starts_it_then_they_must_claim_it_first() {
+    let g = given(&[created()]);
+    let ph = in_team("ph-patel", "pharmacists");
+    assert!(matches!(g.when(&ph, start()), Err(Error::Unowned(_))));
+    let owned = given(&[
+        created(),
+        act(ph.clone(), claim()),
+        act(ph.clone(), start()),
+    ]);
+    assert!(matches!(
+        owned.when(&who("dr-jones"), hold()),
+        Err(Error::NotOwner { .. })
+    ));
+    let held = given(&[
+        created(),
+        act(ph.clone(), claim()),
+        act(ph.clone(), start()),
+        act(ph, hold()),
+    ]);
+    assert!(matches!(
+        held.when(&who("dr-jones"), resume()),
+        Err(Error::NotOwner { .. })
+    ));
+}
+
+#[test]
 fn when_a_task_is_completed_without_an_outcome_then_it_is_refused() {
     let ph = in_team("ph-patel", "pharmacists");
     let g = given(&[created(), act(ph.clone(), claim())]);
