@@ -2,7 +2,7 @@
 //! the touched task lists are read once, folded with the aggregate's own
 //! `apply`, and written back with one statement per table.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use carelog_kernel::Aggregate as _;
 use carelog_kernel::envelope::{StoredCommit, from_timestamp, timestamp};
@@ -91,6 +91,7 @@ impl Projection for TasksProjection {
             }
             let mut history = History::default();
             let mut touched: Vec<(Uuid, String)> = Vec::new();
+            let mut seen: HashSet<(Uuid, String)> = HashSet::new();
             for (stored, id) in batch.iter().zip(&ids) {
                 let list = lists.entry(*id).or_default();
                 let recorded_at = stored.recorded_at();
@@ -133,7 +134,7 @@ impl Projection for TasksProjection {
                         .occurred_at
                         .push(from_timestamp(record.occurred_at.as_ref()).unwrap_or(recorded_at));
                     history.recorded_at.push(recorded_at);
-                    if !touched.iter().any(|(a, t)| a == id && *t == task_id) {
+                    if seen.insert((*id, task_id.clone())) {
                         touched.push((*id, task_id));
                     }
                 }
