@@ -5,3 +5,4 @@
 pub mod consultations;
 pub mod harness;
 pub mod medications;
+pub mod tasks;

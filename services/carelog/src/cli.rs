@@ -153,6 +153,10 @@ pub struct DevTokenArgs {
     /// Display name.
     #[arg(long, default_value = "")]
     pub name: String,
+    /// A team the user is a member of (the token's `teams` claim);
+    /// repeat for several.
+    #[arg(long = "team")]
+    pub teams: Vec<String>,
     #[arg(long, default_value = "8h", value_parser = humantime)]
     pub ttl: Duration,
     #[arg(long, env = "CARELOG_DATA_DIR", default_value = "./data")]

@@ -241,7 +241,14 @@ fn dev_token(args: DevTokenArgs) -> anyhow::Result<()> {
         DevIssuer::load(&args.data_dir.join("dev-issuer")).map_err(|e| config(e.to_string()))?;
     println!(
         "{}",
-        issuer.token(&args.user, &args.name, &args.org, &args.role, args.ttl)?
+        issuer.token_in_teams(
+            &args.user,
+            &args.name,
+            &args.org,
+            &args.role,
+            &args.teams,
+            args.ttl
+        )?
     );
     Ok(())
 }

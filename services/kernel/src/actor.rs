@@ -33,6 +33,11 @@ impl Actor {
     }
 }
 
+/// The teams the token names the caller a member of (the optional `teams`
+/// claim); the interceptor puts it beside the `Actor`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Teams(pub Vec<String>);
+
 /// Metadata keys a caller may send besides the bearer token.
 pub const CORRELATION_ID_HEADER: &str = "x-correlation-id";
 pub const ON_BEHALF_OF_HEADER: &str = "x-carelog-on-behalf-of";
@@ -43,6 +48,8 @@ pub const TRACEPARENT_HEADER: &str = "traceparent";
 pub struct RequestContext {
     pub actor: Actor,
     pub purpose_of_use: String,
+    /// Team ids from the token's `teams` claim (empty when none).
+    pub teams: Vec<String>,
     pub on_behalf_of: String,
     /// Why (required for amendments, corrections and break-glass).
     pub reason: String,
@@ -83,7 +90,11 @@ impl RequestContext {
             .get::<Actor>()
             .cloned()
             .ok_or_else(|| Failure::unauthenticated("a bearer token is required"))?;
-        Ok(Self::for_actor(actor, request.metadata()))
+        let mut ctx = Self::for_actor(actor, request.metadata());
+        if let Some(Teams(teams)) = request.extensions().get::<Teams>() {
+            ctx.teams = teams.clone();
+        }
+        Ok(ctx)
     }
 
     pub fn for_actor(actor: Actor, metadata: &MetadataMap) -> Self {
@@ -101,6 +112,7 @@ impl RequestContext {
         Self {
             purpose_of_use: actor.purpose_of_use.clone(),
             actor,
+            teams: Vec::new(),
             on_behalf_of: header(ON_BEHALF_OF_HEADER),
             reason: String::new(),
             request_id: String::new(),

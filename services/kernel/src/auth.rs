@@ -16,7 +16,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::actor::Actor;
+use crate::actor::{Actor, Teams};
 use crate::error::Failure;
 use crate::ids::OdsCode;
 
@@ -65,6 +65,10 @@ pub struct Claims {
     pub role: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purpose_of_use: Option<String>,
+    /// Team ids the user is a member of (optional; tasks performed by a
+    /// team may be claimed by its members).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub teams: Vec<String>,
     pub iss: String,
     pub aud: String,
     pub exp: u64,
@@ -89,7 +93,7 @@ pub struct Authenticator {
     /// Tokens already verified, with their expiry: a session sends the same
     /// token with every call, and a signature check costs more than the
     /// rest of a command.
-    verified: std::sync::Mutex<std::collections::HashMap<String, (Actor, u64)>>,
+    verified: std::sync::Mutex<std::collections::HashMap<String, (Actor, Teams, u64)>>,
 }
 
 /// Verified tokens remembered at most (the memory is cleared when full).
@@ -165,24 +169,29 @@ impl Authenticator {
     /// Checks signature, algorithm, `exp`/`nbf` (with leeway), `iss` and
     /// `aud`, and turns the claims into an `Actor`.
     pub fn verify(&self, token: &str) -> Result<Actor, Failure> {
+        self.verify_session(token).map(|(actor, _)| actor)
+    }
+
+    /// As `verify`, with the teams the token names.
+    pub fn verify_session(&self, token: &str) -> Result<(Actor, Teams), Failure> {
         let now = now_secs();
         if let Ok(verified) = self.verified.lock()
-            && let Some((actor, exp)) = verified.get(token)
+            && let Some((actor, teams, exp)) = verified.get(token)
             && now < exp + self.leeway.as_secs()
         {
-            return Ok(actor.clone());
+            return Ok((actor.clone(), teams.clone()));
         }
-        let (actor, exp) = self.verify_signature(token)?;
+        let (actor, teams, exp) = self.verify_signature(token)?;
         if let Ok(mut verified) = self.verified.lock() {
             if verified.len() >= VERIFIED_CAPACITY {
                 verified.clear();
             }
-            verified.insert(token.to_owned(), (actor.clone(), exp));
+            verified.insert(token.to_owned(), (actor.clone(), teams.clone(), exp));
         }
-        Ok(actor)
+        Ok((actor, teams))
     }
 
-    fn verify_signature(&self, token: &str) -> Result<(Actor, u64), Failure> {
+    fn verify_signature(&self, token: &str) -> Result<(Actor, Teams, u64), Failure> {
         let bad = |why: &str| Failure::unauthenticated(format!("bearer token rejected: {why}"));
         let header = jsonwebtoken::decode_header(token).map_err(|_| bad("malformed token"))?;
         if !ALLOWED.contains(&header.alg) {
@@ -206,8 +215,9 @@ impl Authenticator {
             match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
                 Ok(data) => {
                     let exp = data.claims.exp;
+                    let teams = Teams(data.claims.teams.clone());
                     return actor_from_claims(data.claims)
-                        .map(|a| (a, exp))
+                        .map(|a| (a, teams, exp))
                         .map_err(|e| bad(&e));
                 }
                 Err(e) => {
@@ -245,8 +255,9 @@ impl Authenticator {
                         "a bearer token is required (metadata 'authorization: Bearer <JWT>')",
                     ))
                 })?;
-            let actor = self.verify(token)?;
+            let (actor, teams) = self.verify_session(token)?;
             request.extensions_mut().insert(actor);
+            request.extensions_mut().insert(teams);
             Ok(request)
         }
     }
@@ -409,6 +420,19 @@ impl DevIssuer {
         role: &str,
         ttl: Duration,
     ) -> Result<String, AuthError> {
+        self.token_in_teams(user, name, org, role, &[], ttl)
+    }
+
+    /// As `token`, naming the user a member of `teams`.
+    pub fn token_in_teams(
+        &self,
+        user: &str,
+        name: &str,
+        org: &str,
+        role: &str,
+        teams: &[String],
+        ttl: Duration,
+    ) -> Result<String, AuthError> {
         let now = now_secs();
         let claims = Claims {
             sub: user.to_owned(),
@@ -416,6 +440,7 @@ impl DevIssuer {
             org: org.to_owned(),
             role: role.to_owned(),
             purpose_of_use: None,
+            teams: teams.to_vec(),
             iss: DEV_ISSUER.to_owned(),
             aud: DEV_AUDIENCE.to_owned(),
             exp: now + ttl.as_secs(),
@@ -455,6 +480,32 @@ mod tests {
         DevIssuer {
             key: SigningKey::from_bytes(&[7u8; 32]),
         }
+    }
+
+    #[test]
+    fn the_teams_claim_is_optional_and_read_when_present() {
+        let issuer = issuer();
+        let auth = issuer.authenticator().expect("authenticator");
+        let plain = issuer
+            .token("u-1", "", "A81001", "R8000", Duration::from_secs(60))
+            .expect("token");
+        assert_eq!(
+            auth.verify_session(&plain).expect("valid").1,
+            Teams::default()
+        );
+        let member = issuer
+            .token_in_teams(
+                "u-2",
+                "",
+                "A81001",
+                "R8000",
+                &["pharmacists".to_owned()],
+                Duration::from_secs(60),
+            )
+            .expect("token");
+        let (actor, teams) = auth.verify_session(&member).expect("valid");
+        assert_eq!(actor.user_id, "u-2");
+        assert_eq!(teams, Teams(vec!["pharmacists".into()]));
     }
 
     #[test]
@@ -522,6 +573,7 @@ mod tests {
             org: "A81001".into(),
             role: "R8000".into(),
             purpose_of_use: None,
+            teams: vec![],
             iss: DEV_ISSUER.into(),
             aud: DEV_AUDIENCE.into(),
             exp: 1,

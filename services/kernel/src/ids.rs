@@ -97,6 +97,11 @@ typed_uuid!(
     IssueId
 );
 typed_uuid!(
+    /// A task of the tasks context; a task with no patient is its own
+    /// partition, so its id is also its aggregate id.
+    TaskId
+);
+typed_uuid!(
     /// One event inside a commit.
     EventId
 );

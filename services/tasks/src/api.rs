@@ -1,16 +1,68 @@
-//! The gRPC face of tasks.
+//! The gRPC face of tasks: requests become commands (checked for shape
+//! here, for rules in the domain), domain errors become `Failure`s in one
+//! `From`, queries go to the read model through the `queries` port.
 
 use std::sync::Arc;
 
 use carelog_demographics::gate::PatientGate;
-use carelog_kernel::{Executor, Failure};
+use carelog_kernel::ids::TaskId;
+use carelog_kernel::{Decision, Executor, Failure, OdsCode, PatientId, RequestContext, Violations};
 use carelog_proto::tasks::v1 as pb;
 use pb::tasks_service_server::TasksService;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
-use crate::domain::TaskList;
-use crate::queries::TasksQueries;
+use crate::domain::{Command, Error, NewTask, Patient, TaskList, decide, status};
+use crate::input::{
+    TEXT_MAX, TITLE_MAX, check_focus, check_performer, due_date, new_task_id, optional_patient,
+    page, partition, task_id, too_long, user_id, who,
+};
+use crate::queries::{Consistency, TasksQueries, WorkList};
 
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        let message = error.to_string();
+        match error {
+            Error::Invalid(v) => Failure::invalid(v),
+            Error::NotFound(id) => Failure::not_found("task", &id),
+            Error::Exists(id) => {
+                Failure::new(Code::AlreadyExists, "TASK_EXISTS", message).with("taskId", id)
+            }
+            Error::InvalidTransition { from, to, .. } => {
+                Failure::new(Code::FailedPrecondition, "INVALID_TRANSITION", message)
+                    .with("currentStatus", from)
+                    .with("requestedStatus", to)
+            }
+            Error::Closed { status, .. } => {
+                Failure::new(Code::FailedPrecondition, "TASK_CLOSED", message)
+                    .with("currentStatus", status)
+            }
+            Error::NotClaimable(_) => {
+                Failure::new(Code::FailedPrecondition, "NOT_CLAIMABLE", message)
+            }
+            Error::NotTeamMember { team, .. } => {
+                Failure::new(Code::PermissionDenied, "NOT_TEAM_MEMBER", message)
+                    .with("teamId", team)
+            }
+            Error::OtherOrganisation { organisation, .. } => Failure::new(
+                Code::PermissionDenied,
+                "NOT_PERFORMING_ORGANISATION",
+                message,
+            )
+            .with("organisationOds", organisation),
+            Error::AlreadyOwned { owner, .. } => {
+                Failure::new(Code::FailedPrecondition, "ALREADY_OWNED", message)
+                    .with("ownerUserId", owner)
+            }
+            Error::Unowned(_) => Failure::new(Code::FailedPrecondition, "TASK_UNOWNED", message),
+            Error::NotOwner { owner, .. } => {
+                Failure::new(Code::FailedPrecondition, "NOT_TASK_OWNER", message)
+                    .with("ownerUserId", owner)
+            }
+        }
+    }
+}
+
+/// The tasks gRPC service over an executor, the patient gate and a read model.
 pub struct TasksApi<Q> {
     executor: Arc<Executor<TaskList>>,
     gate: PatientGate,
@@ -31,15 +83,396 @@ impl<Q: TasksQueries> TasksApi<Q> {
             queries,
         }
     }
+
+    /// The patient's facts for the rules: unknown is NOT_FOUND, merged is
+    /// PATIENT_MERGED. A deceased patient passes: administration (closing
+    /// referrals, notifying others) continues after death.
+    async fn patient(&self, id: Option<PatientId>) -> Result<Option<Patient>, Failure> {
+        match id {
+            None => Ok(None),
+            Some(id) => {
+                let facts = self.gate.open(id).await?;
+                Ok(Some(Patient {
+                    birth_date: facts.birth_date,
+                }))
+            }
+        }
+    }
+
+    /// Runs a command on the task list of `partition` and answers with the
+    /// task after it.
+    async fn run(
+        &self,
+        ctx: RequestContext,
+        patient: Option<PatientId>,
+        task: TaskId,
+        command: Command,
+        create: bool,
+    ) -> Result<Response<pb::Task>, Status> {
+        let facts = self.patient(patient).await?;
+        let aggregate = partition(patient, task);
+        let who = who(&ctx);
+        let decide = |loaded: &[&carelog_kernel::Loaded<TaskList>]| {
+            decide(
+                &loaded[0].state,
+                &who,
+                facts.as_ref(),
+                &command,
+                chrono::Utc::now(),
+            )
+            .map(|events| Decision::single(aggregate, events))
+            .map_err(Failure::from)
+        };
+        let committed = if create {
+            self.executor.create(&ctx, aggregate, decide).await?
+        } else {
+            self.executor.execute(&ctx, &[aggregate], decide).await?
+        };
+        let loaded = committed
+            .aggregates
+            .first()
+            .ok_or_else(|| Failure::not_found("task", &task.to_string()))?;
+        let mut resource = loaded
+            .state
+            .task(&task.to_string())
+            .cloned()
+            .ok_or_else(|| Failure::not_found("task", &task.to_string()))?;
+        resource.stream_sequence = committed.sequence;
+        resource.updated_at = loaded
+            .last_recorded_at
+            .map(carelog_kernel::envelope::timestamp);
+        Ok(Response::new(resource))
+    }
+
+    /// A command on an existing task named by (patient_id, task_id).
+    async fn on_task(
+        &self,
+        ctx: RequestContext,
+        patient_id: &str,
+        task_text: &str,
+        command: impl FnOnce(String) -> Command,
+    ) -> Result<Response<pb::Task>, Status> {
+        let mut v = Violations::new();
+        let patient = optional_patient(patient_id, &mut v);
+        let task = task_id(task_text, &mut v);
+        v.into_result()?;
+        let task = task.ok_or_else(|| Failure::invalid_field("task_id", "is required"))?;
+        self.run(ctx, patient, task, command(task.to_string()), false)
+            .await
+    }
+
+    async fn action(
+        &self,
+        request: Request<pb::TaskActionRequest>,
+        command: impl FnOnce(String, String) -> Command,
+    ) -> Result<Response<pb::Task>, Status> {
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        if too_long(&r.reason, TEXT_MAX) {
+            return Err(Failure::invalid_field("reason", "must be at most 4000 characters").into());
+        }
+        let reason = r.reason;
+        self.on_task(ctx, &r.patient_id, &r.task_id, |id| command(id, reason))
+            .await
+    }
+
+    /// The task from the read model, if it is the one the caller addressed
+    /// as (patient, task); else NOT_FOUND.
+    async fn addressed(
+        &self,
+        patient: Option<PatientId>,
+        task: TaskId,
+        at: Consistency,
+    ) -> Result<pb::Task, Failure> {
+        let patient = patient.map(|p| p.to_string()).unwrap_or_default();
+        self.queries
+            .get(task, at)
+            .await?
+            .filter(|t| t.patient_id == patient)
+            .ok_or_else(|| Failure::not_found("task", &task.to_string()))
+    }
+
+    fn consistency(ctx: &RequestContext, min_sequence: u64) -> Consistency {
+        Consistency {
+            min_sequence,
+            deadline: ctx.deadline,
+        }
+    }
 }
 
 #[tonic::async_trait]
 impl<Q: TasksQueries> TasksService for TasksApi<Q> {
+    async fn create_task(
+        &self,
+        request: Request<pb::CreateTaskRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, ""))?;
+        let mut v = Violations::new();
+        let patient = optional_patient(&r.patient_id, &mut v);
+        let title = r.title.trim().to_owned();
+        if title.is_empty() || too_long(&title, TITLE_MAX) {
+            v.add("title", "is required, at most 200 characters");
+        }
+        if too_long(&r.description, TEXT_MAX) {
+            v.add("description", "must be at most 4000 characters");
+        }
+        let focus = check_focus(r.focus, &mut v);
+        let owner_user_id = user_id("owner_user_id", &r.owner_user_id, &mut v);
+        let performer = check_performer(r.performer, &mut v);
+        let priority = pb::TaskPriority::try_from(r.priority).unwrap_or_else(|_| {
+            v.add("priority", "must be ROUTINE, URGENT, ASAP or STAT");
+            pb::TaskPriority::Unspecified
+        });
+        let due_date = due_date(r.due_date, &mut v);
+        v.into_result()?;
+        let task = new_task_id(&ctx);
+        let command = Command::Create(NewTask {
+            task_id: task.to_string(),
+            patient_id: patient.map(|p| p.to_string()).unwrap_or_default(),
+            title,
+            description: r.description.trim().to_owned(),
+            focus,
+            owner_user_id,
+            performer,
+            priority,
+            due_date,
+        });
+        // A task with no patient is a new partition of its own.
+        self.run(ctx, patient, task, command, patient.is_none())
+            .await
+    }
+
+    async fn assign_task(
+        &self,
+        request: Request<pb::AssignTaskRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let mut v = Violations::new();
+        let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
+        if paths.is_empty() {
+            v.add(
+                "update_mask",
+                "is required: name owner_user_id and/or performer",
+            );
+        }
+        let (mut owner, mut performer) = (None, None);
+        for (i, path) in paths.iter().enumerate() {
+            match path.as_str() {
+                "owner_user_id" => owner = Some(user_id("owner_user_id", &r.owner_user_id, &mut v)),
+                "performer" => performer = Some(check_performer(r.performer.clone(), &mut v)),
+                other => v.add(
+                    format!("update_mask.paths[{i}]"),
+                    format!("unknown field '{other}'; assignable fields: owner_user_id, performer"),
+                ),
+            }
+        }
+        if v.is_empty() {
+            self.on_task(ctx, &r.patient_id, &r.task_id, |task_id| Command::Assign {
+                task_id,
+                owner,
+                performer,
+            })
+            .await
+        } else {
+            Err(Failure::invalid(v).into())
+        }
+    }
+
+    async fn claim_task(
+        &self,
+        request: Request<pb::TaskActionRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        self.action(request, |task_id, _| Command::Claim { task_id })
+            .await
+    }
+
+    async fn start_task(
+        &self,
+        request: Request<pb::TaskActionRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        self.action(request, |task_id, _| Command::Start { task_id })
+            .await
+    }
+
+    async fn put_task_on_hold(
+        &self,
+        request: Request<pb::TaskActionRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        self.action(request, |task_id, reason| Command::PutOnHold {
+            task_id,
+            reason,
+        })
+        .await
+    }
+
+    async fn resume_task(
+        &self,
+        request: Request<pb::TaskActionRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        self.action(request, |task_id, _| Command::Resume { task_id })
+            .await
+    }
+
+    async fn complete_task(
+        &self,
+        request: Request<pb::CompleteTaskRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, ""))?;
+        if too_long(&r.outcome, TEXT_MAX) {
+            return Err(
+                Failure::invalid_field("outcome", "must be at most 4000 characters").into(),
+            );
+        }
+        let outcome = r.outcome;
+        self.on_task(ctx, &r.patient_id, &r.task_id, |task_id| {
+            Command::Complete { task_id, outcome }
+        })
+        .await
+    }
+
+    async fn cancel_task(
+        &self,
+        request: Request<pb::TaskActionRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        self.action(request, |task_id, reason| Command::Cancel {
+            task_id,
+            reason,
+        })
+        .await
+    }
+
+    async fn reject_task(
+        &self,
+        request: Request<pb::TaskActionRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        self.action(request, |task_id, reason| Command::Reject {
+            task_id,
+            reason,
+        })
+        .await
+    }
+
+    async fn comment_on_task(
+        &self,
+        request: Request<pb::CommentOnTaskRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, ""))?;
+        if too_long(&r.text, TEXT_MAX) {
+            return Err(Failure::invalid_field("text", "must be at most 4000 characters").into());
+        }
+        let text = r.text;
+        self.on_task(ctx, &r.patient_id, &r.task_id, |task_id| Command::Comment {
+            task_id,
+            text,
+        })
+        .await
+    }
+
+    async fn mark_task_entered_in_error(
+        &self,
+        request: Request<pb::TaskActionRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        self.action(request, |task_id, reason| Command::EnterInError {
+            task_id,
+            reason,
+        })
+        .await
+    }
+
     async fn get_task(
         &self,
-        _request: Request<pb::GetTaskRequest>,
+        request: Request<pb::GetTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
-        let _ = (&self.executor, &self.gate, &self.queries);
-        Err(Failure::new(tonic::Code::Unimplemented, "UNIMPLEMENTED", "not yet").into())
+        let (ctx, r) = RequestContext::query(request)?;
+        let mut v = Violations::new();
+        let patient = optional_patient(&r.patient_id, &mut v);
+        let task = task_id(&r.task_id, &mut v);
+        v.into_result()?;
+        let task = task.ok_or_else(|| Failure::invalid_field("task_id", "is required"))?;
+        let found = self
+            .addressed(patient, task, Self::consistency(&ctx, r.min_sequence))
+            .await?;
+        Ok(Response::new(found))
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<pb::ListTasksRequest>,
+    ) -> Result<Response<pb::ListTasksResponse>, Status> {
+        let (ctx, r) = RequestContext::query(request)?;
+        let mut v = Violations::new();
+        let named = [
+            &r.owner_user_id,
+            &r.team_id,
+            &r.organisation_ods,
+            &r.patient_id,
+        ]
+        .iter()
+        .filter(|s| !s.trim().is_empty())
+        .count();
+        let list = if named != 1 {
+            v.add(
+                "owner_user_id",
+                "name exactly one work list: owner_user_id, team_id, organisation_ods or patient_id",
+            );
+            None
+        } else if !r.owner_user_id.trim().is_empty() {
+            Some(WorkList::Owner(r.owner_user_id.trim().to_owned()))
+        } else if !r.team_id.trim().is_empty() {
+            Some(WorkList::Team(r.team_id.trim().to_owned()))
+        } else if !r.organisation_ods.trim().is_empty() {
+            v.check("organisation_ods", OdsCode::parse(&r.organisation_ods))
+                .map(|o| WorkList::Organisation(o.to_string()))
+        } else {
+            optional_patient(&r.patient_id, &mut v).map(WorkList::Patient)
+        };
+        let mut statuses = Vec::new();
+        for (i, s) in r.statuses.iter().enumerate() {
+            match pb::TaskStatus::try_from(*s) {
+                Ok(pb::TaskStatus::Unspecified) | Err(_) => {
+                    v.add(format!("statuses[{i}]"), "is not a task status")
+                }
+                Ok(s) => statuses.push(s),
+            }
+        }
+        if statuses.is_empty() {
+            statuses = status::ACTIVE.to_vec();
+        }
+        let page = page(r.page_size, r.page_token, &mut v);
+        v.into_result()?;
+        let list =
+            list.ok_or_else(|| Failure::invalid_field("owner_user_id", "name a work list"))?;
+        let (tasks, next_page_token) = self
+            .queries
+            .list(
+                &list,
+                &statuses,
+                &page,
+                Self::consistency(&ctx, r.min_sequence),
+            )
+            .await?;
+        Ok(Response::new(pb::ListTasksResponse {
+            tasks,
+            next_page_token,
+        }))
+    }
+
+    async fn list_task_history(
+        &self,
+        request: Request<pb::ListTaskHistoryRequest>,
+    ) -> Result<Response<pb::ListTaskHistoryResponse>, Status> {
+        let (ctx, r) = RequestContext::query(request)?;
+        let mut v = Violations::new();
+        let patient = optional_patient(&r.patient_id, &mut v);
+        let task = task_id(&r.task_id, &mut v);
+        let page = page(r.page_size, r.page_token, &mut v);
+        v.into_result()?;
+        let task = task.ok_or_else(|| Failure::invalid_field("task_id", "is required"))?;
+        let at = Self::consistency(&ctx, r.min_sequence);
+        self.addressed(patient, task, at).await?;
+        let (entries, next_page_token) = self.queries.history(task, &page, at).await?;
+        Ok(Response::new(pb::ListTaskHistoryResponse {
+            entries,
+            next_page_token,
+        }))
     }
 }

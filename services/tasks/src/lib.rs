@@ -3,4 +3,5 @@
 
 pub mod api;
 pub mod domain;
+mod input;
 pub mod queries;

@@ -11,3 +11,4 @@ mod merge;
 mod projections;
 mod reflection;
 mod streams;
+mod tasks;

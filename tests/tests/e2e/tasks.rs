@@ -1,0 +1,295 @@
+//! Tasks on the real servers: a medication review for the practice team,
+//! claimed and completed, with its history and audit; work lists ordered
+//! overdue first; the patient gate; bad input refused with nothing
+//! appended; the read models rebuilt identical.
+
+mod bad_input;
+mod golden;
+mod patients;
+mod rebuild;
+mod work_lists;
+
+use std::time::Duration;
+
+use carelog_proto::tasks::v1 as pb;
+use carelog_tests::harness::{TestStack, jane_smith};
+use carelog_tests::tasks::{
+    AUTHORISATION, PRACTICE_TEAM, action, medication_review, reason, req_in_teams, status, team,
+};
+use tonic::Code;
+use tonic_types::StatusExt as _;
+
+#[tokio::test]
+async fn a_medication_review_for_the_practice_team_is_claimed_completed_and_its_history_kept() {
+    let stack = TestStack::start().await;
+    // Registered a moment before: the task is accepted at once.
+    let jane = stack.register(jane_smith()).await;
+    let mut tasks = stack.tasks();
+    let create = medication_review(&jane.patient_id, AUTHORISATION, team(PRACTICE_TEAM));
+    let created = tasks
+        .create_task(stack.req(create.clone()))
+        .await
+        .expect("create")
+        .into_inner();
+    assert_eq!(status(&created), pb::TaskStatus::Requested);
+    assert_eq!(created.patient_id, jane.patient_id);
+    assert!(created.stream_sequence > 0);
+    let repeat = tasks
+        .create_task(stack.req(create))
+        .await
+        .expect("repeated create")
+        .into_inner();
+    assert_eq!(
+        (repeat.task_id.as_str(), repeat.stream_sequence),
+        (created.task_id.as_str(), created.stream_sequence),
+        "a repeated request_id returns the first result"
+    );
+
+    let team_list = tasks
+        .list_tasks(stack.req(pb::ListTasksRequest {
+            team_id: PRACTICE_TEAM.into(),
+            min_sequence: created.stream_sequence,
+            ..Default::default()
+        }))
+        .await
+        .expect("team work list")
+        .into_inner();
+    assert_eq!(team_list.tasks.len(), 1);
+    assert_eq!(team_list.tasks[0].task_id, created.task_id);
+
+    let outsider = tasks
+        .claim_task(req_in_teams(
+            &stack,
+            "nurse-lee",
+            "A81001",
+            &["nurses"],
+            action(&created, ""),
+        ))
+        .await
+        .expect_err("not a member");
+    assert_eq!(outsider.code(), Code::PermissionDenied);
+    assert_eq!(reason(&outsider), "NOT_TEAM_MEMBER");
+
+    let unclaimed = tasks
+        .start_task(stack.req(action(&created, "")))
+        .await
+        .expect_err("work needs an owner");
+    assert_eq!(unclaimed.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&unclaimed), "TASK_UNOWNED");
+
+    let claimed = tasks
+        .claim_task(req_in_teams(
+            &stack,
+            "ph-patel",
+            "A81001",
+            &[PRACTICE_TEAM],
+            action(&created, ""),
+        ))
+        .await
+        .expect("claim")
+        .into_inner();
+    assert_eq!(status(&claimed), pb::TaskStatus::Accepted);
+    assert_eq!(claimed.owner_user_id, "ph-patel");
+
+    let commented = tasks
+        .comment_on_task(stack.req(pb::CommentOnTaskRequest {
+            patient_id: jane.patient_id.clone(),
+            task_id: created.task_id.clone(),
+            text: "Patient prefers a telephone review".into(),
+            request_id: String::new(),
+        }))
+        .await
+        .expect("comment")
+        .into_inner();
+    assert_eq!(commented.notes.len(), 1);
+
+    let not_owner = tasks
+        .complete_task(stack.req(pb::CompleteTaskRequest {
+            patient_id: jane.patient_id.clone(),
+            task_id: created.task_id.clone(),
+            outcome: "done".into(),
+            request_id: String::new(),
+        }))
+        .await
+        .expect_err("only the owner completes");
+    assert_eq!(not_owner.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&not_owner), "NOT_TASK_OWNER");
+
+    let completed = tasks
+        .complete_task(req_in_teams(
+            &stack,
+            "ph-patel",
+            "A81001",
+            &[PRACTICE_TEAM],
+            pb::CompleteTaskRequest {
+                patient_id: jane.patient_id.clone(),
+                task_id: created.task_id.clone(),
+                outcome: "Reviewed: continue, next review in 12 months".into(),
+                request_id: uuid::Uuid::now_v7().to_string(),
+            },
+        ))
+        .await
+        .expect("complete")
+        .into_inner();
+    assert_eq!(status(&completed), pb::TaskStatus::Completed);
+
+    let late = tasks
+        .start_task(req_in_teams(
+            &stack,
+            "ph-patel",
+            "A81001",
+            &[PRACTICE_TEAM],
+            action(&created, ""),
+        ))
+        .await
+        .expect_err("completed is terminal");
+    assert_eq!(late.code(), Code::FailedPrecondition);
+    let info = late.get_details_error_info().expect("error info");
+    assert_eq!(info.reason, "INVALID_TRANSITION");
+    assert_eq!(
+        info.metadata.get("currentStatus").map(String::as_str),
+        Some("completed")
+    );
+    assert_eq!(
+        info.metadata.get("requestedStatus").map(String::as_str),
+        Some("in-progress")
+    );
+    assert!(late.message().contains("completed") && late.message().contains("in-progress"));
+
+    let read = tasks
+        .get_task(stack.req(pb::GetTaskRequest {
+            patient_id: jane.patient_id.clone(),
+            task_id: created.task_id.clone(),
+            min_sequence: completed.stream_sequence,
+        }))
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(status(&read), pb::TaskStatus::Completed);
+    assert_eq!(read.outcome, "Reviewed: continue, next review in 12 months");
+    assert_eq!(read.version, 4);
+
+    let active = tasks
+        .list_tasks(stack.req(pb::ListTasksRequest {
+            team_id: PRACTICE_TEAM.into(),
+            min_sequence: completed.stream_sequence,
+            ..Default::default()
+        }))
+        .await
+        .expect("active list")
+        .into_inner();
+    assert!(
+        active.tasks.is_empty(),
+        "a completed task leaves the work list"
+    );
+    let mine = tasks
+        .list_tasks(stack.req(pb::ListTasksRequest {
+            owner_user_id: "ph-patel".into(),
+            statuses: vec![pb::TaskStatus::Completed as i32],
+            ..Default::default()
+        }))
+        .await
+        .expect("owner list")
+        .into_inner();
+    assert_eq!(mine.tasks.len(), 1);
+    let theirs = tasks
+        .list_tasks(stack.req(pb::ListTasksRequest {
+            patient_id: jane.patient_id.clone(),
+            statuses: vec![pb::TaskStatus::Completed as i32],
+            ..Default::default()
+        }))
+        .await
+        .expect("patient list")
+        .into_inner();
+    assert_eq!(theirs.tasks.len(), 1);
+
+    let history = tasks
+        .list_task_history(stack.req(pb::ListTaskHistoryRequest {
+            patient_id: jane.patient_id.clone(),
+            task_id: created.task_id.clone(),
+            page_size: 3,
+            min_sequence: completed.stream_sequence,
+            ..Default::default()
+        }))
+        .await
+        .expect("history")
+        .into_inner();
+    let steps: Vec<(String, i32, i32, String)> = history
+        .entries
+        .iter()
+        .map(|e| {
+            (
+                e.event_type.clone(),
+                e.from_status,
+                e.to_status,
+                e.actor.clone().unwrap_or_default().user_id,
+            )
+        })
+        .collect();
+    use pb::TaskStatus as S;
+    assert_eq!(
+        steps,
+        vec![
+            (
+                "TaskCreated".into(),
+                0,
+                S::Requested as i32,
+                "dr-jones".into()
+            ),
+            (
+                "TaskClaimed".into(),
+                S::Requested as i32,
+                S::Accepted as i32,
+                "ph-patel".into()
+            ),
+            (
+                "TaskCommented".into(),
+                S::Accepted as i32,
+                S::Accepted as i32,
+                "dr-jones".into()
+            ),
+        ]
+    );
+    assert!(history.entries.iter().all(|e| e.recorded_at.is_some()));
+    let rest = tasks
+        .list_task_history(stack.req(pb::ListTaskHistoryRequest {
+            patient_id: jane.patient_id.clone(),
+            task_id: created.task_id.clone(),
+            page_token: history.next_page_token,
+            ..Default::default()
+        }))
+        .await
+        .expect("history page 2")
+        .into_inner();
+    assert_eq!(rest.entries.len(), 1);
+    assert_eq!(rest.entries[0].event_type, "TaskCompleted");
+    assert_eq!(
+        rest.entries[0].note,
+        "Reviewed: continue, next review in 12 months"
+    );
+    assert!(rest.next_page_token.is_empty());
+
+    // Every event of the task is in the medico-legal audit history.
+    let last = stack.last_sequence_of("tasks").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    assert!(
+        carelog_projections::checkpoint::wait_for(
+            &stack.pool,
+            "audit_events",
+            "CARELOG_TASKS",
+            last,
+            deadline
+        )
+        .await
+        .expect("checkpoint")
+    );
+    let (audited,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM audit_events WHERE context = 'tasks' AND patient_id = $1",
+    )
+    .bind(&jane.patient_id)
+    .fetch_one(&stack.pool)
+    .await
+    .expect("audit");
+    assert_eq!(audited, 4, "created, claimed, commented, completed");
+    stack.stop().await;
+}
