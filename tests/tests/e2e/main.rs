@@ -10,5 +10,6 @@ mod medications;
 mod merge;
 mod projections;
 mod reflection;
+mod scenario;
 mod streams;
 mod tasks;
