@@ -2,7 +2,10 @@
 //! with N concurrent clients for D seconds and, in the same run, the raw
 //! ceiling: plain guarded JetStream publishes of the same size and
 //! concurrency, one subject per patient. Then the projection lag at a fixed
-//! rate and the rebuild rate. Figures go to docs/benchmarks.md by hand.
+//! rate and the rebuild rate, and a mixed clinical workload across all four
+//! services (`clinical`). Figures go to docs/benchmarks.md by hand.
+
+mod clinical;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +55,9 @@ pub struct BenchArgs {
     /// Skip the projection-lag measurement (when no projector runs).
     #[arg(long)]
     pub skip_lag: bool,
+    /// Skip the mixed clinical workload.
+    #[arg(long)]
+    pub skip_clinical: bool,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -161,6 +167,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.updates_per_patient,
     )
     .await?;
+    let clinical = if args.skip_clinical {
+        None
+    } else {
+        Some(clinical::workload(channel.clone(), &token, args.clients, args.duration).await?)
+    };
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(4)
         .connect(&args.database_url)
@@ -179,6 +190,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "ratio to raw ceiling",
         100.0 * commands.rate() / raw.rate()
     );
+    if let Some(clinical) = &clinical {
+        println!("{}", clinical.line("mixed clinical commands"));
+        println!(
+            "{:<28} {:>9.1} visits/s ({} commands each: register, consult with 3 entries and sign, allergy, repeat issued twice, task claimed and completed)",
+            "mixed clinical visits",
+            clinical.rate() / clinical::COMMANDS_PER_UNIT as f64,
+            clinical::COMMANDS_PER_UNIT
+        );
+    }
     if let Some(lag) = &lag {
         println!(
             "{:<28} p50 {:>7.2} ms   p99 {:>7.2} ms   at {} commands/s ({} samples)",
