@@ -133,7 +133,7 @@ pub struct ProjectArgs {
 
 #[derive(Debug, Args)]
 pub struct RebuildArgs {
-    /// The projection: patients or audit_events.
+    /// The projection: patients, consultations, medications, tasks or audit_events.
     pub projection: String,
     #[command(flatten)]
     pub connections: Connections,
