@@ -226,10 +226,7 @@ pub async fn start_with(
         tasks.push(tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .add_service(service)
-                .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(listener),
-                    token.cancelled_owned(),
-                )
+                .serve_with_incoming_shutdown(incoming(listener), token.cancelled_owned())
                 .await
                 .map_err(anyhow::Error::from)
         }));
@@ -307,10 +304,7 @@ pub async fn start_with(
                 .add_optional_service(consultations)
                 .add_optional_service(medications)
                 .add_optional_service(task_service)
-                .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(listener),
-                    stop,
-                )
+                .serve_with_incoming_shutdown(incoming(listener), stop)
                 .await
                 .map_err(anyhow::Error::from)
         }));
@@ -353,3 +347,10 @@ pub const SERVICES: [&str; 4] = [
     "carelog.medications.v1.MedicationsService",
     "carelog.tasks.v1.TasksService",
 ];
+
+/// Accepted connections with Nagle's algorithm off: a gRPC reply is written
+/// as several frames, and with Nagle on, the later ones wait for the
+/// client's delayed ACK (about 40 ms).
+fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
