@@ -18,8 +18,9 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, SecondsFormat, Utc};
-use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
-use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey};
+use ed25519_dalek::{Signature, Signer as _, Verifier as _};
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
 use super::Hash;
@@ -246,11 +247,17 @@ pub fn signing_key_from_pem(pem: &str) -> Result<SigningKey, KeyError> {
         .map_err(|e| KeyError(format!("not an Ed25519 PKCS#8 private key: {e}")))
 }
 
+/// The RFC 8410 PKCS#8 v1 encoding (`OneAsymmetricKey` without the public
+/// key), the form OpenSSL writes and reads: a fixed DER prefix, then the
+/// 32-byte seed.
+const PKCS8_V1_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
 pub fn signing_key_to_pem(key: &SigningKey) -> Result<String, KeyError> {
-    let der = key
-        .to_pkcs8_der()
-        .map_err(|e| KeyError(format!("cannot encode the private key: {e}")))?;
-    Ok(pem_encode(der.as_bytes(), "PRIVATE KEY"))
+    let mut der = PKCS8_V1_PREFIX.to_vec();
+    der.extend_from_slice(&key.to_bytes());
+    Ok(pem_encode(&der, "PRIVATE KEY"))
 }
 
 /// An Ed25519 public key from a SubjectPublicKeyInfo PEM (`BEGIN PUBLIC KEY`).
@@ -370,6 +377,20 @@ mod tests {
             key.verifying_key()
         );
         assert!(verifying_key_from_pem(&pem).is_err());
+    }
+
+    /// A key from `openssl genpkey -algorithm ed25519` and its
+    /// `openssl pkey -pubout`, byte for byte.
+    #[test]
+    fn openssl_keys_load() {
+        let private = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIMvqbgqLqUk9atjoMo8Kc3DJCYffFjSCT7xfhNRkN79R\n-----END PRIVATE KEY-----\n";
+        let key = signing_key_from_pem(private).expect("openssl private key");
+        assert_eq!(signing_key_to_pem(&key).expect("pem"), private);
+        let public = verifying_key_to_pem(&key.verifying_key()).expect("pem");
+        assert_eq!(
+            public,
+            "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA0/abTdVT9PdABtoppOCdh2VFC9xGbSmO7sb47/wEqqQ=\n-----END PUBLIC KEY-----\n"
+        );
     }
 
     #[test]

@@ -433,3 +433,114 @@ fn a_large_tree_builds_and_proves_quickly() {
         assert_eq!(verify_consistency(first, size, &r1, &root, &path), Ok(()));
     }
 }
+
+/// The worked example of docs/audit-proofs.md, whose values were computed
+/// outside carelog (Python's hashlib for the tree, OpenSSL for the Ed25519
+/// signatures) with the RFC 8032 §7.1 TEST 1 key: carelog must produce and
+/// accept exactly these bytes.
+mod worked_example {
+    use chrono::{DateTime, Utc};
+
+    use super::super::checkpoint::{Checkpoint, signing_key_from_pem, verifying_key_from_pem};
+    use super::super::proof::{ProofDocument, Verified};
+    use super::*;
+
+    const PRIVATE: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n-----END PRIVATE KEY-----\n";
+    const PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n-----END PUBLIC KEY-----\n";
+    const CHECKPOINT_8: &str = "carelog.example/audit\n8\nXcnaeacGWamtVZy3Ad7ZoqudgjqtL0lgz+Nw7/RgQyg=\ntime 2026-11-22T01:00:00Z\n\n\u{2014} carelog.example/audit KrBPryuIGG6yVHZkXqCDQiGnIyspjxrIlZ4+tBvnfWkNWdmst61WmAbgqBzQs8OKiORRUCKRQcCDu4TSSxdzKD0qzgw=\n";
+    const CHECKPOINT_6: &str = "carelog.example/audit\n6\nduZ9rbzfHhDht03cYIq9L5jfsW+851J3tSMqEn8gh+8=\ntime 2026-11-22T00:00:00Z\n\n\u{2014} carelog.example/audit KrBPr/fbx9SHTCPAhsvs/JndwGrIUysfv1PaimwvrC73/M/SMk+83x2ngfoMP38McZUwvv1ryp8yBx4vOYmk2sz0XQw=\n";
+    const INCLUSION: &str = r#"{
+  "type": "inclusion",
+  "version": 1,
+  "leaf_index": 5,
+  "tree_size": 8,
+  "leaf_hash": "QnGia+DYqE8L1UyMMC58s6O10fpngKQLzOKHNHfatlg=",
+  "entry": "QEFCQw==",
+  "audit_path": [
+    "vBoGQ7EuTS18d5GPROD095qDi2z57FtcKD4fTYhZnms=",
+    "yoVOoSjtBQtBs1/8G4e46yveRh6eO1WW7Oa51ZdaCuA=",
+    "037kGJdt2VdTwcc4Yrk5j6Kiz5tP8P3+izDNlSCWFLc="
+  ]
+}"#;
+    const CONSISTENCY: &str = r#"{
+  "type": "consistency",
+  "version": 1,
+  "first_size": 6,
+  "second_size": 8,
+  "consistency_path": [
+    "DrxdNDf74tsVi58Sah0RjjCBgQMdCpSfje3t68VY72o=",
+    "yoVOoSjtBQtBs1/8G4e46yveRh6eO1WW7Oa51ZdaCuA=",
+    "037kGJdt2VdTwcc4Yrk5j6Kiz5tP8P3+izDNlSCWFLc="
+  ]
+}"#;
+
+    fn at(t: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(t)
+            .expect("time")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn carelog_writes_the_same_checkpoints_and_proofs() {
+        let key = signing_key_from_pem(PRIVATE).expect("key");
+        let tree = reference_tree();
+        let cp8 = Checkpoint::new(
+            "carelog.example/audit",
+            8,
+            tree.root(),
+            at("2026-11-22T01:00:00Z"),
+        )
+        .expect("checkpoint");
+        assert_eq!(cp8.sign(&key), CHECKPOINT_8);
+        let cp6 = Checkpoint::new(
+            "carelog.example/audit",
+            6,
+            tree.root_at(6).expect("root"),
+            at("2026-11-22T00:00:00Z"),
+        )
+        .expect("checkpoint");
+        assert_eq!(cp6.sign(&key), CHECKPOINT_6);
+
+        let inclusion = ProofDocument::Inclusion(
+            super::super::proof::InclusionProof::new(
+                5,
+                8,
+                &tree.leaf(5).expect("leaf"),
+                &tree.inclusion_proof(5, 8).expect("proof"),
+            )
+            .with_entry(&hex::decode("40414243").expect("hex")),
+        );
+        assert_eq!(inclusion.to_json(), INCLUSION);
+        let consistency = ProofDocument::Consistency(super::super::proof::ConsistencyProof::new(
+            6,
+            8,
+            &tree.consistency_proof(6, 8).expect("proof"),
+        ));
+        assert_eq!(consistency.to_json(), CONSISTENCY);
+    }
+
+    #[test]
+    fn carelog_verifies_them_with_only_the_public_key() {
+        let public = verifying_key_from_pem(PUBLIC).expect("public key");
+        let cp8 = Checkpoint::verify(CHECKPOINT_8, &public).expect("checkpoint 8");
+        let cp6 = Checkpoint::verify(CHECKPOINT_6, &public).expect("checkpoint 6");
+        assert_eq!(
+            ProofDocument::from_json(INCLUSION)
+                .expect("inclusion")
+                .check(&cp8, None),
+            Ok(Verified::Inclusion {
+                leaf_index: 5,
+                tree_size: 8
+            })
+        );
+        assert_eq!(
+            ProofDocument::from_json(CONSISTENCY)
+                .expect("consistency")
+                .check(&cp8, Some(&cp6)),
+            Ok(Verified::Consistency {
+                first_size: 6,
+                second_size: 8
+            })
+        );
+    }
+}
