@@ -248,6 +248,16 @@ impl Tree {
         tree
     }
 
+    /// Rebuilds a tree from stored leaf hashes, in log order (what the audit
+    /// projector does at start from its table).
+    pub fn from_leaf_hashes<I: IntoIterator<Item = Hash>>(leaves: I) -> Self {
+        let mut tree = Self::new();
+        for leaf in leaves {
+            tree.append_leaf_hash(leaf);
+        }
+        tree
+    }
+
     /// The number of leaves.
     pub fn len(&self) -> u64 {
         self.levels.first().map_or(0, |l| l.len() as u64)

@@ -161,6 +161,8 @@ fn roots_of_every_prefix_match_the_reference() {
         assert_eq!(exact.root(), h(want), "exact tree of size {size}");
     }
     assert!(tree.root_at(9).is_err());
+    let rebuilt = Tree::from_leaf_hashes(LEAF_HASHES.map(h));
+    assert_eq!(rebuilt.root(), h(ROOTS[8]));
 }
 
 #[test]
