@@ -546,3 +546,35 @@ mod worked_example {
         );
     }
 }
+
+/// A million entries: append, root, and proofs for sizes all over the log
+/// (`cargo test -p carelog-kernel --release -- --ignored a_million`).
+#[test]
+#[ignore = "a timing run, not a check"]
+fn a_million_entries() {
+    let started = std::time::Instant::now();
+    let mut tree = Tree::new();
+    for i in 0u64..1_000_000 {
+        tree.append_entry(&i.to_be_bytes());
+    }
+    let appended = started.elapsed();
+    let started = std::time::Instant::now();
+    let mut proofs = 0;
+    for k in 1..=1000u64 {
+        let size = k * 1000 - 1;
+        let index = (k * 7919) % size;
+        let root = tree.root_at(size).expect("root");
+        let path = tree.inclusion_proof(index, size).expect("proof");
+        let leaf = tree.leaf(index).expect("leaf");
+        assert_eq!(verify_inclusion(index, size, &leaf, &path, &root), Ok(()));
+        let first = size / 3 + 1;
+        let old = tree.root_at(first).expect("root");
+        let path = tree.consistency_proof(first, size).expect("proof");
+        assert_eq!(verify_consistency(first, size, &old, &root, &path), Ok(()));
+        proofs += 2;
+    }
+    println!(
+        "1,000,000 appends in {appended:?}; {proofs} proofs with roots, made and verified, in {:?}",
+        started.elapsed()
+    );
+}
