@@ -171,7 +171,10 @@ impl Checkpoint {
         let origin = lines.next().unwrap_or_default().to_owned();
         check_origin(&origin)?;
         let size = lines.next().ok_or_else(|| malformed("no tree size"))?;
-        if size.is_empty() || (size.len() > 1 && size.starts_with('0')) {
+        if size.is_empty()
+            || !size.bytes().all(|b| b.is_ascii_digit())
+            || (size.len() > 1 && size.starts_with('0'))
+        {
             return Err(malformed(format!("tree size {size:?}")));
         }
         let size: u64 = size
@@ -189,6 +192,9 @@ impl Checkpoint {
                 return Err(malformed("empty extension line"));
             }
             if let Some(t) = line.strip_prefix(TIME_PREFIX) {
+                if time.is_some() {
+                    return Err(malformed("two time lines"));
+                }
                 let t = DateTime::parse_from_rfc3339(t)
                     .map_err(|_| malformed(format!("time {t:?} is not RFC 3339")))?;
                 time = Some(t.with_timezone(&Utc));
@@ -391,6 +397,32 @@ mod tests {
             public,
             "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA0/abTdVT9PdABtoppOCdh2VFC9xGbSmO7sb47/wEqqQ=\n-----END PUBLIC KEY-----\n"
         );
+    }
+
+    #[test]
+    fn malformed_bodies_are_refused_even_when_signed() {
+        let cp = checkpoint();
+        let good = cp.body();
+        for body in [
+            good.replace("\n8\n", "\n+8\n"),
+            good.replace("\n8\n", "\n08\n"),
+            good.replace("\n8\n", "\n\n"),
+            good.replace("time ", "when "),
+            format!("{good}time 2026-11-22T00:40:00Z\n"),
+            good.replacen(&B64.encode([9; 32]), &B64.encode([9; 31]), 1),
+        ] {
+            let signature = key().sign(body.as_bytes());
+            let mut blob = key_id(&cp.origin, &key().verifying_key()).to_vec();
+            blob.extend_from_slice(&signature.to_bytes());
+            let note = format!("{body}\n\u{2014} {} {}\n", cp.origin, B64.encode(blob));
+            assert!(
+                matches!(
+                    Checkpoint::verify(&note, &key().verifying_key()),
+                    Err(CheckpointError::Malformed(_))
+                ),
+                "{body}"
+            );
+        }
     }
 
     #[test]
