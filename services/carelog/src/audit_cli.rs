@@ -18,6 +18,8 @@ use clap::{Args, Subcommand};
 pub const PRIVATE_KEY_FILE: &str = "audit-signing-key.pem";
 /// The public key's file name in `keygen --out DIR`.
 pub const PUBLIC_KEY_FILE: &str = "audit-public-key.pem";
+/// The verifier key's file name in `keygen --out DIR --origin NAME`.
+pub const VERIFIER_KEY_FILE: &str = "audit-public-key.vkey";
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
@@ -42,6 +44,11 @@ pub struct KeygenArgs {
     /// into (created if missing; an existing key is never overwritten).
     #[arg(long)]
     pub out: PathBuf,
+    /// The log's origin (key name). When given, also writes
+    /// audit-public-key.vkey, the key in the signed-note verifier-key form
+    /// that other note verifiers (Go's sumdb/note) read.
+    #[arg(long)]
+    pub origin: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -78,7 +85,7 @@ pub struct SigningKeyArgs {
 
 pub fn run(args: AuditArgs) -> anyhow::Result<()> {
     match args.command {
-        AuditCommand::Keygen(args) => keygen(&args.out),
+        AuditCommand::Keygen(args) => keygen(&args.out, args.origin.as_deref()),
         AuditCommand::CheckProof(args) => {
             let verified = check_proof(&args)?;
             println!("{verified}");
@@ -99,7 +106,11 @@ pub fn load_signing_key(path: &Path) -> anyhow::Result<SigningKey> {
         .map_err(|e| crate::commands::ConfigError(format!("{}: {e}", path.display())).into())
 }
 
-fn keygen(dir: &Path) -> anyhow::Result<()> {
+fn keygen(dir: &Path, origin: Option<&str>) -> anyhow::Result<()> {
+    if let Some(origin) = origin {
+        checkpoint::check_origin(origin)
+            .map_err(|e| crate::commands::ConfigError(e.to_string()))?;
+    }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let key = generate_signing_key();
     let private = dir.join(PRIVATE_KEY_FILE);
@@ -129,6 +140,13 @@ fn keygen(dir: &Path) -> anyhow::Result<()> {
         private.display(),
         public.display()
     );
+    if let Some(origin) = origin {
+        let vkey = dir.join(VERIFIER_KEY_FILE);
+        let text = checkpoint::verifier_key(origin, &key.verifying_key())?;
+        std::fs::write(&vkey, format!("{text}\n"))
+            .with_context(|| format!("cannot write {}", vkey.display()))?;
+        println!("wrote {}: {text}", vkey.display());
+    }
     Ok(())
 }
 

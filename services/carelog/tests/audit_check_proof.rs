@@ -165,11 +165,13 @@ fn check_proof_accepts_good_proofs_and_names_every_tampering() {
         "signature",
     );
     let other = dir.join("other");
-    assert!(
-        carelog(&["audit", "keygen"], &[("--out", &other)])
-            .status
-            .success()
+    let out = carelog(
+        &["audit", "keygen", "--origin", ORIGIN],
+        &[("--out", &other)],
     );
+    assert!(out.status.success());
+    let vkey = std::fs::read_to_string(other.join("audit-public-key.vkey")).expect("vkey");
+    assert!(vkey.starts_with(&format!("{ORIGIN}+")), "{vkey}");
     fails(
         &check(
             &dir,

@@ -83,6 +83,19 @@ pub fn key_id(name: &str, key: &VerifyingKey) -> [u8; 4] {
     [d[0], d[1], d[2], d[3]]
 }
 
+/// The key in the verifier-key text form of signed-note implementations
+/// (Go's `golang.org/x/mod/sumdb/note`): `<name>+<key id, hex>+<base64(0x01 || public key)>`.
+pub fn verifier_key(name: &str, key: &VerifyingKey) -> Result<String, CheckpointError> {
+    check_origin(name)?;
+    let mut blob = vec![ED25519];
+    blob.extend_from_slice(key.as_bytes());
+    Ok(format!(
+        "{name}+{}+{}",
+        hex::encode(key_id(name, key)),
+        B64.encode(blob)
+    ))
+}
+
 impl Checkpoint {
     /// A checkpoint of `size` entries with `root`, timed to the second.
     pub fn new(
@@ -323,6 +336,20 @@ mod tests {
         h.update(b"carelog.example/audit\n\x01");
         h.update(vk.as_bytes());
         assert_eq!(key_id("carelog.example/audit", &vk)[..], h.finalize()[..4]);
+    }
+
+    /// The RFC 8032 TEST 1 key under the worked example's name; the key id
+    /// was computed with Python's hashlib.
+    #[test]
+    fn verifier_key_text() {
+        let public =
+            hex::decode("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+                .expect("hex");
+        let key = VerifyingKey::from_bytes(&public.try_into().expect("32")).expect("key");
+        assert_eq!(
+            verifier_key("carelog.example/audit", &key).expect("vkey"),
+            "carelog.example/audit+2ab04faf+AddamAGCsQq31Uv+08lkBzoO4XLz2qYjJa8CGmj3B1Ea"
+        );
     }
 
     #[test]
