@@ -35,6 +35,8 @@ pub enum Command {
     DevToken(DevTokenArgs),
     /// Benchmarks commands over gRPC against the raw guarded JetStream ceiling.
     Bench(crate::bench::BenchArgs),
+    /// The verifiable audit log's tools (keygen, check-proof).
+    Audit(crate::audit_cli::AuditArgs),
 }
 
 #[derive(Debug, Clone, Args)]

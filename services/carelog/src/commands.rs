@@ -71,6 +71,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Migrate(args) => migrate(args).await,
         Command::DevToken(args) => dev_token(args),
         Command::Bench(args) => crate::bench::run(args).await,
+        Command::Audit(args) => crate::audit_cli::run(args),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod envelope;
 pub mod error;
 pub mod executor;
 pub mod ids;
+pub mod merkle;
 pub mod snomed;
 pub mod store;
 
