@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use carelog_kernel::date::PartialDate;
+use carelog_kernel::edge;
 use carelog_kernel::{Committed, Executor, Failure, Loaded, PatientId, RequestContext, Violations};
 use carelog_proto::demographics::v1 as pb;
 use pb::demographics_service_server::DemographicsService;
@@ -45,27 +46,18 @@ impl From<Error> for Failure {
     }
 }
 
-/// Default and largest page sizes (AIP-158).
-pub const DEFAULT_PAGE: u32 = 50;
-pub const MAX_PAGE: u32 = 200;
+pub use carelog_kernel::edge::{DEFAULT_PAGE, MAX_PAGE};
 
+/// A page request, its size bounded.
 pub fn page(size: i32, token: String, v: &mut Violations) -> PageRequest {
-    if size < 0 {
-        v.add("page_size", "must not be negative");
+    PageRequest {
+        size: edge::page_size(size, v),
+        token,
     }
-    let size = match size {
-        n if n <= 0 => DEFAULT_PAGE,
-        n => (n as u32).min(MAX_PAGE),
-    };
-    PageRequest { size, token }
 }
 
 fn patient_id(field: &str, text: &str, v: &mut Violations) -> Option<PatientId> {
-    if text.trim().is_empty() {
-        v.add(field, "is required");
-        return None;
-    }
-    v.check(field, PatientId::parse(text))
+    edge::required(field, text, PatientId::parse, v)
 }
 
 /// A single required patient id.

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use carelog_demographics::api::page;
 use carelog_demographics::gate::PatientGate;
 use carelog_kernel::ids::TaskId;
 use carelog_kernel::{Decision, Executor, Failure, OdsCode, PatientId, RequestContext, Violations};
@@ -14,7 +15,7 @@ use tonic::{Code, Request, Response, Status};
 use crate::domain::{Command, Error, NewTask, Patient, TaskList, decide, status};
 use crate::input::{
     TEXT_MAX, TITLE_MAX, check_focus, check_performer, due_date, new_task_id, optional_patient,
-    page, partition, task_id, too_long, user_id, who,
+    partition, task_id, too_long, user_id, who,
 };
 use crate::queries::{Consistency, TasksQueries, WorkList};
 

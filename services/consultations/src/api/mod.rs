@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use carelog_demographics::api::page;
 use carelog_demographics::gate::{PatientFacts, PatientGate};
+use carelog_kernel::edge::require_text;
 use carelog_kernel::envelope::from_timestamp;
 use carelog_kernel::ids::{ConsultationId, EntryId, TopicId};
 use carelog_kernel::{Executor, Failure, PatientId, RequestContext, Violations};
@@ -270,9 +271,12 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         let mut v = Violations::new();
         let ids = Self::entry_ids(&r.patient_id, &r.consultation_id, &r.entry_id, &mut v);
         let paths = mask_paths(r.update_mask, &mut v);
-        if r.reason.trim().is_empty() {
-            v.add("reason", "is required: say why the signed record changes");
-        }
+        require_text(
+            "reason",
+            &r.reason,
+            "is required: say why the signed record changes",
+            &mut v,
+        );
         v.into_result()?;
         let (Some(patient), Some(consultation), Some(entry)) = ids else {
             return Err(missing().into());
@@ -300,9 +304,12 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         } else {
             v.check("entry_id", EntryId::parse(&r.entry_id))
         };
-        if r.reason.trim().is_empty() {
-            v.add("reason", "is required: say why it was recorded in error");
-        }
+        require_text(
+            "reason",
+            &r.reason,
+            "is required: say why it was recorded in error",
+            &mut v,
+        );
         v.into_result()?;
         let (Some(patient), Some(consultation)) = (patient, consultation) else {
             return Err(missing().into());

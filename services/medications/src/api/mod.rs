@@ -10,6 +10,7 @@ mod reads;
 
 use carelog_demographics::gate::{PatientFacts, PatientGate};
 use carelog_kernel::date::PartialDate;
+use carelog_kernel::edge;
 use carelog_kernel::ids::{AllergyId, AuthorisationId, IssueId};
 use carelog_kernel::{
     Committed, Decision, Executor, Failure, PatientId, RequestContext, Violations,
@@ -26,22 +27,14 @@ use crate::domain::{Command, Facts, MedicationRecord, decide};
 use crate::queries::{Consistency, MedicationsQueries};
 
 fn patient_id(text: &str, v: &mut Violations) -> Option<PatientId> {
-    if text.trim().is_empty() {
-        v.add("patient_id", "is required");
-        return None;
-    }
-    v.check("patient_id", PatientId::parse(text))
+    edge::required("patient_id", text, PatientId::parse, v)
 }
 
 fn typed<T: std::str::FromStr>(field: &str, text: &str, v: &mut Violations) -> Option<T>
 where
     T::Err: std::fmt::Display,
 {
-    if text.trim().is_empty() {
-        v.add(field, "is required");
-        return None;
-    }
-    v.check(field, text.trim().parse::<T>())
+    edge::required(field, text, |t| t.trim().parse::<T>(), v)
 }
 
 /// The id of a resource a command creates: derived from (user, request id)
