@@ -156,13 +156,6 @@ impl<Q: PatientQueries> DemographicsApi<Q> {
             stream_sequence: committed.sequence,
         }))
     }
-
-    fn consistency(ctx: &RequestContext, min_sequence: u64) -> Consistency {
-        Consistency {
-            min_sequence,
-            deadline: ctx.deadline,
-        }
-    }
 }
 
 #[tonic::async_trait]
@@ -375,7 +368,7 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         let id = required_id("patient_id", &r.patient_id)?;
         let patient = self
             .queries
-            .get(id, Self::consistency(&ctx, r.min_sequence))
+            .get(id, Consistency::until_deadline(&ctx, r.min_sequence))
             .await?
             .ok_or_else(|| Failure::not_found("patient", &id.to_string()))?;
         Ok(Response::new(PatientRecord::shown_resource(patient)))
@@ -394,7 +387,11 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
             .ok_or_else(|| Failure::invalid_field("nhs_number", "name one way of searching"))?;
         let (patients, next_page_token) = self
             .queries
-            .search(&search, &page, Self::consistency(&ctx, r.min_sequence))
+            .search(
+                &search,
+                &page,
+                Consistency::until_deadline(&ctx, r.min_sequence),
+            )
             .await?;
         Ok(Response::new(pb::SearchPatientsResponse {
             patients: patients
@@ -417,7 +414,7 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         let id = id.ok_or_else(|| Failure::invalid_field("patient_id", "is required"))?;
         let (mut versions, next_page_token) = self
             .queries
-            .versions(id, &page, Self::consistency(&ctx, r.min_sequence))
+            .versions(id, &page, Consistency::until_deadline(&ctx, r.min_sequence))
             .await?;
         if versions.is_empty() && page.token.is_empty() {
             return Err(Failure::not_found("patient", &id.to_string()).into());

@@ -120,13 +120,6 @@ impl<Q: ConsultationsQueries> ConsultationsApi<Q> {
         }))
     }
 
-    fn consistency(ctx: &RequestContext, min_sequence: u64) -> Consistency {
-        Consistency {
-            min_sequence,
-            deadline: ctx.deadline,
-        }
-    }
-
     /// Patient, consultation and entry ids of an entry command.
     fn entry_ids(
         patient_id: &str,
@@ -366,7 +359,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
             .get(
                 patient,
                 consultation,
-                Self::consistency(&ctx, r.min_sequence),
+                Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?
             .ok_or_else(|| Failure::not_found("consultation", &consultation.to_string()))?;
@@ -385,7 +378,11 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         let patient = patient.ok_or_else(missing)?;
         let (found, next_page_token) = self
             .queries
-            .list(patient, &page, Self::consistency(&ctx, r.min_sequence))
+            .list(
+                patient,
+                &page,
+                Consistency::until_deadline(&ctx, r.min_sequence),
+            )
             .await?;
         Ok(Response::new(pb::ListConsultationsResponse {
             consultations: found.iter().map(current_view).collect(),
@@ -412,7 +409,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
                 patient,
                 consultation,
                 &page,
-                Self::consistency(&ctx, r.min_sequence),
+                Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
         if versions.is_empty() && page.token.is_empty() {
@@ -451,7 +448,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
                 patient,
                 status,
                 &page,
-                Self::consistency(&ctx, r.min_sequence),
+                Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
         Ok(Response::new(pb::ListProblemsResponse {
@@ -472,7 +469,11 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         let patient = patient.ok_or_else(missing)?;
         let (observations, next_page_token) = self
             .queries
-            .observations(patient, &page, Self::consistency(&ctx, r.min_sequence))
+            .observations(
+                patient,
+                &page,
+                Consistency::until_deadline(&ctx, r.min_sequence),
+            )
             .await?;
         Ok(Response::new(pb::ListLatestObservationsResponse {
             observations,

@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::catalogue::DrugCatalogue;
 use crate::domain::values::CHANGEABLE_PATHS;
 use crate::domain::{Command, Facts, MedicationRecord, decide};
-use crate::queries::{Consistency, MedicationsQueries};
+use crate::queries::MedicationsQueries;
 
 fn patient_id(text: &str, v: &mut Violations) -> Option<PatientId> {
     edge::required("patient_id", text, PatientId::parse, v)
@@ -133,13 +133,6 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
             })
             .await?;
         Ok(committed)
-    }
-
-    fn consistency(ctx: &RequestContext, min_sequence: u64) -> Consistency {
-        Consistency {
-            min_sequence,
-            deadline: ctx.deadline,
-        }
     }
 }
 
