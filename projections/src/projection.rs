@@ -52,3 +52,33 @@ pub trait Projection: Send + Sync + 'static {
         batch: &'a [StoredCommit],
     ) -> BoxFuture<'a, Result<(), ProjectionError>>;
 }
+
+/// The columns a versions table takes from each commit's envelope (who,
+/// why, when, which events), gathered for one `UNNEST` insert.
+#[derive(Debug, Default)]
+pub(crate) struct EnvelopeColumns {
+    pub stream_sequence: Vec<i64>,
+    pub event_types: Vec<String>,
+    pub actor_user_id: Vec<String>,
+    pub actor_display_name: Vec<String>,
+    pub actor_role: Vec<String>,
+    pub actor_organisation: Vec<String>,
+    pub reason: Vec<String>,
+    pub recorded_at: Vec<chrono::DateTime<chrono::Utc>>,
+}
+
+impl EnvelopeColumns {
+    /// One version row's envelope: `stored`'s, with the types of its events
+    /// that made the version (stored comma-joined).
+    pub fn push(&mut self, stored: &StoredCommit, types: &[String]) {
+        let actor = stored.commit.actor.clone().unwrap_or_default();
+        self.stream_sequence.push(stored.stream_sequence as i64);
+        self.event_types.push(types.join(","));
+        self.actor_user_id.push(actor.user_id);
+        self.actor_display_name.push(actor.display_name);
+        self.actor_role.push(actor.role);
+        self.actor_organisation.push(actor.organisation_ods);
+        self.reason.push(stored.commit.reason.clone());
+        self.recorded_at.push(stored.recorded_at());
+    }
+}

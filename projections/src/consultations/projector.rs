@@ -11,14 +11,13 @@ use carelog_kernel::Aggregate as _;
 use carelog_kernel::envelope::{StoredCommit, from_timestamp, timestamp};
 use carelog_kernel::store::ContextStream;
 use carelog_proto::consultations::v1 as pb;
-use chrono::{DateTime, Utc};
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use prost::Message as _;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::projection::{Projection, ProjectionError};
+use crate::projection::{EnvelopeColumns, Projection, ProjectionError};
 
 #[derive(Debug, Default)]
 pub struct ConsultationsProjection;
@@ -28,14 +27,7 @@ struct Versions {
     consultation_id: Vec<Uuid>,
     version: Vec<i64>,
     patient_id: Vec<Uuid>,
-    stream_sequence: Vec<i64>,
-    event_types: Vec<String>,
-    actor_user_id: Vec<String>,
-    actor_display_name: Vec<String>,
-    actor_role: Vec<String>,
-    actor_organisation: Vec<String>,
-    reason: Vec<String>,
-    recorded_at: Vec<DateTime<Utc>>,
+    envelope: EnvelopeColumns,
     resource: Vec<Vec<u8>>,
 }
 
@@ -139,7 +131,6 @@ impl Projection for ConsultationsProjection {
                         None => changed.push((id, vec![e.event_type.clone()])),
                     }
                 }
-                let actor = stored.commit.actor.clone().unwrap_or_default();
                 for (id, types) in changed {
                     let consultation_id = Uuid::parse_str(&id)
                         .map_err(|e| ProjectionError::unapplicable(stored, e))?;
@@ -153,14 +144,7 @@ impl Projection for ConsultationsProjection {
                     versions.consultation_id.push(consultation_id);
                     versions.version.push(c.version);
                     versions.patient_id.push(*patient);
-                    versions.stream_sequence.push(stored.stream_sequence as i64);
-                    versions.event_types.push(types.join(","));
-                    versions.actor_user_id.push(actor.user_id.clone());
-                    versions.actor_display_name.push(actor.display_name.clone());
-                    versions.actor_role.push(actor.role.clone());
-                    versions.actor_organisation.push(actor.organisation_ods.clone());
-                    versions.reason.push(stored.commit.reason.clone());
-                    versions.recorded_at.push(stored.recorded_at());
+                    versions.envelope.push(stored, &types);
                     versions.resource.push(c.encode_to_vec());
                     if !touched.iter().any(|(_, t)| *t == id) {
                         touched.push((*patient, id));
@@ -186,14 +170,14 @@ impl Projection for ConsultationsProjection {
             .bind(versions.consultation_id)
             .bind(versions.version)
             .bind(versions.patient_id)
-            .bind(versions.stream_sequence)
-            .bind(versions.event_types)
-            .bind(versions.actor_user_id)
-            .bind(versions.actor_display_name)
-            .bind(versions.actor_role)
-            .bind(versions.actor_organisation)
-            .bind(versions.reason)
-            .bind(versions.recorded_at)
+            .bind(versions.envelope.stream_sequence)
+            .bind(versions.envelope.event_types)
+            .bind(versions.envelope.actor_user_id)
+            .bind(versions.envelope.actor_display_name)
+            .bind(versions.envelope.actor_role)
+            .bind(versions.envelope.actor_organisation)
+            .bind(versions.envelope.reason)
+            .bind(versions.envelope.recorded_at)
             .bind(versions.resource)
             .execute(&mut *tx)
             .await?;
