@@ -82,3 +82,29 @@ impl EnvelopeColumns {
         self.recorded_at.push(stored.recorded_at());
     }
 }
+
+/// The aggregate id of every commit of a batch, in order; one that is not a
+/// UUID makes its commit unapplicable.
+pub(crate) fn aggregate_ids(batch: &[StoredCommit]) -> Result<Vec<uuid::Uuid>, ProjectionError> {
+    batch
+        .iter()
+        .map(|stored| {
+            uuid::Uuid::parse_str(&stored.commit.aggregate_id)
+                .map_err(|e| ProjectionError::unapplicable(stored, e))
+        })
+        .collect()
+}
+
+/// A resource a read-model row holds (its `what`, keyed `id`), decoded;
+/// unreadable, it stops the projector.
+pub(crate) fn stored_resource<M: prost::Message + Default>(
+    what: &str,
+    id: uuid::Uuid,
+    bytes: &[u8],
+) -> Result<M, ProjectionError> {
+    M::decode(bytes).map_err(|e| ProjectionError::Unapplicable {
+        sequence: 0,
+        subject: id.to_string(),
+        reason: format!("stored {what} unreadable: {e}"),
+    })
+}

@@ -17,7 +17,9 @@ use prost::Message as _;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::projection::{EnvelopeColumns, Projection, ProjectionError};
+use crate::projection::{
+    EnvelopeColumns, Projection, ProjectionError, aggregate_ids, stored_resource,
+};
 
 #[derive(Debug, Default)]
 pub struct ConsultationsProjection;
@@ -29,14 +31,6 @@ struct Versions {
     patient_id: Vec<Uuid>,
     envelope: EnvelopeColumns,
     resource: Vec<Vec<u8>>,
-}
-
-fn unreadable(id: Uuid, e: impl std::fmt::Display) -> ProjectionError {
-    ProjectionError::Unapplicable {
-        sequence: 0,
-        subject: id.to_string(),
-        reason: format!("stored consultation unreadable: {e}"),
-    }
 }
 
 impl Projection for ConsultationsProjection {
@@ -67,13 +61,7 @@ impl Projection for ConsultationsProjection {
             if batch.is_empty() {
                 return Ok(());
             }
-            let mut patients = Vec::with_capacity(batch.len());
-            for stored in batch {
-                patients.push(
-                    Uuid::parse_str(&stored.commit.aggregate_id)
-                        .map_err(|e| ProjectionError::unapplicable(stored, e))?,
-                );
-            }
+            let patients = aggregate_ids(batch)?;
             let rows: Vec<(Uuid, Uuid, Vec<u8>)> = sqlx::query_as(
                 "SELECT patient_id, consultation_id, resource FROM consultations WHERE patient_id = ANY($1)",
             )
@@ -82,7 +70,7 @@ impl Projection for ConsultationsProjection {
             .await?;
             let mut held: HashMap<Uuid, Vec<pb::Consultation>> = HashMap::new();
             for (patient, id, bytes) in rows {
-                let c = pb::Consultation::decode(bytes.as_slice()).map_err(|e| unreadable(id, e))?;
+                let c = stored_resource::<pb::Consultation>("consultation", id, &bytes)?;
                 held.entry(patient).or_default().push(c);
             }
             let mut records: HashMap<Uuid, PatientConsultations> = held

@@ -15,7 +15,9 @@ use prost::Message as _;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::projection::{EnvelopeColumns, Projection, ProjectionError};
+use crate::projection::{
+    EnvelopeColumns, Projection, ProjectionError, aggregate_ids, stored_resource,
+};
 
 #[derive(Debug, Default)]
 pub struct PatientsProjection;
@@ -52,21 +54,14 @@ impl Projection for PatientsProjection {
             if batch.is_empty() {
                 return Ok(());
             }
-            let mut ids = Vec::with_capacity(batch.len());
-            for stored in batch {
-                ids.push(Uuid::parse_str(&stored.commit.aggregate_id).map_err(|e| ProjectionError::unapplicable(stored, e))?);
-            }
+            let ids = aggregate_ids(batch)?;
             let rows: Vec<(Uuid, Vec<u8>)> = sqlx::query_as("SELECT patient_id, resource FROM patients WHERE patient_id = ANY($1)")
                 .bind(&ids)
                 .fetch_all(&mut *tx)
                 .await?;
             let mut records: HashMap<Uuid, PatientRecord> = HashMap::with_capacity(rows.len());
             for (id, bytes) in rows {
-                let patient = pb::Patient::decode(bytes.as_slice()).map_err(|e| ProjectionError::Unapplicable {
-                    sequence: 0,
-                    subject: id.to_string(),
-                    reason: format!("stored resource unreadable: {e}"),
-                })?;
+                let patient = stored_resource::<pb::Patient>("resource", id, &bytes)?;
                 records.insert(id, PatientRecord::from_resource(patient));
             }
             let mut versions = Versions::default();
