@@ -45,6 +45,13 @@ pub fn require_text(field: &str, text: &str, rule: &str, v: &mut Violations) {
     }
 }
 
+/// The reason a change to the record must give (its audit's "why").
+pub fn reason_given(field: &str, reason: &str) -> Result<(), Violations> {
+    let mut v = Violations::new();
+    require_text(field, reason, "is required: say why", &mut v);
+    if v.is_empty() { Ok(()) } else { Err(v) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +78,11 @@ mod tests {
         assert_ne!(rules[1], "is required");
         require_text("reason", "  ", "is required: say why", &mut v);
         assert_eq!(v.iter().count(), 3);
+        assert!(reason_given("reason", "typo").is_ok());
+        let refused = reason_given("reason", " ").expect_err("blank");
+        assert_eq!(
+            refused.iter().next().map(|x| x.rule.as_str()),
+            Some("is required: say why")
+        );
     }
 }
