@@ -8,6 +8,7 @@ pub mod consultations;
 pub mod medications;
 pub mod patients;
 pub mod projection;
+mod query;
 pub mod rebuild;
 pub mod runner;
 pub mod tasks;

@@ -52,3 +52,59 @@ pub trait Projection: Send + Sync + 'static {
         batch: &'a [StoredCommit],
     ) -> BoxFuture<'a, Result<(), ProjectionError>>;
 }
+
+/// The columns a versions table takes from each commit's envelope (who,
+/// why, when, which events), gathered for one `UNNEST` insert.
+#[derive(Debug, Default)]
+pub(crate) struct EnvelopeColumns {
+    pub stream_sequence: Vec<i64>,
+    pub event_types: Vec<String>,
+    pub actor_user_id: Vec<String>,
+    pub actor_display_name: Vec<String>,
+    pub actor_role: Vec<String>,
+    pub actor_organisation: Vec<String>,
+    pub reason: Vec<String>,
+    pub recorded_at: Vec<chrono::DateTime<chrono::Utc>>,
+}
+
+impl EnvelopeColumns {
+    /// One version row's envelope: `stored`'s, with the types of its events
+    /// that made the version (stored comma-joined).
+    pub fn push(&mut self, stored: &StoredCommit, types: &[String]) {
+        let actor = stored.commit.actor.clone().unwrap_or_default();
+        self.stream_sequence.push(stored.stream_sequence as i64);
+        self.event_types.push(types.join(","));
+        self.actor_user_id.push(actor.user_id);
+        self.actor_display_name.push(actor.display_name);
+        self.actor_role.push(actor.role);
+        self.actor_organisation.push(actor.organisation_ods);
+        self.reason.push(stored.commit.reason.clone());
+        self.recorded_at.push(stored.recorded_at());
+    }
+}
+
+/// The aggregate id of every commit of a batch, in order; one that is not a
+/// UUID makes its commit unapplicable.
+pub(crate) fn aggregate_ids(batch: &[StoredCommit]) -> Result<Vec<uuid::Uuid>, ProjectionError> {
+    batch
+        .iter()
+        .map(|stored| {
+            uuid::Uuid::parse_str(&stored.commit.aggregate_id)
+                .map_err(|e| ProjectionError::unapplicable(stored, e))
+        })
+        .collect()
+}
+
+/// A resource a read-model row holds (its `what`, keyed `id`), decoded;
+/// unreadable, it stops the projector.
+pub(crate) fn stored_resource<M: prost::Message + Default>(
+    what: &str,
+    id: uuid::Uuid,
+    bytes: &[u8],
+) -> Result<M, ProjectionError> {
+    M::decode(bytes).map_err(|e| ProjectionError::Unapplicable {
+        sequence: 0,
+        subject: id.to_string(),
+        reason: format!("stored {what} unreadable: {e}"),
+    })
+}

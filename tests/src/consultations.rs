@@ -1,8 +1,8 @@
 //! Helpers for consultations scenarios: requests and entries a GP writes.
 
+pub use crate::assert::{reason, violated_fields};
 use carelog_proto::consultations::v1 as pb;
 use pb::observation_value::Value;
-use tonic_types::StatusExt as _;
 
 use crate::harness::TestStack;
 
@@ -95,22 +95,6 @@ pub fn hypertension(status: pb::ProblemStatus) -> pb::EntryContent {
         }),
         ..Default::default()
     }
-}
-
-/// The fields a refusal names.
-pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
-    status
-        .get_details_bad_request()
-        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
-        .unwrap_or_default()
-}
-
-/// The stable reason of a refusal.
-pub fn reason(status: &tonic::Status) -> String {
-    status
-        .get_details_error_info()
-        .map(|i| i.reason)
-        .unwrap_or_default()
 }
 
 /// An update mask of these paths.

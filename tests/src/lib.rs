@@ -2,6 +2,7 @@
 //! PostgreSQL on free ports in a temporary directory, carelog started on
 //! them in-process, and clients that carry a development token.
 
+pub mod assert;
 pub mod consultations;
 pub mod harness;
 pub mod medications;

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+pub use crate::assert::{reason, violated_fields as fields};
 use carelog_proto::tasks::v1 as pb;
-use tonic_types::StatusExt as _;
 
 use crate::harness::TestStack;
 
@@ -88,20 +88,4 @@ pub fn action(task: &pb::Task, reason: &str) -> pb::TaskActionRequest {
         reason: reason.into(),
         request_id: uuid::Uuid::now_v7().to_string(),
     }
-}
-
-/// The fields a refusal names.
-pub fn fields(status: &tonic::Status) -> Vec<String> {
-    status
-        .get_details_bad_request()
-        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
-        .unwrap_or_default()
-}
-
-/// The ErrorInfo reason of a refusal.
-pub fn reason(status: &tonic::Status) -> String {
-    status
-        .get_details_error_info()
-        .map(|i| i.reason)
-        .unwrap_or_default()
 }

@@ -11,14 +11,15 @@ use carelog_kernel::Aggregate as _;
 use carelog_kernel::envelope::{StoredCommit, from_timestamp, timestamp};
 use carelog_kernel::store::ContextStream;
 use carelog_proto::consultations::v1 as pb;
-use chrono::{DateTime, Utc};
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use prost::Message as _;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::projection::{Projection, ProjectionError};
+use crate::projection::{
+    EnvelopeColumns, Projection, ProjectionError, aggregate_ids, stored_resource,
+};
 
 #[derive(Debug, Default)]
 pub struct ConsultationsProjection;
@@ -28,23 +29,8 @@ struct Versions {
     consultation_id: Vec<Uuid>,
     version: Vec<i64>,
     patient_id: Vec<Uuid>,
-    stream_sequence: Vec<i64>,
-    event_types: Vec<String>,
-    actor_user_id: Vec<String>,
-    actor_display_name: Vec<String>,
-    actor_role: Vec<String>,
-    actor_organisation: Vec<String>,
-    reason: Vec<String>,
-    recorded_at: Vec<DateTime<Utc>>,
+    envelope: EnvelopeColumns,
     resource: Vec<Vec<u8>>,
-}
-
-fn unreadable(id: Uuid, e: impl std::fmt::Display) -> ProjectionError {
-    ProjectionError::Unapplicable {
-        sequence: 0,
-        subject: id.to_string(),
-        reason: format!("stored consultation unreadable: {e}"),
-    }
 }
 
 impl Projection for ConsultationsProjection {
@@ -75,13 +61,7 @@ impl Projection for ConsultationsProjection {
             if batch.is_empty() {
                 return Ok(());
             }
-            let mut patients = Vec::with_capacity(batch.len());
-            for stored in batch {
-                patients.push(
-                    Uuid::parse_str(&stored.commit.aggregate_id)
-                        .map_err(|e| ProjectionError::unapplicable(stored, e))?,
-                );
-            }
+            let patients = aggregate_ids(batch)?;
             let rows: Vec<(Uuid, Uuid, Vec<u8>)> = sqlx::query_as(
                 "SELECT patient_id, consultation_id, resource FROM consultations WHERE patient_id = ANY($1)",
             )
@@ -90,7 +70,7 @@ impl Projection for ConsultationsProjection {
             .await?;
             let mut held: HashMap<Uuid, Vec<pb::Consultation>> = HashMap::new();
             for (patient, id, bytes) in rows {
-                let c = pb::Consultation::decode(bytes.as_slice()).map_err(|e| unreadable(id, e))?;
+                let c = stored_resource::<pb::Consultation>("consultation", id, &bytes)?;
                 held.entry(patient).or_default().push(c);
             }
             let mut records: HashMap<Uuid, PatientConsultations> = held
@@ -139,7 +119,6 @@ impl Projection for ConsultationsProjection {
                         None => changed.push((id, vec![e.event_type.clone()])),
                     }
                 }
-                let actor = stored.commit.actor.clone().unwrap_or_default();
                 for (id, types) in changed {
                     let consultation_id = Uuid::parse_str(&id)
                         .map_err(|e| ProjectionError::unapplicable(stored, e))?;
@@ -153,14 +132,7 @@ impl Projection for ConsultationsProjection {
                     versions.consultation_id.push(consultation_id);
                     versions.version.push(c.version);
                     versions.patient_id.push(*patient);
-                    versions.stream_sequence.push(stored.stream_sequence as i64);
-                    versions.event_types.push(types.join(","));
-                    versions.actor_user_id.push(actor.user_id.clone());
-                    versions.actor_display_name.push(actor.display_name.clone());
-                    versions.actor_role.push(actor.role.clone());
-                    versions.actor_organisation.push(actor.organisation_ods.clone());
-                    versions.reason.push(stored.commit.reason.clone());
-                    versions.recorded_at.push(stored.recorded_at());
+                    versions.envelope.push(stored, &types);
                     versions.resource.push(c.encode_to_vec());
                     if !touched.iter().any(|(_, t)| *t == id) {
                         touched.push((*patient, id));
@@ -186,14 +158,14 @@ impl Projection for ConsultationsProjection {
             .bind(versions.consultation_id)
             .bind(versions.version)
             .bind(versions.patient_id)
-            .bind(versions.stream_sequence)
-            .bind(versions.event_types)
-            .bind(versions.actor_user_id)
-            .bind(versions.actor_display_name)
-            .bind(versions.actor_role)
-            .bind(versions.actor_organisation)
-            .bind(versions.reason)
-            .bind(versions.recorded_at)
+            .bind(versions.envelope.stream_sequence)
+            .bind(versions.envelope.event_types)
+            .bind(versions.envelope.actor_user_id)
+            .bind(versions.envelope.actor_display_name)
+            .bind(versions.envelope.actor_role)
+            .bind(versions.envelope.actor_organisation)
+            .bind(versions.envelope.reason)
+            .bind(versions.envelope.recorded_at)
             .bind(versions.resource)
             .execute(&mut *tx)
             .await?;

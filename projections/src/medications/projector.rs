@@ -20,7 +20,7 @@ use prost::Message as _;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::projection::{Projection, ProjectionError};
+use crate::projection::{Projection, ProjectionError, aggregate_ids, stored_resource};
 
 #[derive(Debug, Default)]
 pub struct MedicationsProjection;
@@ -72,14 +72,6 @@ fn uuid(text: &str, stored: &StoredCommit) -> Result<Uuid, ProjectionError> {
     Uuid::parse_str(text).map_err(|e| ProjectionError::unapplicable(stored, e))
 }
 
-fn unreadable(id: Uuid, e: prost::DecodeError) -> ProjectionError {
-    ProjectionError::Unapplicable {
-        sequence: 0,
-        subject: id.to_string(),
-        reason: format!("stored resource unreadable: {e}"),
-    }
-}
-
 impl Projection for MedicationsProjection {
     fn name(&self) -> &'static str {
         super::NAME
@@ -107,10 +99,7 @@ impl Projection for MedicationsProjection {
             if batch.is_empty() {
                 return Ok(());
             }
-            let mut ids = Vec::with_capacity(batch.len());
-            for stored in batch {
-                ids.push(uuid(&stored.commit.aggregate_id, stored)?);
-            }
+            let ids = aggregate_ids(batch)?;
             let mut patients = load(tx, &ids).await?;
             let mut issues = Issues::default();
             for (stored, id) in batch.iter().zip(&ids) {
@@ -185,7 +174,7 @@ async fn load(
     .fetch_all(&mut *tx)
     .await?;
     for (id, patient, created, last, bytes) in allergies {
-        let allergy = pb::Allergy::decode(bytes.as_slice()).map_err(|e| unreadable(id, e))?;
+        let allergy = stored_resource::<pb::Allergy>("resource", id, &bytes)?;
         let p = patients.entry(patient).or_default();
         p.sequences.insert(
             allergy.allergy_id.clone(),
@@ -205,7 +194,7 @@ async fn load(
     .fetch_all(&mut *tx)
     .await?;
     for (id, patient, created, last, bytes) in authorisations {
-        let a = pb::Authorisation::decode(bytes.as_slice()).map_err(|e| unreadable(id, e))?;
+        let a = stored_resource::<pb::Authorisation>("resource", id, &bytes)?;
         let p = patients.entry(patient).or_default();
         p.sequences.insert(
             a.authorisation_id.clone(),

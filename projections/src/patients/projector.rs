@@ -15,7 +15,9 @@ use prost::Message as _;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::projection::{Projection, ProjectionError};
+use crate::projection::{
+    EnvelopeColumns, Projection, ProjectionError, aggregate_ids, stored_resource,
+};
 
 #[derive(Debug, Default)]
 pub struct PatientsProjection;
@@ -24,15 +26,8 @@ pub struct PatientsProjection;
 struct Versions {
     patient_id: Vec<Uuid>,
     version: Vec<i64>,
-    stream_sequence: Vec<i64>,
-    event_types: Vec<String>,
-    actor_user_id: Vec<String>,
-    actor_display_name: Vec<String>,
-    actor_role: Vec<String>,
-    actor_organisation: Vec<String>,
+    envelope: EnvelopeColumns,
     purpose_of_use: Vec<String>,
-    reason: Vec<String>,
-    recorded_at: Vec<chrono::DateTime<chrono::Utc>>,
     resource: Vec<Vec<u8>>,
 }
 
@@ -59,21 +54,14 @@ impl Projection for PatientsProjection {
             if batch.is_empty() {
                 return Ok(());
             }
-            let mut ids = Vec::with_capacity(batch.len());
-            for stored in batch {
-                ids.push(Uuid::parse_str(&stored.commit.aggregate_id).map_err(|e| ProjectionError::unapplicable(stored, e))?);
-            }
+            let ids = aggregate_ids(batch)?;
             let rows: Vec<(Uuid, Vec<u8>)> = sqlx::query_as("SELECT patient_id, resource FROM patients WHERE patient_id = ANY($1)")
                 .bind(&ids)
                 .fetch_all(&mut *tx)
                 .await?;
             let mut records: HashMap<Uuid, PatientRecord> = HashMap::with_capacity(rows.len());
             for (id, bytes) in rows {
-                let patient = pb::Patient::decode(bytes.as_slice()).map_err(|e| ProjectionError::Unapplicable {
-                    sequence: 0,
-                    subject: id.to_string(),
-                    reason: format!("stored resource unreadable: {e}"),
-                })?;
+                let patient = stored_resource::<pb::Patient>("resource", id, &bytes)?;
                 records.insert(id, PatientRecord::from_resource(patient));
             }
             let mut versions = Versions::default();
@@ -101,18 +89,10 @@ impl Projection for PatientsProjection {
                 p.version = expected;
                 p.stream_sequence = stored.stream_sequence;
                 p.updated_at = Some(timestamp(stored.recorded_at()));
-                let actor = stored.commit.actor.clone().unwrap_or_default();
                 versions.patient_id.push(*id);
                 versions.version.push(expected);
-                versions.stream_sequence.push(stored.stream_sequence as i64);
-                versions.event_types.push(types.join(","));
-                versions.actor_user_id.push(actor.user_id);
-                versions.actor_display_name.push(actor.display_name);
-                versions.actor_role.push(actor.role);
-                versions.actor_organisation.push(actor.organisation_ods);
+                versions.envelope.push(stored, &types);
                 versions.purpose_of_use.push(stored.commit.purpose_of_use.clone());
-                versions.reason.push(stored.commit.reason.clone());
-                versions.recorded_at.push(stored.recorded_at());
                 versions.resource.push(p.encode_to_vec());
                 if !touched.contains(id) {
                     touched.push(*id);
@@ -132,15 +112,15 @@ impl Projection for PatientsProjection {
             )
             .bind(versions.patient_id)
             .bind(versions.version)
-            .bind(versions.stream_sequence)
-            .bind(versions.event_types)
-            .bind(versions.actor_user_id)
-            .bind(versions.actor_display_name)
-            .bind(versions.actor_role)
-            .bind(versions.actor_organisation)
+            .bind(versions.envelope.stream_sequence)
+            .bind(versions.envelope.event_types)
+            .bind(versions.envelope.actor_user_id)
+            .bind(versions.envelope.actor_display_name)
+            .bind(versions.envelope.actor_role)
+            .bind(versions.envelope.actor_organisation)
             .bind(versions.purpose_of_use)
-            .bind(versions.reason)
-            .bind(versions.recorded_at)
+            .bind(versions.envelope.reason)
+            .bind(versions.envelope.recorded_at)
             .bind(versions.resource)
             .execute(&mut *tx)
             .await?;

@@ -1,19 +1,15 @@
 //! Queries over the `patients` read model, with read-your-writes waits and
 //! keyset paging behind opaque page tokens.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use carelog_demographics::domain::PatientRecord;
 use carelog_demographics::queries::{Consistency, PageRequest, PatientQueries, Search};
 use carelog_kernel::store::ContextStream;
 use carelog_kernel::{Aggregate as _, Failure, PatientId};
 use carelog_proto::demographics::v1 as pb;
-use prost::Message as _;
 use sqlx::PgPool;
-use tonic::Code;
 use uuid::Uuid;
 
-use crate::checkpoint;
+use crate::query::{self, after, db, decode, limit, paged};
 
 /// The PostgreSQL implementation of the demographics query port.
 #[derive(Debug, Clone)]
@@ -31,78 +27,12 @@ impl PgPatientQueries {
     }
 
     async fn caught_up(&self, at: Consistency) -> Result<(), Failure> {
-        let ok = checkpoint::wait_for(
-            &self.pool,
-            super::NAME,
-            &self.stream,
-            at.min_sequence,
-            at.deadline,
-        )
-        .await
-        .map_err(db)?;
-        if ok {
-            Ok(())
-        } else {
-            Err(Failure::new(
-                Code::DeadlineExceeded,
-                "NOT_YET_CONSISTENT",
-                format!(
-                    "the read model has not reached stream sequence {} within the deadline",
-                    at.min_sequence
-                ),
-            )
-            .with("minSequence", at.min_sequence.to_string()))
-        }
+        query::caught_up(&self.pool, super::NAME, &self.stream, at).await
     }
-}
-
-fn db(e: sqlx::Error) -> Failure {
-    match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            Failure::unavailable("the read model database is unavailable")
-        }
-        other => Failure::internal(&other),
-    }
-}
-
-fn decode(bytes: &[u8]) -> Result<pb::Patient, Failure> {
-    pb::Patient::decode(bytes).map_err(|e| Failure::internal(&e))
-}
-
-/// An opaque page token: the query's fingerprint and the last key served.
-fn token(fingerprint: &str, after: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{fingerprint}|{after}"))
-}
-
-/// The last key a page token carries, or `start` for the first page.
-fn after<K: std::str::FromStr>(
-    fingerprint: &str,
-    page: &PageRequest,
-    start: K,
-) -> Result<K, Failure> {
-    if page.token.is_empty() {
-        return Ok(start);
-    }
-    let bad = || Failure::invalid_field("page_token", "is not a page token of this query");
-    let text = URL_SAFE_NO_PAD
-        .decode(&page.token)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(bad)?;
-    let (f, key) = text.split_once('|').ok_or_else(bad)?;
-    if f != fingerprint {
-        return Err(bad());
-    }
-    key.parse().map_err(|_| bad())
 }
 
 fn fingerprint(search: &Search) -> String {
-    let text = format!("{search:?}");
-    hex_prefix(&carelog_kernel::envelope::digest(text.as_bytes()))
-}
-
-fn hex_prefix(hash: &[u8; 32]) -> String {
-    hash[..8].iter().map(|b| format!("{b:02x}")).collect()
+    query::fingerprint(&format!("{search:?}"))
 }
 
 fn like_prefix(text: &str) -> String {
@@ -138,7 +68,7 @@ impl PatientQueries for PgPatientQueries {
         self.caught_up(at).await?;
         let fingerprint = fingerprint(search);
         let after = after(&fingerprint, page, Uuid::nil())?;
-        let limit = i64::from(page.size) + 1;
+        let limit = limit(page);
         let rows: Vec<(Uuid, Vec<u8>)> = match search {
             Search::NhsNumber(nhs) => {
                 sqlx::query_as(
@@ -190,18 +120,9 @@ impl PatientQueries for PgPatientQueries {
             }
         }
         .map_err(db)?;
-        let more = rows.len() as i64 == limit;
-        let mut patients = Vec::with_capacity(rows.len());
-        let mut last = None;
-        for (id, bytes) in rows.into_iter().take(page.size as usize) {
-            patients.push(decode(&bytes)?);
-            last = Some(id);
-        }
-        let next = match (more, last) {
-            (true, Some(id)) => token(&fingerprint, &id.to_string()),
-            _ => String::new(),
-        };
-        Ok((patients, next))
+        paged(rows, page, &fingerprint, |(id, bytes)| {
+            Ok((decode(&bytes)?, id.to_string()))
+        })
     }
 
     async fn versions(
@@ -213,7 +134,7 @@ impl PatientQueries for PgPatientQueries {
         self.caught_up(at).await?;
         let fingerprint = format!("versions-{id}");
         let after: i64 = after(&fingerprint, page, 0)?;
-        let limit = i64::from(page.size) + 1;
+        let limit = limit(page);
         #[allow(clippy::type_complexity)]
         let rows: Vec<(i64, i64, Vec<String>, String, String, String, String, String, String, chrono::DateTime<chrono::Utc>, Vec<u8>)> =
             sqlx::query_as(
@@ -227,29 +148,26 @@ impl PatientQueries for PgPatientQueries {
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        let more = rows.len() as i64 == limit;
-        let mut versions = Vec::with_capacity(rows.len());
-        for (version, seq, types, user, name, role, org, purpose, reason, at, bytes) in
-            rows.into_iter().take(page.size as usize)
-        {
-            versions.push(pb::PatientVersion {
-                version,
-                stream_sequence: seq as u64,
-                event_types: types,
-                actor_user_id: user,
-                actor_display_name: name,
-                actor_role: role,
-                actor_organisation_ods: org,
-                purpose_of_use: purpose,
-                reason,
-                recorded_at: Some(carelog_kernel::envelope::timestamp(at)),
-                patient: Some(decode(&bytes)?),
-            });
-        }
-        let next = match (more, versions.last()) {
-            (true, Some(v)) => token(&fingerprint, &v.version.to_string()),
-            _ => String::new(),
-        };
-        Ok((versions, next))
+        paged(
+            rows,
+            page,
+            &fingerprint,
+            |(version, seq, types, user, name, role, org, purpose, reason, at, bytes)| {
+                let v = pb::PatientVersion {
+                    version,
+                    stream_sequence: seq as u64,
+                    event_types: types,
+                    actor_user_id: user,
+                    actor_display_name: name,
+                    actor_role: role,
+                    actor_organisation_ods: org,
+                    purpose_of_use: purpose,
+                    reason,
+                    recorded_at: Some(carelog_kernel::envelope::timestamp(at)),
+                    patient: Some(decode(&bytes)?),
+                };
+                Ok((v, version.to_string()))
+            },
+        )
     }
 }

@@ -16,7 +16,7 @@ use prost::Message as _;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::projection::{Projection, ProjectionError};
+use crate::projection::{Projection, ProjectionError, aggregate_ids, stored_resource};
 
 #[derive(Debug, Default)]
 pub struct TasksProjection;
@@ -62,13 +62,7 @@ impl Projection for TasksProjection {
             if batch.is_empty() {
                 return Ok(());
             }
-            let mut ids = Vec::with_capacity(batch.len());
-            for stored in batch {
-                ids.push(
-                    Uuid::parse_str(&stored.commit.aggregate_id)
-                        .map_err(|e| ProjectionError::unapplicable(stored, e))?,
-                );
-            }
+            let ids = aggregate_ids(batch)?;
             let rows: Vec<(Uuid, Vec<u8>)> =
                 sqlx::query_as("SELECT aggregate_id, resource FROM tasks WHERE aggregate_id = ANY($1)")
                     .bind(&ids)
@@ -76,13 +70,7 @@ impl Projection for TasksProjection {
                     .await?;
             let mut lists: HashMap<Uuid, TaskList> = HashMap::new();
             for (id, bytes) in rows {
-                let task = pb::Task::decode(bytes.as_slice()).map_err(|e| {
-                    ProjectionError::Unapplicable {
-                        sequence: 0,
-                        subject: id.to_string(),
-                        reason: format!("stored task unreadable: {e}"),
-                    }
-                })?;
+                let task = stored_resource::<pb::Task>("task", id, &bytes)?;
                 lists
                     .entry(id)
                     .or_default()

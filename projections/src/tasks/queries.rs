@@ -2,8 +2,6 @@
 //! priority, then due date) and task histories, with read-your-writes waits
 //! and keyset paging behind opaque page tokens.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use carelog_kernel::ids::TaskId;
 use carelog_kernel::store::ContextStream;
 use carelog_kernel::{Aggregate as _, Failure};
@@ -11,12 +9,10 @@ use carelog_proto::tasks::v1 as pb;
 use carelog_tasks::domain::TaskList;
 use carelog_tasks::queries::{Consistency, PageRequest, TasksQueries, WorkList};
 use chrono::{DateTime, Utc};
-use prost::Message as _;
 use sqlx::{AssertSqlSafe, PgPool};
-use tonic::Code;
 use uuid::Uuid;
 
-use crate::checkpoint;
+use crate::query::{self, bad_token, db, decode, key_of, limit, paged, parse};
 
 /// The PostgreSQL implementation of the tasks query port.
 #[derive(Debug, Clone)]
@@ -38,68 +34,8 @@ impl PgTasksQueries {
     }
 
     async fn caught_up(&self, at: Consistency) -> Result<(), Failure> {
-        let ok = checkpoint::wait_for(
-            &self.pool,
-            super::NAME,
-            &self.stream,
-            at.min_sequence,
-            at.deadline,
-        )
-        .await
-        .map_err(db)?;
-        if ok {
-            Ok(())
-        } else {
-            Err(Failure::new(
-                Code::DeadlineExceeded,
-                "NOT_YET_CONSISTENT",
-                format!(
-                    "the read model has not reached stream sequence {} within the deadline",
-                    at.min_sequence
-                ),
-            )
-            .with("minSequence", at.min_sequence.to_string()))
-        }
+        query::caught_up(&self.pool, super::NAME, &self.stream, at).await
     }
-}
-
-fn db(e: sqlx::Error) -> Failure {
-    match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            Failure::unavailable("the read model database is unavailable")
-        }
-        other => Failure::internal(&other),
-    }
-}
-
-fn decode(bytes: &[u8]) -> Result<pb::Task, Failure> {
-    pb::Task::decode(bytes).map_err(|e| Failure::internal(&e))
-}
-
-fn bad_token() -> Failure {
-    Failure::invalid_field("page_token", "is not a page token of this query")
-}
-
-/// An opaque page token: the query's fingerprint and the last key served.
-fn token(fingerprint: &str, key: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{fingerprint}|{key}"))
-}
-
-/// The key a page token carries (None on the first page).
-fn key_of(fingerprint: &str, page: &PageRequest) -> Result<Option<String>, Failure> {
-    if page.token.is_empty() {
-        return Ok(None);
-    }
-    let text = URL_SAFE_NO_PAD
-        .decode(&page.token)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(bad_token)?;
-    let (f, key) = text.split_once('|').ok_or_else(bad_token)?;
-    if f != fingerprint {
-        return Err(bad_token());
-    }
-    Ok(Some(key.to_owned()))
 }
 
 /// Terminal statuses as stored (never overdue).
@@ -118,10 +54,10 @@ type ListKey = (i32, i32, String, Uuid);
 fn parse_list_key(key: &str) -> Result<ListKey, Failure> {
     let mut parts = key.split(',');
     let mut next = || parts.next().ok_or_else(bad_token);
-    let overdue = next()?.parse().map_err(|_| bad_token())?;
-    let priority = next()?.parse().map_err(|_| bad_token())?;
+    let overdue = parse(next()?)?;
+    let priority = parse(next()?)?;
     let due = next()?.to_owned();
-    let id = Uuid::parse_str(next()?).map_err(|_| bad_token())?;
+    let id = parse(next()?)?;
     if due != "infinity" && chrono::NaiveDate::parse_from_str(&due, "%Y-%m-%d").is_err() {
         return Err(bad_token());
     }
@@ -155,19 +91,12 @@ impl TasksQueries for PgTasksQueries {
             WorkList::Organisation(o) => ("performer_organisation = $1", o.clone()),
             WorkList::Patient(p) => ("patient_id = $1::uuid", p.to_string()),
         };
-        let fingerprint = {
-            let text = format!("{list:?}{statuses:?}");
-            let hash = carelog_kernel::envelope::digest(text.as_bytes());
-            hash[..8]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        };
+        let fingerprint = query::fingerprint(&format!("{list:?}{statuses:?}"));
         let after = match key_of(&fingerprint, page)? {
             Some(key) => parse_list_key(&key)?,
             None => (-1, i32::MIN, "-infinity".to_owned(), Uuid::nil()),
         };
-        let limit = i64::from(page.size) + 1;
+        let limit = limit(page);
         let sql = format!(
             "SELECT k1, k2, k3::text, task_id, resource FROM ( \
                SELECT CASE WHEN due_date < current_date AND status <> ALL($3) THEN 0 ELSE 1 END AS k1, \
@@ -188,18 +117,9 @@ impl TasksQueries for PgTasksQueries {
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        let more = rows.len() as i64 == limit;
-        let mut tasks = Vec::with_capacity(rows.len());
-        let mut last = None;
-        for (k1, k2, k3, id, bytes) in rows.into_iter().take(page.size as usize) {
-            tasks.push(decode(&bytes)?);
-            last = Some(format!("{k1},{k2},{k3},{id}"));
-        }
-        let next = match (more, last) {
-            (true, Some(key)) => token(&fingerprint, &key),
-            _ => String::new(),
-        };
-        Ok((tasks, next))
+        paged(rows, page, &fingerprint, |(k1, k2, k3, id, bytes)| {
+            Ok((decode(&bytes)?, format!("{k1},{k2},{k3},{id}")))
+        })
     }
 
     async fn history(
@@ -212,15 +132,9 @@ impl TasksQueries for PgTasksQueries {
         let fingerprint = format!("history-{task_id}");
         let (after_seq, after_index) = match key_of(&fingerprint, page)? {
             None => (0i64, -1i32),
-            Some(key) => {
-                let (s, i) = key.split_once(':').ok_or_else(bad_token)?;
-                (
-                    s.parse().map_err(|_| bad_token())?,
-                    i.parse().map_err(|_| bad_token())?,
-                )
-            }
+            Some(key) => query::parse_pair(&key, ':')?,
         };
-        let limit = i64::from(page.size) + 1;
+        let limit = limit(page);
         #[allow(clippy::type_complexity)]
         let rows: Vec<(
             i64,
@@ -249,47 +163,43 @@ impl TasksQueries for PgTasksQueries {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        let more = rows.len() as i64 == limit;
-        let mut entries = Vec::with_capacity(rows.len());
-        let mut last = None;
-        for (
-            seq,
-            index,
-            event_type,
-            from,
-            to,
-            owner,
-            user,
-            name,
-            role,
-            org,
-            note,
-            occurred,
-            recorded,
-        ) in rows.into_iter().take(page.size as usize)
-        {
-            entries.push(pb::TaskHistoryEntry {
+        paged(
+            rows,
+            page,
+            &fingerprint,
+            |(
+                seq,
+                index,
                 event_type,
-                from_status: from,
-                to_status: to,
-                actor: Some(pb::Participant {
-                    user_id: user,
-                    display_name: name,
-                    role,
-                    organisation_ods: org,
-                }),
+                from,
+                to,
+                owner,
+                user,
+                name,
+                role,
+                org,
                 note,
-                occurred_at: Some(carelog_kernel::envelope::timestamp(occurred)),
-                recorded_at: Some(carelog_kernel::envelope::timestamp(recorded)),
-                stream_sequence: seq as u64,
-                owner_user_id: owner,
-            });
-            last = Some(format!("{seq}:{index}"));
-        }
-        let next = match (more, last) {
-            (true, Some(key)) => token(&fingerprint, &key),
-            _ => String::new(),
-        };
-        Ok((entries, next))
+                occurred,
+                recorded,
+            )| {
+                let entry = pb::TaskHistoryEntry {
+                    event_type,
+                    from_status: from,
+                    to_status: to,
+                    actor: Some(pb::Participant {
+                        user_id: user,
+                        display_name: name,
+                        role,
+                        organisation_ods: org,
+                    }),
+                    note,
+                    occurred_at: Some(carelog_kernel::envelope::timestamp(occurred)),
+                    recorded_at: Some(carelog_kernel::envelope::timestamp(recorded)),
+                    stream_sequence: seq as u64,
+                    owner_user_id: owner,
+                };
+                Ok((entry, format!("{seq}:{index}")))
+            },
+        )
     }
 }

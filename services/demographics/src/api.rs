@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use carelog_kernel::date::PartialDate;
+use carelog_kernel::edge;
 use carelog_kernel::{Committed, Executor, Failure, Loaded, PatientId, RequestContext, Violations};
 use carelog_proto::demographics::v1 as pb;
 use pb::demographics_service_server::DemographicsService;
@@ -45,27 +46,18 @@ impl From<Error> for Failure {
     }
 }
 
-/// Default and largest page sizes (AIP-158).
-pub const DEFAULT_PAGE: u32 = 50;
-pub const MAX_PAGE: u32 = 200;
+pub use carelog_kernel::edge::{DEFAULT_PAGE, MAX_PAGE};
 
+/// A page request, its size bounded.
 pub fn page(size: i32, token: String, v: &mut Violations) -> PageRequest {
-    if size < 0 {
-        v.add("page_size", "must not be negative");
+    PageRequest {
+        size: edge::page_size(size, v),
+        token,
     }
-    let size = match size {
-        n if n <= 0 => DEFAULT_PAGE,
-        n => (n as u32).min(MAX_PAGE),
-    };
-    PageRequest { size, token }
 }
 
 fn patient_id(field: &str, text: &str, v: &mut Violations) -> Option<PatientId> {
-    if text.trim().is_empty() {
-        v.add(field, "is required");
-        return None;
-    }
-    v.check(field, PatientId::parse(text))
+    edge::required(field, text, PatientId::parse, v)
 }
 
 /// A single required patient id.
@@ -163,13 +155,6 @@ impl<Q: PatientQueries> DemographicsApi<Q> {
             survivor: get(survivor),
             stream_sequence: committed.sequence,
         }))
-    }
-
-    fn consistency(ctx: &RequestContext, min_sequence: u64) -> Consistency {
-        Consistency {
-            min_sequence,
-            deadline: ctx.deadline,
-        }
     }
 }
 
@@ -383,7 +368,7 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         let id = required_id("patient_id", &r.patient_id)?;
         let patient = self
             .queries
-            .get(id, Self::consistency(&ctx, r.min_sequence))
+            .get(id, Consistency::until_deadline(&ctx, r.min_sequence))
             .await?
             .ok_or_else(|| Failure::not_found("patient", &id.to_string()))?;
         Ok(Response::new(PatientRecord::shown_resource(patient)))
@@ -402,7 +387,11 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
             .ok_or_else(|| Failure::invalid_field("nhs_number", "name one way of searching"))?;
         let (patients, next_page_token) = self
             .queries
-            .search(&search, &page, Self::consistency(&ctx, r.min_sequence))
+            .search(
+                &search,
+                &page,
+                Consistency::until_deadline(&ctx, r.min_sequence),
+            )
             .await?;
         Ok(Response::new(pb::SearchPatientsResponse {
             patients: patients
@@ -425,7 +414,7 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         let id = id.ok_or_else(|| Failure::invalid_field("patient_id", "is required"))?;
         let (mut versions, next_page_token) = self
             .queries
-            .versions(id, &page, Self::consistency(&ctx, r.min_sequence))
+            .versions(id, &page, Consistency::until_deadline(&ctx, r.min_sequence))
             .await?;
         if versions.is_empty() && page.token.is_empty() {
             return Err(Failure::not_found("patient", &id.to_string()).into());

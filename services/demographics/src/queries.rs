@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use carelog_kernel::date::PartialDate;
-use carelog_kernel::{Failure, PatientId};
+use carelog_kernel::{Failure, PatientId, RequestContext};
 use carelog_proto::demographics::v1 as pb;
 use tokio::time::Instant;
 
@@ -33,6 +33,16 @@ pub struct PageRequest {
 pub struct Consistency {
     pub min_sequence: u64,
     pub deadline: Instant,
+}
+
+impl Consistency {
+    /// `min_sequence` (0: no wait), waited for until the request's deadline.
+    pub fn until_deadline(ctx: &RequestContext, min_sequence: u64) -> Self {
+        Self {
+            min_sequence,
+            deadline: ctx.deadline,
+        }
+    }
 }
 
 pub trait PatientQueries: Send + Sync + 'static {

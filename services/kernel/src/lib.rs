@@ -7,6 +7,7 @@ pub mod actor;
 pub mod auth;
 pub mod claims;
 pub mod date;
+pub mod edge;
 pub mod envelope;
 pub mod error;
 pub mod executor;

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use carelog_demographics::api::page;
 use carelog_demographics::gate::PatientGate;
 use carelog_kernel::ids::TaskId;
 use carelog_kernel::{Decision, Executor, Failure, OdsCode, PatientId, RequestContext, Violations};
@@ -14,7 +15,7 @@ use tonic::{Code, Request, Response, Status};
 use crate::domain::{Command, Error, NewTask, Patient, TaskList, decide, status};
 use crate::input::{
     TEXT_MAX, TITLE_MAX, check_focus, check_performer, due_date, new_task_id, optional_patient,
-    page, partition, task_id, too_long, user_id, who,
+    partition, task_id, too_long, user_id, who,
 };
 use crate::queries::{Consistency, TasksQueries, WorkList};
 
@@ -189,13 +190,6 @@ impl<Q: TasksQueries> TasksApi<Q> {
             .await?
             .filter(|t| t.patient_id == patient)
             .ok_or_else(|| Failure::not_found("task", &task.to_string()))
-    }
-
-    fn consistency(ctx: &RequestContext, min_sequence: u64) -> Consistency {
-        Consistency {
-            min_sequence,
-            deadline: ctx.deadline,
-        }
     }
 }
 
@@ -389,7 +383,11 @@ impl<Q: TasksQueries> TasksService for TasksApi<Q> {
         v.into_result()?;
         let task = task.ok_or_else(|| Failure::invalid_field("task_id", "is required"))?;
         let found = self
-            .addressed(patient, task, Self::consistency(&ctx, r.min_sequence))
+            .addressed(
+                patient,
+                task,
+                Consistency::until_deadline(&ctx, r.min_sequence),
+            )
             .await?;
         Ok(Response::new(found))
     }
@@ -447,7 +445,7 @@ impl<Q: TasksQueries> TasksService for TasksApi<Q> {
                 &list,
                 &statuses,
                 &page,
-                Self::consistency(&ctx, r.min_sequence),
+                Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
         Ok(Response::new(pb::ListTasksResponse {
@@ -467,7 +465,7 @@ impl<Q: TasksQueries> TasksService for TasksApi<Q> {
         let page = page(r.page_size, r.page_token, &mut v);
         v.into_result()?;
         let task = task.ok_or_else(|| Failure::invalid_field("task_id", "is required"))?;
-        let at = Self::consistency(&ctx, r.min_sequence);
+        let at = Consistency::until_deadline(&ctx, r.min_sequence);
         self.addressed(patient, task, at).await?;
         let (entries, next_page_token) = self.queries.history(task, &page, at).await?;
         Ok(Response::new(pb::ListTaskHistoryResponse {

@@ -8,7 +8,6 @@ use carelog_kernel::{OdsCode, PatientId, RequestContext, Violations};
 use carelog_proto::tasks::v1 as pb;
 
 use crate::domain::Who;
-use crate::queries::PageRequest;
 
 pub(crate) const TITLE_MAX: usize = 200;
 pub(crate) const TEXT_MAX: usize = 4000;
@@ -27,11 +26,7 @@ pub(crate) fn optional_patient(text: &str, v: &mut Violations) -> Option<Patient
 }
 
 pub(crate) fn task_id(text: &str, v: &mut Violations) -> Option<TaskId> {
-    if text.trim().is_empty() {
-        v.add("task_id", "is required");
-        return None;
-    }
-    v.check("task_id", TaskId::parse(text))
+    carelog_kernel::edge::required("task_id", text, TaskId::parse, v)
 }
 
 pub(crate) fn user_id(field: &str, text: &str, v: &mut Violations) -> String {
@@ -150,19 +145,4 @@ pub(crate) fn who(ctx: &RequestContext) -> Who {
         organisation: ctx.actor.organisation.to_string(),
         teams: ctx.teams.clone(),
     }
-}
-
-/// Default and largest page sizes (AIP-158).
-pub const DEFAULT_PAGE: u32 = 50;
-pub const MAX_PAGE: u32 = 200;
-
-pub(crate) fn page(size: i32, token: String, v: &mut Violations) -> PageRequest {
-    if size < 0 {
-        v.add("page_size", "must not be negative");
-    }
-    let size = match size {
-        n if n <= 0 => DEFAULT_PAGE,
-        n => (n as u32).min(MAX_PAGE),
-    };
-    PageRequest { size, token }
 }

@@ -3,16 +3,9 @@
 
 use carelog_proto::demographics::v1 as pb;
 use carelog_proto::kernel::v1::PartialDate;
+use carelog_tests::assert::violated_fields as fields;
 use carelog_tests::harness::{TestStack, jane_smith};
 use tonic::Code;
-use tonic_types::StatusExt as _;
-
-fn fields(status: &tonic::Status) -> Vec<String> {
-    status
-        .get_details_bad_request()
-        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
-        .unwrap_or_default()
-}
 
 #[tokio::test]
 async fn each_bad_registration_names_its_field_and_appends_nothing() {

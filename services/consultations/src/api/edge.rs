@@ -40,19 +40,7 @@ impl From<Error> for Failure {
     }
 }
 
-/// A required id of a typed kind.
-pub fn required<T, E: std::fmt::Display>(
-    field: &str,
-    text: &str,
-    parse: impl Fn(&str) -> Result<T, E>,
-    v: &mut Violations,
-) -> Option<T> {
-    if text.trim().is_empty() {
-        v.add(field, "is required");
-        return None;
-    }
-    v.check(field, parse(text))
-}
+pub use carelog_kernel::edge::required;
 
 pub fn patient(text: &str, v: &mut Violations) -> Option<PatientId> {
     required("patient_id", text, PatientId::parse, v)

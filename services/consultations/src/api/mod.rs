@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use carelog_demographics::api::page;
 use carelog_demographics::gate::{PatientFacts, PatientGate};
+use carelog_kernel::edge::require_text;
 use carelog_kernel::envelope::from_timestamp;
 use carelog_kernel::ids::{ConsultationId, EntryId, TopicId};
 use carelog_kernel::{Executor, Failure, PatientId, RequestContext, Violations};
@@ -117,13 +118,6 @@ impl<Q: ConsultationsQueries> ConsultationsApi<Q> {
             topic_id,
             entry_id,
         }))
-    }
-
-    fn consistency(ctx: &RequestContext, min_sequence: u64) -> Consistency {
-        Consistency {
-            min_sequence,
-            deadline: ctx.deadline,
-        }
     }
 
     /// Patient, consultation and entry ids of an entry command.
@@ -270,9 +264,12 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         let mut v = Violations::new();
         let ids = Self::entry_ids(&r.patient_id, &r.consultation_id, &r.entry_id, &mut v);
         let paths = mask_paths(r.update_mask, &mut v);
-        if r.reason.trim().is_empty() {
-            v.add("reason", "is required: say why the signed record changes");
-        }
+        require_text(
+            "reason",
+            &r.reason,
+            "is required: say why the signed record changes",
+            &mut v,
+        );
         v.into_result()?;
         let (Some(patient), Some(consultation), Some(entry)) = ids else {
             return Err(missing().into());
@@ -300,9 +297,12 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         } else {
             v.check("entry_id", EntryId::parse(&r.entry_id))
         };
-        if r.reason.trim().is_empty() {
-            v.add("reason", "is required: say why it was recorded in error");
-        }
+        require_text(
+            "reason",
+            &r.reason,
+            "is required: say why it was recorded in error",
+            &mut v,
+        );
         v.into_result()?;
         let (Some(patient), Some(consultation)) = (patient, consultation) else {
             return Err(missing().into());
@@ -359,7 +359,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
             .get(
                 patient,
                 consultation,
-                Self::consistency(&ctx, r.min_sequence),
+                Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?
             .ok_or_else(|| Failure::not_found("consultation", &consultation.to_string()))?;
@@ -378,7 +378,11 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         let patient = patient.ok_or_else(missing)?;
         let (found, next_page_token) = self
             .queries
-            .list(patient, &page, Self::consistency(&ctx, r.min_sequence))
+            .list(
+                patient,
+                &page,
+                Consistency::until_deadline(&ctx, r.min_sequence),
+            )
             .await?;
         Ok(Response::new(pb::ListConsultationsResponse {
             consultations: found.iter().map(current_view).collect(),
@@ -405,7 +409,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
                 patient,
                 consultation,
                 &page,
-                Self::consistency(&ctx, r.min_sequence),
+                Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
         if versions.is_empty() && page.token.is_empty() {
@@ -444,7 +448,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
                 patient,
                 status,
                 &page,
-                Self::consistency(&ctx, r.min_sequence),
+                Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
         Ok(Response::new(pb::ListProblemsResponse {
@@ -465,7 +469,11 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         let patient = patient.ok_or_else(missing)?;
         let (observations, next_page_token) = self
             .queries
-            .observations(patient, &page, Self::consistency(&ctx, r.min_sequence))
+            .observations(
+                patient,
+                &page,
+                Consistency::until_deadline(&ctx, r.min_sequence),
+            )
             .await?;
         Ok(Response::new(pb::ListLatestObservationsResponse {
             observations,

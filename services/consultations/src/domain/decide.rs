@@ -90,11 +90,7 @@ fn event(e: E) -> pb::Event {
 }
 
 fn reason_required(reason: &str) -> Result<(), Error> {
-    if reason.trim().is_empty() {
-        Err(Error::invalid("reason", "is required: say why"))
-    } else {
-        Ok(())
-    }
+    carelog_kernel::edge::reason_given("reason", reason).map_err(Error::Invalid)
 }
 
 /// A consultation that exists and was not entered in error.

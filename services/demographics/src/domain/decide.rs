@@ -56,11 +56,7 @@ fn event(e: E) -> pb::Event {
 }
 
 fn reason_required(reason: &str, field: &str) -> Result<(), Error> {
-    if reason.trim().is_empty() {
-        Err(Error::invalid(field, "is required: say why"))
-    } else {
-        Ok(())
-    }
+    carelog_kernel::edge::reason_given(field, reason).map_err(Error::Invalid)
 }
 
 pub fn open(id: PatientId, record: &PatientRecord) -> Result<(), Error> {

@@ -10,6 +10,7 @@ mod reads;
 
 use carelog_demographics::gate::{PatientFacts, PatientGate};
 use carelog_kernel::date::PartialDate;
+use carelog_kernel::edge;
 use carelog_kernel::ids::{AllergyId, AuthorisationId, IssueId};
 use carelog_kernel::{
     Committed, Decision, Executor, Failure, PatientId, RequestContext, Violations,
@@ -23,25 +24,17 @@ use uuid::Uuid;
 use crate::catalogue::DrugCatalogue;
 use crate::domain::values::CHANGEABLE_PATHS;
 use crate::domain::{Command, Facts, MedicationRecord, decide};
-use crate::queries::{Consistency, MedicationsQueries};
+use crate::queries::MedicationsQueries;
 
 fn patient_id(text: &str, v: &mut Violations) -> Option<PatientId> {
-    if text.trim().is_empty() {
-        v.add("patient_id", "is required");
-        return None;
-    }
-    v.check("patient_id", PatientId::parse(text))
+    edge::required("patient_id", text, PatientId::parse, v)
 }
 
 fn typed<T: std::str::FromStr>(field: &str, text: &str, v: &mut Violations) -> Option<T>
 where
     T::Err: std::fmt::Display,
 {
-    if text.trim().is_empty() {
-        v.add(field, "is required");
-        return None;
-    }
-    v.check(field, text.trim().parse::<T>())
+    edge::required(field, text, |t| t.trim().parse::<T>(), v)
 }
 
 /// The id of a resource a command creates: derived from (user, request id)
@@ -140,13 +133,6 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
             })
             .await?;
         Ok(committed)
-    }
-
-    fn consistency(ctx: &RequestContext, min_sequence: u64) -> Consistency {
-        Consistency {
-            min_sequence,
-            deadline: ctx.deadline,
-        }
     }
 }
 

@@ -9,7 +9,7 @@ use carelog_proto::medications::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::{MedicationsApi, missing, patient_id, typed};
-use crate::queries::{AllergyFilter, MedicationsQueries};
+use crate::queries::{AllergyFilter, Consistency, MedicationsQueries};
 
 impl<Q: MedicationsQueries> MedicationsApi<Q> {
     pub(super) async fn read_list_medications(
@@ -29,7 +29,7 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
                 patient,
                 r.include_discontinued,
                 &page,
-                Self::consistency(&ctx, r.min_sequence),
+                Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
         Ok(Response::new(pb::ListMedicationsResponse {
@@ -60,7 +60,7 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
                 patient,
                 authorisation,
                 &page,
-                Self::consistency(&ctx, r.min_sequence),
+                Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
         Ok(Response::new(pb::ListIssuesResponse {
@@ -94,7 +94,7 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
                 patient,
                 filter,
                 &page,
-                Self::consistency(&ctx, r.min_sequence),
+                Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
         Ok(Response::new(pb::ListAllergiesResponse {

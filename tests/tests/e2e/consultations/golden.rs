@@ -3,14 +3,12 @@
 //! `CARELOG_WRITE_GOLDEN=1` writes samples that are missing; it never
 //! overwrites one.
 
-use std::path::PathBuf;
-
 use carelog_consultations::domain::PatientConsultations;
 use carelog_kernel::Aggregate as _;
 use carelog_proto::consultations::v1 as pb;
+use carelog_tests::assert::golden_samples;
 use carelog_tests::consultations::{blood_pressure, hypertension};
 use pb::event::Event as E;
-use prost::Message as _;
 
 fn samples() -> Vec<pb::Event> {
     let consultation = "01a20000-0000-7000-8000-000000000101".to_owned();
@@ -86,34 +84,7 @@ fn samples() -> Vec<pb::Event> {
 
 #[test]
 fn every_consultations_event_type_has_a_golden_sample_that_still_decodes() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("golden/consultations");
-    let write = std::env::var("CARELOG_WRITE_GOLDEN").is_ok_and(|v| v == "1");
-    if write {
-        std::fs::create_dir_all(&dir).expect("golden dir");
-    }
-    for sample in samples() {
-        let name = PatientConsultations::event_type(&sample);
-        let path = dir.join(format!("{name}.bin"));
-        if write && !path.exists() {
-            std::fs::write(&path, sample.encode_to_vec()).expect("write golden sample");
-        }
-        let bytes = std::fs::read(&path)
-            .unwrap_or_else(|e| panic!("golden sample {} missing ({e})", path.display()));
-        let decoded = pb::Event::decode(bytes.as_slice())
-            .unwrap_or_else(|e| panic!("{name} no longer decodes: {e}"));
-        assert_eq!(PatientConsultations::event_type(&decoded), name);
-        assert_eq!(
-            decoded.encode_to_vec(),
-            bytes,
-            "{name} re-encodes differently"
-        );
-        let mut record = PatientConsultations::default();
-        record.apply(&decoded);
-    }
-    let files = std::fs::read_dir(&dir).expect("golden dir").count();
-    assert_eq!(
-        files,
-        samples().len(),
-        "a golden sample without an event type, or the reverse"
-    );
+    golden_samples::<PatientConsultations>("consultations", samples(), |e| {
+        PatientConsultations::default().apply(e)
+    });
 }

@@ -1,15 +1,13 @@
 //! Event schemas are forever: one encoded sample per medications event
 //! type under tests/golden/medications/ (`CARELOG_WRITE_GOLDEN=1` writes
 //! missing ones, never overwrites), each still decoding to the same event.
-use std::path::PathBuf;
-
 use carelog_kernel::Aggregate as _;
 use carelog_medications::domain::MedicationRecord;
 use carelog_proto::kernel::v1::PartialDate;
 use carelog_proto::medications::v1 as pb;
+use carelog_tests::assert::golden_samples;
 use carelog_tests::medications::{CLARITHROMYCIN_500, PENICILLIN, penicillin_allergy, repeat};
 use pb::event::Event as E;
-use prost::Message as _;
 
 fn samples() -> Vec<pb::Event> {
     let allergy = "01a20000-0000-7000-8000-0000000000a1".to_owned();
@@ -91,36 +89,9 @@ fn samples() -> Vec<pb::Event> {
     .collect()
 }
 
-fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("golden/medications")
-}
-
 #[test]
 fn every_medications_event_type_has_a_golden_sample_that_still_decodes() {
-    let write = std::env::var("CARELOG_WRITE_GOLDEN").is_ok_and(|v| v == "1");
-    for sample in samples() {
-        let name = MedicationRecord::event_type(&sample);
-        let path = dir().join(format!("{name}.bin"));
-        if write && !path.exists() {
-            std::fs::write(&path, sample.encode_to_vec()).expect("write golden sample");
-        }
-        let bytes = std::fs::read(&path)
-            .unwrap_or_else(|e| panic!("golden sample {} missing ({e})", path.display()));
-        let decoded = pb::Event::decode(bytes.as_slice())
-            .unwrap_or_else(|e| panic!("{name} no longer decodes: {e}"));
-        assert_eq!(MedicationRecord::event_type(&decoded), name);
-        assert_eq!(
-            decoded.encode_to_vec(),
-            bytes,
-            "{name} re-encodes differently"
-        );
-        let mut record = MedicationRecord::default();
-        record.apply(&decoded);
-    }
-    let files = std::fs::read_dir(dir()).expect("golden dir").count();
-    assert_eq!(
-        files,
-        samples().len(),
-        "a golden sample without an event type, or the reverse"
-    );
+    golden_samples::<MedicationRecord>("medications", samples(), |e| {
+        MedicationRecord::default().apply(e)
+    });
 }

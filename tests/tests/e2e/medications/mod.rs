@@ -6,18 +6,4 @@ mod gate;
 mod golden;
 mod scenarios;
 
-use tonic_types::StatusExt as _;
-
-fn reason(status: &tonic::Status) -> String {
-    status
-        .get_details_error_info()
-        .map(|i| i.reason)
-        .unwrap_or_default()
-}
-
-fn fields(status: &tonic::Status) -> Vec<String> {
-    status
-        .get_details_bad_request()
-        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
-        .unwrap_or_default()
-}
+use carelog_tests::assert::{reason, violated_fields as fields};

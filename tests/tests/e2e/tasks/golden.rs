@@ -3,14 +3,12 @@
 //! event. `CARELOG_WRITE_GOLDEN=1` writes samples that are missing; it never
 //! overwrites one.
 
-use std::path::PathBuf;
-
 use carelog_kernel::Aggregate as _;
 use carelog_proto::kernel::v1::PartialDate;
 use carelog_proto::tasks::v1 as pb;
 use carelog_tasks::domain::TaskList;
+use carelog_tests::assert::golden_samples;
 use pb::event::Event as E;
-use prost::Message as _;
 
 const TASK: &str = "01a20000-0000-7000-8000-0000000000aa";
 
@@ -97,37 +95,9 @@ fn samples() -> Vec<pb::Event> {
     .collect()
 }
 
-fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("golden/tasks")
-}
-
 #[test]
 fn every_tasks_event_type_has_a_golden_sample_that_still_decodes() {
-    let write = std::env::var("CARELOG_WRITE_GOLDEN").is_ok_and(|v| v == "1");
     let mut list = TaskList::default();
-    for sample in samples() {
-        let name = TaskList::event_type(&sample);
-        let path = dir().join(format!("{name}.bin"));
-        if write && !path.exists() {
-            std::fs::write(&path, sample.encode_to_vec()).expect("write golden sample");
-        }
-        let bytes = std::fs::read(&path)
-            .unwrap_or_else(|e| panic!("golden sample {} missing ({e})", path.display()));
-        let decoded = pb::Event::decode(bytes.as_slice())
-            .unwrap_or_else(|e| panic!("{name} no longer decodes: {e}"));
-        assert_eq!(TaskList::event_type(&decoded), name);
-        assert_eq!(
-            decoded.encode_to_vec(),
-            bytes,
-            "{name} re-encodes differently"
-        );
-        list.apply(&decoded);
-    }
+    golden_samples::<TaskList>("tasks", samples(), |e| list.apply(e));
     assert_eq!(list.tasks.len(), 1);
-    let files = std::fs::read_dir(dir()).expect("golden dir").count();
-    assert_eq!(
-        files,
-        samples().len(),
-        "a golden sample without an event type, or the reverse"
-    );
 }
