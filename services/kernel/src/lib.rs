@@ -13,6 +13,7 @@ pub mod executor;
 pub mod ids;
 pub mod snomed;
 pub mod store;
+pub mod trace;
 
 pub use actor::{Actor, RequestContext};
 pub use error::{Failure, Violations};
