@@ -122,9 +122,14 @@ fn provider_from_env() -> anyhow::Result<(SdkTracerProvider, Option<&'static str
             "grpc",
         ),
         "http/protobuf" => (
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .build()?,
+            {
+                // reqwest's rustls needs the process's one crypto provider
+                // (ring); installing it twice is harmless.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                opentelemetry_otlp::SpanExporter::builder()
+                    .with_http()
+                    .build()?
+            },
             "http/protobuf",
         ),
         other => anyhow::bail!(
