@@ -1,11 +1,11 @@
 //! Operations: Prometheus `/metrics` on its own port, and readiness that
-//! follows NATS (NOT_SERVING while it is down, SERVING again after it
-//! returns) while liveness stays SERVING.
+//! follows NATS and PostgreSQL (NOT_SERVING while one is down, SERVING
+//! again after it returns) while liveness stays SERVING.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use carelog::embedded::NatsServer;
+use carelog::embedded::{NatsServer, Postgres};
 use carelog::stack::{self, Parts, Settings};
 use carelog_kernel::auth::DevIssuer;
 use carelog_kernel::store::StoreOptions;
@@ -153,7 +153,7 @@ async fn until(
 }
 
 #[tokio::test]
-async fn readiness_fails_while_nats_is_down_and_recovers_when_it_returns() {
+async fn readiness_fails_while_nats_or_postgresql_is_down_and_recovers_when_it_returns() {
     // Given carelog (API and projectors) with a health port, on servers the
     // test controls
     let Servers {
@@ -216,10 +216,35 @@ async fn readiness_fails_while_nats_is_down_and_recovers_when_it_returns() {
         ServingStatus::Serving as i32
     );
 
+    // When PostgreSQL stops (when the test runs its own)
+    let postgres = match postgres {
+        Some(pg) => {
+            let (data_dir, port) = (pg.data_dir.clone(), pg.port);
+            pg.stop().await.expect("stop PostgreSQL");
+
+            // Then readiness fails, liveness stays up
+            until(&mut health, "readiness", ServingStatus::NotServing).await;
+            assert_eq!(
+                readiness(&mut health, "liveness").await,
+                ServingStatus::Serving as i32
+            );
+
+            // and recovers when PostgreSQL returns
+            let pg = Postgres::start(&data_dir, Some(port))
+                .await
+                .expect("restart PostgreSQL");
+            until(&mut health, "readiness", ServingStatus::Serving).await;
+            Some(pg)
+        }
+        None => None,
+    };
+
     running
         .stop(Duration::from_secs(10))
         .await
         .expect("clean stop");
     nats.stop().await.expect("stop nats-server");
-    drop(postgres);
+    if let Some(pg) = postgres {
+        pg.stop().await.expect("stop PostgreSQL");
+    }
 }
