@@ -10,6 +10,7 @@ use carelog_kernel::envelope::{StoredCommit, StoredMessage};
 use carelog_kernel::store::{EventStore, StoreError};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 use crate::projection::{Projection, ProjectionError};
 use crate::runner::apply_messages;
@@ -44,6 +45,22 @@ async fn exec(conn: &mut PgConnection, sql: String) -> Result<(), ProjectionErro
 
 /// Rebuilds `projection`; `progress(done, total)` is called as it goes.
 pub async fn rebuild(
+    pool: &PgPool,
+    store: &EventStore,
+    projection: &dyn Projection,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<RebuildReport, ProjectionError> {
+    let span = tracing::info_span!(
+        "rebuild",
+        otel.name = %format!("rebuild {}", projection.name()),
+        carelog.projection = projection.name(),
+    );
+    rebuild_in_span(pool, store, projection, progress)
+        .instrument(span)
+        .await
+}
+
+async fn rebuild_in_span(
     pool: &PgPool,
     store: &EventStore,
     projection: &dyn Projection,
@@ -248,13 +265,24 @@ async fn replay_parallel(
             std::hash::Hash::hash(&commit.subject, &mut hasher);
             parts[(std::hash::Hasher::finish(&hasher) as usize) % PARTITIONS].push(commit);
         }
-        futures::future::try_join_all(parts.iter().map(|part| async move {
-            let mut tx = pool.begin().await?;
-            exec(&mut tx, format!("SET LOCAL search_path TO {SCHEMA}")).await?;
-            exec(&mut tx, "SET LOCAL synchronous_commit = off".into()).await?;
-            projection.apply(&mut tx, stream, part).await?;
-            tx.commit().await?;
-            Ok::<_, ProjectionError>(())
+        futures::future::try_join_all(parts.iter().map(|part| {
+            let span = tracing::info_span!(
+                "transaction",
+                otel.name = "rebuild transaction",
+                db.system.name = "postgresql",
+                db.operation.name = "apply batch",
+                carelog.projection = projection.name(),
+                messaging.batch.message_count = part.len() as i64,
+            );
+            async move {
+                let mut tx = pool.begin().await?;
+                exec(&mut tx, format!("SET LOCAL search_path TO {SCHEMA}")).await?;
+                exec(&mut tx, "SET LOCAL synchronous_commit = off".into()).await?;
+                projection.apply(&mut tx, stream, part).await?;
+                tx.commit().await?;
+                Ok::<_, ProjectionError>(())
+            }
+            .instrument(span)
         }))
         .await?;
         sqlx::query(AssertSqlSafe(format!(

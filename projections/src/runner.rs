@@ -12,9 +12,12 @@ use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use carelog_kernel::envelope::{StoredCommit, StoredMessage};
 use carelog_kernel::store::EventStore;
 use futures::StreamExt as _;
+use opentelemetry::trace::TraceContextExt as _;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::checkpoint;
 use crate::projection::{Projection, ProjectionError};
@@ -67,6 +70,15 @@ impl Runner {
     }
 
     fn set(&self, key: &str, status: ProjectorStatus) {
+        let up = matches!(
+            status,
+            ProjectorStatus::Running { .. } | ProjectorStatus::Starting
+        );
+        metrics::gauge!("carelog_projector_up", "projector" => key.to_owned()).set(if up {
+            1.0
+        } else {
+            0.0
+        });
         self.status.send_modify(|m| {
             m.insert(key.to_owned(), status);
         });
@@ -201,17 +213,43 @@ impl Runner {
             }
             let mut batch = Vec::with_capacity(chunk.len());
             let mut last = None;
+            let mut pending = 0;
             for message in chunk {
                 let message = message.map_err(|e| store_err(&e))?;
+                pending = message.info().map_or(0, |i| i.pending);
                 batch.push(stored(&message).map_err(|e| store_err(&e))?);
                 last = Some(message);
             }
-            let mut tx = self.pool.begin().await?;
-            let applied = apply_messages(&mut tx, projection, stream, &batch).await?;
-            tx.commit().await?;
+            let started = std::time::Instant::now();
+            let span = process_span(projection.name(), stream, &batch);
+            let applied = async {
+                let transaction = tracing::info_span!(
+                    "transaction",
+                    otel.name = "projector transaction",
+                    db.system.name = "postgresql",
+                    db.operation.name = "apply batch",
+                    carelog.projection = projection.name(),
+                    messaging.batch.message_count = batch.len() as i64,
+                );
+                async {
+                    let mut tx = self.pool.begin().await?;
+                    let applied = apply_messages(&mut tx, projection, stream, &batch).await?;
+                    tx.commit().await?;
+                    Ok::<_, ProjectionError>(applied)
+                }
+                .instrument(transaction)
+                .await
+            }
+            .instrument(span.clone())
+            .await;
+            if applied.is_err() {
+                span.record("otel.status_code", "ERROR");
+            }
+            let applied = applied?;
             if let Some(last) = last {
                 last.ack().await.map_err(|e| store_err(&e))?;
             }
+            record_batch(projection.name(), stream, &batch, pending, started);
             if let Some(sequence) = applied {
                 self.set(
                     key,
@@ -221,6 +259,80 @@ impl Runner {
                 );
             }
         }
+    }
+}
+
+/// Links beyond this many are dropped (the SDK keeps 128 per span).
+const MAX_LINKS: usize = 127;
+
+/// The `process` span of a batch: parented on the `traceparent` of its first
+/// commit (the append's `publish` span), linked to those of the others.
+fn process_span(projection: &str, stream: &str, batch: &[StoredMessage]) -> tracing::Span {
+    let span = tracing::info_span!(
+        "process",
+        otel.name = %format!("process {stream}"),
+        otel.kind = "consumer",
+        otel.status_code = tracing::field::Empty,
+        messaging.system = carelog_kernel::trace::MESSAGING_SYSTEM,
+        messaging.operation.name = "process",
+        "messaging.operation.type" = "process",
+        messaging.destination.name = stream,
+        messaging.consumer.group.name = %format!("carelog-{projection}"),
+        messaging.batch.message_count = batch.len() as i64,
+        messaging.nats.sequence = batch.first().map_or(0, |m| m.stream_sequence as i64),
+        carelog.projection = projection,
+        carelog.last_sequence = batch.last().map_or(0, |m| m.stream_sequence as i64),
+    );
+    let mut parented = false;
+    let mut links = 0;
+    for message in batch {
+        let cx = carelog_kernel::trace::extract(&message.headers);
+        let remote = cx.span().span_context().clone();
+        if !remote.is_valid() {
+            continue;
+        }
+        if !parented {
+            if span.set_parent(cx).is_err() {
+                // No OpenTelemetry layer: nothing to parent or link.
+                break;
+            }
+            parented = true;
+        } else if links < MAX_LINKS {
+            span.add_link(remote);
+            links += 1;
+        }
+    }
+    span
+}
+
+/// Projector metrics after a committed batch. Lag in messages is what the
+/// consumer still has pending; lag in seconds is the age of the batch's last
+/// message while more are pending (an upper bound of the oldest unapplied
+/// message's age), 0 once caught up.
+fn record_batch(
+    projection: &'static str,
+    stream: &str,
+    batch: &[StoredMessage],
+    pending: u64,
+    started: std::time::Instant,
+) {
+    let labels = [
+        ("projection", projection.to_owned()),
+        ("stream", stream.to_owned()),
+    ];
+    metrics::counter!("carelog_projector_messages_total", &labels).increment(batch.len() as u64);
+    metrics::histogram!("carelog_projector_batch_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    metrics::gauge!("carelog_projector_lag_messages", &labels).set(pending as f64);
+    let age = match batch.last() {
+        Some(last) if pending > 0 => (chrono::Utc::now() - last.published)
+            .to_std()
+            .map_or(0.0, |d| d.as_secs_f64()),
+        _ => 0.0,
+    };
+    metrics::gauge!("carelog_projector_lag_seconds", &labels).set(age);
+    if let Some(last) = batch.last() {
+        metrics::gauge!("carelog_projector_position", &labels).set(last.stream_sequence as f64);
     }
 }
 

@@ -88,6 +88,9 @@ pub struct UpArgs {
     /// A plaintext port serving gRPC health only (liveness, readiness).
     #[arg(long, env = "CARELOG_HEALTH_LISTEN")]
     pub health_listen: Option<SocketAddr>,
+    /// The admin port serving Prometheus metrics on `/metrics`.
+    #[arg(long, env = "CARELOG_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Run no projectors (queries then wait for nothing; for benchmarks of
     /// the write path alone).
     #[arg(long)]
@@ -112,6 +115,9 @@ pub struct ServeArgs {
     /// Kubernetes probes when the API port uses mTLS.
     #[arg(long, env = "CARELOG_HEALTH_LISTEN")]
     pub health_listen: Option<SocketAddr>,
+    /// The admin port serving Prometheus metrics on `/metrics`.
+    #[arg(long, env = "CARELOG_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// A site's drug catalogue (CSV: dmd_code,name,ingredient_codes; see
     /// docs/drug-catalogue.md). Without it the built-in SAMPLE catalogue is
     /// used, which is not clinical reference data.
@@ -131,12 +137,18 @@ pub struct ProjectArgs {
     /// Kubernetes probes. Not used by `migrate`.
     #[arg(long, env = "CARELOG_HEALTH_LISTEN")]
     pub health_listen: Option<SocketAddr>,
+    /// The admin port serving Prometheus metrics on `/metrics`.
+    #[arg(long, env = "CARELOG_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args)]
 pub struct RebuildArgs {
     /// The projection: patients, consultations, medications, tasks or audit_events.
     pub projection: String,
+    /// The admin port serving Prometheus metrics on `/metrics` (rebuild progress).
+    #[arg(long, env = "CARELOG_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub connections: Connections,
 }

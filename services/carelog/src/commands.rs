@@ -48,6 +48,18 @@ fn settings(drug_catalogue: Option<&Path>) -> anyhow::Result<Settings> {
     })
 }
 
+/// The admin port of `/metrics`, when one is asked for.
+async fn metrics_listener(
+    addr: Option<std::net::SocketAddr>,
+) -> anyhow::Result<Option<TcpListener>> {
+    match addr {
+        None => Ok(None),
+        Some(addr) => Ok(Some(TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} (--metrics-listen)")
+        })?)),
+    }
+}
+
 /// The separate plaintext health port, when one is asked for.
 async fn health_listener(
     addr: Option<std::net::SocketAddr>,
@@ -135,6 +147,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .filter(|c| *c == args.context)
         .collect();
     settings.health_listener = health_listener(args.health_listen).await?;
+    settings.metrics_listener = metrics_listener(args.metrics_listen).await?;
     let shutdown = CancellationToken::new();
     crate::shutdown::on_signal(shutdown.clone());
     let mut running = stack::start_with(
@@ -164,6 +177,7 @@ async fn project(args: ProjectArgs) -> anyhow::Result<()> {
     let issuer = Arc::new(DevIssuer::ephemeral().authenticator()?);
     let settings = Settings {
         health_listener: health_listener(args.health_listen).await?,
+        metrics_listener: metrics_listener(args.metrics_listen).await?,
         ..Settings::default()
     };
     let mut running = stack::start_with(
@@ -207,6 +221,13 @@ async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     let (nats, db) = urls(&args.connections)?;
     let store = stack::event_store(&nats, store_options(&args.connections)).await?;
     let pool = stack::database(&db, 4).await?;
+    let serving_metrics = CancellationToken::new();
+    if let Some(listener) = metrics_listener(args.metrics_listen).await? {
+        tokio::spawn(crate::metrics::serve(listener, serving_metrics.clone()));
+    }
+    let _stop_metrics = serving_metrics.drop_guard();
+    crate::metrics::handle();
+    let name = projection.name();
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template(
@@ -222,6 +243,9 @@ async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
         &|done, total| {
             bar.set_length(total);
             bar.set_position(done);
+            metrics::gauge!("carelog_rebuild_messages_done", "projection" => name).set(done as f64);
+            metrics::gauge!("carelog_rebuild_messages_total", "projection" => name)
+                .set(total as f64);
         },
     )
     .await?;
@@ -257,6 +281,7 @@ fn dev_token(args: DevTokenArgs) -> anyhow::Result<()> {
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut settings = settings(args.drug_catalogue.as_deref())?;
     settings.health_listener = health_listener(args.health_listen).await?;
+    settings.metrics_listener = metrics_listener(args.metrics_listen).await?;
     let data = &args.data_dir;
     std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
     let data = data.canonicalize()?;

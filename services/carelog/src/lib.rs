@@ -5,6 +5,8 @@ pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod embedded;
+pub mod metrics;
+pub mod rpc;
 pub mod shutdown;
 pub mod stack;
 pub mod telemetry;

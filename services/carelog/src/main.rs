@@ -7,8 +7,10 @@ use clap::Parser as _;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = carelog::cli::Cli::parse();
-    carelog::telemetry::init();
-    match carelog::commands::run(cli.command).await {
+    let telemetry = carelog::telemetry::init();
+    let result = carelog::commands::run(cli.command).await;
+    telemetry.shutdown().await;
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("carelog: {e:#}");

@@ -85,6 +85,8 @@ pub struct Running {
     pub api_addr: Option<SocketAddr>,
     /// Where the separate health port listens (when asked for).
     pub health_addr: Option<SocketAddr>,
+    /// Where `/metrics` is served (when asked for).
+    pub metrics_addr: Option<SocketAddr>,
     pub store: EventStore,
     pub pool: PgPool,
     pub shutdown: CancellationToken,
@@ -133,6 +135,8 @@ pub struct Settings {
     /// A plaintext port for gRPC health alone (Kubernetes probes), apart
     /// from the API port.
     pub health_listener: Option<TcpListener>,
+    /// The admin port serving Prometheus `/metrics`.
+    pub metrics_listener: Option<TcpListener>,
 }
 
 impl Default for Settings {
@@ -143,6 +147,7 @@ impl Default for Settings {
             drug_catalogue: Arc::new(DrugCatalogue::sample()),
             contexts: CONTEXTS.to_vec(),
             health_listener: None,
+            metrics_listener: None,
         }
     }
 }
@@ -190,26 +195,37 @@ pub async fn start_with(
                 .map_err(anyhow::Error::from)
         }));
     }
-    // Readiness follows the projectors: NOT_SERVING while one is stopped on
-    // an event it cannot apply, and from the moment shutdown begins.
+    // Readiness follows the projectors and the dependencies: NOT_SERVING
+    // while a projector is stopped on an event it cannot apply, while NATS
+    // or PostgreSQL does not answer (checked every READINESS_CHECK), and
+    // from the moment shutdown begins. Liveness stays SERVING.
     let (readiness, mut status, token) = (health.clone(), runner.status(), shutdown.clone());
     let watch_projectors = parts.projectors;
+    let (check_store, check_pool) = (store.clone(), pool.clone());
     tokio::spawn(async move {
+        let mut tick = tokio::time::interval(READINESS_CHECK);
+        let mut dependencies = Dependencies::default();
+        let mut watching = true;
+        let mut last = None;
         loop {
             let failed = watch_projectors
                 && status
                     .borrow()
                     .values()
                     .any(|s| matches!(s, ProjectorStatus::Failed { .. }));
-            let serving = if failed {
+            let serving = if failed || !dependencies.up() {
                 tonic_health::ServingStatus::NotServing
             } else {
                 tonic_health::ServingStatus::Serving
             };
-            readiness.set_service_status("readiness", serving).await;
+            if last != Some(serving) {
+                readiness.set_service_status("readiness", serving).await;
+                last = Some(serving);
+            }
             tokio::select! {
                 _ = token.cancelled() => break,
-                changed = status.changed() => if changed.is_err() { token.cancelled().await; break; },
+                changed = status.changed(), if watching => watching = changed.is_ok(),
+                _ = tick.tick() => dependencies.check(&check_store, &check_pool).await,
             }
         }
         readiness
@@ -219,6 +235,15 @@ pub async fn start_with(
     health
         .set_service_status("liveness", tonic_health::ServingStatus::Serving)
         .await;
+    let mut metrics_addr = None;
+    crate::metrics::handle();
+    if let Some(listener) = settings.metrics_listener {
+        metrics_addr = Some(listener.local_addr()?);
+        tasks.push(tokio::spawn(crate::metrics::serve(
+            listener,
+            shutdown.clone(),
+        )));
+    }
     let mut health_addr = None;
     if let Some(listener) = settings.health_listener {
         health_addr = Some(listener.local_addr()?);
@@ -297,6 +322,7 @@ pub async fn start_with(
                 .await;
             };
             tonic::transport::Server::builder()
+                .layer(crate::rpc::RpcLayer)
                 .add_service(health_service)
                 .add_service(reflection_v1)
                 .add_service(reflection_v1alpha)
@@ -312,11 +338,70 @@ pub async fn start_with(
     Ok(Running {
         api_addr,
         health_addr,
+        metrics_addr,
         store,
         pool,
         shutdown,
         tasks,
     })
+}
+
+/// How often readiness checks NATS and PostgreSQL.
+pub const READINESS_CHECK: Duration = Duration::from_secs(2);
+
+/// The last readiness check of NATS and PostgreSQL.
+#[derive(Debug)]
+struct Dependencies {
+    nats: bool,
+    postgres: bool,
+}
+
+impl Default for Dependencies {
+    fn default() -> Self {
+        Self {
+            nats: true,
+            postgres: true,
+        }
+    }
+}
+
+impl Dependencies {
+    fn up(&self) -> bool {
+        self.nats && self.postgres
+    }
+
+    /// The NATS connection's state and `SELECT 1`, each logged when it
+    /// changes; also samples the pool for `/metrics`.
+    async fn check(&mut self, store: &EventStore, pool: &PgPool) {
+        let nats = matches!(
+            store.client().connection_state(),
+            async_nats::connection::State::Connected
+        );
+        let postgres = tokio::time::timeout(READINESS_CHECK, sqlx::query("SELECT 1").execute(pool))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        for (name, was, now) in [
+            ("nats", self.nats, nats),
+            ("postgresql", self.postgres, postgres),
+        ] {
+            metrics::gauge!("carelog_dependency_up", "dependency" => name).set(if now {
+                1.0
+            } else {
+                0.0
+            });
+            match (was, now) {
+                (true, false) => tracing::warn!(dependency = name, "unreachable: not ready"),
+                (false, true) => tracing::info!(dependency = name, "reachable again"),
+                _ => {}
+            }
+        }
+        let idle = pool.num_idle() as f64;
+        metrics::gauge!("carelog_db_pool_connections", "state" => "idle").set(idle);
+        metrics::gauge!("carelog_db_pool_connections", "state" => "in_use")
+            .set(f64::from(pool.size()) - idle);
+        self.nats = nats;
+        self.postgres = postgres;
+    }
 }
 
 /// The gRPC health status of the services served.

@@ -103,7 +103,10 @@ pub fn seal(spec: CommitSpec<'_>) -> Sealed {
         request_id: ctx.request_id.clone(),
         correlation_id: ctx.correlation_id.clone(),
         causation_id: ctx.causation_id.clone(),
-        traceparent: ctx.traceparent.clone(),
+        // The current span's context (the RPC server span, itself parented
+        // on the caller's `traceparent`); the caller's header only when no
+        // tracing layer runs.
+        traceparent: crate::trace::current_traceparent().unwrap_or_else(|| ctx.traceparent.clone()),
         recorded_at: Some(timestamp(spec.recorded_at)),
         events: spec
             .events

@@ -166,6 +166,13 @@ impl<A: Aggregate> Executor<A> {
         }
     }
 
+    /// Counts in `stats` and in the `/metrics` counter `metric`, labelled
+    /// by context.
+    fn count(&self, counter: &AtomicU64, metric: &'static str) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(metric, "context" => A::CONTEXT).increment(1);
+    }
+
     pub fn stream(&self) -> &ContextStream {
         &self.stream
     }
@@ -177,10 +184,13 @@ impl<A: Aggregate> Executor<A> {
     /// The aggregate from the cache, or from its subject.
     pub async fn load(&self, id: PatientId) -> Result<Loaded<A>, Failure> {
         if let Some(hit) = self.cache_get(id) {
-            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+            self.count(&self.stats.cache_hits, "carelog_aggregate_cache_hits_total");
             return Ok(hit);
         }
-        self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
+        self.count(
+            &self.stats.cache_misses,
+            "carelog_aggregate_cache_misses_total",
+        );
         let loaded = self.load_from_store(id).await?;
         self.cache_put(loaded.clone());
         Ok(loaded)
@@ -200,10 +210,13 @@ impl<A: Aggregate> Executor<A> {
         if let Some(hit) = self.cache_get(id)
             && hit.last_sequence == last
         {
-            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+            self.count(&self.stats.cache_hits, "carelog_aggregate_cache_hits_total");
             return Ok(hit);
         }
-        self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
+        self.count(
+            &self.stats.cache_misses,
+            "carelog_aggregate_cache_misses_total",
+        );
         let loaded = self.load_from_store(id).await?;
         self.cache_put(loaded.clone());
         Ok(loaded)
@@ -313,7 +326,7 @@ impl<A: Aggregate> Executor<A> {
     where
         F: Fn(&[&Loaded<A>]) -> Result<Decision<A::Event>, Failure>,
     {
-        self.stats.commands.fetch_add(1, Ordering::Relaxed);
+        self.count(&self.stats.commands, "carelog_commands_total");
         let _guards = self.lock(ids).await;
         let key =
             (!ctx.request_id.is_empty()).then(|| request_key(&ctx.actor.user_id, &ctx.request_id));
@@ -332,7 +345,7 @@ impl<A: Aggregate> Executor<A> {
             if let Some(key) = &key
                 && let Some(sequence) = loaded.iter().find_map(|l| l.requests.get(key).copied())
             {
-                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                self.count(&self.stats.duplicates, "carelog_duplicate_requests_total");
                 return Ok(Committed {
                     sequence,
                     duplicate: true,
@@ -354,11 +367,11 @@ impl<A: Aggregate> Executor<A> {
             let written = writes.len() as u64;
             match self.store.append(writes).await {
                 Ok(ack) if ack.duplicate => {
-                    self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                    self.count(&self.stats.duplicates, "carelog_duplicate_requests_total");
                     return self.original(ack.sequence, ids).await;
                 }
                 Ok(ack) => {
-                    self.stats.appends.fetch_add(1, Ordering::Relaxed);
+                    self.count(&self.stats.appends, "carelog_appends_total");
                     let first = ack.sequence + 1 - written;
                     let offset = written - sealed.len() as u64;
                     for (i, (id, events, seal)) in sealed.into_iter().enumerate() {
@@ -381,7 +394,7 @@ impl<A: Aggregate> Executor<A> {
                     });
                 }
                 Err(AppendError::Conflict { subject }) => {
-                    self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+                    self.count(&self.stats.conflicts, "carelog_append_conflicts_total");
                     tracing::debug!(%subject, attempt, "lost a race; reloading");
                     self.cache_forget(ids);
                     tokio::time::sleep(backoff(attempt)).await;

@@ -15,6 +15,7 @@ pub mod ids;
 pub mod merkle;
 pub mod snomed;
 pub mod store;
+pub mod trace;
 
 pub use actor::{Actor, RequestContext};
 pub use error::{Failure, Violations};

@@ -13,3 +13,4 @@ mod reflection;
 mod scenario;
 mod streams;
 mod tasks;
+mod telemetry;

@@ -16,6 +16,8 @@ pub use config::{ContextStream, StreamCheckError, required_config};
 pub use group::GroupStats;
 pub use publish::{Ack, AppendError, Write};
 
+use tracing::Instrument as _;
+
 use crate::envelope::StoredMessage;
 
 /// Oldest nats-server carelog runs on (atomic batches, batched direct get,
@@ -56,6 +58,44 @@ impl Default for StoreOptions {
             timeout: Duration::from_secs(5),
             duplicate_window: Duration::from_secs(10 * 60),
         }
+    }
+}
+
+/// The `publish` span of an append. Its destination is the aggregate's
+/// subject (a patient UUID is a surrogate id); claim subjects, derived from
+/// identifiers such as the NHS number, are never recorded.
+fn publish_span(writes: &[Write]) -> tracing::Span {
+    let aggregate = writes
+        .iter()
+        .map(|w| w.subject.as_str())
+        .find(|s| !s.contains(".claims."))
+        .unwrap_or_default();
+    let stream = match aggregate.match_indices('.').nth(1) {
+        Some((i, _)) => &aggregate[..i],
+        None => aggregate,
+    };
+    tracing::info_span!(
+        "publish",
+        otel.name = %format!("publish {stream}"),
+        otel.kind = "producer",
+        otel.status_code = tracing::field::Empty,
+        "error.type" = tracing::field::Empty,
+        messaging.system = crate::trace::MESSAGING_SYSTEM,
+        messaging.operation.name = "publish",
+        "messaging.operation.type" = "send",
+        messaging.destination.name = aggregate,
+        messaging.batch.message_count = writes.len() as i64,
+        messaging.nats.sequence = tracing::field::Empty,
+    )
+}
+
+fn append_error_type(e: &AppendError) -> &'static str {
+    match e {
+        AppendError::Conflict { .. } => "conflict",
+        AppendError::InProcess => "in_process",
+        AppendError::NoStream(_) => "no_stream",
+        AppendError::Unavailable(_) => "unavailable",
+        AppendError::Refused { .. } => "refused",
     }
 }
 
@@ -200,8 +240,33 @@ impl EventStore {
     /// Appends one write, or several as one atomic batch: all stored or
     /// none. Every write is guarded by its expected last subject sequence.
     /// Concurrent appends share batches (group commit, see `group`).
-    pub async fn append(&self, writes: Vec<Write>) -> Result<Ack, AppendError> {
-        self.committers.append(&self.publisher(), writes).await
+    ///
+    /// Each append is a `publish` span (messaging.system `nats`), and its
+    /// context replaces the `traceparent` header of every write, so a
+    /// projector parents its work on it.
+    pub async fn append(&self, mut writes: Vec<Write>) -> Result<Ack, AppendError> {
+        let span = publish_span(&writes);
+        for write in &mut writes {
+            crate::trace::inject(&span, &mut write.headers);
+        }
+        let result = self
+            .committers
+            .append(&self.publisher(), writes)
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Ok(ack) => {
+                span.record(
+                    "messaging.nats.sequence",
+                    i64::try_from(ack.sequence).unwrap_or(i64::MAX),
+                );
+            }
+            Err(e) => {
+                span.record("otel.status_code", "ERROR");
+                span.record("error.type", append_error_type(e));
+            }
+        }
+        result
     }
 
     /// Appends without group commit: one publish (or atomic batch) per call.
