@@ -98,15 +98,18 @@ fn start(publisher: Publisher, stats: Arc<GroupStats>) -> mpsc::Sender<Job> {
         tokio::spawn(async move {
             let mut carry: Vec<Job> = Vec::new();
             loop {
-                let jobs = {
+                // A job carried over from the last group goes out at once,
+                // without the receiver: another worker may hold it while it
+                // waits for new jobs, and none may come until this one is
+                // answered (its command holds the aggregate's lock).
+                let jobs = if !carry.is_empty() {
+                    std::mem::take(&mut carry)
+                } else {
                     let mut rx = receiver.lock().await;
-                    let mut jobs = std::mem::take(&mut carry);
-                    if jobs.is_empty() {
-                        match rx.recv().await {
-                            Some(job) => jobs.push(job),
-                            None => return,
-                        }
-                    }
+                    let mut jobs = match rx.recv().await {
+                        Some(job) => vec![job],
+                        None => return,
+                    };
                     let mut subjects: HashSet<String> = jobs
                         .iter()
                         .flat_map(|j| j.writes.iter().map(|w| w.subject.clone()))
