@@ -99,6 +99,9 @@ pub struct UpArgs {
     pub drug_catalogue: Option<PathBuf>,
     #[command(flatten)]
     pub connections: Connections,
+    /// Without a key, a development key under the data dir.
+    #[command(flatten)]
+    pub audit: crate::audit_cli::SigningKeyArgs,
 }
 
 #[derive(Debug, Args)]
@@ -131,6 +134,10 @@ pub struct ProjectArgs {
     /// Kubernetes probes. Not used by `migrate`.
     #[arg(long, env = "CARELOG_HEALTH_LISTEN")]
     pub health_listen: Option<SocketAddr>,
+    /// With a key, audit checkpoints are signed every minute the log grew.
+    /// Not used by `migrate`.
+    #[command(flatten)]
+    pub audit: crate::audit_cli::SigningKeyArgs,
 }
 
 #[derive(Debug, Args)]
