@@ -300,6 +300,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     crate::shutdown::on_signal(shutdown.clone());
     let (key, origin) = crate::audit_cli::signing_key_or_dev(&args.audit, &data.join("audit"))?;
+    settings.audit_signer = Some((key.clone(), origin.clone()));
     let every = crate::audit_cli::SIGN_EVERY;
     tokio::spawn(crate::audit_cli::run_signer(
         pool.clone(),

@@ -7,6 +7,8 @@ use std::time::Duration;
 use carelog_kernel::merkle::checkpoint::{Checkpoint, generate_signing_key};
 use carelog_kernel::merkle::proof::ProofDocument;
 use carelog_projections::audit_log::{self, Finding, Tamper};
+use carelog_proto::audit::v1 as apb;
+use carelog_proto::audit::v1::audit_service_client::AuditServiceClient;
 use carelog_proto::demographics::v1 as pb;
 use carelog_tests::harness::{TestStack, jane_smith, test_nhs_number};
 
@@ -97,6 +99,49 @@ async fn proofs_from_the_log_verify_and_tampering_is_named_and_classified() {
         let doc = ProofDocument::from_json(&proof.to_json()).expect("round trip");
         doc.check(&old_cp, None).expect("inclusion verifies");
     }
+    // The same over gRPC: AuditService's proof verifies with the kernel
+    // verifier against the checkpoint it returns.
+    let mut audit = AuditServiceClient::new(stack.channel.clone());
+    let latest = audit
+        .get_latest_checkpoint(stack.req(apb::GetLatestCheckpointRequest { log: LOG.into() }))
+        .await
+        .expect("latest checkpoint")
+        .into_inner();
+    assert_eq!(
+        (latest.tree_size, latest.note.as_str()),
+        (8, old.note.as_str())
+    );
+    let served = audit
+        .get_inclusion_proof(stack.req(apb::GetInclusionProofRequest {
+            log: LOG.into(),
+            leaf_index: 6,
+            tree_size: 0,
+        }))
+        .await
+        .expect("inclusion proof")
+        .into_inner();
+    let served_cp = Checkpoint::verify(&served.checkpoint.expect("checkpoint").note, &public)
+        .expect("signature");
+    let verified = ProofDocument::from_json(&served.document)
+        .expect("document")
+        .check(&served_cp, None)
+        .expect("verifies");
+    assert!(verified.to_string().contains('6'), "{verified}");
+    let unknown = audit
+        .get_inclusion_proof(stack.req(apb::GetInclusionProofRequest {
+            log: "nonsense".into(),
+            leaf_index: 0,
+            tree_size: 1,
+        }))
+        .await
+        .expect_err("unknown log");
+    assert_eq!(unknown.code(), tonic::Code::InvalidArgument);
+    let unsigned = audit
+        .sign_checkpoint(stack.req(apb::SignCheckpointRequest { log: LOG.into() }))
+        .await
+        .expect_err("no key in the test stack");
+    assert_eq!(unsigned.code(), tonic::Code::FailedPrecondition);
+
     // Nothing new: nothing signed unless forced.
     assert!(
         audit_log::sign_checkpoint(&stack.pool, LOG, ORIGIN, &key, false)
@@ -119,6 +164,21 @@ async fn proofs_from_the_log_verify_and_tampering_is_named_and_classified() {
     consistency
         .check(&new_cp, Some(&old_cp))
         .expect("consistency verifies");
+    let served = audit
+        .get_consistency_proof(stack.req(apb::GetConsistencyProofRequest {
+            log: LOG.into(),
+            first_size: 8,
+            second_size: 0,
+        }))
+        .await
+        .expect("consistency proof")
+        .into_inner();
+    assert_eq!(served.old_checkpoint.expect("old").note, old.note);
+    assert_eq!(served.checkpoint.expect("new").note, new.note);
+    ProofDocument::from_json(&served.document)
+        .expect("document")
+        .check(&new_cp, Some(&old_cp))
+        .expect("consistency over gRPC verifies");
     let latest = audit_log::latest_checkpoint(&stack.pool, LOG)
         .await
         .expect("latest")
