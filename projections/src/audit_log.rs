@@ -175,12 +175,12 @@ pub struct LogRow {
 }
 
 /// The whole PostgreSQL log of `log`, in leaf order.
-pub async fn rows(pool: &PgPool, log: &str) -> Result<Vec<LogRow>, AuditError> {
+pub async fn rows(db: impl sqlx::PgExecutor<'_>, log: &str) -> Result<Vec<LogRow>, AuditError> {
     let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = sqlx::query_as(
         "SELECT stream_sequence, entry, leaf_hash FROM audit_log WHERE log = $1 ORDER BY stream_sequence",
     )
     .bind(log)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await?;
     Ok(rows
         .into_iter()
@@ -221,7 +221,7 @@ fn stored_checkpoint(r: CheckpointRow) -> Result<StoredCheckpoint, AuditError> {
 
 /// The latest signed checkpoint of `log` (the largest, then the newest).
 pub async fn latest_checkpoint(
-    pool: &PgPool,
+    db: impl sqlx::PgExecutor<'_>,
     log: &str,
 ) -> Result<Option<StoredCheckpoint>, AuditError> {
     check_log(log)?;
@@ -230,7 +230,7 @@ pub async fn latest_checkpoint(
          WHERE log = $1 ORDER BY tree_size DESC, id DESC LIMIT 1",
     )
     .bind(log)
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await?;
     row.map(stored_checkpoint).transpose()
 }
@@ -539,10 +539,33 @@ pub async fn verify(
     store: &EventStore,
     key: Option<&VerifyingKey>,
 ) -> Result<VerifyReport, AuditError> {
+    // One snapshot of the projector's checkpoints, the rows and the signed
+    // checkpoints (they commit together), so a projector running meanwhile
+    // cannot make rows appear that the replay does not reach.
+    let mut snapshot = Vec::new();
+    {
+        let mut tx = pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        for log in CONTEXTS {
+            let stream = ContextStream::new(log).name;
+            let applied: Option<(i64,)> = sqlx::query_as(
+                "SELECT last_sequence FROM projection_checkpoints WHERE projection = $1 AND stream = $2",
+            )
+            .bind(NAME)
+            .bind(&stream)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let applied = applied.map_or(0, |(s,)| s as u64);
+            let stored = rows(&mut *tx, log).await?;
+            let latest = latest_checkpoint(&mut *tx, log).await?;
+            snapshot.push((log, stream, applied, stored, latest));
+        }
+        tx.commit().await?;
+    }
     let mut report = VerifyReport::default();
-    for log in CONTEXTS {
-        let stream = ContextStream::new(log).name;
-        let applied = crate::checkpoint::read(pool, NAME, &stream).await?;
+    for (log, stream, applied, stored, latest) in snapshot {
         let commits = replay(store, &stream, applied).await?;
         // Per-aggregate hash chains.
         let mut last: HashMap<&str, Hash> = HashMap::new();
@@ -566,7 +589,6 @@ pub async fn verify(
                 leaf_hash: leaf_hash(&c.bytes).to_vec(),
             })
             .collect();
-        let stored = rows(pool, log).await?;
         if let Some((index, kind)) = first_difference(&expected, &stored) {
             report.findings.push(Finding::Entry {
                 log: log.to_owned(),
@@ -577,7 +599,7 @@ pub async fn verify(
         }
         let tree = Tree::from_entries(expected.iter().map(|r| r.entry.as_slice()));
         let mut checkpoint_size = None;
-        if let Some(cp) = latest_checkpoint(pool, log).await? {
+        if let Some(cp) = latest {
             checkpoint_size = Some(cp.tree_size);
             let mut fail = |reason: String| {
                 report.findings.push(Finding::Checkpoint {

@@ -71,9 +71,13 @@ pub struct ProveArgs {
     #[arg(long)]
     pub entry: u64,
     /// Writes the signed checkpoint here (otherwise it is printed on
-    /// standard error); the proof goes to standard output.
+    /// standard error).
     #[arg(long)]
     pub checkpoint_out: Option<PathBuf>,
+    /// Writes the proof document here (otherwise it is printed on standard
+    /// output).
+    #[arg(long)]
+    pub proof_out: Option<PathBuf>,
     /// With a signing key, signs a fresh checkpoint first.
     #[command(flatten)]
     pub signing: SigningKeyArgs,
@@ -343,7 +347,11 @@ async fn prove_command(args: &ProveArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?,
         None => eprint!("{}", cp.note),
     }
-    println!("{}", proof.to_json());
+    match &args.proof_out {
+        Some(path) => std::fs::write(path, proof.to_json())
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => println!("{}", proof.to_json()),
+    }
     Ok(())
 }
 

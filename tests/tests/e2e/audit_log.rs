@@ -288,3 +288,91 @@ async fn proofs_from_the_log_verify_and_tampering_is_named_and_classified() {
 
     stack.stop().await;
 }
+
+async fn carelog(args: &[&str]) -> anyhow::Result<()> {
+    let cli = <carelog::cli::Cli as clap::Parser>::try_parse_from(
+        std::iter::once("carelog").chain(args.iter().copied()),
+    )?;
+    carelog::commands::run(cli.command).await
+}
+
+#[tokio::test]
+async fn audit_prove_output_checks_and_audit_verify_fails_on_a_tampered_log() {
+    let stack = TestStack::start().await;
+    activity(&stack, 2).await;
+    let dir = carelog_tests::harness::TempDir::new();
+    let path = |name: &str| dir.0.join(name).to_string_lossy().into_owned();
+    let (nats, db) = (
+        stack.servers.nats.url.clone(),
+        stack.servers.database_url.clone(),
+    );
+    let connections = ["--nats-url", &nats, "--database-url", &db];
+    carelog(&["audit", "keygen", "--out", &path("keys")])
+        .await
+        .expect("keygen");
+    let (key, public) = (
+        path("keys/audit-signing-key.pem"),
+        path("keys/audit-public-key.pem"),
+    );
+    let signing = ["--audit-signing-key", &key, "--audit-origin", ORIGIN];
+    let (cp_file, proof_file) = (path("cp.txt"), path("proof.json"));
+
+    let prove = [
+        &["audit", "prove", "--log", LOG, "--entry", "2"][..],
+        &connections,
+        &signing,
+        &["--checkpoint-out", &cp_file, "--proof-out", &proof_file],
+    ]
+    .concat();
+    carelog(&prove).await.expect("prove");
+    let check = [
+        "--public-key",
+        &public,
+        "--checkpoint",
+        &cp_file,
+        "--proof",
+        &proof_file,
+        "--origin",
+        "test.example/audit/demographics",
+    ];
+    carelog(&[&["audit", "check-proof"][..], &check].concat())
+        .await
+        .expect("the proof checks");
+
+    let verify = [
+        &["audit", "verify", "--public-key", &public][..],
+        &connections,
+    ]
+    .concat();
+    carelog(&verify).await.expect("an untouched log verifies");
+
+    // A changed row: verify fails naming it, and a proof of it built from
+    // the tampered log does not check against the signed checkpoint.
+    let rows = audit_log::rows(&stack.pool, LOG).await.expect("rows");
+    exec(
+        &stack,
+        format!(
+            "UPDATE audit_log SET entry = entry || '\\x00'::bytea, leaf_hash = sha256('\\x00'::bytea || entry || '\\x00'::bytea) \
+             WHERE log = 'demographics' AND stream_sequence = {}",
+            rows[1].stream_sequence
+        ),
+    )
+    .await;
+    let failed = carelog(&verify).await.expect_err("a tampered log fails");
+    assert!(failed.to_string().starts_with("not verified"), "{failed:#}");
+    assert_eq!(
+        first_entry_finding(&stack).await,
+        Some((1, Tamper::Changed))
+    );
+    let prove_tampered = [
+        &["audit", "prove", "--log", LOG, "--entry", "1"][..],
+        &connections,
+        &signing,
+        &["--checkpoint-out", &cp_file, "--proof-out", &proof_file],
+    ]
+    .concat();
+    carelog(&prove_tampered).await.expect("prove");
+    let stale = carelog(&[&["audit", "check-proof"][..], &check].concat()).await;
+    assert!(stale.is_err(), "a proof from a tampered log must not check");
+    stack.stop().await;
+}
