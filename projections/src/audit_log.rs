@@ -254,7 +254,7 @@ pub async fn checkpoint_at(
 
 /// Signs a checkpoint of `log`'s current tree and stores it. Unless
 /// `force`, nothing is signed when the log has not grown since the latest
-/// checkpoint (`None`).
+/// checkpoint, or is empty (`None`).
 pub async fn sign_checkpoint(
     pool: &PgPool,
     log: &str,
@@ -265,7 +265,8 @@ pub async fn sign_checkpoint(
     check_log(log)?;
     let latest = latest_checkpoint(pool, log).await?;
     let tree = tree(pool, log).await?;
-    if !force && latest.as_ref().is_some_and(|c| c.tree_size >= tree.len()) {
+    // "Grew" counts from an empty log: an empty log is signed only on demand.
+    if !force && tree.len() <= latest.as_ref().map_or(0, |c| c.tree_size) {
         return Ok(None);
     }
     let origin = log_origin(origin, log);

@@ -376,3 +376,40 @@ async fn audit_prove_output_checks_and_audit_verify_fails_on_a_tampered_log() {
     assert!(stale.is_err(), "a proof from a tampered log must not check");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_rebuilt_audit_log_has_the_same_entries_and_its_checkpoints_still_hold() {
+    let stack = TestStack::start().await;
+    activity(&stack, 3).await;
+    let key = generate_signing_key();
+    let signed = audit_log::sign_all(&stack.pool, ORIGIN, &key, false)
+        .await
+        .expect("sign");
+    // Only the log with entries grew.
+    assert_eq!(signed.len(), 1);
+    let before = audit_log::rows(&stack.pool, LOG).await.expect("rows");
+    let projection = carelog_projections::by_name(audit_log::NAME).expect("registered");
+    carelog_projections::rebuild::rebuild(
+        &stack.pool,
+        &stack.store,
+        projection.as_ref(),
+        &|_, _| {},
+    )
+    .await
+    .expect("rebuild");
+    assert_eq!(
+        audit_log::rows(&stack.pool, LOG).await.expect("rows"),
+        before
+    );
+    let report = audit_log::verify(&stack.pool, &stack.store, Some(&key.verifying_key()))
+        .await
+        .expect("verify");
+    assert!(report.ok(), "{:?}", report.findings);
+    assert_eq!(
+        audit_log::latest_checkpoint(&stack.pool, LOG)
+            .await
+            .expect("latest"),
+        Some(signed[0].clone())
+    );
+    stack.stop().await;
+}
