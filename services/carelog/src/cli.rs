@@ -130,14 +130,14 @@ pub struct ServeArgs {
 pub struct ProjectArgs {
     #[command(flatten)]
     pub connections: Connections,
-    /// A plaintext port serving gRPC health only (liveness, readiness), for
-    /// Kubernetes probes. Not used by `migrate`.
-    #[arg(long, env = "CARELOG_HEALTH_LISTEN")]
-    pub health_listen: Option<SocketAddr>,
     /// With a key, audit checkpoints are signed every minute the log grew.
     /// Not used by `migrate`.
     #[command(flatten)]
     pub audit: crate::audit_cli::SigningKeyArgs,
+    /// A plaintext port serving gRPC health only (liveness, readiness), for
+    /// Kubernetes probes. Not used by `migrate`.
+    #[arg(long, env = "CARELOG_HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args)]

@@ -131,12 +131,12 @@ pub struct Settings {
     /// The contexts whose gRPC services the API serves (`serve <context>`
     /// serves one; `up` and the tests serve all of `CONTEXTS`).
     pub contexts: Vec<&'static str>,
-    /// A plaintext port for gRPC health alone (Kubernetes probes), apart
-    /// from the API port.
-    pub health_listener: Option<TcpListener>,
     /// The audit checkpoint signing key and origin (AuditService signs on
     /// demand with it).
     pub audit_signer: Option<(carelog_kernel::merkle::checkpoint::SigningKey, String)>,
+    /// A plaintext port for gRPC health alone (Kubernetes probes), apart
+    /// from the API port.
+    pub health_listener: Option<TcpListener>,
 }
 
 impl Default for Settings {
@@ -146,8 +146,8 @@ impl Default for Settings {
         Self {
             drug_catalogue: Arc::new(DrugCatalogue::sample()),
             contexts: CONTEXTS.to_vec(),
-            health_listener: None,
             audit_signer: None,
+            health_listener: None,
         }
     }
 }
