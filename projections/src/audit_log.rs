@@ -312,12 +312,14 @@ pub async fn sign_all(
 }
 
 /// The inclusion proof of entry `index` of `log` in its tree of `size`
-/// entries, carrying the entry's bytes.
+/// entries, with the leaf hash, and the entry's bytes when `with_entry`
+/// (an entry is a whole commit: it holds patient data).
 pub async fn inclusion_proof(
     pool: &PgPool,
     log: &str,
     index: u64,
     size: u64,
+    with_entry: bool,
 ) -> Result<ProofDocument, AuditError> {
     check_log(log)?;
     let rows = rows(pool, log).await?;
@@ -331,9 +333,12 @@ pub async fn inclusion_proof(
         .map_err(|e| AuditError::Invalid(e.to_string()))?;
     let row = &rows[index as usize];
     let leaf = to_hash(&row.leaf_hash, "leaf hash")?;
-    Ok(ProofDocument::Inclusion(
-        InclusionProof::new(index, size, &leaf, &path).with_entry(&row.entry),
-    ))
+    let proof = InclusionProof::new(index, size, &leaf, &path);
+    Ok(ProofDocument::Inclusion(if with_entry {
+        proof.with_entry(&row.entry)
+    } else {
+        proof
+    }))
 }
 
 /// The consistency proof of `log` from `first` to `second` entries.

@@ -101,7 +101,7 @@ impl AuditService for AuditApi {
                 r.leaf_index
             )));
         }
-        let doc = audit_log::inclusion_proof(&self.pool, &r.log, r.leaf_index, size)
+        let doc = audit_log::inclusion_proof(&self.pool, &r.log, r.leaf_index, size, false)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::Proof {

@@ -341,7 +341,8 @@ async fn prove_command(args: &ProveArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let proof = audit_log::inclusion_proof(&pool, &args.log, args.entry, cp.tree_size).await?;
+    let proof =
+        audit_log::inclusion_proof(&pool, &args.log, args.entry, cp.tree_size, true).await?;
     match &args.checkpoint_out {
         Some(path) => std::fs::write(path, &cp.note)
             .with_context(|| format!("cannot write {}", path.display()))?,

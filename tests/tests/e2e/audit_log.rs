@@ -93,7 +93,7 @@ async fn proofs_from_the_log_verify_and_tampering_is_named_and_classified() {
     assert_eq!(old.origin, "test.example/audit/demographics");
     let old_cp = Checkpoint::verify(&old.note, &public).expect("signature");
     for index in [0, 5, 7] {
-        let proof = audit_log::inclusion_proof(&stack.pool, LOG, index, old.tree_size)
+        let proof = audit_log::inclusion_proof(&stack.pool, LOG, index, old.tree_size, true)
             .await
             .expect("proof");
         let doc = ProofDocument::from_json(&proof.to_json()).expect("round trip");
@@ -127,6 +127,13 @@ async fn proofs_from_the_log_verify_and_tampering_is_named_and_classified() {
         .check(&served_cp, None)
         .expect("verifies");
     assert!(verified.to_string().contains('6'), "{verified}");
+    // Over the API a proof carries the leaf hash, not the entry (a commit
+    // holds patient data).
+    assert!(
+        !served.document.contains("\"entry\""),
+        "{}",
+        served.document
+    );
     let unknown = audit
         .get_inclusion_proof(stack.req(apb::GetInclusionProofRequest {
             log: "nonsense".into(),
@@ -281,7 +288,7 @@ async fn proofs_from_the_log_verify_and_tampering_is_named_and_classified() {
     // built from it fails against the signed checkpoint.
     let tampered = audit_log::tree(&stack.pool, LOG).await.expect("tree");
     assert_ne!(tampered.root_at(12).expect("root"), new.root_hash);
-    let proof = audit_log::inclusion_proof(&stack.pool, LOG, 6, 12)
+    let proof = audit_log::inclusion_proof(&stack.pool, LOG, 6, 12, true)
         .await
         .expect("proof");
     assert!(proof.check(&new_cp, None).is_err());
