@@ -3,6 +3,7 @@
 //! per read model (projector and queries); rebuilds into fresh tables.
 
 pub mod audit;
+pub mod audit_log;
 pub mod checkpoint;
 pub mod consultations;
 pub mod medications;
@@ -27,6 +28,7 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(medications::MedicationsProjection),
         std::sync::Arc::new(tasks::TasksProjection),
         std::sync::Arc::new(audit::AuditEventsProjection),
+        std::sync::Arc::new(audit_log::AuditLogProjection),
     ]
 }
 

@@ -41,3 +41,10 @@ pub mod tasks {
 /// The encoded file descriptor set of every carelog proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/carelog_descriptor.bin"));
+
+/// The verifiable audit log: checkpoints and proofs.
+pub mod audit {
+    pub mod v1 {
+        tonic::include_proto!("carelog.audit.v1");
+    }
+}

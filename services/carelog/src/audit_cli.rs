@@ -36,6 +36,51 @@ pub enum AuditCommand {
     /// or consistency proof against it. Exit 0 when verified, 1 naming what
     /// failed.
     CheckProof(CheckProofArgs),
+    /// Recomputes every audit log from JetStream, checks every aggregate's
+    /// hash chain, compares every entry with the PostgreSQL log and checks
+    /// the latest signed checkpoints. Exit 0 when all holds; 1 naming the
+    /// first entry of each log that differs (changed, deleted, inserted or
+    /// reordered row).
+    Verify(VerifyArgs),
+    /// Prints the inclusion proof document of an entry against the log's
+    /// latest signed checkpoint, and that checkpoint.
+    Prove(ProveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub connections: crate::cli::Connections,
+    /// The log's public key (PEM): checkpoint signatures are checked with
+    /// it. Without it (and without a signing key) the stored checkpoints'
+    /// sizes and roots are compared but their signatures are not checked.
+    #[arg(long)]
+    pub public_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub signing: SigningKeyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ProveArgs {
+    #[command(flatten)]
+    pub connections: crate::cli::Connections,
+    /// The log: demographics, consultations, medications or tasks.
+    #[arg(long)]
+    pub log: String,
+    /// The entry's index in the log (from 0).
+    #[arg(long)]
+    pub entry: u64,
+    /// Writes the signed checkpoint here (otherwise it is printed on
+    /// standard error).
+    #[arg(long)]
+    pub checkpoint_out: Option<PathBuf>,
+    /// Writes the proof document here (otherwise it is printed on standard
+    /// output).
+    #[arg(long)]
+    pub proof_out: Option<PathBuf>,
+    /// With a signing key, signs a fresh checkpoint first.
+    #[command(flatten)]
+    pub signing: SigningKeyArgs,
 }
 
 #[derive(Debug, Args)]
@@ -83,8 +128,10 @@ pub struct SigningKeyArgs {
     pub audit_origin: Option<String>,
 }
 
-pub fn run(args: AuditArgs) -> anyhow::Result<()> {
+pub async fn run(args: AuditArgs) -> anyhow::Result<()> {
     match args.command {
+        AuditCommand::Verify(args) => verify_command(&args).await,
+        AuditCommand::Prove(args) => prove_command(&args).await,
         AuditCommand::Keygen(args) => keygen(&args.out, args.origin.as_deref()),
         AuditCommand::CheckProof(args) => {
             let verified = check_proof(&args)?;
@@ -197,4 +244,167 @@ pub fn check_proof(args: &CheckProofArgs) -> anyhow::Result<String> {
         cp.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         cp.size
     ))
+}
+
+/// The configured signing key and origin, if any (both or neither).
+pub fn signing_key(args: &SigningKeyArgs) -> anyhow::Result<Option<(SigningKey, String)>> {
+    match (&args.audit_signing_key, &args.audit_origin) {
+        (None, _) => Ok(None),
+        (Some(_), None) => Err(crate::commands::ConfigError(
+            "--audit-signing-key needs --audit-origin (CARELOG_AUDIT_ORIGIN)".into(),
+        )
+        .into()),
+        (Some(path), Some(origin)) => {
+            checkpoint::check_origin(origin)
+                .map_err(|e| crate::commands::ConfigError(e.to_string()))?;
+            Ok(Some((load_signing_key(path)?, origin.clone())))
+        }
+    }
+}
+
+async fn connect(
+    c: &crate::cli::Connections,
+) -> anyhow::Result<(sqlx::PgPool, carelog_kernel::store::EventStore)> {
+    let (nats, db) = crate::commands::urls(c)?;
+    let store = crate::stack::event_store(&nats, crate::commands::store_options(c)).await?;
+    let pool = crate::stack::database(&db, 4).await?;
+    Ok((pool, store))
+}
+
+/// `audit verify` without the command line: the report, or an error naming
+/// every finding.
+pub async fn verify(
+    pool: &sqlx::PgPool,
+    store: &carelog_kernel::store::EventStore,
+    key: Option<&VerifyingKey>,
+) -> anyhow::Result<carelog_projections::audit_log::VerifyReport> {
+    Ok(carelog_projections::audit_log::verify(pool, store, key).await?)
+}
+
+async fn verify_command(args: &VerifyArgs) -> anyhow::Result<()> {
+    let key = match (&args.public_key, signing_key(&args.signing)?) {
+        (Some(path), _) => Some(
+            verifying_key_from_pem(&read(path, "public key")?)
+                .map_err(|e| crate::commands::ConfigError(format!("{}: {e}", path.display())))?,
+        ),
+        (None, Some((key, _))) => Some(key.verifying_key()),
+        (None, None) => None,
+    };
+    let (pool, store) = connect(&args.connections).await?;
+    let started = std::time::Instant::now();
+    let report = verify(&pool, &store, key.as_ref()).await?;
+    let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+    for log in &report.logs {
+        println!(
+            "{}: {} entries from JetStream, {} rows in PostgreSQL, root {}, {}",
+            log.log,
+            log.entries,
+            log.rows,
+            hex::encode(log.root),
+            log.checkpoint_size
+                .map_or("no signed checkpoint".to_owned(), |s| format!(
+                    "checkpoint of size {s}"
+                ))
+        );
+    }
+    if key.is_none() {
+        println!("checkpoint signatures not checked (no --public-key)");
+    }
+    println!(
+        "{} entries in {elapsed:.2}s ({:.0} entries/s)",
+        report.entries(),
+        report.entries() as f64 / elapsed
+    );
+    if report.ok() {
+        println!("verified: every log matches JetStream");
+        return Ok(());
+    }
+    for finding in &report.findings {
+        println!("not verified: {finding}");
+    }
+    Err(NotVerified(format!("{} finding(s)", report.findings.len())).into())
+}
+
+async fn prove_command(args: &ProveArgs) -> anyhow::Result<()> {
+    use carelog_projections::audit_log;
+    let (pool, _store) = connect(&args.connections).await?;
+    if let Some((key, origin)) = signing_key(&args.signing)? {
+        audit_log::sign_checkpoint(&pool, &args.log, &origin, &key, false).await?;
+    }
+    let cp = audit_log::latest_checkpoint(&pool, &args.log)
+        .await?
+        .ok_or_else(|| audit_log::AuditError::NoCheckpoint(args.log.clone()))?;
+    if args.entry >= cp.tree_size {
+        return Err(crate::commands::ConfigError(format!(
+            "entry {} is not in the latest checkpoint of log {} (size {})",
+            args.entry, args.log, cp.tree_size
+        ))
+        .into());
+    }
+    let proof =
+        audit_log::inclusion_proof(&pool, &args.log, args.entry, cp.tree_size, true).await?;
+    match &args.checkpoint_out {
+        Some(path) => std::fs::write(path, &cp.note)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => eprint!("{}", cp.note),
+    }
+    match &args.proof_out {
+        Some(path) => std::fs::write(path, proof.to_json())
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => println!("{}", proof.to_json()),
+    }
+    Ok(())
+}
+
+/// How often the signer looks whether a log grew.
+pub const SIGN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Signs a checkpoint of every log that grew, now and every `every`, until
+/// shutdown. Failures are logged and retried at the next tick.
+pub async fn run_signer(
+    pool: sqlx::PgPool,
+    key: SigningKey,
+    origin: String,
+    every: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match carelog_projections::audit_log::sign_all(&pool, &origin, &key, false).await {
+            Ok(signed) => {
+                for cp in signed {
+                    tracing::info!(log = %cp.log, size = cp.tree_size, "signed an audit checkpoint");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot sign audit checkpoints"),
+        }
+    }
+}
+
+/// The origin `carelog up` signs with when none is configured.
+pub const DEV_ORIGIN: &str = "localhost/carelog-audit";
+
+/// The configured key, or for `carelog up` a development key kept under
+/// `dir` (made on first use) with [`DEV_ORIGIN`].
+pub fn signing_key_or_dev(
+    args: &SigningKeyArgs,
+    dir: &Path,
+) -> anyhow::Result<(SigningKey, String)> {
+    if let Some(configured) = signing_key(args)? {
+        return Ok(configured);
+    }
+    let origin = args
+        .audit_origin
+        .clone()
+        .unwrap_or_else(|| DEV_ORIGIN.to_owned());
+    let private = dir.join(PRIVATE_KEY_FILE);
+    if !private.exists() {
+        keygen(dir, Some(&origin))?;
+    }
+    Ok((load_signing_key(&private)?, origin))
 }

@@ -102,6 +102,9 @@ pub struct UpArgs {
     pub drug_catalogue: Option<PathBuf>,
     #[command(flatten)]
     pub connections: Connections,
+    /// Without a key, a development key under the data dir.
+    #[command(flatten)]
+    pub audit: crate::audit_cli::SigningKeyArgs,
 }
 
 #[derive(Debug, Args)]
@@ -133,6 +136,10 @@ pub struct ServeArgs {
 pub struct ProjectArgs {
     #[command(flatten)]
     pub connections: Connections,
+    /// With a key, audit checkpoints are signed every minute the log grew.
+    /// Not used by `migrate`.
+    #[command(flatten)]
+    pub audit: crate::audit_cli::SigningKeyArgs,
     /// A plaintext port serving gRPC health only (liveness, readiness), for
     /// Kubernetes probes. Not used by `migrate`.
     #[arg(long, env = "CARELOG_HEALTH_LISTEN")]

@@ -83,11 +83,11 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Migrate(args) => migrate(args).await,
         Command::DevToken(args) => dev_token(args),
         Command::Bench(args) => crate::bench::run(args).await,
-        Command::Audit(args) => crate::audit_cli::run(args),
+        Command::Audit(args) => crate::audit_cli::run(args).await,
     }
 }
 
-fn store_options(c: &Connections) -> StoreOptions {
+pub(crate) fn store_options(c: &Connections) -> StoreOptions {
     StoreOptions {
         replicas: c.replicas,
         duplicate_window: c.duplicate_window,
@@ -95,7 +95,7 @@ fn store_options(c: &Connections) -> StoreOptions {
     }
 }
 
-fn urls(c: &Connections) -> anyhow::Result<(String, String)> {
+pub(crate) fn urls(c: &Connections) -> anyhow::Result<(String, String)> {
     let nats = c
         .nats_url
         .clone()
@@ -174,6 +174,16 @@ async fn project(args: ProjectArgs) -> anyhow::Result<()> {
     let pool = stack::database(&db, args.connections.db_pool).await?;
     let shutdown = CancellationToken::new();
     crate::shutdown::on_signal(shutdown.clone());
+    if let Some((key, origin)) = crate::audit_cli::signing_key(&args.audit)? {
+        let every = crate::audit_cli::SIGN_EVERY;
+        tokio::spawn(crate::audit_cli::run_signer(
+            pool.clone(),
+            key,
+            origin,
+            every,
+            shutdown.clone(),
+        ));
+    }
     let issuer = Arc::new(DevIssuer::ephemeral().authenticator()?);
     let settings = Settings {
         health_listener: health_listener(args.health_listen).await?,
@@ -314,6 +324,16 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let pool = stack::database(&db_url, args.connections.db_pool).await?;
     let shutdown = CancellationToken::new();
     crate::shutdown::on_signal(shutdown.clone());
+    let (key, origin) = crate::audit_cli::signing_key_or_dev(&args.audit, &data.join("audit"))?;
+    settings.audit_signer = Some((key.clone(), origin.clone()));
+    let every = crate::audit_cli::SIGN_EVERY;
+    tokio::spawn(crate::audit_cli::run_signer(
+        pool.clone(),
+        key,
+        origin,
+        every,
+        shutdown.clone(),
+    ));
     let mut running = stack::start_with(
         store,
         pool,

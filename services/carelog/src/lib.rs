@@ -1,5 +1,6 @@
 //! carelog: the one binary's library side, shared by its subcommands and tests.
 
+pub mod audit_api;
 pub mod audit_cli;
 pub mod bench;
 pub mod cli;

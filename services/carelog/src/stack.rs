@@ -25,6 +25,7 @@ use carelog_projections::medications::PgMedicationsQueries;
 use carelog_projections::patients::PgPatientQueries;
 use carelog_projections::tasks::PgTasksQueries;
 use carelog_projections::{ProjectorStatus, Runner};
+use carelog_proto::audit::v1::audit_service_server::AuditServiceServer;
 use carelog_proto::consultations::v1::consultations_service_server::ConsultationsServiceServer;
 use carelog_proto::demographics::v1::demographics_service_server::DemographicsServiceServer;
 use carelog_proto::medications::v1::medications_service_server::MedicationsServiceServer;
@@ -132,6 +133,9 @@ pub struct Settings {
     /// The contexts whose gRPC services the API serves (`serve <context>`
     /// serves one; `up` and the tests serve all of `CONTEXTS`).
     pub contexts: Vec<&'static str>,
+    /// The audit checkpoint signing key and origin (AuditService signs on
+    /// demand with it).
+    pub audit_signer: Option<(carelog_kernel::merkle::checkpoint::SigningKey, String)>,
     /// A plaintext port for gRPC health alone (Kubernetes probes), apart
     /// from the API port.
     pub health_listener: Option<TcpListener>,
@@ -146,6 +150,7 @@ impl Default for Settings {
         Self {
             drug_catalogue: Arc::new(DrugCatalogue::sample()),
             contexts: CONTEXTS.to_vec(),
+            audit_signer: None,
             health_listener: None,
             metrics_listener: None,
         }
@@ -299,6 +304,10 @@ pub async fn start_with(
                 auth.clone().interceptor(),
             )
         });
+        let audit = AuditServiceServer::with_interceptor(
+            crate::audit_api::AuditApi::new(pool.clone(), settings.audit_signer.clone()),
+            auth.clone().interceptor(),
+        );
         let served = served_services(&settings.contexts);
         set_services(&health, &served, tonic_health::ServingStatus::Serving).await;
         let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -330,6 +339,7 @@ pub async fn start_with(
                 .add_optional_service(consultations)
                 .add_optional_service(medications)
                 .add_optional_service(task_service)
+                .add_service(audit)
                 .serve_with_incoming_shutdown(incoming(listener), stop)
                 .await
                 .map_err(anyhow::Error::from)

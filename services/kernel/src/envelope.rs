@@ -191,6 +191,8 @@ pub struct StoredCommit {
     pub commit: pb::Commit,
     pub hash: Hash,
     pub published: DateTime<Utc>,
+    /// The commit exactly as stored (the bytes `hash` is computed over).
+    pub bytes: Bytes,
 }
 
 impl StoredCommit {
@@ -201,6 +203,7 @@ impl StoredCommit {
             commit: pb::Commit::decode(message.payload.as_ref())?,
             hash: digest(&message.payload),
             published: message.published,
+            bytes: message.payload.clone(),
         })
     }
 

@@ -1,0 +1,132 @@
+//! `carelog.audit.v1.AuditService`: the audit logs' signed checkpoints and
+//! proofs, read from PostgreSQL (`carelog_projections::audit_log`).
+
+use carelog_kernel::merkle::checkpoint::SigningKey;
+use carelog_projections::audit_log::{self, AuditError, StoredCheckpoint};
+use carelog_proto::audit::v1 as pb;
+use carelog_proto::audit::v1::audit_service_server::AuditService;
+use sqlx::PgPool;
+use tonic::{Request, Response, Status};
+
+/// The service; signs on demand when given a key and origin.
+#[derive(Debug)]
+pub struct AuditApi {
+    pool: PgPool,
+    signer: Option<(SigningKey, String)>,
+}
+
+impl AuditApi {
+    pub fn new(pool: PgPool, signer: Option<(SigningKey, String)>) -> Self {
+        Self { pool, signer }
+    }
+
+    async fn latest(&self, log: &str) -> Result<StoredCheckpoint, Status> {
+        audit_log::latest_checkpoint(&self.pool, log)
+            .await
+            .map_err(status)?
+            .ok_or_else(|| status(AuditError::NoCheckpoint(log.to_owned())))
+    }
+
+    async fn at(&self, log: &str, size: u64) -> Result<Option<pb::SignedCheckpoint>, Status> {
+        Ok(audit_log::checkpoint_at(&self.pool, log, size)
+            .await
+            .map_err(status)?
+            .map(to_proto))
+    }
+}
+
+fn status(e: AuditError) -> Status {
+    match e {
+        AuditError::UnknownLog(_) | AuditError::Invalid(_) => {
+            Status::invalid_argument(e.to_string())
+        }
+        AuditError::NoCheckpoint(_) => Status::not_found(e.to_string()),
+        AuditError::Database(_) | AuditError::Store(_) => Status::unavailable(e.to_string()),
+        AuditError::Malformed(_) => Status::internal(e.to_string()),
+    }
+}
+
+fn to_proto(c: StoredCheckpoint) -> pb::SignedCheckpoint {
+    pb::SignedCheckpoint {
+        log: c.log,
+        origin: c.origin,
+        tree_size: c.tree_size,
+        root_hash: c.root_hash.to_vec(),
+        signed_at: c
+            .signed_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        note: c.note,
+    }
+}
+
+#[tonic::async_trait]
+impl AuditService for AuditApi {
+    async fn get_latest_checkpoint(
+        &self,
+        request: Request<pb::GetLatestCheckpointRequest>,
+    ) -> Result<Response<pb::SignedCheckpoint>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(to_proto(self.latest(&r.log).await?)))
+    }
+
+    async fn sign_checkpoint(
+        &self,
+        request: Request<pb::SignCheckpointRequest>,
+    ) -> Result<Response<pb::SignedCheckpoint>, Status> {
+        let r = request.into_inner();
+        let Some((key, origin)) = &self.signer else {
+            return Err(Status::failed_precondition(
+                "no audit signing key is configured (CARELOG_AUDIT_SIGNING_KEY)",
+            ));
+        };
+        let signed = audit_log::sign_checkpoint(&self.pool, &r.log, origin, key, true)
+            .await
+            .map_err(status)?
+            .ok_or_else(|| Status::internal("nothing signed"))?;
+        Ok(Response::new(to_proto(signed)))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<pb::GetInclusionProofRequest>,
+    ) -> Result<Response<pb::Proof>, Status> {
+        let r = request.into_inner();
+        let size = match r.tree_size {
+            0 => self.latest(&r.log).await?.tree_size,
+            n => n,
+        };
+        if r.leaf_index >= size {
+            return Err(Status::invalid_argument(format!(
+                "leaf_index {} is not in a tree of {size} entries",
+                r.leaf_index
+            )));
+        }
+        let doc = audit_log::inclusion_proof(&self.pool, &r.log, r.leaf_index, size, false)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::Proof {
+            document: doc.to_json(),
+            checkpoint: self.at(&r.log, size).await?,
+            old_checkpoint: None,
+        }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::Proof>, Status> {
+        let r = request.into_inner();
+        let second = match r.second_size {
+            0 => self.latest(&r.log).await?.tree_size,
+            n => n,
+        };
+        let doc = audit_log::consistency_proof(&self.pool, &r.log, r.first_size, second)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::Proof {
+            document: doc.to_json(),
+            checkpoint: self.at(&r.log, second).await?,
+            old_checkpoint: self.at(&r.log, r.first_size).await?,
+        }))
+    }
+}

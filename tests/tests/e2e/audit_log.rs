@@ -1,0 +1,422 @@
+//! The verifiable audit log: proofs from the PostgreSQL log verify with the
+//! kernel's verifier and the public key alone; `audit verify` passes on an
+//! untouched log and names the first entry of a tampered one, classified.
+
+use std::time::Duration;
+
+use carelog_kernel::merkle::checkpoint::{Checkpoint, generate_signing_key};
+use carelog_kernel::merkle::proof::ProofDocument;
+use carelog_projections::audit_log::{self, Finding, Tamper};
+use carelog_proto::audit::v1 as apb;
+use carelog_proto::audit::v1::audit_service_client::AuditServiceClient;
+use carelog_proto::demographics::v1 as pb;
+use carelog_tests::harness::{TestStack, jane_smith, test_nhs_number};
+
+const ORIGIN: &str = "test.example/audit";
+const LOG: &str = "demographics";
+
+async fn activity(stack: &TestStack, n: usize) {
+    let mut client = stack.client();
+    for i in 0..n {
+        let p = stack
+            .register(pb::PatientDetails {
+                nhs_number: test_nhs_number(),
+                ..jane_smith()
+            })
+            .await;
+        let mut moved = jane_smith();
+        moved.addresses[0].postcode = format!("LS{} 1AB", 1 + i % 9);
+        client
+            .update_demographics(stack.req(pb::UpdateDemographicsRequest {
+                patient_id: p.patient_id.clone(),
+                details: Some(moved),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["addresses".into()],
+                }),
+                ..Default::default()
+            }))
+            .await
+            .expect("update");
+    }
+    let last = stack.last_sequence_of("demographics").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    assert!(
+        carelog_projections::checkpoint::wait_for(
+            &stack.pool,
+            audit_log::NAME,
+            "CARELOG_DEMOGRAPHICS",
+            last,
+            deadline
+        )
+        .await
+        .expect("checkpoint"),
+        "the audit log did not reach {last}"
+    );
+}
+
+async fn first_entry_finding(stack: &TestStack) -> Option<(u64, Tamper)> {
+    let report = audit_log::verify(&stack.pool, &stack.store, None)
+        .await
+        .expect("verify runs");
+    report.findings.iter().find_map(|f| match f {
+        Finding::Entry {
+            log, index, kind, ..
+        } if log == LOG => Some((*index, *kind)),
+        _ => None,
+    })
+}
+
+async fn exec(stack: &TestStack, sql: String) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
+        .execute(&stack.pool)
+        .await
+        .expect(&sql);
+}
+
+#[tokio::test]
+async fn proofs_from_the_log_verify_and_tampering_is_named_and_classified() {
+    let stack = TestStack::start().await;
+    activity(&stack, 4).await;
+    let key = generate_signing_key();
+    let public = key.verifying_key();
+
+    // One entry per commit: 4 registrations and 4 updates.
+    let rows = audit_log::rows(&stack.pool, LOG).await.expect("rows");
+    assert_eq!(rows.len(), 8);
+
+    // An inclusion proof against a signed checkpoint.
+    let old = audit_log::sign_checkpoint(&stack.pool, LOG, ORIGIN, &key, true)
+        .await
+        .expect("sign")
+        .expect("signed when forced");
+    assert_eq!(old.tree_size, 8);
+    assert_eq!(old.origin, "test.example/audit/demographics");
+    let old_cp = Checkpoint::verify(&old.note, &public).expect("signature");
+    for index in [0, 5, 7] {
+        let proof = audit_log::inclusion_proof(&stack.pool, LOG, index, old.tree_size, true)
+            .await
+            .expect("proof");
+        let doc = ProofDocument::from_json(&proof.to_json()).expect("round trip");
+        doc.check(&old_cp, None).expect("inclusion verifies");
+    }
+    // The same over gRPC: AuditService's proof verifies with the kernel
+    // verifier against the checkpoint it returns.
+    let mut audit = AuditServiceClient::new(stack.channel.clone());
+    let latest = audit
+        .get_latest_checkpoint(stack.req(apb::GetLatestCheckpointRequest { log: LOG.into() }))
+        .await
+        .expect("latest checkpoint")
+        .into_inner();
+    assert_eq!(
+        (latest.tree_size, latest.note.as_str()),
+        (8, old.note.as_str())
+    );
+    let served = audit
+        .get_inclusion_proof(stack.req(apb::GetInclusionProofRequest {
+            log: LOG.into(),
+            leaf_index: 6,
+            tree_size: 0,
+        }))
+        .await
+        .expect("inclusion proof")
+        .into_inner();
+    let served_cp = Checkpoint::verify(&served.checkpoint.expect("checkpoint").note, &public)
+        .expect("signature");
+    let verified = ProofDocument::from_json(&served.document)
+        .expect("document")
+        .check(&served_cp, None)
+        .expect("verifies");
+    assert!(verified.to_string().contains('6'), "{verified}");
+    // Over the API a proof carries the leaf hash, not the entry (a commit
+    // holds patient data).
+    assert!(
+        !served.document.contains("\"entry\""),
+        "{}",
+        served.document
+    );
+    let unknown = audit
+        .get_inclusion_proof(stack.req(apb::GetInclusionProofRequest {
+            log: "nonsense".into(),
+            leaf_index: 0,
+            tree_size: 1,
+        }))
+        .await
+        .expect_err("unknown log");
+    assert_eq!(unknown.code(), tonic::Code::InvalidArgument);
+    let unsigned = audit
+        .sign_checkpoint(stack.req(apb::SignCheckpointRequest { log: LOG.into() }))
+        .await
+        .expect_err("no key in the test stack");
+    assert_eq!(unsigned.code(), tonic::Code::FailedPrecondition);
+
+    // Nothing new: nothing signed unless forced.
+    assert!(
+        audit_log::sign_checkpoint(&stack.pool, LOG, ORIGIN, &key, false)
+            .await
+            .expect("sign")
+            .is_none()
+    );
+
+    // More activity: a consistency proof between the two checkpoints.
+    activity(&stack, 2).await;
+    let new = audit_log::sign_checkpoint(&stack.pool, LOG, ORIGIN, &key, false)
+        .await
+        .expect("sign")
+        .expect("the log grew");
+    assert_eq!(new.tree_size, 12);
+    let new_cp = Checkpoint::verify(&new.note, &public).expect("signature");
+    let consistency = audit_log::consistency_proof(&stack.pool, LOG, 8, 12)
+        .await
+        .expect("proof");
+    consistency
+        .check(&new_cp, Some(&old_cp))
+        .expect("consistency verifies");
+    let served = audit
+        .get_consistency_proof(stack.req(apb::GetConsistencyProofRequest {
+            log: LOG.into(),
+            first_size: 8,
+            second_size: 0,
+        }))
+        .await
+        .expect("consistency proof")
+        .into_inner();
+    assert_eq!(served.old_checkpoint.expect("old").note, old.note);
+    assert_eq!(served.checkpoint.expect("new").note, new.note);
+    ProofDocument::from_json(&served.document)
+        .expect("document")
+        .check(&new_cp, Some(&old_cp))
+        .expect("consistency over gRPC verifies");
+    let latest = audit_log::latest_checkpoint(&stack.pool, LOG)
+        .await
+        .expect("latest")
+        .expect("some");
+    assert_eq!(latest, new);
+
+    // Untouched: everything verifies, signatures included.
+    let report = audit_log::verify(&stack.pool, &stack.store, Some(&public))
+        .await
+        .expect("verify");
+    assert!(report.ok(), "{:?}", report.findings);
+    let demographics = report.logs.iter().find(|l| l.log == LOG).expect("log");
+    assert_eq!((demographics.entries, demographics.rows), (12, 12));
+    assert_eq!(demographics.checkpoint_size, Some(12));
+    assert_eq!(demographics.root, new.root_hash);
+
+    let seq = |i: usize| rows[i].stream_sequence as i64;
+
+    // A changed row.
+    exec(&stack, format!("UPDATE audit_log SET entry = entry || '\\x00'::bytea WHERE log = 'demographics' AND stream_sequence = {}", seq(3)))
+    .await;
+    assert_eq!(
+        first_entry_finding(&stack).await,
+        Some((3, Tamper::Changed))
+    );
+    sqlx::query(
+        "UPDATE audit_log SET entry = $1 WHERE log = 'demographics' AND stream_sequence = $2",
+    )
+    .bind(&rows[3].entry)
+    .bind(seq(3))
+    .execute(&stack.pool)
+    .await
+    .expect("restore");
+    assert_eq!(first_entry_finding(&stack).await, None);
+
+    // A deleted row.
+    exec(&stack, format!("CREATE TABLE deleted_rows AS SELECT * FROM audit_log WHERE log = 'demographics' AND stream_sequence = {}", seq(2)))
+    .await;
+    exec(
+        &stack,
+        format!(
+            "DELETE FROM audit_log WHERE log = 'demographics' AND stream_sequence = {}",
+            seq(2)
+        ),
+    )
+    .await;
+    assert_eq!(
+        first_entry_finding(&stack).await,
+        Some((2, Tamper::Deleted))
+    );
+    exec(
+        &stack,
+        format!(
+            "INSERT INTO audit_log SELECT * FROM deleted_rows WHERE stream_sequence = {}",
+            seq(2)
+        ),
+    )
+    .await;
+    assert_eq!(first_entry_finding(&stack).await, None);
+
+    // An inserted row, before entry 5 (the later rows moved along to make room).
+    exec(&stack, format!("UPDATE audit_log SET stream_sequence = stream_sequence + 1000000 WHERE log = 'demographics' AND stream_sequence >= {}", seq(5)))
+    .await;
+    exec(&stack, format!("INSERT INTO audit_log (log, stream_sequence, subject, aggregate_id, aggregate_version, recorded_at, entry, leaf_hash) \
+         SELECT log, {}, subject, aggregate_id, aggregate_version + 1, recorded_at, 'forged'::bytea, sha256('\\x00'::bytea || 'forged'::bytea) \
+         FROM audit_log WHERE log = 'demographics' ORDER BY stream_sequence LIMIT 1", seq(5)))
+    .await;
+    assert_eq!(
+        first_entry_finding(&stack).await,
+        Some((5, Tamper::Inserted))
+    );
+    exec(
+        &stack,
+        format!(
+            "DELETE FROM audit_log WHERE log = 'demographics' AND stream_sequence = {}",
+            seq(5)
+        ),
+    )
+    .await;
+    exec(&stack, format!("UPDATE audit_log SET stream_sequence = stream_sequence - 1000000 WHERE log = 'demographics' AND stream_sequence >= {}", 1_000_000))
+    .await;
+    assert_eq!(first_entry_finding(&stack).await, None);
+
+    // Two rows swapped (their positions in the log exchanged).
+    let swap = |a: i64, b: i64| {
+        format!(
+            "UPDATE audit_log SET stream_sequence = CASE stream_sequence WHEN {a} THEN {b} ELSE {a} END \
+             WHERE log = 'demographics' AND stream_sequence IN ({a}, {b})"
+        )
+    };
+    // Through a free sequence, as the primary key is checked row by row.
+    exec(&stack, swap(seq(6), -1)).await;
+    exec(&stack, swap(seq(7), seq(6))).await;
+    exec(&stack, swap(-1, seq(7))).await;
+    assert_eq!(
+        first_entry_finding(&stack).await,
+        Some((6, Tamper::Reordered))
+    );
+    // The tampered PostgreSQL log no longer has the signed root, and a proof
+    // built from it fails against the signed checkpoint.
+    let tampered = audit_log::tree(&stack.pool, LOG).await.expect("tree");
+    assert_ne!(tampered.root_at(12).expect("root"), new.root_hash);
+    let proof = audit_log::inclusion_proof(&stack.pool, LOG, 6, 12, true)
+        .await
+        .expect("proof");
+    assert!(proof.check(&new_cp, None).is_err());
+
+    stack.stop().await;
+}
+
+async fn carelog(args: &[&str]) -> anyhow::Result<()> {
+    let cli = <carelog::cli::Cli as clap::Parser>::try_parse_from(
+        std::iter::once("carelog").chain(args.iter().copied()),
+    )?;
+    carelog::commands::run(cli.command).await
+}
+
+#[tokio::test]
+async fn audit_prove_output_checks_and_audit_verify_fails_on_a_tampered_log() {
+    let stack = TestStack::start().await;
+    activity(&stack, 2).await;
+    let dir = carelog_tests::harness::TempDir::new();
+    let path = |name: &str| dir.0.join(name).to_string_lossy().into_owned();
+    let (nats, db) = (
+        stack.servers.nats.url.clone(),
+        stack.servers.database_url.clone(),
+    );
+    let connections = ["--nats-url", &nats, "--database-url", &db];
+    carelog(&["audit", "keygen", "--out", &path("keys")])
+        .await
+        .expect("keygen");
+    let (key, public) = (
+        path("keys/audit-signing-key.pem"),
+        path("keys/audit-public-key.pem"),
+    );
+    let signing = ["--audit-signing-key", &key, "--audit-origin", ORIGIN];
+    let (cp_file, proof_file) = (path("cp.txt"), path("proof.json"));
+
+    let prove = [
+        &["audit", "prove", "--log", LOG, "--entry", "2"][..],
+        &connections,
+        &signing,
+        &["--checkpoint-out", &cp_file, "--proof-out", &proof_file],
+    ]
+    .concat();
+    carelog(&prove).await.expect("prove");
+    let check = [
+        "--public-key",
+        &public,
+        "--checkpoint",
+        &cp_file,
+        "--proof",
+        &proof_file,
+        "--origin",
+        "test.example/audit/demographics",
+    ];
+    carelog(&[&["audit", "check-proof"][..], &check].concat())
+        .await
+        .expect("the proof checks");
+
+    let verify = [
+        &["audit", "verify", "--public-key", &public][..],
+        &connections,
+    ]
+    .concat();
+    carelog(&verify).await.expect("an untouched log verifies");
+
+    // A changed row: verify fails naming it, and a proof of it built from
+    // the tampered log does not check against the signed checkpoint.
+    let rows = audit_log::rows(&stack.pool, LOG).await.expect("rows");
+    exec(
+        &stack,
+        format!(
+            "UPDATE audit_log SET entry = entry || '\\x00'::bytea, leaf_hash = sha256('\\x00'::bytea || entry || '\\x00'::bytea) \
+             WHERE log = 'demographics' AND stream_sequence = {}",
+            rows[1].stream_sequence
+        ),
+    )
+    .await;
+    let failed = carelog(&verify).await.expect_err("a tampered log fails");
+    assert!(failed.to_string().starts_with("not verified"), "{failed:#}");
+    assert_eq!(
+        first_entry_finding(&stack).await,
+        Some((1, Tamper::Changed))
+    );
+    let prove_tampered = [
+        &["audit", "prove", "--log", LOG, "--entry", "1"][..],
+        &connections,
+        &signing,
+        &["--checkpoint-out", &cp_file, "--proof-out", &proof_file],
+    ]
+    .concat();
+    carelog(&prove_tampered).await.expect("prove");
+    let stale = carelog(&[&["audit", "check-proof"][..], &check].concat()).await;
+    assert!(stale.is_err(), "a proof from a tampered log must not check");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_rebuilt_audit_log_has_the_same_entries_and_its_checkpoints_still_hold() {
+    let stack = TestStack::start().await;
+    activity(&stack, 3).await;
+    let key = generate_signing_key();
+    let signed = audit_log::sign_all(&stack.pool, ORIGIN, &key, false)
+        .await
+        .expect("sign");
+    // Only the log with entries grew.
+    assert_eq!(signed.len(), 1);
+    let before = audit_log::rows(&stack.pool, LOG).await.expect("rows");
+    let projection = carelog_projections::by_name(audit_log::NAME).expect("registered");
+    carelog_projections::rebuild::rebuild(
+        &stack.pool,
+        &stack.store,
+        projection.as_ref(),
+        &|_, _| {},
+    )
+    .await
+    .expect("rebuild");
+    assert_eq!(
+        audit_log::rows(&stack.pool, LOG).await.expect("rows"),
+        before
+    );
+    let report = audit_log::verify(&stack.pool, &stack.store, Some(&key.verifying_key()))
+        .await
+        .expect("verify");
+    assert!(report.ok(), "{:?}", report.findings);
+    assert_eq!(
+        audit_log::latest_checkpoint(&stack.pool, LOG)
+            .await
+            .expect("latest"),
+        Some(signed[0].clone())
+    );
+    stack.stop().await;
+}
