@@ -108,6 +108,7 @@ async fn a_projector_stopped_mid_stream_and_restarted_ends_identical_to_a_full_r
     let half = some_clinical_activity(&stack, 12).await;
     caught_up(&stack.pool, "patients", half).await;
     caught_up(&stack.pool, "audit_events", half).await;
+    caught_up(&stack.pool, "audit_log", half).await;
     first.cancel();
     task.await.expect("join").expect("clean stop");
 
@@ -121,6 +122,7 @@ async fn a_projector_stopped_mid_stream_and_restarted_ends_identical_to_a_full_r
     );
     caught_up(&stack.pool, "patients", end).await;
     caught_up(&stack.pool, "audit_events", end).await;
+    caught_up(&stack.pool, "audit_log", end).await;
     second.cancel();
     task.await.expect("join").expect("clean stop");
     let restarted = dump(&stack.pool).await;
