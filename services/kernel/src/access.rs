@@ -1,0 +1,247 @@
+//! Read access to patient records is audited (ADR 0018): every query that
+//! returns patient data appends one `RecordAccessed` per patient in its
+//! answer to `CARELOG_ACCESS` on `carelog.access.<patient_id>`, and returns
+//! nothing unless JetStream acknowledged them all (fail closed).
+//!
+//! Access events are not aggregate commits: no expected-sequence guard (they
+//! never conflict) and no hash chain. The events of one answer are published
+//! pipelined and their acknowledgements awaited together, so a search over
+//! many patients costs about one round trip; concurrent reads pipeline on the
+//! same connection.
+
+use std::collections::BTreeMap;
+
+use async_nats::HeaderMap;
+use chrono::Utc;
+use futures::future::{BoxFuture, join_all};
+use prost::Message as _;
+
+use carelog_proto::access::v1 as pb;
+
+use crate::actor::RequestContext;
+use crate::envelope::{header, timestamp};
+use crate::error::Failure;
+use crate::store::{ContextStream, EventStore};
+
+/// The context name of the access stream: `CARELOG_ACCESS` over
+/// `carelog.access.>`.
+pub const ACCESS: &str = "access";
+
+/// The `Carelog-Kind` header of an access event.
+pub const KIND_ACCESS: &str = "access";
+
+/// The stream of access events.
+pub fn access_stream() -> ContextStream {
+    ContextStream::new(ACCESS)
+}
+
+/// What one answer showed of one patient.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PatientRead {
+    pub patient_id: String,
+    pub resource_ids: Vec<String>,
+    /// Per stream, the highest sequence the answer was built from.
+    pub positions: BTreeMap<String, u64>,
+    pub records: u32,
+    pub withheld: bool,
+}
+
+/// The reads of one answer, gathered per patient in the order first seen.
+#[derive(Debug, Clone, Default)]
+pub struct Reads {
+    reads: Vec<PatientRead>,
+}
+
+impl Reads {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One record of `patient_id` in the answer: its resource id, the
+    /// context stream it came from and its stream sequence (0: unknown).
+    pub fn record(
+        &mut self,
+        patient_id: &str,
+        resource_id: &str,
+        context: &str,
+        sequence: u64,
+        withheld: bool,
+    ) -> &mut Self {
+        let at = match self.reads.iter().position(|r| r.patient_id == patient_id) {
+            Some(at) => at,
+            None => {
+                self.reads.push(PatientRead {
+                    patient_id: patient_id.to_owned(),
+                    ..Default::default()
+                });
+                self.reads.len() - 1
+            }
+        };
+        let read = &mut self.reads[at];
+        if !resource_id.is_empty() && !read.resource_ids.iter().any(|r| r == resource_id) {
+            read.resource_ids.push(resource_id.to_owned());
+        }
+        read.records += 1;
+        read.withheld |= withheld;
+        if sequence > 0 {
+            let stream = ContextStream::new_named(context);
+            let at = read.positions.entry(stream).or_insert(0);
+            *at = (*at).max(sequence);
+        }
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.reads.is_empty()
+    }
+
+    pub fn patients(&self) -> impl Iterator<Item = &PatientRead> {
+        self.reads.iter()
+    }
+}
+
+/// Where access events go. The store's `AccessLog` in production; tests may
+/// put a failing one in its place.
+pub trait AccessSink: Send + Sync + std::fmt::Debug {
+    /// Appends the events; Ok only when every one is durable.
+    fn append(&self, events: Vec<pb::RecordAccessed>) -> BoxFuture<'_, Result<(), Failure>>;
+}
+
+/// Appends `RecordAccessed` events to `CARELOG_ACCESS`.
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    store: EventStore,
+    stream: ContextStream,
+}
+
+impl AccessLog {
+    pub fn new(store: EventStore) -> Self {
+        Self {
+            store,
+            stream: access_stream(),
+        }
+    }
+}
+
+impl AccessSink for AccessLog {
+    fn append(&self, events: Vec<pb::RecordAccessed>) -> BoxFuture<'_, Result<(), Failure>> {
+        Box::pin(async move {
+            let js = self.store.jetstream();
+            let mut pending = Vec::with_capacity(events.len());
+            // Publish every event first (pipelined), then await the acks.
+            for event in &events {
+                let subject = self.stream.subject(&event.patient_id);
+                let headers = access_headers(event);
+                let sent = js
+                    .publish_with_headers(subject, headers, event.encode_to_vec().into())
+                    .await
+                    .map_err(|e| Failure::unavailable(format!("access log: {e}")))?;
+                pending.push(sent.into_future());
+            }
+            for ack in join_all(pending).await {
+                ack.map_err(|e| Failure::unavailable(format!("access log: {e}")))?;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn access_headers(event: &pb::RecordAccessed) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    let actor = event.actor.clone().unwrap_or_default();
+    h.insert(header::KIND, KIND_ACCESS);
+    h.insert(header::CONTEXT, ACCESS);
+    h.insert(header::PATIENT_ID, event.patient_id.as_str());
+    h.insert(header::ACTOR, actor.user_id.as_str());
+    h.insert(header::ROLE, actor.role.as_str());
+    h.insert(header::ORGANISATION, actor.organisation_ods.as_str());
+    h.insert(header::PURPOSE, event.purpose_of_use.as_str());
+    h.insert(header::CORRELATION_ID, event.correlation_id.as_str());
+    if !event.traceparent.is_empty() {
+        h.insert(header::TRACEPARENT, event.traceparent.as_str());
+    }
+    // A resent event (same id) is stored once within the duplicate window.
+    h.insert("Nats-Msg-Id", event.access_id.as_str());
+    h
+}
+
+/// The `RecordAccessed` events of one answer, one per patient.
+pub fn events(
+    ctx: &RequestContext,
+    service: &str,
+    method: &str,
+    reads: &Reads,
+) -> Vec<pb::RecordAccessed> {
+    let now = timestamp(Utc::now());
+    reads
+        .patients()
+        .map(|read| pb::RecordAccessed {
+            access_id: uuid::Uuid::now_v7().to_string(),
+            patient_id: read.patient_id.clone(),
+            actor: Some(ctx.actor.to_proto()),
+            purpose_of_use: ctx.purpose_of_use.clone(),
+            on_behalf_of: ctx.on_behalf_of.clone(),
+            service: service.to_owned(),
+            method: method.to_owned(),
+            resource_ids: read.resource_ids.clone(),
+            record_count: read.records,
+            positions: read
+                .positions
+                .iter()
+                .map(|(stream, sequence)| pb::StreamPosition {
+                    stream: stream.clone(),
+                    sequence: *sequence,
+                })
+                .collect(),
+            withheld: read.withheld,
+            correlation_id: ctx.correlation_id.clone(),
+            accessed_at: Some(now),
+            traceparent: ctx.traceparent.clone(),
+        })
+        .collect()
+}
+
+/// Records the reads of an answer before it is returned: an empty answer
+/// records nothing; a failure is `UNAVAILABLE` and the answer is dropped.
+pub async fn audit(
+    sink: &dyn AccessSink,
+    ctx: &RequestContext,
+    service: &str,
+    method: &str,
+    reads: &Reads,
+) -> Result<(), Failure> {
+    if reads.is_empty() {
+        return Ok(());
+    }
+    sink.append(events(ctx, service, method, reads))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, service, method, "read not audited; answer withheld");
+            Failure::unavailable(
+                "the access to this record could not be audited, so it is not shown; retry",
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_gathered_per_patient() {
+        let mut reads = Reads::new();
+        reads
+            .record("p1", "c1", "consultations", 7, false)
+            .record("p1", "c2", "consultations", 9, false)
+            .record("p2", "p2", "demographics", 3, true)
+            .record("p1", "c1", "consultations", 4, false);
+        let all: Vec<_> = reads.patients().collect();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].patient_id, "p1");
+        assert_eq!(all[0].resource_ids, ["c1", "c2"]);
+        assert_eq!(all[0].records, 3);
+        assert_eq!(all[0].positions.get("CARELOG_CONSULTATIONS"), Some(&9));
+        assert!(!all[0].withheld);
+        assert!(all[1].withheld);
+    }
+}

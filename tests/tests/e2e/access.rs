@@ -1,0 +1,253 @@
+//! Every read of a patient's record appends `RecordAccessed` to
+//! `CARELOG_ACCESS` before the answer is returned, and with the access stream
+//! refusing writes the read is UNAVAILABLE and shows nothing (ADR 0018).
+
+use carelog_kernel::access::access_stream;
+use carelog_proto::access::v1::RecordAccessed;
+use carelog_proto::consultations::v1 as cpb;
+use carelog_proto::demographics::v1 as pb;
+use carelog_proto::medications::v1 as mpb;
+use carelog_tests::consultations::start_request;
+use carelog_tests::harness::{TestStack, jane_smith};
+use carelog_tests::medications::{CLARITHROMYCIN_500, authorise, repeat};
+use prost::Message as _;
+use tonic::Code;
+
+/// Every access event recorded for a patient, in order.
+async fn accesses(stack: &TestStack, patient_id: &str) -> Vec<RecordAccessed> {
+    let stream = access_stream();
+    stack
+        .store
+        .read_subject(&stream.name, &stream.subject(&patient_id), 0)
+        .await
+        .expect("read access stream")
+        .iter()
+        .map(|m| RecordAccessed::decode(m.payload.as_ref()).expect("RecordAccessed"))
+        .collect()
+}
+
+fn position(event: &RecordAccessed, stream: &str) -> Option<u64> {
+    event
+        .positions
+        .iter()
+        .find(|p| p.stream == stream)
+        .map(|p| p.sequence)
+}
+
+#[tokio::test]
+async fn a_get_patient_records_who_read_what_and_what_was_withheld() {
+    let stack = TestStack::start().await;
+    let mut client = stack.client();
+    let jane = stack.register(jane_smith()).await;
+    let restricted = client
+        .mark_restricted(stack.req(pb::PatientFlagRequest {
+            patient_id: jane.patient_id.clone(),
+            reason: "At risk of harm".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("restricted")
+        .into_inner();
+    assert!(accesses(&stack, &jane.patient_id).await.is_empty());
+
+    let mut request = stack.req_as(
+        "dr-patel",
+        pb::GetPatientRequest {
+            patient_id: jane.patient_id.clone(),
+            min_sequence: restricted.stream_sequence,
+        },
+    );
+    request
+        .metadata_mut()
+        .insert("x-correlation-id", "corr-get-1".parse().expect("metadata"));
+    let shown = client.get_patient(request).await.expect("get").into_inner();
+    assert!(shown.withheld);
+
+    let events = accesses(&stack, &jane.patient_id).await;
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    let actor = e.actor.clone().expect("actor");
+    assert_eq!(actor.user_id, "dr-patel");
+    assert_eq!(actor.organisation_ods, "A81001");
+    assert_eq!(actor.role, "R8000");
+    assert!(!e.purpose_of_use.is_empty());
+    assert_eq!(e.service, "carelog.demographics.v1.DemographicsService");
+    assert_eq!(e.method, "GetPatient");
+    assert_eq!(e.resource_ids, vec![jane.patient_id.clone()]);
+    assert_eq!(e.record_count, 1);
+    assert_eq!(
+        position(e, "CARELOG_DEMOGRAPHICS"),
+        Some(restricted.stream_sequence)
+    );
+    assert_eq!(shown.stream_sequence, restricted.stream_sequence);
+    assert!(e.withheld);
+    assert_eq!(e.correlation_id, "corr-get-1");
+    assert!(e.accessed_at.is_some());
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_search_records_one_access_per_patient_returned() {
+    let stack = TestStack::start().await;
+    let family = format!("Acc{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let mut patients = Vec::new();
+    for given in ["Ann", "Bob", "Cat"] {
+        let mut details = jane_smith();
+        details.name = Some(pb::HumanName {
+            family: family.clone(),
+            given: vec![given.into()],
+            prefix: String::new(),
+        });
+        patients.push(stack.register(details).await);
+    }
+    let last = patients
+        .iter()
+        .map(|p| p.stream_sequence)
+        .max()
+        .unwrap_or(0);
+    let found = stack
+        .client()
+        .search_patients(stack.req(pb::SearchPatientsRequest {
+            family_name_prefix: family.clone(),
+            min_sequence: last,
+            ..Default::default()
+        }))
+        .await
+        .expect("search")
+        .into_inner();
+    assert_eq!(found.patients.len(), 3);
+    for p in &patients {
+        let events = accesses(&stack, &p.patient_id).await;
+        assert_eq!(events.len(), 1, "one access for {}", p.patient_id);
+        assert_eq!(events[0].method, "SearchPatients");
+        assert_eq!(events[0].resource_ids, vec![p.patient_id.clone()]);
+        assert_eq!(
+            position(&events[0], "CARELOG_DEMOGRAPHICS"),
+            Some(p.stream_sequence)
+        );
+        assert!(!events[0].withheld);
+    }
+    let correlation: Vec<_> = {
+        let mut all = Vec::new();
+        for p in &patients {
+            all.push(
+                accesses(&stack, &p.patient_id).await[0]
+                    .correlation_id
+                    .clone(),
+            );
+        }
+        all
+    };
+    assert!(correlation.iter().all(|c| c == &correlation[0]));
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn consultation_and_medication_lists_record_their_resources_and_sequences() {
+    let stack = TestStack::start().await;
+    let jane = stack.register(jane_smith()).await;
+    let id = jane.patient_id.clone();
+    let mut consultations = stack.consultations();
+    let mut started = Vec::new();
+    for _ in 0..2 {
+        let c = consultations
+            .start_consultation(stack.req(start_request(&id)))
+            .await
+            .expect("start")
+            .into_inner();
+        started.push(c);
+    }
+    let listed = consultations
+        .list_consultations(stack.req(cpb::ListConsultationsRequest {
+            patient_id: id.clone(),
+            min_sequence: started[1].stream_sequence,
+            ..Default::default()
+        }))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.consultations.len(), 2);
+
+    let mut meds = stack.medications();
+    let authorised = meds
+        .authorise_medication(stack.req(authorise(&id, repeat(CLARITHROMYCIN_500, 6))))
+        .await;
+    let authorised = match authorised {
+        Ok(a) => a.into_inner(),
+        Err(e) => panic!("authorise: {e:?}"),
+    };
+    let medications = meds
+        .list_medications(stack.req(mpb::ListMedicationsRequest {
+            patient_id: id.clone(),
+            min_sequence: authorised.stream_sequence,
+            ..Default::default()
+        }))
+        .await
+        .expect("list medications")
+        .into_inner();
+    assert_eq!(medications.authorisations.len(), 1);
+
+    let events = accesses(&stack, &id).await;
+    assert_eq!(events.len(), 2);
+    let c = &events[0];
+    assert_eq!(c.service, "carelog.consultations.v1.ConsultationsService");
+    assert_eq!(c.method, "ListConsultations");
+    assert_eq!(c.record_count, 2);
+    let mut ids: Vec<_> = started
+        .iter()
+        .map(|s| s.consultation.clone().expect("c").consultation_id)
+        .collect();
+    let mut recorded = c.resource_ids.clone();
+    ids.sort();
+    recorded.sort();
+    assert_eq!(recorded, ids);
+    assert_eq!(
+        position(c, "CARELOG_CONSULTATIONS"),
+        Some(started[1].stream_sequence)
+    );
+    let m = &events[1];
+    assert_eq!(m.service, "carelog.medications.v1.MedicationsService");
+    assert_eq!(m.method, "ListMedications");
+    assert_eq!(
+        m.resource_ids,
+        vec![medications.authorisations[0].authorisation_id.clone()]
+    );
+    assert_eq!(
+        position(m, "CARELOG_MEDICATIONS"),
+        Some(medications.authorisations[0].stream_sequence)
+    );
+    assert!(medications.authorisations[0].stream_sequence > 0);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn with_the_access_stream_refusing_writes_a_read_is_unavailable() {
+    let stack = TestStack::start().await;
+    let jane = stack.register(jane_smith()).await;
+    // The access stream is sealed: JetStream refuses every further write.
+    let js = stack.store.jetstream();
+    let mut config = js
+        .get_stream(access_stream().name)
+        .await
+        .expect("access stream")
+        .info()
+        .await
+        .expect("info")
+        .config
+        .clone();
+    config.sealed = true;
+    js.update_stream(config).await.expect("seal");
+
+    let refused = stack
+        .client()
+        .get_patient(stack.req(pb::GetPatientRequest {
+            patient_id: jane.patient_id.clone(),
+            min_sequence: jane.stream_sequence,
+        }))
+        .await
+        .expect_err("not audited, not shown");
+    assert_eq!(refused.code(), Code::Unavailable);
+    assert!(!refused.message().contains("Smith"));
+    assert!(accesses(&stack, &jane.patient_id).await.is_empty());
+    stack.stop().await;
+}
