@@ -4,7 +4,9 @@
 //! nothing unless JetStream acknowledged them all (fail closed).
 //!
 //! Access events are not aggregate commits: no expected-sequence guard (they
-//! never conflict) and no hash chain. The events of one answer are published
+//! never conflict) and no hash chain. Each travels in the commit envelope
+//! (context `access`, version 0) so the audit projector reads it like any
+//! other event into `audit_events`. The events of one answer are published
 //! pipelined and their acknowledgements awaited together, so a search over
 //! many patients costs about one round trip; concurrent reads pipeline on the
 //! same connection.
@@ -16,10 +18,12 @@ use chrono::Utc;
 use futures::future::{BoxFuture, join_all};
 use prost::Message as _;
 
+use bytes::Bytes;
 use carelog_proto::access::v1 as pb;
+use carelog_proto::kernel::v1 as kernel;
 
 use crate::actor::RequestContext;
-use crate::envelope::{header, timestamp};
+use crate::envelope::{commit_headers, digest, from_timestamp, header, timestamp};
 use crate::error::Failure;
 use crate::store::{ContextStream, EventStore};
 
@@ -27,8 +31,8 @@ use crate::store::{ContextStream, EventStore};
 /// `carelog.access.>`.
 pub const ACCESS: &str = "access";
 
-/// The `Carelog-Kind` header of an access event.
-pub const KIND_ACCESS: &str = "access";
+/// The event type of an access event.
+pub const RECORD_ACCESSED: &str = "RecordAccessed";
 
 /// The stream of access events.
 pub fn access_stream() -> ContextStream {
@@ -131,9 +135,9 @@ impl AccessSink for AccessLog {
             // Publish every event first (pipelined), then await the acks.
             for event in &events {
                 let subject = self.stream.subject(&event.patient_id);
-                let headers = access_headers(event);
+                let (headers, payload) = enveloped(event);
                 let sent = js
-                    .publish_with_headers(subject, headers, event.encode_to_vec().into())
+                    .publish_with_headers(subject, headers, payload)
                     .await
                     .map_err(|e| Failure::unavailable(format!("access log: {e}")))?;
                 pending.push(sent.into_future());
@@ -146,23 +150,57 @@ impl AccessSink for AccessLog {
     }
 }
 
-fn access_headers(event: &pb::RecordAccessed) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    let actor = event.actor.clone().unwrap_or_default();
-    h.insert(header::KIND, KIND_ACCESS);
-    h.insert(header::CONTEXT, ACCESS);
-    h.insert(header::PATIENT_ID, event.patient_id.as_str());
-    h.insert(header::ACTOR, actor.user_id.as_str());
-    h.insert(header::ROLE, actor.role.as_str());
-    h.insert(header::ORGANISATION, actor.organisation_ods.as_str());
-    h.insert(header::PURPOSE, event.purpose_of_use.as_str());
-    h.insert(header::CORRELATION_ID, event.correlation_id.as_str());
-    if !event.traceparent.is_empty() {
-        h.insert(header::TRACEPARENT, event.traceparent.as_str());
+/// An access event in the commit envelope, so that the audit projector
+/// reads it like any other event: context `access`, the patient as the
+/// aggregate, version 0 and no previous hash (access events are not an
+/// aggregate's history and are not hash-chained), one `RecordAccessed`
+/// event record. The envelope's commit id is the access id.
+pub fn envelope(event: &pb::RecordAccessed) -> kernel::Commit {
+    kernel::Commit {
+        commit_id: event.access_id.clone(),
+        context: ACCESS.to_owned(),
+        aggregate_id: event.patient_id.clone(),
+        patient_id: event.patient_id.clone(),
+        aggregate_version: 0,
+        actor: event.actor.clone(),
+        on_behalf_of: event.on_behalf_of.clone(),
+        purpose_of_use: event.purpose_of_use.clone(),
+        reason: String::new(),
+        request_id: String::new(),
+        correlation_id: event.correlation_id.clone(),
+        causation_id: String::new(),
+        traceparent: event.traceparent.clone(),
+        recorded_at: event.accessed_at,
+        events: vec![kernel::EventRecord {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            event_type: RECORD_ACCESSED.to_owned(),
+            occurred_at: event.accessed_at,
+            payload: event.encode_to_vec(),
+        }],
+        previous_hash: Vec::new(),
     }
+}
+
+/// The headers and bytes of an access event's message.
+fn enveloped(event: &pb::RecordAccessed) -> (HeaderMap, Bytes) {
+    let commit = envelope(event);
+    let bytes = Bytes::from(commit.encode_to_vec());
+    let recorded_at = from_timestamp(event.accessed_at.as_ref()).unwrap_or_else(Utc::now);
+    let mut h = commit_headers(&commit, &digest(&bytes), recorded_at);
+    h.insert(header::KIND, header::KIND_COMMIT);
     // A resent event (same id) is stored once within the duplicate window.
     h.insert("Nats-Msg-Id", event.access_id.as_str());
-    h
+    (h, bytes)
+}
+
+/// The `RecordAccessed` in an access message's payload; `None` when the
+/// payload is not an access event.
+pub fn decode(payload: &[u8]) -> Option<pb::RecordAccessed> {
+    let commit = kernel::Commit::decode(payload).ok()?;
+    let record = commit.events.first()?;
+    (record.event_type == RECORD_ACCESSED)
+        .then(|| pb::RecordAccessed::decode(record.payload.as_slice()).ok())
+        .flatten()
 }
 
 /// The `RecordAccessed` events of one answer, one per patient.

@@ -2,7 +2,7 @@
 //! `CARELOG_ACCESS` before the answer is returned, and with the access stream
 //! refusing writes the read is UNAVAILABLE and shows nothing (ADR 0018).
 
-use carelog_kernel::access::access_stream;
+use carelog_kernel::access::{self, access_stream};
 use carelog_proto::access::v1::RecordAccessed;
 use carelog_proto::consultations::v1 as cpb;
 use carelog_proto::demographics::v1 as pb;
@@ -22,7 +22,7 @@ async fn accesses(stack: &TestStack, patient_id: &str) -> Vec<RecordAccessed> {
         .await
         .expect("read access stream")
         .iter()
-        .map(|m| RecordAccessed::decode(m.payload.as_ref()).expect("RecordAccessed"))
+        .map(|m| access::decode(m.payload.as_ref()).expect("RecordAccessed"))
         .collect()
 }
 
@@ -83,6 +83,33 @@ async fn a_get_patient_records_who_read_what_and_what_was_withheld() {
     assert!(e.withheld);
     assert_eq!(e.correlation_id, "corr-get-1");
     assert!(e.accessed_at.is_some());
+
+    // And the access reaches the audit_events read model
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let rows: Vec<(String, String, String, String, Vec<u8>)> = loop {
+        let rows: Vec<(String, String, String, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT stream, event_type, actor_user_id, correlation_id, payload FROM audit_events \
+             WHERE patient_id = $1 AND context = 'access'",
+        )
+        .bind(&jane.patient_id)
+        .fetch_all(&stack.pool)
+        .await
+        .expect("audit events");
+        if !rows.is_empty() || tokio::time::Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(rows.len(), 1);
+    let (stream, event_type, actor, correlation, payload) = &rows[0];
+    assert_eq!(stream, "CARELOG_ACCESS");
+    assert_eq!(event_type, "RecordAccessed");
+    assert_eq!(actor, "dr-patel");
+    assert_eq!(correlation, "corr-get-1");
+    assert_eq!(
+        &RecordAccessed::decode(payload.as_slice()).expect("payload"),
+        e
+    );
     stack.stop().await;
 }
 
