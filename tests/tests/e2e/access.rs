@@ -278,3 +278,228 @@ async fn with_the_access_stream_refusing_writes_a_read_is_unavailable() {
     assert!(accesses(&stack, &jane.patient_id).await.is_empty());
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn every_other_read_rpc_records_exactly_one_access_with_its_positions() {
+    use carelog_proto::tasks::v1 as tpb;
+    use carelog_tests::consultations::{add_request, blood_pressure, hypertension};
+    use carelog_tests::medications::{issue, record_penicillin_allergy};
+    use carelog_tests::tasks::{medication_review, organisation};
+
+    let stack = TestStack::start().await;
+    let jane = stack.register(jane_smith()).await;
+    let id = jane.patient_id.clone();
+    // Given a consultation with a problem and an observation, an allergy, a
+    // repeat issued once and a task about the patient
+    let mut consultations = stack.consultations();
+    let started = consultations
+        .start_consultation(stack.req(start_request(&id)))
+        .await
+        .expect("start")
+        .into_inner();
+    let consultation_id = started.consultation.clone().expect("c").consultation_id;
+    let problem = consultations
+        .add_entry(stack.req(add_request(
+            &id,
+            &consultation_id,
+            "",
+            hypertension(cpb::ProblemStatus::Active),
+        )))
+        .await
+        .expect("problem")
+        .into_inner();
+    let observed = consultations
+        .add_entry(stack.req(add_request(
+            &id,
+            &consultation_id,
+            &problem.topic_id,
+            blood_pressure(150, 95),
+        )))
+        .await
+        .expect("observation")
+        .into_inner();
+    let mut meds = stack.medications();
+    let allergy = meds
+        .record_allergy(stack.req(record_penicillin_allergy(&id)))
+        .await
+        .expect("allergy")
+        .into_inner();
+    let authorised = meds
+        .authorise_medication(stack.req(authorise(&id, repeat(CLARITHROMYCIN_500, 6))))
+        .await
+        .expect("authorise")
+        .into_inner();
+    let issued = meds
+        .issue_prescription(stack.req(issue(&id, &authorised.authorisation_id)))
+        .await
+        .expect("issue")
+        .into_inner();
+    let mut tasks = stack.tasks();
+    let task = tasks
+        .create_task(stack.req(medication_review(
+            &id,
+            &authorised.authorisation_id,
+            organisation("A81001"),
+        )))
+        .await
+        .expect("task")
+        .into_inner();
+
+    // When every other read of the patient's record is made once
+    stack
+        .client()
+        .list_patient_versions(stack.req(pb::ListPatientVersionsRequest {
+            patient_id: id.clone(),
+            min_sequence: jane.stream_sequence,
+            ..Default::default()
+        }))
+        .await
+        .expect("versions");
+    consultations
+        .get_consultation(stack.req(cpb::GetConsultationRequest {
+            patient_id: id.clone(),
+            consultation_id: consultation_id.clone(),
+            min_sequence: observed.stream_sequence,
+        }))
+        .await
+        .expect("get consultation");
+    consultations
+        .list_consultation_versions(stack.req(cpb::ListConsultationVersionsRequest {
+            patient_id: id.clone(),
+            consultation_id: consultation_id.clone(),
+            min_sequence: observed.stream_sequence,
+            ..Default::default()
+        }))
+        .await
+        .expect("consultation versions");
+    let problems = consultations
+        .list_problems(stack.req(cpb::ListProblemsRequest {
+            patient_id: id.clone(),
+            min_sequence: observed.stream_sequence,
+            ..Default::default()
+        }))
+        .await
+        .expect("problems")
+        .into_inner();
+    assert_eq!(problems.problems.len(), 1);
+    let observations = consultations
+        .list_latest_observations(stack.req(cpb::ListLatestObservationsRequest {
+            patient_id: id.clone(),
+            min_sequence: observed.stream_sequence,
+            ..Default::default()
+        }))
+        .await
+        .expect("observations")
+        .into_inner();
+    assert_eq!(observations.observations.len(), 1);
+    meds.list_issues(stack.req(mpb::ListIssuesRequest {
+        patient_id: id.clone(),
+        min_sequence: issued.stream_sequence,
+        ..Default::default()
+    }))
+    .await
+    .expect("issues");
+    meds.list_allergies(stack.req(mpb::ListAllergiesRequest {
+        patient_id: id.clone(),
+        min_sequence: issued.stream_sequence,
+        ..Default::default()
+    }))
+    .await
+    .expect("allergies");
+    tasks
+        .get_task(stack.req(tpb::GetTaskRequest {
+            patient_id: id.clone(),
+            task_id: task.task_id.clone(),
+            min_sequence: task.stream_sequence,
+        }))
+        .await
+        .expect("get task");
+    tasks
+        .list_tasks(stack.req(tpb::ListTasksRequest {
+            patient_id: id.clone(),
+            min_sequence: task.stream_sequence,
+            ..Default::default()
+        }))
+        .await
+        .expect("list tasks");
+    tasks
+        .list_task_history(stack.req(tpb::ListTaskHistoryRequest {
+            patient_id: id.clone(),
+            task_id: task.task_id.clone(),
+            min_sequence: task.stream_sequence,
+            ..Default::default()
+        }))
+        .await
+        .expect("task history");
+
+    // Then each appended exactly one access, naming what it showed and where
+    // in which stream the answer was built from
+    let events = accesses(&stack, &id).await;
+    let shown: Vec<(&str, Vec<String>, Option<u64>)> = events
+        .iter()
+        .map(|e| {
+            let stream = match e.service.as_str() {
+                "carelog.demographics.v1.DemographicsService" => "CARELOG_DEMOGRAPHICS",
+                "carelog.consultations.v1.ConsultationsService" => "CARELOG_CONSULTATIONS",
+                "carelog.medications.v1.MedicationsService" => "CARELOG_MEDICATIONS",
+                _ => "CARELOG_TASKS",
+            };
+            (
+                e.method.as_str(),
+                e.resource_ids.clone(),
+                position(e, stream),
+            )
+        })
+        .collect();
+    let task_id = task.task_id.clone();
+    assert_eq!(
+        shown,
+        vec![
+            (
+                "ListPatientVersions",
+                vec![id.clone()],
+                Some(jane.stream_sequence)
+            ),
+            (
+                "GetConsultation",
+                vec![consultation_id.clone()],
+                Some(observed.stream_sequence)
+            ),
+            (
+                "ListConsultationVersions",
+                vec![consultation_id.clone()],
+                Some(observed.stream_sequence)
+            ),
+            (
+                "ListProblems",
+                vec![problem.entry_id.clone()],
+                Some(observed.stream_sequence)
+            ),
+            (
+                "ListLatestObservations",
+                vec![observed.entry_id.clone()],
+                Some(observed.stream_sequence)
+            ),
+            (
+                "ListIssues",
+                vec![issued.issue_id.clone()],
+                Some(issued.stream_sequence)
+            ),
+            (
+                "ListAllergies",
+                vec![allergy.allergy_id.clone()],
+                Some(allergy.stream_sequence)
+            ),
+            ("GetTask", vec![task_id.clone()], Some(task.stream_sequence)),
+            (
+                "ListTasks",
+                vec![task_id.clone()],
+                Some(task.stream_sequence)
+            ),
+            ("ListTaskHistory", vec![task_id], Some(task.stream_sequence)),
+        ]
+    );
+    // Three versions of the consultation were listed
+    assert_eq!(events[2].record_count, 3);
+    stack.stop().await;
+}

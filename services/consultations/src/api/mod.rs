@@ -503,7 +503,13 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
             .await?;
         let mut reads = Reads::new();
         for p in &problems {
-            reads.record(&patient.to_string(), &p.entry_id, CONTEXT, 0, false);
+            reads.record(
+                &patient.to_string(),
+                &p.entry_id,
+                CONTEXT,
+                p.stream_sequence,
+                false,
+            );
         }
         access::audit(&*self.access, &ctx, SERVICE, "ListProblems", &reads).await?;
         Ok(Response::new(pb::ListProblemsResponse {
@@ -532,7 +538,13 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
             .await?;
         let mut reads = Reads::new();
         for o in &observations {
-            reads.record(&patient.to_string(), &o.entry_id, CONTEXT, 0, false);
+            reads.record(
+                &patient.to_string(),
+                &o.entry_id,
+                CONTEXT,
+                o.stream_sequence,
+                false,
+            );
         }
         access::audit(
             &*self.access,
