@@ -282,4 +282,69 @@ mod tests {
         assert!(!all[0].withheld);
         assert!(all[1].withheld);
     }
+
+    #[derive(Debug)]
+    struct Refusing(std::sync::atomic::AtomicUsize);
+
+    impl AccessSink for Refusing {
+        fn append(&self, events: Vec<pb::RecordAccessed>) -> BoxFuture<'_, Result<(), Failure>> {
+            self.0
+                .fetch_add(events.len(), std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async { Err(Failure::unavailable("refused")) })
+        }
+    }
+
+    fn ctx() -> RequestContext {
+        let actor = crate::Actor {
+            user_id: "dr-a".into(),
+            display_name: "Dr A".into(),
+            role: "R8000".into(),
+            organisation: crate::OdsCode::parse("A81001").expect("ods"),
+            purpose_of_use: "DIRECT_CARE".into(),
+        };
+        RequestContext::for_actor(actor, &tonic::metadata::MetadataMap::new())
+    }
+
+    #[tokio::test]
+    async fn an_unrecorded_read_is_unavailable_and_an_empty_answer_records_nothing() {
+        let sink = Refusing(Default::default());
+        let ctx = ctx();
+        assert!(audit(&sink, &ctx, "S", "M", &Reads::new()).await.is_ok());
+        assert_eq!(sink.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+        let mut reads = Reads::new();
+        reads.record("p1", "p1", "demographics", 1, false).record(
+            "p2",
+            "p2",
+            "demographics",
+            2,
+            false,
+        );
+        let refused = audit(&sink, &ctx, "S", "M", &reads)
+            .await
+            .expect_err("fail closed");
+        assert_eq!(
+            tonic::Status::from(refused).code(),
+            tonic::Code::Unavailable
+        );
+        assert_eq!(sink.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn an_access_event_round_trips_through_its_envelope() {
+        let mut reads = Reads::new();
+        reads.record("p1", "c1", "consultations", 5, true);
+        let event = events(&ctx(), "S", "M", &reads).remove(0);
+        let (headers, bytes) = enveloped(&event);
+        assert_eq!(
+            headers.get(header::KIND).map(|v| v.as_str()),
+            Some(header::KIND_COMMIT)
+        );
+        assert_eq!(decode(&bytes), Some(event.clone()));
+        let commit = kernel::Commit::decode(bytes.as_ref()).expect("commit");
+        assert_eq!(commit.context, ACCESS);
+        assert_eq!(commit.aggregate_version, 0);
+        assert!(commit.previous_hash.is_empty());
+        assert_eq!(event.positions[0].stream, "CARELOG_CONSULTATIONS");
+        assert!(event.withheld);
+    }
 }
