@@ -10,8 +10,16 @@ use sqlx::PgConnection;
 
 use crate::projection::{Projection, ProjectionError};
 
-/// Contexts whose events are audited (each has its stream).
-pub const CONTEXTS: [&str; 4] = ["demographics", "consultations", "medications", "tasks"];
+/// Contexts whose events are audited (each has its stream); `access` holds
+/// the `RecordAccessed` events of reads (ADR 0018), one row each, with no
+/// previous hash (access events are not hash-chained).
+pub const CONTEXTS: [&str; 5] = [
+    "demographics",
+    "consultations",
+    "medications",
+    "tasks",
+    "access",
+];
 
 #[derive(Debug, Default)]
 pub struct AuditEventsProjection;

@@ -10,6 +10,13 @@ pub mod kernel {
     }
 }
 
+/// Read access to patient records (`RecordAccessed`, ADR 0018).
+pub mod access {
+    pub mod v1 {
+        tonic::include_proto!("carelog.access.v1");
+    }
+}
+
 /// The demographics context: service and events.
 pub mod demographics {
     pub mod v1 {

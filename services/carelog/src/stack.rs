@@ -15,6 +15,7 @@ use carelog_demographics::domain::PatientRecord;
 use carelog_demographics::gate::PatientGate;
 use carelog_kernel::Aggregate as _;
 use carelog_kernel::Executor;
+use carelog_kernel::access::{self, AccessLog, AccessSink};
 use carelog_kernel::auth::Authenticator;
 use carelog_kernel::store::{ContextStream, EventStore, StoreOptions};
 use carelog_medications::api::MedicationsApi;
@@ -55,6 +56,7 @@ pub async fn event_store(nats_url: &str, options: StoreOptions) -> anyhow::Resul
     for context in CONTEXTS {
         store.ensure_stream(&ContextStream::new(context)).await?;
     }
+    store.ensure_stream(&access::access_stream()).await?;
     Ok(store)
 }
 
@@ -141,6 +143,9 @@ pub struct Settings {
     pub health_listener: Option<TcpListener>,
     /// The admin port serving Prometheus `/metrics`.
     pub metrics_listener: Option<TcpListener>,
+    /// Where reads are audited; `None` is `CARELOG_ACCESS` on the event
+    /// store (tests put a failing log here).
+    pub access_log: Option<Arc<dyn AccessSink>>,
 }
 
 impl Default for Settings {
@@ -153,6 +158,7 @@ impl Default for Settings {
             audit_signer: None,
             health_listener: None,
             metrics_listener: None,
+            access_log: None,
         }
     }
 }
@@ -265,11 +271,16 @@ pub async fn start_with(
     if let (true, Some(listener)) = (parts.api, listener) {
         api_addr = Some(listener.local_addr()?);
         let serves = |context: &str| settings.contexts.contains(&context);
+        let access_log = settings
+            .access_log
+            .clone()
+            .unwrap_or_else(|| Arc::new(AccessLog::new(store.clone())));
         let patients = Arc::new(Executor::<PatientRecord>::new(store.clone(), CACHE));
         let gate = PatientGate::new(patients.clone());
         let demographics = serves(PatientRecord::CONTEXT).then(|| {
             DemographicsServiceServer::with_interceptor(
-                DemographicsApi::new(patients, Arc::new(PgPatientQueries::new(pool.clone()))),
+                DemographicsApi::new(patients, Arc::new(PgPatientQueries::new(pool.clone())))
+                    .with_access_log(access_log.clone()),
                 auth.clone().interceptor(),
             )
         });
@@ -290,7 +301,8 @@ pub async fn start_with(
                     gate.clone(),
                     Arc::new(PgMedicationsQueries::new(pool.clone())),
                 )
-                .with_catalogue(settings.drug_catalogue.clone()),
+                .with_catalogue(settings.drug_catalogue.clone())
+                .with_access_log(access_log.clone()),
                 auth.clone().interceptor(),
             )
         });

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use carelog_kernel::access::{self, AccessLog, AccessSink, Reads};
 use carelog_kernel::date::PartialDate;
 use carelog_kernel::edge;
 use carelog_kernel::{Committed, Executor, Failure, Loaded, PatientId, RequestContext, Violations};
@@ -96,6 +97,21 @@ pub fn resource(loaded: &Loaded<PatientRecord>) -> pb::Patient {
 pub struct DemographicsApi<Q> {
     executor: Arc<Executor<PatientRecord>>,
     queries: Arc<Q>,
+    access: Arc<dyn AccessSink>,
+}
+
+const SERVICE: &str = "carelog.demographics.v1.DemographicsService";
+const CONTEXT: &str = "demographics";
+
+/// One patient as shown, for the access log.
+fn read(reads: &mut Reads, patient: &pb::Patient) {
+    reads.record(
+        &patient.patient_id,
+        &patient.patient_id,
+        CONTEXT,
+        patient.stream_sequence,
+        patient.withheld,
+    );
 }
 
 impl<Q> std::fmt::Debug for DemographicsApi<Q> {
@@ -106,7 +122,18 @@ impl<Q> std::fmt::Debug for DemographicsApi<Q> {
 
 impl<Q: PatientQueries> DemographicsApi<Q> {
     pub fn new(executor: Arc<Executor<PatientRecord>>, queries: Arc<Q>) -> Self {
-        Self { executor, queries }
+        let access = Arc::new(AccessLog::new(executor.store().clone()));
+        Self {
+            executor,
+            queries,
+            access,
+        }
+    }
+
+    /// Reads are audited to `access` instead of `CARELOG_ACCESS`.
+    pub fn with_access_log(mut self, access: Arc<dyn AccessSink>) -> Self {
+        self.access = access;
+        self
     }
 
     /// Runs a command on one patient and answers with the record after it.
@@ -371,7 +398,11 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
             .get(id, Consistency::until_deadline(&ctx, r.min_sequence))
             .await?
             .ok_or_else(|| Failure::not_found("patient", &id.to_string()))?;
-        Ok(Response::new(PatientRecord::shown_resource(patient)))
+        let patient = PatientRecord::shown_resource(patient);
+        let mut reads = Reads::new();
+        read(&mut reads, &patient);
+        access::audit(&*self.access, &ctx, SERVICE, "GetPatient", &reads).await?;
+        Ok(Response::new(patient))
     }
 
     async fn search_patients(
@@ -393,11 +424,15 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
                 Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
+        let patients: Vec<_> = patients
+            .into_iter()
+            .map(PatientRecord::shown_resource)
+            .collect();
+        let mut reads = Reads::new();
+        patients.iter().for_each(|p| read(&mut reads, p));
+        access::audit(&*self.access, &ctx, SERVICE, "SearchPatients", &reads).await?;
         Ok(Response::new(pb::SearchPatientsResponse {
-            patients: patients
-                .into_iter()
-                .map(PatientRecord::shown_resource)
-                .collect(),
+            patients,
             next_page_token,
         }))
     }
@@ -419,9 +454,19 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         if versions.is_empty() && page.token.is_empty() {
             return Err(Failure::not_found("patient", &id.to_string()).into());
         }
+        let mut reads = Reads::new();
         for version in &mut versions {
             version.patient = version.patient.take().map(PatientRecord::shown_resource);
+            let withheld = version.patient.as_ref().is_some_and(|p| p.withheld);
+            reads.record(
+                &id.to_string(),
+                &id.to_string(),
+                CONTEXT,
+                version.stream_sequence,
+                withheld,
+            );
         }
+        access::audit(&*self.access, &ctx, SERVICE, "ListPatientVersions", &reads).await?;
         Ok(Response::new(pb::ListPatientVersionsResponse {
             versions,
             next_page_token,

@@ -131,7 +131,11 @@ pub fn seal(spec: CommitSpec<'_>) -> Sealed {
     }
 }
 
-fn commit_headers(commit: &pb::Commit, hash: &Hash, recorded_at: DateTime<Utc>) -> HeaderMap {
+pub(crate) fn commit_headers(
+    commit: &pb::Commit,
+    hash: &Hash,
+    recorded_at: DateTime<Utc>,
+) -> HeaderMap {
     let mut h = HeaderMap::new();
     let actor = commit.actor.clone().unwrap_or_default();
     let join =

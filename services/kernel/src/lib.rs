@@ -3,6 +3,7 @@
 //! identity (JWT → `Actor`), identifiers and dates, and the one error
 //! vocabulary mapped to `tonic::Status`.
 
+pub mod access;
 pub mod actor;
 pub mod auth;
 pub mod claims;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use carelog_demographics::api::page;
 use carelog_demographics::gate::PatientGate;
+use carelog_kernel::access::{self, AccessLog, AccessSink, Reads};
 use carelog_kernel::ids::TaskId;
 use carelog_kernel::{Decision, Executor, Failure, OdsCode, PatientId, RequestContext, Violations};
 use carelog_proto::tasks::v1 as pb;
@@ -68,6 +69,19 @@ pub struct TasksApi<Q> {
     executor: Arc<Executor<TaskList>>,
     gate: PatientGate,
     queries: Arc<Q>,
+    access: Arc<dyn AccessSink>,
+}
+
+const SERVICE: &str = "carelog.tasks.v1.TasksService";
+const CONTEXT: &str = "tasks";
+
+/// The tasks of an answer that are about a patient, for the access log.
+fn reads<'a>(tasks: impl Iterator<Item = &'a pb::Task>) -> Reads {
+    let mut reads = Reads::new();
+    for t in tasks.filter(|t| !t.patient_id.is_empty()) {
+        reads.record(&t.patient_id, &t.task_id, CONTEXT, t.stream_sequence, false);
+    }
+    reads
 }
 
 impl<Q> std::fmt::Debug for TasksApi<Q> {
@@ -78,11 +92,19 @@ impl<Q> std::fmt::Debug for TasksApi<Q> {
 
 impl<Q: TasksQueries> TasksApi<Q> {
     pub fn new(executor: Arc<Executor<TaskList>>, gate: PatientGate, queries: Arc<Q>) -> Self {
+        let access = Arc::new(AccessLog::new(executor.store().clone()));
         Self {
             executor,
             gate,
             queries,
+            access,
         }
+    }
+
+    /// Reads are audited to `access` instead of `CARELOG_ACCESS`.
+    pub fn with_access_log(mut self, access: Arc<dyn AccessSink>) -> Self {
+        self.access = access;
+        self
     }
 
     /// The patient's facts for the rules: unknown is NOT_FOUND, merged is
@@ -389,6 +411,8 @@ impl<Q: TasksQueries> TasksService for TasksApi<Q> {
                 Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
+        let read = reads(std::iter::once(&found));
+        access::audit(&*self.access, &ctx, SERVICE, "GetTask", &read).await?;
         Ok(Response::new(found))
     }
 
@@ -448,6 +472,8 @@ impl<Q: TasksQueries> TasksService for TasksApi<Q> {
                 Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
+        let read = reads(tasks.iter());
+        access::audit(&*self.access, &ctx, SERVICE, "ListTasks", &read).await?;
         Ok(Response::new(pb::ListTasksResponse {
             tasks,
             next_page_token,
@@ -466,8 +492,21 @@ impl<Q: TasksQueries> TasksService for TasksApi<Q> {
         v.into_result()?;
         let task = task.ok_or_else(|| Failure::invalid_field("task_id", "is required"))?;
         let at = Consistency::until_deadline(&ctx, r.min_sequence);
-        self.addressed(patient, task, at).await?;
+        let found = self.addressed(patient, task, at).await?;
         let (entries, next_page_token) = self.queries.history(task, &page, at).await?;
+        let mut read = Reads::new();
+        if !found.patient_id.is_empty() {
+            for e in &entries {
+                read.record(
+                    &found.patient_id,
+                    &found.task_id,
+                    CONTEXT,
+                    e.stream_sequence,
+                    false,
+                );
+            }
+        }
+        access::audit(&*self.access, &ctx, SERVICE, "ListTaskHistory", &read).await?;
         Ok(Response::new(pb::ListTaskHistoryResponse {
             entries,
             next_page_token,

@@ -1,5 +1,6 @@
 //! End-to-end scenarios against a real nats-server and PostgreSQL.
 
+mod access;
 mod audit_log;
 mod bad_input;
 mod concurrency;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use carelog_demographics::api::page;
 use carelog_demographics::gate::{PatientFacts, PatientGate};
+use carelog_kernel::access::{self, AccessLog, AccessSink, Reads};
 use carelog_kernel::edge::require_text;
 use carelog_kernel::envelope::from_timestamp;
 use carelog_kernel::ids::{ConsultationId, EntryId, TopicId};
@@ -27,6 +28,21 @@ pub struct ConsultationsApi<Q> {
     executor: Arc<Executor<PatientConsultations>>,
     gate: PatientGate,
     queries: Arc<Q>,
+    access: Arc<dyn AccessSink>,
+}
+
+const SERVICE: &str = "carelog.consultations.v1.ConsultationsService";
+const CONTEXT: &str = "consultations";
+
+/// A consultation as shown, for the access log.
+fn read(reads: &mut Reads, c: &pb::Consultation) {
+    reads.record(
+        &c.patient_id,
+        &c.consultation_id,
+        CONTEXT,
+        c.stream_sequence,
+        false,
+    );
 }
 
 impl<Q> std::fmt::Debug for ConsultationsApi<Q> {
@@ -49,11 +65,19 @@ impl<Q: ConsultationsQueries> ConsultationsApi<Q> {
         gate: PatientGate,
         queries: Arc<Q>,
     ) -> Self {
+        let access = Arc::new(AccessLog::new(executor.store().clone()));
         Self {
             executor,
             gate,
             queries,
+            access,
         }
+    }
+
+    /// Reads are audited to `access` instead of `CARELOG_ACCESS`.
+    pub fn with_access_log(mut self, access: Arc<dyn AccessSink>) -> Self {
+        self.access = access;
+        self
     }
 
     async fn facts(&self, id: PatientId, activity: Activity) -> Result<PatientFacts, Failure> {
@@ -363,7 +387,11 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
             )
             .await?
             .ok_or_else(|| Failure::not_found("consultation", &consultation.to_string()))?;
-        Ok(Response::new(current_view(&found)))
+        let shown = current_view(&found);
+        let mut reads = Reads::new();
+        read(&mut reads, &shown);
+        access::audit(&*self.access, &ctx, SERVICE, "GetConsultation", &reads).await?;
+        Ok(Response::new(shown))
     }
 
     async fn list_consultations(
@@ -384,8 +412,12 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
                 Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
+        let consultations: Vec<_> = found.iter().map(current_view).collect();
+        let mut reads = Reads::new();
+        consultations.iter().for_each(|c| read(&mut reads, c));
+        access::audit(&*self.access, &ctx, SERVICE, "ListConsultations", &reads).await?;
         Ok(Response::new(pb::ListConsultationsResponse {
-            consultations: found.iter().map(current_view).collect(),
+            consultations,
             next_page_token,
         }))
     }
@@ -415,6 +447,24 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         if versions.is_empty() && page.token.is_empty() {
             return Err(Failure::not_found("consultation", &consultation.to_string()).into());
         }
+        let mut reads = Reads::new();
+        for version in &versions {
+            reads.record(
+                &patient.to_string(),
+                &consultation.to_string(),
+                CONTEXT,
+                version.stream_sequence,
+                false,
+            );
+        }
+        access::audit(
+            &*self.access,
+            &ctx,
+            SERVICE,
+            "ListConsultationVersions",
+            &reads,
+        )
+        .await?;
         Ok(Response::new(pb::ListConsultationVersionsResponse {
             versions,
             next_page_token,
@@ -451,6 +501,17 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
                 Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
+        let mut reads = Reads::new();
+        for p in &problems {
+            reads.record(
+                &patient.to_string(),
+                &p.entry_id,
+                CONTEXT,
+                p.stream_sequence,
+                false,
+            );
+        }
+        access::audit(&*self.access, &ctx, SERVICE, "ListProblems", &reads).await?;
         Ok(Response::new(pb::ListProblemsResponse {
             problems,
             next_page_token,
@@ -475,6 +536,24 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
                 Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
+        let mut reads = Reads::new();
+        for o in &observations {
+            reads.record(
+                &patient.to_string(),
+                &o.entry_id,
+                CONTEXT,
+                o.stream_sequence,
+                false,
+            );
+        }
+        access::audit(
+            &*self.access,
+            &ctx,
+            SERVICE,
+            "ListLatestObservations",
+            &reads,
+        )
+        .await?;
         Ok(Response::new(pb::ListLatestObservationsResponse {
             observations,
             next_page_token,

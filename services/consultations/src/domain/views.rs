@@ -39,6 +39,7 @@ pub fn problems(state: &PatientConsultations) -> Vec<pb::Problem> {
                 significance: problem.significance,
                 effective_time: content.effective_time.or(c.start_time),
                 text: content.text.clone(),
+                stream_sequence: c.stream_sequence,
             })
         })
         .collect()
@@ -62,6 +63,7 @@ pub fn latest_observations(state: &PatientConsultations) -> Vec<pb::LatestObserv
             effective_time: content.effective_time.or(c.start_time),
             entry_id: e.entry_id.clone(),
             consultation_id: c.consultation_id.clone(),
+            stream_sequence: c.stream_sequence,
         };
         let newer = latest.get(&content.concept_id).is_none_or(|held| {
             (key(candidate.effective_time.as_ref()), &candidate.entry_id)

@@ -23,6 +23,11 @@ impl ContextStream {
         }
     }
 
+    /// The stream name of a context, e.g. `CARELOG_CONSULTATIONS`.
+    pub fn new_named(context: &str) -> String {
+        format!("CARELOG_{}", context.to_ascii_uppercase())
+    }
+
     /// The subject of one aggregate (a patient's record in this context).
     pub fn subject(&self, aggregate_id: &impl std::fmt::Display) -> String {
         format!("{}.{aggregate_id}", self.subject_prefix)

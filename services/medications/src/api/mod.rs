@@ -75,6 +75,7 @@ pub struct MedicationsApi<Q> {
     gate: PatientGate,
     queries: Arc<Q>,
     catalogue: Arc<DrugCatalogue>,
+    access: Arc<dyn carelog_kernel::access::AccessSink>,
 }
 
 impl<Q> std::fmt::Debug for MedicationsApi<Q> {
@@ -90,12 +91,22 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
         gate: PatientGate,
         queries: Arc<Q>,
     ) -> Self {
+        let access = Arc::new(carelog_kernel::access::AccessLog::new(
+            executor.store().clone(),
+        ));
         Self {
             executor,
             gate,
             queries,
             catalogue: Arc::new(DrugCatalogue::sample()),
+            access,
         }
+    }
+
+    /// Reads are audited to `access` instead of `CARELOG_ACCESS`.
+    pub fn with_access_log(mut self, access: Arc<dyn carelog_kernel::access::AccessSink>) -> Self {
+        self.access = access;
+        self
     }
 
     /// Uses a site's drug catalogue.

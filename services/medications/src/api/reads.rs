@@ -3,6 +3,7 @@
 //! (`min_sequence`) and page tokens.
 
 use carelog_demographics::api::page;
+use carelog_kernel::access::{self, Reads};
 use carelog_kernel::ids::AuthorisationId;
 use carelog_kernel::{RequestContext, Violations};
 use carelog_proto::medications::v1 as pb;
@@ -10,6 +11,18 @@ use tonic::{Request, Response, Status};
 
 use super::{MedicationsApi, missing, patient_id, typed};
 use crate::queries::{AllergyFilter, Consistency, MedicationsQueries};
+
+const SERVICE: &str = "carelog.medications.v1.MedicationsService";
+const CONTEXT: &str = "medications";
+
+/// The resources of an answer (id, patient, sequence), for the access log.
+fn reads<'a>(resources: impl Iterator<Item = (&'a str, &'a str, u64)>) -> Reads {
+    let mut reads = Reads::new();
+    for (id, patient, sequence) in resources {
+        reads.record(patient, id, CONTEXT, sequence, false);
+    }
+    reads
+}
 
 impl<Q: MedicationsQueries> MedicationsApi<Q> {
     pub(super) async fn read_list_medications(
@@ -32,6 +45,14 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
                 Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
+        let read = reads(authorisations.iter().map(|x| {
+            (
+                x.authorisation_id.as_str(),
+                x.patient_id.as_str(),
+                x.stream_sequence,
+            )
+        }));
+        access::audit(&*self.access, &ctx, SERVICE, "ListMedications", &read).await?;
         Ok(Response::new(pb::ListMedicationsResponse {
             authorisations,
             next_page_token,
@@ -63,6 +84,14 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
                 Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
+        let read = reads(issues.iter().map(|x| {
+            (
+                x.issue_id.as_str(),
+                x.patient_id.as_str(),
+                x.stream_sequence,
+            )
+        }));
+        access::audit(&*self.access, &ctx, SERVICE, "ListIssues", &read).await?;
         Ok(Response::new(pb::ListIssuesResponse {
             issues,
             next_page_token,
@@ -97,6 +126,14 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
                 Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
+        let read = reads(allergies.iter().map(|x| {
+            (
+                x.allergy_id.as_str(),
+                x.patient_id.as_str(),
+                x.stream_sequence,
+            )
+        }));
+        access::audit(&*self.access, &ctx, SERVICE, "ListAllergies", &read).await?;
         Ok(Response::new(pb::ListAllergiesResponse {
             allergies,
             next_page_token,

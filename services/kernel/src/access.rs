@@ -1,0 +1,350 @@
+//! Read access to patient records is audited (ADR 0018): every query that
+//! returns patient data appends one `RecordAccessed` per patient in its
+//! answer to `CARELOG_ACCESS` on `carelog.access.<patient_id>`, and returns
+//! nothing unless JetStream acknowledged them all (fail closed).
+//!
+//! Access events are not aggregate commits: no expected-sequence guard (they
+//! never conflict) and no hash chain. Each travels in the commit envelope
+//! (context `access`, version 0) so the audit projector reads it like any
+//! other event into `audit_events`. The events of one answer are published
+//! pipelined and their acknowledgements awaited together, so a search over
+//! many patients costs about one round trip; concurrent reads pipeline on the
+//! same connection.
+
+use std::collections::BTreeMap;
+
+use async_nats::HeaderMap;
+use chrono::Utc;
+use futures::future::{BoxFuture, join_all};
+use prost::Message as _;
+
+use bytes::Bytes;
+use carelog_proto::access::v1 as pb;
+use carelog_proto::kernel::v1 as kernel;
+
+use crate::actor::RequestContext;
+use crate::envelope::{commit_headers, digest, from_timestamp, header, timestamp};
+use crate::error::Failure;
+use crate::store::{ContextStream, EventStore};
+
+/// The context name of the access stream: `CARELOG_ACCESS` over
+/// `carelog.access.>`.
+pub const ACCESS: &str = "access";
+
+/// The event type of an access event.
+pub const RECORD_ACCESSED: &str = "RecordAccessed";
+
+/// The stream of access events.
+pub fn access_stream() -> ContextStream {
+    ContextStream::new(ACCESS)
+}
+
+/// What one answer showed of one patient.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PatientRead {
+    pub patient_id: String,
+    pub resource_ids: Vec<String>,
+    /// Per stream, the highest sequence the answer was built from.
+    pub positions: BTreeMap<String, u64>,
+    pub records: u32,
+    pub withheld: bool,
+}
+
+/// The reads of one answer, gathered per patient in the order first seen.
+#[derive(Debug, Clone, Default)]
+pub struct Reads {
+    reads: Vec<PatientRead>,
+}
+
+impl Reads {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One record of `patient_id` in the answer: its resource id, the
+    /// context stream it came from and its stream sequence (0: unknown).
+    pub fn record(
+        &mut self,
+        patient_id: &str,
+        resource_id: &str,
+        context: &str,
+        sequence: u64,
+        withheld: bool,
+    ) -> &mut Self {
+        let at = match self.reads.iter().position(|r| r.patient_id == patient_id) {
+            Some(at) => at,
+            None => {
+                self.reads.push(PatientRead {
+                    patient_id: patient_id.to_owned(),
+                    ..Default::default()
+                });
+                self.reads.len() - 1
+            }
+        };
+        let read = &mut self.reads[at];
+        if !resource_id.is_empty() && !read.resource_ids.iter().any(|r| r == resource_id) {
+            read.resource_ids.push(resource_id.to_owned());
+        }
+        read.records += 1;
+        read.withheld |= withheld;
+        if sequence > 0 {
+            let stream = ContextStream::new_named(context);
+            let at = read.positions.entry(stream).or_insert(0);
+            *at = (*at).max(sequence);
+        }
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.reads.is_empty()
+    }
+
+    pub fn patients(&self) -> impl Iterator<Item = &PatientRead> {
+        self.reads.iter()
+    }
+}
+
+/// Where access events go. The store's `AccessLog` in production; tests may
+/// put a failing one in its place.
+pub trait AccessSink: Send + Sync + std::fmt::Debug {
+    /// Appends the events; Ok only when every one is durable.
+    fn append(&self, events: Vec<pb::RecordAccessed>) -> BoxFuture<'_, Result<(), Failure>>;
+}
+
+/// Appends `RecordAccessed` events to `CARELOG_ACCESS`.
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    store: EventStore,
+    stream: ContextStream,
+}
+
+impl AccessLog {
+    pub fn new(store: EventStore) -> Self {
+        Self {
+            store,
+            stream: access_stream(),
+        }
+    }
+}
+
+impl AccessSink for AccessLog {
+    fn append(&self, events: Vec<pb::RecordAccessed>) -> BoxFuture<'_, Result<(), Failure>> {
+        Box::pin(async move {
+            let js = self.store.jetstream();
+            let mut pending = Vec::with_capacity(events.len());
+            // Publish every event first (pipelined), then await the acks.
+            for event in &events {
+                let subject = self.stream.subject(&event.patient_id);
+                let (headers, payload) = enveloped(event);
+                let sent = js
+                    .publish_with_headers(subject, headers, payload)
+                    .await
+                    .map_err(|e| Failure::unavailable(format!("access log: {e}")))?;
+                pending.push(sent.into_future());
+            }
+            for ack in join_all(pending).await {
+                ack.map_err(|e| Failure::unavailable(format!("access log: {e}")))?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// An access event in the commit envelope, so that the audit projector
+/// reads it like any other event: context `access`, the patient as the
+/// aggregate, version 0 and no previous hash (access events are not an
+/// aggregate's history and are not hash-chained), one `RecordAccessed`
+/// event record. The envelope's commit id is the access id.
+pub fn envelope(event: &pb::RecordAccessed) -> kernel::Commit {
+    kernel::Commit {
+        commit_id: event.access_id.clone(),
+        context: ACCESS.to_owned(),
+        aggregate_id: event.patient_id.clone(),
+        patient_id: event.patient_id.clone(),
+        aggregate_version: 0,
+        actor: event.actor.clone(),
+        on_behalf_of: event.on_behalf_of.clone(),
+        purpose_of_use: event.purpose_of_use.clone(),
+        reason: String::new(),
+        request_id: String::new(),
+        correlation_id: event.correlation_id.clone(),
+        causation_id: String::new(),
+        traceparent: event.traceparent.clone(),
+        recorded_at: event.accessed_at,
+        events: vec![kernel::EventRecord {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            event_type: RECORD_ACCESSED.to_owned(),
+            occurred_at: event.accessed_at,
+            payload: event.encode_to_vec(),
+        }],
+        previous_hash: Vec::new(),
+    }
+}
+
+/// The headers and bytes of an access event's message.
+fn enveloped(event: &pb::RecordAccessed) -> (HeaderMap, Bytes) {
+    let commit = envelope(event);
+    let bytes = Bytes::from(commit.encode_to_vec());
+    let recorded_at = from_timestamp(event.accessed_at.as_ref()).unwrap_or_else(Utc::now);
+    let mut h = commit_headers(&commit, &digest(&bytes), recorded_at);
+    h.insert(header::KIND, header::KIND_COMMIT);
+    // A resent event (same id) is stored once within the duplicate window.
+    h.insert("Nats-Msg-Id", event.access_id.as_str());
+    (h, bytes)
+}
+
+/// The `RecordAccessed` in an access message's payload; `None` when the
+/// payload is not an access event.
+pub fn decode(payload: &[u8]) -> Option<pb::RecordAccessed> {
+    let commit = kernel::Commit::decode(payload).ok()?;
+    let record = commit.events.first()?;
+    (record.event_type == RECORD_ACCESSED)
+        .then(|| pb::RecordAccessed::decode(record.payload.as_slice()).ok())
+        .flatten()
+}
+
+/// The `RecordAccessed` events of one answer, one per patient.
+pub fn events(
+    ctx: &RequestContext,
+    service: &str,
+    method: &str,
+    reads: &Reads,
+) -> Vec<pb::RecordAccessed> {
+    let now = timestamp(Utc::now());
+    reads
+        .patients()
+        .map(|read| pb::RecordAccessed {
+            access_id: uuid::Uuid::now_v7().to_string(),
+            patient_id: read.patient_id.clone(),
+            actor: Some(ctx.actor.to_proto()),
+            purpose_of_use: ctx.purpose_of_use.clone(),
+            on_behalf_of: ctx.on_behalf_of.clone(),
+            service: service.to_owned(),
+            method: method.to_owned(),
+            resource_ids: read.resource_ids.clone(),
+            record_count: read.records,
+            positions: read
+                .positions
+                .iter()
+                .map(|(stream, sequence)| pb::StreamPosition {
+                    stream: stream.clone(),
+                    sequence: *sequence,
+                })
+                .collect(),
+            withheld: read.withheld,
+            correlation_id: ctx.correlation_id.clone(),
+            accessed_at: Some(now),
+            traceparent: ctx.traceparent.clone(),
+        })
+        .collect()
+}
+
+/// Records the reads of an answer before it is returned: an empty answer
+/// records nothing; a failure is `UNAVAILABLE` and the answer is dropped.
+pub async fn audit(
+    sink: &dyn AccessSink,
+    ctx: &RequestContext,
+    service: &str,
+    method: &str,
+    reads: &Reads,
+) -> Result<(), Failure> {
+    if reads.is_empty() {
+        return Ok(());
+    }
+    sink.append(events(ctx, service, method, reads))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, service, method, "read not audited; answer withheld");
+            Failure::unavailable(
+                "the access to this record could not be audited, so it is not shown; retry",
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_gathered_per_patient() {
+        let mut reads = Reads::new();
+        reads
+            .record("p1", "c1", "consultations", 7, false)
+            .record("p1", "c2", "consultations", 9, false)
+            .record("p2", "p2", "demographics", 3, true)
+            .record("p1", "c1", "consultations", 4, false);
+        let all: Vec<_> = reads.patients().collect();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].patient_id, "p1");
+        assert_eq!(all[0].resource_ids, ["c1", "c2"]);
+        assert_eq!(all[0].records, 3);
+        assert_eq!(all[0].positions.get("CARELOG_CONSULTATIONS"), Some(&9));
+        assert!(!all[0].withheld);
+        assert!(all[1].withheld);
+    }
+
+    #[derive(Debug)]
+    struct Refusing(std::sync::atomic::AtomicUsize);
+
+    impl AccessSink for Refusing {
+        fn append(&self, events: Vec<pb::RecordAccessed>) -> BoxFuture<'_, Result<(), Failure>> {
+            self.0
+                .fetch_add(events.len(), std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async { Err(Failure::unavailable("refused")) })
+        }
+    }
+
+    fn ctx() -> RequestContext {
+        let actor = crate::Actor {
+            user_id: "dr-a".into(),
+            display_name: "Dr A".into(),
+            role: "R8000".into(),
+            organisation: crate::OdsCode::parse("A81001").expect("ods"),
+            purpose_of_use: "DIRECT_CARE".into(),
+        };
+        RequestContext::for_actor(actor, &tonic::metadata::MetadataMap::new())
+    }
+
+    #[tokio::test]
+    async fn an_unrecorded_read_is_unavailable_and_an_empty_answer_records_nothing() {
+        let sink = Refusing(Default::default());
+        let ctx = ctx();
+        assert!(audit(&sink, &ctx, "S", "M", &Reads::new()).await.is_ok());
+        assert_eq!(sink.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+        let mut reads = Reads::new();
+        reads.record("p1", "p1", "demographics", 1, false).record(
+            "p2",
+            "p2",
+            "demographics",
+            2,
+            false,
+        );
+        let refused = audit(&sink, &ctx, "S", "M", &reads)
+            .await
+            .expect_err("fail closed");
+        assert_eq!(
+            tonic::Status::from(refused).code(),
+            tonic::Code::Unavailable
+        );
+        assert_eq!(sink.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn an_access_event_round_trips_through_its_envelope() {
+        let mut reads = Reads::new();
+        reads.record("p1", "c1", "consultations", 5, true);
+        let event = events(&ctx(), "S", "M", &reads).remove(0);
+        let (headers, bytes) = enveloped(&event);
+        assert_eq!(
+            headers.get(header::KIND).map(|v| v.as_str()),
+            Some(header::KIND_COMMIT)
+        );
+        assert_eq!(decode(&bytes), Some(event.clone()));
+        let commit = kernel::Commit::decode(bytes.as_ref()).expect("commit");
+        assert_eq!(commit.context, ACCESS);
+        assert_eq!(commit.aggregate_version, 0);
+        assert!(commit.previous_hash.is_empty());
+        assert_eq!(event.positions[0].stream, "CARELOG_CONSULTATIONS");
+        assert!(event.withheld);
+    }
+}
