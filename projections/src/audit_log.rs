@@ -24,8 +24,12 @@ use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use sqlx::{PgConnection, PgPool};
 
-use crate::audit::CONTEXTS;
 use crate::projection::{Projection, ProjectionError};
+
+/// The logs: one per clinical context, whose commits are hash-chained per
+/// aggregate. Read-access events (`CARELOG_ACCESS`, ADR 0018) are not
+/// chained and are not yet part of a Merkle log.
+const CONTEXTS: [&str; 4] = ["demographics", "consultations", "medications", "tasks"];
 
 /// The projection's name (and its checkpoint key).
 pub const NAME: &str = "audit_log";
