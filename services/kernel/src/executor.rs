@@ -395,7 +395,13 @@ impl<A: Aggregate> Executor<A> {
                 }
                 Err(AppendError::Conflict { subject }) => {
                     self.count(&self.stats.conflicts, "carelog_append_conflicts_total");
-                    tracing::debug!(%subject, attempt, "lost a race; reloading");
+                    // A claim subject is derived from an NHS number: never log it.
+                    let subject = if subject.contains(".claims.") {
+                        "a uniqueness claim"
+                    } else {
+                        subject.as_str()
+                    };
+                    tracing::debug!(subject, attempt, "lost a race; reloading");
                     self.cache_forget(ids);
                     tokio::time::sleep(backoff(attempt)).await;
                 }

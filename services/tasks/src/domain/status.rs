@@ -13,7 +13,7 @@ use carelog_proto::tasks::v1::TaskStatus;
 /// correction of the record.
 pub fn allowed(from: TaskStatus) -> &'static [TaskStatus] {
     match from {
-        S::Draft => &[S::Requested, S::Cancelled, S::EnteredInError],
+        S::Draft => &[S::Requested, S::Ready, S::Cancelled, S::EnteredInError],
         S::Requested => &[
             S::Received,
             S::Accepted,
@@ -31,22 +31,18 @@ pub fn allowed(from: TaskStatus) -> &'static [TaskStatus] {
             S::Cancelled,
             S::EnteredInError,
         ],
+        // Once accepted, the performer has agreed: it is no longer rejected
+        // but cancelled.
         S::Accepted => &[
             S::Ready,
             S::InProgress,
             S::Completed,
-            S::Rejected,
             S::Cancelled,
             S::EnteredInError,
         ],
-        S::Ready => &[
-            S::InProgress,
-            S::Completed,
-            S::Rejected,
-            S::Failed,
-            S::Cancelled,
-            S::EnteredInError,
-        ],
+        // Ready stands for an acceptance that is a given, with nothing yet
+        // attempted: neither rejected nor failed.
+        S::Ready => &[S::InProgress, S::Completed, S::Cancelled, S::EnteredInError],
         S::InProgress => &[
             S::OnHold,
             S::Completed,

@@ -463,6 +463,19 @@ fn given_a_requested_task_when_it_is_completed_then_the_transition_is_refused_na
 }
 
 #[test]
+fn given_a_claimed_task_when_it_is_rejected_then_it_must_be_cancelled_instead() {
+    // Accepted means the performer agreed; FHIR's rejected is a refusal
+    // before that.
+    let ph = in_team("ph-patel", "pharmacists");
+    let g = given(&[created(), act(ph.clone(), claim())]);
+    assert_eq!(
+        transition(g.when(&ph, reject("not ours"))),
+        ("accepted", "rejected")
+    );
+    assert_eq!(g.then_status(&ph, cancel("not ours")), S::Cancelled);
+}
+
+#[test]
 fn given_an_in_progress_task_when_it_is_resumed_then_it_was_not_on_hold() {
     let ph = in_team("ph-patel", "pharmacists");
     let g = given(&[
