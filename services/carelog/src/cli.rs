@@ -100,6 +100,10 @@ pub struct UpArgs {
     /// used, which is not clinical reference data.
     #[arg(long, env = "CARELOG_DRUG_CATALOGUE")]
     pub drug_catalogue: Option<PathBuf>,
+    /// A site's access policy (JSON: role codes to carelog permissions; see
+    /// docs/access-policy.md). Without it the built-in default is used.
+    #[arg(long, env = "CARELOG_ACCESS_POLICY")]
+    pub access_policy: Option<PathBuf>,
     #[command(flatten)]
     pub connections: Connections,
     /// Without a key, a development key under the data dir.
@@ -126,6 +130,10 @@ pub struct ServeArgs {
     /// used, which is not clinical reference data.
     #[arg(long, env = "CARELOG_DRUG_CATALOGUE")]
     pub drug_catalogue: Option<PathBuf>,
+    /// A site's access policy (JSON: role codes to carelog permissions; see
+    /// docs/access-policy.md). Without it the built-in default is used.
+    #[arg(long, env = "CARELOG_ACCESS_POLICY")]
+    pub access_policy: Option<PathBuf>,
     #[command(flatten)]
     pub connections: Connections,
     #[command(flatten)]

@@ -30,22 +30,32 @@ fn config(message: impl Into<String>) -> anyhow::Error {
 const GRACE: Duration = Duration::from_secs(20);
 
 /// The settings of the API: a site's drug catalogue, or the built-in
-/// sample. A malformed catalogue is a configuration error naming the line
-/// and rule.
-fn settings(drug_catalogue: Option<&Path>) -> anyhow::Result<Settings> {
+/// sample; a site's access policy, or the built-in default. A malformed
+/// catalogue or policy is a configuration error naming the problem.
+fn settings(
+    drug_catalogue: Option<&Path>,
+    access_policy: Option<&Path>,
+) -> anyhow::Result<Settings> {
+    let mut settings = Settings::default();
+    if let Some(path) = access_policy {
+        let policy =
+            carelog_kernel::policy::Policy::load(path).map_err(|e| config(e.to_string()))?;
+        tracing::info!(roles = policy.roles().count(), "access policy loaded");
+        settings.access_policy = Arc::new(policy);
+    } else {
+        tracing::info!("no --access-policy: using the built-in default access policy");
+    }
     let Some(path) = drug_catalogue else {
         tracing::warn!(
             "no --drug-catalogue: using the built-in SAMPLE drug catalogue (not clinical reference data)"
         );
-        return Ok(Settings::default());
+        return Ok(settings);
     };
     let catalogue = carelog_medications::catalogue::DrugCatalogue::load(path)
         .map_err(|e| config(e.to_string()))?;
     tracing::info!(products = catalogue.len(), "drug catalogue loaded");
-    Ok(Settings {
-        drug_catalogue: Arc::new(catalogue),
-        ..Settings::default()
-    })
+    settings.drug_catalogue = Arc::new(catalogue);
+    Ok(settings)
 }
 
 /// The admin port of `/metrics`, when one is asked for.
@@ -136,7 +146,10 @@ async fn authenticator(identity: &Identity) -> anyhow::Result<Arc<Authenticator>
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (nats, db) = urls(&args.connections)?;
     let auth = authenticator(&args.identity).await?;
-    let mut settings = settings(args.drug_catalogue.as_deref())?;
+    let mut settings = settings(
+        args.drug_catalogue.as_deref(),
+        args.access_policy.as_deref(),
+    )?;
     let store = stack::event_store(&nats, store_options(&args.connections)).await?;
     let pool = stack::database(&db, args.connections.db_pool).await?;
     let listener = TcpListener::bind(args.listen)
@@ -289,7 +302,10 @@ fn dev_token(args: DevTokenArgs) -> anyhow::Result<()> {
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
-    let mut settings = settings(args.drug_catalogue.as_deref())?;
+    let mut settings = settings(
+        args.drug_catalogue.as_deref(),
+        args.access_policy.as_deref(),
+    )?;
     settings.health_listener = health_listener(args.health_listen).await?;
     settings.metrics_listener = metrics_listener(args.metrics_listen).await?;
     let data = &args.data_dir;

@@ -112,7 +112,9 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let path = carelog_kernel::policy::RpcPath(request.uri().path().to_owned());
+        request.extensions_mut().insert(path);
         let (service, method) = service_and_method(request.uri().path());
         let (service, method) = if known(service) {
             (service.to_owned(), method.to_owned())

@@ -146,6 +146,9 @@ pub struct Settings {
     /// Where reads are audited; `None` is `CARELOG_ACCESS` on the event
     /// store (tests put a failing log here).
     pub access_log: Option<Arc<dyn AccessSink>>,
+    /// Which permissions each role code grants (the built-in default, or a
+    /// site's `--access-policy` file).
+    pub access_policy: Arc<carelog_kernel::policy::Policy>,
 }
 
 impl Default for Settings {
@@ -159,6 +162,7 @@ impl Default for Settings {
             health_listener: None,
             metrics_listener: None,
             access_log: None,
+            access_policy: Arc::new(carelog_kernel::policy::Policy::default()),
         }
     }
 }
@@ -281,7 +285,7 @@ pub async fn start_with(
             DemographicsServiceServer::with_interceptor(
                 DemographicsApi::new(patients, Arc::new(PgPatientQueries::new(pool.clone())))
                     .with_access_log(access_log.clone()),
-                auth.clone().interceptor(),
+                auth.clone().interceptor(settings.access_policy.clone()),
             )
         });
         let consultations = serves(PatientConsultations::CONTEXT).then(|| {
@@ -291,7 +295,7 @@ pub async fn start_with(
                     gate.clone(),
                     Arc::new(PgConsultationsQueries::new(pool.clone())),
                 ),
-                auth.clone().interceptor(),
+                auth.clone().interceptor(settings.access_policy.clone()),
             )
         });
         let medications = serves(MedicationRecord::CONTEXT).then(|| {
@@ -303,7 +307,7 @@ pub async fn start_with(
                 )
                 .with_catalogue(settings.drug_catalogue.clone())
                 .with_access_log(access_log.clone()),
-                auth.clone().interceptor(),
+                auth.clone().interceptor(settings.access_policy.clone()),
             )
         });
         let task_service = serves(TaskList::CONTEXT).then(|| {
@@ -313,12 +317,12 @@ pub async fn start_with(
                     gate.clone(),
                     Arc::new(PgTasksQueries::new(pool.clone())),
                 ),
-                auth.clone().interceptor(),
+                auth.clone().interceptor(settings.access_policy.clone()),
             )
         });
         let audit = AuditServiceServer::with_interceptor(
             crate::audit_api::AuditApi::new(pool.clone(), settings.audit_signer.clone()),
-            auth.clone().interceptor(),
+            auth.clone().interceptor(settings.access_policy.clone()),
         );
         let served = served_services(&settings.contexts);
         set_services(&health, &served, tonic_health::ServingStatus::Serving).await;

@@ -236,9 +236,12 @@ impl Authenticator {
     }
 
     /// A tonic interceptor: no token or a bad one is `UNAUTHENTICATED`;
-    /// a good one puts the `Actor` in the request's extensions.
+    /// a good one puts the `Actor` in the request's extensions, and then
+    /// the access policy decides whether its role may call the RPC (whose
+    /// path the server's RPC layer put in the extensions as `RpcPath`).
     pub fn interceptor(
         self: Arc<Self>,
+        policy: Arc<crate::policy::Policy>,
     ) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
         move |mut request: tonic::Request<()>| {
             let token = request
@@ -256,6 +259,12 @@ impl Authenticator {
                     ))
                 })?;
             let (actor, teams) = self.verify_session(token)?;
+            let path = request
+                .extensions()
+                .get::<crate::policy::RpcPath>()
+                .map(|p| p.0.as_str())
+                .unwrap_or_default();
+            policy.check(&actor, path)?;
             request.extensions_mut().insert(actor);
             request.extensions_mut().insert(teams);
             Ok(request)

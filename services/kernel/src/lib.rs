@@ -14,6 +14,7 @@ pub mod error;
 pub mod executor;
 pub mod ids;
 pub mod merkle;
+pub mod policy;
 pub mod snomed;
 pub mod store;
 pub mod trace;
