@@ -10,6 +10,7 @@ mod health;
 mod lifecycle;
 mod medications;
 mod merge;
+mod policy;
 mod projections;
 mod reflection;
 mod scenario;
