@@ -408,3 +408,37 @@ Ctrl-C stops everything.",
         data.join("dev-issuer").display(),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_access_policy_is_a_configuration_error_naming_the_problem() {
+        let dir = std::env::temp_dir().join(format!("carelog-policy-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("policy.json");
+        std::fs::write(
+            &path,
+            r#"{"roles": {"R8000": {"permissions": ["view_record", "teleport"]}}}"#,
+        )
+        .expect("write");
+        let error = settings(None, Some(&path)).expect_err("malformed");
+        let config = error.downcast_ref::<ConfigError>().expect("exit 64");
+        assert!(config.0.contains("teleport"), "{}", config.0);
+        let missing = settings(None, Some(&dir.join("absent.json"))).expect_err("absent");
+        assert!(missing.downcast_ref::<ConfigError>().is_some());
+        std::fs::write(
+            &path,
+            r#"{"roles": {"R8000": {"permissions": ["view_record"]}}}"#,
+        )
+        .expect("write");
+        let loaded = settings(None, Some(&path)).expect("valid");
+        assert!(
+            !loaded
+                .access_policy
+                .grants("R8000", carelog_kernel::policy::Permission::Prescribe)
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
