@@ -395,12 +395,7 @@ impl<A: Aggregate> Executor<A> {
                 }
                 Err(AppendError::Conflict { subject }) => {
                     self.count(&self.stats.conflicts, "carelog_append_conflicts_total");
-                    // A claim subject is derived from an NHS number: never log it.
-                    let subject = if subject.contains(".claims.") {
-                        "a uniqueness claim"
-                    } else {
-                        subject.as_str()
-                    };
+                    let subject = crate::store::loggable_subject(&subject);
                     tracing::debug!(subject, attempt, "lost a race; reloading");
                     self.cache_forget(ids);
                     tokio::time::sleep(backoff(attempt)).await;

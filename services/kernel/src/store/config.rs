@@ -49,6 +49,32 @@ impl ContextStream {
     }
 }
 
+/// Whether a subject is a uniqueness claim (see `claim_subject`): its name is
+/// derived from an identifier such as the NHS number, so it is never logged
+/// or put in a span.
+pub fn is_claim_subject(subject: &str) -> bool {
+    subject.contains(".claims.")
+}
+
+/// The context prefix of a subject, `carelog.<context>`: subjects with the
+/// same prefix are in the same stream.
+pub fn subject_prefix(subject: &str) -> &str {
+    match subject.match_indices('.').nth(1) {
+        Some((i, _)) => &subject[..i],
+        None => subject,
+    }
+}
+
+/// A subject as it may appear in logs: a claim subject is replaced by its
+/// context prefix.
+pub fn loggable_subject(subject: &str) -> &str {
+    if is_claim_subject(subject) {
+        subject_prefix(subject)
+    } else {
+        subject
+    }
+}
+
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error(
     "stream {stream} has {setting}: {found}; carelog requires {setting}: {required} \
@@ -197,6 +223,17 @@ pub fn check(found: &Config, wanted: &Config) -> Result<(), StreamCheckError> {
 
 #[cfg(test)]
 mod tests {
+    use super::{ContextStream, loggable_subject};
+
+    #[test]
+    fn a_claim_subject_is_logged_as_its_context_only() {
+        let stream = ContextStream::new("demographics");
+        let claim = stream.claim_subject("nhs-number", "9434765919");
+        assert_eq!(loggable_subject(&claim), "carelog.demographics");
+        let aggregate = stream.subject(&"0190-aa");
+        assert_eq!(loggable_subject(&aggregate), aggregate);
+    }
+
     use super::*;
 
     #[test]

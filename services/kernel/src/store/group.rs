@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use super::config::subject_prefix;
 use super::publish::{self, Ack, AppendError, Publisher, Write};
 
 /// Appends in flight at once per stream.
@@ -50,14 +51,6 @@ impl std::fmt::Debug for Committers {
     }
 }
 
-/// The stream a subject belongs to: `carelog.<context>.…` share one.
-fn stream_key(subject: &str) -> &str {
-    match subject.match_indices('.').nth(1) {
-        Some((i, _)) => &subject[..i],
-        None => subject,
-    }
-}
-
 impl Committers {
     pub(super) async fn append(
         &self,
@@ -75,7 +68,7 @@ impl Committers {
                 .by_stream
                 .lock()
                 .map_err(|_| AppendError::Unavailable("committer poisoned".into()))?;
-            map.entry(stream_key(&first.subject).to_owned())
+            map.entry(subject_prefix(&first.subject).to_owned())
                 .or_insert_with(|| start(publisher.clone(), self.stats.clone()))
                 .clone()
         };
@@ -184,7 +177,7 @@ async fn alone(publisher: &Publisher, jobs: Vec<Job>) {
 
 #[cfg(test)]
 mod tests {
-    use super::stream_key;
+    use super::subject_prefix as stream_key;
 
     #[test]
     fn subjects_of_one_context_share_a_committer() {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use thiserror::Error;
 
-pub use config::{ContextStream, StreamCheckError, required_config};
+pub use config::{ContextStream, StreamCheckError, loggable_subject, required_config};
 pub use group::GroupStats;
 pub use publish::{Ack, AppendError, Write};
 
@@ -68,12 +68,9 @@ fn publish_span(writes: &[Write]) -> tracing::Span {
     let aggregate = writes
         .iter()
         .map(|w| w.subject.as_str())
-        .find(|s| !s.contains(".claims."))
+        .find(|s| !config::is_claim_subject(s))
         .unwrap_or_default();
-    let stream = match aggregate.match_indices('.').nth(1) {
-        Some((i, _)) => &aggregate[..i],
-        None => aggregate,
-    };
+    let stream = config::subject_prefix(aggregate);
     tracing::info_span!(
         "publish",
         otel.name = %format!("publish {stream}"),
