@@ -106,6 +106,15 @@ fn describe() {
         "carelog_dependency_up",
         "1 while the dependency (nats, postgresql) answers the readiness check"
     );
+    describe_histogram!(
+        "carelog_access_audit_batch_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time to append one answer's access events to CARELOG_ACCESS and await their acks, by outcome (ok, failed)"
+    );
+    describe_counter!(
+        "carelog_access_events_total",
+        "Access events appended (or failed to append), by outcome"
+    );
     describe_gauge!(
         "carelog_db_pool_connections",
         "PostgreSQL pool connections, by state (idle, in_use)"

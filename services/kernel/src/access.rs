@@ -130,23 +130,37 @@ impl AccessLog {
 impl AccessSink for AccessLog {
     fn append(&self, events: Vec<pb::RecordAccessed>) -> BoxFuture<'_, Result<(), Failure>> {
         Box::pin(async move {
-            let js = self.store.jetstream();
-            let mut pending = Vec::with_capacity(events.len());
-            // Publish every event first (pipelined), then await the acks.
-            for event in &events {
-                let subject = self.stream.subject(&event.patient_id);
-                let (headers, payload) = enveloped(event);
-                let sent = js
-                    .publish_with_headers(subject, headers, payload)
-                    .await
-                    .map_err(|e| Failure::unavailable(format!("access log: {e}")))?;
-                pending.push(sent.into_future());
-            }
-            for ack in join_all(pending).await {
-                ack.map_err(|e| Failure::unavailable(format!("access log: {e}")))?;
-            }
-            Ok(())
+            let started = std::time::Instant::now();
+            let count = events.len() as u64;
+            let appended = self.publish(events).await;
+            let outcome = if appended.is_ok() { "ok" } else { "failed" };
+            metrics::histogram!("carelog_access_audit_batch_duration_seconds", "outcome" => outcome)
+                .record(started.elapsed().as_secs_f64());
+            metrics::counter!("carelog_access_events_total", "outcome" => outcome).increment(count);
+            appended
         })
+    }
+}
+
+impl AccessLog {
+    /// Publishes every event (pipelined), then awaits the acknowledgements.
+    async fn publish(&self, events: Vec<pb::RecordAccessed>) -> Result<(), Failure> {
+        let js = self.store.jetstream();
+        let mut pending = Vec::with_capacity(events.len());
+        // Publish every event first (pipelined), then await the acks.
+        for event in &events {
+            let subject = self.stream.subject(&event.patient_id);
+            let (headers, payload) = enveloped(event);
+            let sent = js
+                .publish_with_headers(subject, headers, payload)
+                .await
+                .map_err(|e| Failure::unavailable(format!("access log: {e}")))?;
+            pending.push(sent.into_future());
+        }
+        for ack in join_all(pending).await {
+            ack.map_err(|e| Failure::unavailable(format!("access log: {e}")))?;
+        }
+        Ok(())
     }
 }
 

@@ -103,6 +103,8 @@ async fn metrics_count_rpcs_appends_and_projector_progress_on_the_admin_port() {
         "carelog_dependency_up{dependency=\"nats\"} 1".to_owned(),
         "carelog_dependency_up{dependency=\"postgresql\"} 1".to_owned(),
         "# TYPE carelog_rpc_duration_seconds histogram".to_owned(),
+        "carelog_access_audit_batch_duration_seconds_bucket{outcome=\"ok\",le=\"+Inf\"}".to_owned(),
+        "carelog_access_events_total{outcome=\"ok\"}".to_owned(),
     ];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
