@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use tracing::Instrument as _;
+
 use carelog_kernel::envelope::StoredCommit;
 use carelog_proto::demographics::v1 as pb;
 use carelog_tests::harness::{DEMOGRAPHICS, TestStack, jane_smith};
@@ -166,6 +168,68 @@ async fn one_registration_is_one_trace_from_grpc_through_the_nats_header_into_th
             }
         }
     }
+
+    // When an application reads the patient through carelog's traced client
+    // channel, inside a span of its own
+    let read = {
+        let mut traced = pb::demographics_service_client::DemographicsServiceClient::new(
+            carelog::rpc::traced(stack.channel.clone()),
+        );
+        let request = stack.req(pb::GetPatientRequest {
+            patient_id: patient.patient_id.clone(),
+            min_sequence: patient.stream_sequence,
+        });
+        traced
+            .get_patient(request)
+            // (under a target the exporter keeps: carelog's own)
+            .instrument(tracing::info_span!(
+                target: "carelog",
+                "clinician looks up the patient"
+            ))
+            .await
+    };
+    assert!(read.is_ok(), "{read:?}");
+
+    // Then a client span joins the application's trace and the server span
+    // is its child, through the traceparent the client sent
+    let get = "carelog.demographics.v1.DemographicsService/GetPatient";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let spans = loop {
+        let spans = exporter.get_finished_spans().expect("spans");
+        let done = spans
+            .iter()
+            .filter(|s| s.name == get)
+            .map(|s| s.span_kind.clone())
+            .collect::<Vec<_>>();
+        if done.contains(&SpanKind::Client) && done.contains(&SpanKind::Server) {
+            break spans;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no client and server span pair for GetPatient"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let application = find(&spans, "clinician looks up the patient", None).expect("app span");
+    let client = spans
+        .iter()
+        .find(|s| s.name == get && s.span_kind == SpanKind::Client)
+        .expect("the client span");
+    let server = spans
+        .iter()
+        .find(|s| s.name == get && s.span_kind == SpanKind::Server)
+        .expect("the server span");
+    assert_eq!(client.parent_span_id, application.span_context.span_id());
+    assert_eq!(attr_str(client, "rpc.system"), "grpc");
+    assert_eq!(attr_str(client, "rpc.method"), "GetPatient");
+    assert_eq!(attr(client, "rpc.grpc.status_code"), Some(&Value::I64(0)));
+    assert_eq!(
+        server.span_context.trace_id(),
+        client.span_context.trace_id()
+    );
+    assert_eq!(server.parent_span_id, client.span_context.span_id());
+    assert!(server.parent_span_is_remote);
+
     stack.stop().await;
     let _ = provider.shutdown();
 }

@@ -6,13 +6,17 @@
 //! status in `carelog_rpc_requests_total` and
 //! `carelog_rpc_duration_seconds`. No request or response metadata is
 //! recorded.
+//!
+//! [`RpcClientLayer`] is the client side: a `CLIENT` span per call with the
+//! same attributes, whose context travels to the server in the request's
+//! `traceparent` header, so a caller's trace continues into carelog.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
 use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing::Instrument as _;
@@ -171,6 +175,99 @@ where
             metrics::counter!("carelog_rpc_requests_total", &labels).increment(1);
             metrics::histogram!("carelog_rpc_duration_seconds", &labels)
                 .record(started.elapsed().as_secs_f64());
+            result
+        })
+    }
+}
+
+/// Adds a client span to every call made through the wrapped channel, and
+/// injects its context as the request's `traceparent`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RpcClientLayer;
+
+impl<S> tower_layer::Layer<S> for RpcClientLayer {
+    type Service = RpcClient<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RpcClient { inner }
+    }
+}
+
+/// A channel whose calls are traced (see [`RpcClientLayer`]).
+#[derive(Debug, Clone)]
+pub struct RpcClient<S> {
+    inner: S,
+}
+
+/// A tonic channel with client spans.
+pub fn traced(channel: tonic::transport::Channel) -> RpcClient<tonic::transport::Channel> {
+    tower_layer::Layer::layer(&RpcClientLayer, channel)
+}
+
+struct HeadersMut<'a>(&'a mut http::HeaderMap);
+
+impl Injector for HeadersMut<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            http::header::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+impl<S, B, RB> tower_service::Service<http::Request<B>> for RpcClient<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    RB: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let (service, method) = service_and_method(request.uri().path());
+        let span = tracing::info_span!(
+            "grpc.client",
+            otel.name = %format!("{service}/{method}"),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            rpc.system = "grpc",
+            rpc.service = %service,
+            rpc.method = %method,
+            rpc.grpc.status_code = tracing::field::Empty,
+        );
+        TraceContextPropagator::new()
+            .inject_context(&span.context(), &mut HeadersMut(request.headers_mut()));
+        let future = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        Box::pin(async move {
+            let result = future.instrument(span.clone()).await;
+            // A failed call is answered trailers only (`grpc-status` in the
+            // headers); a successful one carries status 0 in its trailers,
+            // which this layer does not wait for.
+            let code = match &result {
+                Ok(response) => response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .unwrap_or(0),
+                Err(_) => 14,
+            };
+            span.record("rpc.grpc.status_code", code);
+            if code != 0 {
+                span.record("otel.status_code", "ERROR");
+            }
             result
         })
     }
