@@ -101,6 +101,22 @@ fn server_error(code: i32) -> bool {
     matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
 }
 
+/// The gRPC status of an answer. A failed call is answered trailers only
+/// (`grpc-status` in the headers); a successful one carries status 0 in its
+/// trailers, which the layers do not wait for. A transport error is
+/// `on_error`.
+fn status_of<RB, E>(result: &Result<http::Response<RB>, E>, on_error: i32) -> i32 {
+    match result {
+        Ok(response) => response
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i32>().ok())
+            .unwrap_or(0),
+        Err(_) => on_error,
+    }
+}
+
 impl<S, B, RB> tower_service::Service<http::Request<B>> for RpcService<S>
 where
     S: tower_service::Service<http::Request<B>, Response = http::Response<RB>>,
@@ -146,17 +162,7 @@ where
         };
         Box::pin(async move {
             let result = future.instrument(span.clone()).await;
-            // Tonic answers an error as trailers only (`grpc-status` in the
-            // headers); an OK answer carries it in the trailers.
-            let code = match &result {
-                Ok(response) => response
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<i32>().ok())
-                    .unwrap_or(0),
-                Err(_) => 2,
-            };
+            let code = status_of(&result, 2);
             span.record("rpc.grpc.status_code", code);
             if server_error(code) {
                 span.record("otel.status_code", "ERROR");
@@ -252,18 +258,7 @@ where
         };
         Box::pin(async move {
             let result = future.instrument(span.clone()).await;
-            // A failed call is answered trailers only (`grpc-status` in the
-            // headers); a successful one carries status 0 in its trailers,
-            // which this layer does not wait for.
-            let code = match &result {
-                Ok(response) => response
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<i32>().ok())
-                    .unwrap_or(0),
-                Err(_) => 14,
-            };
+            let code = status_of(&result, 14);
             span.record("rpc.grpc.status_code", code);
             if code != 0 {
                 span.record("otel.status_code", "ERROR");
