@@ -2,6 +2,8 @@
 
 mod access;
 mod audit_log;
+mod audit_queries;
+mod audit_report;
 mod bad_input;
 mod concurrency;
 mod consultations;
