@@ -53,17 +53,24 @@ async fn a_privacy_officer_sees_who_read_a_record_and_what_each_user_did() {
         .await
         .expect("dr-patel reads again");
     caught_up(&stack, carelog_projections::audit::NAME).await;
+    // Listing accesses is itself an access (ADR 0026): the questions below
+    // look at what happened before they were asked.
+    let asked = carelog_kernel::envelope::timestamp(chrono::Utc::now());
 
     // When the privacy officer lists the accesses to Jane's record, two a page
     let mut audit = AuditServiceClient::new(stack.channel.clone());
     let list = |page_token: String, range: Option<apb::TimeRange>| {
+        let range = range.unwrap_or_default();
         stack.req_in_role(
             "po-1",
             OFFICER_ORG,
             PRIVACY_OFFICER,
             apb::ListPatientAccessRequest {
                 patient_id: jane.patient_id.clone(),
-                range,
+                range: Some(apb::TimeRange {
+                    from: range.from,
+                    to: range.to.or(Some(asked)),
+                }),
                 page_size: 2,
                 page_token,
                 min_sequence: 0,
@@ -217,6 +224,43 @@ async fn a_privacy_officer_sees_who_read_a_record_and_what_each_user_did() {
     assert_eq!(
         registration.position.as_ref().expect("position").stream,
         "CARELOG_DEMOGRAPHICS"
+    );
+
+    // And the officer's questions are themselves recorded as accesses to
+    // Jane's record
+    caught_up(&stack, carelog_projections::audit::NAME).await;
+    let since = audit
+        .list_patient_access(stack.req_in_role(
+            "po-1",
+            OFFICER_ORG,
+            PRIVACY_OFFICER,
+            apb::ListPatientAccessRequest {
+                patient_id: jane.patient_id.clone(),
+                range: Some(apb::TimeRange {
+                    from: Some(asked),
+                    to: None,
+                }),
+                page_size: 200,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("accesses since")
+        .into_inner()
+        .accesses;
+    let officer: Vec<_> = since
+        .iter()
+        .filter_map(|a| a.access.as_ref())
+        .filter(|e| e.actor.as_ref().is_some_and(|a| a.user_id == "po-1"))
+        .map(|e| (e.service.as_str(), e.method.as_str()))
+        .collect();
+    assert!(
+        officer.contains(&("carelog.audit.v1.AuditService", "ListPatientAccess")),
+        "{officer:?}"
+    );
+    assert!(
+        officer.contains(&("carelog.audit.v1.AuditService", "ListActorActivity")),
+        "{officer:?}"
     );
 
     // A receptionist, without view_audit, may ask neither question
