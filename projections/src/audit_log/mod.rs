@@ -28,7 +28,7 @@ use carelog_kernel::store::ContextStream;
 use chrono::{DateTime, Utc};
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 
 use crate::projection::{Projection, ProjectionError};
 
