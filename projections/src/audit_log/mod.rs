@@ -61,8 +61,7 @@ pub fn log_of_stream(stream: &str) -> String {
 
 /// The stream of a log: `demographics` → `CARELOG_DEMOGRAPHICS`.
 pub fn stream_of_log(log: &str) -> Option<String> {
-    LOGS
-        .iter()
+    LOGS.iter()
         .find(|c| **c == log)
         .map(|c| ContextStream::new(c).name)
 }
@@ -88,10 +87,7 @@ impl Projection for AuditLogProjection {
     }
 
     fn streams(&self) -> Vec<String> {
-        LOGS
-            .iter()
-            .map(|c| ContextStream::new(c).name)
-            .collect()
+        LOGS.iter().map(|c| ContextStream::new(c).name).collect()
     }
 
     fn tables(&self) -> &'static [&'static str] {

@@ -131,7 +131,9 @@ pub async fn sign_checkpoint(
 }
 
 /// A transaction holding the signing lock.
-async fn begin_signing(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, AuditError> {
+async fn begin_signing(
+    pool: &PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, AuditError> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(SIGNING_LOCK)
@@ -248,4 +250,3 @@ pub async fn consistency_proof(
         first, second, &path,
     )))
 }
-

@@ -340,7 +340,11 @@ fn compare(report: &mut VerifyReport, log: &str, expected: &[LogRow], stored: &[
 /// Why a signed checkpoint does not hold for the recomputed tree, if it
 /// does not. Without the public key, the stored size and root are taken as
 /// they are (the signature is not checked).
-fn checkpoint_fails(cp: &StoredCheckpoint, tree: &Tree, key: Option<&VerifyingKey>) -> Option<String> {
+fn checkpoint_fails(
+    cp: &StoredCheckpoint,
+    tree: &Tree,
+    key: Option<&VerifyingKey>,
+) -> Option<String> {
     let signed_at = cp
         .signed_at
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -371,7 +375,7 @@ fn checkpoint_fails(cp: &StoredCheckpoint, tree: &Tree, key: Option<&VerifyingKe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit_log::{log_origin, log_of_stream, stream_of_log};
+    use crate::audit_log::{log_of_stream, log_origin, stream_of_log};
 
     fn row(seq: u64, entry: &[u8]) -> LogRow {
         LogRow {

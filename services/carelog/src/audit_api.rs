@@ -7,10 +7,10 @@
 
 use std::sync::Arc;
 
-use carelog_kernel::merkle::checkpoint::SigningKey;
 use carelog_demographics::queries::{Consistency, PageRequest};
-use carelog_kernel::envelope::from_timestamp;
 use carelog_kernel::access::{self, AccessSink, Reads};
+use carelog_kernel::envelope::from_timestamp;
+use carelog_kernel::merkle::checkpoint::SigningKey;
 use carelog_kernel::{Failure, PatientId, RequestContext, Violations, edge};
 use carelog_projections::audit_log::{self, AuditError, StoredCheckpoint};
 use carelog_projections::audit_queries::{self, TimeRange};

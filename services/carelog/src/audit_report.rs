@@ -66,14 +66,17 @@ pub fn parse_time(text: &str, end_of_day: bool) -> Result<DateTime<Utc>, String>
     }
     let day = NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .map_err(|_| format!("{text:?} is neither an RFC 3339 time nor a YYYY-MM-DD day"))?;
-    let day = if end_of_day { day.succ_opt().unwrap_or(day) } else { day };
+    let day = if end_of_day {
+        day.succ_opt().unwrap_or(day)
+    } else {
+        day
+    };
     Ok(day.and_time(chrono::NaiveTime::MIN).and_utc())
 }
 
 pub async fn run(args: &ReportArgs) -> anyhow::Result<()> {
     let config = crate::commands::ConfigError;
-    let patient = PatientId::parse(&args.patient)
-        .map_err(|e| config(format!("--patient: {e}")))?;
+    let patient = PatientId::parse(&args.patient).map_err(|e| config(format!("--patient: {e}")))?;
     let range = TimeRange {
         from: args
             .from
@@ -150,9 +153,7 @@ pub async fn gather(
         parts.push(n.family.to_uppercase());
         parts.join(" ")
     });
-    let nhs_number = details
-        .map(|d| d.nhs_number)
-        .filter(|n| !n.is_empty());
+    let nhs_number = details.map(|d| d.nhs_number).filter(|n| !n.is_empty());
     let accesses = all_pages(|page| {
         let (pool, id) = (pool.clone(), id.clone());
         async move { audit_queries::patient_access(&pool, &id, range, &page, now).await }
@@ -390,9 +391,7 @@ fn verification_section(r: &Report) -> String {
             }
         );
     } else {
-        h.push_str(
-            "<p class=\"bad\">The audit log does NOT verify.</p><p>What differs:</p><ul>\n",
-        );
+        h.push_str("<p class=\"bad\">The audit log does NOT verify.</p><p>What differs:</p><ul>\n");
         for f in &v.findings {
             let _ = writeln!(h, "<li>{}</li>", escape(&f.to_string()));
         }
@@ -444,6 +443,9 @@ mod tests {
         assert_eq!(at.to_rfc3339(), "2026-11-22T09:15:00+00:00");
         assert!(parse_time("yesterday", false).is_err());
         assert_eq!(in_words("PatientRegistered"), "Patient registered");
-        assert_eq!(area("carelog.demographics.v1.DemographicsService"), "demographics");
+        assert_eq!(
+            area("carelog.demographics.v1.DemographicsService"),
+            "demographics"
+        );
     }
 }

@@ -110,7 +110,15 @@ async fn a_privacy_officer_sees_who_read_a_record_and_what_each_user_did() {
         let position = access.position.as_ref().expect("position");
         assert_eq!(position.stream, "CARELOG_ACCESS");
         assert!(position.stream_sequence > 0);
-        assert_eq!(access.recorded_at, event.accessed_at);
+        // Recorded to the microsecond (PostgreSQL's precision).
+        let (recorded, accessed) = (
+            access.recorded_at.expect("recorded_at"),
+            event.accessed_at.expect("accessed_at"),
+        );
+        assert_eq!(
+            (recorded.seconds, recorded.nanos / 1000),
+            (accessed.seconds, accessed.nanos / 1000)
+        );
     }
     assert_eq!(all[0].access.as_ref().expect("event").record_count, 1);
     assert_eq!(

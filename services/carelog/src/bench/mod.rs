@@ -288,7 +288,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             report.entries(),
             report.logs.len(),
             elapsed,
-            if report.ok() { "verified" } else { "NOT verified" }
+            if report.ok() {
+                "verified"
+            } else {
+                "NOT verified"
+            }
         );
     }
     Ok(())

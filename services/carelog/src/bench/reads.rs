@@ -8,10 +8,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use carelog_kernel::Failure;
 use carelog_kernel::access::AccessSink;
 use carelog_kernel::auth::DevIssuer;
 use carelog_kernel::store::StoreOptions;
-use carelog_kernel::Failure;
 use carelog_proto::access::v1::RecordAccessed;
 use carelog_proto::demographics::v1 as pb;
 use carelog_proto::demographics::v1::demographics_service_client::DemographicsServiceClient;
@@ -169,7 +169,11 @@ pub async fn audited_vs_unaudited(
     audited.stop(Duration::from_secs(10)).await?;
     unaudited.stop(Duration::from_secs(10)).await?;
     let mut phases = phases.into_iter();
-    let mut next = || phases.next().ok_or_else(|| anyhow::anyhow!("missing phase"));
+    let mut next = || {
+        phases
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("missing phase"))
+    };
     let (a1, u1, a2, u2) = (next()?, next()?, next()?, next()?);
     Ok(Reads {
         audited: a1.merge(a2)?,
