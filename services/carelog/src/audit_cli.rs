@@ -333,7 +333,8 @@ async fn verify_command(args: &VerifyArgs) -> anyhow::Result<()> {
     for finding in &report.findings {
         println!("not verified: {finding}");
     }
-    Err(NotVerified(format!("{} finding(s)", report.findings.len())).into())
+    let named: Vec<String> = report.findings.iter().map(ToString::to_string).collect();
+    Err(NotVerified(named.join("; ")).into())
 }
 
 async fn prove_command(args: &ProveArgs) -> anyhow::Result<()> {

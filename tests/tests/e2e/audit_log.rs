@@ -66,6 +66,18 @@ async fn first_entry_finding(stack: &TestStack) -> Option<(u64, Tamper)> {
     })
 }
 
+/// `carelog audit verify` fails, naming `finding`.
+async fn cli_names(stack: &TestStack, finding: &str) {
+    let (nats, db) = (
+        stack.servers.nats.url.clone(),
+        stack.servers.database_url.clone(),
+    );
+    let failed = carelog(&["audit", "verify", "--nats-url", &nats, "--database-url", &db])
+        .await
+        .expect_err("a tampered log does not verify");
+    assert!(failed.to_string().contains(finding), "{failed:#}");
+}
+
 async fn exec(stack: &TestStack, sql: String) {
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
         .execute(&stack.pool)
@@ -211,6 +223,7 @@ async fn proofs_from_the_log_verify_and_tampering_is_named_and_classified() {
         first_entry_finding(&stack).await,
         Some((3, Tamper::Changed))
     );
+    cli_names(&stack, "log demographics: entry 3: changed row").await;
     sqlx::query(
         "UPDATE audit_log SET entry = $1 WHERE log = 'demographics' AND stream_sequence = $2",
     )
@@ -220,6 +233,13 @@ async fn proofs_from_the_log_verify_and_tampering_is_named_and_classified() {
     .await
     .expect("restore");
     assert_eq!(first_entry_finding(&stack).await, None);
+    let (nats, db) = (
+        stack.servers.nats.url.clone(),
+        stack.servers.database_url.clone(),
+    );
+    carelog(&["audit", "verify", "--nats-url", &nats, "--database-url", &db])
+        .await
+        .expect("restored, the log verifies again (exit 0)");
 
     // A deleted row.
     exec(&stack, format!("CREATE TABLE deleted_rows AS SELECT * FROM audit_log WHERE log = 'demographics' AND stream_sequence = {}", seq(2)))
@@ -236,6 +256,7 @@ async fn proofs_from_the_log_verify_and_tampering_is_named_and_classified() {
         first_entry_finding(&stack).await,
         Some((2, Tamper::Deleted))
     );
+    cli_names(&stack, "log demographics: entry 2: deleted row").await;
     exec(
         &stack,
         format!(
@@ -257,6 +278,7 @@ async fn proofs_from_the_log_verify_and_tampering_is_named_and_classified() {
         first_entry_finding(&stack).await,
         Some((5, Tamper::Inserted))
     );
+    cli_names(&stack, "log demographics: entry 5: inserted row").await;
     exec(
         &stack,
         format!(
@@ -284,6 +306,7 @@ async fn proofs_from_the_log_verify_and_tampering_is_named_and_classified() {
         first_entry_finding(&stack).await,
         Some((6, Tamper::Reordered))
     );
+    cli_names(&stack, "log demographics: entry 6: reordered row").await;
     // The tampered PostgreSQL log no longer has the signed root, and a proof
     // built from it fails against the signed checkpoint.
     let tampered = audit_log::tree(&stack.pool, LOG).await.expect("tree");
