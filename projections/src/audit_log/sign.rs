@@ -38,6 +38,9 @@ pub async fn history_entries(
 
 type CheckpointRow = (String, String, i64, Vec<u8>, DateTime<Utc>, String);
 
+/// A checkpoint row with its id first.
+type NumberedCheckpointRow = (i64, String, String, i64, Vec<u8>, DateTime<Utc>, String);
+
 fn stored_checkpoint(r: CheckpointRow) -> Result<StoredCheckpoint, AuditError> {
     Ok(StoredCheckpoint {
         log: r.0,
@@ -77,7 +80,7 @@ pub struct CheckpointRecord {
 pub async fn all_checkpoints(
     db: impl sqlx::PgExecutor<'_>,
 ) -> Result<Vec<CheckpointRecord>, AuditError> {
-    let rows: Vec<(i64, String, String, i64, Vec<u8>, DateTime<Utc>, String)> = sqlx::query_as(
+    let rows: Vec<NumberedCheckpointRow> = sqlx::query_as(
         "SELECT id, log, origin, tree_size, root_hash, signed_at, note FROM audit_checkpoints ORDER BY id",
     )
     .fetch_all(db)

@@ -265,9 +265,9 @@ pub fn render(r: &Report) -> String {
             t.format("%d %b %Y %H:%M UTC")
         ),
     };
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<p class=\"muted\">Covering {}. Produced {} from carelog's audit history.</p>\n",
+        "<p class=\"muted\">Covering {}. Produced {} from carelog's audit history.</p>",
         escape(&period),
         r.generated_at.format("%d %b %Y %H:%M UTC")
     );
@@ -281,9 +281,9 @@ pub fn render(r: &Report) -> String {
 
 fn patient_section(r: &Report) -> String {
     let mut h = String::from("<h2>The patient</h2>\n<dl>");
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<dt>Name</dt><dd>{}</dd><dt>NHS number</dt><dd>{}</dd><dt>carelog id</dt><dd>{}</dd></dl>\n",
+        "<dt>Name</dt><dd>{}</dd><dt>NHS number</dt><dd>{}</dd><dt>carelog id</dt><dd>{}</dd></dl>",
         escape(r.name.as_deref().unwrap_or("not known to carelog")),
         escape(r.nhs_number.as_deref().unwrap_or("not recorded")),
         escape(&r.patient_id)

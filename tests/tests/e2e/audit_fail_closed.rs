@@ -12,7 +12,9 @@ use carelog_proto::tasks::v1 as tpb;
 use carelog_tests::audit::caught_up;
 use carelog_tests::consultations::start_request;
 use carelog_tests::harness::{TestStack, jane_smith};
-use carelog_tests::medications::{CLARITHROMYCIN_500, authorise, record_penicillin_allergy, repeat};
+use carelog_tests::medications::{
+    CLARITHROMYCIN_500, authorise, record_penicillin_allergy, repeat,
+};
 use carelog_tests::tasks::{medication_review, organisation};
 use tonic::Code;
 
@@ -60,10 +62,12 @@ async fn with_the_access_stream_refusing_writes_no_service_shows_a_record() {
         .into_inner();
     stack
         .client()
-        .get_patient(stack.req(carelog_proto::demographics::v1::GetPatientRequest {
-            patient_id: id.clone(),
-            min_sequence: jane.stream_sequence,
-        }))
+        .get_patient(
+            stack.req(carelog_proto::demographics::v1::GetPatientRequest {
+                patient_id: id.clone(),
+                min_sequence: jane.stream_sequence,
+            }),
+        )
         .await
         .expect("an audited read");
     caught_up(&stack, carelog_projections::audit::NAME).await;

@@ -72,9 +72,16 @@ async fn cli_names(stack: &TestStack, finding: &str) {
         stack.servers.nats.url.clone(),
         stack.servers.database_url.clone(),
     );
-    let failed = carelog(&["audit", "verify", "--nats-url", &nats, "--database-url", &db])
-        .await
-        .expect_err("a tampered log does not verify");
+    let failed = carelog(&[
+        "audit",
+        "verify",
+        "--nats-url",
+        &nats,
+        "--database-url",
+        &db,
+    ])
+    .await
+    .expect_err("a tampered log does not verify");
     assert!(failed.to_string().contains(finding), "{failed:#}");
 }
 
@@ -237,9 +244,16 @@ async fn proofs_from_the_log_verify_and_tampering_is_named_and_classified() {
         stack.servers.nats.url.clone(),
         stack.servers.database_url.clone(),
     );
-    carelog(&["audit", "verify", "--nats-url", &nats, "--database-url", &db])
-        .await
-        .expect("restored, the log verifies again (exit 0)");
+    carelog(&[
+        "audit",
+        "verify",
+        "--nats-url",
+        &nats,
+        "--database-url",
+        &db,
+    ])
+    .await
+    .expect("restored, the log verifies again (exit 0)");
 
     // A deleted row.
     exec(&stack, format!("CREATE TABLE deleted_rows AS SELECT * FROM audit_log WHERE log = 'demographics' AND stream_sequence = {}", seq(2)))

@@ -123,7 +123,7 @@ async fn a_privacy_officer_sees_who_read_a_record_and_what_each_user_did() {
     assert_eq!(all[0].access.as_ref().expect("event").record_count, 1);
     assert_eq!(
         all[0].access.as_ref().expect("event").resource_ids,
-        [jane.patient_id.clone()]
+        std::slice::from_ref(&jane.patient_id)
     );
 
     // And a time range keeps only the accesses recorded within it
