@@ -21,6 +21,9 @@ pub const CONTEXTS: [&str; 5] = [
     "access",
 ];
 
+/// The projection's name (and its checkpoint key).
+pub const NAME: &str = "audit_events";
+
 #[derive(Debug, Default)]
 pub struct AuditEventsProjection;
 
@@ -108,7 +111,7 @@ const INSERT: &str = "INSERT INTO audit_events (stream, stream_sequence, event_i
 
 impl Projection for AuditEventsProjection {
     fn name(&self) -> &'static str {
-        "audit_events"
+        NAME
     }
 
     fn streams(&self) -> Vec<String> {

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod audit_log;
+pub mod audit_queries;
 pub mod checkpoint;
 pub mod consultations;
 pub mod medications;

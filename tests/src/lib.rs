@@ -3,6 +3,7 @@
 //! them in-process, and clients that carry a development token.
 
 pub mod assert;
+pub mod audit;
 pub mod consultations;
 pub mod harness;
 pub mod medications;

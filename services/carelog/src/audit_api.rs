@@ -1,23 +1,46 @@
 //! `carelog.audit.v1.AuditService`: the audit logs' signed checkpoints and
-//! proofs, read from PostgreSQL (`carelog_projections::audit_log`).
+//! proofs, read from PostgreSQL (`carelog_projections::audit_log`), and the
+//! questions a medico-legal request asks of the audit history
+//! (`carelog_projections::audit_queries`). Reading who accessed a record,
+//! or what a user did to records, is itself an access to those records and
+//! is audited like any other read (ADR 0026).
 
+use std::sync::Arc;
+
+use carelog_demographics::queries::{Consistency, PageRequest};
+use carelog_kernel::access::{self, AccessSink, Reads};
+use carelog_kernel::envelope::from_timestamp;
 use carelog_kernel::merkle::checkpoint::SigningKey;
+use carelog_kernel::{Failure, PatientId, RequestContext, Violations, edge};
 use carelog_projections::audit_log::{self, AuditError, StoredCheckpoint};
+use carelog_projections::audit_queries::{self, TimeRange};
 use carelog_proto::audit::v1 as pb;
 use carelog_proto::audit::v1::audit_service_server::AuditService;
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
-/// The service; signs on demand when given a key and origin.
+const SERVICE: &str = "carelog.audit.v1.AuditService";
+
+/// The service; signs on demand when given a key and origin, and audits its
+/// answers about patients to `access`.
 #[derive(Debug)]
 pub struct AuditApi {
     pool: PgPool,
     signer: Option<(SigningKey, String)>,
+    access: Arc<dyn AccessSink>,
 }
 
 impl AuditApi {
-    pub fn new(pool: PgPool, signer: Option<(SigningKey, String)>) -> Self {
-        Self { pool, signer }
+    pub fn new(
+        pool: PgPool,
+        signer: Option<(SigningKey, String)>,
+        access: Arc<dyn AccessSink>,
+    ) -> Self {
+        Self {
+            pool,
+            signer,
+            access,
+        }
     }
 
     async fn latest(&self, log: &str) -> Result<StoredCheckpoint, Status> {
@@ -43,6 +66,28 @@ fn status(e: AuditError) -> Status {
         AuditError::NoCheckpoint(_) => Status::not_found(e.to_string()),
         AuditError::Database(_) | AuditError::Store(_) => Status::unavailable(e.to_string()),
         AuditError::Malformed(_) => Status::internal(e.to_string()),
+    }
+}
+
+/// A request's time range: `from` before `to` when both are given.
+fn range(r: Option<pb::TimeRange>, v: &mut Violations) -> TimeRange {
+    let r = r.unwrap_or_default();
+    let range = TimeRange {
+        from: from_timestamp(r.from.as_ref()),
+        to: from_timestamp(r.to.as_ref()),
+    };
+    if let (Some(from), Some(to)) = (range.from, range.to)
+        && from > to
+    {
+        v.add("range.to", "must not be before range.from");
+    }
+    range
+}
+
+fn page(size: i32, token: String, v: &mut Violations) -> PageRequest {
+    PageRequest {
+        size: edge::page_size(size, v),
+        token,
     }
 }
 
@@ -101,7 +146,10 @@ impl AuditService for AuditApi {
                 r.leaf_index
             )));
         }
-        let doc = audit_log::inclusion_proof(&self.pool, &r.log, r.leaf_index, size, false)
+        // An event log's entry is a commit (patient data): only its leaf
+        // hash is given. A history entry is a signed checkpoint: given whole.
+        let with_entry = r.log == audit_log::HISTORY;
+        let doc = audit_log::inclusion_proof(&self.pool, &r.log, r.leaf_index, size, with_entry)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::Proof {
@@ -127,6 +175,78 @@ impl AuditService for AuditApi {
             document: doc.to_json(),
             checkpoint: self.at(&r.log, second).await?,
             old_checkpoint: self.at(&r.log, r.first_size).await?,
+        }))
+    }
+
+    async fn list_patient_access(
+        &self,
+        request: Request<pb::ListPatientAccessRequest>,
+    ) -> Result<Response<pb::ListPatientAccessResponse>, Status> {
+        let (ctx, r) = RequestContext::query(request)?;
+        let mut v = Violations::new();
+        let patient = edge::required("patient_id", &r.patient_id, PatientId::parse, &mut v);
+        let range = range(r.range, &mut v);
+        let page = page(r.page_size, r.page_token, &mut v);
+        v.into_result()?;
+        let patient_id = patient
+            .ok_or_else(|| Failure::invalid_field("patient_id", "is required"))?
+            .to_string();
+        let (accesses, next_page_token) = audit_queries::patient_access(
+            &self.pool,
+            &patient_id,
+            range,
+            &page,
+            Consistency::until_deadline(&ctx, r.min_sequence),
+        )
+        .await?;
+        let mut reads = Reads::new();
+        for a in &accesses {
+            let (id, position) = (
+                a.access.as_ref().map_or("", |e| e.access_id.as_str()),
+                a.position.as_ref(),
+            );
+            reads.record(
+                &patient_id,
+                id,
+                access::ACCESS,
+                position.map_or(0, |p| p.stream_sequence),
+                false,
+            );
+        }
+        access::audit(&*self.access, &ctx, SERVICE, "ListPatientAccess", &reads).await?;
+        Ok(Response::new(pb::ListPatientAccessResponse {
+            accesses,
+            next_page_token,
+        }))
+    }
+
+    async fn list_actor_activity(
+        &self,
+        request: Request<pb::ListActorActivityRequest>,
+    ) -> Result<Response<pb::ListActorActivityResponse>, Status> {
+        let (ctx, r) = RequestContext::query(request)?;
+        let mut v = Violations::new();
+        edge::require_text("user_id", &r.user_id, "is required", &mut v);
+        let range = range(r.range, &mut v);
+        let page = page(r.page_size, r.page_token, &mut v);
+        v.into_result()?;
+        let (activities, next_page_token) =
+            audit_queries::actor_activity(&self.pool, r.user_id.trim(), range, &page).await?;
+        let mut reads = Reads::new();
+        for a in activities.iter().filter(|a| !a.patient_id.is_empty()) {
+            let position = a.position.as_ref();
+            reads.record(
+                &a.patient_id,
+                &a.event_id,
+                &a.context,
+                position.map_or(0, |p| p.stream_sequence),
+                false,
+            );
+        }
+        access::audit(&*self.access, &ctx, SERVICE, "ListActorActivity", &reads).await?;
+        Ok(Response::new(pb::ListActorActivityResponse {
+            activities,
+            next_page_token,
         }))
     }
 }

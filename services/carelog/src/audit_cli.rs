@@ -45,6 +45,10 @@ pub enum AuditCommand {
     /// Prints the inclusion proof document of an entry against the log's
     /// latest signed checkpoint, and that checkpoint.
     Prove(ProveArgs),
+    /// Writes a self-contained HTML report of a patient's audit history:
+    /// who accessed the record, the changes made, and whether the audit
+    /// log verifies.
+    Report(crate::audit_report::ReportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -64,7 +68,8 @@ pub struct VerifyArgs {
 pub struct ProveArgs {
     #[command(flatten)]
     pub connections: crate::cli::Connections,
-    /// The log: demographics, consultations, medications or tasks.
+    /// The log: demographics, consultations, medications, tasks, access or
+    /// history.
     #[arg(long)]
     pub log: String,
     /// The entry's index in the log (from 0).
@@ -132,6 +137,7 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<()> {
     match args.command {
         AuditCommand::Verify(args) => verify_command(&args).await,
         AuditCommand::Prove(args) => prove_command(&args).await,
+        AuditCommand::Report(args) => crate::audit_report::run(&args).await,
         AuditCommand::Keygen(args) => keygen(&args.out, args.origin.as_deref()),
         AuditCommand::CheckProof(args) => {
             let verified = check_proof(&args)?;
@@ -262,7 +268,9 @@ pub fn signing_key(args: &SigningKeyArgs) -> anyhow::Result<Option<(SigningKey, 
     }
 }
 
-async fn connect(
+/// The event store and the database, as every `audit` command that reads
+/// them connects.
+pub async fn connect(
     c: &crate::cli::Connections,
 ) -> anyhow::Result<(sqlx::PgPool, carelog_kernel::store::EventStore)> {
     let (nats, db) = crate::commands::urls(c)?;
@@ -281,12 +289,15 @@ pub async fn verify(
     Ok(carelog_projections::audit_log::verify(pool, store, key).await?)
 }
 
+/// Loads the log's public key from a SubjectPublicKeyInfo PEM file.
+pub fn load_public_key(path: &Path) -> anyhow::Result<VerifyingKey> {
+    verifying_key_from_pem(&read(path, "public key")?)
+        .map_err(|e| crate::commands::ConfigError(format!("{}: {e}", path.display())).into())
+}
+
 async fn verify_command(args: &VerifyArgs) -> anyhow::Result<()> {
     let key = match (&args.public_key, signing_key(&args.signing)?) {
-        (Some(path), _) => Some(
-            verifying_key_from_pem(&read(path, "public key")?)
-                .map_err(|e| crate::commands::ConfigError(format!("{}: {e}", path.display())))?,
-        ),
+        (Some(path), _) => Some(load_public_key(path)?),
         (None, Some((key, _))) => Some(key.verifying_key()),
         (None, None) => None,
     };
@@ -322,7 +333,8 @@ async fn verify_command(args: &VerifyArgs) -> anyhow::Result<()> {
     for finding in &report.findings {
         println!("not verified: {finding}");
     }
-    Err(NotVerified(format!("{} finding(s)", report.findings.len())).into())
+    let named: Vec<String> = report.findings.iter().map(ToString::to_string).collect();
+    Err(NotVerified(named.join("; ")).into())
 }
 
 async fn prove_command(args: &ProveArgs) -> anyhow::Result<()> {

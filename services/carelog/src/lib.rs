@@ -2,6 +2,7 @@
 
 pub mod audit_api;
 pub mod audit_cli;
+pub mod audit_report;
 pub mod bench;
 pub mod cli;
 pub mod commands;

@@ -321,7 +321,11 @@ pub async fn start_with(
             )
         });
         let audit = AuditServiceServer::with_interceptor(
-            crate::audit_api::AuditApi::new(pool.clone(), settings.audit_signer.clone()),
+            crate::audit_api::AuditApi::new(
+                pool.clone(),
+                settings.audit_signer.clone(),
+                access_log.clone(),
+            ),
             auth.clone().interceptor(settings.access_policy.clone()),
         );
         let served = served_services(&settings.contexts);

@@ -38,7 +38,8 @@ pub enum Permission {
     ManageDemographics,
     /// Create and work tasks.
     ManageTasks,
-    /// Read the audit log's checkpoints and proofs.
+    /// Read the audit history: checkpoints, proofs, who accessed a record
+    /// and what a user did.
     ViewAudit,
     /// Administer sharing agreements (no RPC needs it yet).
     AdministerSharing,
@@ -151,6 +152,8 @@ pub const RPCS: &[(&str, &str, Requirement)] = &[
     (AUDIT, "SignCheckpoint", &[ViewAudit]),
     (AUDIT, "GetInclusionProof", &[ViewAudit]),
     (AUDIT, "GetConsistencyProof", &[ViewAudit]),
+    (AUDIT, "ListPatientAccess", &[ViewAudit]),
+    (AUDIT, "ListActorActivity", &[ViewAudit]),
 ];
 
 /// What an RPC path (`/package.Service/Method`) requires; `None` for a

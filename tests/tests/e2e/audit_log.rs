@@ -66,6 +66,25 @@ async fn first_entry_finding(stack: &TestStack) -> Option<(u64, Tamper)> {
     })
 }
 
+/// `carelog audit verify` fails, naming `finding`.
+async fn cli_names(stack: &TestStack, finding: &str) {
+    let (nats, db) = (
+        stack.servers.nats.url.clone(),
+        stack.servers.database_url.clone(),
+    );
+    let failed = carelog(&[
+        "audit",
+        "verify",
+        "--nats-url",
+        &nats,
+        "--database-url",
+        &db,
+    ])
+    .await
+    .expect_err("a tampered log does not verify");
+    assert!(failed.to_string().contains(finding), "{failed:#}");
+}
+
 async fn exec(stack: &TestStack, sql: String) {
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
         .execute(&stack.pool)
@@ -211,6 +230,7 @@ async fn proofs_from_the_log_verify_and_tampering_is_named_and_classified() {
         first_entry_finding(&stack).await,
         Some((3, Tamper::Changed))
     );
+    cli_names(&stack, "log demographics: entry 3: changed row").await;
     sqlx::query(
         "UPDATE audit_log SET entry = $1 WHERE log = 'demographics' AND stream_sequence = $2",
     )
@@ -220,6 +240,20 @@ async fn proofs_from_the_log_verify_and_tampering_is_named_and_classified() {
     .await
     .expect("restore");
     assert_eq!(first_entry_finding(&stack).await, None);
+    let (nats, db) = (
+        stack.servers.nats.url.clone(),
+        stack.servers.database_url.clone(),
+    );
+    carelog(&[
+        "audit",
+        "verify",
+        "--nats-url",
+        &nats,
+        "--database-url",
+        &db,
+    ])
+    .await
+    .expect("restored, the log verifies again (exit 0)");
 
     // A deleted row.
     exec(&stack, format!("CREATE TABLE deleted_rows AS SELECT * FROM audit_log WHERE log = 'demographics' AND stream_sequence = {}", seq(2)))
@@ -236,6 +270,7 @@ async fn proofs_from_the_log_verify_and_tampering_is_named_and_classified() {
         first_entry_finding(&stack).await,
         Some((2, Tamper::Deleted))
     );
+    cli_names(&stack, "log demographics: entry 2: deleted row").await;
     exec(
         &stack,
         format!(
@@ -257,6 +292,7 @@ async fn proofs_from_the_log_verify_and_tampering_is_named_and_classified() {
         first_entry_finding(&stack).await,
         Some((5, Tamper::Inserted))
     );
+    cli_names(&stack, "log demographics: entry 5: inserted row").await;
     exec(
         &stack,
         format!(
@@ -284,6 +320,7 @@ async fn proofs_from_the_log_verify_and_tampering_is_named_and_classified() {
         first_entry_finding(&stack).await,
         Some((6, Tamper::Reordered))
     );
+    cli_names(&stack, "log demographics: entry 6: reordered row").await;
     // The tampered PostgreSQL log no longer has the signed root, and a proof
     // built from it fails against the signed checkpoint.
     let tampered = audit_log::tree(&stack.pool, LOG).await.expect("tree");
@@ -392,8 +429,9 @@ async fn a_rebuilt_audit_log_has_the_same_entries_and_its_checkpoints_still_hold
     let signed = audit_log::sign_all(&stack.pool, ORIGIN, &key, false)
         .await
         .expect("sign");
-    // Only the log with entries grew.
-    assert_eq!(signed.len(), 1);
+    // Only the log with entries grew, then the history naming its checkpoint.
+    let logs: Vec<_> = signed.iter().map(|c| c.log.as_str()).collect();
+    assert_eq!(logs, ["demographics", "history"]);
     let before = audit_log::rows(&stack.pool, LOG).await.expect("rows");
     let projection = carelog_projections::by_name(audit_log::NAME).expect("registered");
     carelog_projections::rebuild::rebuild(
@@ -417,6 +455,157 @@ async fn a_rebuilt_audit_log_has_the_same_entries_and_its_checkpoints_still_hold
             .await
             .expect("latest"),
         Some(signed[0].clone())
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn reads_are_entries_of_the_access_log_and_one_history_signs_every_log() {
+    // Given a registered patient whose record was read three times
+    let stack = TestStack::start().await;
+    let jane = stack.register(jane_smith()).await;
+    let mut client = stack.client();
+    for user in ["dr-patel", "dr-khan", "dr-patel"] {
+        client
+            .get_patient(stack.req_as(
+                user,
+                pb::GetPatientRequest {
+                    patient_id: jane.patient_id.clone(),
+                    min_sequence: jane.stream_sequence,
+                },
+            ))
+            .await
+            .expect("read");
+    }
+    carelog_tests::audit::caught_up(&stack, audit_log::NAME).await;
+
+    // Then each read is an entry of the access log: the access message's
+    // bytes as stored, holding the RecordAccessed
+    let rows = audit_log::rows(&stack.pool, "access").await.expect("rows");
+    assert_eq!(rows.len(), 3);
+    let readers: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            let event = carelog_kernel::access::decode(&r.entry).expect("an access event");
+            assert_eq!(event.patient_id, jane.patient_id);
+            event.actor.expect("actor").user_id
+        })
+        .collect();
+    assert_eq!(readers, ["dr-patel", "dr-khan", "dr-patel"]);
+
+    // When every log is signed
+    let key = generate_signing_key();
+    let public = key.verifying_key();
+    let signed = audit_log::sign_all(&stack.pool, ORIGIN, &key, false)
+        .await
+        .expect("sign");
+    let logs: Vec<_> = signed
+        .iter()
+        .map(|c| (c.log.as_str(), c.tree_size))
+        .collect();
+    // Then the logs that grew are signed, and the history names their two
+    // checkpoints
+    assert_eq!(logs, [("demographics", 1), ("access", 3), ("history", 2)]);
+    let access_cp = Checkpoint::verify(&signed[1].note, &public).expect("signature");
+    assert_eq!(access_cp.origin, "test.example/audit/access");
+    let history_cp = Checkpoint::verify(&signed[2].note, &public).expect("signature");
+    assert_eq!(history_cp.origin, "test.example/audit/history");
+
+    // And a read's entry is proved in the access log, and the access log's
+    // checkpoint in the history, with the public key alone
+    let proof = audit_log::inclusion_proof(&stack.pool, "access", 1, 3, true)
+        .await
+        .expect("proof");
+    ProofDocument::from_json(&proof.to_json())
+        .expect("document")
+        .check(&access_cp, None)
+        .expect("the read is in the access log");
+    let mut audit = AuditServiceClient::new(stack.channel.clone());
+    let served = audit
+        .get_inclusion_proof(stack.req(apb::GetInclusionProofRequest {
+            log: "history".into(),
+            leaf_index: 1,
+            tree_size: 0,
+        }))
+        .await
+        .expect("history proof")
+        .into_inner();
+    let document = ProofDocument::from_json(&served.document).expect("document");
+    document
+        .check(&history_cp, None)
+        .expect("the access checkpoint is in the history");
+    // A history entry is a signed checkpoint (no patient data): given whole.
+    let entry = serde_json::from_str::<serde_json::Value>(&served.document).expect("json")["entry"]
+        .as_str()
+        .map(str::to_owned)
+        .expect("the entry");
+    use base64::Engine as _;
+    let entry = base64::engine::general_purpose::STANDARD
+        .decode(entry)
+        .expect("base64");
+    assert_eq!(entry, signed[1].note.as_bytes());
+
+    // And everything verifies, signatures included
+    let report = audit_log::verify(&stack.pool, &stack.store, Some(&public))
+        .await
+        .expect("verify");
+    assert!(report.ok(), "{:?}", report.findings);
+    let access = report.logs.iter().find(|l| l.log == "access").expect("log");
+    assert_eq!((access.entries, access.rows), (3, 3));
+    assert_eq!(access.root, access_cp.root);
+
+    // When an access row is deleted from PostgreSQL
+    exec(
+        &stack,
+        format!(
+            "CREATE TABLE deleted_access AS SELECT * FROM audit_log WHERE log = 'access' AND stream_sequence = {}",
+            rows[1].stream_sequence
+        ),
+    )
+    .await;
+    exec(
+        &stack,
+        format!(
+            "DELETE FROM audit_log WHERE log = 'access' AND stream_sequence = {}",
+            rows[1].stream_sequence
+        ),
+    )
+    .await;
+    // Then verify names it
+    let report = audit_log::verify(&stack.pool, &stack.store, Some(&public))
+        .await
+        .expect("verify");
+    assert!(
+        report.findings.contains(&Finding::Entry {
+            log: "access".into(),
+            index: 1,
+            kind: Tamper::Deleted,
+            expected_sequence: Some(rows[1].stream_sequence),
+        }),
+        "{:?}",
+        report.findings
+    );
+    exec(
+        &stack,
+        "INSERT INTO audit_log SELECT * FROM deleted_access".into(),
+    )
+    .await;
+
+    // When a signed checkpoint is removed after the history named it
+    exec(
+        &stack,
+        "DELETE FROM audit_checkpoints WHERE log = 'demographics'".into(),
+    )
+    .await;
+    // Then the history's signed checkpoint no longer holds
+    let report = audit_log::verify(&stack.pool, &stack.store, Some(&public))
+        .await
+        .expect("verify");
+    assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+    assert!(
+        matches!(&report.findings[0], Finding::Checkpoint { log, .. } if log == "history"),
+        "{:?}",
+        report.findings
     );
     stack.stop().await;
 }

@@ -1,7 +1,10 @@
 //! End-to-end scenarios against a real nats-server and PostgreSQL.
 
 mod access;
+mod audit_fail_closed;
 mod audit_log;
+mod audit_queries;
+mod audit_report;
 mod bad_input;
 mod concurrency;
 mod consultations;

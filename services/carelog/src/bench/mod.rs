@@ -2,10 +2,12 @@
 //! with N concurrent clients for D seconds and, in the same run, the raw
 //! ceiling: plain guarded JetStream publishes of the same size and
 //! concurrency, one subject per patient. Then the projection lag at a fixed
-//! rate and the rebuild rate, and a mixed clinical workload across all four
-//! services (`clinical`). Figures go to docs/benchmarks.md by hand.
+//! rate and the rebuild rate, a mixed clinical workload across all four
+//! services (`clinical`), reads with and without auditing (`reads`) and
+//! the rate of `audit verify`. Figures go to docs/benchmarks.md by hand.
 
 mod clinical;
+mod reads;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,6 +60,13 @@ pub struct BenchArgs {
     /// Skip the mixed clinical workload.
     #[arg(long)]
     pub skip_clinical: bool,
+    /// Skip reads with and without auditing (they need the `patients`
+    /// projector running).
+    #[arg(long)]
+    pub skip_reads: bool,
+    /// Skip the `audit verify` rate.
+    #[arg(long)]
+    pub skip_verify: bool,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -75,6 +84,16 @@ impl Phase {
     fn rate(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64()
     }
+    /// Two phases of the same kind as one.
+    fn merge(mut self, other: Phase) -> anyhow::Result<Phase> {
+        self.latency_us.add(&other.latency_us)?;
+        Ok(Phase {
+            ops: self.ops + other.ops,
+            elapsed: self.elapsed + other.elapsed,
+            latency_us: self.latency_us,
+        })
+    }
+
     fn line(&self, name: &str) -> String {
         format!(
             "{name:<28} {:>9.0} ops/s   p50 {:>7.2} ms   p99 {:>7.2} ms   ({} ops in {:.1}s)",
@@ -121,7 +140,8 @@ fn authorised<T>(message: T, token: &str) -> anyhow::Result<tonic::Request<T>> {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let token = DevIssuer::load(&args.data_dir.join("dev-issuer"))?.token(
+    let issuer = DevIssuer::load(&args.data_dir.join("dev-issuer"))?;
+    let token = issuer.token(
         "bench",
         "Benchmark",
         "A81001",
@@ -181,6 +201,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     } else {
         Some(lag(channel, &token, &pool, args.lag_rate, args.duration).await?)
     };
+    let reads = if args.skip_reads {
+        None
+    } else {
+        Some(
+            reads::audited_vs_unaudited(
+                &args.nats_url,
+                &args.database_url,
+                &issuer,
+                &token,
+                args.clients,
+                args.duration,
+            )
+            .await?,
+        )
+    };
     println!();
     println!("{}", raw.line("raw guarded publish"));
     println!("{}", grouped.line("EventStore::append (grouped)"));
@@ -197,6 +232,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "mixed clinical visits",
             clinical.rate() / clinical::COMMANDS_PER_UNIT as f64,
             clinical::COMMANDS_PER_UNIT
+        );
+    }
+    if let Some(reads) = &reads {
+        println!("{}", reads.audited.line("GetPatient, audited"));
+        println!("{}", reads.unaudited.line("GetPatient, not audited"));
+        println!(
+            "{:<28} {:>9.1} % (target >= 70 %)",
+            "audited / not audited",
+            100.0 * reads.ratio()
         );
     }
     if let Some(lag) = &lag {
@@ -231,6 +275,24 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             report.per_second(),
             report.messages,
             report.elapsed.as_secs_f64()
+        );
+    }
+    if !args.skip_verify {
+        let started = Instant::now();
+        let report = carelog_projections::audit_log::verify(&pool, &store, None).await?;
+        let elapsed = started.elapsed().as_secs_f64();
+        println!(
+            "{:<28} {:>9.0} entries/s ({} entries of {} logs in {:.1}s, {})",
+            "audit verify",
+            report.entries() as f64 / elapsed,
+            report.entries(),
+            report.logs.len(),
+            elapsed,
+            if report.ok() {
+                "verified"
+            } else {
+                "NOT verified"
+            }
         );
     }
     Ok(())

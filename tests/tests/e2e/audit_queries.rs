@@ -1,0 +1,311 @@
+//! The audit history answers a medico-legal request: who looked at a
+//! patient's record, when, from which organisation and why
+//! (`ListPatientAccess`), and what a user did across patients
+//! (`ListActorActivity`), paged and filtered by time, for holders of
+//! `view_audit` only.
+
+use carelog_proto::audit::v1 as apb;
+use carelog_proto::audit::v1::audit_service_client::AuditServiceClient;
+use carelog_proto::demographics::v1 as pb;
+use carelog_tests::audit::caught_up;
+use carelog_tests::harness::{TestStack, jane_smith};
+use tonic::Code;
+
+const PRIVACY_OFFICER: &str = "LOCAL-PRIVACY-OFFICER";
+const OFFICER_ORG: &str = "A81001";
+
+fn who(access: &apb::PatientAccess) -> (String, String) {
+    let actor = access
+        .access
+        .as_ref()
+        .and_then(|a| a.actor.clone())
+        .expect("the access event names its actor");
+    (actor.user_id, actor.organisation_ods)
+}
+
+#[tokio::test]
+async fn a_privacy_officer_sees_who_read_a_record_and_what_each_user_did() {
+    // Given Jane registered by dr-jones, then read by dr-patel twice and
+    // once by dr-khan of another organisation
+    let stack = TestStack::start().await;
+    let jane = stack.register(jane_smith()).await;
+    let get = |user: &str, org: &str| {
+        stack.req_in_role(
+            user,
+            org,
+            "R8000",
+            pb::GetPatientRequest {
+                patient_id: jane.patient_id.clone(),
+                min_sequence: jane.stream_sequence,
+            },
+        )
+    };
+    let mut client = stack.client();
+    client
+        .get_patient(get("dr-patel", "A81001"))
+        .await
+        .expect("dr-patel reads");
+    // Whether another organisation's read is answered is the access
+    // policy's business; either way the attempt is an access event.
+    let _answered_or_denied = client.get_patient(get("dr-khan", "B82002")).await;
+    client
+        .get_patient(get("dr-patel", "A81001"))
+        .await
+        .expect("dr-patel reads again");
+    caught_up(&stack, carelog_projections::audit::NAME).await;
+    // Listing accesses is itself an access (ADR 0026): the questions below
+    // look at what happened before they were asked.
+    let asked = carelog_kernel::envelope::timestamp(chrono::Utc::now());
+
+    // When the privacy officer lists the accesses to Jane's record, two a page
+    let mut audit = AuditServiceClient::new(stack.channel.clone());
+    let list = |page_token: String, range: Option<apb::TimeRange>| {
+        let range = range.unwrap_or_default();
+        stack.req_in_role(
+            "po-1",
+            OFFICER_ORG,
+            PRIVACY_OFFICER,
+            apb::ListPatientAccessRequest {
+                patient_id: jane.patient_id.clone(),
+                range: Some(apb::TimeRange {
+                    from: range.from,
+                    to: range.to.or(Some(asked)),
+                }),
+                page_size: 2,
+                page_token,
+                min_sequence: 0,
+            },
+        )
+    };
+    let first = audit
+        .list_patient_access(list(String::new(), None))
+        .await
+        .expect("first page")
+        .into_inner();
+    assert_eq!(first.accesses.len(), 2);
+    assert!(!first.next_page_token.is_empty());
+    let second = audit
+        .list_patient_access(list(first.next_page_token.clone(), None))
+        .await
+        .expect("second page")
+        .into_inner();
+    assert!(second.next_page_token.is_empty());
+
+    // Then every access is there, oldest first, naming who, where, why, what
+    let all: Vec<_> = first.accesses.iter().chain(&second.accesses).collect();
+    let people: Vec<_> = all.iter().map(|a| who(a)).collect();
+    assert_eq!(
+        people,
+        [
+            ("dr-patel".to_owned(), "A81001".to_owned()),
+            ("dr-khan".to_owned(), "B82002".to_owned()),
+            ("dr-patel".to_owned(), "A81001".to_owned()),
+        ]
+    );
+    for access in &all {
+        let event = access.access.as_ref().expect("event");
+        assert_eq!(event.patient_id, jane.patient_id);
+        assert_eq!(event.method, "GetPatient");
+        assert!(!event.purpose_of_use.is_empty());
+        let position = access.position.as_ref().expect("position");
+        assert_eq!(position.stream, "CARELOG_ACCESS");
+        assert!(position.stream_sequence > 0);
+        // Recorded to the microsecond (PostgreSQL's precision).
+        let (recorded, accessed) = (
+            access.recorded_at.expect("recorded_at"),
+            event.accessed_at.expect("accessed_at"),
+        );
+        assert_eq!(
+            (recorded.seconds, recorded.nanos / 1000),
+            (accessed.seconds, accessed.nanos / 1000)
+        );
+    }
+    assert_eq!(all[0].access.as_ref().expect("event").record_count, 1);
+    assert_eq!(
+        all[0].access.as_ref().expect("event").resource_ids,
+        std::slice::from_ref(&jane.patient_id)
+    );
+
+    // And a time range keeps only the accesses recorded within it
+    let second_at = all[1].recorded_at;
+    let from_second = audit
+        .list_patient_access(list(
+            String::new(),
+            Some(apb::TimeRange {
+                from: second_at,
+                to: None,
+            }),
+        ))
+        .await
+        .expect("from")
+        .into_inner();
+    let mut since: Vec<_> = from_second.accesses.iter().map(who).collect();
+    if !from_second.next_page_token.is_empty() {
+        let more = audit
+            .list_patient_access(list(
+                from_second.next_page_token.clone(),
+                Some(apb::TimeRange {
+                    from: second_at,
+                    to: None,
+                }),
+            ))
+            .await
+            .expect("from, page 2")
+            .into_inner();
+        since.extend(more.accesses.iter().map(who));
+    }
+    assert_eq!(since, people[1..]);
+    let before_second = audit
+        .list_patient_access(list(
+            String::new(),
+            Some(apb::TimeRange {
+                from: None,
+                to: second_at,
+            }),
+        ))
+        .await
+        .expect("to")
+        .into_inner();
+    assert_eq!(
+        before_second.accesses.iter().map(who).collect::<Vec<_>>(),
+        people[..1]
+    );
+    // A page token of one query is refused by another.
+    let foreign = audit
+        .list_patient_access(list(
+            first.next_page_token.clone(),
+            Some(apb::TimeRange {
+                from: second_at,
+                to: None,
+            }),
+        ))
+        .await
+        .expect_err("a token of another range");
+    assert_eq!(foreign.code(), Code::InvalidArgument);
+
+    // When the officer asks what dr-patel did: two reads of Jane's record
+    let activity = |user: &str| {
+        stack.req_in_role(
+            "po-1",
+            OFFICER_ORG,
+            PRIVACY_OFFICER,
+            apb::ListActorActivityRequest {
+                user_id: user.into(),
+                ..Default::default()
+            },
+        )
+    };
+    let patel = audit
+        .list_actor_activity(activity("dr-patel"))
+        .await
+        .expect("dr-patel's activity")
+        .into_inner()
+        .activities;
+    assert_eq!(patel.len(), 2);
+    for a in &patel {
+        assert_eq!(
+            (a.context.as_str(), a.event_type.as_str()),
+            ("access", "RecordAccessed")
+        );
+        assert_eq!(a.patient_id, jane.patient_id);
+        assert_eq!(a.actor.as_ref().expect("actor").organisation_ods, "A81001");
+        assert_eq!(
+            a.access.as_ref().expect("the access event").method,
+            "GetPatient"
+        );
+    }
+    // And what dr-jones did: the registration, a write, with no access event
+    let jones = audit
+        .list_actor_activity(activity("dr-jones"))
+        .await
+        .expect("dr-jones's activity")
+        .into_inner()
+        .activities;
+    let registration = jones
+        .iter()
+        .find(|a| a.event_type == "PatientRegistered")
+        .expect("the registration");
+    assert_eq!(registration.context, "demographics");
+    assert_eq!(registration.patient_id, jane.patient_id);
+    assert_eq!(registration.aggregate_id, jane.patient_id);
+    assert!(registration.access.is_none());
+    assert_eq!(
+        registration.position.as_ref().expect("position").stream,
+        "CARELOG_DEMOGRAPHICS"
+    );
+
+    // And the officer's questions are themselves recorded as accesses to
+    // Jane's record
+    caught_up(&stack, carelog_projections::audit::NAME).await;
+    let since = audit
+        .list_patient_access(stack.req_in_role(
+            "po-1",
+            OFFICER_ORG,
+            PRIVACY_OFFICER,
+            apb::ListPatientAccessRequest {
+                patient_id: jane.patient_id.clone(),
+                range: Some(apb::TimeRange {
+                    from: Some(asked),
+                    to: None,
+                }),
+                page_size: 200,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("accesses since")
+        .into_inner()
+        .accesses;
+    let officer: Vec<_> = since
+        .iter()
+        .filter_map(|a| a.access.as_ref())
+        .filter(|e| e.actor.as_ref().is_some_and(|a| a.user_id == "po-1"))
+        .map(|e| (e.service.as_str(), e.method.as_str()))
+        .collect();
+    assert!(
+        officer.contains(&("carelog.audit.v1.AuditService", "ListPatientAccess")),
+        "{officer:?}"
+    );
+    assert!(
+        officer.contains(&("carelog.audit.v1.AuditService", "ListActorActivity")),
+        "{officer:?}"
+    );
+
+    // A receptionist, without view_audit, may ask neither question
+    let refused = audit
+        .list_patient_access(stack.req_in_role(
+            "rec-1",
+            "A81001",
+            "R8010",
+            apb::ListPatientAccessRequest {
+                patient_id: jane.patient_id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("no view_audit");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let refused = audit
+        .list_actor_activity(stack.req_in_role(
+            "rec-1",
+            "A81001",
+            "R8010",
+            apb::ListActorActivityRequest {
+                user_id: "dr-patel".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("no view_audit");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    // And a request without a patient names the field
+    let blank = audit
+        .list_patient_access(list(String::new(), None).map(|mut r| {
+            r.patient_id.clear();
+            r
+        }))
+        .await
+        .expect_err("no patient");
+    assert_eq!(blank.code(), Code::InvalidArgument);
+    stack.stop().await;
+}
