@@ -433,6 +433,67 @@ mod tests {
         );
     }
 
+    fn sample() -> Report {
+        use carelog_proto::access::v1::RecordAccessed;
+        use carelog_proto::kernel::v1::Actor;
+        let at = Some(carelog_kernel::envelope::timestamp(
+            DateTime::from_timestamp(1_795_000_000, 0).expect("time"),
+        ));
+        let actor = Actor {
+            user_id: "u-1".into(),
+            display_name: "Dr <b>Evil</b>".into(),
+            role: "R8000".into(),
+            organisation_ods: "B82002".into(),
+        };
+        Report {
+            patient_id: "p-1".into(),
+            name: Some("Jane O'Hara & <i>co</i>".into()),
+            nhs_number: Some("9990000018".into()),
+            range: TimeRange::default(),
+            generated_at: DateTime::from_timestamp(1_795_000_100, 0).expect("time"),
+            accesses: vec![pb::PatientAccess {
+                position: None,
+                recorded_at: at,
+                access: Some(RecordAccessed {
+                    actor: Some(actor.clone()),
+                    purpose_of_use: "DIRECT_CARE".into(),
+                    service: "carelog.medications.v1.MedicationsService".into(),
+                    method: "ListAllergies".into(),
+                    record_count: 2,
+                    withheld: true,
+                    ..Default::default()
+                }),
+            }],
+            changes: vec![pb::ActorActivity {
+                recorded_at: at,
+                context: "consultations".into(),
+                event_type: "EntryAmended".into(),
+                actor: Some(actor),
+                reason: "typo <script>".into(),
+                ..Default::default()
+            }],
+            checkpoints: Vec::new(),
+            verification: VerifyReport::default(),
+            signatures_checked: false,
+        }
+    }
+
+    #[test]
+    fn every_value_a_person_typed_is_escaped_and_each_section_reads_plainly() {
+        let html = render(&sample());
+        for raw in ["<b>Evil", "<i>co", "<script>"] {
+            assert!(!html.contains(raw), "{raw} unescaped");
+        }
+        assert!(html.contains("Jane O&#39;Hara &amp; &lt;i&gt;co&lt;/i&gt;"));
+        assert!(html.contains("Dr &lt;b&gt;Evil&lt;/b&gt; (u-1)"));
+        assert!(html.contains("<td>medications: List allergies</td><td>2</td><td>yes</td>"));
+        assert!(html.contains("<td>Entry amended</td><td>typo &lt;script&gt;</td>"));
+        assert!(html.contains("The audit log verifies."));
+        assert!(html.contains("signatures were not checked"));
+        assert!(html.contains("No checkpoint has been signed yet."));
+        assert!(html.contains("Covering the whole record."));
+    }
+
     #[test]
     fn times_days_and_words() {
         let day = parse_time("2026-11-22", false).expect("day");
