@@ -6,6 +6,7 @@ pub mod audit;
 pub mod audit_log;
 pub mod checkpoint;
 pub mod consultations;
+pub mod history;
 pub mod medications;
 pub mod patients;
 pub mod projection;
