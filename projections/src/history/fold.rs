@@ -333,7 +333,9 @@ fn resource_changes<A: Recorded>(
             resource_type: (*kind).to_owned(),
             resource_id: id.clone(),
             before: before.map(|r| pb::Resource { resource: Some(r) }),
-            after: state.resource(kind, id).map(|r| pb::Resource { resource: Some(r) }),
+            after: state
+                .resource(kind, id)
+                .map(|r| pb::Resource { resource: Some(r) }),
         })
         .collect()
 }
@@ -522,7 +524,10 @@ impl FoldedRecord {
     fn positions(&self) -> Vec<StreamPosition> {
         [
             (PatientRecord::CONTEXT, self.demographics.last_sequence),
-            (PatientConsultations::CONTEXT, self.consultations.last_sequence),
+            (
+                PatientConsultations::CONTEXT,
+                self.consultations.last_sequence,
+            ),
             (MedicationRecord::CONTEXT, self.medications.last_sequence),
             (TaskList::CONTEXT, self.tasks.last_sequence),
         ]
@@ -539,10 +544,8 @@ impl FoldedRecord {
 /// Newest first by start time, as ListConsultations answers.
 fn newest_first(consultations: &mut [cpb::Consultation]) {
     consultations.sort_by(|a, b| {
-        let key = |c: &cpb::Consultation| {
-            c.start_time
-                .map_or((i64::MIN, 0), |t| (t.seconds, t.nanos))
-        };
+        let key =
+            |c: &cpb::Consultation| c.start_time.map_or((i64::MIN, 0), |t| (t.seconds, t.nanos));
         key(b)
             .cmp(&key(a))
             .then_with(|| a.consultation_id.cmp(&b.consultation_id))
@@ -708,7 +711,12 @@ mod tests {
                         ..Default::default()
                     }))],
                 ),
-                (9, 30, "", vec![entry_added(LATER_ENTRY, "Review in a week")]),
+                (
+                    9,
+                    30,
+                    "",
+                    vec![entry_added(LATER_ENTRY, "Review in a week")],
+                ),
                 (
                     12,
                     40,

@@ -16,7 +16,7 @@ use carelog_demographics::queries::PageRequest;
 use carelog_kernel::access::{self, access_stream};
 use carelog_kernel::envelope::StoredCommit;
 use carelog_kernel::store::{ContextStream, EventStore};
-use carelog_kernel::{Aggregate as _, Failure, PatientId};
+use carelog_kernel::{Failure, PatientId};
 use carelog_medications::domain::MedicationRecord;
 use carelog_proto::audit::v1 as pb;
 use carelog_tasks::domain::TaskList;
@@ -113,7 +113,10 @@ impl RecordHistory {
             return Err(Failure::new(
                 Code::NotFound,
                 "NOT_YET_REGISTERED",
-                format!("patient {patient} was not registered at {}", as_of.to_rfc3339()),
+                format!(
+                    "patient {patient} was not registered at {}",
+                    as_of.to_rfc3339()
+                ),
             )
             .with("patientId", patient.to_string()));
         }

@@ -82,9 +82,10 @@ fn snapshot_reads(reads: &mut Reads, s: &pb::PatientRecordSnapshot) {
 fn change_reads(reads: &mut Reads, patient: &str, changes: &[pb::PatientChange]) {
     for c in changes {
         for r in &c.resources {
-            let withheld = [&r.before, &r.after].into_iter().flatten().any(|x| {
-                matches!(&x.resource, Some(R::Patient(p)) if p.withheld)
-            });
+            let withheld = [&r.before, &r.after]
+                .into_iter()
+                .flatten()
+                .any(|x| matches!(&x.resource, Some(R::Patient(p)) if p.withheld));
             reads.record(
                 patient,
                 &r.resource_id,
@@ -148,8 +149,7 @@ impl RecordHistoryService for RecordHistoryApi {
             v.add("to", "must be after from");
         }
         v.into_result()?;
-        let patient =
-            patient.ok_or_else(|| Failure::invalid_field("patient_id", "is required"))?;
+        let patient = patient.ok_or_else(|| Failure::invalid_field("patient_id", "is required"))?;
         let (changes, next_page_token) = self.history.changes(patient, from, to, &page).await?;
         let mut reads = Reads::new();
         change_reads(&mut reads, &patient.to_string(), &changes);

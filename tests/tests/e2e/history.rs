@@ -12,11 +12,11 @@ use carelog_proto::audit::v1::record_history_service_client::RecordHistoryServic
 use carelog_proto::consultations::v1 as cpb;
 use carelog_proto::demographics::v1 as pb;
 use carelog_proto::medications::v1 as mpb;
-use carelog_tests::consultations::{
-    add_request, hypertension, mask, start, start_request, weight,
-};
+use carelog_tests::consultations::{add_request, hypertension, mask, start, start_request, weight};
 use carelog_tests::harness::{TestStack, jane_smith, test_nhs_number};
-use carelog_tests::medications::{CLARITHROMYCIN_500, authorise, record_penicillin_allergy, repeat};
+use carelog_tests::medications::{
+    CLARITHROMYCIN_500, authorise, record_penicillin_allergy, repeat,
+};
 use chrono::{DateTime, Utc};
 use hpb::RecordView::{AsCorrected, AsRecorded};
 use tonic::Code;
@@ -291,7 +291,11 @@ async fn history_the_record_as_it_stood_around_an_amendment_an_error_a_merge_and
                 "Home readings normal: not hypertensive",
                 "dr-patel"
             ),
-            ("EntryEnteredInError", "Weight of another patient", "dr-jones"),
+            (
+                "EntryEnteredInError",
+                "Weight of another patient",
+                "dr-jones"
+            ),
             (
                 "AllergyEnteredInError",
                 "Allergy of another patient",
@@ -309,7 +313,11 @@ async fn history_the_record_as_it_stood_around_an_amendment_an_error_a_merge_and
         problem_status(a, &problem.entry_id),
         Some(cpb::ProblemStatus::Inactive)
     );
-    assert!(!entry(a, &weighed.entry_id).expect("weight").entered_in_error);
+    assert!(
+        !entry(a, &weighed.entry_id)
+            .expect("weight")
+            .entered_in_error
+    );
     assert_eq!(allergy_status(a), [mpb::AllergyStatus::Active]);
 
     // As recorded at t3: both errors recorded, still two separate patients
@@ -368,7 +376,8 @@ async fn history_the_record_as_it_stood_around_an_amendment_an_error_a_merge_and
         accesses(&stack, &d)
             .await
             .iter()
-            .any(|(_, a)| a.method == "GetRecordAsOf" && a.resource_ids.contains(&duplicate_consultation))
+            .any(|(_, a)| a.method == "GetRecordAsOf"
+                && a.resource_ids.contains(&duplicate_consultation))
     );
 }
 
