@@ -7,6 +7,7 @@ pub mod audit_log;
 pub mod audit_queries;
 pub mod checkpoint;
 pub mod consultations;
+pub mod history;
 pub mod medications;
 pub mod patients;
 pub mod projection;

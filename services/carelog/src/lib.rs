@@ -7,6 +7,7 @@ pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod embedded;
+pub mod history_api;
 pub mod metrics;
 pub mod rpc;
 pub mod shutdown;

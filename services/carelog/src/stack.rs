@@ -27,6 +27,7 @@ use carelog_projections::patients::PgPatientQueries;
 use carelog_projections::tasks::PgTasksQueries;
 use carelog_projections::{ProjectorStatus, Runner};
 use carelog_proto::audit::v1::audit_service_server::AuditServiceServer;
+use carelog_proto::audit::v1::record_history_service_server::RecordHistoryServiceServer;
 use carelog_proto::consultations::v1::consultations_service_server::ConsultationsServiceServer;
 use carelog_proto::demographics::v1::demographics_service_server::DemographicsServiceServer;
 use carelog_proto::medications::v1::medications_service_server::MedicationsServiceServer;
@@ -328,6 +329,13 @@ pub async fn start_with(
             ),
             auth.clone().interceptor(settings.access_policy.clone()),
         );
+        let history = RecordHistoryServiceServer::with_interceptor(
+            crate::history_api::RecordHistoryApi::new(
+                carelog_projections::history::RecordHistory::new(store.clone(), pool.clone()),
+                access_log.clone(),
+            ),
+            auth.clone().interceptor(settings.access_policy.clone()),
+        );
         let served = served_services(&settings.contexts);
         set_services(&health, &served, tonic_health::ServingStatus::Serving).await;
         let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -360,6 +368,7 @@ pub async fn start_with(
                 .add_optional_service(medications)
                 .add_optional_service(task_service)
                 .add_service(audit)
+                .add_service(history)
                 .serve_with_incoming_shutdown(incoming(listener), stop)
                 .await
                 .map_err(anyhow::Error::from)

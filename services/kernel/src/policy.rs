@@ -79,6 +79,7 @@ const CONSULTATIONS: &str = "/carelog.consultations.v1.ConsultationsService/";
 const MEDICATIONS: &str = "/carelog.medications.v1.MedicationsService/";
 const TASKS: &str = "/carelog.tasks.v1.TasksService/";
 const AUDIT: &str = "/carelog.audit.v1.AuditService/";
+const HISTORY: &str = "/carelog.audit.v1.RecordHistoryService/";
 
 /// Every RPC of every carelog service and what it requires, by service
 /// and method name. An RPC not in this table is refused.
@@ -154,6 +155,9 @@ pub const RPCS: &[(&str, &str, Requirement)] = &[
     (AUDIT, "GetConsistencyProof", &[ViewAudit]),
     (AUDIT, "ListPatientAccess", &[ViewAudit]),
     (AUDIT, "ListActorActivity", &[ViewAudit]),
+    (HISTORY, "GetRecordAsOf", &[ViewAudit]),
+    (HISTORY, "ListPatientChanges", &[ViewAudit]),
+    (HISTORY, "GetAccessedRecord", &[ViewAudit]),
 ];
 
 /// What an RPC path (`/package.Service/Method`) requires; `None` for a

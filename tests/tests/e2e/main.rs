@@ -10,6 +10,7 @@ mod concurrency;
 mod consultations;
 mod golden;
 mod health;
+mod history;
 mod lifecycle;
 mod medications;
 mod merge;

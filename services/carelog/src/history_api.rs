@@ -1,0 +1,194 @@
+//! `carelog.audit.v1.RecordHistoryService`: the record as it stood at a past
+//! instant, the patient's changes, and what a recorded access showed, all
+//! rebuilt from JetStream (`carelog_projections::history`). Each answer is
+//! itself audited as a read of the patient's record (ADR 0018).
+
+use std::sync::Arc;
+
+use carelog_demographics::api::page;
+use carelog_kernel::access::{self, AccessSink, Reads};
+use carelog_kernel::edge::required;
+use carelog_kernel::envelope::from_timestamp;
+use carelog_kernel::{Failure, PatientId, RequestContext, Violations};
+use carelog_projections::history::RecordHistory;
+use carelog_proto::audit::v1 as pb;
+use carelog_proto::audit::v1::record_history_service_server::RecordHistoryService;
+use pb::resource::Resource as R;
+use tonic::{Request, Response, Status};
+
+const SERVICE: &str = "carelog.audit.v1.RecordHistoryService";
+
+/// The service.
+#[derive(Debug)]
+pub struct RecordHistoryApi {
+    history: RecordHistory,
+    access: Arc<dyn AccessSink>,
+}
+
+impl RecordHistoryApi {
+    pub fn new(history: RecordHistory, access: Arc<dyn AccessSink>) -> Self {
+        Self { history, access }
+    }
+}
+
+/// Every resource of a snapshot, for the access log.
+fn snapshot_reads(reads: &mut Reads, s: &pb::PatientRecordSnapshot) {
+    let p = s.patient_id.as_str();
+    if let Some(patient) = &s.patient {
+        reads.record(
+            p,
+            p,
+            "demographics",
+            patient.stream_sequence,
+            patient.withheld,
+        );
+    }
+    for c in &s.consultations {
+        reads.record(
+            p,
+            &c.consultation_id,
+            "consultations",
+            c.stream_sequence,
+            false,
+        );
+    }
+    for x in &s.problems {
+        reads.record(p, &x.entry_id, "consultations", x.stream_sequence, false);
+    }
+    for x in &s.latest_observations {
+        reads.record(p, &x.entry_id, "consultations", x.stream_sequence, false);
+    }
+    for a in &s.allergies {
+        reads.record(p, &a.allergy_id, "medications", a.stream_sequence, false);
+    }
+    for a in &s.authorisations {
+        reads.record(
+            p,
+            &a.authorisation_id,
+            "medications",
+            a.stream_sequence,
+            false,
+        );
+    }
+    for i in &s.issues {
+        reads.record(p, &i.issue_id, "medications", i.stream_sequence, false);
+    }
+    for t in &s.tasks {
+        reads.record(p, &t.task_id, "tasks", t.stream_sequence, false);
+    }
+}
+
+/// The resources of the changes shown, for the access log.
+fn change_reads(reads: &mut Reads, patient: &str, changes: &[pb::PatientChange]) {
+    for c in changes {
+        for r in &c.resources {
+            let withheld = [&r.before, &r.after]
+                .into_iter()
+                .flatten()
+                .any(|x| matches!(&x.resource, Some(R::Patient(p)) if p.withheld));
+            reads.record(
+                patient,
+                &r.resource_id,
+                &c.context,
+                c.stream_sequence,
+                withheld,
+            );
+        }
+    }
+}
+
+fn patient_id(text: &str, v: &mut Violations) -> Option<PatientId> {
+    required("patient_id", text, PatientId::parse, v)
+}
+
+#[tonic::async_trait]
+impl RecordHistoryService for RecordHistoryApi {
+    async fn get_record_as_of(
+        &self,
+        request: Request<pb::GetRecordAsOfRequest>,
+    ) -> Result<Response<pb::RecordAsOf>, Status> {
+        let (ctx, r) = RequestContext::query(request)?;
+        let mut v = Violations::new();
+        let patient = patient_id(&r.patient_id, &mut v);
+        let as_of = from_timestamp(r.as_of.as_ref());
+        if as_of.is_none() {
+            v.add("as_of", "is required: the instant to show the record at");
+        }
+        let view = pb::RecordView::try_from(r.view).unwrap_or_else(|_| {
+            v.add("view", "must be AS_RECORDED or AS_CORRECTED");
+            pb::RecordView::Unspecified
+        });
+        v.into_result()?;
+        let (Some(patient), Some(as_of)) = (patient, as_of) else {
+            return Err(Failure::invalid_field("patient_id", "is required").into());
+        };
+        let answer = self.history.record_as_of(patient, as_of, view).await?;
+        let mut reads = Reads::new();
+        answer
+            .record
+            .iter()
+            .chain(&answer.merged_records)
+            .for_each(|s| snapshot_reads(&mut reads, s));
+        access::audit(&*self.access, &ctx, SERVICE, "GetRecordAsOf", &reads).await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn list_patient_changes(
+        &self,
+        request: Request<pb::ListPatientChangesRequest>,
+    ) -> Result<Response<pb::ListPatientChangesResponse>, Status> {
+        let (ctx, r) = RequestContext::query(request)?;
+        let mut v = Violations::new();
+        let patient = patient_id(&r.patient_id, &mut v);
+        let page = page(r.page_size, r.page_token, &mut v);
+        let from = from_timestamp(r.from.as_ref());
+        let to = from_timestamp(r.to.as_ref());
+        if let (Some(f), Some(t)) = (from, to)
+            && t <= f
+        {
+            v.add("to", "must be after from");
+        }
+        v.into_result()?;
+        let patient = patient.ok_or_else(|| Failure::invalid_field("patient_id", "is required"))?;
+        let (changes, next_page_token) = self.history.changes(patient, from, to, &page).await?;
+        let mut reads = Reads::new();
+        change_reads(&mut reads, &patient.to_string(), &changes);
+        access::audit(&*self.access, &ctx, SERVICE, "ListPatientChanges", &reads).await?;
+        Ok(Response::new(pb::ListPatientChangesResponse {
+            changes,
+            next_page_token,
+        }))
+    }
+
+    async fn get_accessed_record(
+        &self,
+        request: Request<pb::GetAccessedRecordRequest>,
+    ) -> Result<Response<pb::AccessedRecord>, Status> {
+        let (ctx, r) = RequestContext::query(request)?;
+        let sequence = match (r.access_sequence, r.access_id.trim()) {
+            (0, "") => {
+                return Err(Failure::invalid_field(
+                    "access_sequence",
+                    "is required (or access_id)",
+                )
+                .into());
+            }
+            (0, id) => {
+                let mut v = Violations::new();
+                let id = v.check("access_id", uuid::Uuid::parse_str(id));
+                v.into_result()?;
+                let id = id.ok_or_else(|| Failure::invalid_field("access_id", "is required"))?;
+                self.history.access_sequence(id).await?
+            }
+            (sequence, _) => sequence,
+        };
+        let answer = self.history.accessed(sequence).await?;
+        let mut reads = Reads::new();
+        answer
+            .record
+            .iter()
+            .for_each(|s| snapshot_reads(&mut reads, s));
+        access::audit(&*self.access, &ctx, SERVICE, "GetAccessedRecord", &reads).await?;
+        Ok(Response::new(answer))
+    }
+}

@@ -1,0 +1,700 @@
+//! The record's history for a medico-legal request: the whole record as it
+//! stood at past instants (as recorded, and as since corrected) around an
+//! amendment, an entered-in-error, a merge and an unmerge; every change with
+//! who, when, why and before/after; and what a clinician was shown by a
+//! recorded access, after later changes (ADR 0027, ADR 0028).
+
+use carelog_kernel::access::{self, access_stream};
+use carelog_kernel::envelope::timestamp;
+use carelog_proto::access::v1::RecordAccessed;
+use carelog_proto::audit::v1 as hpb;
+use carelog_proto::audit::v1::record_history_service_client::RecordHistoryServiceClient;
+use carelog_proto::consultations::v1 as cpb;
+use carelog_proto::demographics::v1 as pb;
+use carelog_proto::medications::v1 as mpb;
+use carelog_tests::consultations::{add_request, hypertension, mask, start, start_request, weight};
+use carelog_tests::harness::{TestStack, jane_smith, test_nhs_number};
+use carelog_tests::medications::{
+    CLARITHROMYCIN_500, authorise, record_penicillin_allergy, repeat,
+};
+use chrono::{DateTime, Utc};
+use hpb::RecordView::{AsCorrected, AsRecorded};
+use tonic::Code;
+use tonic::transport::Channel;
+
+fn history(stack: &TestStack) -> RecordHistoryServiceClient<Channel> {
+    RecordHistoryServiceClient::new(stack.channel.clone())
+}
+
+/// Every access event recorded for a patient, with its stream sequence.
+async fn accesses(stack: &TestStack, patient_id: &str) -> Vec<(u64, RecordAccessed)> {
+    let stream = access_stream();
+    stack
+        .store
+        .read_subject(&stream.name, &stream.subject(&patient_id), 0)
+        .await
+        .expect("read access stream")
+        .iter()
+        .map(|m| {
+            (
+                m.stream_sequence,
+                access::decode(m.payload.as_ref()).expect("RecordAccessed"),
+            )
+        })
+        .collect()
+}
+
+async fn as_of(
+    stack: &TestStack,
+    patient_id: &str,
+    at: DateTime<Utc>,
+    view: hpb::RecordView,
+) -> hpb::RecordAsOf {
+    history(stack)
+        .get_record_as_of(stack.req(hpb::GetRecordAsOfRequest {
+            patient_id: patient_id.to_owned(),
+            as_of: Some(timestamp(at)),
+            view: view as i32,
+        }))
+        .await
+        .expect("record as of")
+        .into_inner()
+}
+
+/// The problem entry's status and whether the weight entry stands, in a
+/// snapshot.
+fn problem_status(s: &hpb::PatientRecordSnapshot, entry_id: &str) -> Option<cpb::ProblemStatus> {
+    s.problems
+        .iter()
+        .find(|p| p.entry_id == entry_id)
+        .map(|p| p.status())
+}
+
+fn entry<'a>(s: &'a hpb::PatientRecordSnapshot, entry_id: &str) -> Option<&'a cpb::Entry> {
+    s.consultations
+        .iter()
+        .flat_map(|c| c.topics.iter())
+        .flat_map(|t| t.entries.iter())
+        .find(|e| e.entry_id == entry_id)
+}
+
+fn allergy_status(s: &hpb::PatientRecordSnapshot) -> Vec<mpb::AllergyStatus> {
+    s.allergies.iter().map(|a| a.status()).collect()
+}
+
+fn record(answer: &hpb::RecordAsOf) -> &hpb::PatientRecordSnapshot {
+    answer.record.as_ref().expect("record")
+}
+
+fn patient(answer: &hpb::RecordAsOf) -> &pb::Patient {
+    record(answer).patient.as_ref().expect("patient")
+}
+
+#[tokio::test]
+async fn history_the_record_as_it_stood_around_an_amendment_an_error_a_merge_and_an_unmerge() {
+    let stack = TestStack::start().await;
+    let mut consultations = stack.consultations();
+    let mut medications = stack.medications();
+    let mut demographics = stack.client();
+    let before_registration = Utc::now();
+
+    // Given Jane, a duplicate record of her made at reception, and a
+    // consultation on each: on Jane's a hypertension diagnosis and a weight,
+    // signed, and a penicillin allergy
+    let jane = stack
+        .register(pb::PatientDetails {
+            nhs_number: test_nhs_number(),
+            ..jane_smith()
+        })
+        .await;
+    let mut temporary = jane_smith();
+    temporary.nhs_number.clear();
+    temporary.nhs_number_verification_status = pb::NhsNumberVerificationStatus::NotPresent as i32;
+    let duplicate = stack.register(temporary).await;
+    let (j, d) = (jane.patient_id.clone(), duplicate.patient_id.clone());
+    let consultation = start(&stack, &j)
+        .await
+        .consultation
+        .expect("consultation")
+        .consultation_id;
+    let problem = consultations
+        .add_entry(stack.req(add_request(
+            &j,
+            &consultation,
+            "",
+            hypertension(cpb::ProblemStatus::Active),
+        )))
+        .await
+        .expect("problem")
+        .into_inner();
+    let weighed = consultations
+        .add_entry(stack.req(add_request(
+            &j,
+            &consultation,
+            &problem.topic_id,
+            weight("84.2", "kg"),
+        )))
+        .await
+        .expect("weight")
+        .into_inner();
+    consultations
+        .sign_consultation(stack.req(cpb::SignConsultationRequest {
+            patient_id: j.clone(),
+            consultation_id: consultation.clone(),
+            ..Default::default()
+        }))
+        .await
+        .expect("signed");
+    let allergy = medications
+        .record_allergy(stack.req(record_penicillin_allergy(&j)))
+        .await
+        .expect("allergy")
+        .into_inner();
+    let duplicate_consultation = consultations
+        .start_consultation(stack.req(start_request(&d)))
+        .await
+        .expect("consultation on the duplicate")
+        .into_inner()
+        .consultation
+        .expect("consultation")
+        .consultation_id;
+    let t1_written = Utc::now();
+
+    // When Dr Patel amends the diagnosis (home readings were normal)
+    consultations
+        .amend_entry(stack.req_as(
+            "dr-patel",
+            cpb::AmendEntryRequest {
+                patient_id: j.clone(),
+                consultation_id: consultation.clone(),
+                entry_id: problem.entry_id.clone(),
+                entry: Some(hypertension(cpb::ProblemStatus::Inactive)),
+                update_mask: mask(&["problem.status"]),
+                reason: "Home readings normal: not hypertensive".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("amended");
+    let t2_amended = Utc::now();
+    // and the weight and the allergy are found to be another patient's
+    consultations
+        .mark_entered_in_error(stack.req(cpb::MarkEnteredInErrorRequest {
+            patient_id: j.clone(),
+            consultation_id: consultation.clone(),
+            entry_id: weighed.entry_id.clone(),
+            reason: "Weight of another patient".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("weight in error");
+    medications
+        .mark_allergy_entered_in_error(stack.req(mpb::MarkAllergyEnteredInErrorRequest {
+            patient_id: j.clone(),
+            allergy_id: allergy.allergy_id.clone(),
+            reason: "Allergy of another patient".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("allergy in error");
+    let t3_corrected = Utc::now();
+    // and the duplicate is merged into Jane
+    demographics
+        .merge_patient(stack.req(pb::MergePatientRequest {
+            duplicate_patient_id: d.clone(),
+            survivor_patient_id: j.clone(),
+            reason: "same person registered twice".into(),
+            request_id: "history-merge".into(),
+        }))
+        .await
+        .expect("merged");
+    let t4_merged = Utc::now();
+    // and unmerged again
+    demographics
+        .unmerge_patient(stack.req(pb::UnmergePatientRequest {
+            duplicate_patient_id: d.clone(),
+            reason: "not the same person: different mother's maiden name".into(),
+            request_id: "history-unmerge".into(),
+        }))
+        .await
+        .expect("unmerged");
+    let t5_unmerged = Utc::now();
+
+    // Then before she was registered, there is no record of Jane
+    let none = history(&stack)
+        .get_record_as_of(stack.req(hpb::GetRecordAsOfRequest {
+            patient_id: j.clone(),
+            as_of: Some(timestamp(before_registration)),
+            view: AsRecorded as i32,
+        }))
+        .await
+        .expect_err("not registered then");
+    assert_eq!(none.code(), Code::NotFound);
+
+    // As recorded at t1: the diagnosis active, the weight and allergy
+    // standing, nothing corrected, nothing merged
+    let recorded = as_of(&stack, &j, t1_written, AsRecorded).await;
+    let r = record(&recorded);
+    assert_eq!(recorded.view, AsRecorded as i32);
+    assert_eq!(
+        problem_status(r, &problem.entry_id),
+        Some(cpb::ProblemStatus::Active)
+    );
+    let w = entry(r, &weighed.entry_id).expect("weight entry");
+    assert!(!w.entered_in_error);
+    assert_eq!(r.latest_observations.len(), 1);
+    assert_eq!(allergy_status(r), [mpb::AllergyStatus::Active]);
+    assert!(recorded.corrections.is_empty());
+    assert!(recorded.merged_records.is_empty());
+    assert!(patient(&recorded).merged_patient_ids.is_empty());
+    assert_eq!(
+        r.consultations[0].status,
+        cpb::ConsultationStatus::Signed as i32
+    );
+
+    // As corrected at t1: the same items, with what was learnt since
+    // applied: the diagnosis amended (with why), the weight and the allergy
+    // kept but marked entered in error (and out of the derived views)
+    let corrected = as_of(&stack, &j, t1_written, AsCorrected).await;
+    let c = record(&corrected);
+    assert_eq!(
+        problem_status(c, &problem.entry_id),
+        Some(cpb::ProblemStatus::Inactive)
+    );
+    let amended = entry(c, &problem.entry_id).expect("problem entry");
+    assert!(amended.amended);
+    assert_eq!(
+        amended.amendment_reason,
+        "Home readings normal: not hypertensive"
+    );
+    let w = entry(c, &weighed.entry_id).expect("weight kept");
+    assert!(w.entered_in_error);
+    assert_eq!(w.entered_in_error_reason, "Weight of another patient");
+    assert!(c.latest_observations.is_empty());
+    assert_eq!(allergy_status(c), [mpb::AllergyStatus::EnteredInError]);
+    let why: Vec<(&str, &str, &str)> = corrected
+        .corrections
+        .iter()
+        .map(|x| {
+            (
+                x.event_types[0].as_str(),
+                x.reason.as_str(),
+                x.actor.as_ref().map_or("", |a| a.user_id.as_str()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        why,
+        [
+            (
+                "EntryAmended",
+                "Home readings normal: not hypertensive",
+                "dr-patel"
+            ),
+            (
+                "EntryEnteredInError",
+                "Weight of another patient",
+                "dr-jones"
+            ),
+            (
+                "AllergyEnteredInError",
+                "Allergy of another patient",
+                "dr-jones"
+            ),
+        ]
+    );
+    // and the merge that came later is not a correction: nothing merged yet
+    assert!(corrected.merged_records.is_empty());
+
+    // As recorded at t2: the amendment is there, the errors not yet known
+    let amended_then = as_of(&stack, &j, t2_amended, AsRecorded).await;
+    let a = record(&amended_then);
+    assert_eq!(
+        problem_status(a, &problem.entry_id),
+        Some(cpb::ProblemStatus::Inactive)
+    );
+    assert!(
+        !entry(a, &weighed.entry_id)
+            .expect("weight")
+            .entered_in_error
+    );
+    assert_eq!(allergy_status(a), [mpb::AllergyStatus::Active]);
+
+    // As recorded at t3: both errors recorded, still two separate patients
+    let errors_then = as_of(&stack, &j, t3_corrected, AsRecorded).await;
+    assert!(
+        entry(record(&errors_then), &weighed.entry_id)
+            .expect("weight")
+            .entered_in_error
+    );
+    assert!(errors_then.merged_records.is_empty());
+    let dup_then = as_of(&stack, &d, t3_corrected, AsRecorded).await;
+    assert!(patient(&dup_then).merged_into_patient_id.is_empty());
+
+    // While merged (t4), in both views: Jane's record carries the
+    // duplicate's record, and the duplicate points at Jane
+    for view in [AsRecorded, AsCorrected] {
+        let merged = as_of(&stack, &j, t4_merged, view).await;
+        assert_eq!(patient(&merged).merged_patient_ids, [d.clone()]);
+        assert_eq!(merged.merged_records.len(), 1);
+        let dup = &merged.merged_records[0];
+        assert_eq!(dup.patient_id, d);
+        assert_eq!(
+            dup.consultations
+                .iter()
+                .map(|c| c.consultation_id.as_str())
+                .collect::<Vec<_>>(),
+            [duplicate_consultation.as_str()]
+        );
+        let dup_merged = as_of(&stack, &d, t4_merged, view).await;
+        assert_eq!(patient(&dup_merged).merged_into_patient_id, j);
+    }
+
+    // After the unmerge (t5): two patients again, each with their own record
+    let apart = as_of(&stack, &j, t5_unmerged, AsRecorded).await;
+    assert!(apart.merged_records.is_empty());
+    assert!(patient(&apart).merged_patient_ids.is_empty());
+    assert_eq!(record(&apart).consultations.len(), 1);
+    let dup_apart = as_of(&stack, &d, t5_unmerged, AsRecorded).await;
+    assert!(patient(&dup_apart).merged_into_patient_id.is_empty());
+
+    // And each of these answers was itself audited as a read of the record,
+    // the merged duplicate's too
+    let jane_reads = accesses(&stack, &j).await;
+    assert_eq!(
+        jane_reads
+            .iter()
+            .filter(|(_, a)| a.method == "GetRecordAsOf")
+            .count(),
+        7
+    );
+    let first = &jane_reads[0].1;
+    assert_eq!(first.service, "carelog.audit.v1.RecordHistoryService");
+    assert!(first.resource_ids.contains(&j));
+    assert!(first.resource_ids.contains(&consultation));
+    assert!(
+        accesses(&stack, &d)
+            .await
+            .iter()
+            .any(|(_, a)| a.method == "GetRecordAsOf"
+                && a.resource_ids.contains(&duplicate_consultation))
+    );
+}
+
+#[tokio::test]
+async fn history_each_change_says_who_when_why_and_what_it_was_before_and_after() {
+    let stack = TestStack::start().await;
+    let mut consultations = stack.consultations();
+    // Given Jane with a hypertension diagnosis recorded and signed by Dr Jones
+    let jane = stack.register(jane_smith()).await;
+    let j = jane.patient_id.clone();
+    let consultation = start(&stack, &j)
+        .await
+        .consultation
+        .expect("consultation")
+        .consultation_id;
+    let problem = consultations
+        .add_entry(stack.req(add_request(
+            &j,
+            &consultation,
+            "",
+            hypertension(cpb::ProblemStatus::Active),
+        )))
+        .await
+        .expect("problem")
+        .into_inner();
+    consultations
+        .sign_consultation(stack.req(cpb::SignConsultationRequest {
+            patient_id: j.clone(),
+            consultation_id: consultation.clone(),
+            ..Default::default()
+        }))
+        .await
+        .expect("signed");
+    let before_amendment = Utc::now();
+    // When Dr Patel amends it, giving a reason
+    consultations
+        .amend_entry(stack.req_as(
+            "dr-patel",
+            cpb::AmendEntryRequest {
+                patient_id: j.clone(),
+                consultation_id: consultation.clone(),
+                entry_id: problem.entry_id.clone(),
+                entry: Some(hypertension(cpb::ProblemStatus::Resolved)),
+                update_mask: mask(&["problem.status"]),
+                reason: "Resolved after weight loss".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("amended");
+
+    // Then the change history lists every commit across the services,
+    // oldest first: registration, start, entry, signature, amendment
+    let all = history(&stack)
+        .list_patient_changes(stack.req(hpb::ListPatientChangesRequest {
+            patient_id: j.clone(),
+            ..Default::default()
+        }))
+        .await
+        .expect("changes")
+        .into_inner();
+    let kinds: Vec<(&str, &str)> = all
+        .changes
+        .iter()
+        .map(|c| (c.context.as_str(), c.event_types[0].as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("demographics", "PatientRegistered"),
+            ("consultations", "ConsultationStarted"),
+            ("consultations", "TopicOpened"),
+            ("consultations", "ConsultationSigned"),
+            ("consultations", "EntryAmended"),
+        ]
+    );
+    assert!(all.next_page_token.is_empty());
+    // The registration created the patient: nothing before it
+    let registered = &all.changes[0].resources[0];
+    assert_eq!(registered.resource_type, "Patient");
+    assert!(registered.before.is_none());
+    assert!(matches!(
+        registered.after.as_ref().and_then(|r| r.resource.as_ref()),
+        Some(hpb::resource::Resource::Patient(p)) if p.patient_id == j
+    ));
+
+    // The amendment: who, when, why, and the problem before and after
+    let amendment = &all.changes[4];
+    let actor = amendment.actor.as_ref().expect("actor");
+    assert_eq!(actor.user_id, "dr-patel");
+    assert_eq!(actor.organisation_ods, "A81001");
+    assert_eq!(amendment.reason, "Resolved after weight loss");
+    assert!(amendment.recorded_at.is_some() && amendment.occurred_at.is_some());
+    let change = &amendment.resources[0];
+    assert_eq!(
+        (change.resource_type.as_str(), change.resource_id.as_str()),
+        ("Consultation", consultation.as_str())
+    );
+    let status = |r: &Option<hpb::Resource>| match r.as_ref().and_then(|r| r.resource.as_ref()) {
+        Some(hpb::resource::Resource::Consultation(c)) => c
+            .topics
+            .iter()
+            .flat_map(|t| t.entries.iter())
+            .find(|e| e.entry_id == problem.entry_id)
+            .and_then(|e| e.content.as_ref())
+            .and_then(|c| c.problem)
+            .map(|p| p.status()),
+        _ => None,
+    };
+    assert_eq!(status(&change.before), Some(cpb::ProblemStatus::Active));
+    assert_eq!(status(&change.after), Some(cpb::ProblemStatus::Resolved));
+
+    // Paged two at a time, the pages make up the same history
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = history(&stack)
+            .list_patient_changes(stack.req(hpb::ListPatientChangesRequest {
+                patient_id: j.clone(),
+                page_size: 2,
+                page_token: token.clone(),
+                ..Default::default()
+            }))
+            .await
+            .expect("page")
+            .into_inner();
+        assert!(page.changes.len() <= 2);
+        paged.extend(page.changes);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(paged, all.changes);
+
+    // From a time on, only what was recorded since
+    let since = history(&stack)
+        .list_patient_changes(stack.req(hpb::ListPatientChangesRequest {
+            patient_id: j.clone(),
+            from: Some(timestamp(before_amendment)),
+            ..Default::default()
+        }))
+        .await
+        .expect("since")
+        .into_inner();
+    assert_eq!(since.changes, all.changes[4..]);
+
+    // A nurse, without view_audit, is refused
+    let refused = history(&stack)
+        .list_patient_changes(stack.req_in_role(
+            "nurse-kaur",
+            "A81001",
+            "R8001",
+            hpb::ListPatientChangesRequest {
+                patient_id: j.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("no view_audit");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn history_what_a_clinician_was_shown_is_rebuilt_after_later_changes() {
+    let stack = TestStack::start().await;
+    let mut consultations = stack.consultations();
+    let mut medications = stack.medications();
+    // Given Jane with a signed consultation and a repeat medication
+    let jane = stack.register(jane_smith()).await;
+    let j = jane.patient_id.clone();
+    let consultation = start(&stack, &j)
+        .await
+        .consultation
+        .expect("consultation")
+        .consultation_id;
+    let problem = consultations
+        .add_entry(stack.req(add_request(
+            &j,
+            &consultation,
+            "",
+            hypertension(cpb::ProblemStatus::Active),
+        )))
+        .await
+        .expect("problem")
+        .into_inner();
+    let signed = consultations
+        .sign_consultation(stack.req(cpb::SignConsultationRequest {
+            patient_id: j.clone(),
+            consultation_id: consultation.clone(),
+            ..Default::default()
+        }))
+        .await
+        .expect("signed")
+        .into_inner();
+    let authorised = medications
+        .authorise_medication(stack.req(authorise(&j, repeat(CLARITHROMYCIN_500, 6))))
+        .await
+        .expect("authorised")
+        .into_inner();
+
+    // When Dr Lee reads the consultation and the medication list
+    let shown = consultations
+        .get_consultation(stack.req_as(
+            "dr-lee",
+            cpb::GetConsultationRequest {
+                patient_id: j.clone(),
+                consultation_id: consultation.clone(),
+                min_sequence: signed.stream_sequence,
+            },
+        ))
+        .await
+        .expect("get consultation")
+        .into_inner();
+    let listed = medications
+        .list_medications(stack.req_as(
+            "dr-lee",
+            mpb::ListMedicationsRequest {
+                patient_id: j.clone(),
+                min_sequence: authorised.stream_sequence,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("list medications")
+        .into_inner();
+    // and afterwards the diagnosis is amended and the medication stopped
+    consultations
+        .amend_entry(stack.req(cpb::AmendEntryRequest {
+            patient_id: j.clone(),
+            consultation_id: consultation.clone(),
+            entry_id: problem.entry_id.clone(),
+            entry: Some(hypertension(cpb::ProblemStatus::Resolved)),
+            update_mask: mask(&["problem.status"]),
+            reason: "Resolved".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("amended");
+    medications
+        .discontinue_medication(stack.req(mpb::DiscontinueMedicationRequest {
+            patient_id: j.clone(),
+            authorisation_id: authorised.authorisation_id.clone(),
+            reason: "Course complete".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("discontinued");
+
+    // Then each of Dr Lee's reads is rebuilt exactly as it was shown
+    let reads = accesses(&stack, &j).await;
+    let (get_at, get) = reads
+        .iter()
+        .find(|(_, a)| a.method == "GetConsultation")
+        .expect("GetConsultation audited");
+    let rebuilt = history(&stack)
+        .get_accessed_record(stack.req(hpb::GetAccessedRecordRequest {
+            access_sequence: *get_at,
+            ..Default::default()
+        }))
+        .await
+        .expect("accessed record")
+        .into_inner();
+    assert_eq!(rebuilt.access.as_ref(), Some(get));
+    let r = rebuilt.record.expect("record");
+    assert_eq!(r.consultations, [shown]);
+    assert!(r.authorisations.is_empty() && r.patient.is_none());
+
+    let (list_at, list) = reads
+        .iter()
+        .find(|(_, a)| a.method == "ListMedications")
+        .expect("ListMedications audited");
+    let rebuilt = history(&stack)
+        .get_accessed_record(stack.req(hpb::GetAccessedRecordRequest {
+            access_sequence: *list_at,
+            ..Default::default()
+        }))
+        .await
+        .expect("accessed record")
+        .into_inner();
+    let r = rebuilt.record.expect("record");
+    assert_eq!(r.authorisations, listed.authorisations);
+    assert_eq!(
+        r.authorisations[0].status,
+        mpb::AuthorisationStatus::Active as i32
+    );
+    assert!(r.consultations.is_empty());
+
+    // and found by its access id once the audit has indexed it
+    let last_access = stack
+        .store
+        .last_sequence(&access_stream().name)
+        .await
+        .expect("access stream");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    assert!(
+        carelog_projections::checkpoint::wait_for(
+            &stack.pool,
+            "audit_events",
+            &access_stream().name,
+            last_access,
+            deadline
+        )
+        .await
+        .expect("checkpoint")
+    );
+    let by_id = history(&stack)
+        .get_accessed_record(stack.req(hpb::GetAccessedRecordRequest {
+            access_id: list.access_id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .expect("by access id")
+        .into_inner();
+    assert_eq!(by_id.access_sequence, *list_at);
+    assert_eq!(
+        by_id.record.expect("record").authorisations,
+        listed.authorisations
+    );
+}
