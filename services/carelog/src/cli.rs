@@ -75,6 +75,13 @@ pub struct Identity {
     /// Expected `aud` of tokens.
     #[arg(long, env = "CARELOG_OIDC_AUDIENCE", default_value = "carelog")]
     pub audience: String,
+    /// How far a token's `exp` and `nbf` may be off this server's clock.
+    #[arg(long, env = "CARELOG_OIDC_CLOCK_SKEW", default_value = "60s", value_parser = humantime)]
+    pub clock_skew: Duration,
+    /// A token naming a key id the JWKS does not hold makes carelog fetch
+    /// the JWKS URL again, at most this often.
+    #[arg(long, env = "CARELOG_JWKS_REFETCH_INTERVAL", default_value = "30s", value_parser = humantime)]
+    pub jwks_refetch_interval: Duration,
 }
 
 #[derive(Debug, Args)]

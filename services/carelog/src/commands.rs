@@ -131,15 +131,23 @@ async fn authenticator(identity: &Identity) -> anyhow::Result<Arc<Authenticator>
         .as_deref()
         .ok_or_else(|| config("--issuer (CARELOG_OIDC_ISSUER) is required"))?;
     if let Some(url) = &identity.jwks_url {
-        let auth = Arc::new(Authenticator::from_jwks_url(url, issuer, &identity.audience).await?);
-        auth.refresh_from(url.clone(), identity.jwks_refresh);
+        let auth = Arc::new(
+            Authenticator::from_jwks_url(url, issuer, &identity.audience)
+                .await?
+                .with_clock_skew(identity.clock_skew),
+        );
+        auth.refresh_from(
+            url.clone(),
+            identity.jwks_refresh,
+            identity.jwks_refetch_interval,
+        );
         return Ok(auth);
     }
     let path = identity.jwks_file.as_ref().ok_or_else(|| {
         config("--jwks-file (CARELOG_JWKS_FILE) or --jwks-url (CARELOG_JWKS_URL) is required: the OIDC issuer's key set")
     })?;
     Authenticator::from_jwks_file(path, issuer, &identity.audience)
-        .map(Arc::new)
+        .map(|auth| Arc::new(auth.with_clock_skew(identity.clock_skew)))
         .map_err(|e| config(e.to_string()))
 }
 
