@@ -84,6 +84,22 @@ pub struct Identity {
     pub jwks_refetch_interval: Duration,
 }
 
+/// TLS on the gRPC API port (the health and metrics ports stay plaintext).
+#[derive(Debug, Clone, Args)]
+pub struct Tls {
+    /// PEM certificate chain of the API port; with --tls-key, the API speaks
+    /// TLS only.
+    #[arg(long, env = "CARELOG_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "CARELOG_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s) for mutual TLS: every client must present a
+    /// certificate signed by it.
+    #[arg(long, env = "CARELOG_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 pub struct UpArgs {
     /// Where the embedded nats-server and PostgreSQL keep their data.
@@ -113,6 +129,8 @@ pub struct UpArgs {
     pub access_policy: Option<PathBuf>,
     #[command(flatten)]
     pub connections: Connections,
+    #[command(flatten)]
+    pub tls: Tls,
     /// Without a key, a development key under the data dir.
     #[command(flatten)]
     pub audit: crate::audit_cli::SigningKeyArgs,
@@ -145,6 +163,8 @@ pub struct ServeArgs {
     pub connections: Connections,
     #[command(flatten)]
     pub identity: Identity,
+    #[command(flatten)]
+    pub tls: Tls,
 }
 
 #[derive(Debug, Args)]

@@ -151,6 +151,16 @@ async fn authenticator(identity: &Identity) -> anyhow::Result<Arc<Authenticator>
         .map_err(|e| config(e.to_string()))
 }
 
+/// TLS on the API port when a certificate is given.
+fn tls(args: &crate::cli::Tls) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    stack::server_tls(cert, key, args.tls_client_ca.as_deref())
+        .map(Some)
+        .map_err(|e| config(format!("{e:#}")))
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (nats, db) = urls(&args.connections)?;
     let auth = authenticator(&args.identity).await?;
@@ -169,6 +179,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .collect();
     settings.health_listener = health_listener(args.health_listen).await?;
     settings.metrics_listener = metrics_listener(args.metrics_listen).await?;
+    settings.tls = tls(&args.tls)?;
     let shutdown = CancellationToken::new();
     crate::shutdown::on_signal(shutdown.clone());
     let mut running = stack::start_with(
@@ -316,6 +327,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     )?;
     settings.health_listener = health_listener(args.health_listen).await?;
     settings.metrics_listener = metrics_listener(args.metrics_listen).await?;
+    settings.tls = tls(&args.tls)?;
     let data = &args.data_dir;
     std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
     let data = data.canonicalize()?;
