@@ -13,7 +13,6 @@ use carelog_tests::harness::{TestStack, jane_smith};
 use carelog_tests::medications::{
     CLARITHROMYCIN_500, PARACETAMOL_500, acute, authorise, issue, record_penicillin_allergy,
 };
-use prost::Message as _;
 
 const PRACTICE: &str = "A81001";
 const HOSPITAL: &str = "RR8";

