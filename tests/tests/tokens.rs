@@ -177,7 +177,7 @@ async fn every_kind_of_bad_token_is_refused_and_the_server_logs_why() {
         // When a caller presents the token
         let from = log.len();
         let mut request = tonic::Request::new(pb::SearchPatientsRequest {
-            family_name: "Smith".into(),
+            nhs_number: carelog_tests::harness::test_nhs_number(),
             ..Default::default()
         });
         request.metadata_mut().insert(
@@ -192,7 +192,11 @@ async fn every_kind_of_bad_token_is_refused_and_the_server_logs_why() {
 
         // Then it is refused as unauthenticated, saying why
         assert_eq!(status.code(), Code::Unauthenticated, "{case}: {status:?}");
-        assert!(status.message().contains(why), "{case}: {}", status.message());
+        assert!(
+            status.message().contains(why),
+            "{case}: {}",
+            status.message()
+        );
         // and the server logged the refusal with the reason, not the token
         let lines = log.since(from);
         let line = lines
@@ -210,7 +214,7 @@ async fn every_kind_of_bad_token_is_refused_and_the_server_logs_why() {
 
     // And the good token still reads
     let mut request = tonic::Request::new(pb::SearchPatientsRequest {
-        family_name: "Smith".into(),
+        nhs_number: carelog_tests::harness::test_nhs_number(),
         ..Default::default()
     });
     request.metadata_mut().insert(

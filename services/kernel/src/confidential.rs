@@ -13,11 +13,7 @@ pub fn visible_to(actor: &Actor, confidential: bool, author_organisation: &str) 
 
 /// Keeps the items `actor` may see, in order; returns how many were left
 /// out. `marking` gives an item's confidential flag and author organisation.
-pub fn withhold<T>(
-    items: &mut Vec<T>,
-    actor: &Actor,
-    marking: impl Fn(&T) -> (bool, &str),
-) -> i32 {
+pub fn withhold<T>(items: &mut Vec<T>, actor: &Actor, marking: impl Fn(&T) -> (bool, &str)) -> i32 {
     let before = items.len();
     items.retain(|item| {
         let (confidential, organisation) = marking(item);
@@ -56,7 +52,10 @@ mod tests {
             ["open", "practice only", "hospital"]
         );
         let mut elsewhere = items;
-        assert_eq!(withhold(&mut elsewhere, &actor("Y00001"), |i| (i.0, i.1)), 2);
+        assert_eq!(
+            withhold(&mut elsewhere, &actor("Y00001"), |i| (i.0, i.1)),
+            2
+        );
         assert_eq!(
             elsewhere.iter().map(|i| i.2).collect::<Vec<_>>(),
             ["open", "hospital"]

@@ -129,10 +129,7 @@ async fn another_organisation_sees_the_rest_of_the_record_and_that_items_were_wi
         .expect("confidential prescription")
         .into_inner();
     let issued = meds
-        .issue_prescription(at_practice(
-            &stack,
-            issue(&id, &private.authorisation_id),
-        ))
+        .issue_prescription(at_practice(&stack, issue(&id, &private.authorisation_id)))
         .await
         .expect("issue")
         .into_inner();
@@ -243,7 +240,10 @@ async fn another_organisation_sees_the_rest_of_the_record_and_that_items_were_wi
     assert_eq!(entry_ids(&got), vec![bp.entry_id.clone()]);
     assert_eq!(got.withheld_count, 1);
     assert_eq!(listed.consultations.len(), 1);
-    assert_eq!(entry_ids(&listed.consultations[0]), vec![bp.entry_id.clone()]);
+    assert_eq!(
+        entry_ids(&listed.consultations[0]),
+        vec![bp.entry_id.clone()]
+    );
     assert_eq!(listed.withheld_count, 1);
     assert!(!versions.versions.is_empty());
     for version in &versions.versions {
@@ -270,7 +270,8 @@ async fn another_organisation_sees_the_rest_of_the_record_and_that_items_were_wi
     assert!(issues.issues.is_empty());
     assert_eq!(issues.withheld_count, 1);
     // and nothing of what was withheld leaks into the answers
-    let answers = format!("{got:?}{listed:?}{versions:?}{problems:?}{allergies:?}{medications:?}{issues:?}");
+    let answers =
+        format!("{got:?}{listed:?}{versions:?}{problems:?}{allergies:?}{medications:?}{issues:?}");
     assert!(!answers.contains(&problem.entry_id));
     assert!(!answers.contains(&allergy.allergy_id));
     assert!(!answers.contains(&private.authorisation_id));

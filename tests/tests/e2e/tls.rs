@@ -31,7 +31,10 @@ fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.distinguished_name.push(DnType::CommonName, name);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA")
 }
 
@@ -42,7 +45,9 @@ fn leaf(
 ) -> (String, String) {
     let key = KeyPair::generate().expect("key");
     let mut params = CertificateParams::new(names).expect("params");
-    params.subject_alt_names.push(SanType::IpAddress([127, 0, 0, 1].into()));
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress([127, 0, 0, 1].into()));
     params.extended_key_usages = vec![usage];
     let cert = params.signed_by(&key, &**issuer).expect("certificate");
     (cert.pem(), key.serialize_pem())
@@ -131,7 +136,7 @@ fn port(stack: &TestStack) -> u16 {
 async fn search(stack: &TestStack, channel: Channel) -> Result<(), tonic::Status> {
     DemographicsServiceClient::new(channel)
         .search_patients(stack.req(pb::SearchPatientsRequest {
-            family_name: "Smith".into(),
+            nhs_number: carelog_tests::harness::test_nhs_number(),
             ..Default::default()
         }))
         .await
@@ -211,7 +216,10 @@ async fn with_mutual_tls_only_a_client_with_a_certificate_from_the_ca_is_served(
         Ok(channel) => search(&stack, channel).await.map_err(|s| format!("{s:?}")),
         Err(e) => Err(e),
     };
-    assert!(anonymous.is_err(), "a client without a certificate was served");
+    assert!(
+        anonymous.is_err(),
+        "a client without a certificate was served"
+    );
 
     // When a client presents a certificate of another CA, it is refused
     let stranger = match tls_channel(
@@ -224,10 +232,17 @@ async fn with_mutual_tls_only_a_client_with_a_certificate_from_the_ca_is_served(
         Ok(channel) => search(&stack, channel).await.map_err(|s| format!("{s:?}")),
         Err(e) => Err(e),
     };
-    assert!(stranger.is_err(), "a certificate of another CA was accepted");
+    assert!(
+        stranger.is_err(),
+        "a certificate of another CA was accepted"
+    );
 
     // And a plaintext client is refused too, while health stays plaintext
-    assert!(search(&stack, plaintext_channel(&stack).await).await.is_err());
+    assert!(
+        search(&stack, plaintext_channel(&stack).await)
+            .await
+            .is_err()
+    );
     health_is_plaintext(&stack).await;
     stack.stop().await;
 }

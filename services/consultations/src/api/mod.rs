@@ -22,8 +22,8 @@ use tonic::{Request, Response, Status};
 use crate::domain::values::{MAX_TITLE, check_content};
 use crate::domain::views::withhold_entries;
 use crate::domain::{Command, Context, PatientConsultations, TopicRef, current_view, decide};
-use carelog_kernel::confidential::withhold;
 use crate::queries::{Consistency, ConsultationsQueries};
+use carelog_kernel::confidential::withhold;
 use edge::{caller, consultation, derived, mask_paths, missing, patient, required, typed};
 
 pub struct ConsultationsApi<Q> {

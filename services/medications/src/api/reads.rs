@@ -4,8 +4,8 @@
 
 use carelog_demographics::api::page;
 use carelog_kernel::access::{self, Reads};
-use carelog_kernel::ids::AuthorisationId;
 use carelog_kernel::confidential::withhold;
+use carelog_kernel::ids::AuthorisationId;
 use carelog_kernel::{PatientId, RequestContext, Violations};
 use carelog_proto::medications::v1 as pb;
 use tonic::{Request, Response, Status};
@@ -63,13 +63,17 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
             )
             .await?;
         let withheld_count = withhold(&mut authorisations, &ctx.actor, marking!());
-        let read = reads(authorisations.iter().map(|x| {
-            (
-                x.authorisation_id.as_str(),
-                x.patient_id.as_str(),
-                x.stream_sequence,
-            )
-        }), &patient, withheld_count);
+        let read = reads(
+            authorisations.iter().map(|x| {
+                (
+                    x.authorisation_id.as_str(),
+                    x.patient_id.as_str(),
+                    x.stream_sequence,
+                )
+            }),
+            &patient,
+            withheld_count,
+        );
         access::audit(&*self.access, &ctx, SERVICE, "ListMedications", &read).await?;
         Ok(Response::new(pb::ListMedicationsResponse {
             authorisations,
@@ -104,13 +108,17 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
             )
             .await?;
         let withheld_count = withhold(&mut issues, &ctx.actor, marking!());
-        let read = reads(issues.iter().map(|x| {
-            (
-                x.issue_id.as_str(),
-                x.patient_id.as_str(),
-                x.stream_sequence,
-            )
-        }), &patient, withheld_count);
+        let read = reads(
+            issues.iter().map(|x| {
+                (
+                    x.issue_id.as_str(),
+                    x.patient_id.as_str(),
+                    x.stream_sequence,
+                )
+            }),
+            &patient,
+            withheld_count,
+        );
         access::audit(&*self.access, &ctx, SERVICE, "ListIssues", &read).await?;
         Ok(Response::new(pb::ListIssuesResponse {
             issues,
@@ -148,13 +156,17 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
             )
             .await?;
         let withheld_count = withhold(&mut allergies, &ctx.actor, marking!());
-        let read = reads(allergies.iter().map(|x| {
-            (
-                x.allergy_id.as_str(),
-                x.patient_id.as_str(),
-                x.stream_sequence,
-            )
-        }), &patient, withheld_count);
+        let read = reads(
+            allergies.iter().map(|x| {
+                (
+                    x.allergy_id.as_str(),
+                    x.patient_id.as_str(),
+                    x.stream_sequence,
+                )
+            }),
+            &patient,
+            withheld_count,
+        );
         access::audit(&*self.access, &ctx, SERVICE, "ListAllergies", &read).await?;
         Ok(Response::new(pb::ListAllergiesResponse {
             allergies,
