@@ -75,6 +75,29 @@ pub struct Identity {
     /// Expected `aud` of tokens.
     #[arg(long, env = "CARELOG_OIDC_AUDIENCE", default_value = "carelog")]
     pub audience: String,
+    /// How far a token's `exp` and `nbf` may be off this server's clock.
+    #[arg(long, env = "CARELOG_OIDC_CLOCK_SKEW", default_value = "60s", value_parser = humantime)]
+    pub clock_skew: Duration,
+    /// A token naming a key id the JWKS does not hold makes carelog fetch
+    /// the JWKS URL again, at most this often.
+    #[arg(long, env = "CARELOG_JWKS_REFETCH_INTERVAL", default_value = "30s", value_parser = humantime)]
+    pub jwks_refetch_interval: Duration,
+}
+
+/// TLS on the gRPC API port (the health and metrics ports stay plaintext).
+#[derive(Debug, Clone, Args)]
+pub struct Tls {
+    /// PEM certificate chain of the API port; with --tls-key, the API speaks
+    /// TLS only.
+    #[arg(long, env = "CARELOG_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "CARELOG_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s) for mutual TLS: every client must present a
+    /// certificate signed by it.
+    #[arg(long, env = "CARELOG_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +129,8 @@ pub struct UpArgs {
     pub access_policy: Option<PathBuf>,
     #[command(flatten)]
     pub connections: Connections,
+    #[command(flatten)]
+    pub tls: Tls,
     /// Without a key, a development key under the data dir.
     #[command(flatten)]
     pub audit: crate::audit_cli::SigningKeyArgs,
@@ -138,6 +163,8 @@ pub struct ServeArgs {
     pub connections: Connections,
     #[command(flatten)]
     pub identity: Identity,
+    #[command(flatten)]
+    pub tls: Tls,
 }
 
 #[derive(Debug, Args)]

@@ -131,16 +131,34 @@ async fn authenticator(identity: &Identity) -> anyhow::Result<Arc<Authenticator>
         .as_deref()
         .ok_or_else(|| config("--issuer (CARELOG_OIDC_ISSUER) is required"))?;
     if let Some(url) = &identity.jwks_url {
-        let auth = Arc::new(Authenticator::from_jwks_url(url, issuer, &identity.audience).await?);
-        auth.refresh_from(url.clone(), identity.jwks_refresh);
+        let auth = Arc::new(
+            Authenticator::from_jwks_url(url, issuer, &identity.audience)
+                .await?
+                .with_clock_skew(identity.clock_skew),
+        );
+        auth.refresh_from(
+            url.clone(),
+            identity.jwks_refresh,
+            identity.jwks_refetch_interval,
+        );
         return Ok(auth);
     }
     let path = identity.jwks_file.as_ref().ok_or_else(|| {
         config("--jwks-file (CARELOG_JWKS_FILE) or --jwks-url (CARELOG_JWKS_URL) is required: the OIDC issuer's key set")
     })?;
     Authenticator::from_jwks_file(path, issuer, &identity.audience)
-        .map(Arc::new)
+        .map(|auth| Arc::new(auth.with_clock_skew(identity.clock_skew)))
         .map_err(|e| config(e.to_string()))
+}
+
+/// TLS on the API port when a certificate is given.
+fn tls(args: &crate::cli::Tls) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    stack::server_tls(cert, key, args.tls_client_ca.as_deref())
+        .map(Some)
+        .map_err(|e| config(format!("{e:#}")))
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -161,6 +179,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .collect();
     settings.health_listener = health_listener(args.health_listen).await?;
     settings.metrics_listener = metrics_listener(args.metrics_listen).await?;
+    settings.tls = tls(&args.tls)?;
     let shutdown = CancellationToken::new();
     crate::shutdown::on_signal(shutdown.clone());
     let mut running = stack::start_with(
@@ -308,6 +327,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     )?;
     settings.health_listener = health_listener(args.health_listen).await?;
     settings.metrics_listener = metrics_listener(args.metrics_listen).await?;
+    settings.tls = tls(&args.tls)?;
     let data = &args.data_dir;
     std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
     let data = data.canonicalize()?;

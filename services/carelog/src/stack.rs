@@ -150,6 +150,9 @@ pub struct Settings {
     /// Which permissions each role code grants (the built-in default, or a
     /// site's `--access-policy` file).
     pub access_policy: Arc<carelog_kernel::policy::Policy>,
+    /// TLS (and, with a client CA, mutual TLS) on the API port; the health
+    /// and metrics ports stay plaintext.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 impl Default for Settings {
@@ -164,6 +167,7 @@ impl Default for Settings {
             metrics_listener: None,
             access_log: None,
             access_policy: Arc::new(carelog_kernel::policy::Policy::default()),
+            tls: None,
         }
     }
 }
@@ -348,6 +352,12 @@ pub async fn start_with(
             .build_v1alpha()?;
         let token = shutdown.clone();
         let health_on_stop = health.clone();
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = settings.tls {
+            server = server
+                .tls_config(tls)
+                .context("TLS settings of the API port")?;
+        }
         tasks.push(tokio::spawn(async move {
             let stop = async move {
                 token.cancelled().await;
@@ -358,7 +368,7 @@ pub async fn start_with(
                 )
                 .await;
             };
-            tonic::transport::Server::builder()
+            server
                 .layer(crate::rpc::RpcLayer)
                 .add_service(health_service)
                 .add_service(reflection_v1)
@@ -477,4 +487,31 @@ pub const SERVICES: [&str; 4] = [
 /// client's delayed ACK (about 40 ms).
 fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+/// TLS on the API port from PEM files: the server's certificate chain and
+/// private key, and, for mutual TLS, the CA whose certificates clients must
+/// present (a client without one is refused during the handshake).
+pub fn server_tls(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    client_ca: Option<&std::path::Path>,
+) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+    // One crypto provider for the whole process (ring).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let read = |path: &std::path::Path, what: &str| {
+        std::fs::read(path).with_context(|| format!("cannot read the {what} {}", path.display()))
+    };
+    let identity = tonic::transport::Identity::from_pem(
+        read(cert, "TLS certificate")?,
+        read(key, "TLS private key")?,
+    );
+    let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = client_ca {
+        tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read(
+            ca,
+            "client CA certificate",
+        )?));
+    }
+    Ok(tls)
 }

@@ -7,6 +7,7 @@ pub mod access;
 pub mod actor;
 pub mod auth;
 pub mod claims;
+pub mod confidential;
 pub mod date;
 pub mod edge;
 pub mod envelope;

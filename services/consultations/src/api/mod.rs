@@ -20,8 +20,10 @@ use pb::consultations_service_server::ConsultationsService;
 use tonic::{Request, Response, Status};
 
 use crate::domain::values::{MAX_TITLE, check_content};
+use crate::domain::views::withhold_entries;
 use crate::domain::{Command, Context, PatientConsultations, TopicRef, current_view, decide};
 use crate::queries::{Consistency, ConsultationsQueries};
+use carelog_kernel::confidential::withhold;
 use edge::{caller, consultation, derived, mask_paths, missing, patient, required, typed};
 
 pub struct ConsultationsApi<Q> {
@@ -34,15 +36,40 @@ pub struct ConsultationsApi<Q> {
 const SERVICE: &str = "carelog.consultations.v1.ConsultationsService";
 const CONTEXT: &str = "consultations";
 
-/// A consultation as shown, for the access log.
+/// A consultation as shown, for the access log (`withheld` when entries
+/// were left out of it).
 fn read(reads: &mut Reads, c: &pb::Consultation) {
     reads.record(
         &c.patient_id,
         &c.consultation_id,
         CONTEXT,
         c.stream_sequence,
-        false,
+        c.withheld_count > 0,
     );
+}
+
+/// A consultation as `ctx`'s caller may see it: its current view, less the
+/// confidential entries of other organisations (counted).
+fn shown_to(ctx: &RequestContext, consultation: &pb::Consultation) -> pb::Consultation {
+    let mut shown = current_view(consultation);
+    shown.withheld_count = withhold_entries(&mut shown, &ctx.actor);
+    shown
+}
+
+/// The entry ids of a consultation.
+fn entry_ids_of(c: &pb::Consultation) -> Vec<String> {
+    c.topics
+        .iter()
+        .flat_map(|t| t.entries.iter().map(|e| e.entry_id.clone()))
+        .collect()
+}
+
+/// When everything of a patient in an answer was withheld, the read is
+/// still audited, marked withheld.
+fn withheld_read(reads: &mut Reads, patient: &PatientId, withheld: i32) {
+    if withheld > 0 && reads.is_empty() {
+        reads.record(&patient.to_string(), "", CONTEXT, 0, true);
+    }
 }
 
 impl<Q> std::fmt::Debug for ConsultationsApi<Q> {
@@ -132,7 +159,7 @@ impl<Q: ConsultationsQueries> ConsultationsApi<Q> {
         let mut shown = loaded
             .state
             .get(&id.to_string())
-            .map(current_view)
+            .map(|c| shown_to(&ctx, c))
             .ok_or_else(|| Failure::not_found("consultation", &id.to_string()))?;
         shown.patient_id = patient.to_string();
         shown.stream_sequence = loaded.last_sequence;
@@ -255,6 +282,8 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
             topic,
             entry: typed(derived(&ctx, "entry"), EntryId::parse)?,
             content,
+            confidential: r.confidential,
+            organisation: ctx.actor.organisation.to_string(),
         };
         self.run(ctx, patient, Activity::New, command).await
     }
@@ -387,7 +416,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
             )
             .await?
             .ok_or_else(|| Failure::not_found("consultation", &consultation.to_string()))?;
-        let shown = current_view(&found);
+        let shown = shown_to(&ctx, &found);
         let mut reads = Reads::new();
         read(&mut reads, &shown);
         access::audit(&*self.access, &ctx, SERVICE, "GetConsultation", &reads).await?;
@@ -412,13 +441,15 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
                 Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
-        let consultations: Vec<_> = found.iter().map(current_view).collect();
+        let consultations: Vec<_> = found.iter().map(|c| shown_to(&ctx, c)).collect();
+        let withheld_count = consultations.iter().map(|c| c.withheld_count).sum();
         let mut reads = Reads::new();
         consultations.iter().for_each(|c| read(&mut reads, c));
         access::audit(&*self.access, &ctx, SERVICE, "ListConsultations", &reads).await?;
         Ok(Response::new(pb::ListConsultationsResponse {
             consultations,
             next_page_token,
+            withheld_count,
         }))
     }
 
@@ -435,7 +466,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         let (Some(patient), Some(consultation)) = (patient, consultation) else {
             return Err(missing().into());
         };
-        let (versions, next_page_token) = self
+        let (mut versions, next_page_token) = self
             .queries
             .versions(
                 patient,
@@ -447,6 +478,18 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         if versions.is_empty() && page.token.is_empty() {
             return Err(Failure::not_found("consultation", &consultation.to_string()).into());
         }
+        // Each version shows the consultation as it stood: the same
+        // confidential entries are left out of every one (counted once).
+        let mut withheld_entries = std::collections::BTreeSet::new();
+        for version in &mut versions {
+            if let Some(c) = version.consultation.as_mut() {
+                let before: Vec<String> = entry_ids_of(c);
+                c.withheld_count = withhold_entries(c, &ctx.actor);
+                let after = entry_ids_of(c);
+                withheld_entries.extend(before.into_iter().filter(|e| !after.contains(e)));
+            }
+        }
+        let withheld_count = i32::try_from(withheld_entries.len()).unwrap_or(i32::MAX);
         let mut reads = Reads::new();
         for version in &versions {
             reads.record(
@@ -454,7 +497,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
                 &consultation.to_string(),
                 CONTEXT,
                 version.stream_sequence,
-                false,
+                withheld_count > 0,
             );
         }
         access::audit(
@@ -468,6 +511,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         Ok(Response::new(pb::ListConsultationVersionsResponse {
             versions,
             next_page_token,
+            withheld_count,
         }))
     }
 
@@ -492,7 +536,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         let page = page(r.page_size, r.page_token, &mut v);
         v.into_result()?;
         let patient = patient.ok_or_else(missing)?;
-        let (problems, next_page_token) = self
+        let (mut problems, next_page_token) = self
             .queries
             .problems(
                 patient,
@@ -501,6 +545,9 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
                 Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
+        let withheld_count = withhold(&mut problems, &ctx.actor, |p| {
+            (p.confidential, p.author_organisation_ods.as_str())
+        });
         let mut reads = Reads::new();
         for p in &problems {
             reads.record(
@@ -508,13 +555,15 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
                 &p.entry_id,
                 CONTEXT,
                 p.stream_sequence,
-                false,
+                withheld_count > 0,
             );
         }
+        withheld_read(&mut reads, &patient, withheld_count);
         access::audit(&*self.access, &ctx, SERVICE, "ListProblems", &reads).await?;
         Ok(Response::new(pb::ListProblemsResponse {
             problems,
             next_page_token,
+            withheld_count,
         }))
     }
 
@@ -528,7 +577,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         let page = page(r.page_size, r.page_token, &mut v);
         v.into_result()?;
         let patient = patient.ok_or_else(missing)?;
-        let (observations, next_page_token) = self
+        let (mut observations, next_page_token) = self
             .queries
             .observations(
                 patient,
@@ -536,6 +585,9 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
                 Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
+        let withheld_count = withhold(&mut observations, &ctx.actor, |o| {
+            (o.confidential, o.author_organisation_ods.as_str())
+        });
         let mut reads = Reads::new();
         for o in &observations {
             reads.record(
@@ -543,9 +595,10 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
                 &o.entry_id,
                 CONTEXT,
                 o.stream_sequence,
-                false,
+                withheld_count > 0,
             );
         }
+        withheld_read(&mut reads, &patient, withheld_count);
         access::audit(
             &*self.access,
             &ctx,
@@ -557,6 +610,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         Ok(Response::new(pb::ListLatestObservationsResponse {
             observations,
             next_page_token,
+            withheld_count,
         }))
     }
 }

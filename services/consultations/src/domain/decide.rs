@@ -47,6 +47,10 @@ pub enum Command {
         topic: TopicRef,
         entry: EntryId,
         content: pb::EntryContent,
+        /// Visible only to users of `organisation` (the author's).
+        confidential: bool,
+        /// ODS code of the author's organisation.
+        organisation: String,
     },
     EditEntry {
         consultation: ConsultationId,
@@ -195,6 +199,8 @@ pub fn decide(
             topic,
             entry,
             content,
+            confidential,
+            organisation,
         } => {
             let c = open(state, *consultation)?;
             if is_signed(c) {
@@ -234,6 +240,8 @@ pub fn decide(
                     topic_id: topic_id.to_string(),
                     entry_id: entry.to_string(),
                     content: Some(content),
+                    confidential: *confidential,
+                    author_organisation_ods: organisation.clone(),
                 })),
                 clinical,
             ));

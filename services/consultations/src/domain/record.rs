@@ -148,6 +148,8 @@ impl Aggregate for PatientConsultations {
                         entry_id: e.entry_id.clone(),
                         content: e.content.clone(),
                         revision: 1,
+                        confidential: e.confidential,
+                        author_organisation_ods: e.author_organisation_ods.clone(),
                         ..Default::default()
                     });
                 }

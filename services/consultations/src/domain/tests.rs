@@ -127,6 +127,8 @@ impl Scenario {
             topic,
             entry,
             content,
+            confidential: false,
+            organisation: "A81001".into(),
         }
     }
 
@@ -365,6 +367,8 @@ fn when_an_entry_names_an_unknown_topic_or_consultation_then_it_is_not_found() {
             topic: TopicRef::Existing(TopicId::new()),
             entry: EntryId::new(),
             content: blood_pressure(140, 90),
+            confidential: false,
+            organisation: "A81001".into(),
         })
         .expect_err("refused");
     assert!(matches!(err, Error::TopicNotFound { .. }));
@@ -374,6 +378,8 @@ fn when_an_entry_names_an_unknown_topic_or_consultation_then_it_is_not_found() {
             topic: TopicRef::Existing(s.topic),
             entry: EntryId::new(),
             content: blood_pressure(140, 90),
+            confidential: false,
+            organisation: "A81001".into(),
         })
         .expect_err("refused");
     assert!(matches!(err, Error::ConsultationNotFound(_)));

@@ -5,6 +5,9 @@
 
 use std::collections::BTreeMap;
 
+use carelog_kernel::Actor;
+use carelog_kernel::confidential::withhold;
+
 use carelog_proto::consultations::v1 as pb;
 use prost_types::Timestamp;
 
@@ -40,6 +43,8 @@ pub fn problems(state: &PatientConsultations) -> Vec<pb::Problem> {
                 effective_time: content.effective_time.or(c.start_time),
                 text: content.text.clone(),
                 stream_sequence: c.stream_sequence,
+                confidential: e.confidential,
+                author_organisation_ods: e.author_organisation_ods.clone(),
             })
         })
         .collect()
@@ -64,6 +69,8 @@ pub fn latest_observations(state: &PatientConsultations) -> Vec<pb::LatestObserv
             entry_id: e.entry_id.clone(),
             consultation_id: c.consultation_id.clone(),
             stream_sequence: c.stream_sequence,
+            confidential: e.confidential,
+            author_organisation_ods: e.author_organisation_ods.clone(),
         };
         let newer = latest.get(&content.concept_id).is_none_or(|held| {
             (key(candidate.effective_time.as_ref()), &candidate.entry_id)
@@ -74,4 +81,20 @@ pub fn latest_observations(state: &PatientConsultations) -> Vec<pb::LatestObserv
         }
     }
     latest.into_values().collect()
+}
+
+/// Leaves out of a consultation the confidential entries of another
+/// organisation than the caller's (and topics left without entries);
+/// returns how many entries were left out.
+pub fn withhold_entries(consultation: &mut pb::Consultation, actor: &Actor) -> i32 {
+    let mut withheld = 0;
+    for topic in &mut consultation.topics {
+        withheld += withhold(&mut topic.entries, actor, |e| {
+            (e.confidential, e.author_organisation_ods.as_str())
+        });
+    }
+    if withheld > 0 {
+        consultation.topics.retain(|t| !t.entries.is_empty());
+    }
+    withheld
 }

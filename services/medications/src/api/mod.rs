@@ -137,6 +137,7 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
                     today,
                     birth_date: facts.birth_date,
                     catalogue: &self.catalogue,
+                    organisation: ctx.actor.organisation.as_str(),
                 };
                 decide(&loaded[0].state, &facts, &command)
                     .map(|events| Decision::single(patient, events))
@@ -203,6 +204,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         let command = Command::RecordAllergy {
             allergy_id,
             details: r.allergy.unwrap_or_default(),
+            confidential: r.confidential,
         };
         let committed = self.run(&ctx, patient, true, command).await?;
         Ok(Response::new(allergy_of(
@@ -291,6 +293,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
             authorisation_id,
             details: r.authorisation.unwrap_or_default(),
             override_reason: r.override_reason,
+            confidential: r.confidential,
         };
         let committed = self.run(&ctx, patient, true, command).await?;
         Ok(Response::new(authorisation_of(

@@ -4,8 +4,9 @@
 
 use carelog_demographics::api::page;
 use carelog_kernel::access::{self, Reads};
+use carelog_kernel::confidential::withhold;
 use carelog_kernel::ids::AuthorisationId;
-use carelog_kernel::{RequestContext, Violations};
+use carelog_kernel::{PatientId, RequestContext, Violations};
 use carelog_proto::medications::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -15,13 +16,29 @@ use crate::queries::{AllergyFilter, Consistency, MedicationsQueries};
 const SERVICE: &str = "carelog.medications.v1.MedicationsService";
 const CONTEXT: &str = "medications";
 
-/// The resources of an answer (id, patient, sequence), for the access log.
-fn reads<'a>(resources: impl Iterator<Item = (&'a str, &'a str, u64)>) -> Reads {
+/// The resources of an answer (id, patient, sequence), for the access log;
+/// `withheld` items (confidential to another organisation) were left out of
+/// it, and the read of `patient` is marked so even when nothing is left.
+fn reads<'a>(
+    resources: impl Iterator<Item = (&'a str, &'a str, u64)>,
+    patient: &PatientId,
+    withheld: i32,
+) -> Reads {
     let mut reads = Reads::new();
     for (id, patient, sequence) in resources {
-        reads.record(patient, id, CONTEXT, sequence, false);
+        reads.record(patient, id, CONTEXT, sequence, withheld > 0);
+    }
+    if withheld > 0 && reads.is_empty() {
+        reads.record(&patient.to_string(), "", CONTEXT, 0, true);
     }
     reads
+}
+
+/// An item's confidential marking.
+macro_rules! marking {
+    () => {
+        |x| (x.confidential, x.author_organisation_ods.as_str())
+    };
 }
 
 impl<Q: MedicationsQueries> MedicationsApi<Q> {
@@ -36,7 +53,7 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
         v.into_result()?;
         let patient = patient.ok_or_else(|| missing("patient", &r.patient_id))?;
         self.gate.open(patient).await?;
-        let (authorisations, next_page_token) = self
+        let (mut authorisations, next_page_token) = self
             .queries
             .medications(
                 patient,
@@ -45,17 +62,23 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
                 Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
-        let read = reads(authorisations.iter().map(|x| {
-            (
-                x.authorisation_id.as_str(),
-                x.patient_id.as_str(),
-                x.stream_sequence,
-            )
-        }));
+        let withheld_count = withhold(&mut authorisations, &ctx.actor, marking!());
+        let read = reads(
+            authorisations.iter().map(|x| {
+                (
+                    x.authorisation_id.as_str(),
+                    x.patient_id.as_str(),
+                    x.stream_sequence,
+                )
+            }),
+            &patient,
+            withheld_count,
+        );
         access::audit(&*self.access, &ctx, SERVICE, "ListMedications", &read).await?;
         Ok(Response::new(pb::ListMedicationsResponse {
             authorisations,
             next_page_token,
+            withheld_count,
         }))
     }
 
@@ -75,7 +98,7 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
         v.into_result()?;
         let patient = patient.ok_or_else(|| missing("patient", &r.patient_id))?;
         self.gate.open(patient).await?;
-        let (issues, next_page_token) = self
+        let (mut issues, next_page_token) = self
             .queries
             .issues(
                 patient,
@@ -84,17 +107,23 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
                 Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
-        let read = reads(issues.iter().map(|x| {
-            (
-                x.issue_id.as_str(),
-                x.patient_id.as_str(),
-                x.stream_sequence,
-            )
-        }));
+        let withheld_count = withhold(&mut issues, &ctx.actor, marking!());
+        let read = reads(
+            issues.iter().map(|x| {
+                (
+                    x.issue_id.as_str(),
+                    x.patient_id.as_str(),
+                    x.stream_sequence,
+                )
+            }),
+            &patient,
+            withheld_count,
+        );
         access::audit(&*self.access, &ctx, SERVICE, "ListIssues", &read).await?;
         Ok(Response::new(pb::ListIssuesResponse {
             issues,
             next_page_token,
+            withheld_count,
         }))
     }
 
@@ -117,7 +146,7 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
         v.into_result()?;
         let patient = patient.ok_or_else(|| missing("patient", &r.patient_id))?;
         self.gate.open(patient).await?;
-        let (allergies, next_page_token) = self
+        let (mut allergies, next_page_token) = self
             .queries
             .allergies(
                 patient,
@@ -126,17 +155,23 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
                 Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
-        let read = reads(allergies.iter().map(|x| {
-            (
-                x.allergy_id.as_str(),
-                x.patient_id.as_str(),
-                x.stream_sequence,
-            )
-        }));
+        let withheld_count = withhold(&mut allergies, &ctx.actor, marking!());
+        let read = reads(
+            allergies.iter().map(|x| {
+                (
+                    x.allergy_id.as_str(),
+                    x.patient_id.as_str(),
+                    x.stream_sequence,
+                )
+            }),
+            &patient,
+            withheld_count,
+        );
         access::audit(&*self.access, &ctx, SERVICE, "ListAllergies", &read).await?;
         Ok(Response::new(pb::ListAllergiesResponse {
             allergies,
             next_page_token,
+            withheld_count,
         }))
     }
 }

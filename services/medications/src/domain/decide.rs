@@ -21,6 +21,9 @@ pub struct Facts<'a> {
     pub today: NaiveDate,
     pub birth_date: Option<PartialDate>,
     pub catalogue: &'a DrugCatalogue,
+    /// ODS code of the caller's organisation (the author of what is
+    /// recorded).
+    pub organisation: &'a str,
 }
 
 /// A medications command; ids of new resources are chosen at the edge.
@@ -29,6 +32,8 @@ pub enum Command {
     RecordAllergy {
         allergy_id: AllergyId,
         details: pb::AllergyDetails,
+        /// Visible only to users of the author's organisation.
+        confidential: bool,
     },
     ResolveAllergy {
         allergy_id: AllergyId,
@@ -43,6 +48,9 @@ pub enum Command {
         authorisation_id: AuthorisationId,
         details: pb::AuthorisationDetails,
         override_reason: String,
+        /// Visible (with its issues) only to users of the author's
+        /// organisation.
+        confidential: bool,
     },
     Issue {
         issue_id: IssueId,
@@ -183,6 +191,7 @@ fn authorise(
     field: &str,
     replacing: Option<&str>,
     override_reason: &str,
+    (confidential, author_organisation_ods): (bool, String),
 ) -> Result<pb::MedicationAuthorised, Error> {
     let mut v = Violations::new();
     let (details, product) =
@@ -208,6 +217,8 @@ fn authorise(
             .iter()
             .map(ToString::to_string)
             .collect(),
+        confidential,
+        author_organisation_ods,
     })
 }
 
@@ -226,6 +237,7 @@ pub fn decide(
         Command::RecordAllergy {
             allergy_id,
             details,
+            confidential,
         } => {
             let mut v = Violations::new();
             let details = check_allergy(details, "allergy", facts.today, facts.birth_date, &mut v);
@@ -239,6 +251,8 @@ pub fn decide(
                 allergy_id: allergy_id.to_string(),
                 details: Some(details),
                 recorded_on: Some(today),
+                confidential: *confidential,
+                author_organisation_ods: facts.organisation.to_owned(),
             }))])
         }
         Command::ResolveAllergy {
@@ -292,6 +306,7 @@ pub fn decide(
             authorisation_id,
             details,
             override_reason,
+            confidential,
         } => {
             if record
                 .authorisation(&authorisation_id.to_string())
@@ -307,6 +322,7 @@ pub fn decide(
                 "authorisation",
                 None,
                 override_reason,
+                (*confidential, facts.organisation.to_owned()),
             )?;
             Ok(vec![event(E::MedicationAuthorised(authorised))])
         }
@@ -373,6 +389,8 @@ pub fn decide(
                 "authorisation",
                 Some(&old_id),
                 override_reason,
+                // The new authorisation keeps the old one's marking.
+                (old.confidential, old.author_organisation_ods.clone()),
             )?;
             Ok(vec![
                 event(E::MedicationDiscontinued(pb::MedicationDiscontinued {

@@ -95,6 +95,8 @@ impl Aggregate for MedicationRecord {
                 details: e.details.clone(),
                 status: pb::AllergyStatus::Active as i32,
                 recorded_on: e.recorded_on,
+                confidential: e.confidential,
+                author_organisation_ods: e.author_organisation_ods.clone(),
                 ..Default::default()
             }),
             Some(E::AllergyResolved(e)) => {
@@ -118,6 +120,8 @@ impl Aggregate for MedicationRecord {
                     authorised_on: e.authorised_on,
                     replaces_authorisation_id: e.replaces_authorisation_id.clone(),
                     overrides: e.overrides.clone(),
+                    confidential: e.confidential,
+                    author_organisation_ods: e.author_organisation_ods.clone(),
                     ..Default::default()
                 });
             }
@@ -128,6 +132,8 @@ impl Aggregate for MedicationRecord {
                 a.issues_made = a.issues_made.max(e.issue_number);
                 a.last_issued_on = e.issued_on;
                 let details = a.details.clone().unwrap_or_default();
+                let (confidential, author_organisation_ods) =
+                    (a.confidential, a.author_organisation_ods.clone());
                 self.issues.push(pb::Issue {
                     issue_id: e.issue_id.clone(),
                     authorisation_id: e.authorisation_id.clone(),
@@ -137,6 +143,8 @@ impl Aggregate for MedicationRecord {
                     quantity: details.quantity,
                     quantity_unit: details.quantity_unit,
                     issued_on: e.issued_on,
+                    confidential,
+                    author_organisation_ods,
                     ..Default::default()
                 });
             }

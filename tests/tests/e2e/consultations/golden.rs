@@ -45,6 +45,9 @@ fn samples() -> Vec<pb::Event> {
             topic_id: topic,
             entry_id: entry.clone(),
             content: Some(content(pb::ProblemStatus::Active)),
+            // Written before entries could be confidential: reads as not.
+            confidential: false,
+            author_organisation_ods: String::new(),
         }),
         E::EntryEdited(pb::EntryEdited {
             consultation_id: consultation.clone(),

@@ -38,6 +38,9 @@ fn samples() -> Vec<pb::Event> {
             allergy_id: allergy.clone(),
             details: Some(allergy_details),
             recorded_on: date(1),
+            // Written before allergies could be confidential: reads as not.
+            confidential: false,
+            author_organisation_ods: String::new(),
         }),
         E::AllergyResolved(pb::AllergyResolved {
             allergy_id: allergy.clone(),
@@ -52,6 +55,8 @@ fn samples() -> Vec<pb::Event> {
             authorisation_id: replacement.clone(),
             details: Some(details),
             authorised_on: date(3),
+            confidential: false,
+            author_organisation_ods: String::new(),
             replaces_authorisation_id: authorisation.clone(),
             overrides: vec![pb::SafetyOverride {
                 kind: pb::safety_override::Kind::Allergy as i32,

@@ -9,6 +9,7 @@ fn when_a_penicillin_allergy_is_recorded_then_it_is_active() {
         .when(Command::RecordAllergy {
             allergy_id: id,
             details: penicillin_allergy(),
+            confidential: false,
         })
         .expect("recorded");
     let E::AllergyRecorded(e) = only(events.clone()) else {
@@ -37,6 +38,7 @@ fn when_an_allergy_lacks_its_substance_reaction_severity_and_certainty_then_each
                 }),
                 ..Default::default()
             },
+            confidential: false,
         })
         .expect_err("refused");
     assert_eq!(
@@ -60,6 +62,7 @@ fn when_an_allergys_onset_is_in_the_future_then_it_is_refused() {
         .when(Command::RecordAllergy {
             allergy_id: AllergyId::new(),
             details,
+            confidential: false,
         })
         .expect_err("refused");
     assert_eq!(fields(error), vec!["allergy.onset"]);
@@ -159,4 +162,20 @@ fn given_an_allergy_recorded_by_mistake_when_marked_entered_in_error_then_it_lea
         })
         .expect_err("no reason");
     assert_eq!(fields(no_reason), vec!["reason"]);
+}
+
+#[test]
+fn a_confidential_allergy_records_the_flag_and_the_authors_organisation() {
+    let events = given(vec![])
+        .when(Command::RecordAllergy {
+            allergy_id: AllergyId::new(),
+            details: penicillin_allergy(),
+            confidential: true,
+        })
+        .expect("recorded");
+    let E::AllergyRecorded(e) = only(events) else {
+        panic!("not an AllergyRecorded");
+    };
+    assert!(e.confidential);
+    assert_eq!(e.author_organisation_ods, "A81001");
 }

@@ -56,6 +56,7 @@ impl Given {
             today: self.today,
             birth_date: PartialDate::new(1950, 3, 14).ok(),
             catalogue: &self.catalogue,
+            organisation: "A81001",
         };
         decide(&self.record, &facts, &command)
     }
@@ -97,6 +98,7 @@ fn allergy_recorded(id: AllergyId) -> pb::Event {
         allergy_id: id.to_string(),
         details: Some(penicillin_allergy()),
         recorded_on: Some(date_proto(today())),
+        ..Default::default()
     }))
 }
 
@@ -133,6 +135,7 @@ fn authorised(id: AuthorisationId, details: pb::AuthorisationDetails) -> pb::Eve
             authorisation_id: id,
             details,
             override_reason: String::new(),
+            confidential: false,
         })
         .expect("authorised");
     events.into_iter().next().expect("one event")
@@ -152,6 +155,7 @@ fn authorise(details: pb::AuthorisationDetails, override_reason: &str) -> Comman
         authorisation_id: AuthorisationId::new(),
         details,
         override_reason: override_reason.into(),
+        confidential: false,
     }
 }
 

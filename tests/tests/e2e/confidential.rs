@@ -1,0 +1,385 @@
+//! Confidential entries: a practice marks a consultation entry, an allergy
+//! and a medication authorisation confidential. A clinician of another
+//! organisation sees the rest of the record and is told that items were
+//! withheld, never what they were, and the access events of those reads are
+//! marked withheld; the practice's own users see everything.
+
+use carelog_kernel::access::{self, access_stream};
+use carelog_proto::access::v1::RecordAccessed;
+use carelog_proto::consultations::v1 as cpb;
+use carelog_proto::medications::v1 as mpb;
+use carelog_tests::consultations::{add_request, blood_pressure, hypertension};
+use carelog_tests::harness::{TestStack, jane_smith};
+use carelog_tests::medications::{
+    CLARITHROMYCIN_500, PARACETAMOL_500, acute, authorise, issue, record_penicillin_allergy,
+};
+
+const PRACTICE: &str = "A81001";
+const HOSPITAL: &str = "RR8";
+const CLINICIAN: &str = "R8000";
+
+fn at_practice<T>(stack: &TestStack, message: T) -> tonic::Request<T> {
+    stack.req_in_role("dr-jones", PRACTICE, CLINICIAN, message)
+}
+
+fn colleague<T>(stack: &TestStack, message: T) -> tonic::Request<T> {
+    stack.req_in_role("dr-patel", PRACTICE, CLINICIAN, message)
+}
+
+fn at_hospital<T>(stack: &TestStack, message: T) -> tonic::Request<T> {
+    stack.req_in_role("dr-okafor", HOSPITAL, CLINICIAN, message)
+}
+
+async fn accesses_by(stack: &TestStack, patient_id: &str, user: &str) -> Vec<RecordAccessed> {
+    let stream = access_stream();
+    stack
+        .store
+        .read_subject(&stream.name, &stream.subject(&patient_id), 0)
+        .await
+        .expect("read access stream")
+        .iter()
+        .map(|m| access::decode(m.payload.as_ref()).expect("RecordAccessed"))
+        .filter(|e| e.actor.as_ref().is_some_and(|a| a.user_id == user))
+        .collect()
+}
+
+fn entry_ids(c: &cpb::Consultation) -> Vec<String> {
+    c.topics
+        .iter()
+        .flat_map(|t| t.entries.iter().map(|e| e.entry_id.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn another_organisation_sees_the_rest_of_the_record_and_that_items_were_withheld() {
+    let stack = TestStack::start().await;
+    let jane = stack.register(jane_smith()).await;
+    let id = jane.patient_id.clone();
+
+    // Given the practice records a consultation with a blood pressure and a
+    // confidential problem
+    let mut consultations = stack.consultations();
+    let started = consultations
+        .start_consultation(at_practice(
+            &stack,
+            carelog_tests::consultations::start_request(&id),
+        ))
+        .await
+        .expect("start")
+        .into_inner();
+    let consultation_id = started.consultation.expect("consultation").consultation_id;
+    let bp = consultations
+        .add_entry(at_practice(
+            &stack,
+            add_request(&id, &consultation_id, "", blood_pressure(150, 95)),
+        ))
+        .await
+        .expect("blood pressure")
+        .into_inner();
+    let problem = consultations
+        .add_entry(at_practice(
+            &stack,
+            cpb::AddEntryRequest {
+                confidential: true,
+                ..add_request(
+                    &id,
+                    &consultation_id,
+                    &bp.topic_id,
+                    hypertension(cpb::ProblemStatus::Active),
+                )
+            },
+        ))
+        .await
+        .expect("confidential problem")
+        .into_inner();
+    let shown_to_author = problem.consultation.clone().expect("consultation");
+    assert_eq!(shown_to_author.withheld_count, 0);
+    assert_eq!(entry_ids(&shown_to_author).len(), 2);
+
+    // and a confidential allergy, an ordinary acute prescription and a
+    // confidential one, issued
+    let mut meds = stack.medications();
+    let allergy = meds
+        .record_allergy(at_practice(
+            &stack,
+            mpb::RecordAllergyRequest {
+                confidential: true,
+                ..record_penicillin_allergy(&id)
+            },
+        ))
+        .await
+        .expect("allergy")
+        .into_inner();
+    assert!(allergy.confidential);
+    assert_eq!(allergy.author_organisation_ods, PRACTICE);
+    let paracetamol = meds
+        .authorise_medication(at_practice(&stack, authorise(&id, acute(PARACETAMOL_500))))
+        .await
+        .expect("paracetamol")
+        .into_inner();
+    let private = meds
+        .authorise_medication(at_practice(
+            &stack,
+            mpb::AuthoriseMedicationRequest {
+                confidential: true,
+                ..authorise(&id, acute(CLARITHROMYCIN_500))
+            },
+        ))
+        .await
+        .expect("confidential prescription")
+        .into_inner();
+    let issued = meds
+        .issue_prescription(at_practice(&stack, issue(&id, &private.authorisation_id)))
+        .await
+        .expect("issue")
+        .into_inner();
+    let meds_at = issued.stream_sequence.max(private.stream_sequence);
+    let consultations_at = problem.stream_sequence;
+
+    // When a hospital clinician reads the record
+    let got = consultations
+        .get_consultation(at_hospital(
+            &stack,
+            cpb::GetConsultationRequest {
+                patient_id: id.clone(),
+                consultation_id: consultation_id.clone(),
+                min_sequence: consultations_at,
+            },
+        ))
+        .await
+        .expect("get")
+        .into_inner();
+    let listed = consultations
+        .list_consultations(at_hospital(
+            &stack,
+            cpb::ListConsultationsRequest {
+                patient_id: id.clone(),
+                min_sequence: consultations_at,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("list")
+        .into_inner();
+    let versions = consultations
+        .list_consultation_versions(at_hospital(
+            &stack,
+            cpb::ListConsultationVersionsRequest {
+                patient_id: id.clone(),
+                consultation_id: consultation_id.clone(),
+                min_sequence: consultations_at,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("versions")
+        .into_inner();
+    let problems = consultations
+        .list_problems(at_hospital(
+            &stack,
+            cpb::ListProblemsRequest {
+                patient_id: id.clone(),
+                min_sequence: consultations_at,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("problems")
+        .into_inner();
+    let observations = consultations
+        .list_latest_observations(at_hospital(
+            &stack,
+            cpb::ListLatestObservationsRequest {
+                patient_id: id.clone(),
+                min_sequence: consultations_at,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("observations")
+        .into_inner();
+    let allergies = meds
+        .list_allergies(at_hospital(
+            &stack,
+            mpb::ListAllergiesRequest {
+                patient_id: id.clone(),
+                min_sequence: meds_at,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("allergies")
+        .into_inner();
+    let medications = meds
+        .list_medications(at_hospital(
+            &stack,
+            mpb::ListMedicationsRequest {
+                patient_id: id.clone(),
+                min_sequence: meds_at,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("medications")
+        .into_inner();
+    let issues = meds
+        .list_issues(at_hospital(
+            &stack,
+            mpb::ListIssuesRequest {
+                patient_id: id.clone(),
+                min_sequence: meds_at,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("issues")
+        .into_inner();
+
+    // Then the blood pressure and the paracetamol are shown, the
+    // confidential items are not, and each answer counts what it withheld
+    assert_eq!(entry_ids(&got), vec![bp.entry_id.clone()]);
+    assert_eq!(got.withheld_count, 1);
+    assert_eq!(listed.consultations.len(), 1);
+    assert_eq!(
+        entry_ids(&listed.consultations[0]),
+        vec![bp.entry_id.clone()]
+    );
+    assert_eq!(listed.withheld_count, 1);
+    assert!(!versions.versions.is_empty());
+    for version in &versions.versions {
+        let c = version.consultation.as_ref().expect("consultation");
+        assert!(!entry_ids(c).contains(&problem.entry_id), "{version:?}");
+    }
+    assert_eq!(versions.withheld_count, 1);
+    assert!(problems.problems.is_empty(), "{problems:?}");
+    assert_eq!(problems.withheld_count, 1);
+    assert_eq!(observations.observations.len(), 1);
+    assert_eq!(observations.observations[0].entry_id, bp.entry_id);
+    assert_eq!(observations.withheld_count, 0);
+    assert!(allergies.allergies.is_empty());
+    assert_eq!(allergies.withheld_count, 1);
+    assert_eq!(
+        medications
+            .authorisations
+            .iter()
+            .map(|a| a.authorisation_id.clone())
+            .collect::<Vec<_>>(),
+        vec![paracetamol.authorisation_id.clone()]
+    );
+    assert_eq!(medications.withheld_count, 1);
+    assert!(issues.issues.is_empty());
+    assert_eq!(issues.withheld_count, 1);
+    // and nothing of what was withheld leaks into the answers
+    let answers =
+        format!("{got:?}{listed:?}{versions:?}{problems:?}{allergies:?}{medications:?}{issues:?}");
+    assert!(!answers.contains(&problem.entry_id));
+    assert!(!answers.contains(&allergy.allergy_id));
+    assert!(!answers.contains(&private.authorisation_id));
+    assert!(!answers.contains("Hypertension") && !answers.contains("enicillin"));
+
+    // and every read that left something out is audited as withheld
+    let reads = accesses_by(&stack, &id, "dr-okafor").await;
+    let withheld: Vec<(&str, bool)> = reads
+        .iter()
+        .map(|e| (e.method.as_str(), e.withheld))
+        .collect();
+    assert_eq!(
+        withheld,
+        vec![
+            ("GetConsultation", true),
+            ("ListConsultations", true),
+            ("ListConsultationVersions", true),
+            ("ListProblems", true),
+            ("ListLatestObservations", false),
+            ("ListAllergies", true),
+            ("ListMedications", true),
+            ("ListIssues", true),
+        ]
+    );
+
+    // When a colleague at the practice reads the same record
+    let got = consultations
+        .get_consultation(colleague(
+            &stack,
+            cpb::GetConsultationRequest {
+                patient_id: id.clone(),
+                consultation_id: consultation_id.clone(),
+                min_sequence: consultations_at,
+            },
+        ))
+        .await
+        .expect("get")
+        .into_inner();
+    let problems = consultations
+        .list_problems(colleague(
+            &stack,
+            cpb::ListProblemsRequest {
+                patient_id: id.clone(),
+                min_sequence: consultations_at,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("problems")
+        .into_inner();
+    let allergies = meds
+        .list_allergies(colleague(
+            &stack,
+            mpb::ListAllergiesRequest {
+                patient_id: id.clone(),
+                min_sequence: meds_at,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("allergies")
+        .into_inner();
+    let medications = meds
+        .list_medications(colleague(
+            &stack,
+            mpb::ListMedicationsRequest {
+                patient_id: id.clone(),
+                min_sequence: meds_at,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("medications")
+        .into_inner();
+    let issues = meds
+        .list_issues(colleague(
+            &stack,
+            mpb::ListIssuesRequest {
+                patient_id: id.clone(),
+                min_sequence: meds_at,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("issues")
+        .into_inner();
+
+    // Then everything is shown, marked confidential, and nothing withheld
+    assert_eq!(
+        entry_ids(&got),
+        vec![bp.entry_id.clone(), problem.entry_id.clone()]
+    );
+    assert_eq!(got.withheld_count, 0);
+    assert_eq!(problems.problems.len(), 1);
+    assert!(problems.problems[0].confidential);
+    assert_eq!(problems.problems[0].author_organisation_ods, PRACTICE);
+    assert_eq!(problems.withheld_count, 0);
+    assert_eq!(allergies.allergies.len(), 1);
+    assert_eq!(allergies.withheld_count, 0);
+    assert_eq!(medications.authorisations.len(), 2);
+    assert_eq!(medications.withheld_count, 0);
+    assert_eq!(issues.issues.len(), 1);
+    assert!(issues.issues[0].confidential);
+    assert!(
+        accesses_by(&stack, &id, "dr-patel")
+            .await
+            .iter()
+            .all(|e| !e.withheld)
+    );
+    stack.stop().await;
+}
