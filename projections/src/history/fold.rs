@@ -672,6 +672,7 @@ mod tests {
             topic_id: "t1".into(),
             entry_id: entry.into(),
             content: comment(text),
+            ..Default::default()
         }))
     }
 
@@ -850,6 +851,7 @@ mod tests {
                         allergy_id: ALLERGY.into(),
                         details: details.clone(),
                         recorded_on: None,
+                        ..Default::default()
                     }))],
                 ),
                 (
