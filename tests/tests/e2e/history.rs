@@ -316,7 +316,10 @@ async fn history_the_record_as_it_stood_around_an_amendment_an_error_a_merge_and
     // duplicate's record, and the duplicate points at Jane
     for view in [AsRecorded, AsCorrected] {
         let merged = as_of(&stack, &j, t4_merged, view).await;
-        assert_eq!(patient(&merged).merged_patient_ids, [d.clone()]);
+        assert_eq!(
+            patient(&merged).merged_patient_ids,
+            std::slice::from_ref(&d)
+        );
         assert_eq!(merged.merged_records.len(), 1);
         let dup = &merged.merged_records[0];
         assert_eq!(dup.patient_id, d);
