@@ -228,6 +228,25 @@ impl TestStack {
             .expect("stream info")
     }
 
+    /// Every access event recorded for a patient, with its sequence in
+    /// `CARELOG_ACCESS`, oldest first.
+    pub async fn access_events(
+        &self,
+        patient_id: &str,
+    ) -> Vec<(u64, carelog_proto::access::v1::RecordAccessed)> {
+        let stream = carelog_kernel::access::access_stream();
+        self.store
+            .read_subject(&stream.name, &stream.subject(&patient_id), 0)
+            .await
+            .expect("read access stream")
+            .iter()
+            .map(|m| {
+                let event = carelog_kernel::access::decode(m.payload.as_ref());
+                (m.stream_sequence, event.expect("RecordAccessed"))
+            })
+            .collect()
+    }
+
     /// A request carrying a clinician's token.
     pub fn req<T>(&self, message: T) -> tonic::Request<T> {
         self.req_as("dr-jones", message)
