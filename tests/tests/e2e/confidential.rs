@@ -22,12 +22,146 @@ fn at_practice<T>(stack: &TestStack, message: T) -> tonic::Request<T> {
     stack.req_in_role("dr-jones", PRACTICE, CLINICIAN, message)
 }
 
-fn colleague<T>(stack: &TestStack, message: T) -> tonic::Request<T> {
-    stack.req_in_role("dr-patel", PRACTICE, CLINICIAN, message)
+/// Where the record stands after the practice's writes.
+struct Positions {
+    patient_id: String,
+    consultation_id: String,
+    consultations: u64,
+    medications: u64,
 }
 
-fn at_hospital<T>(stack: &TestStack, message: T) -> tonic::Request<T> {
-    stack.req_in_role("dr-okafor", HOSPITAL, CLINICIAN, message)
+/// Every query that can return a confidential item, as one caller saw it.
+struct Answers {
+    got: cpb::Consultation,
+    listed: cpb::ListConsultationsResponse,
+    versions: cpb::ListConsultationVersionsResponse,
+    problems: cpb::ListProblemsResponse,
+    observations: cpb::ListLatestObservationsResponse,
+    allergies: mpb::ListAllergiesResponse,
+    medications: mpb::ListMedicationsResponse,
+    issues: mpb::ListIssuesResponse,
+}
+
+/// `user` of organisation `org` reads the whole record, in this order.
+async fn read_record(stack: &TestStack, (user, org): (&str, &str), at: &Positions) -> Answers {
+    let mut consultations = stack.consultations();
+    let mut meds = stack.medications();
+    let (patient_id, consultation_id) = (at.patient_id.clone(), at.consultation_id.clone());
+    let got = consultations
+        .get_consultation(stack.req_in_role(
+            user,
+            org,
+            CLINICIAN,
+            cpb::GetConsultationRequest {
+                patient_id: patient_id.clone(),
+                consultation_id: consultation_id.clone(),
+                min_sequence: at.consultations,
+            },
+        ))
+        .await
+        .expect("get");
+    let listed = consultations
+        .list_consultations(stack.req_in_role(
+            user,
+            org,
+            CLINICIAN,
+            cpb::ListConsultationsRequest {
+                patient_id: patient_id.clone(),
+                min_sequence: at.consultations,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("list");
+    let versions = consultations
+        .list_consultation_versions(stack.req_in_role(
+            user,
+            org,
+            CLINICIAN,
+            cpb::ListConsultationVersionsRequest {
+                patient_id: patient_id.clone(),
+                consultation_id,
+                min_sequence: at.consultations,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("versions");
+    let problems = consultations
+        .list_problems(stack.req_in_role(
+            user,
+            org,
+            CLINICIAN,
+            cpb::ListProblemsRequest {
+                patient_id: patient_id.clone(),
+                min_sequence: at.consultations,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("problems");
+    let observations = consultations
+        .list_latest_observations(stack.req_in_role(
+            user,
+            org,
+            CLINICIAN,
+            cpb::ListLatestObservationsRequest {
+                patient_id: patient_id.clone(),
+                min_sequence: at.consultations,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("observations");
+    let allergies = meds
+        .list_allergies(stack.req_in_role(
+            user,
+            org,
+            CLINICIAN,
+            mpb::ListAllergiesRequest {
+                patient_id: patient_id.clone(),
+                min_sequence: at.medications,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("allergies");
+    let medications = meds
+        .list_medications(stack.req_in_role(
+            user,
+            org,
+            CLINICIAN,
+            mpb::ListMedicationsRequest {
+                patient_id: patient_id.clone(),
+                min_sequence: at.medications,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("medications");
+    let issues = meds
+        .list_issues(stack.req_in_role(
+            user,
+            org,
+            CLINICIAN,
+            mpb::ListIssuesRequest {
+                patient_id,
+                min_sequence: at.medications,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("issues");
+    Answers {
+        got: got.into_inner(),
+        listed: listed.into_inner(),
+        versions: versions.into_inner(),
+        problems: problems.into_inner(),
+        observations: observations.into_inner(),
+        allergies: allergies.into_inner(),
+        medications: medications.into_inner(),
+        issues: issues.into_inner(),
+    }
 }
 
 async fn accesses_by(stack: &TestStack, patient_id: &str, user: &str) -> Vec<RecordAccessed> {
@@ -137,103 +271,22 @@ async fn another_organisation_sees_the_rest_of_the_record_and_that_items_were_wi
     let consultations_at = problem.stream_sequence;
 
     // When a hospital clinician reads the record
-    let got = consultations
-        .get_consultation(at_hospital(
-            &stack,
-            cpb::GetConsultationRequest {
-                patient_id: id.clone(),
-                consultation_id: consultation_id.clone(),
-                min_sequence: consultations_at,
-            },
-        ))
-        .await
-        .expect("get")
-        .into_inner();
-    let listed = consultations
-        .list_consultations(at_hospital(
-            &stack,
-            cpb::ListConsultationsRequest {
-                patient_id: id.clone(),
-                min_sequence: consultations_at,
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("list")
-        .into_inner();
-    let versions = consultations
-        .list_consultation_versions(at_hospital(
-            &stack,
-            cpb::ListConsultationVersionsRequest {
-                patient_id: id.clone(),
-                consultation_id: consultation_id.clone(),
-                min_sequence: consultations_at,
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("versions")
-        .into_inner();
-    let problems = consultations
-        .list_problems(at_hospital(
-            &stack,
-            cpb::ListProblemsRequest {
-                patient_id: id.clone(),
-                min_sequence: consultations_at,
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("problems")
-        .into_inner();
-    let observations = consultations
-        .list_latest_observations(at_hospital(
-            &stack,
-            cpb::ListLatestObservationsRequest {
-                patient_id: id.clone(),
-                min_sequence: consultations_at,
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("observations")
-        .into_inner();
-    let allergies = meds
-        .list_allergies(at_hospital(
-            &stack,
-            mpb::ListAllergiesRequest {
-                patient_id: id.clone(),
-                min_sequence: meds_at,
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("allergies")
-        .into_inner();
-    let medications = meds
-        .list_medications(at_hospital(
-            &stack,
-            mpb::ListMedicationsRequest {
-                patient_id: id.clone(),
-                min_sequence: meds_at,
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("medications")
-        .into_inner();
-    let issues = meds
-        .list_issues(at_hospital(
-            &stack,
-            mpb::ListIssuesRequest {
-                patient_id: id.clone(),
-                min_sequence: meds_at,
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("issues")
-        .into_inner();
+    let at = Positions {
+        patient_id: id.clone(),
+        consultation_id: consultation_id.clone(),
+        consultations: consultations_at,
+        medications: meds_at,
+    };
+    let Answers {
+        got,
+        listed,
+        versions,
+        problems,
+        observations,
+        allergies,
+        medications,
+        issues,
+    } = read_record(&stack, ("dr-okafor", HOSPITAL), &at).await;
 
     // Then the blood pressure and the paracetamol are shown, the
     // confidential items are not, and each answer counts what it withheld
@@ -298,66 +351,14 @@ async fn another_organisation_sees_the_rest_of_the_record_and_that_items_were_wi
     );
 
     // When a colleague at the practice reads the same record
-    let got = consultations
-        .get_consultation(colleague(
-            &stack,
-            cpb::GetConsultationRequest {
-                patient_id: id.clone(),
-                consultation_id: consultation_id.clone(),
-                min_sequence: consultations_at,
-            },
-        ))
-        .await
-        .expect("get")
-        .into_inner();
-    let problems = consultations
-        .list_problems(colleague(
-            &stack,
-            cpb::ListProblemsRequest {
-                patient_id: id.clone(),
-                min_sequence: consultations_at,
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("problems")
-        .into_inner();
-    let allergies = meds
-        .list_allergies(colleague(
-            &stack,
-            mpb::ListAllergiesRequest {
-                patient_id: id.clone(),
-                min_sequence: meds_at,
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("allergies")
-        .into_inner();
-    let medications = meds
-        .list_medications(colleague(
-            &stack,
-            mpb::ListMedicationsRequest {
-                patient_id: id.clone(),
-                min_sequence: meds_at,
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("medications")
-        .into_inner();
-    let issues = meds
-        .list_issues(colleague(
-            &stack,
-            mpb::ListIssuesRequest {
-                patient_id: id.clone(),
-                min_sequence: meds_at,
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("issues")
-        .into_inner();
+    let Answers {
+        got,
+        problems,
+        allergies,
+        medications,
+        issues,
+        ..
+    } = read_record(&stack, ("dr-patel", PRACTICE), &at).await;
 
     // Then everything is shown, marked confidential, and nothing withheld
     assert_eq!(
