@@ -17,6 +17,13 @@ use carelog_kernel::Aggregate as _;
 use carelog_kernel::Executor;
 use carelog_kernel::access::{self, AccessLog, AccessSink};
 use carelog_kernel::auth::Authenticator;
+use carelog_kernel::guard::Guard;
+use carelog_projections::access::PgAccessFacts;
+use carelog_proto::sharing::v1::sharing_service_server::SharingServiceServer;
+use carelog_projections::sharing::PgSharingQueries;
+use carelog_sharing::api::SharingApi;
+use carelog_sharing::domain::SharingRecord;
+use carelog_tasks::break_glass::PrivacyReview;
 use carelog_kernel::store::{ContextStream, EventStore, StoreOptions};
 use carelog_medications::api::MedicationsApi;
 use carelog_medications::catalogue::DrugCatalogue;
@@ -40,11 +47,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Every context with a stream.
-pub const CONTEXTS: [&str; 4] = [
+pub const CONTEXTS: [&str; 5] = [
     PatientRecord::CONTEXT,
     PatientConsultations::CONTEXT,
     MedicationRecord::CONTEXT,
     TaskList::CONTEXT,
+    SharingRecord::CONTEXT,
 ];
 
 /// Cache capacity (aggregates) of each context's executor.
@@ -281,10 +289,23 @@ pub async fn start_with(
             .unwrap_or_else(|| Arc::new(AccessLog::new(store.clone())));
         let patients = Arc::new(Executor::<PatientRecord>::new(store.clone(), CACHE));
         let gate = PatientGate::new(patients.clone());
+        let task_executor = Arc::new(Executor::<TaskList>::new(store.clone(), CACHE));
+        // The one access decision every handler asks (ADR 0020); emergency
+        // accesses raise the privacy officer's review task (ADR 0022).
+        let guard = Guard::new(
+            settings.access_policy.clone(),
+            Arc::new(PgAccessFacts::new(gate.clone(), pool.clone())),
+            access_log.clone(),
+        )
+        .with_break_glass(Arc::new(PrivacyReview::new(task_executor.clone())));
         let demographics = serves(PatientRecord::CONTEXT).then(|| {
             DemographicsServiceServer::with_interceptor(
-                DemographicsApi::new(patients, Arc::new(PgPatientQueries::new(pool.clone())))
-                    .with_access_log(access_log.clone()),
+                DemographicsApi::new(
+                    patients,
+                    Arc::new(PgPatientQueries::new(pool.clone())),
+                    guard.clone(),
+                )
+                .with_access_log(access_log.clone()),
                 auth.clone().interceptor(settings.access_policy.clone()),
             )
         });
@@ -294,7 +315,9 @@ pub async fn start_with(
                     Arc::new(Executor::<PatientConsultations>::new(store.clone(), CACHE)),
                     gate.clone(),
                     Arc::new(PgConsultationsQueries::new(pool.clone())),
-                ),
+                    guard.clone(),
+                )
+                .with_access_log(access_log.clone()),
                 auth.clone().interceptor(settings.access_policy.clone()),
             )
         });
@@ -304,6 +327,7 @@ pub async fn start_with(
                     Arc::new(Executor::<MedicationRecord>::new(store.clone(), CACHE)),
                     gate.clone(),
                     Arc::new(PgMedicationsQueries::new(pool.clone())),
+                    guard.clone(),
                 )
                 .with_catalogue(settings.drug_catalogue.clone())
                 .with_access_log(access_log.clone()),
@@ -313,9 +337,20 @@ pub async fn start_with(
         let task_service = serves(TaskList::CONTEXT).then(|| {
             TasksServiceServer::with_interceptor(
                 TasksApi::new(
-                    Arc::new(Executor::<TaskList>::new(store.clone(), CACHE)),
+                    task_executor.clone(),
                     gate.clone(),
                     Arc::new(PgTasksQueries::new(pool.clone())),
+                    guard.clone(),
+                )
+                .with_access_log(access_log.clone()),
+                auth.clone().interceptor(settings.access_policy.clone()),
+            )
+        });
+        let sharing = serves(SharingRecord::CONTEXT).then(|| {
+            SharingServiceServer::with_interceptor(
+                SharingApi::new(
+                    Arc::new(Executor::<SharingRecord>::new(store.clone(), CACHE)),
+                    Arc::new(PgSharingQueries::new(pool.clone())),
                 ),
                 auth.clone().interceptor(settings.access_policy.clone()),
             )
@@ -347,7 +382,7 @@ pub async fn start_with(
                 .await;
             };
             tonic::transport::Server::builder()
-                .layer(crate::rpc::RpcLayer)
+                .layer(crate::rpc::RpcLayer::new(access_log.clone()))
                 .add_service(health_service)
                 .add_service(reflection_v1)
                 .add_service(reflection_v1alpha)
@@ -355,6 +390,7 @@ pub async fn start_with(
                 .add_optional_service(consultations)
                 .add_optional_service(medications)
                 .add_optional_service(task_service)
+                .add_optional_service(sharing)
                 .add_service(audit)
                 .serve_with_incoming_shutdown(incoming(listener), stop)
                 .await
@@ -452,11 +488,12 @@ fn served_services(contexts: &[&str]) -> Vec<&'static str> {
 }
 
 /// The full names of carelog's gRPC services (gRPC health and reflection).
-pub const SERVICES: [&str; 4] = [
+pub const SERVICES: [&str; 5] = [
     "carelog.demographics.v1.DemographicsService",
     "carelog.consultations.v1.ConsultationsService",
     "carelog.medications.v1.MedicationsService",
     "carelog.tasks.v1.TasksService",
+    "carelog.sharing.v1.SharingService",
 ];
 
 /// Accepted connections with Nagle's algorithm off: a gRPC reply is written

@@ -40,9 +40,10 @@ pub enum Permission {
     ManageTasks,
     /// Read the audit log's checkpoints and proofs.
     ViewAudit,
-    /// Administer sharing agreements (no RPC needs it yet).
+    /// Administer organisation groups and sharing agreements.
     AdministerSharing,
-    /// The privacy officer's duties (no RPC needs it yet).
+    /// The privacy officer's duties (reviewing emergency accesses; no RPC
+    /// requires it alone yet).
     PrivacyOfficer,
 }
 
@@ -78,6 +79,7 @@ const CONSULTATIONS: &str = "/carelog.consultations.v1.ConsultationsService/";
 const MEDICATIONS: &str = "/carelog.medications.v1.MedicationsService/";
 const TASKS: &str = "/carelog.tasks.v1.TasksService/";
 const AUDIT: &str = "/carelog.audit.v1.AuditService/";
+const SHARING: &str = "/carelog.sharing.v1.SharingService/";
 
 /// Every RPC of every carelog service and what it requires, by service
 /// and method name. An RPC not in this table is refused.
@@ -151,6 +153,15 @@ pub const RPCS: &[(&str, &str, Requirement)] = &[
     (AUDIT, "SignCheckpoint", &[ViewAudit]),
     (AUDIT, "GetInclusionProof", &[ViewAudit]),
     (AUDIT, "GetConsistencyProof", &[ViewAudit]),
+    (SHARING, "CreateOrganisationGroup", &[AdministerSharing]),
+    (SHARING, "AddGroupMember", &[AdministerSharing]),
+    (SHARING, "RemoveGroupMember", &[AdministerSharing]),
+    (SHARING, "GetOrganisationGroup", &[AdministerSharing]),
+    (SHARING, "ListOrganisationGroups", &[AdministerSharing]),
+    (SHARING, "CreateSharingAgreement", &[AdministerSharing]),
+    (SHARING, "EndSharingAgreement", &[AdministerSharing]),
+    (SHARING, "GetSharingAgreement", &[AdministerSharing]),
+    (SHARING, "ListSharingAgreements", &[AdministerSharing]),
 ];
 
 /// What an RPC path (`/package.Service/Method`) requires; `None` for a

@@ -14,6 +14,7 @@ mod policy;
 mod projections;
 mod reflection;
 mod scenario;
+mod shared_care;
 mod streams;
 mod tasks;
 mod telemetry;

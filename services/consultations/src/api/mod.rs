@@ -12,6 +12,7 @@ use carelog_demographics::gate::{PatientFacts, PatientGate};
 use carelog_kernel::access::{self, AccessLog, AccessSink, Reads};
 use carelog_kernel::edge::require_text;
 use carelog_kernel::envelope::from_timestamp;
+use carelog_kernel::guard::Guard;
 use carelog_kernel::ids::{ConsultationId, EntryId, TopicId};
 use carelog_kernel::{Executor, Failure, PatientId, RequestContext, Violations};
 use carelog_proto::consultations::v1 as pb;
@@ -29,6 +30,7 @@ pub struct ConsultationsApi<Q> {
     gate: PatientGate,
     queries: Arc<Q>,
     access: Arc<dyn AccessSink>,
+    guard: Guard,
 }
 
 const SERVICE: &str = "carelog.consultations.v1.ConsultationsService";
@@ -64,6 +66,7 @@ impl<Q: ConsultationsQueries> ConsultationsApi<Q> {
         executor: Arc<Executor<PatientConsultations>>,
         gate: PatientGate,
         queries: Arc<Q>,
+        guard: Guard,
     ) -> Self {
         let access = Arc::new(AccessLog::new(executor.store().clone()));
         Self {
@@ -71,6 +74,7 @@ impl<Q: ConsultationsQueries> ConsultationsApi<Q> {
             gate,
             queries,
             access,
+            guard,
         }
     }
 
@@ -90,11 +94,12 @@ impl<Q: ConsultationsQueries> ConsultationsApi<Q> {
     /// Runs a command about one consultation and answers with it.
     async fn run(
         &self,
-        ctx: RequestContext,
+        mut ctx: RequestContext,
         patient: PatientId,
         activity: Activity,
         command: Command,
     ) -> Result<Response<pb::ConsultationCommandResponse>, Status> {
+        self.guard.admit(&mut ctx, patient).await?;
         let facts = self.facts(patient, activity).await?;
         let context = Context {
             patient: &facts,
@@ -370,7 +375,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         &self,
         request: Request<pb::GetConsultationRequest>,
     ) -> Result<Response<pb::Consultation>, Status> {
-        let (ctx, r) = RequestContext::query(request)?;
+        let (mut ctx, r) = RequestContext::query(request)?;
         let mut v = Violations::new();
         let patient = patient(&r.patient_id, &mut v);
         let consultation = consultation(&r.consultation_id, &mut v);
@@ -378,6 +383,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         let (Some(patient), Some(consultation)) = (patient, consultation) else {
             return Err(missing().into());
         };
+        self.guard.admit(&mut ctx, patient).await?;
         let found = self
             .queries
             .get(
@@ -398,12 +404,13 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         &self,
         request: Request<pb::ListConsultationsRequest>,
     ) -> Result<Response<pb::ListConsultationsResponse>, Status> {
-        let (ctx, r) = RequestContext::query(request)?;
+        let (mut ctx, r) = RequestContext::query(request)?;
         let mut v = Violations::new();
         let patient = patient(&r.patient_id, &mut v);
         let page = page(r.page_size, r.page_token, &mut v);
         v.into_result()?;
         let patient = patient.ok_or_else(missing)?;
+        self.guard.admit(&mut ctx, patient).await?;
         let (found, next_page_token) = self
             .queries
             .list(
@@ -426,7 +433,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         &self,
         request: Request<pb::ListConsultationVersionsRequest>,
     ) -> Result<Response<pb::ListConsultationVersionsResponse>, Status> {
-        let (ctx, r) = RequestContext::query(request)?;
+        let (mut ctx, r) = RequestContext::query(request)?;
         let mut v = Violations::new();
         let patient = patient(&r.patient_id, &mut v);
         let consultation = consultation(&r.consultation_id, &mut v);
@@ -435,6 +442,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         let (Some(patient), Some(consultation)) = (patient, consultation) else {
             return Err(missing().into());
         };
+        self.guard.admit(&mut ctx, patient).await?;
         let (versions, next_page_token) = self
             .queries
             .versions(
@@ -475,7 +483,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         &self,
         request: Request<pb::ListProblemsRequest>,
     ) -> Result<Response<pb::ListProblemsResponse>, Status> {
-        let (ctx, r) = RequestContext::query(request)?;
+        let (mut ctx, r) = RequestContext::query(request)?;
         let mut v = Violations::new();
         let patient = patient(&r.patient_id, &mut v);
         let status = match pb::ProblemStatus::try_from(r.status) {
@@ -492,6 +500,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         let page = page(r.page_size, r.page_token, &mut v);
         v.into_result()?;
         let patient = patient.ok_or_else(missing)?;
+        self.guard.admit(&mut ctx, patient).await?;
         let (problems, next_page_token) = self
             .queries
             .problems(
@@ -522,12 +531,13 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         &self,
         request: Request<pb::ListLatestObservationsRequest>,
     ) -> Result<Response<pb::ListLatestObservationsResponse>, Status> {
-        let (ctx, r) = RequestContext::query(request)?;
+        let (mut ctx, r) = RequestContext::query(request)?;
         let mut v = Violations::new();
         let patient = patient(&r.patient_id, &mut v);
         let page = page(r.page_size, r.page_token, &mut v);
         v.into_result()?;
         let patient = patient.ok_or_else(missing)?;
+        self.guard.admit(&mut ctx, patient).await?;
         let (observations, next_page_token) = self
             .queries
             .observations(

@@ -76,6 +76,7 @@ pub struct MedicationsApi<Q> {
     queries: Arc<Q>,
     catalogue: Arc<DrugCatalogue>,
     access: Arc<dyn carelog_kernel::access::AccessSink>,
+    guard: carelog_kernel::guard::Guard,
 }
 
 impl<Q> std::fmt::Debug for MedicationsApi<Q> {
@@ -90,6 +91,7 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
         executor: Arc<Executor<MedicationRecord>>,
         gate: PatientGate,
         queries: Arc<Q>,
+        guard: carelog_kernel::guard::Guard,
     ) -> Self {
         let access = Arc::new(carelog_kernel::access::AccessLog::new(
             executor.store().clone(),
@@ -100,6 +102,7 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
             queries,
             catalogue: Arc::new(DrugCatalogue::sample()),
             access,
+            guard,
         }
     }
 
@@ -119,11 +122,12 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
     /// new clinical activity, else `open`.
     async fn run(
         &self,
-        ctx: &RequestContext,
+        ctx: &mut RequestContext,
         patient: PatientId,
         alive: bool,
         command: Command,
     ) -> Result<Committed<MedicationRecord>, Status> {
+        self.guard.admit(ctx, patient).await?;
         let facts: PatientFacts = if alive {
             self.gate.alive(patient).await?
         } else {
@@ -132,7 +136,7 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
         let today = Utc::now().date_naive();
         let committed = self
             .executor
-            .execute(ctx, &[patient], |loaded| {
+            .execute(&*ctx, &[patient], |loaded| {
                 let facts = Facts {
                     today,
                     birth_date: facts.birth_date,
@@ -191,7 +195,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         &self,
         request: Request<pb::RecordAllergyRequest>,
     ) -> Result<Response<pb::Allergy>, Status> {
-        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let (mut ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
         let mut v = Violations::new();
         let patient = patient_id(&r.patient_id, &mut v);
         if r.allergy.is_none() {
@@ -204,7 +208,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
             allergy_id,
             details: r.allergy.unwrap_or_default(),
         };
-        let committed = self.run(&ctx, patient, true, command).await?;
+        let committed = self.run(&mut ctx, patient, true, command).await?;
         Ok(Response::new(allergy_of(
             &committed,
             patient,
@@ -216,7 +220,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         &self,
         request: Request<pb::ResolveAllergyRequest>,
     ) -> Result<Response<pb::Allergy>, Status> {
-        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let (mut ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
         let mut v = Violations::new();
         let patient = patient_id(&r.patient_id, &mut v);
         let allergy_id: Option<AllergyId> = typed("allergy_id", &r.allergy_id, &mut v);
@@ -233,7 +237,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
             resolved_on,
             reason: r.reason,
         };
-        let committed = self.run(&ctx, patient, false, command).await?;
+        let committed = self.run(&mut ctx, patient, false, command).await?;
         Ok(Response::new(allergy_of(
             &committed,
             patient,
@@ -245,7 +249,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         &self,
         request: Request<pb::MarkAllergyEnteredInErrorRequest>,
     ) -> Result<Response<pb::Allergy>, Status> {
-        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let (mut ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
         let mut v = Violations::new();
         let patient = patient_id(&r.patient_id, &mut v);
         let allergy_id: Option<AllergyId> = typed("allergy_id", &r.allergy_id, &mut v);
@@ -257,7 +261,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
             allergy_id,
             reason: r.reason,
         };
-        let committed = self.run(&ctx, patient, false, command).await?;
+        let committed = self.run(&mut ctx, patient, false, command).await?;
         Ok(Response::new(allergy_of(
             &committed,
             patient,
@@ -271,7 +275,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
     ) -> Result<Response<pb::Authorisation>, Status> {
         // An override's reason is the commit's reason unless another is given,
         // so the audit history shows why a safety check was overridden.
-        let (ctx, r) = RequestContext::command(request, |r| {
+        let (mut ctx, r) = RequestContext::command(request, |r| {
             let reason = if r.reason.trim().is_empty() {
                 &r.override_reason
             } else {
@@ -292,7 +296,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
             details: r.authorisation.unwrap_or_default(),
             override_reason: r.override_reason,
         };
-        let committed = self.run(&ctx, patient, true, command).await?;
+        let committed = self.run(&mut ctx, patient, true, command).await?;
         Ok(Response::new(authorisation_of(
             &committed,
             patient,
@@ -304,7 +308,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         &self,
         request: Request<pb::IssuePrescriptionRequest>,
     ) -> Result<Response<pb::Issue>, Status> {
-        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let (mut ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
         let mut v = Violations::new();
         let patient = patient_id(&r.patient_id, &mut v);
         let authorisation_id: Option<AuthorisationId> =
@@ -318,7 +322,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
             issue_id,
             authorisation_id,
         };
-        let committed = self.run(&ctx, patient, true, command).await?;
+        let committed = self.run(&mut ctx, patient, true, command).await?;
         let id = issue_id.to_string();
         let mut issue = state(&committed)?
             .issue(&id)
@@ -333,7 +337,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         &self,
         request: Request<pb::ChangeMedicationRequest>,
     ) -> Result<Response<pb::ChangeMedicationResponse>, Status> {
-        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let (mut ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
         let mut v = Violations::new();
         let patient = patient_id(&r.patient_id, &mut v);
         let authorisation_id: Option<AuthorisationId> =
@@ -366,7 +370,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
             reason: r.reason,
             override_reason: r.override_reason,
         };
-        let committed = self.run(&ctx, patient, true, command).await?;
+        let committed = self.run(&mut ctx, patient, true, command).await?;
         Ok(Response::new(pb::ChangeMedicationResponse {
             stopped: Some(authorisation_of(
                 &committed,
@@ -386,7 +390,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         &self,
         request: Request<pb::DiscontinueMedicationRequest>,
     ) -> Result<Response<pb::Authorisation>, Status> {
-        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let (mut ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
         let mut v = Violations::new();
         let patient = patient_id(&r.patient_id, &mut v);
         let authorisation_id: Option<AuthorisationId> =
@@ -399,7 +403,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
             authorisation_id,
             reason: r.reason,
         };
-        let committed = self.run(&ctx, patient, false, command).await?;
+        let committed = self.run(&mut ctx, patient, false, command).await?;
         Ok(Response::new(authorisation_of(
             &committed,
             patient,
@@ -411,7 +415,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         &self,
         request: Request<pb::RecordMedicationReviewRequest>,
     ) -> Result<Response<pb::RecordMedicationReviewResponse>, Status> {
-        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let (mut ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
         let mut v = Violations::new();
         let patient = patient_id(&r.patient_id, &mut v);
         let mut ids = Vec::new();
@@ -429,7 +433,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
             next_review_date: r.next_review_date,
             note: r.note,
         };
-        let committed = self.run(&ctx, patient, false, command).await?;
+        let committed = self.run(&mut ctx, patient, false, command).await?;
         // The authorisations this review (or the first one with the same
         // request id) touched: reviewed today, next due on the date it set.
         let today = Some(crate::domain::values::date_proto(Utc::now().date_naive()));

@@ -29,12 +29,13 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
         &self,
         request: Request<pb::ListMedicationsRequest>,
     ) -> Result<Response<pb::ListMedicationsResponse>, Status> {
-        let (ctx, r) = RequestContext::query(request)?;
+        let (mut ctx, r) = RequestContext::query(request)?;
         let mut v = Violations::new();
         let patient = patient_id(&r.patient_id, &mut v);
         let page = page(r.page_size, r.page_token, &mut v);
         v.into_result()?;
         let patient = patient.ok_or_else(|| missing("patient", &r.patient_id))?;
+        self.guard.admit(&mut ctx, patient).await?;
         self.gate.open(patient).await?;
         let (authorisations, next_page_token) = self
             .queries
@@ -63,7 +64,7 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
         &self,
         request: Request<pb::ListIssuesRequest>,
     ) -> Result<Response<pb::ListIssuesResponse>, Status> {
-        let (ctx, r) = RequestContext::query(request)?;
+        let (mut ctx, r) = RequestContext::query(request)?;
         let mut v = Violations::new();
         let patient = patient_id(&r.patient_id, &mut v);
         let authorisation = if r.authorisation_id.trim().is_empty() {
@@ -74,6 +75,7 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
         let page = page(r.page_size, r.page_token, &mut v);
         v.into_result()?;
         let patient = patient.ok_or_else(|| missing("patient", &r.patient_id))?;
+        self.guard.admit(&mut ctx, patient).await?;
         self.gate.open(patient).await?;
         let (issues, next_page_token) = self
             .queries
@@ -102,7 +104,7 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
         &self,
         request: Request<pb::ListAllergiesRequest>,
     ) -> Result<Response<pb::ListAllergiesResponse>, Status> {
-        let (ctx, r) = RequestContext::query(request)?;
+        let (mut ctx, r) = RequestContext::query(request)?;
         let mut v = Violations::new();
         let patient = patient_id(&r.patient_id, &mut v);
         let filter = match pb::AllergyStatus::try_from(r.status) {
@@ -116,6 +118,7 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
         let page = page(r.page_size, r.page_token, &mut v);
         v.into_result()?;
         let patient = patient.ok_or_else(|| missing("patient", &r.patient_id))?;
+        self.guard.admit(&mut ctx, patient).await?;
         self.gate.open(patient).await?;
         let (allergies, next_page_token) = self
             .queries
