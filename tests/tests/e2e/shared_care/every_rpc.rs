@@ -63,14 +63,15 @@ macro_rules! case {
 }
 
 /// As `case!` for an RPC that concerns no patient: a role without its
-/// permission is refused and the refusal recorded; a clinician succeeds.
+/// permission (`$without`) is refused and the refusal recorded; then the
+/// call is made in a role with it (`$with`) and its answer returned.
 macro_rules! role_case {
-    ($stack:expr, $seen:expr, $method:literal, |$role:ident| $call:expr) => {{
+    ($stack:expr, $seen:expr, $method:literal, $without:literal, $with:literal, |$role:ident| $call:expr) => {{
         let stack: &TestStack = $stack;
         let recorded = refusals(stack, $method, HOME).await.len();
         let refused = {
-            let $role = "R8010";
-            $call.await.expect_err(concat!($method, ": a receptionist is refused"))
+            let $role = $without;
+            $call.await.expect_err(concat!($method, ": refused without the permission"))
         };
         assert_eq!(refused.code(), Code::PermissionDenied, "{}: {refused:?}", $method);
         let now = refusals(stack, $method, HOME).await;
@@ -79,7 +80,7 @@ macro_rules! role_case {
             now.last().map(|e| e.reason_code.as_str()),
             Some("PERMISSION_MISSING")
         );
-        let $role = "R8000";
+        let $role = $with;
         let answer = $call.await;
         $seen.insert($method.to_owned());
         answer
@@ -561,7 +562,7 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
         s.channel.clone(),
     );
     use carelog_proto::audit::v1 as apb;
-    let _ = role_case!(s, seen, "GetLatestCheckpoint", |role| audit
+    let _ = role_case!(s, seen, "GetLatestCheckpoint", "R8010", "R8000", |role| audit
         .get_latest_checkpoint(in_role(
             s,
             HOME,
@@ -570,7 +571,7 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
                 log: "demographics".into()
             }
         )));
-    let _ = role_case!(s, seen, "SignCheckpoint", |role| audit.sign_checkpoint(
+    let _ = role_case!(s, seen, "SignCheckpoint", "R8010", "R8000", |role| audit.sign_checkpoint(
         in_role(
             s,
             HOME,
@@ -580,7 +581,7 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
             }
         )
     ));
-    let _ = role_case!(s, seen, "GetInclusionProof", |role| audit
+    let _ = role_case!(s, seen, "GetInclusionProof", "R8010", "R8000", |role| audit
         .get_inclusion_proof(in_role(
             s,
             HOME,
@@ -590,7 +591,7 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
                 ..Default::default()
             }
         )));
-    let _ = role_case!(s, seen, "GetConsistencyProof", |role| audit
+    let _ = role_case!(s, seen, "GetConsistencyProof", "R8010", "R8000", |role| audit
         .get_consistency_proof(in_role(
             s,
             HOME,
@@ -600,6 +601,110 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
                 ..Default::default()
             }
         )));
+
+    // Sharing administration concerns no patient: administer_sharing is
+    // checked (a clinician lacks it, a privacy officer holds it).
+    use carelog_proto::sharing::v1 as spb;
+    let mut sharing =
+        carelog_proto::sharing::v1::sharing_service_client::SharingServiceClient::new(
+            s.channel.clone(),
+        );
+    const ADMIN: &str = "LOCAL-PRIVACY-OFFICER";
+    let org_party = |ods: &str| spb::Party {
+        party: Some(spb::party::Party::OrganisationOds(ods.into())),
+    };
+    let group = role_case!(s, seen, "CreateOrganisationGroup", "R8000", "LOCAL-PRIVACY-OFFICER", |role| sharing
+        .create_organisation_group(in_role(
+            s,
+            HOME,
+            role,
+            spb::CreateOrganisationGroupRequest {
+                name: "Leeds practices".into(),
+                member_ods: vec![HOME.into()],
+                request_id: "group-1".into(),
+                reason: "care system".into(),
+            }
+        )))
+    .expect("created")
+    .into_inner();
+    let member = |ods: &str| spb::GroupMemberRequest {
+        group_id: group.group_id.clone(),
+        organisation_ods: ods.into(),
+        ..Default::default()
+    };
+    role_case!(s, seen, "AddGroupMember", "R8000", "LOCAL-PRIVACY-OFFICER", |role| sharing
+        .add_group_member(in_role(s, HOME, role, member("A81002"))))
+    .expect("added");
+    role_case!(s, seen, "RemoveGroupMember", "R8000", "LOCAL-PRIVACY-OFFICER", |role| sharing
+        .remove_group_member(in_role(s, HOME, role, member("A81002"))))
+    .expect("removed");
+    role_case!(s, seen, "GetOrganisationGroup", "R8000", "LOCAL-PRIVACY-OFFICER", |role| sharing
+        .get_organisation_group(in_role(
+            s,
+            HOME,
+            role,
+            spb::GetOrganisationGroupRequest {
+                group_id: group.group_id.clone(),
+                min_sequence: group.stream_sequence,
+            }
+        )))
+    .expect("got");
+    role_case!(s, seen, "ListOrganisationGroups", "R8000", "LOCAL-PRIVACY-OFFICER", |role| sharing
+        .list_organisation_groups(in_role(
+            s,
+            HOME,
+            role,
+            spb::ListOrganisationGroupsRequest::default()
+        )))
+    .expect("listed");
+    let agreement = role_case!(s, seen, "CreateSharingAgreement", "R8000", "LOCAL-PRIVACY-OFFICER", |role| sharing
+        .create_sharing_agreement(in_role(
+            s,
+            HOME,
+            role,
+            spb::CreateSharingAgreementRequest {
+                from: Some(org_party(HOME)),
+                to: Some(org_party("RY600")),
+                purpose: spb::SharingPurpose::DirectCare as i32,
+                request_id: "agreement-1".into(),
+                reason: "DSA 2026/14".into(),
+                ..Default::default()
+            }
+        )))
+    .expect("made")
+    .into_inner();
+    role_case!(s, seen, "GetSharingAgreement", "R8000", "LOCAL-PRIVACY-OFFICER", |role| sharing
+        .get_sharing_agreement(in_role(
+            s,
+            HOME,
+            role,
+            spb::GetSharingAgreementRequest {
+                agreement_id: agreement.agreement_id.clone(),
+                min_sequence: agreement.stream_sequence,
+            }
+        )))
+    .expect("got");
+    role_case!(s, seen, "ListSharingAgreements", "R8000", "LOCAL-PRIVACY-OFFICER", |role| sharing
+        .list_sharing_agreements(in_role(
+            s,
+            HOME,
+            role,
+            spb::ListSharingAgreementsRequest::default()
+        )))
+    .expect("listed");
+    role_case!(s, seen, "EndSharingAgreement", "R8000", "LOCAL-PRIVACY-OFFICER", |role| sharing
+        .end_sharing_agreement(in_role(
+            s,
+            HOME,
+            role,
+            spb::EndSharingAgreementRequest {
+                agreement_id: agreement.agreement_id.clone(),
+                reason: "DSA withdrawn".into(),
+                ..Default::default()
+            }
+        )))
+    .expect("ended");
+    let _ = ADMIN;
 
     // Every RPC of every carelog service has its case.
     let set = prost_types::FileDescriptorSet::decode(carelog_proto::FILE_DESCRIPTOR_SET)

@@ -362,3 +362,184 @@ async fn a_region_wide_search_shows_strangers_minimal_identity_only() {
     assert!(!ours.patients[0].details.as_ref().expect("details").addresses.is_empty());
     stack.stop().await;
 }
+
+/// The community trust every scenario below shares with.
+const TRUST: &str = "RY600";
+
+fn admin<T>(stack: &TestStack, message: T) -> tonic::Request<T> {
+    in_role(stack, HOME, "LOCAL-PRIVACY-OFFICER", message)
+}
+
+/// The practices of the care system share with the trust, through a group.
+async fn care_system_shares_with_the_trust(
+    stack: &TestStack,
+) -> carelog_proto::sharing::v1::SharingAgreement {
+    use carelog_proto::sharing::v1 as spb;
+    let mut sharing =
+        spb::sharing_service_client::SharingServiceClient::new(stack.channel.clone());
+    let group = sharing
+        .create_organisation_group(admin(
+            stack,
+            spb::CreateOrganisationGroupRequest {
+                name: "Leeds care system practices".into(),
+                member_ods: vec![HOME.into(), "A81002".into()],
+                reason: "ICS membership".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("group")
+        .into_inner();
+    let agreement = sharing
+        .create_sharing_agreement(admin(
+            stack,
+            spb::CreateSharingAgreementRequest {
+                from: Some(spb::Party {
+                    party: Some(spb::party::Party::GroupId(group.group_id.clone())),
+                }),
+                to: Some(spb::Party {
+                    party: Some(spb::party::Party::OrganisationOds(TRUST.into())),
+                }),
+                purpose: spb::SharingPurpose::DirectCare as i32,
+                reason: "DSA 2026/14, direct care".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("agreement")
+        .into_inner();
+    // The guard reads agreements from the read model: wait for it.
+    sharing
+        .get_sharing_agreement(admin(
+            stack,
+            spb::GetSharingAgreementRequest {
+                agreement_id: agreement.agreement_id.clone(),
+                min_sequence: agreement.stream_sequence,
+            },
+        ))
+        .await
+        .expect("projected");
+    agreement
+}
+
+#[tokio::test]
+async fn an_agreement_shares_the_record_unless_the_patient_objected() {
+    let stack = TestStack::start().await;
+    let jane = register_at_home(&stack).await;
+    let id = jane.patient_id.clone();
+    let mut cons = stack.consultations();
+    // Given no agreement, the trust's nurses are refused
+    let refused = cons
+        .list_consultations(as_org(&stack, TRUST, consultations_of(&id)))
+        .await
+        .expect_err("no agreement yet");
+    assert_eq!(reason(&refused), "NO_LEGITIMATE_RELATIONSHIP");
+
+    // When the care system's practices share with the trust
+    let agreement = care_system_shares_with_the_trust(&stack).await;
+
+    // Then the trust reads Jane's record under the agreement
+    let shown = stack
+        .client()
+        .get_patient(as_org(
+            &stack,
+            TRUST,
+            dpb::GetPatientRequest {
+                patient_id: id.clone(),
+                min_sequence: 0,
+            },
+        ))
+        .await
+        .expect("shared")
+        .into_inner();
+    assert_eq!(shown.patient_id, id);
+    let rule = all_accesses(&stack)
+        .await
+        .into_iter()
+        .rfind(|e| e.method == "GetPatient" && e.patient_id == id)
+        .map(|e| e.rule);
+    assert_eq!(rule, Some(format!("agreement:{}", agreement.agreement_id)));
+
+    // When Jane objects to sharing beyond her practice
+    stack
+        .client()
+        .record_sharing_objection(as_org(
+            &stack,
+            HOME,
+            dpb::PatientFlagRequest {
+                patient_id: id.clone(),
+                reason: "patient's wish".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("objection");
+
+    // Then the trust is refused, naming the objection; her practice is not
+    let refused = cons
+        .list_consultations(as_org(&stack, TRUST, consultations_of(&id)))
+        .await
+        .expect_err("objected");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert_eq!(reason(&refused), "SHARING_OBJECTION");
+    cons.list_consultations(as_org(&stack, HOME, consultations_of(&id)))
+        .await
+        .expect("her practice still reads it");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn ending_an_agreement_ends_access_from_that_moment() {
+    use carelog_proto::sharing::v1 as spb;
+    let stack = TestStack::start().await;
+    let jane = register_at_home(&stack).await;
+    let id = jane.patient_id.clone();
+    let agreement = care_system_shares_with_the_trust(&stack).await;
+    let mut cons = stack.consultations();
+    cons.list_consultations(as_org(&stack, TRUST, consultations_of(&id)))
+        .await
+        .expect("shared while the agreement stands");
+
+    // When the practice ends the agreement
+    let mut sharing =
+        spb::sharing_service_client::SharingServiceClient::new(stack.channel.clone());
+    let ended = sharing
+        .end_sharing_agreement(admin(
+            &stack,
+            spb::EndSharingAgreementRequest {
+                agreement_id: agreement.agreement_id.clone(),
+                reason: "DSA withdrawn".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("ended")
+        .into_inner();
+    assert!(ended.ended_at.is_some());
+    sharing
+        .get_sharing_agreement(admin(
+            &stack,
+            spb::GetSharingAgreementRequest {
+                agreement_id: agreement.agreement_id.clone(),
+                min_sequence: ended.stream_sequence,
+            },
+        ))
+        .await
+        .expect("projected");
+
+    // Then the trust is refused, naming the ended agreement
+    let refused = cons
+        .list_consultations(as_org(&stack, TRUST, consultations_of(&id)))
+        .await
+        .expect_err("ended");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert_eq!(reason(&refused), "AGREEMENT_ENDED");
+    let recorded = all_accesses(&stack)
+        .await
+        .into_iter()
+        .filter(|e| e.outcome == AccessOutcome::Denied as i32 && e.patient_id == id)
+        .map(|e| e.reason_code)
+        .collect::<Vec<_>>();
+    assert_eq!(recorded, ["AGREEMENT_ENDED"]);
+    stack.stop().await;
+}
