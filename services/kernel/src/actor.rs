@@ -106,7 +106,7 @@ impl RequestContext {
         if let Some(Teams(teams)) = request.extensions().get::<Teams>() {
             ctx.teams = teams.clone();
         }
-        if let Some(crate::policy::RpcPath(path)) = request.extensions().get() {
+        if let Some(crate::policy::RpcPath(path)) = request.extensions().get::<crate::policy::RpcPath>() {
             ctx.rpc = path.clone();
         }
         Ok(ctx)
