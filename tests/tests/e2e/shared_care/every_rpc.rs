@@ -14,7 +14,7 @@ use carelog_proto::tasks::v1 as tpb;
 use carelog_tests::consultations::{add_request, blood_pressure, mask, start_request, weight};
 use carelog_tests::harness::{TestStack, jane_smith, test_nhs_number};
 use carelog_tests::medications::{
-    PARACETAMOL_500, acute, authorise, in_days, issue, record_penicillin_allergy,
+    PARACETAMOL_500, authorise, in_days, issue, record_penicillin_allergy, repeat,
 };
 use carelog_tests::tasks::organisation;
 use prost::Message as _;
@@ -315,7 +315,7 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
             }
         )));
     let authorised = case!(s, seen, "AuthoriseMedication", |org| meds
-        .authorise_medication(as_org(s, org, authorise(p, acute(PARACETAMOL_500)))));
+        .authorise_medication(as_org(s, org, authorise(p, repeat(PARACETAMOL_500, 3)))));
     let authorisation = authorised.authorisation_id.clone();
     case!(s, seen, "IssuePrescription", |org| meds
         .issue_prescription(as_org(s, org, issue(p, &authorisation))));
