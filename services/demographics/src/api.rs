@@ -81,7 +81,10 @@ fn first_resource(
         .aggregates
         .first()
         .ok_or_else(|| Failure::not_found("patient", &id.to_string()))?;
-    Ok(Response::new(resource(loaded, reveals(guard, ctx, &loaded.state.patient))))
+    Ok(Response::new(resource(
+        loaded,
+        reveals(guard, ctx, &loaded.state.patient),
+    )))
 }
 
 /// Whether this caller sees the restricted fields of `patient` (ADR 0020).

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use carelog_kernel::access_control::PatientAccess;
 use carelog_kernel::date::PartialDate;
-use carelog_proto::demographics::v1 as pb;
 use carelog_kernel::{Executor, Failure, PatientId};
+use carelog_proto::demographics::v1 as pb;
 
 use crate::domain::{self, PatientRecord};
 

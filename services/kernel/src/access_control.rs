@@ -196,7 +196,9 @@ impl Refusal {
             Self::SharingObjection => {
                 "the patient has objected to sharing their record beyond their registered practice"
             }
-            Self::AgreementEnded => "the sharing agreement that covered your organisation has ended",
+            Self::AgreementEnded => {
+                "the sharing agreement that covered your organisation has ended"
+            }
             Self::RegisteringForAnotherOrganisation => {
                 "a patient may only be registered at your own organisation (registered_practice_ods)"
             }
@@ -249,7 +251,9 @@ pub fn decide(q: &Question<'_>) -> Result<Rule, Refusal> {
             Relationship::Consultation { id, .. } => Rule::Consultation(id.clone()),
         });
     }
-    if q.break_glass.is_some_and(|reason| !reason.trim().is_empty()) {
+    if q.break_glass
+        .is_some_and(|reason| !reason.trim().is_empty())
+    {
         return Ok(Rule::BreakGlass);
     }
     Err(refusal)
@@ -299,7 +303,13 @@ mod tests {
         }
     }
 
-    fn agreement(id: &str, from: Party, to: Party, until: Option<u32>, ended: Option<u32>) -> Agreement {
+    fn agreement(
+        id: &str,
+        from: Party,
+        to: Party,
+        until: Option<u32>,
+        ended: Option<u32>,
+    ) -> Agreement {
         Agreement {
             id: id.into(),
             from,
@@ -396,7 +406,11 @@ mod tests {
             Case {
                 objection: true,
                 expect: Ok(Rule::Registered),
-                ..case("the objection does not bind the registered practice", "A81001", "A81001")
+                ..case(
+                    "the objection does not bind the registered practice",
+                    "A81001",
+                    "A81001",
+                )
             },
             case("an unrelated organisation", "B82002", "A81001"),
             case("no registered practice", "B82002", ""),
@@ -452,7 +466,11 @@ mod tests {
                 objection: true,
                 relationships: vec![task("t5", "", "", "RY600")],
                 expect: Ok(Rule::Task("t5".into())),
-                ..case("a relationship holds despite an objection", "RY600", "A81002")
+                ..case(
+                    "a relationship holds despite an objection",
+                    "RY600",
+                    "A81002",
+                )
             },
             Case {
                 relationships: vec![Relationship::Consultation {
@@ -460,7 +478,11 @@ mod tests {
                     organisation: "B82002".into(),
                 }],
                 expect: Ok(Rule::Consultation("c1".into())),
-                ..case("an open consultation of the caller's organisation", "B82002", "A81001")
+                ..case(
+                    "an open consultation of the caller's organisation",
+                    "B82002",
+                    "A81001",
+                )
             },
             Case {
                 break_glass: Some("unconscious in A&E"),

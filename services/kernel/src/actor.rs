@@ -106,7 +106,9 @@ impl RequestContext {
         if let Some(Teams(teams)) = request.extensions().get::<Teams>() {
             ctx.teams = teams.clone();
         }
-        if let Some(crate::policy::RpcPath(path)) = request.extensions().get::<crate::policy::RpcPath>() {
+        if let Some(crate::policy::RpcPath(path)) =
+            request.extensions().get::<crate::policy::RpcPath>()
+        {
             ctx.rpc = path.clone();
         }
         Ok(ctx)
@@ -135,7 +137,11 @@ impl RequestContext {
             causation_id: String::new(),
             traceparent: header(TRACEPARENT_HEADER),
             rpc: String::new(),
-            break_glass: header(BREAK_GLASS_HEADER).trim().chars().take(1000).collect(),
+            break_glass: header(BREAK_GLASS_HEADER)
+                .trim()
+                .chars()
+                .take(1000)
+                .collect(),
             access_rule: String::new(),
             registered_organisation: String::new(),
             deadline: tokio::time::Instant::now()

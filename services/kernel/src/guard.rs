@@ -207,7 +207,12 @@ impl Guard {
     }
 
     /// Records a refusal and returns what the caller is told.
-    pub async fn refuse(&self, ctx: &RequestContext, patient_id: &str, refusal: Refusal) -> Failure {
+    pub async fn refuse(
+        &self,
+        ctx: &RequestContext,
+        patient_id: &str,
+        refusal: Refusal,
+    ) -> Failure {
         let (service, method) = ctx.service_and_method();
         let event = access::refused(ctx, service, method, patient_id, refusal.code());
         tracing::warn!(
@@ -227,7 +232,11 @@ impl Guard {
     /// Records an emergency access and raises the privacy officer's task;
     /// when either fails the access is refused (UNAVAILABLE): an emergency
     /// access nobody will review does not happen.
-    async fn broke_glass(&self, ctx: &RequestContext, facts: &PatientAccess) -> Result<(), Failure> {
+    async fn broke_glass(
+        &self,
+        ctx: &RequestContext,
+        facts: &PatientAccess,
+    ) -> Result<(), Failure> {
         let (service, method) = ctx.service_and_method();
         let event = access::granted(
             ctx,
@@ -244,9 +253,14 @@ impl Guard {
         );
         let unrecorded = |e: Failure| {
             tracing::error!(error = %e, "emergency access not recorded; refused");
-            Failure::unavailable("the emergency access could not be recorded, so it is refused; retry")
+            Failure::unavailable(
+                "the emergency access could not be recorded, so it is refused; retry",
+            )
         };
-        self.log.append(vec![event.clone()]).await.map_err(unrecorded)?;
+        self.log
+            .append(vec![event.clone()])
+            .await
+            .map_err(unrecorded)?;
         if let Some(hook) = &self.hook {
             hook.raise(&event).await.map_err(unrecorded)?;
         }

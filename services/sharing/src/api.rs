@@ -24,8 +24,9 @@ impl From<Error> for Failure {
             Error::Exists(id) => {
                 Failure::new(Code::AlreadyExists, "ALREADY_EXISTS", message).with("id", id)
             }
-            Error::NotFound(what) => Failure::new(Code::NotFound, "NOT_FOUND", message)
-                .with("resource", what),
+            Error::NotFound(what) => {
+                Failure::new(Code::NotFound, "NOT_FOUND", message).with("resource", what)
+            }
             Error::AlreadyMember(ods) => {
                 Failure::new(Code::AlreadyExists, "ALREADY_MEMBER", message)
                     .with("organisationOds", ods)

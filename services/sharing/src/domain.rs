@@ -235,14 +235,30 @@ mod tests {
             record.group.as_ref().map(|g| g.member_ods.clone()),
             Some(vec!["A81001".to_owned(), "A81002".to_owned()])
         );
-        let added = decide(&record, &Command::AddMember { ods: "A81003".into() }).expect("added");
+        let added = decide(
+            &record,
+            &Command::AddMember {
+                ods: "A81003".into(),
+            },
+        )
+        .expect("added");
         added.iter().for_each(|e| record.apply(e));
         assert_eq!(
-            decide(&record, &Command::AddMember { ods: "A81003".into() }),
+            decide(
+                &record,
+                &Command::AddMember {
+                    ods: "A81003".into()
+                }
+            ),
             Err(Error::AlreadyMember("A81003".into()))
         );
-        let removed =
-            decide(&record, &Command::RemoveMember { ods: "A81001".into() }).expect("removed");
+        let removed = decide(
+            &record,
+            &Command::RemoveMember {
+                ods: "A81001".into(),
+            },
+        )
+        .expect("removed");
         removed.iter().for_each(|e| record.apply(e));
         assert_eq!(
             record.group.map(|g| g.member_ods),
@@ -273,7 +289,12 @@ mod tests {
             .expect("ended")
             .iter()
             .for_each(|e| record.apply(e));
-        assert!(record.agreement.as_ref().is_some_and(|a| a.ended_at.is_some()));
+        assert!(
+            record
+                .agreement
+                .as_ref()
+                .is_some_and(|a| a.ended_at.is_some())
+        );
         assert_eq!(decide(&record, &end), Err(Error::AlreadyEnded));
         let backwards = Command::MakeAgreement {
             agreement_id: "b".into(),

@@ -33,16 +33,28 @@ macro_rules! case {
         let recorded = refusals(stack, $method, STRANGER).await.len();
         let refused = {
             let $org = STRANGER;
-            $call.await.expect_err(concat!($method, ": a stranger is refused"))
+            $call
+                .await
+                .expect_err(concat!($method, ": a stranger is refused"))
         };
-        assert_eq!(refused.code(), Code::PermissionDenied, "{}: {refused:?}", $method);
+        assert_eq!(
+            refused.code(),
+            Code::PermissionDenied,
+            "{}: {refused:?}",
+            $method
+        );
         let reason = refused
             .get_details_error_info()
             .map(|i| i.reason)
             .unwrap_or_default();
         assert!(!reason.is_empty(), "{}: a reason code", $method);
         let now = refusals(stack, $method, STRANGER).await;
-        assert_eq!(now.len(), recorded + 1, "{}: the refusal is recorded", $method);
+        assert_eq!(
+            now.len(),
+            recorded + 1,
+            "{}: the refusal is recorded",
+            $method
+        );
         assert_eq!(now.last().map(|e| e.reason_code.clone()), Some(reason));
         assert_eq!(
             clinical_sequences(stack).await,
@@ -71,11 +83,23 @@ macro_rules! role_case {
         let recorded = refusals(stack, $method, HOME).await.len();
         let refused = {
             let $role = $without;
-            $call.await.expect_err(concat!($method, ": refused without the permission"))
+            $call
+                .await
+                .expect_err(concat!($method, ": refused without the permission"))
         };
-        assert_eq!(refused.code(), Code::PermissionDenied, "{}: {refused:?}", $method);
+        assert_eq!(
+            refused.code(),
+            Code::PermissionDenied,
+            "{}: {refused:?}",
+            $method
+        );
         let now = refusals(stack, $method, HOME).await;
-        assert_eq!(now.len(), recorded + 1, "{}: the refusal is recorded", $method);
+        assert_eq!(
+            now.len(),
+            recorded + 1,
+            "{}: the refusal is recorded",
+            $method
+        );
         assert_eq!(
             now.last().map(|e| e.reason_code.as_str()),
             Some("PERMISSION_MISSING")
@@ -161,9 +185,17 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
     case!(s, seen, "ClearRestricted", |org| people
         .clear_restricted(as_org(s, org, flag(p, "risk passed"))));
     case!(s, seen, "RecordSharingObjection", |org| people
-        .record_sharing_objection(as_org(s, org, flag(p, "patient's wish"))));
+        .record_sharing_objection(as_org(
+            s,
+            org,
+            flag(p, "patient's wish")
+        )));
     case!(s, seen, "WithdrawSharingObjection", |org| people
-        .withdraw_sharing_objection(as_org(s, org, flag(p, "patient's wish"))));
+        .withdraw_sharing_objection(as_org(
+            s,
+            org,
+            flag(p, "patient's wish")
+        )));
     case!(s, seen, "GetPatient", |org| people.get_patient(as_org(
         s,
         org,
@@ -208,8 +240,8 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
             ..Default::default()
         }
     )));
-    case!(s, seen, "SignConsultation", |org| cons
-        .sign_consultation(as_org(
+    case!(s, seen, "SignConsultation", |org| cons.sign_consultation(
+        as_org(
             s,
             org,
             cpb::SignConsultationRequest {
@@ -217,7 +249,8 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
                 consultation_id: consultation.clone(),
                 ..Default::default()
             }
-        )));
+        )
+    ));
     case!(s, seen, "AmendEntry", |org| cons.amend_entry(as_org(
         s,
         org,
@@ -244,24 +277,27 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
                 ..Default::default()
             }
         )));
-    case!(s, seen, "GetConsultation", |org| cons.get_consultation(as_org(
-        s,
-        org,
-        cpb::GetConsultationRequest {
-            patient_id: id.clone(),
-            consultation_id: consultation.clone(),
-            ..Default::default()
-        }
-    )));
-    case!(s, seen, "ListConsultations", |org| cons
-        .list_consultations(as_org(
+    case!(s, seen, "GetConsultation", |org| cons.get_consultation(
+        as_org(
+            s,
+            org,
+            cpb::GetConsultationRequest {
+                patient_id: id.clone(),
+                consultation_id: consultation.clone(),
+                ..Default::default()
+            }
+        )
+    ));
+    case!(s, seen, "ListConsultations", |org| cons.list_consultations(
+        as_org(
             s,
             org,
             cpb::ListConsultationsRequest {
                 patient_id: id.clone(),
                 ..Default::default()
             }
-        )));
+        )
+    ));
     case!(s, seen, "ListConsultationVersions", |org| cons
         .list_consultation_versions(as_org(
             s,
@@ -291,18 +327,23 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
         )));
 
     // Medications.
-    let allergy = case!(s, seen, "RecordAllergy", |org| meds
-        .record_allergy(as_org(s, org, record_penicillin_allergy(p))));
-    case!(s, seen, "ResolveAllergy", |org| meds.resolve_allergy(as_org(
+    let allergy = case!(s, seen, "RecordAllergy", |org| meds.record_allergy(as_org(
         s,
         org,
-        mpb::ResolveAllergyRequest {
-            patient_id: id.clone(),
-            allergy_id: allergy.allergy_id.clone(),
-            reason: "desensitised".into(),
-            ..Default::default()
-        }
+        record_penicillin_allergy(p)
     )));
+    case!(s, seen, "ResolveAllergy", |org| meds.resolve_allergy(
+        as_org(
+            s,
+            org,
+            mpb::ResolveAllergyRequest {
+                patient_id: id.clone(),
+                allergy_id: allergy.allergy_id.clone(),
+                reason: "desensitised".into(),
+                ..Default::default()
+            }
+        )
+    ));
     case!(s, seen, "MarkAllergyEnteredInError", |org| meds
         .mark_allergy_entered_in_error(as_org(
             s,
@@ -330,8 +371,8 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
                 ..Default::default()
             }
         )));
-    let changed = case!(s, seen, "ChangeMedication", |org| meds
-        .change_medication(as_org(
+    let changed = case!(s, seen, "ChangeMedication", |org| meds.change_medication(
+        as_org(
             s,
             org,
             mpb::ChangeMedicationRequest {
@@ -347,7 +388,8 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
                 reason: "pain not controlled".into(),
                 ..Default::default()
             }
-        )));
+        )
+    ));
     let current = changed
         .started
         .map(|a| a.authorisation_id)
@@ -363,15 +405,17 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
                 ..Default::default()
             }
         )));
-    case!(s, seen, "ListMedications", |org| meds.list_medications(as_org(
-        s,
-        org,
-        mpb::ListMedicationsRequest {
-            patient_id: id.clone(),
-            include_discontinued: true,
-            ..Default::default()
-        }
-    )));
+    case!(s, seen, "ListMedications", |org| meds.list_medications(
+        as_org(
+            s,
+            org,
+            mpb::ListMedicationsRequest {
+                patient_id: id.clone(),
+                include_discontinued: true,
+                ..Default::default()
+            }
+        )
+    ));
     case!(s, seen, "ListIssues", |org| meds.list_issues(as_org(
         s,
         org,
@@ -390,27 +434,42 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
     )));
 
     // Tasks (each a task about the patient, for the practice).
-    let task = case!(s, seen, "CreateTask", |org| tasks
-        .create_task(as_org(s, org, new_task(p, "Repeat blood pressure"))));
-    let t = task.task_id.clone();
-    case!(s, seen, "ClaimTask", |org| tasks
-        .claim_task(as_org(s, org, task_action(p, &t, ""))));
-    case!(s, seen, "StartTask", |org| tasks
-        .start_task(as_org(s, org, task_action(p, &t, ""))));
-    case!(s, seen, "PutTaskOnHold", |org| tasks
-        .put_task_on_hold(as_org(s, org, task_action(p, &t, "awaiting the cuff"))));
-    case!(s, seen, "ResumeTask", |org| tasks
-        .resume_task(as_org(s, org, task_action(p, &t, ""))));
-    case!(s, seen, "CommentOnTask", |org| tasks.comment_on_task(as_org(
+    let task = case!(s, seen, "CreateTask", |org| tasks.create_task(as_org(
         s,
         org,
-        tpb::CommentOnTaskRequest {
-            patient_id: id.clone(),
-            task_id: t.clone(),
-            text: "cuff arrived".into(),
-            ..Default::default()
-        }
+        new_task(p, "Repeat blood pressure")
     )));
+    let t = task.task_id.clone();
+    case!(s, seen, "ClaimTask", |org| tasks.claim_task(as_org(
+        s,
+        org,
+        task_action(p, &t, "")
+    )));
+    case!(s, seen, "StartTask", |org| tasks.start_task(as_org(
+        s,
+        org,
+        task_action(p, &t, "")
+    )));
+    case!(s, seen, "PutTaskOnHold", |org| tasks.put_task_on_hold(
+        as_org(s, org, task_action(p, &t, "awaiting the cuff"))
+    ));
+    case!(s, seen, "ResumeTask", |org| tasks.resume_task(as_org(
+        s,
+        org,
+        task_action(p, &t, "")
+    )));
+    case!(s, seen, "CommentOnTask", |org| tasks.comment_on_task(
+        as_org(
+            s,
+            org,
+            tpb::CommentOnTaskRequest {
+                patient_id: id.clone(),
+                task_id: t.clone(),
+                text: "cuff arrived".into(),
+                ..Default::default()
+            }
+        )
+    ));
     case!(s, seen, "AssignTask", |org| tasks.assign_task(as_org(
         s,
         org,
@@ -447,12 +506,22 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
             .into_inner();
         let o = other.task_id.as_str();
         match method {
-            "CancelTask" => case!(s, seen, "CancelTask", |org| tasks
-                .cancel_task(as_org(s, org, task_action(p, o, "not needed")))),
-            "RejectTask" => case!(s, seen, "RejectTask", |org| tasks
-                .reject_task(as_org(s, org, task_action(p, o, "not ours")))),
+            "CancelTask" => case!(s, seen, "CancelTask", |org| tasks.cancel_task(as_org(
+                s,
+                org,
+                task_action(p, o, "not needed")
+            ))),
+            "RejectTask" => case!(s, seen, "RejectTask", |org| tasks.reject_task(as_org(
+                s,
+                org,
+                task_action(p, o, "not ours")
+            ))),
             _ => case!(s, seen, "MarkTaskEnteredInError", |org| tasks
-                .mark_task_entered_in_error(as_org(s, org, task_action(p, o, "wrong patient")))),
+                .mark_task_entered_in_error(as_org(
+                    s,
+                    org,
+                    task_action(p, o, "wrong patient")
+                ))),
         };
     }
     case!(s, seen, "GetTask", |org| tasks.get_task(as_org(
@@ -473,8 +542,8 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
             ..Default::default()
         }
     )));
-    case!(s, seen, "ListTaskHistory", |org| tasks
-        .list_task_history(as_org(
+    case!(s, seen, "ListTaskHistory", |org| tasks.list_task_history(
+        as_org(
             s,
             org,
             tpb::ListTaskHistoryRequest {
@@ -482,7 +551,8 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
                 task_id: t.clone(),
                 ..Default::default()
             }
-        )));
+        )
+    ));
 
     // Death and merge, on patients of their own.
     let other = people
@@ -529,15 +599,17 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
             ..Default::default()
         }
     )));
-    case!(s, seen, "UnmergePatient", |org| people.unmerge_patient(as_org(
-        s,
-        org,
-        dpb::UnmergePatientRequest {
-            duplicate_patient_id: duplicate.patient_id.clone(),
-            reason: "not the same person after all".into(),
-            ..Default::default()
-        }
-    )));
+    case!(s, seen, "UnmergePatient", |org| people.unmerge_patient(
+        as_org(
+            s,
+            org,
+            dpb::UnmergePatientRequest {
+                duplicate_patient_id: duplicate.patient_id.clone(),
+                reason: "not the same person after all".into(),
+                ..Default::default()
+            }
+        )
+    ));
 
     // A search is not refused: a stranger sees minimal identity only
     // (scenarios::a_region_wide_search...); here the practice sees all.
@@ -546,7 +618,11 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
             s,
             STRANGER,
             dpb::SearchPatientsRequest {
-                nhs_number: jane.details.as_ref().map(|d| d.nhs_number.clone()).unwrap_or_default(),
+                nhs_number: jane
+                    .details
+                    .as_ref()
+                    .map(|d| d.nhs_number.clone())
+                    .unwrap_or_default(),
                 ..Default::default()
             },
         ))
@@ -558,29 +634,28 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
     seen.insert("SearchPatients".to_owned());
 
     // The audit service concerns no patient: its permission is checked.
-    let mut audit = carelog_proto::audit::v1::audit_service_client::AuditServiceClient::new(
-        s.channel.clone(),
-    );
+    let mut audit =
+        carelog_proto::audit::v1::audit_service_client::AuditServiceClient::new(s.channel.clone());
     use carelog_proto::audit::v1 as apb;
-    let _ = role_case!(s, seen, "GetLatestCheckpoint", "R8010", "R8000", |role| audit
-        .get_latest_checkpoint(in_role(
+    let _ = role_case!(s, seen, "GetLatestCheckpoint", "R8010", "R8000", |role| {
+        audit.get_latest_checkpoint(in_role(
             s,
             HOME,
             role,
             apb::GetLatestCheckpointRequest {
-                log: "demographics".into()
-            }
-        )));
-    let _ = role_case!(s, seen, "SignCheckpoint", "R8010", "R8000", |role| audit.sign_checkpoint(
-        in_role(
+                log: "demographics".into(),
+            },
+        ))
+    });
+    let _ = role_case!(s, seen, "SignCheckpoint", "R8010", "R8000", |role| audit
+        .sign_checkpoint(in_role(
             s,
             HOME,
             role,
             apb::SignCheckpointRequest {
                 log: "demographics".into()
             }
-        )
-    ));
+        )));
     let _ = role_case!(s, seen, "GetInclusionProof", "R8010", "R8000", |role| audit
         .get_inclusion_proof(in_role(
             s,
@@ -591,30 +666,35 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
                 ..Default::default()
             }
         )));
-    let _ = role_case!(s, seen, "GetConsistencyProof", "R8010", "R8000", |role| audit
-        .get_consistency_proof(in_role(
+    let _ = role_case!(s, seen, "GetConsistencyProof", "R8010", "R8000", |role| {
+        audit.get_consistency_proof(in_role(
             s,
             HOME,
             role,
             apb::GetConsistencyProofRequest {
                 log: "demographics".into(),
                 ..Default::default()
-            }
-        )));
+            },
+        ))
+    });
 
     // Sharing administration concerns no patient: administer_sharing is
     // checked (a clinician lacks it, a privacy officer holds it).
     use carelog_proto::sharing::v1 as spb;
-    let mut sharing =
-        carelog_proto::sharing::v1::sharing_service_client::SharingServiceClient::new(
-            s.channel.clone(),
-        );
+    let mut sharing = carelog_proto::sharing::v1::sharing_service_client::SharingServiceClient::new(
+        s.channel.clone(),
+    );
     const ADMIN: &str = "LOCAL-PRIVACY-OFFICER";
     let org_party = |ods: &str| spb::Party {
         party: Some(spb::party::Party::OrganisationOds(ods.into())),
     };
-    let group = role_case!(s, seen, "CreateOrganisationGroup", "R8000", "LOCAL-PRIVACY-OFFICER", |role| sharing
-        .create_organisation_group(in_role(
+    let group = role_case!(
+        s,
+        seen,
+        "CreateOrganisationGroup",
+        "R8000",
+        "LOCAL-PRIVACY-OFFICER",
+        |role| sharing.create_organisation_group(in_role(
             s,
             HOME,
             role,
@@ -624,7 +704,8 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
                 request_id: "group-1".into(),
                 reason: "care system".into(),
             }
-        )))
+        ))
+    )
     .expect("created")
     .into_inner();
     let member = |ods: &str| spb::GroupMemberRequest {
@@ -632,14 +713,31 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
         organisation_ods: ods.into(),
         ..Default::default()
     };
-    role_case!(s, seen, "AddGroupMember", "R8000", "LOCAL-PRIVACY-OFFICER", |role| sharing
-        .add_group_member(in_role(s, HOME, role, member("A81002"))))
+    role_case!(
+        s,
+        seen,
+        "AddGroupMember",
+        "R8000",
+        "LOCAL-PRIVACY-OFFICER",
+        |role| sharing.add_group_member(in_role(s, HOME, role, member("A81002")))
+    )
     .expect("added");
-    role_case!(s, seen, "RemoveGroupMember", "R8000", "LOCAL-PRIVACY-OFFICER", |role| sharing
-        .remove_group_member(in_role(s, HOME, role, member("A81002"))))
+    role_case!(
+        s,
+        seen,
+        "RemoveGroupMember",
+        "R8000",
+        "LOCAL-PRIVACY-OFFICER",
+        |role| sharing.remove_group_member(in_role(s, HOME, role, member("A81002")))
+    )
     .expect("removed");
-    role_case!(s, seen, "GetOrganisationGroup", "R8000", "LOCAL-PRIVACY-OFFICER", |role| sharing
-        .get_organisation_group(in_role(
+    role_case!(
+        s,
+        seen,
+        "GetOrganisationGroup",
+        "R8000",
+        "LOCAL-PRIVACY-OFFICER",
+        |role| sharing.get_organisation_group(in_role(
             s,
             HOME,
             role,
@@ -647,18 +745,30 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
                 group_id: group.group_id.clone(),
                 min_sequence: group.stream_sequence,
             }
-        )))
+        ))
+    )
     .expect("got");
-    role_case!(s, seen, "ListOrganisationGroups", "R8000", "LOCAL-PRIVACY-OFFICER", |role| sharing
-        .list_organisation_groups(in_role(
+    role_case!(
+        s,
+        seen,
+        "ListOrganisationGroups",
+        "R8000",
+        "LOCAL-PRIVACY-OFFICER",
+        |role| sharing.list_organisation_groups(in_role(
             s,
             HOME,
             role,
             spb::ListOrganisationGroupsRequest::default()
-        )))
+        ))
+    )
     .expect("listed");
-    let agreement = role_case!(s, seen, "CreateSharingAgreement", "R8000", "LOCAL-PRIVACY-OFFICER", |role| sharing
-        .create_sharing_agreement(in_role(
+    let agreement = role_case!(
+        s,
+        seen,
+        "CreateSharingAgreement",
+        "R8000",
+        "LOCAL-PRIVACY-OFFICER",
+        |role| sharing.create_sharing_agreement(in_role(
             s,
             HOME,
             role,
@@ -670,11 +780,17 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
                 reason: "DSA 2026/14".into(),
                 ..Default::default()
             }
-        )))
+        ))
+    )
     .expect("made")
     .into_inner();
-    role_case!(s, seen, "GetSharingAgreement", "R8000", "LOCAL-PRIVACY-OFFICER", |role| sharing
-        .get_sharing_agreement(in_role(
+    role_case!(
+        s,
+        seen,
+        "GetSharingAgreement",
+        "R8000",
+        "LOCAL-PRIVACY-OFFICER",
+        |role| sharing.get_sharing_agreement(in_role(
             s,
             HOME,
             role,
@@ -682,18 +798,30 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
                 agreement_id: agreement.agreement_id.clone(),
                 min_sequence: agreement.stream_sequence,
             }
-        )))
+        ))
+    )
     .expect("got");
-    role_case!(s, seen, "ListSharingAgreements", "R8000", "LOCAL-PRIVACY-OFFICER", |role| sharing
-        .list_sharing_agreements(in_role(
+    role_case!(
+        s,
+        seen,
+        "ListSharingAgreements",
+        "R8000",
+        "LOCAL-PRIVACY-OFFICER",
+        |role| sharing.list_sharing_agreements(in_role(
             s,
             HOME,
             role,
             spb::ListSharingAgreementsRequest::default()
-        )))
+        ))
+    )
     .expect("listed");
-    role_case!(s, seen, "EndSharingAgreement", "R8000", "LOCAL-PRIVACY-OFFICER", |role| sharing
-        .end_sharing_agreement(in_role(
+    role_case!(
+        s,
+        seen,
+        "EndSharingAgreement",
+        "R8000",
+        "LOCAL-PRIVACY-OFFICER",
+        |role| sharing.end_sharing_agreement(in_role(
             s,
             HOME,
             role,
@@ -702,7 +830,8 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
                 reason: "DSA withdrawn".into(),
                 ..Default::default()
             }
-        )))
+        ))
+    )
     .expect("ended");
     let _ = ADMIN;
 
@@ -714,7 +843,12 @@ async fn every_rpc_refuses_an_unrelated_organisation_and_serves_the_registered_p
         for service in &file.service {
             for method in &service.method {
                 if !seen.contains(method.name()) {
-                    missing.push(format!("{}.{}/{}", file.package(), service.name(), method.name()));
+                    missing.push(format!(
+                        "{}.{}/{}",
+                        file.package(),
+                        service.name(),
+                        method.name()
+                    ));
                 }
             }
         }

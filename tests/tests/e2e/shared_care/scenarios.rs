@@ -62,7 +62,9 @@ async fn a_practice_registers_its_own_patients_and_no_one_elses() {
     let stack = TestStack::start().await;
     let jane = register_at_home(&stack).await;
     assert_eq!(
-        jane.details.as_ref().map(|d| d.registered_practice_ods.as_str()),
+        jane.details
+            .as_ref()
+            .map(|d| d.registered_practice_ods.as_str()),
         Some(HOME)
     );
     let before = stack.last_sequence_of("demographics").await;
@@ -313,7 +315,12 @@ async fn a_restricted_patients_address_is_seen_only_by_the_practices_demographic
     assert!(nursed.withheld);
     // A clinician elsewhere in an emergency: hidden too.
     let elsewhere = people
-        .get_patient(breaking_glass(&stack, STRANGER, "collapsed in clinic", get()))
+        .get_patient(breaking_glass(
+            &stack,
+            STRANGER,
+            "collapsed in clinic",
+            get(),
+        ))
         .await
         .expect("emergency")
         .into_inner();
@@ -359,7 +366,14 @@ async fn a_region_wide_search_shows_strangers_minimal_identity_only() {
         .expect("search")
         .into_inner();
     assert!(!ours.patients[0].identity_only);
-    assert!(!ours.patients[0].details.as_ref().expect("details").addresses.is_empty());
+    assert!(
+        !ours.patients[0]
+            .details
+            .as_ref()
+            .expect("details")
+            .addresses
+            .is_empty()
+    );
     stack.stop().await;
 }
 
@@ -375,8 +389,7 @@ async fn care_system_shares_with_the_trust(
     stack: &TestStack,
 ) -> carelog_proto::sharing::v1::SharingAgreement {
     use carelog_proto::sharing::v1 as spb;
-    let mut sharing =
-        spb::sharing_service_client::SharingServiceClient::new(stack.channel.clone());
+    let mut sharing = spb::sharing_service_client::SharingServiceClient::new(stack.channel.clone());
     let group = sharing
         .create_organisation_group(admin(
             stack,
@@ -501,8 +514,7 @@ async fn ending_an_agreement_ends_access_from_that_moment() {
         .expect("shared while the agreement stands");
 
     // When the practice ends the agreement
-    let mut sharing =
-        spb::sharing_service_client::SharingServiceClient::new(stack.channel.clone());
+    let mut sharing = spb::sharing_service_client::SharingServiceClient::new(stack.channel.clone());
     let ended = sharing
         .end_sharing_agreement(admin(
             &stack,
