@@ -13,11 +13,12 @@ use crate::projection::{Projection, ProjectionError};
 /// Contexts whose events are audited (each has its stream); `access` holds
 /// the `RecordAccessed` events of reads (ADR 0018), one row each, with no
 /// previous hash (access events are not hash-chained).
-pub const CONTEXTS: [&str; 5] = [
+pub const CONTEXTS: [&str; 6] = [
     "demographics",
     "consultations",
     "medications",
     "tasks",
+    "sharing",
     "access",
 ];
 

@@ -2,6 +2,7 @@
 //! read models, each batch and its checkpoint in one transaction; one module
 //! per read model (projector and queries); rebuilds into fresh tables.
 
+pub mod access;
 pub mod audit;
 pub mod audit_log;
 pub mod audit_queries;
@@ -14,6 +15,7 @@ pub mod projection;
 mod query;
 pub mod rebuild;
 pub mod runner;
+pub mod sharing;
 pub mod tasks;
 
 pub use projection::{Projection, ProjectionError};
@@ -29,6 +31,7 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(consultations::ConsultationsProjection),
         std::sync::Arc::new(medications::MedicationsProjection),
         std::sync::Arc::new(tasks::TasksProjection),
+        std::sync::Arc::new(sharing::SharingProjection),
         std::sync::Arc::new(audit::AuditEventsProjection),
         std::sync::Arc::new(audit_log::AuditLogProjection),
     ]

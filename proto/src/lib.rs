@@ -31,6 +31,13 @@ pub mod consultations {
     }
 }
 
+/// The sharing context: organisation groups and sharing agreements.
+pub mod sharing {
+    pub mod v1 {
+        tonic::include_proto!("carelog.sharing.v1");
+    }
+}
+
 /// The medications context: allergies, authorisations and issues.
 pub mod medications {
     pub mod v1 {

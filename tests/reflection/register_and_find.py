@@ -65,6 +65,7 @@ def main(address: str, token: str) -> int:
                 "birthDate": {"year": 1971, "month": 5, "day": 2},
                 "gender": "ADMINISTRATIVE_GENDER_FEMALE",
                 "addresses": [{"lines": ["2 Infirmary Street"], "postcode": "LS1 2JP"}],
+                "registeredPracticeOds": "A81001",
             },
         },
     )

@@ -13,6 +13,10 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+
+use carelog_kernel::access::AccessSink;
+use carelog_kernel::guard::{RoleRefusal, record_role_refusal};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -22,21 +26,35 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-/// Adds the span and metrics to every call of the wrapped service.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RpcLayer;
+/// Adds the span and metrics to every call of the wrapped service, and
+/// records the calls the role check refused on the access log (the
+/// interceptor that refuses them cannot wait for a write).
+#[derive(Debug, Clone)]
+pub struct RpcLayer {
+    access_log: Arc<dyn AccessSink>,
+}
+
+impl RpcLayer {
+    pub fn new(access_log: Arc<dyn AccessSink>) -> Self {
+        Self { access_log }
+    }
+}
 
 impl<S> tower_layer::Layer<S> for RpcLayer {
     type Service = RpcService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RpcService { inner }
+        RpcService {
+            inner,
+            access_log: self.access_log.clone(),
+        }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct RpcService<S> {
     inner: S,
+    access_log: Arc<dyn AccessSink>,
 }
 
 struct Headers<'a>(&'a http::HeaderMap);
@@ -133,8 +151,12 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let path = carelog_kernel::policy::RpcPath(request.uri().path().to_owned());
+        let rpc = request.uri().path().to_owned();
+        let path = carelog_kernel::policy::RpcPath(rpc.clone());
         request.extensions_mut().insert(path);
+        let refusal = RoleRefusal::default();
+        request.extensions_mut().insert(refusal.clone());
+        let access_log = self.access_log.clone();
         let (service, method) = service_and_method(request.uri().path());
         let (service, method) = if known(service) {
             (service.to_owned(), method.to_owned())
@@ -162,6 +184,9 @@ where
         };
         Box::pin(async move {
             let result = future.instrument(span.clone()).await;
+            if let Some(actor) = refusal.take() {
+                record_role_refusal(&*access_log, actor, &rpc).await;
+            }
             let code = status_of(&result, 2);
             span.record("rpc.grpc.status_code", code);
             if server_error(code) {

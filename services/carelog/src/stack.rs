@@ -17,13 +17,16 @@ use carelog_kernel::Aggregate as _;
 use carelog_kernel::Executor;
 use carelog_kernel::access::{self, AccessLog, AccessSink};
 use carelog_kernel::auth::Authenticator;
+use carelog_kernel::guard::Guard;
 use carelog_kernel::store::{ContextStream, EventStore, StoreOptions};
 use carelog_medications::api::MedicationsApi;
 use carelog_medications::catalogue::DrugCatalogue;
 use carelog_medications::domain::MedicationRecord;
+use carelog_projections::access::PgAccessFacts;
 use carelog_projections::consultations::PgConsultationsQueries;
 use carelog_projections::medications::PgMedicationsQueries;
 use carelog_projections::patients::PgPatientQueries;
+use carelog_projections::sharing::PgSharingQueries;
 use carelog_projections::tasks::PgTasksQueries;
 use carelog_projections::{ProjectorStatus, Runner};
 use carelog_proto::audit::v1::audit_service_server::AuditServiceServer;
@@ -31,8 +34,12 @@ use carelog_proto::audit::v1::record_history_service_server::RecordHistoryServic
 use carelog_proto::consultations::v1::consultations_service_server::ConsultationsServiceServer;
 use carelog_proto::demographics::v1::demographics_service_server::DemographicsServiceServer;
 use carelog_proto::medications::v1::medications_service_server::MedicationsServiceServer;
+use carelog_proto::sharing::v1::sharing_service_server::SharingServiceServer;
 use carelog_proto::tasks::v1::tasks_service_server::TasksServiceServer;
+use carelog_sharing::api::SharingApi;
+use carelog_sharing::domain::SharingRecord;
 use carelog_tasks::api::TasksApi;
+use carelog_tasks::break_glass::PrivacyReview;
 use carelog_tasks::domain::TaskList;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -41,11 +48,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Every context with a stream.
-pub const CONTEXTS: [&str; 4] = [
+pub const CONTEXTS: [&str; 5] = [
     PatientRecord::CONTEXT,
     PatientConsultations::CONTEXT,
     MedicationRecord::CONTEXT,
     TaskList::CONTEXT,
+    SharingRecord::CONTEXT,
 ];
 
 /// Cache capacity (aggregates) of each context's executor.
@@ -286,10 +294,23 @@ pub async fn start_with(
             .unwrap_or_else(|| Arc::new(AccessLog::new(store.clone())));
         let patients = Arc::new(Executor::<PatientRecord>::new(store.clone(), CACHE));
         let gate = PatientGate::new(patients.clone());
+        let task_executor = Arc::new(Executor::<TaskList>::new(store.clone(), CACHE));
+        // The one access decision every handler asks (ADR 0020); emergency
+        // accesses raise the privacy officer's review task (ADR 0022).
+        let guard = Guard::new(
+            settings.access_policy.clone(),
+            Arc::new(PgAccessFacts::new(gate.clone(), pool.clone())),
+            access_log.clone(),
+        )
+        .with_break_glass(Arc::new(PrivacyReview::new(task_executor.clone())));
         let demographics = serves(PatientRecord::CONTEXT).then(|| {
             DemographicsServiceServer::with_interceptor(
-                DemographicsApi::new(patients, Arc::new(PgPatientQueries::new(pool.clone())))
-                    .with_access_log(access_log.clone()),
+                DemographicsApi::new(
+                    patients,
+                    Arc::new(PgPatientQueries::new(pool.clone())),
+                    guard.clone(),
+                )
+                .with_access_log(access_log.clone()),
                 auth.clone().interceptor(settings.access_policy.clone()),
             )
         });
@@ -299,7 +320,9 @@ pub async fn start_with(
                     Arc::new(Executor::<PatientConsultations>::new(store.clone(), CACHE)),
                     gate.clone(),
                     Arc::new(PgConsultationsQueries::new(pool.clone())),
-                ),
+                    guard.clone(),
+                )
+                .with_access_log(access_log.clone()),
                 auth.clone().interceptor(settings.access_policy.clone()),
             )
         });
@@ -309,6 +332,7 @@ pub async fn start_with(
                     Arc::new(Executor::<MedicationRecord>::new(store.clone(), CACHE)),
                     gate.clone(),
                     Arc::new(PgMedicationsQueries::new(pool.clone())),
+                    guard.clone(),
                 )
                 .with_catalogue(settings.drug_catalogue.clone())
                 .with_access_log(access_log.clone()),
@@ -318,9 +342,20 @@ pub async fn start_with(
         let task_service = serves(TaskList::CONTEXT).then(|| {
             TasksServiceServer::with_interceptor(
                 TasksApi::new(
-                    Arc::new(Executor::<TaskList>::new(store.clone(), CACHE)),
+                    task_executor.clone(),
                     gate.clone(),
                     Arc::new(PgTasksQueries::new(pool.clone())),
+                    guard.clone(),
+                )
+                .with_access_log(access_log.clone()),
+                auth.clone().interceptor(settings.access_policy.clone()),
+            )
+        });
+        let sharing = serves(SharingRecord::CONTEXT).then(|| {
+            SharingServiceServer::with_interceptor(
+                SharingApi::new(
+                    Arc::new(Executor::<SharingRecord>::new(store.clone(), CACHE)),
+                    Arc::new(PgSharingQueries::new(pool.clone())),
                 ),
                 auth.clone().interceptor(settings.access_policy.clone()),
             )
@@ -369,7 +404,7 @@ pub async fn start_with(
                 .await;
             };
             server
-                .layer(crate::rpc::RpcLayer)
+                .layer(crate::rpc::RpcLayer::new(access_log.clone()))
                 .add_service(health_service)
                 .add_service(reflection_v1)
                 .add_service(reflection_v1alpha)
@@ -377,6 +412,7 @@ pub async fn start_with(
                 .add_optional_service(consultations)
                 .add_optional_service(medications)
                 .add_optional_service(task_service)
+                .add_optional_service(sharing)
                 .add_service(audit)
                 .add_service(history)
                 .serve_with_incoming_shutdown(incoming(listener), stop)
@@ -475,11 +511,12 @@ fn served_services(contexts: &[&str]) -> Vec<&'static str> {
 }
 
 /// The full names of carelog's gRPC services (gRPC health and reflection).
-pub const SERVICES: [&str; 4] = [
+pub const SERVICES: [&str; 5] = [
     "carelog.demographics.v1.DemographicsService",
     "carelog.consultations.v1.ConsultationsService",
     "carelog.medications.v1.MedicationsService",
     "carelog.tasks.v1.TasksService",
+    "carelog.sharing.v1.SharingService",
 ];
 
 /// Accepted connections with Nagle's algorithm off: a gRPC reply is written

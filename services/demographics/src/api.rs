@@ -7,6 +7,7 @@ use std::sync::Arc;
 use carelog_kernel::access::{self, AccessLog, AccessSink, Reads};
 use carelog_kernel::date::PartialDate;
 use carelog_kernel::edge;
+use carelog_kernel::guard::Guard;
 use carelog_kernel::{Committed, Executor, Failure, Loaded, PatientId, RequestContext, Violations};
 use carelog_proto::demographics::v1 as pb;
 use pb::demographics_service_server::DemographicsService;
@@ -71,6 +72,8 @@ fn required_id(field: &str, text: &str) -> Result<PatientId, Failure> {
 
 /// The record a one-patient command answers with.
 fn first_resource(
+    guard: &Guard,
+    ctx: &RequestContext,
     committed: &Committed<PatientRecord>,
     id: PatientId,
 ) -> Result<Response<pb::Patient>, Status> {
@@ -78,12 +81,20 @@ fn first_resource(
         .aggregates
         .first()
         .ok_or_else(|| Failure::not_found("patient", &id.to_string()))?;
-    Ok(Response::new(resource(loaded)))
+    Ok(Response::new(resource(
+        loaded,
+        reveals(guard, ctx, &loaded.state.patient),
+    )))
+}
+
+/// Whether this caller sees the restricted fields of `patient` (ADR 0020).
+fn reveals(guard: &Guard, ctx: &RequestContext, patient: &pb::Patient) -> bool {
+    guard.sees_restricted(ctx, &crate::gate::access_of(&patient.patient_id, patient))
 }
 
 /// The response resource: the record as this caller may see it.
-pub fn resource(loaded: &Loaded<PatientRecord>) -> pb::Patient {
-    let mut patient = loaded.state.shown(false);
+pub fn resource(loaded: &Loaded<PatientRecord>, reveal_restricted: bool) -> pb::Patient {
+    let mut patient = loaded.state.shown(reveal_restricted);
     patient.patient_id = loaded.id.to_string();
     patient.version = loaded.version as i64;
     patient.stream_sequence = loaded.last_sequence;
@@ -98,10 +109,14 @@ pub struct DemographicsApi<Q> {
     executor: Arc<Executor<PatientRecord>>,
     queries: Arc<Q>,
     access: Arc<dyn AccessSink>,
+    guard: Guard,
 }
 
 const SERVICE: &str = "carelog.demographics.v1.DemographicsService";
 const CONTEXT: &str = "demographics";
+
+/// The access rule recorded for a search hit shown as minimal identity.
+pub const IDENTITY_ONLY: &str = "identity_only";
 
 /// One patient as shown, for the access log.
 fn read(reads: &mut Reads, patient: &pb::Patient) {
@@ -121,12 +136,14 @@ impl<Q> std::fmt::Debug for DemographicsApi<Q> {
 }
 
 impl<Q: PatientQueries> DemographicsApi<Q> {
-    pub fn new(executor: Arc<Executor<PatientRecord>>, queries: Arc<Q>) -> Self {
+    /// Every call is admitted by `guard` (ADR 0020).
+    pub fn new(executor: Arc<Executor<PatientRecord>>, queries: Arc<Q>, guard: Guard) -> Self {
         let access = Arc::new(AccessLog::new(executor.store().clone()));
         Self {
             executor,
             queries,
             access,
+            guard,
         }
     }
 
@@ -139,17 +156,18 @@ impl<Q: PatientQueries> DemographicsApi<Q> {
     /// Runs a command on one patient and answers with the record after it.
     async fn on_patient(
         &self,
-        ctx: RequestContext,
+        mut ctx: RequestContext,
         id: PatientId,
         command: Command,
     ) -> Result<Response<pb::Patient>, Status> {
+        self.guard.admit(&mut ctx, id).await?;
         let committed = self
             .executor
             .execute(&ctx, &[id], |loaded| {
                 decide(id, &loaded[0].state, &command).map_err(Failure::from)
             })
             .await?;
-        first_resource(&committed, id)
+        first_resource(&self.guard, &ctx, &committed, id)
     }
 
     async fn flag(
@@ -164,11 +182,13 @@ impl<Q: PatientQueries> DemographicsApi<Q> {
 
     async fn merge(
         &self,
-        ctx: RequestContext,
+        mut ctx: RequestContext,
         duplicate: PatientId,
         survivor: PatientId,
         command: Command,
     ) -> Result<Response<pb::MergePatientResponse>, Status> {
+        self.guard.admit(&mut ctx, duplicate).await?;
+        self.guard.admit(&mut ctx, survivor).await?;
         let committed = self
             .executor
             .execute(&ctx, &[duplicate, survivor], |l| {
@@ -176,7 +196,11 @@ impl<Q: PatientQueries> DemographicsApi<Q> {
                     .map_err(Failure::from)
             })
             .await?;
-        let get = |id: PatientId| committed.get(id).map(resource);
+        let get = |id: PatientId| {
+            committed
+                .get(id)
+                .map(|l| resource(l, reveals(&self.guard, &ctx, &l.state.patient)))
+        };
         Ok(Response::new(pb::MergePatientResponse {
             duplicate: get(duplicate),
             survivor: get(survivor),
@@ -191,10 +215,13 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         &self,
         request: Request<pb::RegisterPatientRequest>,
     ) -> Result<Response<pb::Patient>, Status> {
-        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let (mut ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
         let mut v = Violations::new();
         let details = check_details(&r.details.unwrap_or_default(), "details", &mut v);
         v.into_result()?;
+        self.guard
+            .admit_registration(&mut ctx, &details.registered_practice_ods)
+            .await?;
         let id = match ctx.request_id.as_str() {
             "" => PatientId::new(),
             request_id => PatientId::for_request(&ctx.actor.user_id, request_id),
@@ -206,14 +233,14 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
                 decide(id, &loaded[0].state, &command).map_err(Failure::from)
             })
             .await?;
-        first_resource(&committed, id)
+        first_resource(&self.guard, &ctx, &committed, id)
     }
 
     async fn update_demographics(
         &self,
         request: Request<pb::UpdateDemographicsRequest>,
     ) -> Result<Response<pb::Patient>, Status> {
-        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let (mut ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
         let mut v = Violations::new();
         let id = patient_id("patient_id", &r.patient_id, &mut v);
         let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
@@ -233,6 +260,7 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         }
         v.into_result()?;
         let id = id.ok_or_else(|| Failure::invalid_field("patient_id", "is required"))?;
+        self.guard.admit(&mut ctx, id).await?;
         let new = r.details.unwrap_or_default();
         let committed = self
             .executor
@@ -254,7 +282,7 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
                 decide(id, record, &command).map_err(Failure::from)
             })
             .await?;
-        first_resource(&committed, id)
+        first_resource(&self.guard, &ctx, &committed, id)
     }
 
     async fn record_death(
@@ -334,8 +362,9 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         &self,
         request: Request<pb::UnmergePatientRequest>,
     ) -> Result<Response<pb::MergePatientResponse>, Status> {
-        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let (mut ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
         let duplicate = required_id("duplicate_patient_id", &r.duplicate_patient_id)?;
+        self.guard.admit(&mut ctx, duplicate).await?;
         let record = self.executor.load(duplicate).await?;
         if !record.exists() {
             return Err(Failure::from(Error::NotFound(duplicate)).into());
@@ -391,14 +420,16 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         &self,
         request: Request<pb::GetPatientRequest>,
     ) -> Result<Response<pb::Patient>, Status> {
-        let (ctx, r) = RequestContext::query(request)?;
+        let (mut ctx, r) = RequestContext::query(request)?;
         let id = required_id("patient_id", &r.patient_id)?;
+        let facts = self.guard.admit(&mut ctx, id).await?;
+        let reveal = self.guard.sees_restricted(&ctx, &facts);
         let patient = self
             .queries
             .get(id, Consistency::until_deadline(&ctx, r.min_sequence))
             .await?
             .ok_or_else(|| Failure::not_found("patient", &id.to_string()))?;
-        let patient = PatientRecord::shown_resource(patient);
+        let patient = PatientRecord::shown_resource(patient, reveal);
         let mut reads = Reads::new();
         read(&mut reads, &patient);
         access::audit(&*self.access, &ctx, SERVICE, "GetPatient", &reads).await?;
@@ -424,12 +455,34 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
                 Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
+        let facts: Vec<_> = patients
+            .iter()
+            .map(|p| crate::gate::access_of(&p.patient_id, p))
+            .collect();
+        let verdicts = self.guard.verdicts(&ctx, &facts).await?;
+        let mut reads = Reads::new();
         let patients: Vec<_> = patients
             .into_iter()
-            .map(PatientRecord::shown_resource)
+            .zip(facts.iter().zip(verdicts))
+            .map(|(patient, (facts, verdict))| {
+                let (shown, rule) = match verdict {
+                    Ok(rule) => (
+                        PatientRecord::shown_resource(
+                            patient,
+                            self.guard.sees_restricted(&ctx, facts),
+                        ),
+                        rule.to_string(),
+                    ),
+                    Err(_) => (
+                        PatientRecord::identity_only(&patient),
+                        IDENTITY_ONLY.to_owned(),
+                    ),
+                };
+                read(&mut reads, &shown);
+                reads.rule(&shown.patient_id, &rule);
+                shown
+            })
             .collect();
-        let mut reads = Reads::new();
-        patients.iter().for_each(|p| read(&mut reads, p));
         access::audit(&*self.access, &ctx, SERVICE, "SearchPatients", &reads).await?;
         Ok(Response::new(pb::SearchPatientsResponse {
             patients,
@@ -441,12 +494,14 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         &self,
         request: Request<pb::ListPatientVersionsRequest>,
     ) -> Result<Response<pb::ListPatientVersionsResponse>, Status> {
-        let (ctx, r) = RequestContext::query(request)?;
+        let (mut ctx, r) = RequestContext::query(request)?;
         let mut v = Violations::new();
         let id = patient_id("patient_id", &r.patient_id, &mut v);
         let page = page(r.page_size, r.page_token, &mut v);
         v.into_result()?;
         let id = id.ok_or_else(|| Failure::invalid_field("patient_id", "is required"))?;
+        let facts = self.guard.admit(&mut ctx, id).await?;
+        let reveal = self.guard.sees_restricted(&ctx, &facts);
         let (mut versions, next_page_token) = self
             .queries
             .versions(id, &page, Consistency::until_deadline(&ctx, r.min_sequence))
@@ -456,7 +511,10 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         }
         let mut reads = Reads::new();
         for version in &mut versions {
-            version.patient = version.patient.take().map(PatientRecord::shown_resource);
+            version.patient = version
+                .patient
+                .take()
+                .map(|p| PatientRecord::shown_resource(p, reveal));
             let withheld = version.patient.as_ref().is_some_and(|p| p.withheld);
             reads.record(
                 &id.to_string(),

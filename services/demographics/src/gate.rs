@@ -6,8 +6,10 @@
 
 use std::sync::Arc;
 
+use carelog_kernel::access_control::PatientAccess;
 use carelog_kernel::date::PartialDate;
 use carelog_kernel::{Executor, Failure, PatientId};
+use carelog_proto::demographics::v1 as pb;
 
 use crate::domain::{self, PatientRecord};
 
@@ -67,6 +69,17 @@ impl PatientGate {
         ))
     }
 
+    /// What access control needs of the patient, from the event store;
+    /// `None` when no such patient was registered. A merged or deceased
+    /// patient still has facts: the rules that follow refuse them.
+    pub async fn access(&self, id: PatientId) -> Result<Option<PatientAccess>, Failure> {
+        let loaded = self.executor.load_current(id).await?;
+        Ok(loaded
+            .state
+            .is_registered()
+            .then(|| access_of(&id.to_string(), &loaded.state.patient)))
+    }
+
     /// As `open`, and not deceased (PATIENT_DECEASED): for new clinical
     /// activity.
     pub async fn alive(&self, id: PatientId) -> Result<PatientFacts, Failure> {
@@ -77,5 +90,19 @@ impl PatientGate {
             &loaded.state,
             loaded.last_sequence,
         ))
+    }
+}
+
+/// The access facts of a patient resource (as stored, before redaction).
+pub fn access_of(patient_id: &str, patient: &pb::Patient) -> PatientAccess {
+    PatientAccess {
+        patient_id: patient_id.to_owned(),
+        registered_practice: patient
+            .details
+            .as_ref()
+            .map(|d| d.registered_practice_ods.clone())
+            .unwrap_or_default(),
+        sharing_objection: patient.sharing_objection,
+        restricted: patient.restricted,
     }
 }

@@ -34,6 +34,10 @@ pub const ACCESS: &str = "access";
 /// The event type of an access event.
 pub const RECORD_ACCESSED: &str = "RecordAccessed";
 
+/// The subject token of a refusal whose patient is not known (a call
+/// refused for the role's permissions before its request was read).
+pub const UNKNOWN_PATIENT: &str = "unknown";
+
 /// The stream of access events.
 pub fn access_stream() -> ContextStream {
     ContextStream::new(ACCESS)
@@ -48,6 +52,9 @@ pub struct PatientRead {
     pub positions: BTreeMap<String, u64>,
     pub records: u32,
     pub withheld: bool,
+    /// The access rule this patient was shown under, when it is not the
+    /// request's (a search's hits each have their own).
+    pub rule: String,
 }
 
 /// The reads of one answer, gathered per patient in the order first seen.
@@ -91,6 +98,14 @@ impl Reads {
             let stream = ContextStream::new_named(context);
             let at = read.positions.entry(stream).or_insert(0);
             *at = (*at).max(sequence);
+        }
+        self
+    }
+
+    /// Names the access rule `patient_id` was shown under.
+    pub fn rule(&mut self, patient_id: &str, rule: &str) -> &mut Self {
+        if let Some(read) = self.reads.iter_mut().find(|r| r.patient_id == patient_id) {
+            read.rule = rule.to_owned();
         }
         self
     }
@@ -149,7 +164,10 @@ impl AccessLog {
         let mut pending = Vec::with_capacity(events.len());
         // Publish every event first (pipelined), then await the acks.
         for event in &events {
-            let subject = self.stream.subject(&event.patient_id);
+            let subject = match event.patient_id.as_str() {
+                "" => self.stream.subject(&UNKNOWN_PATIENT),
+                id => self.stream.subject(&id),
+            };
             let (headers, payload) = enveloped(event);
             let sent = js
                 .publish_with_headers(subject, headers, payload)
@@ -224,34 +242,90 @@ pub fn events(
     method: &str,
     reads: &Reads,
 ) -> Vec<pb::RecordAccessed> {
-    let now = timestamp(Utc::now());
     reads
         .patients()
-        .map(|read| pb::RecordAccessed {
-            access_id: uuid::Uuid::now_v7().to_string(),
-            patient_id: read.patient_id.clone(),
-            actor: Some(ctx.actor.to_proto()),
-            purpose_of_use: ctx.purpose_of_use.clone(),
-            on_behalf_of: ctx.on_behalf_of.clone(),
-            service: service.to_owned(),
-            method: method.to_owned(),
-            resource_ids: read.resource_ids.clone(),
-            record_count: read.records,
-            positions: read
+        .map(|read| {
+            let rule = if read.rule.is_empty() {
+                ctx.access_rule.clone()
+            } else {
+                read.rule.clone()
+            };
+            let mut event = granted(ctx, service, method, &read.patient_id, &rule);
+            event.resource_ids = read.resource_ids.clone();
+            event.record_count = read.records;
+            event.positions = read
                 .positions
                 .iter()
                 .map(|(stream, sequence)| pb::StreamPosition {
                     stream: stream.clone(),
                     sequence: *sequence,
                 })
-                .collect(),
-            withheld: read.withheld,
-            correlation_id: ctx.correlation_id.clone(),
-            accessed_at: Some(now),
-            traceparent: ctx.traceparent.clone(),
+                .collect();
+            event.withheld = read.withheld;
+            event
         })
         .collect()
 }
+
+/// An access event of this request about `patient_id`, before its outcome.
+fn base(ctx: &RequestContext, service: &str, method: &str, patient_id: &str) -> pb::RecordAccessed {
+    pb::RecordAccessed {
+        access_id: uuid::Uuid::now_v7().to_string(),
+        patient_id: patient_id.to_owned(),
+        actor: Some(ctx.actor.to_proto()),
+        purpose_of_use: ctx.purpose_of_use.clone(),
+        on_behalf_of: ctx.on_behalf_of.clone(),
+        service: service.to_owned(),
+        method: method.to_owned(),
+        correlation_id: ctx.correlation_id.clone(),
+        accessed_at: Some(timestamp(Utc::now())),
+        traceparent: ctx.traceparent.clone(),
+        registered_organisation: ctx.registered_organisation.clone(),
+        ..Default::default()
+    }
+}
+
+/// A granted access under `rule`; a break-glass grant is marked emergency
+/// with the stated reason.
+pub fn granted(
+    ctx: &RequestContext,
+    service: &str,
+    method: &str,
+    patient_id: &str,
+    rule: &str,
+) -> pb::RecordAccessed {
+    let emergency = rule == BREAK_GLASS_RULE;
+    pb::RecordAccessed {
+        outcome: pb::AccessOutcome::Granted as i32,
+        rule: rule.to_owned(),
+        emergency,
+        break_glass_reason: if emergency {
+            ctx.break_glass.clone()
+        } else {
+            String::new()
+        },
+        ..base(ctx, service, method, patient_id)
+    }
+}
+
+/// A refused call about `patient_id` ("" when not known), naming the reason
+/// code of the rule that failed.
+pub fn refused(
+    ctx: &RequestContext,
+    service: &str,
+    method: &str,
+    patient_id: &str,
+    reason_code: &str,
+) -> pb::RecordAccessed {
+    pb::RecordAccessed {
+        outcome: pb::AccessOutcome::Denied as i32,
+        reason_code: reason_code.to_owned(),
+        ..base(ctx, service, method, patient_id)
+    }
+}
+
+/// The rule name of a break-glass grant.
+pub const BREAK_GLASS_RULE: &str = "break_glass";
 
 /// Records the reads of an answer before it is returned: an empty answer
 /// records nothing; a failure is `UNAVAILABLE` and the answer is dropped.

@@ -42,6 +42,8 @@ pub struct Teams(pub Vec<String>);
 pub const CORRELATION_ID_HEADER: &str = "x-correlation-id";
 pub const ON_BEHALF_OF_HEADER: &str = "x-carelog-on-behalf-of";
 pub const TRACEPARENT_HEADER: &str = "traceparent";
+/// The emergency reason of a break-glass access (ADR 0022).
+pub const BREAK_GLASS_HEADER: &str = "x-carelog-break-glass";
 
 /// Everything about one request that a commit records besides its events.
 #[derive(Debug, Clone)]
@@ -58,6 +60,16 @@ pub struct RequestContext {
     pub correlation_id: String,
     pub causation_id: String,
     pub traceparent: String,
+    /// The gRPC path called (`/package.Service/Method`), when known.
+    pub rpc: String,
+    /// The emergency reason the caller stated (`x-carelog-break-glass`),
+    /// empty when none.
+    pub break_glass: String,
+    /// The access rule that admitted the caller to the patient (set by the
+    /// access guard; read events record it).
+    pub access_rule: String,
+    /// The patient's registered organisation, when the guard looked.
+    pub registered_organisation: String,
     /// When the caller stops waiting (from `grpc-timeout`, else a default).
     pub deadline: tokio::time::Instant,
 }
@@ -94,6 +106,11 @@ impl RequestContext {
         if let Some(Teams(teams)) = request.extensions().get::<Teams>() {
             ctx.teams = teams.clone();
         }
+        if let Some(crate::policy::RpcPath(path)) =
+            request.extensions().get::<crate::policy::RpcPath>()
+        {
+            ctx.rpc = path.clone();
+        }
         Ok(ctx)
     }
 
@@ -119,6 +136,14 @@ impl RequestContext {
             correlation_id,
             causation_id: String::new(),
             traceparent: header(TRACEPARENT_HEADER),
+            rpc: String::new(),
+            break_glass: header(BREAK_GLASS_HEADER)
+                .trim()
+                .chars()
+                .take(1000)
+                .collect(),
+            access_rule: String::new(),
+            registered_organisation: String::new(),
             deadline: tokio::time::Instant::now()
                 + grpc_timeout(metadata).unwrap_or(DEFAULT_DEADLINE),
         }
@@ -135,6 +160,14 @@ impl RequestContext {
         let (request_id, reason) = key(&body);
         let ctx = ctx.with_request(request_id, reason)?;
         Ok((ctx, body))
+    }
+
+    /// The gRPC service and method called (empty when unknown).
+    pub fn service_and_method(&self) -> (&str, &str) {
+        self.rpc
+            .strip_prefix('/')
+            .and_then(|p| p.split_once('/'))
+            .unwrap_or(("", ""))
     }
 
     /// The context and body of a query.

@@ -400,7 +400,12 @@ impl Authenticator {
                 .get::<crate::policy::RpcPath>()
                 .map(|p| p.0.as_str())
                 .unwrap_or_default();
-            policy.check(&actor, path)?;
+            if let Err(refused) = policy.check(&actor, path) {
+                if let Some(note) = request.extensions().get::<crate::guard::RoleRefusal>() {
+                    note.note(&actor);
+                }
+                return Err(refused.into());
+            }
             request.extensions_mut().insert(actor);
             request.extensions_mut().insert(teams);
             Ok(request)

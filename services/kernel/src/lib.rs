@@ -4,6 +4,7 @@
 //! vocabulary mapped to `tonic::Status`.
 
 pub mod access;
+pub mod access_control;
 pub mod actor;
 pub mod auth;
 pub mod claims;
@@ -13,6 +14,7 @@ pub mod edge;
 pub mod envelope;
 pub mod error;
 pub mod executor;
+pub mod guard;
 pub mod ids;
 pub mod merkle;
 pub mod policy;

@@ -41,9 +41,10 @@ pub enum Permission {
     /// Read the audit history: checkpoints, proofs, who accessed a record
     /// and what a user did.
     ViewAudit,
-    /// Administer sharing agreements (no RPC needs it yet).
+    /// Administer organisation groups and sharing agreements.
     AdministerSharing,
-    /// The privacy officer's duties (no RPC needs it yet).
+    /// The privacy officer's duties (reviewing emergency accesses; no RPC
+    /// requires it alone yet).
     PrivacyOfficer,
 }
 
@@ -80,6 +81,7 @@ const MEDICATIONS: &str = "/carelog.medications.v1.MedicationsService/";
 const TASKS: &str = "/carelog.tasks.v1.TasksService/";
 const AUDIT: &str = "/carelog.audit.v1.AuditService/";
 const HISTORY: &str = "/carelog.audit.v1.RecordHistoryService/";
+const SHARING: &str = "/carelog.sharing.v1.SharingService/";
 
 /// Every RPC of every carelog service and what it requires, by service
 /// and method name. An RPC not in this table is refused.
@@ -158,6 +160,15 @@ pub const RPCS: &[(&str, &str, Requirement)] = &[
     (HISTORY, "GetRecordAsOf", &[ViewAudit]),
     (HISTORY, "ListPatientChanges", &[ViewAudit]),
     (HISTORY, "GetAccessedRecord", &[ViewAudit]),
+    (SHARING, "CreateOrganisationGroup", &[AdministerSharing]),
+    (SHARING, "AddGroupMember", &[AdministerSharing]),
+    (SHARING, "RemoveGroupMember", &[AdministerSharing]),
+    (SHARING, "GetOrganisationGroup", &[AdministerSharing]),
+    (SHARING, "ListOrganisationGroups", &[AdministerSharing]),
+    (SHARING, "CreateSharingAgreement", &[AdministerSharing]),
+    (SHARING, "EndSharingAgreement", &[AdministerSharing]),
+    (SHARING, "GetSharingAgreement", &[AdministerSharing]),
+    (SHARING, "ListSharingAgreements", &[AdministerSharing]),
 ];
 
 /// What an RPC path (`/package.Service/Method`) requires; `None` for a

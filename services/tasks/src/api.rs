@@ -7,6 +7,7 @@ use std::sync::Arc;
 use carelog_demographics::api::page;
 use carelog_demographics::gate::PatientGate;
 use carelog_kernel::access::{self, AccessLog, AccessSink, Reads};
+use carelog_kernel::guard::Guard;
 use carelog_kernel::ids::TaskId;
 use carelog_kernel::{Decision, Executor, Failure, OdsCode, PatientId, RequestContext, Violations};
 use carelog_proto::tasks::v1 as pb;
@@ -70,6 +71,7 @@ pub struct TasksApi<Q> {
     gate: PatientGate,
     queries: Arc<Q>,
     access: Arc<dyn AccessSink>,
+    guard: Guard,
 }
 
 const SERVICE: &str = "carelog.tasks.v1.TasksService";
@@ -91,13 +93,32 @@ impl<Q> std::fmt::Debug for TasksApi<Q> {
 }
 
 impl<Q: TasksQueries> TasksApi<Q> {
-    pub fn new(executor: Arc<Executor<TaskList>>, gate: PatientGate, queries: Arc<Q>) -> Self {
+    /// Every call about a patient is admitted by `guard` (ADR 0020).
+    pub fn new(
+        executor: Arc<Executor<TaskList>>,
+        gate: PatientGate,
+        queries: Arc<Q>,
+        guard: Guard,
+    ) -> Self {
         let access = Arc::new(AccessLog::new(executor.store().clone()));
         Self {
             executor,
             gate,
             queries,
             access,
+            guard,
+        }
+    }
+
+    /// Admits the caller to the patient a call concerns, when it concerns one.
+    async fn admit(
+        &self,
+        ctx: &mut RequestContext,
+        patient: Option<PatientId>,
+    ) -> Result<(), Failure> {
+        match patient {
+            Some(id) => self.guard.admit(ctx, id).await.map(|_| ()),
+            None => Ok(()),
         }
     }
 
@@ -126,12 +147,13 @@ impl<Q: TasksQueries> TasksApi<Q> {
     /// task after it.
     async fn run(
         &self,
-        ctx: RequestContext,
+        mut ctx: RequestContext,
         patient: Option<PatientId>,
         task: TaskId,
         command: Command,
         create: bool,
     ) -> Result<Response<pb::Task>, Status> {
+        self.admit(&mut ctx, patient).await?;
         let facts = self.patient(patient).await?;
         let aggregate = partition(patient, task);
         let who = who(&ctx);
@@ -196,6 +218,44 @@ impl<Q: TasksQueries> TasksApi<Q> {
         let reason = r.reason;
         self.on_task(ctx, &r.patient_id, &r.task_id, |id| command(id, reason))
             .await
+    }
+
+    /// The tasks of a work list this caller may see: a task about a patient
+    /// the caller may not access is left out (a patient's own list was
+    /// admitted as a whole).
+    async fn visible(
+        &self,
+        ctx: &RequestContext,
+        list: &WorkList,
+        tasks: Vec<pb::Task>,
+    ) -> Result<Vec<pb::Task>, Failure> {
+        if matches!(list, WorkList::Patient(_)) {
+            return Ok(tasks);
+        }
+        let mut patients: Vec<&str> = tasks
+            .iter()
+            .map(|t| t.patient_id.as_str())
+            .filter(|p| !p.is_empty())
+            .collect();
+        patients.sort_unstable();
+        patients.dedup();
+        let mut facts = Vec::with_capacity(patients.len());
+        for p in patients {
+            if let Some(f) = self.guard.patient_facts(p).await? {
+                facts.push(f);
+            }
+        }
+        let verdicts = self.guard.verdicts(ctx, &facts).await?;
+        let allowed: Vec<&str> = facts
+            .iter()
+            .zip(&verdicts)
+            .filter(|(_, v)| v.is_ok())
+            .map(|(f, _)| f.patient_id.as_str())
+            .collect();
+        Ok(tasks
+            .into_iter()
+            .filter(|t| t.patient_id.is_empty() || allowed.contains(&t.patient_id.as_str()))
+            .collect())
     }
 
     /// The task from the read model, if it is the one the caller addressed
@@ -398,12 +458,13 @@ impl<Q: TasksQueries> TasksService for TasksApi<Q> {
         &self,
         request: Request<pb::GetTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
-        let (ctx, r) = RequestContext::query(request)?;
+        let (mut ctx, r) = RequestContext::query(request)?;
         let mut v = Violations::new();
         let patient = optional_patient(&r.patient_id, &mut v);
         let task = task_id(&r.task_id, &mut v);
         v.into_result()?;
         let task = task.ok_or_else(|| Failure::invalid_field("task_id", "is required"))?;
+        self.admit(&mut ctx, patient).await?;
         let found = self
             .addressed(
                 patient,
@@ -420,7 +481,7 @@ impl<Q: TasksQueries> TasksService for TasksApi<Q> {
         &self,
         request: Request<pb::ListTasksRequest>,
     ) -> Result<Response<pb::ListTasksResponse>, Status> {
-        let (ctx, r) = RequestContext::query(request)?;
+        let (mut ctx, r) = RequestContext::query(request)?;
         let mut v = Violations::new();
         let named = [
             &r.owner_user_id,
@@ -463,6 +524,9 @@ impl<Q: TasksQueries> TasksService for TasksApi<Q> {
         v.into_result()?;
         let list =
             list.ok_or_else(|| Failure::invalid_field("owner_user_id", "name a work list"))?;
+        if let WorkList::Patient(patient) = &list {
+            self.admit(&mut ctx, Some(*patient)).await?;
+        }
         let (tasks, next_page_token) = self
             .queries
             .list(
@@ -472,6 +536,7 @@ impl<Q: TasksQueries> TasksService for TasksApi<Q> {
                 Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
+        let tasks = self.visible(&ctx, &list, tasks).await?;
         let read = reads(tasks.iter());
         access::audit(&*self.access, &ctx, SERVICE, "ListTasks", &read).await?;
         Ok(Response::new(pb::ListTasksResponse {
@@ -484,13 +549,14 @@ impl<Q: TasksQueries> TasksService for TasksApi<Q> {
         &self,
         request: Request<pb::ListTaskHistoryRequest>,
     ) -> Result<Response<pb::ListTaskHistoryResponse>, Status> {
-        let (ctx, r) = RequestContext::query(request)?;
+        let (mut ctx, r) = RequestContext::query(request)?;
         let mut v = Violations::new();
         let patient = optional_patient(&r.patient_id, &mut v);
         let task = task_id(&r.task_id, &mut v);
         let page = page(r.page_size, r.page_token, &mut v);
         v.into_result()?;
         let task = task.ok_or_else(|| Failure::invalid_field("task_id", "is required"))?;
+        self.admit(&mut ctx, patient).await?;
         let at = Consistency::until_deadline(&ctx, r.min_sequence);
         let found = self.addressed(patient, task, at).await?;
         let (entries, next_page_token) = self.queries.history(task, &page, at).await?;

@@ -2,6 +2,7 @@
 //! gRPC contract onto it and serves queries through the `queries` port.
 
 pub mod api;
+pub mod break_glass;
 pub mod domain;
 mod input;
 pub mod queries;

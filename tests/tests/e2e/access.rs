@@ -50,8 +50,12 @@ async fn a_get_patient_records_who_read_what_and_what_was_withheld() {
         .into_inner();
     assert!(accesses(&stack, &jane.patient_id).await.is_empty());
 
-    let mut request = stack.req_as(
+    // A nurse of the practice does not manage demographics: the restricted
+    // fields are withheld from her (docs/access.md).
+    let mut request = stack.req_in_role(
         "dr-patel",
+        "A81001",
+        "R8001",
         pb::GetPatientRequest {
             patient_id: jane.patient_id.clone(),
             min_sequence: restricted.stream_sequence,
@@ -69,7 +73,7 @@ async fn a_get_patient_records_who_read_what_and_what_was_withheld() {
     let actor = e.actor.clone().expect("actor");
     assert_eq!(actor.user_id, "dr-patel");
     assert_eq!(actor.organisation_ods, "A81001");
-    assert_eq!(actor.role, "R8000");
+    assert_eq!(actor.role, "R8001");
     assert!(!e.purpose_of_use.is_empty());
     assert_eq!(e.service, "carelog.demographics.v1.DemographicsService");
     assert_eq!(e.method, "GetPatient");

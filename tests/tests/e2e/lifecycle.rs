@@ -375,11 +375,18 @@ async fn a_restricted_record_shows_no_address_telecom_or_practice() {
         .await
         .expect("restricted")
         .into_inner();
+    // Read by a nurse of the practice, who does not manage demographics
+    // (its demographics staff see everything: docs/access.md).
     let got = client
-        .get_patient(stack.req(pb::GetPatientRequest {
-            patient_id: jane.patient_id.clone(),
-            min_sequence: marked.stream_sequence,
-        }))
+        .get_patient(stack.req_in_role(
+            "nurse-khan",
+            "A81001",
+            "R8001",
+            pb::GetPatientRequest {
+                patient_id: jane.patient_id.clone(),
+                min_sequence: marked.stream_sequence,
+            },
+        ))
         .await
         .expect("get")
         .into_inner();

@@ -19,6 +19,7 @@ mod policy;
 mod projections;
 mod reflection;
 mod scenario;
+mod shared_care;
 mod streams;
 mod tasks;
 mod telemetry;

@@ -12,6 +12,7 @@ use carelog_demographics::gate::{PatientFacts, PatientGate};
 use carelog_kernel::access::{self, AccessLog, AccessSink, Reads};
 use carelog_kernel::edge::require_text;
 use carelog_kernel::envelope::from_timestamp;
+use carelog_kernel::guard::Guard;
 use carelog_kernel::ids::{ConsultationId, EntryId, TopicId};
 use carelog_kernel::{Executor, Failure, PatientId, RequestContext, Violations};
 use carelog_proto::consultations::v1 as pb;
@@ -31,6 +32,7 @@ pub struct ConsultationsApi<Q> {
     gate: PatientGate,
     queries: Arc<Q>,
     access: Arc<dyn AccessSink>,
+    guard: Guard,
 }
 
 const SERVICE: &str = "carelog.consultations.v1.ConsultationsService";
@@ -91,6 +93,7 @@ impl<Q: ConsultationsQueries> ConsultationsApi<Q> {
         executor: Arc<Executor<PatientConsultations>>,
         gate: PatientGate,
         queries: Arc<Q>,
+        guard: Guard,
     ) -> Self {
         let access = Arc::new(AccessLog::new(executor.store().clone()));
         Self {
@@ -98,6 +101,7 @@ impl<Q: ConsultationsQueries> ConsultationsApi<Q> {
             gate,
             queries,
             access,
+            guard,
         }
     }
 
@@ -117,11 +121,12 @@ impl<Q: ConsultationsQueries> ConsultationsApi<Q> {
     /// Runs a command about one consultation and answers with it.
     async fn run(
         &self,
-        ctx: RequestContext,
+        mut ctx: RequestContext,
         patient: PatientId,
         activity: Activity,
         command: Command,
     ) -> Result<Response<pb::ConsultationCommandResponse>, Status> {
+        self.guard.admit(&mut ctx, patient).await?;
         let facts = self.facts(patient, activity).await?;
         let context = Context {
             patient: &facts,
@@ -399,7 +404,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         &self,
         request: Request<pb::GetConsultationRequest>,
     ) -> Result<Response<pb::Consultation>, Status> {
-        let (ctx, r) = RequestContext::query(request)?;
+        let (mut ctx, r) = RequestContext::query(request)?;
         let mut v = Violations::new();
         let patient = patient(&r.patient_id, &mut v);
         let consultation = consultation(&r.consultation_id, &mut v);
@@ -407,6 +412,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         let (Some(patient), Some(consultation)) = (patient, consultation) else {
             return Err(missing().into());
         };
+        self.guard.admit(&mut ctx, patient).await?;
         let found = self
             .queries
             .get(
@@ -427,12 +433,13 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         &self,
         request: Request<pb::ListConsultationsRequest>,
     ) -> Result<Response<pb::ListConsultationsResponse>, Status> {
-        let (ctx, r) = RequestContext::query(request)?;
+        let (mut ctx, r) = RequestContext::query(request)?;
         let mut v = Violations::new();
         let patient = patient(&r.patient_id, &mut v);
         let page = page(r.page_size, r.page_token, &mut v);
         v.into_result()?;
         let patient = patient.ok_or_else(missing)?;
+        self.guard.admit(&mut ctx, patient).await?;
         let (found, next_page_token) = self
             .queries
             .list(
@@ -457,7 +464,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         &self,
         request: Request<pb::ListConsultationVersionsRequest>,
     ) -> Result<Response<pb::ListConsultationVersionsResponse>, Status> {
-        let (ctx, r) = RequestContext::query(request)?;
+        let (mut ctx, r) = RequestContext::query(request)?;
         let mut v = Violations::new();
         let patient = patient(&r.patient_id, &mut v);
         let consultation = consultation(&r.consultation_id, &mut v);
@@ -466,6 +473,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         let (Some(patient), Some(consultation)) = (patient, consultation) else {
             return Err(missing().into());
         };
+        self.guard.admit(&mut ctx, patient).await?;
         let (mut versions, next_page_token) = self
             .queries
             .versions(
@@ -519,7 +527,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         &self,
         request: Request<pb::ListProblemsRequest>,
     ) -> Result<Response<pb::ListProblemsResponse>, Status> {
-        let (ctx, r) = RequestContext::query(request)?;
+        let (mut ctx, r) = RequestContext::query(request)?;
         let mut v = Violations::new();
         let patient = patient(&r.patient_id, &mut v);
         let status = match pb::ProblemStatus::try_from(r.status) {
@@ -536,6 +544,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         let page = page(r.page_size, r.page_token, &mut v);
         v.into_result()?;
         let patient = patient.ok_or_else(missing)?;
+        self.guard.admit(&mut ctx, patient).await?;
         let (mut problems, next_page_token) = self
             .queries
             .problems(
@@ -571,12 +580,13 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         &self,
         request: Request<pb::ListLatestObservationsRequest>,
     ) -> Result<Response<pb::ListLatestObservationsResponse>, Status> {
-        let (ctx, r) = RequestContext::query(request)?;
+        let (mut ctx, r) = RequestContext::query(request)?;
         let mut v = Violations::new();
         let patient = patient(&r.patient_id, &mut v);
         let page = page(r.page_size, r.page_token, &mut v);
         v.into_result()?;
         let patient = patient.ok_or_else(missing)?;
+        self.guard.admit(&mut ctx, patient).await?;
         let (mut observations, next_page_token) = self
             .queries
             .observations(

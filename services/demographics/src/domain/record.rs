@@ -38,9 +38,31 @@ impl PatientRecord {
         Some(self.patient.merged_into_patient_id.as_str()).filter(|s| !s.is_empty())
     }
 
-    /// A read-model resource as an ordinary caller sees it.
-    pub fn shown_resource(patient: pb::Patient) -> pb::Patient {
-        Self::from_resource(patient).shown(false)
+    /// A read-model resource as a caller sees it: `reveal_restricted` for
+    /// the registered organisation's users who manage demographics.
+    pub fn shown_resource(patient: pb::Patient, reveal_restricted: bool) -> pb::Patient {
+        Self::from_resource(patient).shown(reveal_restricted)
+    }
+
+    /// A search hit the caller may not access: minimal identity only (id,
+    /// name, birth date, gender, NHS number), to confirm who it is.
+    pub fn identity_only(patient: &pb::Patient) -> pb::Patient {
+        let details = patient.details.as_ref().map(|d| pb::PatientDetails {
+            nhs_number: d.nhs_number.clone(),
+            nhs_number_verification_status: d.nhs_number_verification_status,
+            name: d.name.clone(),
+            birth_date: d.birth_date,
+            gender: d.gender,
+            ..Default::default()
+        });
+        pb::Patient {
+            patient_id: patient.patient_id.clone(),
+            details,
+            stream_sequence: patient.stream_sequence,
+            withheld: true,
+            identity_only: true,
+            ..Default::default()
+        }
     }
 
     /// The resource as a caller sees it: a restricted record hides address,

@@ -76,6 +76,7 @@ pub struct MedicationsApi<Q> {
     queries: Arc<Q>,
     catalogue: Arc<DrugCatalogue>,
     access: Arc<dyn carelog_kernel::access::AccessSink>,
+    guard: carelog_kernel::guard::Guard,
 }
 
 impl<Q> std::fmt::Debug for MedicationsApi<Q> {
@@ -90,6 +91,7 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
         executor: Arc<Executor<MedicationRecord>>,
         gate: PatientGate,
         queries: Arc<Q>,
+        guard: carelog_kernel::guard::Guard,
     ) -> Self {
         let access = Arc::new(carelog_kernel::access::AccessLog::new(
             executor.store().clone(),
@@ -100,6 +102,7 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
             queries,
             catalogue: Arc::new(DrugCatalogue::sample()),
             access,
+            guard,
         }
     }
 
@@ -119,11 +122,12 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
     /// new clinical activity, else `open`.
     async fn run(
         &self,
-        ctx: &RequestContext,
+        ctx: &mut RequestContext,
         patient: PatientId,
         alive: bool,
         command: Command,
     ) -> Result<Committed<MedicationRecord>, Status> {
+        self.guard.admit(ctx, patient).await?;
         let facts: PatientFacts = if alive {
             self.gate.alive(patient).await?
         } else {
@@ -132,7 +136,7 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
         let today = Utc::now().date_naive();
         let committed = self
             .executor
-            .execute(ctx, &[patient], |loaded| {
+            .execute(&*ctx, &[patient], |loaded| {
                 let facts = Facts {
                     today,
                     birth_date: facts.birth_date,
@@ -192,7 +196,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         &self,
         request: Request<pb::RecordAllergyRequest>,
     ) -> Result<Response<pb::Allergy>, Status> {
-        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let (mut ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
         let mut v = Violations::new();
         let patient = patient_id(&r.patient_id, &mut v);
         if r.allergy.is_none() {
@@ -206,7 +210,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
             details: r.allergy.unwrap_or_default(),
             confidential: r.confidential,
         };
-        let committed = self.run(&ctx, patient, true, command).await?;
+        let committed = self.run(&mut ctx, patient, true, command).await?;
         Ok(Response::new(allergy_of(
             &committed,
             patient,
@@ -218,7 +222,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         &self,
         request: Request<pb::ResolveAllergyRequest>,
     ) -> Result<Response<pb::Allergy>, Status> {
-        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let (mut ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
         let mut v = Violations::new();
         let patient = patient_id(&r.patient_id, &mut v);
         let allergy_id: Option<AllergyId> = typed("allergy_id", &r.allergy_id, &mut v);
@@ -235,7 +239,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
             resolved_on,
             reason: r.reason,
         };
-        let committed = self.run(&ctx, patient, false, command).await?;
+        let committed = self.run(&mut ctx, patient, false, command).await?;
         Ok(Response::new(allergy_of(
             &committed,
             patient,
@@ -247,7 +251,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         &self,
         request: Request<pb::MarkAllergyEnteredInErrorRequest>,
     ) -> Result<Response<pb::Allergy>, Status> {
-        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let (mut ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
         let mut v = Violations::new();
         let patient = patient_id(&r.patient_id, &mut v);
         let allergy_id: Option<AllergyId> = typed("allergy_id", &r.allergy_id, &mut v);
@@ -259,7 +263,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
             allergy_id,
             reason: r.reason,
         };
-        let committed = self.run(&ctx, patient, false, command).await?;
+        let committed = self.run(&mut ctx, patient, false, command).await?;
         Ok(Response::new(allergy_of(
             &committed,
             patient,
@@ -273,7 +277,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
     ) -> Result<Response<pb::Authorisation>, Status> {
         // An override's reason is the commit's reason unless another is given,
         // so the audit history shows why a safety check was overridden.
-        let (ctx, r) = RequestContext::command(request, |r| {
+        let (mut ctx, r) = RequestContext::command(request, |r| {
             let reason = if r.reason.trim().is_empty() {
                 &r.override_reason
             } else {
@@ -295,7 +299,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
             override_reason: r.override_reason,
             confidential: r.confidential,
         };
-        let committed = self.run(&ctx, patient, true, command).await?;
+        let committed = self.run(&mut ctx, patient, true, command).await?;
         Ok(Response::new(authorisation_of(
             &committed,
             patient,
@@ -307,7 +311,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         &self,
         request: Request<pb::IssuePrescriptionRequest>,
     ) -> Result<Response<pb::Issue>, Status> {
-        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let (mut ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
         let mut v = Violations::new();
         let patient = patient_id(&r.patient_id, &mut v);
         let authorisation_id: Option<AuthorisationId> =
@@ -321,7 +325,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
             issue_id,
             authorisation_id,
         };
-        let committed = self.run(&ctx, patient, true, command).await?;
+        let committed = self.run(&mut ctx, patient, true, command).await?;
         let id = issue_id.to_string();
         let mut issue = state(&committed)?
             .issue(&id)
@@ -336,7 +340,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         &self,
         request: Request<pb::ChangeMedicationRequest>,
     ) -> Result<Response<pb::ChangeMedicationResponse>, Status> {
-        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let (mut ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
         let mut v = Violations::new();
         let patient = patient_id(&r.patient_id, &mut v);
         let authorisation_id: Option<AuthorisationId> =
@@ -369,7 +373,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
             reason: r.reason,
             override_reason: r.override_reason,
         };
-        let committed = self.run(&ctx, patient, true, command).await?;
+        let committed = self.run(&mut ctx, patient, true, command).await?;
         Ok(Response::new(pb::ChangeMedicationResponse {
             stopped: Some(authorisation_of(
                 &committed,
@@ -389,7 +393,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         &self,
         request: Request<pb::DiscontinueMedicationRequest>,
     ) -> Result<Response<pb::Authorisation>, Status> {
-        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let (mut ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
         let mut v = Violations::new();
         let patient = patient_id(&r.patient_id, &mut v);
         let authorisation_id: Option<AuthorisationId> =
@@ -402,7 +406,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
             authorisation_id,
             reason: r.reason,
         };
-        let committed = self.run(&ctx, patient, false, command).await?;
+        let committed = self.run(&mut ctx, patient, false, command).await?;
         Ok(Response::new(authorisation_of(
             &committed,
             patient,
@@ -414,7 +418,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         &self,
         request: Request<pb::RecordMedicationReviewRequest>,
     ) -> Result<Response<pb::RecordMedicationReviewResponse>, Status> {
-        let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let (mut ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
         let mut v = Violations::new();
         let patient = patient_id(&r.patient_id, &mut v);
         let mut ids = Vec::new();
@@ -432,7 +436,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
             next_review_date: r.next_review_date,
             note: r.note,
         };
-        let committed = self.run(&ctx, patient, false, command).await?;
+        let committed = self.run(&mut ctx, patient, false, command).await?;
         // The authorisations this review (or the first one with the same
         // request id) touched: reviewed today, next due on the date it set.
         let today = Some(crate::domain::values::date_proto(Utc::now().date_naive()));

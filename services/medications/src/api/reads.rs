@@ -46,12 +46,13 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
         &self,
         request: Request<pb::ListMedicationsRequest>,
     ) -> Result<Response<pb::ListMedicationsResponse>, Status> {
-        let (ctx, r) = RequestContext::query(request)?;
+        let (mut ctx, r) = RequestContext::query(request)?;
         let mut v = Violations::new();
         let patient = patient_id(&r.patient_id, &mut v);
         let page = page(r.page_size, r.page_token, &mut v);
         v.into_result()?;
         let patient = patient.ok_or_else(|| missing("patient", &r.patient_id))?;
+        self.guard.admit(&mut ctx, patient).await?;
         self.gate.open(patient).await?;
         let (mut authorisations, next_page_token) = self
             .queries
@@ -86,7 +87,7 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
         &self,
         request: Request<pb::ListIssuesRequest>,
     ) -> Result<Response<pb::ListIssuesResponse>, Status> {
-        let (ctx, r) = RequestContext::query(request)?;
+        let (mut ctx, r) = RequestContext::query(request)?;
         let mut v = Violations::new();
         let patient = patient_id(&r.patient_id, &mut v);
         let authorisation = if r.authorisation_id.trim().is_empty() {
@@ -97,6 +98,7 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
         let page = page(r.page_size, r.page_token, &mut v);
         v.into_result()?;
         let patient = patient.ok_or_else(|| missing("patient", &r.patient_id))?;
+        self.guard.admit(&mut ctx, patient).await?;
         self.gate.open(patient).await?;
         let (mut issues, next_page_token) = self
             .queries
@@ -131,7 +133,7 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
         &self,
         request: Request<pb::ListAllergiesRequest>,
     ) -> Result<Response<pb::ListAllergiesResponse>, Status> {
-        let (ctx, r) = RequestContext::query(request)?;
+        let (mut ctx, r) = RequestContext::query(request)?;
         let mut v = Violations::new();
         let patient = patient_id(&r.patient_id, &mut v);
         let filter = match pb::AllergyStatus::try_from(r.status) {
@@ -145,6 +147,7 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
         let page = page(r.page_size, r.page_token, &mut v);
         v.into_result()?;
         let patient = patient.ok_or_else(|| missing("patient", &r.patient_id))?;
+        self.guard.admit(&mut ctx, patient).await?;
         self.gate.open(patient).await?;
         let (mut allergies, next_page_token) = self
             .queries
