@@ -191,7 +191,6 @@ fn authorise(
     field: &str,
     replacing: Option<&str>,
     override_reason: &str,
-    (confidential, author_organisation_ods): (bool, String),
 ) -> Result<pb::MedicationAuthorised, Error> {
     let mut v = Violations::new();
     let (details, product) =
@@ -217,8 +216,7 @@ fn authorise(
             .iter()
             .map(ToString::to_string)
             .collect(),
-        confidential,
-        author_organisation_ods,
+        ..Default::default()
     })
 }
 
@@ -314,16 +312,19 @@ pub fn decide(
             {
                 return Err(Error::invalid("authorisation_id", "is already authorised"));
             }
-            let authorised = authorise(
-                record,
-                facts,
-                *authorisation_id,
-                details,
-                "authorisation",
-                None,
-                override_reason,
-                (*confidential, facts.organisation.to_owned()),
-            )?;
+            let authorised = pb::MedicationAuthorised {
+                confidential: *confidential,
+                author_organisation_ods: facts.organisation.to_owned(),
+                ..authorise(
+                    record,
+                    facts,
+                    *authorisation_id,
+                    details,
+                    "authorisation",
+                    None,
+                    override_reason,
+                )?
+            };
             Ok(vec![event(E::MedicationAuthorised(authorised))])
         }
         Command::Issue {
@@ -381,17 +382,20 @@ pub fn decide(
                 ));
             }
             let old_id = authorisation_id.to_string();
-            let authorised = authorise(
-                record,
-                facts,
-                *new_authorisation_id,
-                &changed,
-                "authorisation",
-                Some(&old_id),
-                override_reason,
-                // The new authorisation keeps the old one's marking.
-                (old.confidential, old.author_organisation_ods.clone()),
-            )?;
+            // The new authorisation keeps the old one's marking.
+            let authorised = pb::MedicationAuthorised {
+                confidential: old.confidential,
+                author_organisation_ods: old.author_organisation_ods.clone(),
+                ..authorise(
+                    record,
+                    facts,
+                    *new_authorisation_id,
+                    &changed,
+                    "authorisation",
+                    Some(&old_id),
+                    override_reason,
+                )?
+            };
             Ok(vec![
                 event(E::MedicationDiscontinued(pb::MedicationDiscontinued {
                     authorisation_id: old_id,
