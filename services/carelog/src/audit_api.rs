@@ -10,6 +10,7 @@ use std::sync::Arc;
 use carelog_demographics::queries::{Consistency, PageRequest};
 use carelog_kernel::access::{self, AccessSink, Reads};
 use carelog_kernel::envelope::from_timestamp;
+use carelog_kernel::guard::Guard;
 use carelog_kernel::merkle::checkpoint::SigningKey;
 use carelog_kernel::{Failure, PatientId, RequestContext, Violations, edge};
 use carelog_projections::audit_log::{self, AuditError, StoredCheckpoint};
@@ -28,6 +29,9 @@ pub struct AuditApi {
     pool: PgPool,
     signer: Option<(SigningKey, String)>,
     access: Arc<dyn AccessSink>,
+    /// The access decision: a patient's access history is shown only to
+    /// those who may access the patient (ADR 0020).
+    guard: Guard,
 }
 
 impl AuditApi {
@@ -35,11 +39,13 @@ impl AuditApi {
         pool: PgPool,
         signer: Option<(SigningKey, String)>,
         access: Arc<dyn AccessSink>,
+        guard: Guard,
     ) -> Self {
         Self {
             pool,
             signer,
             access,
+            guard,
         }
     }
 
@@ -182,15 +188,15 @@ impl AuditService for AuditApi {
         &self,
         request: Request<pb::ListPatientAccessRequest>,
     ) -> Result<Response<pb::ListPatientAccessResponse>, Status> {
-        let (ctx, r) = RequestContext::query(request)?;
+        let (mut ctx, r) = RequestContext::query(request)?;
         let mut v = Violations::new();
         let patient = edge::required("patient_id", &r.patient_id, PatientId::parse, &mut v);
         let range = range(r.range, &mut v);
         let page = page(r.page_size, r.page_token, &mut v);
         v.into_result()?;
-        let patient_id = patient
-            .ok_or_else(|| Failure::invalid_field("patient_id", "is required"))?
-            .to_string();
+        let patient = patient.ok_or_else(|| Failure::invalid_field("patient_id", "is required"))?;
+        self.guard.admit(&mut ctx, patient).await?;
+        let patient_id = patient.to_string();
         let (accesses, next_page_token) = audit_queries::patient_access(
             &self.pool,
             &patient_id,

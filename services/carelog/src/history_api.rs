@@ -9,6 +9,7 @@ use carelog_demographics::api::page;
 use carelog_kernel::access::{self, AccessSink, Reads};
 use carelog_kernel::edge::required;
 use carelog_kernel::envelope::from_timestamp;
+use carelog_kernel::guard::Guard;
 use carelog_kernel::{Failure, PatientId, RequestContext, Violations};
 use carelog_projections::history::RecordHistory;
 use carelog_proto::audit::v1 as pb;
@@ -23,11 +24,18 @@ const SERVICE: &str = "carelog.audit.v1.RecordHistoryService";
 pub struct RecordHistoryApi {
     history: RecordHistory,
     access: Arc<dyn AccessSink>,
+    /// The access decision: a patient's history is shown only to those
+    /// who may access the patient (ADR 0020).
+    guard: Guard,
 }
 
 impl RecordHistoryApi {
-    pub fn new(history: RecordHistory, access: Arc<dyn AccessSink>) -> Self {
-        Self { history, access }
+    pub fn new(history: RecordHistory, access: Arc<dyn AccessSink>, guard: Guard) -> Self {
+        Self {
+            history,
+            access,
+            guard,
+        }
     }
 }
 
@@ -107,7 +115,7 @@ impl RecordHistoryService for RecordHistoryApi {
         &self,
         request: Request<pb::GetRecordAsOfRequest>,
     ) -> Result<Response<pb::RecordAsOf>, Status> {
-        let (ctx, r) = RequestContext::query(request)?;
+        let (mut ctx, r) = RequestContext::query(request)?;
         let mut v = Violations::new();
         let patient = patient_id(&r.patient_id, &mut v);
         let as_of = from_timestamp(r.as_of.as_ref());
@@ -122,6 +130,7 @@ impl RecordHistoryService for RecordHistoryApi {
         let (Some(patient), Some(as_of)) = (patient, as_of) else {
             return Err(Failure::invalid_field("patient_id", "is required").into());
         };
+        self.guard.admit(&mut ctx, patient).await?;
         let answer = self.history.record_as_of(patient, as_of, view).await?;
         let mut reads = Reads::new();
         answer
@@ -137,7 +146,7 @@ impl RecordHistoryService for RecordHistoryApi {
         &self,
         request: Request<pb::ListPatientChangesRequest>,
     ) -> Result<Response<pb::ListPatientChangesResponse>, Status> {
-        let (ctx, r) = RequestContext::query(request)?;
+        let (mut ctx, r) = RequestContext::query(request)?;
         let mut v = Violations::new();
         let patient = patient_id(&r.patient_id, &mut v);
         let page = page(r.page_size, r.page_token, &mut v);
@@ -150,6 +159,7 @@ impl RecordHistoryService for RecordHistoryApi {
         }
         v.into_result()?;
         let patient = patient.ok_or_else(|| Failure::invalid_field("patient_id", "is required"))?;
+        self.guard.admit(&mut ctx, patient).await?;
         let (changes, next_page_token) = self.history.changes(patient, from, to, &page).await?;
         let mut reads = Reads::new();
         change_reads(&mut reads, &patient.to_string(), &changes);
@@ -164,7 +174,7 @@ impl RecordHistoryService for RecordHistoryApi {
         &self,
         request: Request<pb::GetAccessedRecordRequest>,
     ) -> Result<Response<pb::AccessedRecord>, Status> {
-        let (ctx, r) = RequestContext::query(request)?;
+        let (mut ctx, r) = RequestContext::query(request)?;
         let sequence = match (r.access_sequence, r.access_id.trim()) {
             (0, "") => {
                 return Err(Failure::invalid_field(
@@ -183,6 +193,12 @@ impl RecordHistoryService for RecordHistoryApi {
             (sequence, _) => sequence,
         };
         let answer = self.history.accessed(sequence).await?;
+        let patient = answer
+            .access
+            .as_ref()
+            .and_then(|a| PatientId::parse(&a.patient_id).ok())
+            .ok_or_else(|| Failure::not_found("access", &sequence.to_string()))?;
+        self.guard.admit(&mut ctx, patient).await?;
         let mut reads = Reads::new();
         answer
             .record

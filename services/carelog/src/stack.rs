@@ -365,6 +365,7 @@ pub async fn start_with(
                 pool.clone(),
                 settings.audit_signer.clone(),
                 access_log.clone(),
+                guard.clone(),
             ),
             auth.clone().interceptor(settings.access_policy.clone()),
         );
@@ -372,6 +373,7 @@ pub async fn start_with(
             crate::history_api::RecordHistoryApi::new(
                 carelog_projections::history::RecordHistory::new(store.clone(), pool.clone()),
                 access_log.clone(),
+                guard.clone(),
             ),
             auth.clone().interceptor(settings.access_policy.clone()),
         );
