@@ -94,6 +94,16 @@ pub fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
 }
 
 impl RequestContext {
+    /// The id of something this request creates (`namespace` says what):
+    /// derived from the caller and the request id when the client sent one,
+    /// so a retry names the same thing; else a new UUIDv7.
+    pub fn new_resource_id(&self, namespace: &str) -> uuid::Uuid {
+        if self.request_id.is_empty() {
+            return uuid::Uuid::now_v7();
+        }
+        crate::ids::derived_uuid(namespace, &self.actor.user_id, &self.request_id)
+    }
+
     /// Builds the context of an authenticated gRPC request; the interceptor
     /// has put the `Actor` in the request's extensions.
     pub fn from_grpc<T>(request: &tonic::Request<T>) -> Result<Self, Failure> {

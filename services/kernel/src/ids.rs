@@ -43,6 +43,10 @@ macro_rules! typed_uuid {
             pub fn as_uuid(&self) -> Uuid {
                 self.0
             }
+
+            pub fn from_uuid(uuid: Uuid) -> Self {
+                Self(uuid)
+            }
         }
 
         impl Default for $name {
@@ -75,13 +79,20 @@ impl PatientId {
     /// from (user, request id), so a repeat of the request, even after the
     /// deduplication window, names the same record and returns it.
     pub fn for_request(user: &str, request_id: &str) -> Self {
-        let digest = crate::envelope::digest(
-            format!("carelog.patient\u{0}{user}\u{0}{request_id}").as_bytes(),
-        );
-        let mut bytes = [0u8; 16];
-        bytes.copy_from_slice(&digest[..16]);
-        Self(Uuid::new_v8(bytes))
+        Self(derived_uuid("carelog.patient", user, request_id))
     }
+}
+
+/// The id of something a request creates, derived from (what it is, user,
+/// request id): a repeat of the request, even after the deduplication
+/// window, names the same thing (ADR 0011). A UUIDv8 of the first 16 bytes
+/// of the SHA-256 of `namespace NUL user NUL request_id`.
+pub fn derived_uuid(namespace: &str, user: &str, request_id: &str) -> Uuid {
+    let digest =
+        crate::envelope::digest(format!("{namespace}\u{0}{user}\u{0}{request_id}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    Uuid::new_v8(bytes)
 }
 
 typed_uuid!(

@@ -56,19 +56,7 @@ impl<Q> std::fmt::Debug for SharingApi<Q> {
 /// The id of a group or agreement a command creates: derived from (user,
 /// request id) when a request id was sent, so a retry names the same one.
 fn new_id(ctx: &RequestContext, kind: &str) -> PatientId {
-    if ctx.request_id.is_empty() {
-        return PatientId::new();
-    }
-    let digest = carelog_kernel::envelope::digest(
-        format!(
-            "carelog.sharing.{kind}\u{0}{}\u{0}{}",
-            ctx.actor.user_id, ctx.request_id
-        )
-        .as_bytes(),
-    );
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    PatientId::parse(&uuid::Uuid::new_v8(bytes).to_string()).unwrap_or_default()
+    PatientId::from_uuid(ctx.new_resource_id(&format!("carelog.sharing.{kind}")))
 }
 
 fn id(field: &str, text: &str) -> Result<PatientId, Failure> {

@@ -117,19 +117,7 @@ pub(crate) fn due_date(
 /// The id a create with a client's `request_id` gives its task: derived
 /// from (user, request id), so a repeat of the request names the same task.
 pub(crate) fn new_task_id(ctx: &RequestContext) -> TaskId {
-    if ctx.request_id.is_empty() {
-        return TaskId::new();
-    }
-    let digest = carelog_kernel::envelope::digest(
-        format!(
-            "carelog.task\u{0}{}\u{0}{}",
-            ctx.actor.user_id, ctx.request_id
-        )
-        .as_bytes(),
-    );
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    TaskId::parse(&uuid::Uuid::new_v8(bytes).to_string()).unwrap_or_default()
+    TaskId::from_uuid(ctx.new_resource_id("carelog.task"))
 }
 
 /// The partition of a task: its patient, or the task itself.

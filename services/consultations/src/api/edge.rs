@@ -2,7 +2,6 @@
 //! `Failure`, ids parsed from requests (or derived from the request id for
 //! what a request creates), the caller as a clinician, update masks.
 
-use carelog_kernel::envelope::digest;
 use carelog_kernel::ids::ConsultationId;
 use carelog_kernel::{Failure, PatientId, RequestContext, Violations};
 use carelog_proto::consultations::v1 as pb;
@@ -54,16 +53,7 @@ pub fn consultation(text: &str, v: &mut Violations) -> Option<ConsultationId> {
 /// id, what) when the caller sent a request id, so a repeat names the same
 /// thing; else fresh.
 pub fn derived(ctx: &RequestContext, what: &str) -> Uuid {
-    if ctx.request_id.is_empty() {
-        return Uuid::now_v7();
-    }
-    let text = format!(
-        "carelog.consultations.{what}\u{0}{}\u{0}{}",
-        ctx.actor.user_id, ctx.request_id
-    );
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest(text.as_bytes())[..16]);
-    Uuid::new_v8(bytes)
+    ctx.new_resource_id(&format!("carelog.consultations.{what}"))
 }
 
 pub fn typed<T, E: std::error::Error>(

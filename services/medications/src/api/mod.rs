@@ -19,7 +19,6 @@ use carelog_proto::medications::v1 as pb;
 use chrono::Utc;
 use pb::medications_service_server::MedicationsService;
 use tonic::{Code, Request, Response, Status};
-use uuid::Uuid;
 
 use crate::catalogue::DrugCatalogue;
 use crate::domain::values::CHANGEABLE_PATHS;
@@ -44,22 +43,8 @@ fn new_id<T: std::str::FromStr>(ctx: &RequestContext, kind: &str) -> Result<T, F
 where
     T::Err: std::error::Error,
 {
-    let uuid = match ctx.request_id.as_str() {
-        "" => Uuid::now_v7(),
-        request_id => {
-            let digest = carelog_kernel::envelope::digest(
-                format!(
-                    "carelog.medications.{kind}\u{0}{}\u{0}{request_id}",
-                    ctx.actor.user_id
-                )
-                .as_bytes(),
-            );
-            let mut bytes = [0u8; 16];
-            bytes.copy_from_slice(&digest[..16]);
-            Uuid::new_v8(bytes)
-        }
-    };
-    uuid.to_string()
+    ctx.new_resource_id(&format!("carelog.medications.{kind}"))
+        .to_string()
         .parse()
         .map_err(|e: T::Err| Failure::internal(&e))
 }
