@@ -2,7 +2,7 @@
 //! `CARELOG_ACCESS` before the answer is returned, and with the access stream
 //! refusing writes the read is UNAVAILABLE and shows nothing (ADR 0018).
 
-use carelog_kernel::access::{self, access_stream};
+use carelog_kernel::access::access_stream;
 use carelog_proto::access::v1::RecordAccessed;
 use carelog_proto::consultations::v1 as cpb;
 use carelog_proto::demographics::v1 as pb;
@@ -15,14 +15,11 @@ use tonic::Code;
 
 /// Every access event recorded for a patient, in order.
 async fn accesses(stack: &TestStack, patient_id: &str) -> Vec<RecordAccessed> {
-    let stream = access_stream();
     stack
-        .store
-        .read_subject(&stream.name, &stream.subject(&patient_id), 0)
+        .access_events(patient_id)
         .await
-        .expect("read access stream")
-        .iter()
-        .map(|m| access::decode(m.payload.as_ref()).expect("RecordAccessed"))
+        .into_iter()
+        .map(|(_, event)| event)
         .collect()
 }
 

@@ -4,7 +4,6 @@
 //! withheld, never what they were, and the access events of those reads are
 //! marked withheld; the practice's own users see everything.
 
-use carelog_kernel::access::{self, access_stream};
 use carelog_proto::access::v1::RecordAccessed;
 use carelog_proto::consultations::v1 as cpb;
 use carelog_proto::medications::v1 as mpb;
@@ -165,14 +164,11 @@ async fn read_record(stack: &TestStack, (user, org): (&str, &str), at: &Position
 }
 
 async fn accesses_by(stack: &TestStack, patient_id: &str, user: &str) -> Vec<RecordAccessed> {
-    let stream = access_stream();
     stack
-        .store
-        .read_subject(&stream.name, &stream.subject(&patient_id), 0)
+        .access_events(patient_id)
         .await
-        .expect("read access stream")
-        .iter()
-        .map(|m| access::decode(m.payload.as_ref()).expect("RecordAccessed"))
+        .into_iter()
+        .map(|(_, event)| event)
         .filter(|e| e.actor.as_ref().is_some_and(|a| a.user_id == user))
         .collect()
 }
