@@ -318,6 +318,7 @@ pub fn change(stream: &str, commit: &StoredCommit) -> pb::PatientChange {
         request_id: c.request_id.clone(),
         correlation_id: c.correlation_id.clone(),
         resources: Vec::new(),
+        patient_id: c.patient_id.clone(),
     }
 }
 
@@ -559,11 +560,9 @@ pub fn order_key(c: &pb::PatientChange) -> (i64, i32, String, u64) {
     (t.seconds, t.nanos, c.stream.clone(), c.stream_sequence)
 }
 
-/// Every commit of the patient's record, oldest first, with each changed
-/// resource before and after.
-pub fn changes(history: &PatientHistory) -> Result<Vec<pb::PatientChange>, HistoryError> {
-    let id = history.patient_id.as_str();
-    let all = Cut::Positions(
+/// The cut that holds every commit of the four contexts.
+fn everything() -> Cut {
+    Cut::Positions(
         [
             PatientRecord::CONTEXT,
             PatientConsultations::CONTEXT,
@@ -573,7 +572,21 @@ pub fn changes(history: &PatientHistory) -> Result<Vec<pb::PatientChange>, Histo
         .into_iter()
         .map(|c| (ContextStream::new(c).name, u64::MAX))
         .collect(),
-    );
+    )
+}
+
+/// The duplicates merged into the patient and not since unmerged.
+pub fn merged_now(history: &PatientHistory) -> Result<Vec<String>, HistoryError> {
+    let id = history.patient_id.as_str();
+    let demographics = fold::<PatientRecord>(id, &history.demographics, &everything(), false)?;
+    Ok(demographics.state.patient.merged_patient_ids)
+}
+
+/// Every commit of the patient's record, oldest first, with each changed
+/// resource before and after.
+pub fn changes(history: &PatientHistory) -> Result<Vec<pb::PatientChange>, HistoryError> {
+    let id = history.patient_id.as_str();
+    let all = everything();
     let mut out = Vec::new();
     out.extend(fold::<PatientRecord>(id, &history.demographics, &all, true)?.changes);
     out.extend(fold::<PatientConsultations>(id, &history.consultations, &all, true)?.changes);

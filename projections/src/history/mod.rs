@@ -143,7 +143,7 @@ impl RecordHistory {
     }
 
     /// A page of the patient's changes recorded in `[from, to)`, oldest
-    /// first.
+    /// first, with those of the duplicates merged into it.
     pub async fn changes(
         &self,
         patient: PatientId,
@@ -164,7 +164,16 @@ impl RecordHistory {
             from.is_none_or(|f| at.is_some_and(|t| t >= f))
                 && to.is_none_or(|t| at.is_some_and(|a| a < t))
         };
-        let rows: Vec<pb::PatientChange> = fold::changes(&history)?
+        // The changes of duplicates merged into the patient are part of
+        // the patient's history while merged (a merge of a patient that has
+        // duplicates merged into it is refused, so one level is all).
+        let mut all = fold::changes(&history)?;
+        for duplicate in fold::merged_now(&history)? {
+            let id = PatientId::parse(&duplicate).map_err(|e| Failure::internal(&e))?;
+            all.extend(fold::changes(&self.history(id).await?)?);
+        }
+        all.sort_by_key(fold::order_key);
+        let rows: Vec<pb::PatientChange> = all
             .into_iter()
             .filter(in_window)
             .filter(|c| after.as_ref().is_none_or(|k| fold::order_key(c) > *k))

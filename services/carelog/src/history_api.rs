@@ -87,15 +87,21 @@ fn snapshot_reads(reads: &mut Reads, s: &pb::PatientRecordSnapshot) {
 }
 
 /// The resources of the changes shown, for the access log.
+/// Each change is a read of the record that holds it: the patient's, or a
+/// merged duplicate's.
 fn change_reads(reads: &mut Reads, patient: &str, changes: &[pb::PatientChange]) {
     for c in changes {
+        let holder = match c.patient_id.as_str() {
+            "" => patient,
+            id => id,
+        };
         for r in &c.resources {
             let withheld = [&r.before, &r.after]
                 .into_iter()
                 .flatten()
                 .any(|x| matches!(&x.resource, Some(R::Patient(p)) if p.withheld));
             reads.record(
-                patient,
+                holder,
                 &r.resource_id,
                 &c.context,
                 c.stream_sequence,

@@ -535,6 +535,135 @@ async fn history_each_change_says_who_when_why_and_what_it_was_before_and_after(
     assert_eq!(refused.code(), Code::PermissionDenied);
 }
 
+/// The holders of a patient's changes: (patient id, context, first event).
+fn holders(changes: &[hpb::PatientChange]) -> Vec<(String, String, String)> {
+    changes
+        .iter()
+        .map(|c| {
+            (
+                c.patient_id.clone(),
+                c.context.clone(),
+                c.event_types[0].clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn history_a_merged_duplicates_changes_are_in_the_survivors_history_until_unmerged() {
+    let stack = TestStack::start().await;
+    let mut demographics = stack.client();
+    // Given Jane, and a duplicate record of her made at reception on which a
+    // consultation was started
+    let jane = stack
+        .register(pb::PatientDetails {
+            nhs_number: test_nhs_number(),
+            ..jane_smith()
+        })
+        .await;
+    let mut temporary = jane_smith();
+    temporary.nhs_number.clear();
+    temporary.nhs_number_verification_status = pb::NhsNumberVerificationStatus::NotPresent as i32;
+    let duplicate = stack.register(temporary).await;
+    let (j, d) = (jane.patient_id.clone(), duplicate.patient_id.clone());
+    let duplicate_consultation = start(&stack, &d)
+        .await
+        .consultation
+        .expect("consultation")
+        .consultation_id;
+    let changes_of = |patient: String| {
+        let stack = &stack;
+        async move {
+            history(stack)
+                .list_patient_changes(stack.req(hpb::ListPatientChangesRequest {
+                    patient_id: patient,
+                    ..Default::default()
+                }))
+                .await
+                .expect("changes")
+                .into_inner()
+                .changes
+        }
+    };
+    // Before the merge, Jane's history is Jane's registration alone
+    assert_eq!(
+        holders(&changes_of(j.clone()).await),
+        [(j.clone(), "demographics".into(), "PatientRegistered".into())]
+    );
+
+    // When the duplicate is merged into Jane
+    demographics
+        .merge_patient(stack.req(pb::MergePatientRequest {
+            duplicate_patient_id: d.clone(),
+            survivor_patient_id: j.clone(),
+            reason: "same person registered twice".into(),
+            request_id: "merged-history-merge".into(),
+        }))
+        .await
+        .expect("merged");
+
+    // Then Jane's history holds the duplicate's changes too, each naming
+    // the record it is in, in the order they were recorded
+    let merged = changes_of(j.clone()).await;
+    let kinds = holders(&merged);
+    assert!(kinds.contains(&(j.clone(), "demographics".into(), "PatientRegistered".into())));
+    assert!(kinds.contains(&(d.clone(), "demographics".into(), "PatientRegistered".into())));
+    assert!(kinds.contains(&(
+        d.clone(),
+        "consultations".into(),
+        "ConsultationStarted".into()
+    )));
+    assert!(kinds.contains(&(j.clone(), "demographics".into(), "DuplicateMergedIn".into())));
+    assert!(kinds.contains(&(d.clone(), "demographics".into(), "PatientMerged".into())));
+    let recorded: Vec<_> = merged.iter().map(hpb_order).collect();
+    let mut sorted = recorded.clone();
+    sorted.sort();
+    assert_eq!(recorded, sorted, "oldest first across both records");
+    let started = merged
+        .iter()
+        .find(|c| c.context == "consultations")
+        .expect("the duplicate's consultation");
+    assert_eq!(started.resources[0].resource_id, duplicate_consultation);
+    // and reading them was audited as a read of the duplicate's record
+    assert!(
+        stack
+            .access_events(&d)
+            .await
+            .iter()
+            .any(|(_, a)| a.method == "ListPatientChanges"
+                && a.resource_ids.contains(&duplicate_consultation))
+    );
+
+    // When the merge is undone
+    demographics
+        .unmerge_patient(stack.req(pb::UnmergePatientRequest {
+            duplicate_patient_id: d.clone(),
+            reason: "not the same person".into(),
+            request_id: "merged-history-unmerge".into(),
+        }))
+        .await
+        .expect("unmerged");
+
+    // Then Jane's history is hers again (the merge and the unmerge stay in
+    // it), and the duplicate's changes are in the duplicate's own history
+    let apart = holders(&changes_of(j.clone()).await);
+    assert!(apart.iter().all(|(holder, _, _)| *holder == j), "{apart:?}");
+    assert!(apart.contains(&(j.clone(), "demographics".into(), "DuplicateUnmerged".into())));
+    let own = holders(&changes_of(d.clone()).await);
+    assert!(own.contains(&(
+        d.clone(),
+        "consultations".into(),
+        "ConsultationStarted".into()
+    )));
+    assert!(own.contains(&(d.clone(), "demographics".into(), "PatientUnmerged".into())));
+}
+
+/// A change's place in the order of a history.
+fn hpb_order(c: &hpb::PatientChange) -> (i64, i32, String, u64) {
+    let t = c.recorded_at.unwrap_or_default();
+    (t.seconds, t.nanos, c.stream.clone(), c.stream_sequence)
+}
+
 #[tokio::test]
 async fn history_what_a_clinician_was_shown_is_rebuilt_after_later_changes() {
     let stack = TestStack::start().await;
