@@ -8,7 +8,21 @@ use crate::actor::Actor;
 
 /// Whether `actor` may see an item with this marking.
 pub fn visible_to(actor: &Actor, confidential: bool, author_organisation: &str) -> bool {
-    !confidential || actor.organisation.as_str() == author_organisation
+    visible_to_organisation(
+        actor.organisation.as_str(),
+        confidential,
+        author_organisation,
+    )
+}
+
+/// Whether users of `organisation` may see an item with this marking. A
+/// command names items by id: one they may not see is, to them, not there.
+pub fn visible_to_organisation(
+    organisation: &str,
+    confidential: bool,
+    author_organisation: &str,
+) -> bool {
+    !confidential || organisation == author_organisation
 }
 
 /// Keeps the items `actor` may see, in order; returns how many were left

@@ -21,6 +21,10 @@ fn at_practice<T>(stack: &TestStack, message: T) -> tonic::Request<T> {
     stack.req_in_role("dr-jones", PRACTICE, CLINICIAN, message)
 }
 
+fn at_hospital<T>(stack: &TestStack, message: T) -> tonic::Request<T> {
+    stack.req_in_role("dr-ward", HOSPITAL, CLINICIAN, message)
+}
+
 /// Where the record stands after the practice's writes.
 struct Positions {
     patient_id: String,
@@ -380,6 +384,53 @@ async fn another_organisation_sees_the_rest_of_the_record_and_that_items_were_wi
             ("ListMedications", true),
             ("ListIssues", true),
         ]
+    );
+
+    // When a hospital clinician names the confidential items by id to change
+    // them, then each is not found for them (nothing is revealed) and
+    // nothing is appended
+    let before = (
+        stack.last_sequence_of("consultations").await,
+        stack.last_sequence_of("medications").await,
+    );
+    let refused = [
+        consultations
+            .mark_entered_in_error(at_hospital(
+                &stack,
+                cpb::MarkEnteredInErrorRequest {
+                    patient_id: id.clone(),
+                    consultation_id: consultation_id.clone(),
+                    entry_id: problem.entry_id.clone(),
+                    reason: "Not this patient's".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect_err("the confidential problem is not there for the hospital"),
+        meds.mark_allergy_entered_in_error(at_hospital(
+            &stack,
+            mpb::MarkAllergyEnteredInErrorRequest {
+                patient_id: id.clone(),
+                allergy_id: allergy.allergy_id.clone(),
+                reason: "Not this patient's".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("the confidential allergy is not there for the hospital"),
+        meds.issue_prescription(at_hospital(&stack, issue(&id, &private.authorisation_id)))
+            .await
+            .expect_err("the confidential prescription is not there for the hospital"),
+    ];
+    for status in &refused {
+        assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    }
+    assert_eq!(
+        (
+            stack.last_sequence_of("consultations").await,
+            stack.last_sequence_of("medications").await,
+        ),
+        before
     );
 
     // When a colleague at the practice reads the same record

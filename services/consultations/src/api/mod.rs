@@ -131,6 +131,7 @@ impl<Q: ConsultationsQueries> ConsultationsApi<Q> {
         let context = Context {
             patient: &facts,
             clinician: caller(&ctx),
+            organisation: ctx.actor.organisation.as_str(),
             now: Utc::now(),
         };
         let committed = self

@@ -3,6 +3,7 @@
 //! events, or refuses with the rule that failed.
 
 use carelog_demographics::gate::PatientFacts;
+use carelog_kernel::confidential;
 use carelog_kernel::date::PartialDate;
 use carelog_kernel::envelope::{from_timestamp, timestamp};
 use carelog_kernel::ids::{ConsultationId, EntryId, TopicId};
@@ -86,6 +87,9 @@ pub struct Context<'a> {
     pub patient: &'a PatientFacts,
     /// The caller as a clinician.
     pub clinician: pb::Clinician,
+    /// ODS code of the caller's organisation: a confidential entry of
+    /// another organisation is, to the caller, not there (ADR 0024).
+    pub organisation: &'a str,
     pub now: DateTime<Utc>,
 }
 
@@ -113,11 +117,23 @@ fn is_signed(c: &pb::Consultation) -> bool {
 }
 
 /// An entry that stands (exists, not entered in error).
-fn standing(c: &pb::Consultation, entry: EntryId) -> Result<&pb::Entry, Error> {
-    let e = find_entry(c, &entry.to_string()).ok_or_else(|| Error::EntryNotFound {
-        consultation: c.consultation_id.clone(),
-        entry: entry.to_string(),
-    })?;
+fn standing<'c>(
+    c: &'c pb::Consultation,
+    entry: EntryId,
+    organisation: &str,
+) -> Result<&'c pb::Entry, Error> {
+    let e = find_entry(c, &entry.to_string())
+        .filter(|e| {
+            confidential::visible_to_organisation(
+                organisation,
+                e.confidential,
+                &e.author_organisation_ods,
+            )
+        })
+        .ok_or_else(|| Error::EntryNotFound {
+            consultation: c.consultation_id.clone(),
+            entry: entry.to_string(),
+        })?;
     if e.entered_in_error {
         return Err(Error::EntryInError(entry.to_string()));
     }
@@ -257,7 +273,7 @@ pub fn decide(
             if is_signed(c) {
                 return Err(Error::Signed(consultation.to_string()));
             }
-            let old = standing(c, *entry)?;
+            let old = standing(c, *entry, ctx.organisation)?;
             let content = changed(c, old, content, paths, now)?;
             Ok(at(vec![(
                 event(E::EntryEdited(pb::EntryEdited {
@@ -281,7 +297,7 @@ pub fn decide(
             if !is_signed(c) {
                 return Err(Error::NotSigned(consultation.to_string()));
             }
-            let old = standing(c, *entry)?;
+            let old = standing(c, *entry, ctx.organisation)?;
             let content = changed(c, old, content, paths, now)?;
             Ok(at(vec![(
                 event(E::EntryAmended(pb::EntryAmended {
@@ -301,7 +317,7 @@ pub fn decide(
         } => {
             reason_required(reason)?;
             let c = open(state, *consultation)?;
-            standing(c, *entry)?;
+            standing(c, *entry, ctx.organisation)?;
             Ok(at(vec![(
                 event(E::EntryEnteredInError(pb::EntryEnteredInError {
                     consultation_id: consultation.to_string(),

@@ -18,6 +18,10 @@ const HYPERTENSION: &str = "38341003";
 const BLOOD_PRESSURE: &str = "75367002";
 const BODY_WEIGHT: &str = "27113001";
 const ASTHMA: &str = "195967001";
+/// The registered practice, author of the scenarios' consultations.
+const PRACTICE: &str = "A81001";
+/// A hospital that shares the record.
+const HOSPITAL: &str = "RR8";
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 20, 10, 0, 0)
@@ -66,9 +70,21 @@ impl Scenario {
 
     /// When `user` in `role` gives the command: the events, or the refusal.
     fn when_by(&self, user: &str, role: &str, command: Command) -> Result<Vec<pb::Event>, Error> {
+        self.when_from(PRACTICE, user, role, command)
+    }
+
+    /// When `user` of `organisation` gives the command.
+    fn when_from(
+        &self,
+        organisation: &str,
+        user: &str,
+        role: &str,
+        command: Command,
+    ) -> Result<Vec<pb::Event>, Error> {
         let ctx = Context {
             patient: &self.patient,
             clinician: clinician(user, role),
+            organisation,
             now: now(),
         };
         decide(&self.state, &command, &ctx).map(|d| {
@@ -560,6 +576,57 @@ fn given_an_entry_when_it_is_marked_entered_in_error_then_it_leaves_current_view
     assert!(s.consultation().topics[0].entries[0].entered_in_error);
     assert!(current_view(s.consultation()).topics.is_empty());
     assert!(latest_observations(&s.state).is_empty());
+}
+
+#[test]
+fn given_a_confidential_entry_when_another_organisation_names_it_then_it_is_not_there_for_them() {
+    // Given the practice's confidential entry in an open consultation
+    let entry = EntryId::new();
+    let s = Scenario::started();
+    let Command::AddEntry {
+        consultation,
+        topic,
+        content,
+        ..
+    } = s.add(entry, blood_pressure(150, 95))
+    else {
+        unreachable!("add is AddEntry")
+    };
+    let s = s.given(Command::AddEntry {
+        consultation,
+        topic,
+        entry,
+        content,
+        confidential: true,
+        organisation: PRACTICE.into(),
+    });
+    let mark = Command::MarkEntryInError {
+        consultation: s.consultation,
+        entry,
+        reason: "Recorded against the wrong patient".into(),
+    };
+    let edit = Command::EditEntry {
+        consultation: s.consultation,
+        entry,
+        content: blood_pressure(120, 80),
+        paths: vec!["observation".into()],
+    };
+    // When a hospital clinician names it by id, then it is not found, as if
+    // it did not exist (its existence is not revealed)
+    for command in [mark.clone(), edit] {
+        assert!(
+            matches!(
+                s.when_from(HOSPITAL, "dr-ward", "R8000", command),
+                Err(Error::EntryNotFound { .. })
+            ),
+            "the hospital may not change what it may not see"
+        );
+    }
+    // while the practice, which wrote it, may correct it
+    assert!(matches!(
+        one(s.when(mark).expect("the practice corrects its entry")),
+        E::EntryEnteredInError(_)
+    ));
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! catalogue are given to it.
 
 use carelog_kernel::Violations;
+use carelog_kernel::confidential;
 use carelog_kernel::date::PartialDate;
 use carelog_kernel::ids::{AllergyId, AuthorisationId, IssueId};
 use carelog_proto::medications::v1 as pb;
@@ -84,14 +85,32 @@ fn reason_required(reason: &str, field: &str) -> Result<(), Error> {
     carelog_kernel::edge::reason_given(field, reason).map_err(Error::Invalid)
 }
 
+/// The allergy `id` as the caller's organisation may see it: a confidential
+/// allergy of another organisation is, to the caller, not there (ADR 0024).
+fn allergy<'r>(
+    record: &'r MedicationRecord,
+    id: &str,
+    organisation: &str,
+) -> Result<&'r pb::Allergy, Error> {
+    record
+        .allergy(id)
+        .filter(|a| {
+            confidential::visible_to_organisation(
+                organisation,
+                a.confidential,
+                &a.author_organisation_ods,
+            )
+        })
+        .ok_or_else(|| Error::AllergyNotFound(id.to_owned()))
+}
+
 fn active_allergy<'r>(
     record: &'r MedicationRecord,
     id: &AllergyId,
+    organisation: &str,
 ) -> Result<&'r pb::Allergy, Error> {
     let id = id.to_string();
-    let allergy = record
-        .allergy(&id)
-        .ok_or_else(|| Error::AllergyNotFound(id.clone()))?;
+    let allergy = allergy(record, &id, organisation)?;
     match pb::AllergyStatus::try_from(allergy.status).unwrap_or_default() {
         pb::AllergyStatus::Active => Ok(allergy),
         pb::AllergyStatus::EnteredInError => Err(Error::AllergyEnteredInError { id }),
@@ -102,21 +121,32 @@ fn active_allergy<'r>(
     }
 }
 
+/// The authorisation `id` as the caller's organisation may see it (a
+/// confidential one of another organisation is not there for it).
 fn authorisation<'r>(
     record: &'r MedicationRecord,
     id: &AuthorisationId,
+    organisation: &str,
 ) -> Result<&'r pb::Authorisation, Error> {
     let id = id.to_string();
     record
         .authorisation(&id)
+        .filter(|a| {
+            confidential::visible_to_organisation(
+                organisation,
+                a.confidential,
+                &a.author_organisation_ods,
+            )
+        })
         .ok_or(Error::AuthorisationNotFound(id))
 }
 
 fn active_authorisation<'r>(
     record: &'r MedicationRecord,
     id: &AuthorisationId,
+    organisation: &str,
 ) -> Result<&'r pb::Authorisation, Error> {
-    let a = authorisation(record, id)?;
+    let a = authorisation(record, id, organisation)?;
     if a.status != pb::AuthorisationStatus::Active as i32 {
         return Err(Error::AuthorisationStopped(id.to_string()));
     }
@@ -264,7 +294,7 @@ pub fn decide(
             {
                 return Err(Error::invalid("resolved_on", "must not be in the future"));
             }
-            let allergy = active_allergy(record, allergy_id)?;
+            let allergy = active_allergy(record, allergy_id, facts.organisation)?;
             if let (Some(date), Some(onset)) = (
                 resolved_on,
                 allergy
@@ -287,9 +317,7 @@ pub fn decide(
         Command::MarkAllergyEnteredInError { allergy_id, reason } => {
             reason_required(reason, "reason")?;
             let id = allergy_id.to_string();
-            let allergy = record
-                .allergy(&id)
-                .ok_or_else(|| Error::AllergyNotFound(id.clone()))?;
+            let allergy = allergy(record, &id, facts.organisation)?;
             if allergy.status == pb::AllergyStatus::EnteredInError as i32 {
                 return Err(Error::AllergyEnteredInError { id });
             }
@@ -331,7 +359,7 @@ pub fn decide(
             issue_id,
             authorisation_id,
         } => {
-            let a = active_authorisation(record, authorisation_id)?;
+            let a = active_authorisation(record, authorisation_id, facts.organisation)?;
             let id = authorisation_id.to_string();
             let details = a.details.clone().unwrap_or_default();
             if let Some(expiry) = day(details.expiry_date.as_ref())
@@ -372,7 +400,7 @@ pub fn decide(
             override_reason,
         } => {
             reason_required(reason, "reason")?;
-            let old = active_authorisation(record, authorisation_id)?;
+            let old = active_authorisation(record, authorisation_id, facts.organisation)?;
             let mut changed = old.details.clone().unwrap_or_default();
             apply_mask(&mut changed, details, paths);
             if Some(&changed) == old.details.as_ref() {
@@ -411,7 +439,7 @@ pub fn decide(
             reason,
         } => {
             reason_required(reason, "reason")?;
-            active_authorisation(record, authorisation_id)?;
+            active_authorisation(record, authorisation_id, facts.organisation)?;
             Ok(vec![event(E::MedicationDiscontinued(
                 pb::MedicationDiscontinued {
                     authorisation_id: authorisation_id.to_string(),
@@ -444,14 +472,18 @@ pub fn decide(
                     .filter(|a| {
                         a.details.as_ref().is_some_and(|d| {
                             d.prescription_type == pb::PrescriptionType::Repeat as i32
-                        })
+                        }) && confidential::visible_to_organisation(
+                            facts.organisation,
+                            a.confidential,
+                            &a.author_organisation_ods,
+                        )
                     })
                     .map(|a| a.authorisation_id.clone())
                     .collect()
             } else {
                 let mut ids = Vec::new();
                 for id in authorisation_ids {
-                    active_authorisation(record, id)?;
+                    active_authorisation(record, id, facts.organisation)?;
                     ids.push(id.to_string());
                 }
                 ids

@@ -179,3 +179,39 @@ fn a_confidential_allergy_records_the_flag_and_the_authors_organisation() {
     assert!(e.confidential);
     assert_eq!(e.author_organisation_ods, "A81001");
 }
+
+#[test]
+fn given_a_confidential_allergy_when_another_organisation_names_it_then_it_is_not_there_for_them() {
+    // Given a penicillin allergy the practice recorded as confidential
+    let id = AllergyId::new();
+    let recorded = given(vec![])
+        .when(Command::RecordAllergy {
+            allergy_id: id,
+            details: penicillin_allergy(),
+            confidential: true,
+        })
+        .expect("recorded");
+    let in_error = Command::MarkAllergyEnteredInError {
+        allergy_id: id,
+        reason: "Recorded against the wrong patient".into(),
+    };
+    let resolve = Command::ResolveAllergy {
+        allergy_id: id,
+        resolved_on: None,
+        reason: "Tolerated amoxicillin since".into(),
+    };
+    // When a hospital clinician names it by id, then it is not found for
+    // them (its existence is not revealed) and nothing is decided
+    let hospital = given(recorded.clone()).from(HOSPITAL);
+    for command in [in_error.clone(), resolve] {
+        assert!(matches!(
+            hospital.when(command),
+            Err(Error::AllergyNotFound(ref named)) if *named == id.to_string()
+        ));
+    }
+    // while the practice that recorded it may correct it
+    assert!(matches!(
+        only(given(recorded).when(in_error).expect("corrected")),
+        E::AllergyEnteredInError(_)
+    ));
+}

@@ -101,3 +101,39 @@ fn when_an_unknown_authorisation_is_issued_then_it_is_not_found() {
         .expect_err("unknown");
     assert!(matches!(error, Error::AuthorisationNotFound(_)));
 }
+
+#[test]
+fn given_a_confidential_repeat_when_another_organisation_issues_or_reviews_it_then_it_is_not_there_for_them()
+ {
+    // Given a repeat the practice authorised as confidential
+    let id = AuthorisationId::new();
+    let authorisation = given(vec![])
+        .when(Command::Authorise {
+            authorisation_id: id,
+            details: repeat(CLARITHROMYCIN_500, 3),
+            override_reason: String::new(),
+            confidential: true,
+        })
+        .expect("authorised");
+    // When a hospital clinician issues it by id, then it is not found
+    let hospital = given(authorisation.clone()).from(HOSPITAL);
+    assert!(matches!(
+        hospital.when(issue(id)),
+        Err(Error::AuthorisationNotFound(ref named)) if *named == id.to_string()
+    ));
+    // and a review of all repeats by the hospital finds none to review
+    let reviewed = hospital.when(Command::Review {
+        authorisation_ids: Vec::new(),
+        next_review_date: Some(in_days(30)),
+        note: "Reviewed on the ward".into(),
+    });
+    assert!(
+        matches!(reviewed, Err(Error::NothingToReview)),
+        "{reviewed:?}"
+    );
+    // while the practice issues it
+    assert!(matches!(
+        only(given(authorisation).when(issue(id)).expect("issued")),
+        E::PrescriptionIssued(_)
+    ));
+}

@@ -31,7 +31,14 @@ struct Given {
     record: MedicationRecord,
     today: NaiveDate,
     catalogue: DrugCatalogue,
+    /// The caller's organisation: the registered practice unless `from`.
+    organisation: &'static str,
 }
+
+/// The registered practice, author of what the scenarios record.
+const PRACTICE: &str = "A81001";
+/// A hospital that shares the record.
+const HOSPITAL: &str = "RR8";
 
 fn given(events: Vec<pb::Event>) -> Given {
     let mut record = MedicationRecord::default();
@@ -42,6 +49,7 @@ fn given(events: Vec<pb::Event>) -> Given {
         record,
         today: today(),
         catalogue: DrugCatalogue::sample(),
+        organisation: PRACTICE,
     }
 }
 
@@ -51,12 +59,18 @@ impl Given {
         self
     }
 
+    /// The commands that follow are given by a user of `organisation`.
+    fn from(mut self, organisation: &'static str) -> Self {
+        self.organisation = organisation;
+        self
+    }
+
     fn when(&self, command: Command) -> Result<Vec<pb::Event>, Error> {
         let facts = Facts {
             today: self.today,
             birth_date: PartialDate::new(1950, 3, 14).ok(),
             catalogue: &self.catalogue,
-            organisation: "A81001",
+            organisation: self.organisation,
         };
         decide(&self.record, &facts, &command)
     }
