@@ -560,9 +560,20 @@ pub fn order_key(c: &pb::PatientChange) -> (i64, i32, String, u64) {
     (t.seconds, t.nanos, c.stream.clone(), c.stream_sequence)
 }
 
-/// The cut that holds every commit of the four contexts.
-fn everything() -> Cut {
-    Cut::Positions(
+/// A patient's changes, and who is merged into the patient now.
+#[derive(Debug, Clone, Default)]
+pub struct Changes {
+    /// Every commit of the patient's record, oldest first.
+    pub changes: Vec<pb::PatientChange>,
+    /// The duplicates merged into the patient and not since unmerged.
+    pub merged_patient_ids: Vec<String>,
+}
+
+/// Every commit of the patient's record, oldest first, with each changed
+/// resource before and after.
+pub fn changes(history: &PatientHistory) -> Result<Changes, HistoryError> {
+    let id = history.patient_id.as_str();
+    let all = Cut::Positions(
         [
             PatientRecord::CONTEXT,
             PatientConsultations::CONTEXT,
@@ -572,28 +583,17 @@ fn everything() -> Cut {
         .into_iter()
         .map(|c| (ContextStream::new(c).name, u64::MAX))
         .collect(),
-    )
-}
-
-/// The duplicates merged into the patient and not since unmerged.
-pub fn merged_now(history: &PatientHistory) -> Result<Vec<String>, HistoryError> {
-    let id = history.patient_id.as_str();
-    let demographics = fold::<PatientRecord>(id, &history.demographics, &everything(), false)?;
-    Ok(demographics.state.patient.merged_patient_ids)
-}
-
-/// Every commit of the patient's record, oldest first, with each changed
-/// resource before and after.
-pub fn changes(history: &PatientHistory) -> Result<Vec<pb::PatientChange>, HistoryError> {
-    let id = history.patient_id.as_str();
-    let all = everything();
-    let mut out = Vec::new();
-    out.extend(fold::<PatientRecord>(id, &history.demographics, &all, true)?.changes);
+    );
+    let demographics = fold::<PatientRecord>(id, &history.demographics, &all, true)?;
+    let mut out = demographics.changes;
     out.extend(fold::<PatientConsultations>(id, &history.consultations, &all, true)?.changes);
     out.extend(fold::<MedicationRecord>(id, &history.medications, &all, true)?.changes);
     out.extend(fold::<TaskList>(id, &history.tasks, &all, true)?.changes);
     out.sort_by_key(order_key);
-    Ok(out)
+    Ok(Changes {
+        changes: out,
+        merged_patient_ids: demographics.state.patient.merged_patient_ids,
+    })
 }
 
 #[cfg(test)]
@@ -827,7 +827,7 @@ mod tests {
             consultations: consultation_history(),
             ..Default::default()
         };
-        let changes = changes(&history).expect("changes");
+        let changes = changes(&history).expect("changes").changes;
         assert_eq!(changes.len(), 4);
         let amendment = &changes[1];
         assert_eq!(amendment.reason, "wrong side recorded");

@@ -167,10 +167,13 @@ impl RecordHistory {
         // The changes of duplicates merged into the patient are part of
         // the patient's history while merged (a merge of a patient that has
         // duplicates merged into it is refused, so one level is all).
-        let mut all = fold::changes(&history)?;
-        for duplicate in fold::merged_now(&history)? {
+        let fold::Changes {
+            changes: mut all,
+            merged_patient_ids,
+        } = fold::changes(&history)?;
+        for duplicate in merged_patient_ids {
             let id = PatientId::parse(&duplicate).map_err(|e| Failure::internal(&e))?;
-            all.extend(fold::changes(&self.history(id).await?)?);
+            all.extend(fold::changes(&self.history(id).await?)?.changes);
         }
         all.sort_by_key(fold::order_key);
         let rows: Vec<pb::PatientChange> = all

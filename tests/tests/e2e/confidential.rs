@@ -271,40 +271,13 @@ async fn another_organisation_sees_the_rest_of_the_record_and_that_items_were_wi
     let consultations_at = problem.stream_sequence;
 
     // and the practice shares its records with the hospital for direct care
-    {
-        use carelog_proto::sharing::v1 as spb;
-        let admin = |m| crate::shared_care::in_role(&stack, PRACTICE, "LOCAL-PRIVACY-OFFICER", m);
-        let mut sharing =
-            spb::sharing_service_client::SharingServiceClient::new(stack.channel.clone());
-        let agreement = sharing
-            .create_sharing_agreement(admin(spb::CreateSharingAgreementRequest {
-                from: Some(spb::Party {
-                    party: Some(spb::party::Party::OrganisationOds(PRACTICE.into())),
-                }),
-                to: Some(spb::Party {
-                    party: Some(spb::party::Party::OrganisationOds(HOSPITAL.into())),
-                }),
-                purpose: spb::SharingPurpose::DirectCare as i32,
-                reason: "DSA 2026/14, direct care".into(),
-                ..Default::default()
-            }))
-            .await
-            .expect("agreement")
-            .into_inner();
-        // (the access guard reads agreements from the read model)
-        sharing
-            .get_sharing_agreement(crate::shared_care::in_role(
-                &stack,
-                PRACTICE,
-                "LOCAL-PRIVACY-OFFICER",
-                spb::GetSharingAgreementRequest {
-                    agreement_id: agreement.agreement_id.clone(),
-                    min_sequence: agreement.stream_sequence,
-                },
-            ))
-            .await
-            .expect("projected");
-    }
+    crate::shared_care::share(
+        &stack,
+        PRACTICE,
+        carelog_proto::sharing::v1::party::Party::OrganisationOds(PRACTICE.into()),
+        HOSPITAL,
+    )
+    .await;
 
     // When a hospital clinician reads the record
     let at = Positions {

@@ -6,6 +6,7 @@
 
 use carelog_kernel::access::access_stream;
 use carelog_kernel::envelope::timestamp;
+use carelog_projections::history::fold::order_key;
 use carelog_proto::audit::v1 as hpb;
 use carelog_proto::audit::v1::record_history_service_client::RecordHistoryServiceClient;
 use carelog_proto::consultations::v1 as cpb;
@@ -82,17 +83,7 @@ async fn history_the_record_as_it_stood_around_an_amendment_an_error_a_merge_and
     // Given Jane, a duplicate record of her made at reception, and a
     // consultation on each: on Jane's a hypertension diagnosis and a weight,
     // signed, and a penicillin allergy
-    let jane = stack
-        .register(pb::PatientDetails {
-            nhs_number: test_nhs_number(),
-            ..jane_smith()
-        })
-        .await;
-    let mut temporary = jane_smith();
-    temporary.nhs_number.clear();
-    temporary.nhs_number_verification_status = pb::NhsNumberVerificationStatus::NotPresent as i32;
-    let duplicate = stack.register(temporary).await;
-    let (j, d) = (jane.patient_id.clone(), duplicate.patient_id.clone());
+    let (j, d) = jane_and_a_duplicate(&stack).await;
     let consultation = start(&stack, &j)
         .await
         .consultation
@@ -535,6 +526,22 @@ async fn history_each_change_says_who_when_why_and_what_it_was_before_and_after(
     assert_eq!(refused.code(), Code::PermissionDenied);
 }
 
+/// Jane (with her NHS number) and a duplicate record of her made at
+/// reception without one: their patient ids.
+async fn jane_and_a_duplicate(stack: &TestStack) -> (String, String) {
+    let jane = stack
+        .register(pb::PatientDetails {
+            nhs_number: test_nhs_number(),
+            ..jane_smith()
+        })
+        .await;
+    let mut temporary = jane_smith();
+    temporary.nhs_number.clear();
+    temporary.nhs_number_verification_status = pb::NhsNumberVerificationStatus::NotPresent as i32;
+    let duplicate = stack.register(temporary).await;
+    (jane.patient_id, duplicate.patient_id)
+}
+
 /// The holders of a patient's changes: (patient id, context, first event).
 fn holders(changes: &[hpb::PatientChange]) -> Vec<(String, String, String)> {
     changes
@@ -555,17 +562,7 @@ async fn history_a_merged_duplicates_changes_are_in_the_survivors_history_until_
     let mut demographics = stack.client();
     // Given Jane, and a duplicate record of her made at reception on which a
     // consultation was started
-    let jane = stack
-        .register(pb::PatientDetails {
-            nhs_number: test_nhs_number(),
-            ..jane_smith()
-        })
-        .await;
-    let mut temporary = jane_smith();
-    temporary.nhs_number.clear();
-    temporary.nhs_number_verification_status = pb::NhsNumberVerificationStatus::NotPresent as i32;
-    let duplicate = stack.register(temporary).await;
-    let (j, d) = (jane.patient_id.clone(), duplicate.patient_id.clone());
+    let (j, d) = jane_and_a_duplicate(&stack).await;
     let duplicate_consultation = start(&stack, &d)
         .await
         .consultation
@@ -615,7 +612,7 @@ async fn history_a_merged_duplicates_changes_are_in_the_survivors_history_until_
     )));
     assert!(kinds.contains(&(j.clone(), "demographics".into(), "DuplicateMergedIn".into())));
     assert!(kinds.contains(&(d.clone(), "demographics".into(), "PatientMerged".into())));
-    let recorded: Vec<_> = merged.iter().map(hpb_order).collect();
+    let recorded: Vec<_> = merged.iter().map(order_key).collect();
     let mut sorted = recorded.clone();
     sorted.sort();
     assert_eq!(recorded, sorted, "oldest first across both records");
@@ -656,12 +653,6 @@ async fn history_a_merged_duplicates_changes_are_in_the_survivors_history_until_
         "ConsultationStarted".into()
     )));
     assert!(own.contains(&(d.clone(), "demographics".into(), "PatientUnmerged".into())));
-}
-
-/// A change's place in the order of a history.
-fn hpb_order(c: &hpb::PatientChange) -> (i64, i32, String, u64) {
-    let t = c.recorded_at.unwrap_or_default();
-    (t.seconds, t.nanos, c.stream.clone(), c.stream_sequence)
 }
 
 #[tokio::test]

@@ -23,6 +23,46 @@ pub fn in_role<T>(stack: &TestStack, org: &str, role: &str, message: T) -> tonic
     stack.req_in_role(&format!("u-{role}-{org}"), org, role, message)
 }
 
+/// `org`'s privacy officer agrees that `from` shares with organisation `to`
+/// for direct care, and waits until the access guard's read model holds
+/// the agreement.
+pub async fn share(
+    stack: &TestStack,
+    org: &str,
+    from: carelog_proto::sharing::v1::party::Party,
+    to: &str,
+) -> carelog_proto::sharing::v1::SharingAgreement {
+    use carelog_proto::sharing::v1 as spb;
+    let admin = |m| in_role(stack, org, "LOCAL-PRIVACY-OFFICER", m);
+    let mut sharing = spb::sharing_service_client::SharingServiceClient::new(stack.channel.clone());
+    let agreement = sharing
+        .create_sharing_agreement(admin(spb::CreateSharingAgreementRequest {
+            from: Some(spb::Party { party: Some(from) }),
+            to: Some(spb::Party {
+                party: Some(spb::party::Party::OrganisationOds(to.into())),
+            }),
+            purpose: spb::SharingPurpose::DirectCare as i32,
+            reason: "DSA 2026/14, direct care".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("agreement")
+        .into_inner();
+    sharing
+        .get_sharing_agreement(in_role(
+            stack,
+            org,
+            "LOCAL-PRIVACY-OFFICER",
+            spb::GetSharingAgreementRequest {
+                agreement_id: agreement.agreement_id.clone(),
+                min_sequence: agreement.stream_sequence,
+            },
+        ))
+        .await
+        .expect("projected");
+    agreement
+}
+
 /// As `as_org`, breaking glass with `reason`.
 pub fn breaking_glass<T>(
     stack: &TestStack,

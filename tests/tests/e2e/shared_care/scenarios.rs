@@ -403,36 +403,13 @@ async fn care_system_shares_with_the_trust(
         .await
         .expect("group")
         .into_inner();
-    let agreement = sharing
-        .create_sharing_agreement(admin(
-            stack,
-            spb::CreateSharingAgreementRequest {
-                from: Some(spb::Party {
-                    party: Some(spb::party::Party::GroupId(group.group_id.clone())),
-                }),
-                to: Some(spb::Party {
-                    party: Some(spb::party::Party::OrganisationOds(TRUST.into())),
-                }),
-                purpose: spb::SharingPurpose::DirectCare as i32,
-                reason: "DSA 2026/14, direct care".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("agreement")
-        .into_inner();
-    // The guard reads agreements from the read model: wait for it.
-    sharing
-        .get_sharing_agreement(admin(
-            stack,
-            spb::GetSharingAgreementRequest {
-                agreement_id: agreement.agreement_id.clone(),
-                min_sequence: agreement.stream_sequence,
-            },
-        ))
-        .await
-        .expect("projected");
-    agreement
+    crate::shared_care::share(
+        stack,
+        HOME,
+        spb::party::Party::GroupId(group.group_id),
+        TRUST,
+    )
+    .await
 }
 
 #[tokio::test]
