@@ -2,10 +2,13 @@
 //! who, what, when, where, why and on whose behalf, and the commit hash it
 //! came from. Rows are only ever inserted.
 
+use carelog_kernel::access::ACCESS;
 use carelog_kernel::envelope::{StoredCommit, from_timestamp};
 use carelog_kernel::store::ContextStream;
+use carelog_proto::access::v1::RecordAccessed;
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
+use prost::Message as _;
 use sqlx::PgConnection;
 
 use crate::projection::{Projection, ProjectionError};
@@ -58,16 +61,51 @@ struct Columns {
     payload: Vec<Vec<u8>>,
 }
 
+/// Who, on whose behalf, why and when of one event row.
+struct Who {
+    commit_id: uuid::Uuid,
+    patient_id: String,
+    actor: carelog_proto::kernel::v1::Actor,
+    on_behalf_of: String,
+    purpose_of_use: String,
+    correlation_id: String,
+    occurred_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 impl Columns {
     fn push(&mut self, stream: &str, stored: &StoredCommit) -> Result<(), ProjectionError> {
         let c = &stored.commit;
         let uuid = |text: &str| {
             uuid::Uuid::parse_str(text).map_err(|e| ProjectionError::unapplicable(stored, e))
         };
-        let actor = c.actor.clone().unwrap_or_default();
         let recorded_at = stored.recorded_at();
         let commit_id = uuid(&c.commit_id)?;
         for (i, e) in c.events.iter().enumerate() {
+            let who = if c.context == ACCESS {
+                // An access message may hold the accesses of several reads
+                // (ADR 0029): each names its own patient, actor and access id.
+                let access = RecordAccessed::decode(e.payload.as_slice())
+                    .map_err(|err| ProjectionError::unapplicable(stored, err))?;
+                Who {
+                    commit_id: uuid(&access.access_id)?,
+                    patient_id: access.patient_id,
+                    actor: access.actor.unwrap_or_default(),
+                    on_behalf_of: access.on_behalf_of,
+                    purpose_of_use: access.purpose_of_use,
+                    correlation_id: access.correlation_id,
+                    occurred_at: from_timestamp(access.accessed_at.as_ref()),
+                }
+            } else {
+                Who {
+                    commit_id,
+                    patient_id: c.patient_id.clone(),
+                    actor: c.actor.clone().unwrap_or_default(),
+                    on_behalf_of: c.on_behalf_of.clone(),
+                    purpose_of_use: c.purpose_of_use.clone(),
+                    correlation_id: c.correlation_id.clone(),
+                    occurred_at: from_timestamp(e.occurred_at.as_ref()),
+                }
+            };
             self.stream.push(stream.to_owned());
             self.stream_sequence.push(stored.stream_sequence as i64);
             self.event_index.push(i as i32);
@@ -76,21 +114,21 @@ impl Columns {
             self.context.push(c.context.clone());
             self.subject.push(stored.subject.clone());
             self.aggregate_id.push(c.aggregate_id.clone());
-            self.patient_id.push(c.patient_id.clone());
+            self.patient_id.push(who.patient_id);
             self.aggregate_version.push(c.aggregate_version as i64);
-            self.commit_id.push(commit_id);
-            self.actor_user_id.push(actor.user_id.clone());
-            self.actor_display_name.push(actor.display_name.clone());
-            self.actor_role.push(actor.role.clone());
-            self.actor_organisation.push(actor.organisation_ods.clone());
-            self.on_behalf_of.push(c.on_behalf_of.clone());
-            self.purpose_of_use.push(c.purpose_of_use.clone());
+            self.commit_id.push(who.commit_id);
+            self.actor_user_id.push(who.actor.user_id);
+            self.actor_display_name.push(who.actor.display_name);
+            self.actor_role.push(who.actor.role);
+            self.actor_organisation.push(who.actor.organisation_ods);
+            self.on_behalf_of.push(who.on_behalf_of);
+            self.purpose_of_use.push(who.purpose_of_use);
             self.reason.push(c.reason.clone());
             self.request_id.push(c.request_id.clone());
-            self.correlation_id.push(c.correlation_id.clone());
+            self.correlation_id.push(who.correlation_id);
             self.causation_id.push(c.causation_id.clone());
             self.occurred_at
-                .push(from_timestamp(e.occurred_at.as_ref()).unwrap_or(recorded_at));
+                .push(who.occurred_at.unwrap_or(recorded_at));
             self.recorded_at.push(recorded_at);
             self.commit_hash.push(stored.hash.to_vec());
             self.previous_hash.push(c.previous_hash.clone());
@@ -124,6 +162,10 @@ impl Projection for AuditEventsProjection {
 
     fn tables(&self) -> &'static [&'static str] {
         &["audit_events"]
+    }
+
+    fn linger(&self) -> std::time::Duration {
+        crate::projection::AUDIT_LINGER
     }
 
     fn apply<'a>(

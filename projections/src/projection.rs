@@ -37,12 +37,22 @@ impl ProjectionError {
     }
 }
 
+/// The linger of the audit projections: they read every stream, so they
+/// carry the most events, and no query waits on them for its own writes.
+pub const AUDIT_LINGER: std::time::Duration = std::time::Duration::from_millis(100);
+
 pub trait Projection: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// The streams it reads, e.g. `CARELOG_DEMOGRAPHICS`.
     fn streams(&self) -> Vec<String>;
     /// The tables it owns (rebuilt and swapped together).
     fn tables(&self) -> &'static [&'static str];
+    /// How long the runner lets a batch fill once its first message has
+    /// arrived: fewer, larger transactions cost far less per event. Read
+    /// models that queries wait on (`min_sequence`) keep it short.
+    fn linger(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(2)
+    }
     /// Applies commits (in stream order, all above the checkpoint) inside the
     /// batch's transaction.
     fn apply<'a>(

@@ -24,8 +24,6 @@ use crate::projection::{Projection, ProjectionError};
 
 /// Messages per batch (and per transaction).
 pub const BATCH: usize = 500;
-/// Longest wait for a batch to fill once its first message arrived.
-const LINGER: Duration = Duration::from_millis(2);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProjectorStatus {
@@ -202,9 +200,9 @@ impl Runner {
             let Some(mut chunk) = chunk else {
                 return Err(ProjectionError::Store("consumer closed".into()));
             };
-            // Under load, wait a moment for a fuller batch: fewer, larger
-            // transactions cost PostgreSQL far less per event.
-            let until = tokio::time::Instant::now() + LINGER;
+            // Under load, wait a moment for a fuller batch (see
+            // `Projection::linger`).
+            let until = tokio::time::Instant::now() + projection.linger();
             while chunk.len() < BATCH {
                 match tokio::time::timeout_at(until, messages.next()).await {
                     Ok(Some(more)) => chunk.extend(more),

@@ -228,22 +228,25 @@ impl TestStack {
             .expect("stream info")
     }
 
-    /// Every access event recorded for a patient, with its sequence in
-    /// `CARELOG_ACCESS`, oldest first.
+    /// Every access event recorded for a patient, with the sequence in
+    /// `CARELOG_ACCESS` of the message holding it, oldest first (a message
+    /// may hold the accesses of several reads, ADR 0029).
     pub async fn access_events(
         &self,
         patient_id: &str,
     ) -> Vec<(u64, carelog_proto::access::v1::RecordAccessed)> {
         let stream = carelog_kernel::access::access_stream();
         self.store
-            .read_subject(&stream.name, &stream.subject(&patient_id), 0)
+            .read_subject(&stream.name, &stream.all_subjects(), 0)
             .await
             .expect("read access stream")
             .iter()
-            .map(|m| {
-                let event = carelog_kernel::access::decode(m.payload.as_ref());
-                (m.stream_sequence, event.expect("RecordAccessed"))
+            .flat_map(|m| {
+                carelog_kernel::access::decode(m.payload.as_ref())
+                    .into_iter()
+                    .map(move |event| (m.stream_sequence, event))
             })
+            .filter(|(_, event)| event.patient_id == patient_id)
             .collect()
     }
 

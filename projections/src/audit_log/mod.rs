@@ -94,6 +94,10 @@ impl Projection for AuditLogProjection {
         &["audit_log"]
     }
 
+    fn linger(&self) -> std::time::Duration {
+        crate::projection::AUDIT_LINGER
+    }
+
     fn apply<'a>(
         &'a self,
         tx: &'a mut PgConnection,

@@ -188,8 +188,15 @@ impl RecordHistory {
         })
     }
 
-    /// What the access at `sequence` of CARELOG_ACCESS showed (ADR 0028).
-    pub async fn accessed(&self, sequence: u64) -> Result<pb::AccessedRecord, Failure> {
+    /// What an access showed (ADR 0028): the access `access_id` of the
+    /// message at `sequence` of CARELOG_ACCESS, or its only access when no
+    /// id is given. A message holding the accesses of several reads
+    /// (ADR 0029) needs the id.
+    pub async fn accessed(
+        &self,
+        sequence: u64,
+        access_id: Option<Uuid>,
+    ) -> Result<pb::AccessedRecord, Failure> {
         let stream = access_stream();
         let message = self
             .store
@@ -197,8 +204,28 @@ impl RecordHistory {
             .await
             .map_err(|e| Failure::unavailable(format!("event store: {e}")))?
             .ok_or_else(|| Failure::not_found("access", &sequence.to_string()))?;
-        let event = access::decode(message.payload.as_ref())
-            .ok_or_else(|| Failure::not_found("access", &sequence.to_string()))?;
+        let mut events = access::decode(message.payload.as_ref());
+        let event = match access_id {
+            Some(id) => {
+                let id = id.to_string();
+                events
+                    .into_iter()
+                    .find(|e| e.access_id == id)
+                    .ok_or_else(|| Failure::not_found("access", &id))?
+            }
+            None if events.len() > 1 => {
+                return Err(Failure::invalid_field(
+                    "access_id",
+                    format!(
+                        "is required: the message at access_sequence {sequence} holds {} accesses",
+                        events.len()
+                    ),
+                ));
+            }
+            None => events
+                .pop()
+                .ok_or_else(|| Failure::not_found("access", &sequence.to_string()))?,
+        };
         let patient = PatientId::parse(&event.patient_id).map_err(|e| Failure::internal(&e))?;
         let positions: BTreeMap<String, u64> = event
             .positions

@@ -181,24 +181,20 @@ impl RecordHistoryService for RecordHistoryApi {
         request: Request<pb::GetAccessedRecordRequest>,
     ) -> Result<Response<pb::AccessedRecord>, Status> {
         let (mut ctx, r) = RequestContext::query(request)?;
-        let sequence = match (r.access_sequence, r.access_id.trim()) {
-            (0, "") => {
-                return Err(Failure::invalid_field(
-                    "access_sequence",
-                    "is required (or access_id)",
-                )
-                .into());
-            }
-            (0, id) => {
-                let mut v = Violations::new();
-                let id = v.check("access_id", uuid::Uuid::parse_str(id));
-                v.into_result()?;
-                let id = id.ok_or_else(|| Failure::invalid_field("access_id", "is required"))?;
-                self.history.access_sequence(id).await?
-            }
+        let mut v = Violations::new();
+        let access_id = match r.access_id.trim() {
+            "" => None,
+            id => v.check("access_id", uuid::Uuid::parse_str(id)),
+        };
+        if r.access_sequence == 0 && r.access_id.trim().is_empty() {
+            v.add("access_sequence", "is required (or access_id)");
+        }
+        v.into_result()?;
+        let sequence = match (r.access_sequence, access_id) {
+            (0, Some(id)) => self.history.access_sequence(id).await?,
             (sequence, _) => sequence,
         };
-        let answer = self.history.accessed(sequence).await?;
+        let answer = self.history.accessed(sequence, access_id).await?;
         let patient = answer
             .access
             .as_ref()

@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -15,6 +15,10 @@ const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Buckets of the events in one access message (ADR 0029).
+const ACCESS_MESSAGE_EVENTS: [f64; 10] =
+    [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// The Prometheus recorder's handle, installing the recorder the first time.
@@ -22,7 +26,12 @@ pub fn handle() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let builder = PrometheusBuilder::new();
-            let builder = match builder.set_buckets(&BUCKETS) {
+            let builder = match builder.set_buckets(&BUCKETS).and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("carelog_access_message_events".into()),
+                    &ACCESS_MESSAGE_EVENTS,
+                )
+            }) {
                 Ok(b) => b,
                 Err(_) => PrometheusBuilder::new(),
             };
@@ -114,6 +123,11 @@ fn describe() {
     describe_counter!(
         "carelog_access_events_total",
         "Access events appended (or failed to append), by outcome"
+    );
+    describe_histogram!(
+        "carelog_access_message_events",
+        metrics::Unit::Count,
+        "Access events per message of CARELOG_ACCESS: the reads that shared one write (ADR 0029)"
     );
     describe_gauge!(
         "carelog_db_pool_connections",

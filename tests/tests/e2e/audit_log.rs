@@ -486,7 +486,8 @@ async fn reads_are_entries_of_the_access_log_and_one_history_signs_every_log() {
     let readers: Vec<_> = rows
         .iter()
         .map(|r| {
-            let event = carelog_kernel::access::decode(&r.entry).expect("an access event");
+            let [event] = <[_; 1]>::try_from(carelog_kernel::access::decode(&r.entry))
+                .expect("one access event per read");
             assert_eq!(event.patient_id, jane.patient_id);
             event.actor.expect("actor").user_id
         })

@@ -1,6 +1,7 @@
 //! End-to-end scenarios against a real nats-server and PostgreSQL.
 
 mod access;
+mod access_messages;
 mod audit_fail_closed;
 mod audit_log;
 mod audit_queries;

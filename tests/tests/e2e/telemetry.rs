@@ -105,6 +105,7 @@ async fn metrics_count_rpcs_appends_and_projector_progress_on_the_admin_port() {
         "# TYPE carelog_rpc_duration_seconds histogram".to_owned(),
         "carelog_access_audit_batch_duration_seconds_bucket{outcome=\"ok\",le=\"+Inf\"}".to_owned(),
         "carelog_access_events_total{outcome=\"ok\"}".to_owned(),
+        "carelog_access_message_events_bucket".to_owned(),
     ];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {

@@ -4,28 +4,30 @@
 //! nothing unless JetStream acknowledged them all (fail closed).
 //!
 //! Access events are not aggregate commits: no expected-sequence guard (they
-//! never conflict) and no hash chain. Each travels in the commit envelope
-//! (context `access`, version 0) so the audit projector reads it like any
-//! other event into `audit_events`. The events of one answer are published
-//! pipelined and their acknowledgements awaited together, so a search over
-//! many patients costs about one round trip; concurrent reads pipeline on the
-//! same connection.
+//! never conflict) and no hash chain. They travel in the commit envelope
+//! (context `access`, version 0, one event record per access) so the audit
+//! projectors read them like any other events into `audit_events`. The
+//! events of concurrent reads share one message ([`AccessLog`], ADR 0029):
+//! a message about one patient is on `carelog.access.<patient_id>`, one
+//! about several on `carelog.access.shared`.
+
+mod log;
 
 use std::collections::BTreeMap;
 
-use async_nats::HeaderMap;
 use chrono::Utc;
-use futures::future::{BoxFuture, join_all};
+use futures::future::BoxFuture;
 use prost::Message as _;
 
-use bytes::Bytes;
 use carelog_proto::access::v1 as pb;
 use carelog_proto::kernel::v1 as kernel;
 
+pub use log::{AccessLog, AccessMessage};
+
 use crate::actor::RequestContext;
-use crate::envelope::{commit_headers, digest, from_timestamp, header, timestamp};
+use crate::envelope::timestamp;
 use crate::error::Failure;
-use crate::store::{ContextStream, EventStore};
+use crate::store::ContextStream;
 
 /// The context name of the access stream: `CARELOG_ACCESS` over
 /// `carelog.access.>`.
@@ -37,6 +39,10 @@ pub const RECORD_ACCESSED: &str = "RecordAccessed";
 /// The subject token of a refusal whose patient is not known (a call
 /// refused for the role's permissions before its request was read).
 pub const UNKNOWN_PATIENT: &str = "unknown";
+
+/// The subject token of a message holding the access events of several
+/// patients (ADR 0029): `carelog.access.shared`.
+pub const SHARED_SUBJECT: &str = "shared";
 
 /// The stream of access events.
 pub fn access_stream() -> ContextStream {
@@ -126,113 +132,19 @@ pub trait AccessSink: Send + Sync + std::fmt::Debug {
     fn append(&self, events: Vec<pb::RecordAccessed>) -> BoxFuture<'_, Result<(), Failure>>;
 }
 
-/// Appends `RecordAccessed` events to `CARELOG_ACCESS`.
-#[derive(Debug, Clone)]
-pub struct AccessLog {
-    store: EventStore,
-    stream: ContextStream,
-}
-
-impl AccessLog {
-    pub fn new(store: EventStore) -> Self {
-        Self {
-            store,
-            stream: access_stream(),
-        }
-    }
-}
-
-impl AccessSink for AccessLog {
-    fn append(&self, events: Vec<pb::RecordAccessed>) -> BoxFuture<'_, Result<(), Failure>> {
-        Box::pin(async move {
-            let started = std::time::Instant::now();
-            let count = events.len() as u64;
-            let appended = self.publish(events).await;
-            let outcome = if appended.is_ok() { "ok" } else { "failed" };
-            metrics::histogram!("carelog_access_audit_batch_duration_seconds", "outcome" => outcome)
-                .record(started.elapsed().as_secs_f64());
-            metrics::counter!("carelog_access_events_total", "outcome" => outcome).increment(count);
-            appended
-        })
-    }
-}
-
-impl AccessLog {
-    /// Publishes every event (pipelined), then awaits the acknowledgements.
-    async fn publish(&self, events: Vec<pb::RecordAccessed>) -> Result<(), Failure> {
-        let js = self.store.jetstream();
-        let mut pending = Vec::with_capacity(events.len());
-        // Publish every event first (pipelined), then await the acks.
-        for event in &events {
-            let subject = match event.patient_id.as_str() {
-                "" => self.stream.subject(&UNKNOWN_PATIENT),
-                id => self.stream.subject(&id),
-            };
-            let (headers, payload) = enveloped(event);
-            let sent = js
-                .publish_with_headers(subject, headers, payload)
-                .await
-                .map_err(|e| Failure::unavailable(format!("access log: {e}")))?;
-            pending.push(sent.into_future());
-        }
-        for ack in join_all(pending).await {
-            ack.map_err(|e| Failure::unavailable(format!("access log: {e}")))?;
-        }
-        Ok(())
-    }
-}
-
-/// An access event in the commit envelope, so that the audit projector
-/// reads it like any other event: context `access`, the patient as the
-/// aggregate, version 0 and no previous hash (access events are not an
-/// aggregate's history and are not hash-chained), one `RecordAccessed`
-/// event record. The envelope's commit id is the access id.
-pub fn envelope(event: &pb::RecordAccessed) -> kernel::Commit {
-    kernel::Commit {
-        commit_id: event.access_id.clone(),
-        context: ACCESS.to_owned(),
-        aggregate_id: event.patient_id.clone(),
-        patient_id: event.patient_id.clone(),
-        aggregate_version: 0,
-        actor: event.actor.clone(),
-        on_behalf_of: event.on_behalf_of.clone(),
-        purpose_of_use: event.purpose_of_use.clone(),
-        reason: String::new(),
-        request_id: String::new(),
-        correlation_id: event.correlation_id.clone(),
-        causation_id: String::new(),
-        traceparent: event.traceparent.clone(),
-        recorded_at: event.accessed_at,
-        events: vec![kernel::EventRecord {
-            event_id: uuid::Uuid::now_v7().to_string(),
-            event_type: RECORD_ACCESSED.to_owned(),
-            occurred_at: event.accessed_at,
-            payload: event.encode_to_vec(),
-        }],
-        previous_hash: Vec::new(),
-    }
-}
-
-/// The headers and bytes of an access event's message.
-fn enveloped(event: &pb::RecordAccessed) -> (HeaderMap, Bytes) {
-    let commit = envelope(event);
-    let bytes = Bytes::from(commit.encode_to_vec());
-    let recorded_at = from_timestamp(event.accessed_at.as_ref()).unwrap_or_else(Utc::now);
-    let mut h = commit_headers(&commit, &digest(&bytes), recorded_at);
-    h.insert(header::KIND, header::KIND_COMMIT);
-    // A resent event (same id) is stored once within the duplicate window.
-    h.insert("Nats-Msg-Id", event.access_id.as_str());
-    (h, bytes)
-}
-
-/// The `RecordAccessed` in an access message's payload; `None` when the
-/// payload is not an access event.
-pub fn decode(payload: &[u8]) -> Option<pb::RecordAccessed> {
-    let commit = kernel::Commit::decode(payload).ok()?;
-    let record = commit.events.first()?;
-    (record.event_type == RECORD_ACCESSED)
-        .then(|| pb::RecordAccessed::decode(record.payload.as_slice()).ok())
-        .flatten()
+/// The `RecordAccessed` events in an access message's payload, in order;
+/// empty when the payload is not an access message. A message written
+/// before ADR 0029 holds one.
+pub fn decode(payload: &[u8]) -> Vec<pb::RecordAccessed> {
+    let Ok(commit) = kernel::Commit::decode(payload) else {
+        return Vec::new();
+    };
+    commit
+        .events
+        .iter()
+        .filter(|record| record.event_type == RECORD_ACCESSED)
+        .filter_map(|record| pb::RecordAccessed::decode(record.payload.as_slice()).ok())
+        .collect()
 }
 
 /// The `RecordAccessed` events of one answer, one per patient.
@@ -418,21 +330,71 @@ mod tests {
     }
 
     #[test]
-    fn an_access_event_round_trips_through_its_envelope() {
+    fn an_access_message_holds_its_events_and_names_its_patient() {
         let mut reads = Reads::new();
-        reads.record("p1", "c1", "consultations", 5, true);
-        let event = events(&ctx(), "S", "M", &reads).remove(0);
-        let (headers, bytes) = enveloped(&event);
-        assert_eq!(
-            headers.get(header::KIND).map(|v| v.as_str()),
-            Some(header::KIND_COMMIT)
+        reads.record("p1", "c1", "consultations", 5, true).record(
+            "p2",
+            "p2",
+            "demographics",
+            3,
+            false,
         );
-        assert_eq!(decode(&bytes), Some(event.clone()));
+        let all = events(&ctx(), "S", "M", &reads);
+
+        let alone = AccessMessage::new(&all[..1]);
+        assert_eq!(alone.subject_token, "p1");
+        let (headers, bytes) = alone.enveloped();
+        assert_eq!(
+            headers
+                .get(crate::envelope::header::KIND)
+                .map(|v| v.as_str()),
+            Some(crate::envelope::header::KIND_COMMIT)
+        );
+        assert_eq!(decode(&bytes), all[..1]);
         let commit = kernel::Commit::decode(bytes.as_ref()).expect("commit");
         assert_eq!(commit.context, ACCESS);
         assert_eq!(commit.aggregate_version, 0);
         assert!(commit.previous_hash.is_empty());
-        assert_eq!(event.positions[0].stream, "CARELOG_CONSULTATIONS");
-        assert!(event.withheld);
+        assert_eq!(commit.patient_id, "p1");
+        assert_eq!(commit.events[0].event_id, all[0].access_id);
+        assert_eq!(all[0].positions[0].stream, "CARELOG_CONSULTATIONS");
+        assert!(all[0].withheld);
+
+        let shared = AccessMessage::new(&all);
+        assert_eq!(shared.subject_token, SHARED_SUBJECT);
+        let (_, bytes) = shared.enveloped();
+        assert_eq!(decode(&bytes), all);
+        let commit = kernel::Commit::decode(bytes.as_ref()).expect("commit");
+        assert_eq!(commit.patient_id, "");
+        assert_eq!(commit.actor, None);
+
+        let unknown = refused(&ctx(), "S", "M", "", "PERMISSION_MISSING");
+        let message = AccessMessage::new(&[unknown.clone(), unknown]);
+        assert_eq!(message.subject_token, UNKNOWN_PATIENT);
+    }
+
+    #[test]
+    fn a_message_written_before_shared_messages_still_decodes() {
+        // The envelope of one access as written until ADR 0029: commit id
+        // the access id, a random event id, the event's actor on the commit.
+        let mut reads = Reads::new();
+        reads.record("p1", "p1", "demographics", 2, false);
+        let event = events(&ctx(), "S", "M", &reads).remove(0);
+        let old = kernel::Commit {
+            commit_id: event.access_id.clone(),
+            context: ACCESS.to_owned(),
+            aggregate_id: event.patient_id.clone(),
+            patient_id: event.patient_id.clone(),
+            actor: event.actor.clone(),
+            events: vec![kernel::EventRecord {
+                event_id: uuid::Uuid::now_v7().to_string(),
+                event_type: RECORD_ACCESSED.to_owned(),
+                occurred_at: event.accessed_at,
+                payload: event.encode_to_vec(),
+            }],
+            ..Default::default()
+        };
+        assert_eq!(decode(&old.encode_to_vec()), vec![event]);
+        assert!(decode(b"not a commit").is_empty());
     }
 }
