@@ -4,11 +4,14 @@
 
 use std::collections::BTreeSet;
 
-use carelog_kernel::access::{self, AccessLog, AccessSink, Reads, access_stream};
+use carelog_kernel::access::{self, AccessLog, AccessMessage, AccessSink, Reads, access_stream};
 use carelog_kernel::{Actor, OdsCode, RequestContext};
+use carelog_proto::access::v1::{AccessOutcome, RecordAccessed, StreamPosition};
 use carelog_proto::audit::v1 as hpb;
 use carelog_proto::audit::v1::record_history_service_client::RecordHistoryServiceClient;
+use carelog_proto::kernel::v1::{Commit, EventRecord};
 use carelog_tests::harness::{TestStack, jane_smith};
+use prost::Message as _;
 use tonic::Code;
 
 /// A clinician of practice A81001 reading with the demographics service.
@@ -143,4 +146,85 @@ async fn reads_at_the_same_moment_share_messages_and_each_is_recorded_once_under
     let patient = shown.record.expect("record").patient.expect("patient");
     assert_eq!(patient.patient_id, chosen.patient_id);
     stack.stop().await;
+}
+
+/// An access as recorded, with fixed ids and times for golden samples.
+fn sample_access(access_id: &str, patient_id: &str, user: &str) -> RecordAccessed {
+    RecordAccessed {
+        access_id: access_id.into(),
+        patient_id: patient_id.into(),
+        actor: Some(carelog_proto::kernel::v1::Actor {
+            user_id: user.into(),
+            display_name: format!("Dr {user}"),
+            role: "R8000".into(),
+            organisation_ods: "A81001".into(),
+        }),
+        purpose_of_use: "DIRECT_CARE".into(),
+        service: "carelog.demographics.v1.DemographicsService".into(),
+        method: "GetPatient".into(),
+        resource_ids: vec![patient_id.into()],
+        record_count: 1,
+        positions: vec![StreamPosition {
+            stream: "CARELOG_DEMOGRAPHICS".into(),
+            sequence: 7,
+        }],
+        accessed_at: Some(prost_types::Timestamp {
+            seconds: 1_764_547_200,
+            nanos: 0,
+        }),
+        outcome: AccessOutcome::Granted as i32,
+        rule: "registered".into(),
+        registered_organisation: "A81001".into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn access_messages_as_written_before_and_since_sharing_still_decode() {
+    let jane = "01a20000-0000-7000-8000-000000000001";
+    let john = "01a20000-0000-7000-8000-000000000002";
+    let lone = sample_access("01a20000-0000-7000-8000-0000000000a1", jane, "dr-patel");
+    let other = sample_access("01a20000-0000-7000-8000-0000000000a2", john, "dr-khan");
+    // Until ADR 0029: one access per message, the access id as commit id.
+    let before = Commit {
+        commit_id: lone.access_id.clone(),
+        context: access::ACCESS.into(),
+        aggregate_id: jane.into(),
+        patient_id: jane.into(),
+        actor: lone.actor.clone(),
+        purpose_of_use: lone.purpose_of_use.clone(),
+        recorded_at: lone.accessed_at,
+        events: vec![EventRecord {
+            event_id: "01a20000-0000-7000-8000-0000000000e1".into(),
+            event_type: access::RECORD_ACCESSED.into(),
+            occurred_at: lone.accessed_at,
+            payload: lone.encode_to_vec(),
+        }],
+        ..Default::default()
+    };
+    // Since: the accesses of reads made at the same moment in one message.
+    let mut shared = AccessMessage::new(&[lone.clone(), other.clone()]).commit;
+    shared.commit_id = "01a20000-0000-7000-8000-0000000000c1".into();
+    let samples = [
+        ("single-access-message.bin", before, vec![lone.clone()]),
+        ("shared-access-message.bin", shared, vec![lone, other]),
+    ];
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("golden/access");
+    let write = std::env::var("CARELOG_WRITE_GOLDEN").is_ok_and(|v| v == "1");
+    for (name, commit, events) in samples {
+        let path = dir.join(name);
+        if write && !path.exists() {
+            std::fs::create_dir_all(&dir).expect("golden dir");
+            std::fs::write(&path, commit.encode_to_vec()).expect("write golden sample");
+        }
+        let bytes = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("golden sample {} missing ({e})", path.display()));
+        assert_eq!(access::decode(&bytes), events, "{name}");
+        assert_eq!(
+            Commit::decode(bytes.as_slice())
+                .expect(name)
+                .encode_to_vec(),
+            bytes
+        );
+    }
 }
