@@ -4,6 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+/// mimalloc in place of the system allocator: glibc's malloc spent a third
+/// of the server's CPU under load (docs/benchmarks.md, "Where the CPU went").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = carelog::cli::Cli::parse();
