@@ -164,8 +164,8 @@ impl Projection for AuditEventsProjection {
         &["audit_events"]
     }
 
-    fn linger(&self) -> std::time::Duration {
-        crate::projection::AUDIT_LINGER
+    fn linger(&self) -> crate::projection::Linger {
+        crate::projection::Linger::AUDIT
     }
 
     fn apply<'a>(

@@ -1,6 +1,8 @@
 //! What a projection is: a name, the streams it reads, the tables it owns,
 //! and `apply`, given the open transaction and a batch of commits.
 
+use std::time::Duration;
+
 use carelog_kernel::envelope::StoredCommit;
 use futures::future::BoxFuture;
 use sqlx::PgConnection;
@@ -37,9 +39,32 @@ impl ProjectionError {
     }
 }
 
-/// The linger of the audit projections: they read every stream, so they
-/// carry the most events, and no query waits on them for its own writes.
-pub const AUDIT_LINGER: std::time::Duration = std::time::Duration::from_millis(100);
+/// How the runner gathers a batch once its first message has arrived: it
+/// applies the batch when no further message has come for `idle`, when
+/// `max` has passed, or when it is full. Under load, fewer and larger
+/// transactions cost far less per event; alone, a message waits only
+/// `idle`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Linger {
+    pub idle: Duration,
+    pub max: Duration,
+}
+
+impl Linger {
+    /// Read models that queries wait on for their own writes
+    /// (`min_sequence`): a lone command's event is applied within about
+    /// 2 ms, a stream of them in batches of up to 20 ms.
+    pub const READ_MODEL: Linger = Linger {
+        idle: Duration::from_millis(2),
+        max: Duration::from_millis(20),
+    };
+    /// The audit projections: they read every stream, so they carry the
+    /// most events, and no query waits on them for its own writes.
+    pub const AUDIT: Linger = Linger {
+        idle: Duration::from_millis(100),
+        max: Duration::from_millis(100),
+    };
+}
 
 pub trait Projection: Send + Sync + 'static {
     fn name(&self) -> &'static str;
@@ -47,11 +72,9 @@ pub trait Projection: Send + Sync + 'static {
     fn streams(&self) -> Vec<String>;
     /// The tables it owns (rebuilt and swapped together).
     fn tables(&self) -> &'static [&'static str];
-    /// How long the runner lets a batch fill once its first message has
-    /// arrived: fewer, larger transactions cost far less per event. Read
-    /// models that queries wait on (`min_sequence`) keep it short.
-    fn linger(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(2)
+    /// How the runner gathers its batches.
+    fn linger(&self) -> Linger {
+        Linger::READ_MODEL
     }
     /// Applies commits (in stream order, all above the checkpoint) inside the
     /// batch's transaction.

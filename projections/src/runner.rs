@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use carelog_kernel::envelope::{StoredCommit, StoredMessage};
 use carelog_kernel::store::EventStore;
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use opentelemetry::trace::TraceContextExt as _;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::watch;
@@ -190,23 +190,34 @@ impl Runner {
             .heartbeat(Duration::from_secs(5))
             .messages()
             .await
-            .map_err(|e| store_err(&e))?
-            .ready_chunks(BATCH);
+            .map_err(|e| store_err(&e))?;
+        let linger = projection.linger();
         loop {
-            let chunk = tokio::select! {
+            let first = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                chunk = messages.next() => chunk,
+                first = messages.next() => first,
             };
-            let Some(mut chunk) = chunk else {
+            let Some(first) = first else {
                 return Err(ProjectionError::Store("consumer closed".into()));
             };
-            // Under load, wait a moment for a fuller batch (see
-            // `Projection::linger`).
-            let until = tokio::time::Instant::now() + projection.linger();
+            // Gather the batch (see `Projection::linger`).
+            let mut chunk = vec![first];
+            let max = tokio::time::Instant::now() + linger.max;
             while chunk.len() < BATCH {
-                match tokio::time::timeout_at(until, messages.next()).await {
-                    Ok(Some(more)) => chunk.extend(more),
-                    Ok(None) | Err(_) => break,
+                // What has already arrived is taken without a timer.
+                let next = match messages.next().now_or_never() {
+                    Some(next) => next,
+                    None => {
+                        let until = max.min(tokio::time::Instant::now() + linger.idle);
+                        match tokio::time::timeout_at(until, messages.next()).await {
+                            Ok(next) => next,
+                            Err(_) => break,
+                        }
+                    }
+                };
+                match next {
+                    Some(more) => chunk.push(more),
+                    None => break,
                 }
             }
             let mut batch = Vec::with_capacity(chunk.len());

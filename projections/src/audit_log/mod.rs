@@ -94,8 +94,8 @@ impl Projection for AuditLogProjection {
         &["audit_log"]
     }
 
-    fn linger(&self) -> std::time::Duration {
-        crate::projection::AUDIT_LINGER
+    fn linger(&self) -> crate::projection::Linger {
+        crate::projection::Linger::AUDIT
     }
 
     fn apply<'a>(

@@ -24,9 +24,11 @@ use crate::envelope::{commit_headers, digest, from_timestamp, header, timestamp}
 use crate::error::Failure;
 use crate::store::{ContextStream, EventStore};
 
-/// Messages being stored at once. Two: while one waits for its fsync the
-/// next one gathers the reads that arrive meanwhile.
-const IN_FLIGHT: usize = 2;
+/// Messages being stored at once. One: the stream stores its messages one
+/// after another anyway, and the reads that arrive while one message is
+/// stored all go in the next (measured a little faster than two in flight,
+/// with larger messages, docs/benchmarks.md).
+const IN_FLIGHT: usize = 1;
 /// Most access events in one message.
 const MAX_EVENTS: usize = 512;
 /// Most bytes of events in one message (NATS refuses payloads over 1 MiB by
