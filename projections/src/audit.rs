@@ -168,6 +168,10 @@ impl Projection for AuditEventsProjection {
         crate::projection::Linger::AUDIT
     }
 
+    fn consumer(&self) -> &'static str {
+        crate::projection::AUDIT_CONSUMER
+    }
+
     fn apply<'a>(
         &'a self,
         tx: &'a mut PgConnection,

@@ -66,6 +66,10 @@ impl Linger {
     };
 }
 
+/// The consumer the audit projections (`audit_events`, `audit_log`) share:
+/// both read every stream, at the same pace.
+pub const AUDIT_CONSUMER: &str = "audit";
+
 pub trait Projection: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// The streams it reads, e.g. `CARELOG_DEMOGRAPHICS`.
@@ -75,6 +79,16 @@ pub trait Projection: Send + Sync + 'static {
     /// How the runner gathers its batches.
     fn linger(&self) -> Linger {
         Linger::READ_MODEL
+    }
+    /// The durable consumer it reads through (`carelog-<consumer>` on each
+    /// of its streams). Projections that name the same consumer share it:
+    /// each message is delivered once for all of them and applied to each,
+    /// with each one's checkpoint, in one transaction. Every consumer on a
+    /// stream costs the stream's writers (the server delivers and tracks
+    /// acknowledgements under the stream's lock), so projections that read
+    /// the same streams at the same pace share one.
+    fn consumer(&self) -> &'static str {
+        self.name()
     }
     /// Applies commits (in stream order, all above the checkpoint) inside the
     /// batch's transaction.

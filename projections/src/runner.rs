@@ -1,5 +1,6 @@
-//! The projection runner: one durable pull consumer per projection and
-//! stream, started from the checkpoint in PostgreSQL (the truth; JetStream's
+//! The projection runner: one durable pull consumer per projection (or group
+//! of projections sharing one, `Projection::consumer`) and stream, started
+//! from the checkpoint in PostgreSQL (the truth; JetStream's
 //! ack floor is only a hint). Each batch is applied with its checkpoint in one
 //! transaction and acknowledged after the commit. An event that cannot be
 //! applied stops that projector, visibly, and is never skipped.
@@ -20,7 +21,7 @@ use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::checkpoint;
-use crate::projection::{Projection, ProjectionError};
+use crate::projection::{Linger, Projection, ProjectionError};
 
 /// Messages per batch (and per transaction).
 pub const BATCH: usize = 500;
@@ -83,19 +84,18 @@ impl Runner {
     }
 
     /// Runs every (projection, stream) until shutdown; returns the first
-    /// projector failure, after the others stopped.
+    /// projector failure, after the others stopped. Projections that name
+    /// the same [`Projection::consumer`] read each stream through one
+    /// consumer.
     pub async fn run(
         self: Arc<Self>,
         projections: Vec<Arc<dyn Projection>>,
         shutdown: CancellationToken,
     ) -> Result<(), ProjectionError> {
         let mut tasks = tokio::task::JoinSet::new();
-        for projection in projections {
-            for stream in projection.streams() {
-                let (runner, projection, shutdown) =
-                    (self.clone(), projection.clone(), shutdown.clone());
-                tasks.spawn(async move { runner.run_one(projection, stream, shutdown).await });
-            }
+        for (stream, group) in groups(projections) {
+            let (runner, shutdown) = (self.clone(), shutdown.clone());
+            tasks.spawn(async move { runner.run_one(group, stream, shutdown).await });
         }
         let mut first_error = None;
         while let Some(result) = tasks.join_next().await {
@@ -106,22 +106,26 @@ impl Runner {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Sets the status of every projection of `group` on `stream`.
+    fn set_all(&self, group: &Group, stream: &str, status: &ProjectorStatus) {
+        for projection in &group.members {
+            self.set(&format!("{}/{stream}", projection.name()), status.clone());
+        }
+    }
+
     async fn run_one(
         &self,
-        projection: Arc<dyn Projection>,
+        group: Group,
         stream: String,
         shutdown: CancellationToken,
     ) -> Result<(), ProjectionError> {
-        let key = format!("{}/{stream}", projection.name());
-        self.set(&key, ProjectorStatus::Starting);
+        let key = format!("{}/{stream}", group.consumer);
+        self.set_all(&group, &stream, &ProjectorStatus::Starting);
         let mut pause = Duration::from_millis(100);
         loop {
-            match self
-                .consume(projection.as_ref(), &stream, &key, &shutdown)
-                .await
-            {
+            match self.consume(&group, &stream, &shutdown).await {
                 Ok(()) => {
-                    self.set(&key, ProjectorStatus::Stopped);
+                    self.set_all(&group, &stream, &ProjectorStatus::Stopped);
                     return Ok(());
                 }
                 Err(e) if e.is_transient() && !shutdown.is_cancelled() => {
@@ -134,12 +138,10 @@ impl Runner {
                 }
                 Err(e) => {
                     tracing::error!(projector = %key, error = %e, "projector stopped on an event it cannot apply");
-                    self.set(
-                        &key,
-                        ProjectorStatus::Failed {
-                            error: e.to_string(),
-                        },
-                    );
+                    let failed = ProjectorStatus::Failed {
+                        error: e.to_string(),
+                    };
+                    self.set_all(&group, &stream, &failed);
                     return Err(e);
                 }
             }
@@ -148,26 +150,38 @@ impl Runner {
 
     async fn consume(
         &self,
-        projection: &dyn Projection,
+        group: &Group,
         stream: &str,
-        key: &str,
         shutdown: &CancellationToken,
     ) -> Result<(), ProjectionError> {
         let store_err = |e: &dyn std::fmt::Display| ProjectionError::Store(e.to_string());
-        let start = checkpoint::read(&self.pool, projection.name(), stream).await?;
-        self.set(
-            key,
-            ProjectorStatus::Running {
-                last_sequence: start,
-            },
-        );
+        // The group starts where its furthest-behind member stands; each
+        // member skips what is at or below its own checkpoint.
+        let mut start = u64::MAX;
+        for projection in &group.members {
+            let at = checkpoint::read(&self.pool, projection.name(), stream).await?;
+            self.set(
+                &format!("{}/{stream}", projection.name()),
+                ProjectorStatus::Running { last_sequence: at },
+            );
+            start = start.min(at);
+        }
         let js_stream = self
             .store
             .jetstream()
             .get_stream(stream)
             .await
             .map_err(|e| store_err(&e))?;
-        let durable = format!("carelog-{}", projection.name());
+        // A member that had a consumer of its own before it joined a group
+        // leaves it behind: remove it, or the stream keeps serving it.
+        for projection in &group.members {
+            if projection.name() != group.consumer {
+                let _ = js_stream
+                    .delete_consumer(&format!("carelog-{}", projection.name()))
+                    .await;
+            }
+        }
+        let durable = format!("carelog-{}", group.consumer);
         // The checkpoint decides where to start: recreate the durable there.
         let _ = js_stream.delete_consumer(&durable).await;
         let consumer = js_stream
@@ -191,7 +205,7 @@ impl Runner {
             .messages()
             .await
             .map_err(|e| store_err(&e))?;
-        let linger = projection.linger();
+        let linger = group.linger;
         loop {
             let first = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
@@ -230,19 +244,24 @@ impl Runner {
                 last = Some(message);
             }
             let started = std::time::Instant::now();
-            let span = process_span(projection.name(), stream, &batch);
+            let span = process_span(group, stream, &batch);
             let applied = async {
                 let transaction = tracing::info_span!(
                     "transaction",
                     otel.name = "projector transaction",
                     db.system.name = "postgresql",
                     db.operation.name = "apply batch",
-                    carelog.projection = projection.name(),
+                    carelog.projection = group.names.as_str(),
                     messaging.batch.message_count = batch.len() as i64,
                 );
                 async {
                     let mut tx = self.pool.begin().await?;
-                    let applied = apply_messages(&mut tx, projection, stream, &batch).await?;
+                    let mut applied = Vec::with_capacity(group.members.len());
+                    for projection in &group.members {
+                        let at =
+                            apply_messages(&mut tx, projection.as_ref(), stream, &batch).await?;
+                        applied.push(at);
+                    }
                     tx.commit().await?;
                     Ok::<_, ProjectionError>(applied)
                 }
@@ -258,17 +277,73 @@ impl Runner {
             if let Some(last) = last {
                 last.ack().await.map_err(|e| store_err(&e))?;
             }
-            record_batch(projection.name(), stream, &batch, pending, started);
-            if let Some(sequence) = applied {
-                self.set(
-                    key,
-                    ProjectorStatus::Running {
-                        last_sequence: sequence,
-                    },
-                );
+            for (projection, at) in group.members.iter().zip(applied) {
+                record_batch(projection.name(), stream, &batch, pending, started);
+                if let Some(sequence) = at {
+                    self.set(
+                        &format!("{}/{stream}", projection.name()),
+                        ProjectorStatus::Running {
+                            last_sequence: sequence,
+                        },
+                    );
+                }
             }
         }
     }
+}
+
+/// Projections reading a stream through one consumer.
+struct Group {
+    consumer: &'static str,
+    members: Vec<Arc<dyn Projection>>,
+    /// The members' names, comma-separated (spans' `carelog.projection`).
+    names: String,
+    /// The most patient of the members' (a group is for projections that
+    /// wait alike).
+    linger: Linger,
+}
+
+impl Group {
+    fn new(members: Vec<Arc<dyn Projection>>) -> Self {
+        let consumer = members.first().map_or("", |p| p.consumer());
+        let linger = members
+            .iter()
+            .map(|p| p.linger())
+            .max_by_key(|l| (l.max, l.idle))
+            .unwrap_or(Linger::READ_MODEL);
+        let names = members
+            .iter()
+            .map(|p| p.name())
+            .collect::<Vec<_>>()
+            .join(",");
+        Self {
+            consumer,
+            members,
+            names,
+            linger,
+        }
+    }
+}
+
+/// Each stream with the groups of projections that read it, one group per
+/// consumer, in the order given.
+fn groups(projections: Vec<Arc<dyn Projection>>) -> Vec<(String, Group)> {
+    let mut groups: Vec<(String, Vec<Arc<dyn Projection>>)> = Vec::new();
+    for projection in projections {
+        for stream in projection.streams() {
+            let consumer = projection.consumer();
+            match groups.iter_mut().find(|(s, members)| {
+                *s == stream && members.first().is_some_and(|m| m.consumer() == consumer)
+            }) {
+                Some((_, members)) => members.push(projection.clone()),
+                None => groups.push((stream, vec![projection.clone()])),
+            }
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(stream, members)| (stream, Group::new(members)))
+        .collect()
 }
 
 /// Links beyond this many are dropped (the SDK keeps 128 per span).
@@ -276,7 +351,7 @@ const MAX_LINKS: usize = 127;
 
 /// The `process` span of a batch: parented on the `traceparent` of its first
 /// commit (the append's `publish` span), linked to those of the others.
-fn process_span(projection: &str, stream: &str, batch: &[StoredMessage]) -> tracing::Span {
+fn process_span(group: &Group, stream: &str, batch: &[StoredMessage]) -> tracing::Span {
     let span = tracing::info_span!(
         "process",
         otel.name = %format!("process {stream}"),
@@ -286,10 +361,10 @@ fn process_span(projection: &str, stream: &str, batch: &[StoredMessage]) -> trac
         messaging.operation.name = "process",
         "messaging.operation.type" = "process",
         messaging.destination.name = stream,
-        messaging.consumer.group.name = %format!("carelog-{projection}"),
+        messaging.consumer.group.name = %format!("carelog-{}", group.consumer),
         messaging.batch.message_count = batch.len() as i64,
         messaging.nats.sequence = batch.first().map_or(0, |m| m.stream_sequence as i64),
-        carelog.projection = projection,
+        carelog.projection = group.names.as_str(),
         carelog.last_sequence = batch.last().map_or(0, |m| m.stream_sequence as i64),
     );
     let mut parented = false;
@@ -401,4 +476,37 @@ pub async fn apply_messages(
     projection.apply(tx, stream, &commits).await?;
     checkpoint::advance(tx, projection.name(), stream, last).await?;
     Ok(Some(last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_audit_projections_read_each_stream_through_one_consumer_and_the_read_models_alone() {
+        let groups = groups(crate::all());
+        let on = |stream: &str| -> Vec<(&'static str, String)> {
+            groups
+                .iter()
+                .filter(|(s, _)| s == stream)
+                .map(|(_, g)| (g.consumer, g.names.clone()))
+                .collect()
+        };
+        assert_eq!(
+            on("CARELOG_DEMOGRAPHICS"),
+            [
+                ("patients", "patients".to_owned()),
+                ("audit", "audit_events,audit_log".to_owned())
+            ]
+        );
+        assert_eq!(
+            on("CARELOG_ACCESS"),
+            [("audit", "audit_events,audit_log".to_owned())]
+        );
+        let audit = groups
+            .iter()
+            .find(|(_, g)| g.consumer == "audit")
+            .map(|(_, g)| g.linger);
+        assert_eq!(audit, Some(Linger::AUDIT));
+    }
 }

@@ -264,6 +264,20 @@ impl TestStack {
         request
     }
 
+    /// `carelog rebuild <projection>`: replays it from the start and swaps
+    /// its fresh tables in.
+    pub async fn rebuild(&self, projection: &str) {
+        let projection = carelog_projections::by_name(projection).expect("a known projection");
+        carelog_projections::rebuild::rebuild(
+            &self.pool,
+            &self.store,
+            projection.as_ref(),
+            &|_, _| {},
+        )
+        .await
+        .expect("rebuild");
+    }
+
     /// The demographics stream's last sequence.
     pub async fn last_sequence(&self) -> u64 {
         self.store

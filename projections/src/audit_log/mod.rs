@@ -98,6 +98,10 @@ impl Projection for AuditLogProjection {
         crate::projection::Linger::AUDIT
     }
 
+    fn consumer(&self) -> &'static str {
+        crate::projection::AUDIT_CONSUMER
+    }
+
     fn apply<'a>(
         &'a self,
         tx: &'a mut PgConnection,

@@ -433,15 +433,7 @@ async fn a_rebuilt_audit_log_has_the_same_entries_and_its_checkpoints_still_hold
     let logs: Vec<_> = signed.iter().map(|c| c.log.as_str()).collect();
     assert_eq!(logs, ["demographics", "history"]);
     let before = audit_log::rows(&stack.pool, LOG).await.expect("rows");
-    let projection = carelog_projections::by_name(audit_log::NAME).expect("registered");
-    carelog_projections::rebuild::rebuild(
-        &stack.pool,
-        &stack.store,
-        projection.as_ref(),
-        &|_, _| {},
-    )
-    .await
-    .expect("rebuild");
+    stack.rebuild(audit_log::NAME).await;
     assert_eq!(
         audit_log::rows(&stack.pool, LOG).await.expect("rows"),
         before

@@ -16,6 +16,7 @@ async fn dump(pool: &sqlx::PgPool) -> Vec<String> {
         ("patient_addresses", "patient_id, position"),
         ("patient_versions", "patient_id, version"),
         ("audit_events", "stream, stream_sequence, event_index"),
+        ("audit_log", "log, stream_sequence"),
         ("projection_checkpoints", "projection, stream"),
     ] {
         let sql = format!(
@@ -129,14 +130,7 @@ async fn a_projector_stopped_mid_stream_and_restarted_ends_identical_to_a_full_r
 
     // Then a full rebuild from sequence 1 gives byte-identical tables
     for projection in &projections {
-        carelog_projections::rebuild::rebuild(
-            &stack.pool,
-            &stack.store,
-            projection.as_ref(),
-            &|_, _| {},
-        )
-        .await
-        .expect("rebuild");
+        stack.rebuild(projection.name()).await;
     }
     let rebuilt = dump(&stack.pool).await;
     assert_eq!(restarted, rebuilt);
@@ -203,4 +197,99 @@ async fn an_event_the_projector_cannot_apply_stops_it_and_fails_readiness() {
     assert!(
         format!("{:#}", stopped.expect_err("the failure surfaces")).contains(&poisoned.to_string())
     );
+}
+
+async fn consumers_of(stack: &TestStack, stream: &str) -> Vec<String> {
+    use futures::TryStreamExt as _;
+    let mut names: Vec<String> = stack
+        .store
+        .jetstream()
+        .get_stream(stream)
+        .await
+        .expect("stream")
+        .consumer_names()
+        .try_collect()
+        .await
+        .expect("consumer names");
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn the_audit_projections_share_one_consumer_per_stream_and_each_keeps_its_own_checkpoint() {
+    let stack = TestStack::start_parts(Parts {
+        api: true,
+        projectors: false,
+    })
+    .await;
+    let stream = "CARELOG_DEMOGRAPHICS";
+    // Given the consumer an earlier carelog made for audit_log alone
+    stack
+        .store
+        .jetstream()
+        .get_stream(stream)
+        .await
+        .expect("stream")
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some("carelog-audit_log".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("old consumer");
+    // and an audit log that ran on its own through the first half of the
+    // activity, while audit_events had not started
+    let audit_log: Vec<std::sync::Arc<dyn carelog_projections::Projection>> =
+        vec![std::sync::Arc::new(
+            carelog_projections::audit_log::AuditLogProjection,
+        )];
+    let first = CancellationToken::new();
+    let task = tokio::spawn(
+        Runner::new(stack.pool.clone(), stack.store.clone()).run(audit_log, first.clone()),
+    );
+    let half = some_clinical_activity(&stack, 6).await;
+    caught_up(&stack.pool, "audit_log", half).await;
+    first.cancel();
+    task.await.expect("join").expect("clean stop");
+    let behind = carelog_projections::checkpoint::read(&stack.pool, "audit_events", stream)
+        .await
+        .expect("checkpoint");
+    assert_eq!(behind, 0, "audit_events has not started");
+
+    // When every projector runs, and more happens
+    let projections = carelog_projections::all();
+    let second = CancellationToken::new();
+    let task = tokio::spawn(
+        Runner::new(stack.pool.clone(), stack.store.clone())
+            .run(projections.clone(), second.clone()),
+    );
+    let end = some_clinical_activity(&stack, 6).await;
+    caught_up(&stack.pool, "patients", end).await;
+    caught_up(&stack.pool, "audit_events", end).await;
+    caught_up(&stack.pool, "audit_log", end).await;
+
+    // Then the stream serves one consumer for both audit projections (the
+    // old one is gone) and one for the patients read model
+    assert_eq!(
+        consumers_of(&stack, stream).await,
+        vec!["carelog-audit".to_owned(), "carelog-patients".to_owned()]
+    );
+    second.cancel();
+    task.await.expect("join").expect("clean stop");
+
+    // and each projection holds exactly what a rebuild of it alone holds:
+    // audit_events caught up from the start, audit_log skipped what it had
+    let shared = dump(&stack.pool).await;
+    for projection in &projections {
+        stack.rebuild(projection.name()).await;
+    }
+    assert_eq!(shared, dump(&stack.pool).await);
+    let logged = shared[4]
+        .lines()
+        .filter(|l| l.contains("demographics"))
+        .count();
+    assert!(
+        logged >= 12 + 6,
+        "every registration and update is logged: {logged}"
+    );
+    stack.stop().await;
 }

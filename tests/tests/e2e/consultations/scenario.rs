@@ -310,14 +310,7 @@ async fn consultations_a_gp_records_signs_amends_and_corrects_a_hypertension_rev
 
     // and a rebuild from sequence 1 gives the same read models
     let before = dump(&stack.pool).await;
-    carelog_projections::rebuild::rebuild(
-        &stack.pool,
-        &stack.store,
-        &carelog_projections::consultations::ConsultationsProjection,
-        &|_, _| {},
-    )
-    .await
-    .expect("rebuild");
+    stack.rebuild("consultations").await;
     assert_eq!(dump(&stack.pool).await, before);
     stack.stop().await;
 }

@@ -291,15 +291,7 @@ async fn medications_change_review_discontinue_and_allergy_resolution_reach_the_
     .expect("caught up");
     let before = dump(&stack.pool).await;
     assert!(before[2].lines().count() == 2, "one issue: {before:?}");
-    let projection = carelog_projections::by_name("medications").expect("projection");
-    carelog_projections::rebuild::rebuild(
-        &stack.pool,
-        &stack.store,
-        projection.as_ref(),
-        &|_, _| {},
-    )
-    .await
-    .expect("rebuild");
+    stack.rebuild("medications").await;
     assert_eq!(dump(&stack.pool).await, before);
     stack.stop().await;
 }

@@ -92,15 +92,7 @@ async fn the_tasks_read_models_rebuilt_from_the_start_are_identical() {
         .expect("checkpoint")
     );
     let live = dump(&stack.pool).await;
-    let projection = carelog_projections::by_name("tasks").expect("tasks projection");
-    carelog_projections::rebuild::rebuild(
-        &stack.pool,
-        &stack.store,
-        projection.as_ref(),
-        &|_, _| {},
-    )
-    .await
-    .expect("rebuild");
+    stack.rebuild("tasks").await;
     let rebuilt = dump(&stack.pool).await;
     assert_eq!(live, rebuilt);
     assert_eq!(live[0].lines().count(), 1 + 8, "eight tasks");
