@@ -3,7 +3,8 @@
 //! from the checkpoint in PostgreSQL (the truth; JetStream's
 //! ack floor is only a hint). Each batch is applied with its checkpoint in one
 //! transaction and acknowledged after the commit. An event that cannot be
-//! applied stops that projector, visibly, and is never skipped.
+//! applied stops that projector (with the projections sharing its
+//! consumer), visibly, and is never skipped.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -157,15 +158,16 @@ impl Runner {
         let store_err = |e: &dyn std::fmt::Display| ProjectionError::Store(e.to_string());
         // The group starts where its furthest-behind member stands; each
         // member skips what is at or below its own checkpoint.
-        let mut start = u64::MAX;
+        let mut checkpoints = Vec::with_capacity(group.members.len());
         for projection in &group.members {
             let at = checkpoint::read(&self.pool, projection.name(), stream).await?;
             self.set(
                 &format!("{}/{stream}", projection.name()),
                 ProjectorStatus::Running { last_sequence: at },
             );
-            start = start.min(at);
+            checkpoints.push(at);
         }
+        let start = checkpoints.into_iter().min().unwrap_or(0);
         let js_stream = self
             .store
             .jetstream()
