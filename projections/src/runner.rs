@@ -129,7 +129,13 @@ impl Runner {
                     self.set_all(&group, &stream, &ProjectorStatus::Stopped);
                     return Ok(());
                 }
-                Err(e) if e.is_transient() && !shutdown.is_cancelled() => {
+                // Connections closing under a shutdown are not a failure.
+                Err(e) if e.is_transient() && shutdown.is_cancelled() => {
+                    tracing::debug!(projector = %key, error = %e, "projector interrupted by the shutdown");
+                    self.set_all(&group, &stream, &ProjectorStatus::Stopped);
+                    return Ok(());
+                }
+                Err(e) if e.is_transient() => {
                     tracing::warn!(projector = %key, error = %e, "projector interrupted; resuming from its checkpoint");
                     tokio::select! {
                         _ = shutdown.cancelled() => {}
