@@ -110,7 +110,7 @@ impl Runner {
     /// Sets the status of every projection of `group` on `stream`.
     fn set_all(&self, group: &Group, stream: &str, status: &ProjectorStatus) {
         for projection in &group.members {
-            self.set(&format!("{}/{stream}", projection.name()), status.clone());
+            self.set(&status_key(projection.name(), stream), status.clone());
         }
     }
 
@@ -120,8 +120,20 @@ impl Runner {
         stream: String,
         shutdown: CancellationToken,
     ) -> Result<(), ProjectionError> {
-        let key = format!("{}/{stream}", group.consumer);
+        let key = status_key(group.consumer, &stream);
         self.set_all(&group, &stream, &ProjectorStatus::Starting);
+        // A member that had a consumer of its own before it joined a group
+        // left it behind (carelog before ADR 0030): remove it once, or the
+        // stream keeps serving it.
+        for projection in &group.members {
+            if projection.name() != group.consumer {
+                let _ = self
+                    .store
+                    .jetstream()
+                    .delete_consumer_from_stream(format!("carelog-{}", projection.name()), &stream)
+                    .await;
+            }
+        }
         let mut pause = Duration::from_millis(100);
         loop {
             match self.consume(&group, &stream, &shutdown).await {
@@ -168,7 +180,7 @@ impl Runner {
         for projection in &group.members {
             let at = checkpoint::read(&self.pool, projection.name(), stream).await?;
             self.set(
-                &format!("{}/{stream}", projection.name()),
+                &status_key(projection.name(), stream),
                 ProjectorStatus::Running { last_sequence: at },
             );
             checkpoints.push(at);
@@ -180,15 +192,6 @@ impl Runner {
             .get_stream(stream)
             .await
             .map_err(|e| store_err(&e))?;
-        // A member that had a consumer of its own before it joined a group
-        // leaves it behind: remove it, or the stream keeps serving it.
-        for projection in &group.members {
-            if projection.name() != group.consumer {
-                let _ = js_stream
-                    .delete_consumer(&format!("carelog-{}", projection.name()))
-                    .await;
-            }
-        }
         let durable = format!("carelog-{}", group.consumer);
         // The checkpoint decides where to start: recreate the durable there.
         let _ = js_stream.delete_consumer(&durable).await;
@@ -289,7 +292,7 @@ impl Runner {
                 record_batch(projection.name(), stream, &batch, pending, started);
                 if let Some(sequence) = at {
                     self.set(
-                        &format!("{}/{stream}", projection.name()),
+                        &status_key(projection.name(), stream),
                         ProjectorStatus::Running {
                             last_sequence: sequence,
                         },
@@ -298,6 +301,11 @@ impl Runner {
             }
         }
     }
+}
+
+/// The key of a projector's status and log lines: "projection/stream".
+fn status_key(projection: &str, stream: &str) -> String {
+    format!("{projection}/{stream}")
 }
 
 /// Projections reading a stream through one consumer.

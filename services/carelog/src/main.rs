@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 /// mimalloc in place of the system allocator: glibc's malloc spent a third
-/// of the server's CPU under load (docs/benchmarks.md, "Where the CPU went").
+/// of the server's CPU under load (docs/benchmarks.md, "What the time went into").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
