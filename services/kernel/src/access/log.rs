@@ -4,10 +4,14 @@
 //! audited reads at the disk's fsync rate. Instead, the events of the reads
 //! that arrive while earlier messages are being stored go out together as
 //! one message: under load many reads share one fsync, alone a read is
-//! published at once. Every read still waits for the acknowledgement of the
-//! message holding its events (fail closed).
+//! published at once. Under load a message also waits, up to 2 ms, for as
+//! many reads as a recent message held (ADR 0031), so that the reads
+//! running together share a message instead of being split over several.
+//! Every read still waits for the acknowledgement of the message holding
+//! its events (fail closed).
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
@@ -29,6 +33,10 @@ use crate::store::{ContextStream, EventStore};
 /// stored all go in the next (measured a little faster than two in flight,
 /// with larger messages, docs/benchmarks.md).
 const IN_FLIGHT: usize = 1;
+/// How long a message waits for the reads it expects (see [`gather`]).
+const LINGER: Duration = Duration::from_millis(2);
+/// Most reads a message waits for.
+const MAX_WANT: usize = 16;
 /// Most access events in one message.
 const MAX_EVENTS: usize = 512;
 /// Most bytes of events in one message (NATS refuses payloads over 1 MiB by
@@ -80,20 +88,14 @@ impl AccessLog {
     }
 
     async fn commit_loop(&self, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
+        let mut want = 1;
         loop {
             let jobs = {
                 let mut rx = receiver.lock().await;
                 let Some(first) = rx.recv().await else { return };
-                let mut size = encoded_len(&first.events);
-                let mut count = first.events.len();
-                let mut jobs = vec![first];
-                while count < MAX_EVENTS && size < MAX_BYTES {
-                    let Ok(job) = rx.try_recv() else { break };
-                    size += encoded_len(&job.events);
-                    count += job.events.len();
-                    jobs.push(job);
-                }
-                jobs
+                let gathered = gather(&mut rx, first, want).await;
+                want = next_want(want, gathered.len());
+                gathered
             };
             let mut events = Vec::new();
             let mut replies = Vec::with_capacity(jobs.len());
@@ -150,6 +152,44 @@ impl AccessSink for AccessLog {
             appended
         })
     }
+}
+
+/// The jobs of the next message: `first`, every job already queued, and,
+/// while fewer than `want` reads are in, the reads that arrive within
+/// [`LINGER`] (ADR 0031). `want` is about the number of reads the server
+/// has running at once: under load the message waits for its companions
+/// instead of leaving them to the next message, and the messages, their
+/// fsyncs, deliveries and audit rows are fewer. A read alone (`want` 1)
+/// never waits.
+async fn gather(rx: &mut mpsc::Receiver<Job>, first: Job, want: usize) -> Vec<Job> {
+    let deadline = tokio::time::Instant::now() + LINGER;
+    let mut size = encoded_len(&first.events);
+    let mut count = first.events.len();
+    let mut jobs = vec![first];
+    while count < MAX_EVENTS && size < MAX_BYTES {
+        let job = match rx.try_recv() {
+            Ok(job) => job,
+            Err(mpsc::error::TryRecvError::Empty) if jobs.len() < want => {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(job)) => job,
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            Err(_) => break,
+        };
+        size += encoded_len(&job.events);
+        count += job.events.len();
+        jobs.push(job);
+    }
+    jobs
+}
+
+/// The reads the next message waits for, after one of `gathered` reads:
+/// the most a recent message held, forgetting one a message, so that a
+/// message that waited in vain lowers the wait of the next ones (at most
+/// [`MAX_WANT`]).
+fn next_want(want: usize, gathered: usize) -> usize {
+    gathered.max(want.saturating_sub(1)).clamp(1, MAX_WANT)
 }
 
 fn encoded_len(events: &[pb::RecordAccessed]) -> usize {
@@ -249,5 +289,107 @@ impl AccessMessage {
         h.insert(header::KIND, header::KIND_COMMIT);
         h.insert("Nats-Msg-Id", self.commit.commit_id.as_str());
         (h, bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One clinician's read of `patient`, waiting to be stored.
+    fn read(patient: &str) -> Job {
+        let (reply, _stored) = oneshot::channel();
+        let events = vec![pb::RecordAccessed {
+            access_id: uuid::Uuid::now_v7().to_string(),
+            patient_id: patient.to_owned(),
+            service: "carelog.demographics.v1.DemographicsService".to_owned(),
+            method: "GetPatient".to_owned(),
+            ..Default::default()
+        }];
+        Job { events, reply }
+    }
+
+    fn patients(jobs: &[Job]) -> Vec<&str> {
+        jobs.iter()
+            .flat_map(|j| j.events.iter().map(|e| e.patient_id.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn a_message_expects_as_many_reads_as_a_recent_one_held_and_forgets_one_a_message() {
+        // A lone read: the next message expects one (does not wait).
+        assert_eq!(next_want(1, 1), 1);
+        // Seven reads arrived together: the next message expects seven.
+        assert_eq!(next_want(1, 7), 7);
+        // The clinicians went home: each message expects one fewer.
+        assert_eq!(next_want(7, 1), 6);
+        assert_eq!(next_want(2, 1), 1);
+        // A burst of forty reads: never more than the cap.
+        assert_eq!(next_want(16, 40), MAX_WANT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_alone_is_published_at_once() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let started = tokio::time::Instant::now();
+        let jobs = gather(&mut rx, read("patient-a"), 1).await;
+        assert_eq!(patients(&jobs), ["patient-a"]);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        drop(tx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn under_load_a_message_waits_for_the_reads_it_expects_and_takes_what_is_queued() {
+        let (tx, mut rx) = mpsc::channel(8);
+        tx.send(read("patient-b"))
+            .await
+            .expect("the log is listening");
+        let late = tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            late.send(read("patient-c"))
+                .await
+                .expect("the log is listening");
+            tokio::task::yield_now().await;
+            late.send(read("patient-d"))
+                .await
+                .expect("the log is listening");
+        });
+        let started = tokio::time::Instant::now();
+        let jobs = gather(&mut rx, read("patient-a"), 4).await;
+        assert_eq!(
+            patients(&jobs),
+            ["patient-a", "patient-b", "patient-c", "patient-d"]
+        );
+        // Published as the fourth read arrived, before the linger ran out.
+        assert_eq!(started.elapsed(), Duration::from_millis(1));
+        // Reads already queued go in even beyond what was expected.
+        for p in ["patient-e", "patient-f", "patient-g"] {
+            tx.send(read(p)).await.expect("the log is listening");
+        }
+        let jobs = gather(&mut rx, read("patient-h"), 2).await;
+        assert_eq!(
+            patients(&jobs),
+            ["patient-h", "patient-e", "patient-f", "patient-g"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_waits_no_longer_than_the_linger_for_reads_that_do_not_come() {
+        let (tx, mut rx) = mpsc::channel(8);
+        tx.send(read("patient-b"))
+            .await
+            .expect("the log is listening");
+        let started = tokio::time::Instant::now();
+        let jobs = gather(&mut rx, read("patient-a"), 5).await;
+        assert_eq!(patients(&jobs), ["patient-a", "patient-b"]);
+        assert_eq!(started.elapsed(), LINGER);
+        // The server shut down while a message waited: what it has goes out.
+        tx.send(read("patient-c"))
+            .await
+            .expect("the log is listening");
+        drop(tx);
+        let jobs = gather(&mut rx, read("patient-d"), 5).await;
+        assert_eq!(patients(&jobs), ["patient-d", "patient-c"]);
     }
 }
