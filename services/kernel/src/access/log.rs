@@ -309,6 +309,11 @@ mod tests {
         Job { events, reply }
     }
 
+    /// `patient`'s read reaches the log.
+    async fn arrives(tx: &mpsc::Sender<Job>, patient: &str) {
+        tx.send(read(patient)).await.expect("the log is listening");
+    }
+
     fn patients(jobs: &[Job]) -> Vec<&str> {
         jobs.iter()
             .flat_map(|j| j.events.iter().map(|e| e.patient_id.as_str()))
@@ -341,19 +346,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn under_load_a_message_waits_for_the_reads_it_expects_and_takes_what_is_queued() {
         let (tx, mut rx) = mpsc::channel(8);
-        tx.send(read("patient-b"))
-            .await
-            .expect("the log is listening");
+        arrives(&tx, "patient-b").await;
         let late = tx.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(1)).await;
-            late.send(read("patient-c"))
-                .await
-                .expect("the log is listening");
+            arrives(&late, "patient-c").await;
             tokio::task::yield_now().await;
-            late.send(read("patient-d"))
-                .await
-                .expect("the log is listening");
+            arrives(&late, "patient-d").await;
         });
         let started = tokio::time::Instant::now();
         let jobs = gather(&mut rx, read("patient-a"), 4).await;
@@ -365,7 +364,7 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_millis(1));
         // Reads already queued go in even beyond what was expected.
         for p in ["patient-e", "patient-f", "patient-g"] {
-            tx.send(read(p)).await.expect("the log is listening");
+            arrives(&tx, p).await;
         }
         let jobs = gather(&mut rx, read("patient-h"), 2).await;
         assert_eq!(
@@ -377,17 +376,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_message_waits_no_longer_than_the_linger_for_reads_that_do_not_come() {
         let (tx, mut rx) = mpsc::channel(8);
-        tx.send(read("patient-b"))
-            .await
-            .expect("the log is listening");
+        arrives(&tx, "patient-b").await;
         let started = tokio::time::Instant::now();
         let jobs = gather(&mut rx, read("patient-a"), 5).await;
         assert_eq!(patients(&jobs), ["patient-a", "patient-b"]);
         assert_eq!(started.elapsed(), LINGER);
         // The server shut down while a message waited: what it has goes out.
-        tx.send(read("patient-c"))
-            .await
-            .expect("the log is listening");
+        arrives(&tx, "patient-c").await;
         drop(tx);
         let jobs = gather(&mut rx, read("patient-d"), 5).await;
         assert_eq!(patients(&jobs), ["patient-d", "patient-c"]);
