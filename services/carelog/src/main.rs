@@ -6,6 +6,9 @@ use clap::Parser as _;
 
 /// mimalloc in place of the system allocator: glibc's malloc spent a third
 /// of the server's CPU under load (docs/benchmarks.md, "What the time went into").
+/// Built with `no_thp` (the workspace's Cargo.toml): with transparent huge
+/// pages a rebuild spent a quarter of its CPU zeroing 2 MiB pages
+/// (docs/benchmarks.md, "the rebuild without transparent huge pages").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
