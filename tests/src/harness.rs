@@ -166,6 +166,35 @@ impl TestStack {
         }
     }
 
+    /// A second carelog API on the same servers, as another replica with
+    /// caches of its own, and a channel to it. Stop it with `Running::stop`.
+    pub async fn replica(&self) -> (Running, Channel) {
+        let pool = stack::database(&self.servers.database_url, 4)
+            .await
+            .expect("database");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let auth = Arc::new(self.issuer.authenticator().expect("authenticator"));
+        let running = stack::start_with(
+            self.store.clone(),
+            pool,
+            auth,
+            Some(listener),
+            Parts {
+                api: true,
+                projectors: false,
+            },
+            stack::Settings::default(),
+            CancellationToken::new(),
+        )
+        .await
+        .expect("start a replica");
+        let channel = Channel::from_shared(endpoint)
+            .expect("endpoint")
+            .connect_lazy();
+        (running, channel)
+    }
+
     /// A token for a clinician at practice A81001 (or `org`).
     pub fn token(&self, user: &str, org: &str) -> String {
         self.issuer

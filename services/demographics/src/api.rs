@@ -8,7 +8,9 @@ use carelog_kernel::access::{self, AccessLog, AccessSink, Reads};
 use carelog_kernel::date::PartialDate;
 use carelog_kernel::edge;
 use carelog_kernel::guard::Guard;
-use carelog_kernel::{Committed, Executor, Failure, Loaded, PatientId, RequestContext, Violations};
+use carelog_kernel::{
+    Committed, Decision, Executor, Failure, Loaded, PatientId, RequestContext, Violations,
+};
 use carelog_proto::demographics::v1 as pb;
 use pb::demographics_service_server::DemographicsService;
 use tonic::{Code, Request, Response, Status};
@@ -114,6 +116,9 @@ pub struct DemographicsApi<Q> {
 
 const SERVICE: &str = "carelog.demographics.v1.DemographicsService";
 const CONTEXT: &str = "demographics";
+/// A command's record no longer has the access facts it was admitted on;
+/// never returned to a caller (the command is admitted again).
+const FACTS_CHANGED: &str = "ACCESS_FACTS_CHANGED";
 
 /// The access rule recorded for a search hit shown as minimal identity.
 pub const IDENTITY_ONLY: &str = "identity_only";
@@ -160,14 +165,68 @@ impl<Q: PatientQueries> DemographicsApi<Q> {
         id: PatientId,
         command: Command,
     ) -> Result<Response<pb::Patient>, Status> {
-        self.guard.admit(&mut ctx, id).await?;
         let committed = self
-            .executor
-            .execute(&ctx, &[id], |loaded| {
-                decide(id, &loaded[0].state, &command).map_err(Failure::from)
+            .admit_and_execute(&mut ctx, id, |record| {
+                decide(id, record, &command).map_err(Failure::from)
             })
             .await?;
         first_resource(&self.guard, &ctx, &committed, id)
+    }
+
+    /// Admits the caller to one patient and runs a command on it (ADR 0032).
+    /// When the executor holds the record, access is decided on it and the
+    /// command must decide on the same facts: the guarded append then
+    /// proves the record did not change in between, and no Direct Get of
+    /// the patient's last commit is needed. Every other outcome (no cached
+    /// record, a rule other than an ordinary one, facts that changed, a
+    /// duplicate, a command that changed nothing, a rejection) is admitted
+    /// on the record as the store holds it now, as before.
+    async fn admit_and_execute<F>(
+        &self,
+        ctx: &mut RequestContext,
+        id: PatientId,
+        decide: F,
+    ) -> Result<Committed<PatientRecord>, Failure>
+    where
+        F: Fn(&PatientRecord) -> Result<Decision<pb::Event>, Failure>,
+    {
+        let cached = self.executor.peek(id, |l| {
+            l.state
+                .is_registered()
+                .then(|| crate::gate::access_of(&id.to_string(), &l.state.patient))
+        });
+        if let Some(Some(facts)) = cached
+            && self.guard.admit_on(ctx, &facts).await?
+        {
+            let outcome = self
+                .executor
+                .execute(ctx, &[id], |loaded| {
+                    let record = &loaded[0].state;
+                    let same = record.is_registered()
+                        && crate::gate::access_of(&facts.patient_id, &record.patient) == facts;
+                    if !same {
+                        return Err(Failure::new(
+                            Code::Aborted,
+                            FACTS_CHANGED,
+                            "the patient's access facts changed",
+                        ));
+                    }
+                    decide(record)
+                })
+                .await;
+            match outcome {
+                Ok(committed) if committed.appended => return Ok(committed),
+                Err(f) if f.reason == FACTS_CHANGED => {}
+                outcome => {
+                    self.guard.admit(ctx, id).await?;
+                    return outcome;
+                }
+            }
+        }
+        self.guard.admit(ctx, id).await?;
+        self.executor
+            .execute(ctx, &[id], |loaded| decide(&loaded[0].state))
+            .await
     }
 
     async fn flag(
@@ -260,12 +319,9 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         }
         v.into_result()?;
         let id = id.ok_or_else(|| Failure::invalid_field("patient_id", "is required"))?;
-        self.guard.admit(&mut ctx, id).await?;
         let new = r.details.unwrap_or_default();
         let committed = self
-            .executor
-            .execute(&ctx, &[id], |loaded| {
-                let record = &loaded[0].state;
+            .admit_and_execute(&mut ctx, id, |record| {
                 let mut merged = record.details().clone();
                 apply_mask(&mut merged, &new, &paths);
                 let mut v = Violations::new();

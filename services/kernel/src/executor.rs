@@ -110,6 +110,10 @@ pub struct Committed<A> {
     pub sequence: u64,
     /// The request was seen before; nothing new was appended.
     pub duplicate: bool,
+    /// This call appended a commit, guarded by the last sequence of every
+    /// aggregate it decided on (false for a duplicate or a command that
+    /// changed nothing).
+    pub appended: bool,
     /// Every aggregate the command named, as it stands now.
     pub aggregates: Vec<Loaded<A>>,
 }
@@ -269,6 +273,12 @@ impl<A: Aggregate> Executor<A> {
         Ok(loaded)
     }
 
+    /// What the cache holds of `id`, without reading the store: possibly
+    /// stale, so only for a decision that a guarded append confirms.
+    pub fn peek<R>(&self, id: PatientId, f: impl FnOnce(&Loaded<A>) -> R) -> Option<R> {
+        self.cache.lock().ok()?.peek(&id).map(f)
+    }
+
     fn cache_get(&self, id: PatientId) -> Option<Loaded<A>> {
         self.cache.lock().ok()?.get(&id).cloned()
     }
@@ -349,6 +359,7 @@ impl<A: Aggregate> Executor<A> {
                 return Ok(Committed {
                     sequence,
                     duplicate: true,
+                    appended: false,
                     aggregates: loaded,
                 });
             }
@@ -359,6 +370,7 @@ impl<A: Aggregate> Executor<A> {
                 return Ok(Committed {
                     sequence,
                     duplicate: false,
+                    appended: false,
                     aggregates: loaded,
                 });
             }
@@ -390,6 +402,7 @@ impl<A: Aggregate> Executor<A> {
                     return Ok(Committed {
                         sequence: ack.sequence,
                         duplicate: false,
+                        appended: true,
                         aggregates: loaded,
                     });
                 }
@@ -512,6 +525,7 @@ impl<A: Aggregate> Executor<A> {
         Ok(Committed {
             sequence,
             duplicate: true,
+            appended: false,
             aggregates,
         })
     }

@@ -119,6 +119,33 @@ impl Guard {
         }
     }
 
+    /// Admits the caller on facts the caller holds already (the record a
+    /// command is about to decide on, ADR 0032) when an ordinary rule holds:
+    /// true, with the rule named in the context. Otherwise false, with
+    /// nothing recorded: no refusal and no emergency access is decided on
+    /// facts that may be stale, so the caller then admits as usual.
+    pub async fn admit_on(
+        &self,
+        ctx: &mut RequestContext,
+        facts: &PatientAccess,
+    ) -> Result<bool, Failure> {
+        if !ctx.break_glass.is_empty() {
+            return Ok(false);
+        }
+        match self
+            .decide(ctx, std::slice::from_ref(facts), None)
+            .await?
+            .pop()
+        {
+            Some(Ok(rule)) => {
+                ctx.registered_organisation = facts.registered_practice.clone();
+                ctx.access_rule = rule.to_string();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// The facts of a patient named by its id text; `None` when the id is
     /// not a patient's.
     pub async fn patient_facts(&self, id: &str) -> Result<Option<PatientAccess>, Failure> {

@@ -5,10 +5,13 @@ use std::sync::Arc;
 
 use carelog_demographics::domain::{Command, PatientRecord, decide};
 use carelog_kernel::{Actor, Executor, Failure, OdsCode, PatientId, RequestContext};
+use carelog_proto::access::v1::AccessOutcome;
 use carelog_proto::demographics::v1 as pb;
-use carelog_tests::harness::{Servers, jane_smith};
+use carelog_proto::demographics::v1::demographics_service_client::DemographicsServiceClient;
+use carelog_tests::harness::{Servers, TestStack, jane_smith};
 use futures::future::join_all;
 use tonic::Code;
+use tonic_types::StatusExt as _;
 
 fn ctx(user: &str) -> RequestContext {
     let actor = Actor {
@@ -106,4 +109,96 @@ async fn concurrent_updates_to_one_patient_from_two_replicas_lose_nothing() {
         .await
         .expect("reload");
     assert_eq!(fresh.version, 1 + won.len() as u64);
+}
+
+/// An UpdateDemographics of `paths` to the values in `details`.
+fn update(
+    patient_id: &str,
+    details: pb::PatientDetails,
+    paths: &[&str],
+) -> pb::UpdateDemographicsRequest {
+    pb::UpdateDemographicsRequest {
+        patient_id: patient_id.into(),
+        details: Some(details),
+        update_mask: Some(prost_types::FieldMask {
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+        }),
+        ..Default::default()
+    }
+}
+
+fn phone(number: &str) -> pb::PatientDetails {
+    pb::PatientDetails {
+        telecom: vec![pb::ContactPoint {
+            system: pb::ContactSystem::Phone as i32,
+            value: number.into(),
+            r#use: 0,
+        }],
+        ..jane_smith()
+    }
+}
+
+/// A replica decides a command's access on the record it holds when it can
+/// (ADR 0032); this shows that a record changed through another replica is
+/// not admitted on what the first replica still holds.
+#[tokio::test]
+async fn a_patient_who_moved_practice_through_another_replica_is_refused_to_her_old_practice() {
+    // Given Jane registered at practice A81001, whose record replica A holds
+    // after an update through it,
+    let stack = TestStack::start().await;
+    let jane = stack.register(jane_smith()).await;
+    stack
+        .client()
+        .update_demographics(stack.req(update(
+            &jane.patient_id,
+            phone("0113 496 0001"),
+            &["telecom"],
+        )))
+        .await
+        .expect("an update through replica A");
+    // when she moves to practice B82002, recorded through replica B,
+    let (replica_b, channel_b) = stack.replica().await;
+    let moved = pb::PatientDetails {
+        registered_practice_ods: "B82002".into(),
+        ..jane_smith()
+    };
+    DemographicsServiceClient::new(channel_b)
+        .update_demographics(stack.req(update(
+            &jane.patient_id,
+            moved,
+            &["registered_practice_ods"],
+        )))
+        .await
+        .expect("the move through replica B");
+    let before = stack.last_sequence().await;
+
+    // then a clinician of her old practice updating her through replica A is
+    // refused, as the record is now, not as replica A held it,
+    let status = stack
+        .client()
+        .update_demographics(stack.req(update(
+            &jane.patient_id,
+            phone("0113 496 0002"),
+            &["telecom"],
+        )))
+        .await
+        .expect_err("her old practice no longer has access");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let info = status.get_details_error_info().expect("error info");
+    assert_eq!(info.reason, "NO_LEGITIMATE_RELATIONSHIP");
+    // nothing is appended,
+    assert_eq!(stack.last_sequence().await, before);
+    // and the refusal is recorded.
+    let (_, refusal) = stack
+        .access_events(&jane.patient_id)
+        .await
+        .pop()
+        .expect("the refusal is recorded");
+    assert_eq!(refusal.outcome(), AccessOutcome::Denied);
+    assert_eq!(refusal.method, "UpdateDemographics");
+    assert_eq!(refusal.reason_code, "NO_LEGITIMATE_RELATIONSHIP");
+    replica_b
+        .stop(std::time::Duration::from_secs(10))
+        .await
+        .expect("replica B stops");
 }

@@ -736,9 +736,11 @@ async fn every_rpc() {
         carelog_proto::audit::v1::record_history_service_client::RecordHistoryServiceClient::new(
             s.channel.clone(),
         );
+    // To the nanosecond: a whole second could fall before the registration.
+    let now = chrono::Utc::now();
     let now = prost_types::Timestamp {
-        seconds: chrono::Utc::now().timestamp(),
-        nanos: 0,
+        seconds: now.timestamp(),
+        nanos: now.timestamp_subsec_nanos() as i32,
     };
     case!(s, seen, "GetRecordAsOf", |org| history.get_record_as_of(
         as_org(
