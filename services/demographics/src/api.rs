@@ -17,6 +17,7 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::domain::values::{UPDATABLE_PATHS, apply_mask, check_details};
 use crate::domain::{Command, Error, PatientRecord, decide, decide_merge};
+use crate::gate::access_facts;
 use crate::queries::{Consistency, PageRequest, PatientQueries, Search};
 
 impl From<Error> for Failure {
@@ -117,7 +118,7 @@ pub struct DemographicsApi<Q> {
 const SERVICE: &str = "carelog.demographics.v1.DemographicsService";
 const CONTEXT: &str = "demographics";
 /// A command's record no longer has the access facts it was admitted on;
-/// never returned to a caller (the command is admitted again).
+/// never returned to a caller (the command is admitted and run again).
 const FACTS_CHANGED: &str = "ACCESS_FACTS_CHANGED";
 
 /// The access rule recorded for a search hit shown as minimal identity.
@@ -174,13 +175,15 @@ impl<Q: PatientQueries> DemographicsApi<Q> {
     }
 
     /// Admits the caller to one patient and runs a command on it (ADR 0032).
-    /// When the executor holds the record, access is decided on it and the
-    /// command must decide on the same facts: the guarded append then
-    /// proves the record did not change in between, and no Direct Get of
-    /// the patient's last commit is needed. Every other outcome (no cached
-    /// record, a rule other than an ordinary one, facts that changed, a
-    /// duplicate, a command that changed nothing, a rejection) is admitted
-    /// on the record as the store holds it now, as before.
+    /// When the executor holds the record, access is granted on it and the
+    /// command must decide on the same facts; a command stored that way was
+    /// decided and admitted on exactly the record it changed, since its
+    /// append is guarded by that record's last sequence, and no Direct Get
+    /// of the patient's last commit was needed. Any other outcome (no record
+    /// held, no ordinary rule granting, facts that changed, a duplicate, a
+    /// command that changed nothing, a rejection: all possibly decided on a
+    /// stale record) is admitted and decided again on the record as the
+    /// store holds it now, as every command was before.
     async fn admit_and_execute<F>(
         &self,
         ctx: &mut RequestContext,
@@ -190,21 +193,17 @@ impl<Q: PatientQueries> DemographicsApi<Q> {
     where
         F: Fn(&PatientRecord) -> Result<Decision<pb::Event>, Failure>,
     {
-        let cached = self.executor.peek(id, |l| {
-            l.state
-                .is_registered()
-                .then(|| crate::gate::access_of(&id.to_string(), &l.state.patient))
-        });
-        if let Some(Some(facts)) = cached
-            && self.guard.admit_on(ctx, &facts).await?
+        if let Some(facts) = self
+            .executor
+            .peek(id, |l| access_facts(id, &l.state))
+            .flatten()
+            && self.guard.try_admit_on(ctx, &facts).await?
         {
             let outcome = self
                 .executor
                 .execute(ctx, &[id], |loaded| {
                     let record = &loaded[0].state;
-                    let same = record.is_registered()
-                        && crate::gate::access_of(&facts.patient_id, &record.patient) == facts;
-                    if !same {
+                    if access_facts(id, record).as_ref() != Some(&facts) {
                         return Err(Failure::new(
                             Code::Aborted,
                             FACTS_CHANGED,
@@ -214,13 +213,10 @@ impl<Q: PatientQueries> DemographicsApi<Q> {
                     decide(record)
                 })
                 .await;
-            match outcome {
-                Ok(committed) if committed.appended => return Ok(committed),
-                Err(f) if f.reason == FACTS_CHANGED => {}
-                outcome => {
-                    self.guard.admit(ctx, id).await?;
-                    return outcome;
-                }
+            if let Ok(committed) = outcome
+                && committed.appended
+            {
+                return Ok(committed);
             }
         }
         self.guard.admit(ctx, id).await?;

@@ -74,10 +74,7 @@ impl PatientGate {
     /// patient still has facts: the rules that follow refuse them.
     pub async fn access(&self, id: PatientId) -> Result<Option<PatientAccess>, Failure> {
         let loaded = self.executor.load_current(id).await?;
-        Ok(loaded
-            .state
-            .is_registered()
-            .then(|| access_of(&id.to_string(), &loaded.state.patient)))
+        Ok(access_facts(id, &loaded.state))
     }
 
     /// As `open`, and not deceased (PATIENT_DECEASED): for new clinical
@@ -91,6 +88,14 @@ impl PatientGate {
             loaded.last_sequence,
         ))
     }
+}
+
+/// The access facts of a patient's record; `None` when no such patient was
+/// registered.
+pub fn access_facts(id: PatientId, record: &PatientRecord) -> Option<PatientAccess> {
+    record
+        .is_registered()
+        .then(|| access_of(&id.to_string(), &record.patient))
 }
 
 /// The access facts of a patient resource (as stored, before redaction).

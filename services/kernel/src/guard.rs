@@ -102,12 +102,7 @@ impl Guard {
             .ok_or_else(|| Failure::not_found("patient", &patient.to_string()))?;
         ctx.registered_organisation = facts.registered_practice.clone();
         let break_glass = (!ctx.break_glass.is_empty()).then_some(ctx.break_glass.as_str());
-        let verdict = self
-            .decide(ctx, std::slice::from_ref(&facts), break_glass)
-            .await?
-            .pop()
-            .unwrap_or(Err(Refusal::NoLegitimateRelationship));
-        match verdict {
+        match self.verdict(ctx, &facts, break_glass).await? {
             Ok(rule) => {
                 ctx.access_rule = rule.to_string();
                 if rule == Rule::BreakGlass {
@@ -119,12 +114,26 @@ impl Guard {
         }
     }
 
-    /// Admits the caller on facts the caller holds already (the record a
+    /// The verdict for one patient.
+    async fn verdict(
+        &self,
+        ctx: &RequestContext,
+        facts: &PatientAccess,
+        break_glass: Option<&str>,
+    ) -> Result<Verdict, Failure> {
+        Ok(self
+            .decide(ctx, std::slice::from_ref(facts), break_glass)
+            .await?
+            .pop()
+            .unwrap_or(Err(Refusal::NoLegitimateRelationship)))
+    }
+
+    /// Grants the caller access on facts it holds already (the record a
     /// command is about to decide on, ADR 0032) when an ordinary rule holds:
-    /// true, with the rule named in the context. Otherwise false, with
-    /// nothing recorded: no refusal and no emergency access is decided on
+    /// true, with the rule named in the context. Otherwise false, and
+    /// nothing is recorded: no refusal and no emergency access is decided on
     /// facts that may be stale, so the caller then admits as usual.
-    pub async fn admit_on(
+    pub async fn try_admit_on(
         &self,
         ctx: &mut RequestContext,
         facts: &PatientAccess,
@@ -132,17 +141,13 @@ impl Guard {
         if !ctx.break_glass.is_empty() {
             return Ok(false);
         }
-        match self
-            .decide(ctx, std::slice::from_ref(facts), None)
-            .await?
-            .pop()
-        {
-            Some(Ok(rule)) => {
+        match self.verdict(ctx, facts, None).await? {
+            Ok(rule) => {
                 ctx.registered_organisation = facts.registered_practice.clone();
                 ctx.access_rule = rule.to_string();
                 Ok(true)
             }
-            _ => Ok(false),
+            Err(_) => Ok(false),
         }
     }
 

@@ -188,15 +188,69 @@ async fn a_patient_who_moved_practice_through_another_replica_is_refused_to_her_
     assert_eq!(info.reason, "NO_LEGITIMATE_RELATIONSHIP");
     // nothing is appended,
     assert_eq!(stack.last_sequence().await, before);
-    // and the refusal is recorded.
-    let (_, refusal) = stack
+    // and the refusal is recorded, once.
+    let refusals: Vec<_> = stack
         .access_events(&jane.patient_id)
         .await
-        .pop()
-        .expect("the refusal is recorded");
-    assert_eq!(refusal.outcome(), AccessOutcome::Denied);
-    assert_eq!(refusal.method, "UpdateDemographics");
-    assert_eq!(refusal.reason_code, "NO_LEGITIMATE_RELATIONSHIP");
+        .into_iter()
+        .map(|(_, event)| event)
+        .filter(|event| event.outcome() == AccessOutcome::Denied)
+        .collect();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert_eq!(refusals[0].method, "UpdateDemographics");
+    assert_eq!(refusals[0].reason_code, "NO_LEGITIMATE_RELATIONSHIP");
+    replica_b
+        .stop(std::time::Duration::from_secs(10))
+        .await
+        .expect("replica B stops");
+}
+
+/// A command that would change nothing on the record a replica holds is
+/// decided again on the record as stored (ADR 0032), so a change made
+/// through another replica is not mistaken for one already made.
+#[tokio::test]
+async fn an_objection_withdrawn_through_another_replica_is_recorded_again_through_the_first() {
+    // Given Jane's sharing objection recorded through replica A, which holds
+    // her record with it,
+    let stack = TestStack::start().await;
+    let jane = stack.register(jane_smith()).await;
+    let flag = |reason: &str| pb::PatientFlagRequest {
+        patient_id: jane.patient_id.clone(),
+        reason: reason.into(),
+        ..Default::default()
+    };
+    stack
+        .client()
+        .record_sharing_objection(stack.req(flag("Patient asked not to share")))
+        .await
+        .expect("the objection through replica A");
+    // and withdrawn through replica B,
+    let (replica_b, channel_b) = stack.replica().await;
+    let withdrawn = DemographicsServiceClient::new(channel_b)
+        .withdraw_sharing_objection(stack.req(flag("Patient agreed to share")))
+        .await
+        .expect("the withdrawal through replica B")
+        .into_inner();
+    assert!(!withdrawn.sharing_objection);
+
+    // when she objects again through replica A,
+    let objected = stack
+        .client()
+        .record_sharing_objection(stack.req(flag("Patient changed her mind")))
+        .await
+        .expect("the objection again through replica A")
+        .into_inner();
+
+    // then the objection is stored after the withdrawal, not taken for one
+    // already in place.
+    assert!(objected.sharing_objection);
+    assert!(
+        objected.stream_sequence > withdrawn.stream_sequence,
+        "stored at {} after the withdrawal at {}",
+        objected.stream_sequence,
+        withdrawn.stream_sequence
+    );
+    assert_eq!(stack.last_sequence().await, objected.stream_sequence);
     replica_b
         .stop(std::time::Duration::from_secs(10))
         .await
