@@ -121,6 +121,19 @@ const CONTEXT: &str = "demographics";
 /// never returned to a caller (the command is admitted and run again).
 const FACTS_CHANGED: &str = "ACCESS_FACTS_CHANGED";
 
+/// A command refused by its rules (the domain's, or a claim's) before
+/// anything was appended; the store's own failures are not rejections.
+fn is_rejection(code: Code) -> bool {
+    matches!(
+        code,
+        Code::InvalidArgument
+            | Code::FailedPrecondition
+            | Code::NotFound
+            | Code::AlreadyExists
+            | Code::OutOfRange
+    )
+}
+
 /// The access rule recorded for a search hit shown as minimal identity.
 pub const IDENTITY_ONLY: &str = "identity_only";
 
@@ -178,12 +191,17 @@ impl<Q: PatientQueries> DemographicsApi<Q> {
     /// When the executor holds the record, access is granted on it and the
     /// command must decide on the same facts; a command stored that way was
     /// decided and admitted on exactly the record it changed, since its
-    /// append is guarded by that record's last sequence, and no Direct Get
-    /// of the patient's last commit was needed. Any other outcome (no record
-    /// held, no ordinary rule granting, facts that changed, a duplicate, a
-    /// command that changed nothing, a rejection: all possibly decided on a
-    /// stale record) is admitted and decided again on the record as the
-    /// store holds it now, as every command was before.
+    /// append is guarded by that record's last sequence (every demographics
+    /// command that writes a claim writes the patient's commit with it), and
+    /// no Direct Get of the patient's last commit was needed.
+    ///
+    /// What was decided on a record that may be stale and stored nothing (no
+    /// record held, no ordinary rule granting, facts that changed, a
+    /// duplicate, a command that changed nothing, a rejection) is admitted
+    /// and decided again on the record as the store holds it now, as every
+    /// command was before. An append whose outcome is unknown (the store
+    /// unavailable, the retries spent) is answered as it is: running it again
+    /// could store it twice.
     async fn admit_and_execute<F>(
         &self,
         ctx: &mut RequestContext,
@@ -197,7 +215,7 @@ impl<Q: PatientQueries> DemographicsApi<Q> {
             .executor
             .peek(id, |l| access_facts(id, &l.state))
             .flatten()
-            && self.guard.try_admit_on(ctx, &facts).await?
+            && matches!(self.guard.try_admit_on(ctx, &facts).await, Ok(true))
         {
             let outcome = self
                 .executor
@@ -213,10 +231,11 @@ impl<Q: PatientQueries> DemographicsApi<Q> {
                     decide(record)
                 })
                 .await;
-            if let Ok(committed) = outcome
-                && committed.appended
-            {
-                return Ok(committed);
+            match outcome {
+                Ok(committed) if committed.appended => return Ok(committed),
+                Ok(_) => {}
+                Err(f) if f.reason == FACTS_CHANGED || is_rejection(f.code) => {}
+                Err(f) => return Err(f),
             }
         }
         self.guard.admit(ctx, id).await?;

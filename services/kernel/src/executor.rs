@@ -110,9 +110,9 @@ pub struct Committed<A> {
     pub sequence: u64,
     /// The request was seen before; nothing new was appended.
     pub duplicate: bool,
-    /// This call appended a commit of at least one aggregate, each guarded
-    /// by the last sequence it was decided on (false for a duplicate, a
-    /// command that changed nothing, or one that wrote only claims).
+    /// This call stored its writes (commits and claims), each guarded by the
+    /// last sequence of its subject it was decided on (false for a
+    /// duplicate or a command that changed nothing).
     pub appended: bool,
     /// Every aggregate the command named, as it stands now.
     pub aggregates: Vec<Loaded<A>>,
@@ -377,7 +377,6 @@ impl<A: Aggregate> Executor<A> {
             let recorded_at = Utc::now();
             let (writes, sealed) = self.writes(ctx, &loaded, &decision, recorded_at).await?;
             let written = writes.len() as u64;
-            let commits = !sealed.is_empty();
             match self.store.append(writes).await {
                 Ok(ack) if ack.duplicate => {
                     self.count(&self.stats.duplicates, "carelog_duplicate_requests_total");
@@ -403,7 +402,7 @@ impl<A: Aggregate> Executor<A> {
                     return Ok(Committed {
                         sequence: ack.sequence,
                         duplicate: false,
-                        appended: commits,
+                        appended: true,
                         aggregates: loaded,
                     });
                 }
