@@ -130,6 +130,74 @@ async fn metrics_count_rpcs_appends_and_projector_progress_on_the_admin_port() {
     stack.stop().await;
 }
 
+/// The value of the sample `series` (its name and labels) in
+/// a Prometheus exposition, 0 when absent.
+fn sample(body: &str, series: &str) -> u64 {
+    body.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// ADR 0032: an update of a record the server holds is admitted on that
+/// record. The executor then looks the record up once per update; before,
+/// the admission looked it up a second time, checked by a Direct Get of
+/// the patient's last commit.
+#[tokio::test]
+async fn an_update_of_a_record_the_server_holds_looks_it_up_once() {
+    // Given Jane registered, so the server holds her record,
+    let metrics = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let stack = TestStack::start_with(
+        Parts {
+            api: true,
+            projectors: false,
+        },
+        Settings {
+            metrics_listener: Some(metrics),
+            ..Settings::default()
+        },
+    )
+    .await;
+    let addr = stack
+        .running
+        .as_ref()
+        .and_then(|r| r.metrics_addr)
+        .expect("metrics address");
+    let jane = stack.register(jane_smith()).await;
+    let hits = "carelog_aggregate_cache_hits_total{context=\"demographics\"}";
+    let misses = "carelog_aggregate_cache_misses_total{context=\"demographics\"}";
+    let (_, before) = get(addr, "/metrics").await;
+
+    // when her telephone number is changed three times,
+    for i in 1..=3 {
+        let details = pb::PatientDetails {
+            telecom: vec![pb::ContactPoint {
+                system: pb::ContactSystem::Phone as i32,
+                value: format!("0113 496 000{i}"),
+                r#use: 0,
+            }],
+            ..jane_smith()
+        };
+        stack
+            .client()
+            .update_demographics(stack.req(pb::UpdateDemographicsRequest {
+                patient_id: jane.patient_id.clone(),
+                details: Some(details),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["telecom".into()],
+                }),
+                ..Default::default()
+            }))
+            .await
+            .expect("updated");
+    }
+
+    // then each update found her record held once, and none read it again.
+    let (_, after) = get(addr, "/metrics").await;
+    assert_eq!(sample(&after, hits) - sample(&before, hits), 3, "{after}");
+    assert_eq!(sample(&after, misses), sample(&before, misses), "{after}");
+    stack.stop().await;
+}
+
 async fn readiness(health: &mut HealthClient<tonic::transport::Channel>, service: &str) -> i32 {
     health
         .check(HealthCheckRequest {
