@@ -96,6 +96,35 @@ async fn fresh_database(url: &str) -> String {
     }
 }
 
+/// carelog's chosen parts on a free local port, with tokens of `issuer`:
+/// what runs, a channel to its API, and the API's address.
+async fn serve(
+    store: EventStore,
+    pool: PgPool,
+    issuer: &DevIssuer,
+    parts: Parts,
+    settings: stack::Settings,
+) -> (Running, Channel, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    let auth = Arc::new(issuer.authenticator().expect("authenticator"));
+    let running = stack::start_with(
+        store,
+        pool,
+        auth,
+        Some(listener),
+        parts,
+        settings,
+        CancellationToken::new(),
+    )
+    .await
+    .expect("start carelog");
+    let channel = Channel::from_shared(endpoint.clone())
+        .expect("endpoint")
+        .connect_lazy();
+    (running, channel, endpoint)
+}
+
 /// carelog running on its own servers.
 pub struct TestStack {
     pub servers: Servers,
@@ -138,23 +167,8 @@ impl TestStack {
             .expect("database");
         let issuer =
             Arc::new(DevIssuer::load_or_create(&servers.dir.0.join("issuer")).expect("dev issuer"));
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
-        let auth = Arc::new(issuer.authenticator().expect("authenticator"));
-        let running = stack::start_with(
-            store.clone(),
-            pool.clone(),
-            auth,
-            Some(listener),
-            parts,
-            settings,
-            CancellationToken::new(),
-        )
-        .await
-        .expect("start carelog");
-        let channel = Channel::from_shared(endpoint.clone())
-            .expect("endpoint")
-            .connect_lazy();
+        let (running, channel, endpoint) =
+            serve(store.clone(), pool.clone(), &issuer, parts, settings).await;
         TestStack {
             servers,
             store,
@@ -172,26 +186,18 @@ impl TestStack {
         let pool = stack::database(&self.servers.database_url, 4)
             .await
             .expect("database");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
-        let auth = Arc::new(self.issuer.authenticator().expect("authenticator"));
-        let running = stack::start_with(
+        let api = Parts {
+            api: true,
+            projectors: false,
+        };
+        let (running, channel, _) = serve(
             self.store.clone(),
             pool,
-            auth,
-            Some(listener),
-            Parts {
-                api: true,
-                projectors: false,
-            },
+            &self.issuer,
+            api,
             stack::Settings::default(),
-            CancellationToken::new(),
         )
-        .await
-        .expect("start a replica");
-        let channel = Channel::from_shared(endpoint)
-            .expect("endpoint")
-            .connect_lazy();
+        .await;
         (running, channel)
     }
 
@@ -384,5 +390,31 @@ pub fn jane_smith() -> pb::PatientDetails {
             r#use: pb::ContactUse::Home as i32,
         }],
         registered_practice_ods: "A81001".into(),
+    }
+}
+
+/// An UpdateDemographics of `paths` to the values in `details`.
+pub fn update_request(
+    patient_id: &str,
+    details: pb::PatientDetails,
+    paths: &[&str],
+) -> pb::UpdateDemographicsRequest {
+    pb::UpdateDemographicsRequest {
+        patient_id: patient_id.into(),
+        details: Some(details),
+        update_mask: crate::consultations::mask(paths),
+        ..Default::default()
+    }
+}
+
+/// Jane Smith's details with one telephone number.
+pub fn jane_with_phone(number: &str) -> pb::PatientDetails {
+    pb::PatientDetails {
+        telecom: vec![pb::ContactPoint {
+            system: pb::ContactSystem::Phone as i32,
+            value: number.into(),
+            r#use: 0,
+        }],
+        ..jane_smith()
     }
 }

@@ -215,7 +215,7 @@ impl<Q: PatientQueries> DemographicsApi<Q> {
             .executor
             .peek(id, |l| access_facts(id, &l.state))
             .flatten()
-            && matches!(self.guard.try_admit_on(ctx, &facts).await, Ok(true))
+            && self.guard.try_admit_on(ctx, &facts).await
         {
             let outcome = self
                 .executor

@@ -8,7 +8,7 @@ use carelog_kernel::{Actor, Executor, Failure, OdsCode, PatientId, RequestContex
 use carelog_proto::access::v1::AccessOutcome;
 use carelog_proto::demographics::v1 as pb;
 use carelog_proto::demographics::v1::demographics_service_client::DemographicsServiceClient;
-use carelog_tests::harness::{Servers, TestStack, jane_smith};
+use carelog_tests::harness::{Servers, TestStack, jane_smith, jane_with_phone, update_request};
 use futures::future::join_all;
 use tonic::Code;
 use tonic_types::StatusExt as _;
@@ -111,33 +111,6 @@ async fn concurrent_updates_to_one_patient_from_two_replicas_lose_nothing() {
     assert_eq!(fresh.version, 1 + won.len() as u64);
 }
 
-/// An UpdateDemographics of `paths` to the values in `details`.
-fn update(
-    patient_id: &str,
-    details: pb::PatientDetails,
-    paths: &[&str],
-) -> pb::UpdateDemographicsRequest {
-    pb::UpdateDemographicsRequest {
-        patient_id: patient_id.into(),
-        details: Some(details),
-        update_mask: Some(prost_types::FieldMask {
-            paths: paths.iter().map(|p| p.to_string()).collect(),
-        }),
-        ..Default::default()
-    }
-}
-
-fn phone(number: &str) -> pb::PatientDetails {
-    pb::PatientDetails {
-        telecom: vec![pb::ContactPoint {
-            system: pb::ContactSystem::Phone as i32,
-            value: number.into(),
-            r#use: 0,
-        }],
-        ..jane_smith()
-    }
-}
-
 /// A replica decides a command's access on the record it holds when it can
 /// (ADR 0032); this shows that a record changed through another replica is
 /// not admitted on what the first replica still holds.
@@ -149,9 +122,9 @@ async fn a_patient_who_moved_practice_through_another_replica_is_refused_to_her_
     let jane = stack.register(jane_smith()).await;
     stack
         .client()
-        .update_demographics(stack.req(update(
+        .update_demographics(stack.req(update_request(
             &jane.patient_id,
-            phone("0113 496 0001"),
+            jane_with_phone("0113 496 0001"),
             &["telecom"],
         )))
         .await
@@ -163,7 +136,7 @@ async fn a_patient_who_moved_practice_through_another_replica_is_refused_to_her_
         ..jane_smith()
     };
     DemographicsServiceClient::new(channel_b)
-        .update_demographics(stack.req(update(
+        .update_demographics(stack.req(update_request(
             &jane.patient_id,
             moved,
             &["registered_practice_ods"],
@@ -176,9 +149,9 @@ async fn a_patient_who_moved_practice_through_another_replica_is_refused_to_her_
     // refused, as the record is now, not as replica A held it,
     let status = stack
         .client()
-        .update_demographics(stack.req(update(
+        .update_demographics(stack.req(update_request(
             &jane.patient_id,
-            phone("0113 496 0002"),
+            jane_with_phone("0113 496 0002"),
             &["telecom"],
         )))
         .await

@@ -10,7 +10,7 @@ use carelog::stack::{self, Parts, Settings};
 use carelog_kernel::auth::DevIssuer;
 use carelog_kernel::store::StoreOptions;
 use carelog_proto::demographics::v1 as pb;
-use carelog_tests::harness::{Servers, TestStack, jane_smith};
+use carelog_tests::harness::{Servers, TestStack, jane_smith, jane_with_phone, update_request};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -35,14 +35,14 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
     )
 }
 
-#[tokio::test]
-async fn metrics_count_rpcs_appends_and_projector_progress_on_the_admin_port() {
-    // Given carelog with `--metrics-listen`
+/// carelog's API (and its projectors, when asked) with `--metrics-listen`,
+/// and the address of `/metrics`.
+async fn with_metrics(projectors: bool) -> (TestStack, std::net::SocketAddr) {
     let metrics = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let stack = TestStack::start_with(
         Parts {
             api: true,
-            projectors: true,
+            projectors,
         },
         Settings {
             metrics_listener: Some(metrics),
@@ -55,6 +55,13 @@ async fn metrics_count_rpcs_appends_and_projector_progress_on_the_admin_port() {
         .as_ref()
         .and_then(|r| r.metrics_addr)
         .expect("metrics address");
+    (stack, addr)
+}
+
+#[tokio::test]
+async fn metrics_count_rpcs_appends_and_projector_progress_on_the_admin_port() {
+    // Given carelog with `--metrics-listen`
+    let (stack, addr) = with_metrics(true).await;
 
     // When a patient is registered, read back, and a malformed id is asked for
     let patient = stack.register(jane_smith()).await;
@@ -145,23 +152,7 @@ fn sample(body: &str, series: &str) -> u64 {
 #[tokio::test]
 async fn an_update_of_a_record_the_server_holds_looks_it_up_once() {
     // Given Jane registered, so the server holds her record,
-    let metrics = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let stack = TestStack::start_with(
-        Parts {
-            api: true,
-            projectors: false,
-        },
-        Settings {
-            metrics_listener: Some(metrics),
-            ..Settings::default()
-        },
-    )
-    .await;
-    let addr = stack
-        .running
-        .as_ref()
-        .and_then(|r| r.metrics_addr)
-        .expect("metrics address");
+    let (stack, addr) = with_metrics(false).await;
     let jane = stack.register(jane_smith()).await;
     let hits = "carelog_aggregate_cache_hits_total{context=\"demographics\"}";
     let misses = "carelog_aggregate_cache_misses_total{context=\"demographics\"}";
@@ -169,24 +160,10 @@ async fn an_update_of_a_record_the_server_holds_looks_it_up_once() {
 
     // when her telephone number is changed three times,
     for i in 1..=3 {
-        let details = pb::PatientDetails {
-            telecom: vec![pb::ContactPoint {
-                system: pb::ContactSystem::Phone as i32,
-                value: format!("0113 496 000{i}"),
-                r#use: 0,
-            }],
-            ..jane_smith()
-        };
+        let phone = jane_with_phone(&format!("0113 496 000{i}"));
         stack
             .client()
-            .update_demographics(stack.req(pb::UpdateDemographicsRequest {
-                patient_id: jane.patient_id.clone(),
-                details: Some(details),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["telecom".into()],
-                }),
-                ..Default::default()
-            }))
+            .update_demographics(stack.req(update_request(&jane.patient_id, phone, &["telecom"])))
             .await
             .expect("updated");
     }

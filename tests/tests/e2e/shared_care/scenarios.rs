@@ -436,7 +436,7 @@ async fn an_agreement_shares_the_record_unless_the_patient_objected() {
             TRUST,
             dpb::GetPatientRequest {
                 patient_id: id.clone(),
-                min_sequence: 0,
+                min_sequence: jane.stream_sequence,
             },
         ))
         .await
