@@ -249,9 +249,9 @@ impl Runner {
             let mut last = None;
             let mut pending = 0;
             for message in chunk {
-                let message = message.map_err(|e| store_err(&e))?;
+                let mut message = message.map_err(|e| store_err(&e))?;
                 pending = message.info().map_or(0, |i| i.pending);
-                batch.push(stored(&message).map_err(|e| store_err(&e))?);
+                batch.push(stored(&mut message).map_err(|e| store_err(&e))?);
                 last = Some(message);
             }
             let started = std::time::Instant::now();
@@ -436,14 +436,19 @@ fn record_batch(
     }
 }
 
-fn stored(message: &async_nats::jetstream::Message) -> Result<StoredMessage, async_nats::Error> {
+/// The stored message a delivery carries. Its headers are moved out (the
+/// delivery is kept only to be acknowledged).
+fn stored(
+    message: &mut async_nats::jetstream::Message,
+) -> Result<StoredMessage, async_nats::Error> {
     let info = message.info()?;
+    let (stream_sequence, published) = (info.stream_sequence, info.published);
     Ok(StoredMessage {
-        stream_sequence: info.stream_sequence,
+        stream_sequence,
         subject: message.subject.to_string(),
-        headers: message.headers.clone().unwrap_or_default(),
+        headers: message.message.headers.take().unwrap_or_default(),
         payload: message.payload.clone(),
-        published: info.published,
+        published,
     })
 }
 

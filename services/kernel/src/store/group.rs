@@ -163,16 +163,15 @@ async fn commit(publisher: &Publisher, stats: &GroupStats, jobs: Vec<Job>) {
     }
 }
 
-/// Each command on its own, pipelined on the connection.
+/// Each command on its own, pipelined on the connection; each is answered
+/// as soon as its own acknowledgement arrives. The writes are moved into
+/// their publishes (nothing retries them here).
 async fn alone(publisher: &Publisher, jobs: Vec<Job>) {
-    let results = futures::future::join_all(
-        jobs.iter()
-            .map(|j| publish::append(publisher, j.writes.clone())),
-    )
-    .await;
-    for (job, result) in jobs.into_iter().zip(results) {
+    futures::future::join_all(jobs.into_iter().map(|job| async move {
+        let result = publish::append(publisher, job.writes).await;
         let _ = job.reply.send(result);
-    }
+    }))
+    .await;
 }
 
 #[cfg(test)]

@@ -81,7 +81,11 @@ const BATCH_DUPLICATE_MESSAGE_ID: u64 = 10201;
 
 pub(super) async fn append(store: &Publisher, writes: Vec<Write>) -> Result<Ack, AppendError> {
     let n = writes.len();
-    let batch_id = uuid::Uuid::new_v4().simple().to_string();
+    let batch_id = if n > 1 {
+        uuid::Uuid::new_v4().simple().to_string()
+    } else {
+        String::new()
+    };
     let mut last = None;
     for (i, write) in writes.into_iter().enumerate() {
         let mut headers = write.headers;
