@@ -10,6 +10,7 @@ use carelog_projections::audit_log::{self, Finding, Tamper};
 use carelog_proto::audit::v1 as apb;
 use carelog_proto::audit::v1::audit_service_client::AuditServiceClient;
 use carelog_proto::demographics::v1 as pb;
+use carelog_tests::consultations::mask;
 use carelog_tests::harness::{TestStack, jane_smith, test_nhs_number};
 
 const ORIGIN: &str = "test.example/audit";
@@ -30,9 +31,7 @@ async fn activity(stack: &TestStack, n: usize) {
             .update_demographics(stack.req(pb::UpdateDemographicsRequest {
                 patient_id: p.patient_id.clone(),
                 details: Some(moved),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["addresses".into()],
-                }),
+                update_mask: mask(&["addresses"]),
                 ..Default::default()
             }))
             .await

@@ -6,6 +6,7 @@ use carelog_kernel::merkle::checkpoint::{generate_signing_key, verifying_key_to_
 use carelog_projections::audit_log;
 use carelog_proto::demographics::v1 as pb;
 use carelog_tests::audit::caught_up;
+use carelog_tests::consultations::mask;
 use carelog_tests::harness::{TempDir, TestStack, jane_smith};
 
 const HOSTILE: &str = "<script>alert('x')</script>";
@@ -55,9 +56,7 @@ async fn the_report_names_who_looked_and_what_changed_and_whether_the_log_verifi
         .update_demographics(stack.req(pb::UpdateDemographicsRequest {
             patient_id: jane.patient_id.clone(),
             details: Some(moved),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["addresses".into()],
-            }),
+            update_mask: mask(&["addresses"]),
             reason: "Patient moved house".into(),
             ..Default::default()
         }))

@@ -4,6 +4,7 @@
 use carelog_proto::demographics::v1 as pb;
 use carelog_proto::kernel::v1::PartialDate;
 use carelog_tests::assert::violated_fields as fields;
+use carelog_tests::consultations::mask;
 use carelog_tests::harness::{TestStack, jane_smith};
 use tonic::Code;
 
@@ -83,9 +84,7 @@ async fn each_bad_registration_names_its_field_and_appends_nothing() {
         .update_demographics(stack.req(pb::UpdateDemographicsRequest {
             patient_id: existing.patient_id.clone(),
             details: Some(jane_smith()),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["favourite_colour".into()],
-            }),
+            update_mask: mask(&["favourite_colour"]),
             ..Default::default()
         }))
         .await
@@ -104,9 +103,7 @@ async fn each_bad_registration_names_its_field_and_appends_nothing() {
                 }),
                 ..Default::default()
             }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["birth_date".into()],
-            }),
+            update_mask: mask(&["birth_date"]),
             ..Default::default()
         }))
         .await

@@ -3,6 +3,7 @@
 
 use carelog_proto::demographics::v1 as pb;
 use carelog_proto::kernel::v1::PartialDate;
+use carelog_tests::consultations::mask;
 use carelog_tests::harness::{TestStack, jane_smith, test_nhs_number};
 use tonic::Code;
 use tonic_types::StatusExt as _;
@@ -163,9 +164,7 @@ async fn every_version_is_kept_with_who_when_and_why() {
             pb::UpdateDemographicsRequest {
                 patient_id: jane.patient_id.clone(),
                 details: Some(moved),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["addresses".into()],
-                }),
+                update_mask: mask(&["addresses"]),
                 reason: "moved house".into(),
                 ..Default::default()
             },
@@ -312,9 +311,7 @@ async fn a_deceased_patient_accepts_only_corrections_and_amendments_of_the_death
             }),
             ..Default::default()
         }),
-        update_mask: Some(prost_types::FieldMask {
-            paths: vec!["name.family".into()],
-        }),
+        update_mask: mask(&["name.family"]),
         correction,
         reason: reason.into(),
         ..Default::default()

@@ -1,6 +1,7 @@
 //! Merging a duplicate record into its survivor, and undoing it.
 
 use carelog_proto::demographics::v1 as pb;
+use carelog_tests::consultations::mask;
 use carelog_tests::harness::{TestStack, jane_smith, test_nhs_number};
 use tonic::Code;
 use tonic_types::StatusExt as _;
@@ -92,9 +93,7 @@ async fn merge_then_edit_then_unmerge_keeps_every_edit_on_the_right_patient() {
             pb::UpdateDemographicsRequest {
                 patient_id: survivor.patient_id.clone(),
                 details: Some(renamed),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["name".into()],
-                }),
+                update_mask: mask(&["name"]),
                 reason: "marriage".into(),
                 ..Default::default()
             },

@@ -6,6 +6,7 @@ use std::time::Duration;
 use carelog::stack::Parts;
 use carelog_projections::Runner;
 use carelog_proto::demographics::v1 as pb;
+use carelog_tests::consultations::mask;
 use carelog_tests::harness::{TestStack, jane_smith, test_nhs_number};
 use tokio_util::sync::CancellationToken;
 
@@ -69,9 +70,7 @@ async fn some_clinical_activity(stack: &TestStack, n: usize) -> u64 {
             .update_demographics(stack.req(pb::UpdateDemographicsRequest {
                 patient_id: p.patient_id.clone(),
                 details: Some(moved),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["addresses".into()],
-                }),
+                update_mask: mask(&["addresses"]),
                 ..Default::default()
             }))
             .await

@@ -81,11 +81,8 @@ const BATCH_DUPLICATE_MESSAGE_ID: u64 = 10201;
 
 pub(super) async fn append(store: &Publisher, writes: Vec<Write>) -> Result<Ack, AppendError> {
     let n = writes.len();
-    let batch_id = if n > 1 {
-        uuid::Uuid::new_v4().simple().to_string()
-    } else {
-        String::new()
-    };
+    // Several writes go as one atomic batch (ADR-50), named by this id.
+    let batch_id = (n > 1).then(|| uuid::Uuid::new_v4().simple().to_string());
     let mut last = None;
     for (i, write) in writes.into_iter().enumerate() {
         let mut headers = write.headers;
@@ -96,7 +93,7 @@ pub(super) async fn append(store: &Publisher, writes: Vec<Write>) -> Result<Ack,
         if let Some(id) = &write.message_id {
             headers.insert("Nats-Msg-Id", id.as_str());
         }
-        if n > 1 {
+        if let Some(batch_id) = &batch_id {
             headers.insert("Nats-Batch-Id", batch_id.as_str());
             headers.insert("Nats-Batch-Sequence", (i + 1).to_string().as_str());
             if i + 1 == n {

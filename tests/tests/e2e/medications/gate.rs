@@ -14,6 +14,7 @@ use carelog_tests::medications::{
 use tonic::Code;
 
 use super::{fields, reason};
+use carelog_tests::consultations::mask;
 
 #[tokio::test]
 async fn medications_refuse_unknown_merged_and_for_new_activity_deceased_patients() {
@@ -159,9 +160,7 @@ async fn medications_bad_input_names_the_field_and_appends_nothing() {
         .change_medication(stack.req(pb::ChangeMedicationRequest {
             patient_id: id.clone(),
             authorisation_id: authorised.authorisation_id.clone(),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["colour".into()],
-            }),
+            update_mask: mask(&["colour"]),
             reason: "typo".into(),
             ..Default::default()
         }))

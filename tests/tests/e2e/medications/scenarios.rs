@@ -11,6 +11,7 @@ use tonic::Code;
 use tonic_types::StatusExt as _;
 
 use super::reason;
+use carelog_tests::consultations::mask;
 
 #[tokio::test]
 async fn medications_allergy_refuses_amoxicillin_then_a_clarithromycin_repeat_is_issued_twice_and_listed()
@@ -166,9 +167,7 @@ async fn medications_change_review_discontinue_and_allergy_resolution_reach_the_
                 dose_instructions: "two tablets up to four times a day".into(),
                 ..Default::default()
             }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["dose_instructions".into()],
-            }),
+            update_mask: mask(&["dose_instructions"]),
             reason: "pain not controlled".into(),
             ..Default::default()
         }))

@@ -190,9 +190,7 @@ async fn every_rpc() {
                     telecom: vec![],
                     ..jane_smith()
                 }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["telecom".into()],
-                }),
+                update_mask: mask(&["telecom"]),
                 reason: "phone number withdrawn".into(),
                 ..Default::default()
             }
@@ -399,9 +397,7 @@ async fn every_rpc() {
                     dose_instructions: "two tablets up to four times a day".into(),
                     ..Default::default()
                 }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["dose_instructions".into()],
-                }),
+                update_mask: mask(&["dose_instructions"]),
                 reason: "pain not controlled".into(),
                 ..Default::default()
             }
@@ -494,9 +490,7 @@ async fn every_rpc() {
             patient_id: id.clone(),
             task_id: t.clone(),
             owner_user_id: format!("dr-{HOME}"),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["owner_user_id".into()],
-            }),
+            update_mask: mask(&["owner_user_id"]),
             reason: "still mine".into(),
             ..Default::default()
         }

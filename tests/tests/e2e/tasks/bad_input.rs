@@ -2,6 +2,7 @@
 
 use carelog_proto::kernel::v1::PartialDate;
 use carelog_proto::tasks::v1 as pb;
+use carelog_tests::consultations::mask;
 use carelog_tests::harness::{TestStack, jane_smith};
 use carelog_tests::tasks::{
     AUTHORISATION, PRACTICE_TEAM, fields, medication_review, organisation, team,
@@ -126,9 +127,7 @@ async fn bad_task_input_names_its_field_and_appends_nothing() {
         .assign_task(stack.req(pb::AssignTaskRequest {
             patient_id: jane.patient_id.clone(),
             task_id: existing.task_id.clone(),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["status".into()],
-            }),
+            update_mask: mask(&["status"]),
             ..Default::default()
         }))
         .await

@@ -3,6 +3,7 @@
 
 use carelog_proto::kernel::v1::PartialDate;
 use carelog_proto::tasks::v1 as pb;
+use carelog_tests::consultations::mask;
 use carelog_tests::harness::TestStack;
 use carelog_tests::tasks::{action, fields, organisation, status};
 use tonic::Code;
@@ -116,9 +117,7 @@ async fn a_practice_work_list_shows_overdue_first_then_priority_then_due_date_in
         .assign_task(stack.req(pb::AssignTaskRequest {
             task_id: resumed.task_id.clone(),
             owner_user_id: "dr-jones".into(),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["owner_user_id".into()],
-            }),
+            update_mask: mask(&["owner_user_id"]),
             reason: "rx-clerk on leave".into(),
             ..Default::default()
         }))
