@@ -242,6 +242,22 @@ impl NatsServer {
         })
     }
 
+    /// Freezes the server (SIGSTOP) without closing anything: its clients'
+    /// connections stay open and what they send waits in the socket, as with a
+    /// server stalled on its disk. [`NatsServer::resume`] lets it go on.
+    pub async fn pause(&self) {
+        if let Some(pid) = self.child.id() {
+            signal(pid, "STOP").await;
+        }
+    }
+
+    /// Lets a paused server go on (SIGCONT) with what was sent to it meanwhile.
+    pub async fn resume(&self) {
+        if let Some(pid) = self.child.id() {
+            signal(pid, "CONT").await;
+        }
+    }
+
     /// Stops the server gracefully (SIGTERM, so JetStream flushes and closes its files),
     /// killing it if it has not exited within 5 s.
     pub async fn stop(mut self) -> Result<()> {

@@ -25,3 +25,4 @@ mod streams;
 mod tasks;
 mod telemetry;
 mod tls;
+mod unknown_outcome;
