@@ -407,6 +407,12 @@ pub fn update_request(
     }
 }
 
+/// An UpdateDemographics of her telephone to `number` alone, on Jane
+/// Smith's details.
+pub fn new_phone(patient_id: &str, number: &str) -> pb::UpdateDemographicsRequest {
+    update_request(patient_id, jane_with_phone(number), &["telecom"])
+}
+
 /// Jane Smith's details with one telephone number.
 pub fn jane_with_phone(number: &str) -> pb::PatientDetails {
     pb::PatientDetails {

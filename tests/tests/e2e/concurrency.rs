@@ -8,7 +8,7 @@ use carelog_kernel::{Actor, Executor, Failure, OdsCode, PatientId, RequestContex
 use carelog_proto::access::v1::AccessOutcome;
 use carelog_proto::demographics::v1 as pb;
 use carelog_proto::demographics::v1::demographics_service_client::DemographicsServiceClient;
-use carelog_tests::harness::{Servers, TestStack, jane_smith, jane_with_phone, update_request};
+use carelog_tests::harness::{Servers, TestStack, jane_smith, new_phone, update_request};
 use futures::future::join_all;
 use tonic::Code;
 use tonic_types::StatusExt as _;
@@ -122,11 +122,7 @@ async fn a_patient_who_moved_practice_through_another_replica_is_refused_to_her_
     let jane = stack.register(jane_smith()).await;
     stack
         .client()
-        .update_demographics(stack.req(update_request(
-            &jane.patient_id,
-            jane_with_phone("0113 496 0001"),
-            &["telecom"],
-        )))
+        .update_demographics(stack.req(new_phone(&jane.patient_id, "0113 496 0001")))
         .await
         .expect("an update through replica A");
     // when she moves to practice B82002, recorded through replica B,
@@ -149,11 +145,7 @@ async fn a_patient_who_moved_practice_through_another_replica_is_refused_to_her_
     // refused, as the record is now, not as replica A held it,
     let status = stack
         .client()
-        .update_demographics(stack.req(update_request(
-            &jane.patient_id,
-            jane_with_phone("0113 496 0002"),
-            &["telecom"],
-        )))
+        .update_demographics(stack.req(new_phone(&jane.patient_id, "0113 496 0002")))
         .await
         .expect_err("her old practice no longer has access");
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");

@@ -10,7 +10,7 @@ use carelog::stack::{self, Parts, Settings};
 use carelog_kernel::auth::DevIssuer;
 use carelog_kernel::store::StoreOptions;
 use carelog_proto::demographics::v1 as pb;
-use carelog_tests::harness::{Servers, TestStack, jane_smith, jane_with_phone, update_request};
+use carelog_tests::harness::{Servers, TestStack, jane_smith, new_phone};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -160,10 +160,10 @@ async fn an_update_of_a_record_the_server_holds_looks_it_up_once() {
 
     // when her telephone number is changed three times,
     for i in 1..=3 {
-        let phone = jane_with_phone(&format!("0113 496 000{i}"));
+        let phone = new_phone(&jane.patient_id, &format!("0113 496 000{i}"));
         stack
             .client()
-            .update_demographics(stack.req(update_request(&jane.patient_id, phone, &["telecom"])))
+            .update_demographics(stack.req(phone))
             .await
             .expect("updated");
     }

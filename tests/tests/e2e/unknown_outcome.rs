@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use carelog_proto::demographics::v1 as pb;
-use carelog_tests::harness::{TestStack, jane_smith, jane_with_phone, update_request};
+use carelog_tests::harness::{TestStack, jane_smith, new_phone};
 use tonic::Code;
 
 #[tokio::test]
@@ -16,13 +16,9 @@ async fn an_update_stored_after_its_reply_was_lost_is_stored_once_and_answered_o
     let stack = TestStack::start().await;
     let jane = stack.register(jane_smith()).await;
     let registered_at = stack.last_sequence().await;
-    let new_phone = pb::UpdateDemographicsRequest {
+    let first_change = pb::UpdateDemographicsRequest {
         request_id: "phone-1".into(),
-        ..update_request(
-            &jane.patient_id,
-            jane_with_phone("0113 496 0001"),
-            &["telecom"],
-        )
+        ..new_phone(&jane.patient_id, "0113 496 0001")
     };
 
     // when her new telephone number is sent to a nats-server that has just
@@ -30,7 +26,7 @@ async fn an_update_stored_after_its_reply_was_lost_is_stored_once_and_answered_o
     stack.servers.nats.pause().await;
     let answer = stack
         .client()
-        .update_demographics(stack.req(new_phone.clone()))
+        .update_demographics(stack.req(first_change.clone()))
         .await;
     stack.servers.nats.resume().await;
 
@@ -57,7 +53,7 @@ async fn an_update_stored_after_its_reply_was_lost_is_stored_once_and_answered_o
     // appends nothing,
     let retried = stack
         .client()
-        .update_demographics(stack.req(new_phone))
+        .update_demographics(stack.req(first_change))
         .await
         .expect("the retry is answered")
         .into_inner();
@@ -68,11 +64,7 @@ async fn an_update_stored_after_its_reply_was_lost_is_stored_once_and_answered_o
     // first: every version once, in order.
     let next = stack
         .client()
-        .update_demographics(stack.req(update_request(
-            &jane.patient_id,
-            jane_with_phone("0113 496 0002"),
-            &["telecom"],
-        )))
+        .update_demographics(stack.req(new_phone(&jane.patient_id, "0113 496 0002")))
         .await
         .expect("the next update")
         .into_inner();
