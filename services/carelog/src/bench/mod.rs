@@ -4,9 +4,11 @@
 //! concurrency, one subject per patient. Then the projection lag at a fixed
 //! rate and the rebuild rate, a mixed clinical workload across all four
 //! services (`clinical`), reads with and without auditing (`reads`) and
-//! the rate of `audit verify`. Figures go to docs/benchmarks.md by hand.
+//! the rate of `audit verify`. Each timed phase also reports where the
+//! machine's CPU went (`cpu`). Figures go to docs/benchmarks.md by hand.
 
 mod clinical;
+mod cpu;
 mod reads;
 
 use std::sync::Arc;
@@ -78,6 +80,8 @@ struct Phase {
     ops: u64,
     elapsed: Duration,
     latency_us: Histogram<u64>,
+    /// The machine's CPU over the timed window, where `/proc` can be read.
+    cpu: Option<cpu::Usage>,
 }
 
 impl Phase {
@@ -87,22 +91,32 @@ impl Phase {
     /// Two phases of the same kind as one.
     fn merge(mut self, other: Phase) -> anyhow::Result<Phase> {
         self.latency_us.add(&other.latency_us)?;
+        let cpu = match (&self.cpu, &other.cpu) {
+            (Some(a), Some(b)) => Some(a.merge(b)),
+            _ => None,
+        };
         Ok(Phase {
             ops: self.ops + other.ops,
             elapsed: self.elapsed + other.elapsed,
             latency_us: self.latency_us,
+            cpu,
         })
     }
 
+    /// The phase's figures, and under them its CPU.
     fn line(&self, name: &str) -> String {
-        format!(
+        let mut line = format!(
             "{name:<28} {:>9.0} ops/s   p50 {:>7.2} ms   p99 {:>7.2} ms   ({} ops in {:.1}s)",
             self.rate(),
             self.latency_us.value_at_quantile(0.5) as f64 / 1000.0,
             self.latency_us.value_at_quantile(0.99) as f64 / 1000.0,
             self.ops,
             self.elapsed.as_secs_f64()
-        )
+        );
+        if let Some(cpu) = &self.cpu {
+            line.push_str(&format!("\n{:<28} {cpu}", ""));
+        }
+        line
     }
 }
 
@@ -450,6 +464,7 @@ where
     let latency = Arc::new(Mutex::new(histogram()));
     let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let started = Instant::now();
+    let cpu_before = cpu::Sample::take();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..clients {
         let (unit, stop, latency, counter) =
@@ -469,6 +484,7 @@ where
         });
     }
     tokio::time::sleep(duration).await;
+    let cpu = cpu_before.and_then(|before| before.until_now());
     stop.store(true, Ordering::Relaxed);
     let mut ops = 0;
     while let Some(result) = tasks.join_next().await {
@@ -482,6 +498,7 @@ where
         ops,
         elapsed,
         latency_us,
+        cpu,
     })
 }
 
