@@ -1,5 +1,5 @@
-//! Where a phase's CPU went, from Linux's `/proc`: the machine's busy, idle
-//! and I/O-wait time, and the CPU of carelog, nats-server, PostgreSQL, this
+//! Where a phase's CPU went, from Linux's `/proc`: the machine's busy, idle,
+//! I/O-wait and stolen time (taken by the hypervisor for other machines), and the CPU of carelog, nats-server, PostgreSQL, this
 //! bench and the kernel's threads, in cores. Everything of a benchmark runs
 //! on the same machine, so this says what the phase was bound by. Where
 //! `/proc` cannot be read (not Linux), a phase has no CPU figures.
@@ -23,8 +23,9 @@ const GROUPS: [&str; 6] = [
 
 /// The machine's and every process's CPU ticks at one moment.
 pub struct Sample {
-    /// All ticks of the machine, and of those the idle and I/O-wait ones.
-    machine: [u64; 3],
+    /// All ticks of the machine, and of those the idle, I/O-wait and
+    /// stolen ones.
+    machine: [u64; 4],
     /// Per pid: its group and its ticks (user and system, all threads).
     processes: HashMap<u32, (usize, u64)>,
     at: std::time::Instant,
@@ -33,7 +34,7 @@ pub struct Sample {
 /// The CPU used between two samples (or several such spans, merged).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Usage {
-    machine: [u64; 3],
+    machine: [u64; 4],
     groups: [u64; GROUPS.len()],
     seconds: f64,
 }
@@ -74,7 +75,7 @@ impl Sample {
             }
         }
         Some(Usage {
-            machine: [0, 1, 2].map(|i| now.machine[i].saturating_sub(self.machine[i])),
+            machine: [0, 1, 2, 3].map(|i| now.machine[i].saturating_sub(self.machine[i])),
             groups,
             seconds: now.at.duration_since(self.at).as_secs_f64(),
         })
@@ -85,7 +86,7 @@ impl Usage {
     /// Two spans as one.
     pub fn merge(&self, other: &Usage) -> Usage {
         Usage {
-            machine: [0, 1, 2].map(|i| self.machine[i] + other.machine[i]),
+            machine: [0, 1, 2, 3].map(|i| self.machine[i] + other.machine[i]),
             groups: std::array::from_fn(|i| self.groups[i] + other.groups[i]),
             seconds: self.seconds + other.seconds,
         }
@@ -94,14 +95,15 @@ impl Usage {
 
 impl fmt::Display for Usage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [total, idle, iowait] = self.machine.map(|t| t as f64);
+        let [total, idle, iowait, steal] = self.machine.map(|t| t as f64);
         let share = |t: f64| if total > 0.0 { 100.0 * t / total } else { 0.0 };
         write!(
             f,
-            "cpu: busy {:.0} %, idle {:.0} %, I/O wait {:.0} %; cores:",
-            share(total - idle - iowait),
+            "cpu: busy {:.0} %, idle {:.0} %, I/O wait {:.0} %, stolen {:.0} %; cores:",
+            share(total - idle - iowait - steal),
             share(idle),
-            share(iowait)
+            share(iowait),
+            share(steal)
         )?;
         for (name, ticks) in GROUPS.iter().zip(self.groups) {
             let cores = ticks as f64 / TICKS_PER_SECOND / self.seconds.max(f64::EPSILON);
@@ -111,8 +113,8 @@ impl fmt::Display for Usage {
     }
 }
 
-/// The first line of `/proc/stat`: (all, idle, I/O wait) ticks.
-fn machine_ticks(stat: &str) -> Option<[u64; 3]> {
+/// The first line of `/proc/stat`: (all, idle, I/O wait, steal) ticks.
+fn machine_ticks(stat: &str) -> Option<[u64; 4]> {
     let mut fields = stat.lines().next()?.split_whitespace();
     if fields.next()? != "cpu" {
         return None;
@@ -120,7 +122,7 @@ fn machine_ticks(stat: &str) -> Option<[u64; 3]> {
     let ticks: Vec<u64> = fields.map(|f| f.parse().ok()).collect::<Option<_>>()?;
     // user nice system idle iowait irq softirq steal (guest time is in user).
     let all = ticks.iter().take(8).sum();
-    Some([all, *ticks.get(3)?, *ticks.get(4)?])
+    Some([all, *ticks.get(3)?, *ticks.get(4)?, *ticks.get(7)?])
 }
 
 /// `/proc/<pid>/stat`: (command name, parent pid, user + system ticks). The
@@ -157,9 +159,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_machine_line_gives_all_idle_and_io_wait_ticks() {
-        let stat = "cpu  100 5 50 800 40 3 2 0 0 0\ncpu0 50 2 25 400 20 1 1 0 0 0\n";
-        assert_eq!(machine_ticks(stat), Some([1000, 800, 40]));
+    fn the_machine_line_gives_all_idle_io_wait_and_stolen_ticks() {
+        let stat = "cpu  100 5 50 780 40 3 2 20 0 0\ncpu0 50 2 25 390 20 1 1 10 0 0\n";
+        assert_eq!(machine_ticks(stat), Some([1000, 780, 40, 20]));
         assert_eq!(machine_ticks("intr 1 2 3\n"), None);
     }
 
@@ -196,13 +198,14 @@ mod tests {
     #[test]
     fn usage_is_shown_as_shares_of_the_machine_and_cores_per_group() {
         let usage = Usage {
-            machine: [400, 100, 20],
+            machine: [400, 100, 20, 8],
             groups: [90, 40, 20, 10, 4, 0],
             seconds: 2.0,
         };
         assert_eq!(
             usage.to_string(),
-            "cpu: busy 70 %, idle 25 %, I/O wait 5 %; cores: carelog 0.45 nats-server 0.20 \
+            "cpu: busy 68 %, idle 25 %, I/O wait 5 %, stolen 2 %; cores: carelog 0.45 \
+             nats-server 0.20 \
              postgres 0.10 this bench 0.05 kernel 0.02 other 0.00"
         );
         let twice = usage.merge(&usage);
