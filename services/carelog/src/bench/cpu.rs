@@ -1,6 +1,7 @@
 //! Where a phase's CPU went, from Linux's `/proc`: the machine's busy, idle,
-//! I/O-wait and stolen time (taken by the hypervisor for other machines), and the CPU of carelog, nats-server, PostgreSQL, this
-//! bench and the kernel's threads, in cores. Everything of a benchmark runs
+//! I/O-wait and stolen time (taken by the hypervisor for other machines),
+//! and the CPU of carelog, nats-server, PostgreSQL, this bench and the
+//! kernel's threads, in cores. Everything of a benchmark runs
 //! on the same machine, so this says what the phase was bound by. Where
 //! `/proc` cannot be read (not Linux), a phase has no CPU figures.
 
@@ -75,7 +76,7 @@ impl Sample {
             }
         }
         Some(Usage {
-            machine: [0, 1, 2, 3].map(|i| now.machine[i].saturating_sub(self.machine[i])),
+            machine: std::array::from_fn(|i| now.machine[i].saturating_sub(self.machine[i])),
             groups,
             seconds: now.at.duration_since(self.at).as_secs_f64(),
         })
@@ -86,7 +87,7 @@ impl Usage {
     /// Two spans as one.
     pub fn merge(&self, other: &Usage) -> Usage {
         Usage {
-            machine: [0, 1, 2, 3].map(|i| self.machine[i] + other.machine[i]),
+            machine: std::array::from_fn(|i| self.machine[i] + other.machine[i]),
             groups: std::array::from_fn(|i| self.groups[i] + other.groups[i]),
             seconds: self.seconds + other.seconds,
         }
