@@ -40,10 +40,11 @@ impl ProjectionError {
 }
 
 /// How the runner gathers a batch once its first message has arrived: it
-/// applies the batch when no further message has come for `idle`, when
-/// `max` has passed, or when it is full. Under load, fewer and larger
-/// transactions cost far less per event; alone, a message waits only
-/// `idle`.
+/// fetches what came in the next `idle` and applies the batch if that was
+/// nothing; otherwise it fetches once more at `max` (a full batch, or a
+/// backlog, goes at once). Under load, fewer and larger transactions and
+/// deliveries in bursts cost far less per event; alone, a message waits
+/// only `idle`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Linger {
     pub idle: Duration,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use carelog_kernel::envelope::{StoredCommit, StoredMessage};
 use carelog_kernel::store::EventStore;
-use futures::{FutureExt as _, StreamExt as _};
+use futures::StreamExt as _;
 use opentelemetry::trace::TraceContextExt as _;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::watch;
@@ -209,47 +209,19 @@ impl Runner {
             })
             .await
             .map_err(|e| store_err(&e))?;
-        let mut messages = consumer
-            .stream()
-            .max_messages_per_batch(BATCH)
-            .heartbeat(Duration::from_secs(5))
-            .messages()
-            .await
-            .map_err(|e| store_err(&e))?;
         let linger = group.linger;
         loop {
-            let first = tokio::select! {
+            let chunk = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                first = messages.next() => first,
+                chunk = gather(&consumer, linger) => chunk.map_err(|e| store_err(&e))?,
             };
-            let Some(first) = first else {
-                return Err(ProjectionError::Store("consumer closed".into()));
-            };
-            // Gather the batch (see `Projection::linger`).
-            let mut chunk = vec![first];
-            let max = tokio::time::Instant::now() + linger.max;
-            while chunk.len() < BATCH {
-                // What has already arrived is taken without a timer.
-                let next = match messages.next().now_or_never() {
-                    Some(next) => next,
-                    None => {
-                        let until = max.min(tokio::time::Instant::now() + linger.idle);
-                        match tokio::time::timeout_at(until, messages.next()).await {
-                            Ok(next) => next,
-                            Err(_) => break,
-                        }
-                    }
-                };
-                match next {
-                    Some(more) => chunk.push(more),
-                    None => break,
-                }
+            if chunk.is_empty() {
+                continue;
             }
             let mut batch = Vec::with_capacity(chunk.len());
             let mut last = None;
             let mut pending = 0;
-            for message in chunk {
-                let mut message = message.map_err(|e| store_err(&e))?;
+            for mut message in chunk {
                 pending = message.info().map_or(0, |i| i.pending);
                 batch.push(stored(&mut message).map_err(|e| store_err(&e))?);
                 last = Some(message);
@@ -301,6 +273,63 @@ impl Runner {
             }
         }
     }
+}
+
+/// How long a pull for the first message of a batch is held by the server.
+const FIRST_WAIT: Duration = Duration::from_secs(5);
+
+/// Gathers one batch (see [`Linger`]). The server holds one pull for the
+/// first message; what follows is fetched in bursts, each a single pull
+/// answered with everything then stored, so that under load the server
+/// delivers many messages per wake-up instead of one message per append.
+/// Empty when the first pull expired with nothing new.
+async fn gather(
+    consumer: &async_nats::jetstream::consumer::PullConsumer,
+    linger: Linger,
+) -> Result<Vec<async_nats::jetstream::Message>, async_nats::Error> {
+    let mut chunk = Vec::new();
+    let mut first = consumer
+        .batch()
+        .max_messages(1)
+        .expires(FIRST_WAIT)
+        .messages()
+        .await?;
+    let behind = match first.next().await {
+        Some(message) => {
+            let message = message?;
+            let behind = message.info().is_ok_and(|i| i.pending > 0);
+            chunk.push(message);
+            behind
+        }
+        None => return Ok(chunk),
+    };
+    let now = tokio::time::Instant::now();
+    let max = now + linger.max;
+    // Behind the stream, what is stored is fetched at once. Otherwise a
+    // message waits `idle`, and if more came meanwhile the stream is busy:
+    // the rest of the window is taken in one more burst.
+    let mut until = if behind {
+        now
+    } else {
+        (now + linger.idle).min(max)
+    };
+    while chunk.len() < BATCH {
+        tokio::time::sleep_until(until).await;
+        let mut burst = consumer
+            .fetch()
+            .max_messages(BATCH - chunk.len())
+            .messages()
+            .await?;
+        let before = chunk.len();
+        while let Some(message) = burst.next().await {
+            chunk.push(message?);
+        }
+        if chunk.len() == before || tokio::time::Instant::now() >= max {
+            break;
+        }
+        until = max;
+    }
+    Ok(chunk)
 }
 
 /// The key of a projector's status and log lines: "projection/stream".
