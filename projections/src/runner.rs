@@ -277,6 +277,8 @@ impl Runner {
 
 /// How long a pull for the first message of a batch is held by the server.
 const FIRST_WAIT: Duration = Duration::from_secs(5);
+/// How long a fetch (a pull the server answers at once) may go unanswered.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Gathers one batch (see [`Linger`]). The server holds one pull for the
 /// first message; what follows is fetched in bursts, each a single pull
@@ -315,16 +317,22 @@ async fn gather(
     };
     while chunk.len() < BATCH {
         tokio::time::sleep_until(until).await;
-        let mut burst = consumer
-            .fetch()
-            .max_messages(BATCH - chunk.len())
-            .messages()
-            .await?;
-        let before = chunk.len();
-        while let Some(message) = burst.next().await {
-            chunk.push(message?);
-        }
-        if chunk.len() == before || tokio::time::Instant::now() >= max {
+        let want = BATCH - chunk.len();
+        // A fetch is answered at once; one lost with its connection fails
+        // the batch (the runner resumes from its checkpoint).
+        let burst = tokio::time::timeout(FETCH_TIMEOUT, async {
+            let mut burst = consumer.fetch().max_messages(want).messages().await?;
+            let mut got = Vec::new();
+            while let Some(message) = burst.next().await {
+                got.push(message?);
+            }
+            Ok::<_, async_nats::Error>(got)
+        })
+        .await
+        .map_err(|_| format!("a fetch was not answered within {FETCH_TIMEOUT:?}"))??;
+        let empty = burst.is_empty();
+        chunk.extend(burst);
+        if empty || tokio::time::Instant::now() >= max {
             break;
         }
         until = max;
