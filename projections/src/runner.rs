@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
 use carelog_kernel::envelope::{StoredCommit, StoredMessage};
 use carelog_kernel::store::EventStore;
 use futures::StreamExt as _;
@@ -281,63 +281,79 @@ const FIRST_WAIT: Duration = Duration::from_secs(5);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Gathers one batch (see [`Linger`]). The server holds one pull for the
-/// first message; what follows is fetched in bursts, each a single pull
-/// answered with everything then stored, so that under load the server
-/// delivers many messages per wake-up instead of one message per append.
-/// Empty when the first pull expired with nothing new.
+/// first message; what follows is fetched in bursts (`fetch_times`), each a
+/// single pull answered with everything then stored, so that under load the
+/// server delivers many messages per wake-up instead of one message per
+/// append. Empty when the first pull expired with nothing new.
 async fn gather(
-    consumer: &async_nats::jetstream::consumer::PullConsumer,
+    consumer: &PullConsumer,
     linger: Linger,
 ) -> Result<Vec<async_nats::jetstream::Message>, async_nats::Error> {
-    let mut chunk = Vec::new();
     let mut first = consumer
         .batch()
         .max_messages(1)
         .expires(FIRST_WAIT)
         .messages()
         .await?;
-    let behind = match first.next().await {
-        Some(message) => {
-            let message = message?;
-            let behind = message.info().is_ok_and(|i| i.pending > 0);
-            chunk.push(message);
-            behind
-        }
-        None => return Ok(chunk),
+    let Some(message) = first.next().await else {
+        return Ok(Vec::new());
     };
-    let now = tokio::time::Instant::now();
-    let max = now + linger.max;
-    // Behind the stream, what is stored is fetched at once. Otherwise a
-    // message waits `idle`, and if more came meanwhile the stream is busy:
-    // the rest of the window is taken in one more burst.
-    let mut until = if behind {
-        now
-    } else {
-        (now + linger.idle).min(max)
-    };
-    while chunk.len() < BATCH {
-        tokio::time::sleep_until(until).await;
-        let want = BATCH - chunk.len();
-        // A fetch is answered at once; one lost with its connection fails
-        // the batch (the runner resumes from its checkpoint).
-        let burst = tokio::time::timeout(FETCH_TIMEOUT, async {
-            let mut burst = consumer.fetch().max_messages(want).messages().await?;
-            let mut got = Vec::new();
-            while let Some(message) = burst.next().await {
-                got.push(message?);
-            }
-            Ok::<_, async_nats::Error>(got)
-        })
-        .await
-        .map_err(|_| format!("a fetch was not answered within {FETCH_TIMEOUT:?}"))??;
-        let empty = burst.is_empty();
-        chunk.extend(burst);
-        if empty || tokio::time::Instant::now() >= max {
+    let message = message?;
+    let behind = message.info().is_ok_and(|i| i.pending > 0);
+    let mut chunk = vec![message];
+    for at in fetch_times(linger, tokio::time::Instant::now(), behind) {
+        if chunk.len() >= BATCH {
             break;
         }
-        until = max;
+        tokio::time::sleep_until(at).await;
+        let burst = fetch(consumer, BATCH - chunk.len()).await?;
+        if burst.is_empty() {
+            break;
+        }
+        chunk.extend(burst);
     }
     Ok(chunk)
+}
+
+/// When the rest of a batch whose first message came at `start` is
+/// fetched: at `idle` (at once when the consumer is `behind`: a backlog
+/// goes in full batches), and, if that fetch brought more, the stream is
+/// busy: once more at `max`. A fetch that brings nothing ends the batch.
+fn fetch_times(
+    linger: Linger,
+    start: tokio::time::Instant,
+    behind: bool,
+) -> Vec<tokio::time::Instant> {
+    let last = start + linger.max;
+    let first = if behind {
+        start
+    } else {
+        (start + linger.idle).min(last)
+    };
+    if first < last {
+        vec![first, last]
+    } else {
+        vec![first]
+    }
+}
+
+/// What is stored, up to `max` messages, in one pull the server answers at
+/// once. One lost with its connection fails the batch after
+/// `FETCH_TIMEOUT` (the runner resumes from its checkpoint).
+async fn fetch(
+    consumer: &PullConsumer,
+    max: usize,
+) -> Result<Vec<async_nats::jetstream::Message>, async_nats::Error> {
+    let answered = tokio::time::timeout(FETCH_TIMEOUT, async {
+        let mut burst = consumer.fetch().max_messages(max).messages().await?;
+        let mut got = Vec::new();
+        while let Some(message) = burst.next().await {
+            got.push(message?);
+        }
+        Ok::<_, async_nats::Error>(got)
+    })
+    .await;
+    answered.map_err(|_| format!("a fetch was not answered within {FETCH_TIMEOUT:?}"))?
 }
 
 /// The key of a projector's status and log lines: "projection/stream".
@@ -539,6 +555,34 @@ pub async fn apply_messages(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rest_of_a_batch_is_fetched_at_idle_and_on_a_busy_stream_once_more_at_max() {
+        let start = tokio::time::Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(
+            fetch_times(Linger::READ_MODEL, start, false),
+            [start + ms(2), start + ms(20)]
+        );
+    }
+
+    #[test]
+    fn a_consumer_behind_the_stream_fetches_at_once() {
+        let start = tokio::time::Instant::now();
+        assert_eq!(
+            fetch_times(Linger::READ_MODEL, start, true),
+            [start, start + Duration::from_millis(20)]
+        );
+    }
+
+    #[test]
+    fn the_audit_projections_fetch_once_when_their_idle_is_their_max() {
+        let start = tokio::time::Instant::now();
+        assert_eq!(
+            fetch_times(Linger::AUDIT, start, false),
+            [start + Duration::from_millis(100)]
+        );
+    }
 
     #[test]
     fn the_audit_projections_read_each_stream_through_one_consumer_and_the_read_models_alone() {
