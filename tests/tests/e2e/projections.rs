@@ -1,4 +1,5 @@
-//! Projectors: stopped and restarted they end where a full rebuild ends;
+//! Projectors: stopped and restarted they end where a full rebuild ends,
+//! and a backlog is read in full batches;
 //! an event they cannot apply stops them visibly, never silently.
 
 use std::time::Duration;
@@ -290,5 +291,85 @@ async fn the_audit_projections_share_one_consumer_per_stream_and_each_keeps_its_
         logged >= 12 + 6,
         "every registration and update is logged: {logged}"
     );
+    stack.stop().await;
+}
+
+/// A projection that writes nothing and notes the size of every batch it
+/// is given.
+struct BatchSizes(std::sync::Arc<std::sync::Mutex<Vec<usize>>>);
+
+impl carelog_projections::Projection for BatchSizes {
+    fn name(&self) -> &'static str {
+        "batch_sizes"
+    }
+    fn streams(&self) -> Vec<String> {
+        vec!["CARELOG_DEMOGRAPHICS".to_owned()]
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+    fn apply<'a>(
+        &'a self,
+        _tx: &'a mut sqlx::PgConnection,
+        _stream: &'a str,
+        batch: &'a [carelog_kernel::envelope::StoredCommit],
+    ) -> futures::future::BoxFuture<'a, Result<(), carelog_projections::ProjectionError>> {
+        self.0.lock().expect("sizes").push(batch.len());
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[tokio::test]
+async fn a_projector_behind_the_stream_catches_up_in_full_batches() {
+    use futures::StreamExt as _;
+    use prost::Message as _;
+    let stack = TestStack::start_parts(Parts {
+        api: true,
+        projectors: false,
+    })
+    .await;
+    // Given 1,200 commits stored while no projector ran
+    let stream = TestStack::demographics_stream();
+    let mut last = 0;
+    let appends = futures::stream::iter(0..1_200)
+        .map(|_| {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Carelog-Kind", "commit");
+            let write = carelog_kernel::store::Write {
+                subject: stream.subject(&uuid::Uuid::now_v7()),
+                expected_last_subject_sequence: 0,
+                message_id: None,
+                headers,
+                payload: carelog_proto::kernel::v1::Commit::default()
+                    .encode_to_vec()
+                    .into(),
+            };
+            let store = stack.store.clone();
+            async move { store.append(vec![write]).await.expect("append").sequence }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<u64>>()
+        .await;
+    for sequence in appends {
+        last = last.max(sequence);
+    }
+    assert_eq!(last, 1_200);
+
+    // When a projector starts from the beginning
+    let sizes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let probe: Vec<std::sync::Arc<dyn carelog_projections::Projection>> =
+        vec![std::sync::Arc::new(BatchSizes(sizes.clone()))];
+    let stop = CancellationToken::new();
+    let task =
+        tokio::spawn(Runner::new(stack.pool.clone(), stack.store.clone()).run(probe, stop.clone()));
+    caught_up(&stack.pool, "batch_sizes", last).await;
+    stop.cancel();
+    task.await.expect("join").expect("clean stop");
+
+    // Then it read the backlog in full batches of 500, not message by
+    // message nor in the small batches of a live stream
+    let sizes = sizes.lock().expect("sizes").clone();
+    assert_eq!(sizes, vec![500, 500, 200]);
+    assert_eq!(carelog_projections::runner::BATCH, 500);
     stack.stop().await;
 }
