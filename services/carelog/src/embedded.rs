@@ -20,6 +20,8 @@ use tokio::time::{Instant, sleep, timeout};
 const MIN_NATS_VERSION: (u64, u64, u64) = (2, 14, 0);
 const NATS_READY_TIMEOUT: Duration = Duration::from_secs(10);
 const NATS_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `NatsServer::pause` waits for every thread to stop.
+const PAUSE_TIMEOUT: Duration = Duration::from_secs(5);
 const PG_READY_TIMEOUT: Duration = Duration::from_secs(20);
 const PG_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Lines of a server's log quoted in an error when it fails to come up.
@@ -244,25 +246,37 @@ impl NatsServer {
 
     /// Freezes the server (SIGSTOP) without closing anything: its clients'
     /// connections stay open and what they send waits in the socket, as with a
-    /// server stalled on its disk. [`NatsServer::resume`] lets it go on.
-    pub async fn pause(&self) {
-        if let Some(pid) = self.child.id() {
-            signal(pid, "STOP").await;
+    /// server stalled on its disk. Returns once every thread of the server is
+    /// stopped (Linux's `/proc`), so nothing sent afterwards is served until
+    /// [`NatsServer::resume`] lets it go on: the signal stops the threads one
+    /// by one, and on a busy machine one of them can go on serving for some
+    /// milliseconds after kill(1) returns.
+    pub async fn pause(&self) -> Result<()> {
+        let pid = self.child.id().context("nats-server has exited")?;
+        let deadline = Instant::now() + PAUSE_TIMEOUT;
+        loop {
+            signal(pid, "STOP").await?;
+            if every_thread_stopped(pid).await? {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("nats-server (pid {pid}) did not stop within {PAUSE_TIMEOUT:?}");
+            }
+            sleep(Duration::from_millis(10)).await;
         }
     }
 
     /// Lets a paused server go on (SIGCONT) with what was sent to it meanwhile.
-    pub async fn resume(&self) {
-        if let Some(pid) = self.child.id() {
-            signal(pid, "CONT").await;
-        }
+    pub async fn resume(&self) -> Result<()> {
+        let pid = self.child.id().context("nats-server has exited")?;
+        signal(pid, "CONT").await
     }
 
     /// Stops the server gracefully (SIGTERM, so JetStream flushes and closes its files),
     /// killing it if it has not exited within 5 s.
     pub async fn stop(mut self) -> Result<()> {
         if let Some(pid) = self.child.id() {
-            signal(pid, "TERM").await;
+            signal_or_warn(pid, "TERM").await;
         }
         match timeout(NATS_STOP_TIMEOUT, self.child.wait()).await {
             Ok(status) => {
@@ -569,7 +583,7 @@ impl Postgres {
         };
         let pid = self.postmaster_pid.or(child.id());
         if let Some(pid) = pid {
-            signal(pid, "INT").await;
+            signal_or_warn(pid, "INT").await;
         }
         match timeout(PG_STOP_TIMEOUT, child.wait()).await {
             Ok(status) => {
@@ -581,7 +595,7 @@ impl Postgres {
                     "postgres did not shut down in time; killing it"
                 );
                 if let Some(pid) = pid {
-                    signal(pid, "KILL").await;
+                    signal_or_warn(pid, "KILL").await;
                 }
                 child.kill().await?;
             }
@@ -808,14 +822,50 @@ async fn tcp_accepts(port: u16) -> bool {
 
 /// Sends a signal with kill(1): the workspace forbids unsafe code, so no libc::kill.
 /// A failure means the process is already gone, which is what we want anyway.
-async fn signal(pid: u32, name: &str) {
-    let _ = Command::new("kill")
+/// Sends SIG`name` to `pid` with kill(1).
+async fn signal(pid: u32, name: &str) -> Result<()> {
+    let status = Command::new("kill")
         .arg(format!("-{name}"))
         .arg(pid.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .await;
+        .await
+        .with_context(|| format!("running kill -{name} {pid}"))?;
+    if !status.success() {
+        bail!("kill -{name} {pid} exited with {status}");
+    }
+    Ok(())
+}
+
+/// [`signal`] on a way out: a failure is logged, and what follows (waiting
+/// for the process, killing it) goes on.
+async fn signal_or_warn(pid: u32, name: &str) {
+    if let Err(e) = signal(pid, name).await {
+        tracing::warn!(error = %format!("{e:#}"), "could not signal pid {pid}");
+    }
+}
+
+/// Whether every thread of `pid` is stopped (state `T` in
+/// `/proc/<pid>/task/<tid>/stat`): a signal stops each thread on its own.
+async fn every_thread_stopped(pid: u32) -> Result<bool> {
+    let tasks = format!("/proc/{pid}/task");
+    let mut entries = tokio::fs::read_dir(&tasks)
+        .await
+        .with_context(|| format!("reading {tasks}"))?;
+    while let Some(entry) = entries.next_entry().await? {
+        let Ok(stat) = tokio::fs::read_to_string(entry.path().join("stat")).await else {
+            continue; // a thread that exited meanwhile
+        };
+        // The state follows the command name, which is in parentheses.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next());
+        if state != Some('T') {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 async fn output(cmd: &mut Command, what: &str) -> Result<Output> {

@@ -23,12 +23,17 @@ async fn an_update_stored_after_its_reply_was_lost_is_stored_once_and_answered_o
 
     // when her new telephone number is sent to a nats-server that has just
     // stalled (it stores nothing and answers nothing until it goes on),
-    stack.servers.nats.pause().await;
+    stack.servers.nats.pause().await.expect("pause nats-server");
     let answer = stack
         .client()
         .update_demographics(stack.req(first_change.clone()))
         .await;
-    stack.servers.nats.resume().await;
+    stack
+        .servers
+        .nats
+        .resume()
+        .await
+        .expect("resume nats-server");
 
     // then the caller is told the store is unavailable, with none of Jane's
     // data,
