@@ -275,6 +275,24 @@ impl NatsServer {
     /// Stops the server gracefully (SIGTERM, so JetStream flushes and closes its files),
     /// killing it if it has not exited within 5 s.
     pub async fn stop(mut self) -> Result<()> {
+        self.halt().await
+    }
+
+    /// Stops the server as [`NatsServer::stop`] does and starts it again on the
+    /// same port and store, as when its pod is restarted: clients lose their
+    /// connections and what was in flight on them, then reconnect.
+    pub async fn restart(&mut self) -> Result<()> {
+        let store_dir = self
+            .log_path
+            .parent()
+            .context("nats-server's log has no directory")?
+            .to_path_buf();
+        self.halt().await?;
+        *self = NatsServer::start(&store_dir, Some(self.port)).await?;
+        Ok(())
+    }
+
+    async fn halt(&mut self) -> Result<()> {
         if let Some(pid) = self.child.id() {
             signal_or_warn(pid, "TERM").await;
         }
