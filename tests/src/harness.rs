@@ -148,6 +148,16 @@ impl TestStack {
         .await
     }
 
+    /// The API without the projectors: the test runs the projectors it
+    /// needs itself, when it needs them.
+    pub async fn without_projectors() -> TestStack {
+        Self::start_parts(Parts {
+            api: true,
+            projectors: false,
+        })
+        .await
+    }
+
     pub async fn start_parts(parts: Parts) -> TestStack {
         Self::start_with(parts, stack::Settings::default()).await
     }

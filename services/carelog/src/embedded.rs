@@ -152,6 +152,8 @@ pub struct NatsServer {
     pub port: u16,
     /// Where the server's stdout and stderr go.
     pub log_path: PathBuf,
+    /// Its config, log and JetStream store (`js/`).
+    store_dir: PathBuf,
     child: Child,
 }
 
@@ -240,6 +242,7 @@ impl NatsServer {
             url: format!("nats://127.0.0.1:{port}"),
             port,
             log_path,
+            store_dir,
             child,
         })
     }
@@ -282,13 +285,8 @@ impl NatsServer {
     /// same port and store, as when its pod is restarted: clients lose their
     /// connections and what was in flight on them, then reconnect.
     pub async fn restart(&mut self) -> Result<()> {
-        let store_dir = self
-            .log_path
-            .parent()
-            .context("nats-server's log has no directory")?
-            .to_path_buf();
         self.halt().await?;
-        *self = NatsServer::start(&store_dir, Some(self.port)).await?;
+        *self = NatsServer::start(&self.store_dir, Some(self.port)).await?;
         Ok(())
     }
 
