@@ -134,9 +134,9 @@ impl Runner {
                     .await;
             }
         }
-        let mut pause = Duration::from_millis(100);
+        let mut backoff = Backoff::default();
         loop {
-            match self.consume(&group, &stream, &shutdown).await {
+            match self.consume(&group, &stream, &shutdown, &mut backoff).await {
                 Ok(()) => {
                     self.set_all(&group, &stream, &ProjectorStatus::Stopped);
                     return Ok(());
@@ -151,9 +151,8 @@ impl Runner {
                     tracing::warn!(projector = %key, error = %e, "projector interrupted; resuming from its checkpoint");
                     tokio::select! {
                         _ = shutdown.cancelled() => {}
-                        _ = tokio::time::sleep(pause) => {}
+                        _ = tokio::time::sleep(backoff.next_pause()) => {}
                     }
-                    pause = (pause * 2).min(Duration::from_secs(5));
                 }
                 Err(e) => {
                     tracing::error!(projector = %key, error = %e, "projector stopped on an event it cannot apply");
@@ -172,6 +171,7 @@ impl Runner {
         group: &Group,
         stream: &str,
         shutdown: &CancellationToken,
+        backoff: &mut Backoff,
     ) -> Result<(), ProjectionError> {
         let store_err = |e: &dyn std::fmt::Display| ProjectionError::Store(e.to_string());
         // The group starts where its furthest-behind member stands; each
@@ -257,6 +257,9 @@ impl Runner {
                 span.record("otel.status_code", "ERROR");
             }
             let applied = applied?;
+            // Committed: the projector is making progress again, so the
+            // next interruption starts its pauses from the shortest.
+            backoff.reset();
             if let Some(last) = last {
                 last.ack().await.map_err(|e| store_err(&e))?;
             }
@@ -272,6 +275,39 @@ impl Runner {
                 }
             }
         }
+    }
+}
+
+/// The pause before a projector interrupted by a transient error (the
+/// connection, the server restarting) resumes from its checkpoint: doubling
+/// from [`Backoff::FIRST`] up to [`Backoff::MAX`] while the interruptions
+/// follow each other, and back to the first once a batch commits, so a
+/// projector that recovered is not left waiting the longest pause at its
+/// next interruption, hours later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(5);
+
+    /// The pause to wait now; the one after it is twice as long.
+    fn next_pause(&mut self) -> Duration {
+        let pause = self.next;
+        self.next = (pause * 2).min(Self::MAX);
+        pause
+    }
+
+    fn reset(&mut self) {
+        *self = Self::default();
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { next: Self::FIRST }
     }
 }
 
@@ -555,6 +591,30 @@ pub async fn apply_messages(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_interrupted_projector_waits_longer_each_time_up_to_five_seconds() {
+        let mut backoff = Backoff::default();
+        let pauses: Vec<u64> = (0..9)
+            .map(|_| backoff.next_pause().as_millis() as u64)
+            .collect();
+        assert_eq!(
+            pauses,
+            [100, 200, 400, 800, 1_600, 3_200, 5_000, 5_000, 5_000]
+        );
+    }
+
+    #[test]
+    fn a_projector_that_committed_since_its_last_interruption_waits_the_shortest_pause_again() {
+        let mut backoff = Backoff::default();
+        for _ in 0..8 {
+            backoff.next_pause();
+        }
+        assert_eq!(backoff.next_pause(), Backoff::MAX);
+        backoff.reset();
+        assert_eq!(backoff.next_pause(), Duration::from_millis(100));
+        assert_eq!(backoff.next_pause(), Duration::from_millis(200));
+    }
 
     #[test]
     fn the_rest_of_a_batch_is_fetched_at_idle_and_on_a_busy_stream_once_more_at_max() {
