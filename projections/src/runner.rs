@@ -284,7 +284,7 @@ impl Runner {
 /// follow each other, and back to the first once a batch commits, so a
 /// projector that recovered is not left waiting the longest pause at its
 /// next interruption, hours later.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 struct Backoff {
     next: Duration,
 }

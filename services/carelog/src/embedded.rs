@@ -836,9 +836,9 @@ async fn tcp_accepts(port: u16) -> bool {
     )
 }
 
-/// Sends a signal with kill(1): the workspace forbids unsafe code, so no libc::kill.
-/// A failure means the process is already gone, which is what we want anyway.
-/// Sends SIG`name` to `pid` with kill(1).
+/// Sends SIG`name` to `pid` with kill(1) (the workspace forbids unsafe code,
+/// so no libc::kill). A failure is an error: the caller decides whether a
+/// process already gone is what it wanted ([`signal_or_warn`]).
 async fn signal(pid: u32, name: &str) -> Result<()> {
     let status = Command::new("kill")
         .arg(format!("-{name}"))
