@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use carelog_consultations::domain::views::{latest_observations, problems};
 use carelog_consultations::domain::{PatientConsultations, consultation_of, current_view};
-use carelog_demographics::domain::PatientRecord;
+use carelog_demographics::domain::{Disclosure, PatientRecord};
 use carelog_kernel::Aggregate;
 use carelog_kernel::envelope::{GENESIS, StoredCommit, timestamp};
 use carelog_kernel::store::ContextStream;
@@ -137,7 +137,8 @@ impl Recorded for PatientRecord {
     }
 
     fn resource(&self, kind: &str, _id: &str) -> Option<R> {
-        (kind == "Patient" && self.is_registered()).then(|| R::Patient(self.shown(false)))
+        (kind == "Patient" && self.is_registered())
+            .then(|| R::Patient(self.shown(Disclosure::ORDINARY)))
     }
 }
 
@@ -460,7 +461,7 @@ impl FoldedRecord {
                 .demographics
                 .state
                 .is_registered()
-                .then(|| self.demographics.state.shown(false)),
+                .then(|| self.demographics.state.shown(Disclosure::ORDINARY)),
             consultations,
             problems: problems(&self.consultations.state),
             latest_observations: latest_observations(&self.consultations.state),

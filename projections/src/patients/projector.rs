@@ -1,5 +1,6 @@
 //! Applies demographics commits to `patients`, `patient_addresses` and
-//! `patient_versions`, a batch at a time (one statement per table).
+//! `patient_versions`, a batch at a time (one statement per table). A
+//! restricted patient's postcodes are left out of `patient_addresses`.
 
 use std::collections::HashMap;
 
@@ -183,8 +184,14 @@ async fn upsert(
             carelog_kernel::envelope::from_timestamp(p.updated_at.as_ref()).unwrap_or_default(),
         );
         resource.push(p.encode_to_vec());
-        for (i, a) in d
-            .addresses
+        // A restricted patient's postcodes are not searchable: a hit would
+        // tell whoever searched where the patient lives (the S flag).
+        let searchable = if p.restricted {
+            &[][..]
+        } else {
+            &d.addresses[..]
+        };
+        for (i, a) in searchable
             .iter()
             .enumerate()
             .filter(|(_, a)| !a.postcode.is_empty())

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use carelog_kernel::access::{self, AccessLog, AccessSink, Reads};
+use carelog_kernel::access_control::PatientAccess;
 use carelog_kernel::date::PartialDate;
 use carelog_kernel::edge;
 use carelog_kernel::guard::Guard;
@@ -16,7 +17,7 @@ use pb::demographics_service_server::DemographicsService;
 use tonic::{Code, Request, Response, Status};
 
 use crate::domain::values::{UPDATABLE_PATHS, apply_mask, check_details};
-use crate::domain::{Command, Error, PatientRecord, decide, decide_merge};
+use crate::domain::{Command, Disclosure, Error, PatientRecord, decide, decide_merge};
 use crate::gate::access_facts;
 use crate::queries::{Consistency, PageRequest, PatientQueries, Search};
 
@@ -86,18 +87,36 @@ fn first_resource(
         .ok_or_else(|| Failure::not_found("patient", &id.to_string()))?;
     Ok(Response::new(resource(
         loaded,
-        reveals(guard, ctx, &loaded.state.patient),
+        disclosure_of(guard, ctx, &loaded.state.patient),
     )))
 }
 
-/// Whether this caller sees the restricted fields of `patient` (ADR 0020).
-fn reveals(guard: &Guard, ctx: &RequestContext, patient: &pb::Patient) -> bool {
-    guard.sees_restricted(ctx, &crate::gate::access_of(&patient.patient_id, patient))
+/// What this caller sees of the restricted fields of the current record
+/// `patient` (ADR 0020).
+fn disclosure_of(guard: &Guard, ctx: &RequestContext, patient: &pb::Patient) -> Disclosure {
+    disclosure(
+        guard,
+        ctx,
+        &crate::gate::access_of(&patient.patient_id, patient),
+    )
+}
+
+/// What this caller sees of the restricted fields of the patient whose
+/// access facts are `facts`, in the current record or any earlier version.
+fn disclosure(guard: &Guard, ctx: &RequestContext, facts: &PatientAccess) -> Disclosure {
+    let restricted = PatientAccess {
+        restricted: true,
+        ..facts.clone()
+    };
+    Disclosure {
+        restricted_now: facts.restricted,
+        privileged: guard.sees_restricted(ctx, &restricted),
+    }
 }
 
 /// The response resource: the record as this caller may see it.
-pub fn resource(loaded: &Loaded<PatientRecord>, reveal_restricted: bool) -> pb::Patient {
-    let mut patient = loaded.state.shown(reveal_restricted);
+pub fn resource(loaded: &Loaded<PatientRecord>, disclosure: Disclosure) -> pb::Patient {
+    let mut patient = loaded.state.shown(disclosure);
     patient.patient_id = loaded.id.to_string();
     patient.version = loaded.version as i64;
     patient.stream_sequence = loaded.last_sequence;
@@ -273,7 +292,7 @@ impl<Q: PatientQueries> DemographicsApi<Q> {
         let get = |id: PatientId| {
             committed
                 .get(id)
-                .map(|l| resource(l, reveals(&self.guard, &ctx, &l.state.patient)))
+                .map(|l| resource(l, disclosure_of(&self.guard, &ctx, &l.state.patient)))
         };
         Ok(Response::new(pb::MergePatientResponse {
             duplicate: get(duplicate),
@@ -494,13 +513,15 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         let (mut ctx, r) = RequestContext::query(request)?;
         let id = required_id("patient_id", &r.patient_id)?;
         let facts = self.guard.admit(&mut ctx, id).await?;
-        let reveal = self.guard.sees_restricted(&ctx, &facts);
+        // From the event store: the row read below may not show a
+        // restriction recorded a moment ago.
+        let disclosure = disclosure(&self.guard, &ctx, &facts);
         let patient = self
             .queries
             .get(id, Consistency::until_deadline(&ctx, r.min_sequence))
             .await?
             .ok_or_else(|| Failure::not_found("patient", &id.to_string()))?;
-        let patient = PatientRecord::shown_resource(patient, reveal);
+        let patient = PatientRecord::shown_resource(patient, disclosure);
         let mut reads = Reads::new();
         read(&mut reads, &patient);
         access::audit(&*self.access, &ctx, SERVICE, "GetPatient", &reads).await?;
@@ -540,7 +561,7 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
                     Ok(rule) => (
                         PatientRecord::shown_resource(
                             patient,
-                            self.guard.sees_restricted(&ctx, facts),
+                            disclosure(&self.guard, &ctx, facts),
                         ),
                         rule.to_string(),
                     ),
@@ -572,7 +593,9 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         v.into_result()?;
         let id = id.ok_or_else(|| Failure::invalid_field("patient_id", "is required"))?;
         let facts = self.guard.admit(&mut ctx, id).await?;
-        let reveal = self.guard.sees_restricted(&ctx, &facts);
+        // Every version is shown as the patient stands now: a version written
+        // before a restriction holds the address it protects.
+        let disclosure = disclosure(&self.guard, &ctx, &facts);
         let (mut versions, next_page_token) = self
             .queries
             .versions(id, &page, Consistency::until_deadline(&ctx, r.min_sequence))
@@ -585,8 +608,13 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
             version.patient = version
                 .patient
                 .take()
-                .map(|p| PatientRecord::shown_resource(p, reveal));
+                .map(|p| PatientRecord::shown_resource(p, disclosure));
             let withheld = version.patient.as_ref().is_some_and(|p| p.withheld);
+            if withheld {
+                // The organisation that wrote a version of a restricted
+                // record is most often its registered practice.
+                version.actor_organisation_ods.clear();
+            }
             reads.record(
                 &id.to_string(),
                 &id.to_string(),

@@ -410,3 +410,145 @@ async fn a_restricted_record_shows_no_address_telecom_or_practice() {
     assert!(objected.sharing_objection);
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_restriction_hides_what_earlier_versions_and_postcode_searches_would_tell() {
+    // Given Jane, who moved house, and was then restricted (the S flag)
+    let stack = TestStack::start().await;
+    let jane = stack.register(jane_smith()).await;
+    let id = jane.patient_id.clone();
+    let mut client = stack.client();
+    let mut moved = jane_smith();
+    moved.addresses[0].lines = vec!["2 Refuge Lane".into()];
+    moved.addresses[0].postcode = "LS2 7EW".into();
+    client
+        .update_demographics(stack.req(pb::UpdateDemographicsRequest {
+            patient_id: id.clone(),
+            details: Some(moved),
+            update_mask: mask(&["addresses"]),
+            ..Default::default()
+        }))
+        .await
+        .expect("moved");
+    let marked = client
+        .mark_restricted(stack.req(pb::PatientFlagRequest {
+            patient_id: id.clone(),
+            reason: "at risk of harm".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("restricted")
+        .into_inner();
+    let versions = || pb::ListPatientVersionsRequest {
+        patient_id: id.clone(),
+        min_sequence: marked.stream_sequence,
+        ..Default::default()
+    };
+
+    // When a nurse of the practice, who does not manage demographics, lists
+    // her versions
+    let listed = client
+        .list_patient_versions(stack.req_in_role("nurse-khan", "A81001", "R8001", versions()))
+        .await
+        .expect("versions")
+        .into_inner()
+        .versions;
+
+    // Then no version shows an address, telephone, practice or the
+    // organisation that wrote it, not even those written before the
+    // restriction
+    assert_eq!(listed.len(), 3);
+    for version in &listed {
+        let patient = version.patient.as_ref().expect("patient");
+        let d = patient.details.as_ref().expect("details");
+        assert!(patient.withheld, "version {}", version.version);
+        assert!(
+            d.addresses.is_empty() && d.telecom.is_empty() && d.registered_practice_ods.is_empty(),
+            "version {}: {d:?}",
+            version.version
+        );
+        assert_eq!(version.actor_organisation_ods, "");
+        assert_eq!(d.name.as_ref().map(|n| n.family.as_str()), Some("Smith"));
+    }
+    // while the practice's demographics staff still see every address she had
+    let whole = client
+        .list_patient_versions(stack.req(versions()))
+        .await
+        .expect("versions")
+        .into_inner()
+        .versions;
+    let postcodes: Vec<String> = whole
+        .iter()
+        .map(|v| {
+            let d = v.patient.as_ref().and_then(|p| p.details.as_ref());
+            d.map(|d| d.addresses[0].postcode.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(postcodes, ["LS1 5AB", "LS2 7EW", "LS2 7EW"]);
+    assert!(whole.iter().all(|v| v.actor_organisation_ods == "A81001"));
+
+    // When anyone searches her postcode, old or new
+    for postcode in ["LS2 7EW", "LS1 5AB"] {
+        let found = client
+            .search_patients(stack.req(pb::SearchPatientsRequest {
+                postcode: postcode.into(),
+                min_sequence: marked.stream_sequence,
+                ..Default::default()
+            }))
+            .await
+            .expect("search")
+            .into_inner()
+            .patients;
+        // Then the search does not find her there
+        assert!(found.is_empty(), "{postcode}: {found:?}");
+    }
+    // but her name and date of birth still find her
+    let by_name = client
+        .search_patients(stack.req_in_role(
+            "nurse-khan",
+            "A81001",
+            "R8001",
+            pb::SearchPatientsRequest {
+                family_name: "Smith".into(),
+                birth_date: jane_smith().birth_date,
+                min_sequence: marked.stream_sequence,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("search")
+        .into_inner()
+        .patients;
+    assert_eq!(by_name.len(), 1);
+    assert!(by_name[0].withheld);
+
+    // And once the restriction is cleared, her postcode finds her again
+    let cleared = client
+        .clear_restricted(stack.req(pb::PatientFlagRequest {
+            patient_id: id.clone(),
+            reason: "no longer at risk".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("cleared")
+        .into_inner();
+    let found = client
+        .search_patients(stack.req_in_role(
+            "nurse-khan",
+            "A81001",
+            "R8001",
+            pb::SearchPatientsRequest {
+                postcode: "LS2 7EW".into(),
+                min_sequence: cleared.stream_sequence,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("search")
+        .into_inner()
+        .patients;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].patient_id, id);
+    stack.stop().await;
+}

@@ -11,4 +11,4 @@ mod tests;
 
 pub use decide::{Command, NHS_NUMBER_CLAIM, alive, decide, decide_merge, open};
 pub use error::Error;
-pub use record::PatientRecord;
+pub use record::{Disclosure, PatientRecord};

@@ -6,6 +6,37 @@ use carelog_kernel::Aggregate;
 use carelog_proto::demographics::v1 as pb;
 use pb::event::Event as E;
 
+/// What a caller may see of the fields the S flag hides: address, telecom
+/// and registered practice.
+///
+/// They are hidden when the version shown is restricted, and also when the
+/// patient is restricted now, whatever the version shown says: an earlier
+/// version, or a read-model row that has not caught up with the restriction,
+/// still holds the address the restriction protects. Only a privileged
+/// caller (a user of the registered practice who manages demographics,
+/// ADR 0020) sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Disclosure {
+    /// The patient is restricted now, as the event store says.
+    pub restricted_now: bool,
+    /// The caller may see a restricted patient's hidden fields.
+    pub privileged: bool,
+}
+
+impl Disclosure {
+    /// An ordinary caller, with nothing known beyond the version shown.
+    pub const ORDINARY: Self = Self {
+        restricted_now: false,
+        privileged: false,
+    };
+
+    /// Whether a version that is (or is not) `restricted` is shown without
+    /// its hidden fields.
+    pub fn hides(&self, restricted: bool) -> bool {
+        (restricted || self.restricted_now) && !self.privileged
+    }
+}
+
 /// A patient's demographic record (the patient id and version bookkeeping
 /// are set by whoever holds it).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -38,10 +69,10 @@ impl PatientRecord {
         Some(self.patient.merged_into_patient_id.as_str()).filter(|s| !s.is_empty())
     }
 
-    /// A read-model resource as a caller sees it: `reveal_restricted` for
-    /// the registered organisation's users who manage demographics.
-    pub fn shown_resource(patient: pb::Patient, reveal_restricted: bool) -> pb::Patient {
-        Self::from_resource(patient).shown(reveal_restricted)
+    /// A read-model resource (a current row or an earlier version) as a
+    /// caller sees it.
+    pub fn shown_resource(patient: pb::Patient, disclosure: Disclosure) -> pb::Patient {
+        Self::from_resource(patient).shown(disclosure)
     }
 
     /// A search hit the caller may not access: minimal identity only (id,
@@ -66,10 +97,10 @@ impl PatientRecord {
     }
 
     /// The resource as a caller sees it: a restricted record hides address,
-    /// telecom and registered practice.
-    pub fn shown(&self, reveal_restricted: bool) -> pb::Patient {
+    /// telecom and registered practice (see [`Disclosure`]).
+    pub fn shown(&self, disclosure: Disclosure) -> pb::Patient {
         let mut patient = self.patient.clone();
-        if patient.restricted && !reveal_restricted {
+        if disclosure.hides(patient.restricted) {
             if let Some(d) = patient.details.as_mut() {
                 d.addresses.clear();
                 d.telecom.clear();

@@ -364,14 +364,51 @@ fn a_restricted_record_hides_address_telecom_and_practice_in_ordinary_reads() {
         registered(),
         ev(E::RestrictionMarked(pb::RestrictionMarked {})),
     ]);
-    let shown = record.shown(false);
+    let shown = record.shown(Disclosure::ORDINARY);
     let d = shown.details.expect("details");
     assert!(d.addresses.is_empty() && d.registered_practice_ods.is_empty());
     assert!(shown.withheld);
+    let privileged = Disclosure {
+        restricted_now: true,
+        privileged: true,
+    };
     assert_eq!(
-        record.shown(true).details.expect("details").addresses.len(),
+        record
+            .shown(privileged)
+            .details
+            .expect("details")
+            .addresses
+            .len(),
         1
     );
+}
+
+#[test]
+fn a_version_written_before_the_restriction_is_hidden_once_the_patient_is_restricted() {
+    // Given a version of Jane's record written before she was restricted
+    let before = given(&[registered()]);
+    assert!(!before.patient.restricted);
+
+    // When an ordinary caller reads it after the restriction was marked
+    let shown = before.shown(Disclosure {
+        restricted_now: true,
+        privileged: false,
+    });
+
+    // Then her address, telecom and practice are hidden all the same
+    let d = shown.details.expect("details");
+    assert!(d.addresses.is_empty() && d.telecom.is_empty() && d.registered_practice_ods.is_empty());
+    assert!(shown.withheld);
+    // and a user of her practice who manages demographics still sees them
+    let privileged = before.shown(Disclosure {
+        restricted_now: true,
+        privileged: true,
+    });
+    assert_eq!(privileged.details.expect("details").addresses.len(), 1);
+    assert!(!privileged.withheld);
+    // and once the restriction is cleared, the unrestricted version is shown
+    let cleared = before.shown(Disclosure::ORDINARY);
+    assert_eq!(cleared.details.expect("details").addresses.len(), 1);
 }
 
 #[test]
