@@ -1,7 +1,7 @@
 //! Partial dates (a year, a year and month, or a full date) and the rules
 //! about them: valid calendar, not in the future, not before another date.
 
-use chrono::{Datelike, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Days, NaiveDate, TimeDelta, Utc};
 use thiserror::Error;
 
 use carelog_proto::kernel::v1 as pb;
@@ -20,6 +20,37 @@ pub enum DateError {
     Day,
     #[error("must not be in the future")]
     Future,
+}
+
+/// The date in the UK at `now`. Clinical dates (a birth, a death, the day of
+/// a consultation) are UK dates: GMT in winter, and BST (UTC+1) from 01:00
+/// UTC on the last Sunday of March to 01:00 UTC on the last Sunday of
+/// October, when the UTC date is still yesterday's for the first hour of
+/// every UK day.
+pub fn uk_date(now: DateTime<Utc>) -> NaiveDate {
+    let utc = now.date_naive();
+    let change = |month| {
+        last_sunday(now.year(), month)
+            .and_then(|day| day.and_hms_opt(1, 0, 0))
+            .map(|at| at.and_utc())
+    };
+    match (change(3), change(10)) {
+        (Some(starts), Some(ends)) if starts <= now && now < ends => {
+            (now + TimeDelta::hours(1)).date_naive()
+        }
+        _ => utc,
+    }
+}
+
+/// Today's date in the UK (see [`uk_date`]).
+pub fn uk_today() -> NaiveDate {
+    uk_date(Utc::now())
+}
+
+/// The last Sunday of `month` (March or October) in `year`.
+fn last_sunday(year: i32, month: u32) -> Option<NaiveDate> {
+    let last = NaiveDate::from_ymd_opt(year, month + 1, 1)?.pred_opt()?;
+    last.checked_sub_days(Days::new(u64::from(last.weekday().num_days_from_sunday())))
 }
 
 /// A date known to a year, a month or a day.
@@ -105,9 +136,9 @@ impl PartialDate {
         self.latest() < other.earliest()
     }
 
-    /// Refuses a date in the future (UTC today).
+    /// Refuses a date in the future (today in the UK, [`uk_today`]).
     pub fn not_in_future(self) -> Result<Self, DateError> {
-        if self.is_after(Utc::now().date_naive()) {
+        if self.is_after(uk_today()) {
             Err(DateError::Future)
         } else {
             Ok(self)
@@ -136,6 +167,40 @@ impl PartialDate {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .expect("an RFC 3339 time")
+            .with_timezone(&Utc)
+    }
+
+    fn day(text: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d").expect("a date")
+    }
+
+    #[test]
+    fn a_baby_born_in_the_first_hour_of_a_summer_day_is_born_on_that_uk_day() {
+        // 00:20 BST on 1 June is 23:20 UTC on 31 May
+        assert_eq!(uk_date(utc("2026-05-31T23:20:00Z")), day("2026-06-01"));
+        // and in winter the UK date is the UTC date
+        assert_eq!(uk_date(utc("2026-01-15T23:30:00Z")), day("2026-01-15"));
+    }
+
+    #[test]
+    fn the_uk_date_follows_the_clocks_changing_on_the_last_sundays_of_march_and_october() {
+        // 2026: BST from 01:00 UTC on Sunday 29 March to 01:00 UTC on Sunday 25 October
+        assert_eq!(uk_date(utc("2026-03-28T23:30:00Z")), day("2026-03-28"));
+        assert_eq!(uk_date(utc("2026-03-29T00:59:59Z")), day("2026-03-29"));
+        assert_eq!(uk_date(utc("2026-04-01T23:00:00Z")), day("2026-04-02"));
+        assert_eq!(uk_date(utc("2026-10-24T23:30:00Z")), day("2026-10-25"));
+        assert_eq!(uk_date(utc("2026-10-25T00:59:59Z")), day("2026-10-25"));
+        assert_eq!(uk_date(utc("2026-10-25T23:30:00Z")), day("2026-10-25"));
+        // 2027: from 28 March to 31 October
+        assert_eq!(uk_date(utc("2027-03-27T23:30:00Z")), day("2027-03-27"));
+        assert_eq!(uk_date(utc("2027-03-28T23:30:00Z")), day("2027-03-29"));
+        assert_eq!(uk_date(utc("2027-10-30T23:30:00Z")), day("2027-10-31"));
+        assert_eq!(uk_date(utc("2027-10-31T23:30:00Z")), day("2027-10-31"));
+    }
 
     #[test]
     fn partial_dates_have_the_range_they_mean() {

@@ -190,7 +190,7 @@ pub fn decide(
             if *start_time > now + SKEW {
                 return Err(Error::invalid("start_time", "must not be in the future"));
             }
-            let day = PartialDate::from_naive(start_time.date_naive());
+            let day = PartialDate::from_naive(carelog_kernel::date::uk_date(*start_time));
             if let Some(birth) = ctx.patient.birth_date
                 && day.is_certainly_before(&birth)
             {

@@ -2,7 +2,7 @@
 //! current records into events, or refuses with the rule that failed.
 
 use carelog_kernel::claims::ClaimChange;
-use carelog_kernel::date::PartialDate;
+use carelog_kernel::date::{PartialDate, uk_today};
 use carelog_kernel::{Decision, PatientId};
 use carelog_proto::demographics::v1 as pb;
 use chrono::Utc;
@@ -105,7 +105,7 @@ fn birth(record: &PatientRecord) -> Option<PartialDate> {
 }
 
 fn check_death_date(record: &PatientRecord, date: PartialDate, field: &str) -> Result<(), Error> {
-    if date.is_after(Utc::now().date_naive()) {
+    if date.is_after(uk_today()) {
         return Err(Error::invalid(field, "must not be in the future"));
     }
     if birth(record).is_some_and(|born| date.is_certainly_before(&born)) {

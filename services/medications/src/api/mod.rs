@@ -16,7 +16,6 @@ use carelog_kernel::{
     Committed, Decision, Executor, Failure, PatientId, RequestContext, Violations,
 };
 use carelog_proto::medications::v1 as pb;
-use chrono::Utc;
 use pb::medications_service_server::MedicationsService;
 use tonic::{Code, Request, Response, Status};
 
@@ -118,7 +117,7 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
         } else {
             self.gate.open(patient).await?
         };
-        let today = Utc::now().date_naive();
+        let today = carelog_kernel::date::uk_today();
         let committed = self
             .executor
             .execute(&*ctx, &[patient], |loaded| {
@@ -424,7 +423,9 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         let committed = self.run(&mut ctx, patient, false, command).await?;
         // The authorisations this review (or the first one with the same
         // request id) touched: reviewed today, next due on the date it set.
-        let today = Some(crate::domain::values::date_proto(Utc::now().date_naive()));
+        let today = Some(crate::domain::values::date_proto(
+            carelog_kernel::date::uk_today(),
+        ));
         let record = state(&committed)?;
         let reviewed_ids: Vec<String> = record
             .active_authorisations()
