@@ -48,6 +48,11 @@ impl From<Error> for Failure {
             Error::HasMergedDuplicates(_) => {
                 Failure::new(Code::FailedPrecondition, "HAS_MERGED_DUPLICATES", message)
             }
+            Error::MergeFlagDiffers {
+                flag, unflagged, ..
+            } => Failure::new(Code::FailedPrecondition, "MERGE_FLAG_DIFFERS", message)
+                .with("flag", flag)
+                .with("unflaggedPatientId", unflagged.to_string()),
         }
     }
 }

@@ -299,6 +299,27 @@ pub fn decide_merge(
             if !duplicate.patient.merged_patient_ids.is_empty() {
                 return Err(Error::HasMergedDuplicates(duplicate_id));
             }
+            // The two records are one person: a restriction or an objection
+            // on either protects both, and the merge moves neither flag.
+            let flags: [(&'static str, fn(&pb::Patient) -> bool); 2] = [
+                ("restricted (S flag)", |p| p.restricted),
+                ("objecting to sharing", |p| p.sharing_objection),
+            ];
+            for (flag, set) in flags {
+                let (on_duplicate, on_survivor) = (set(&duplicate.patient), set(&survivor.patient));
+                if on_duplicate != on_survivor {
+                    let (flagged, unflagged) = if on_duplicate {
+                        (duplicate_id, survivor_id)
+                    } else {
+                        (survivor_id, duplicate_id)
+                    };
+                    return Err(Error::MergeFlagDiffers {
+                        flag,
+                        flagged,
+                        unflagged,
+                    });
+                }
+            }
             Ok(Decision {
                 changes: vec![
                     change(

@@ -28,6 +28,14 @@ pub enum Error {
     SurvivorMerged { survivor: PatientId, into: String },
     #[error("patient {0} has duplicates merged into it; unmerge them before merging it")]
     HasMergedDuplicates(PatientId),
+    #[error(
+        "patient {flagged} is {flag} and patient {unflagged} is not: record it on both before merging them, so that neither record shows what it protects"
+    )]
+    MergeFlagDiffers {
+        flag: &'static str,
+        flagged: PatientId,
+        unflagged: PatientId,
+    },
 }
 
 impl Error {

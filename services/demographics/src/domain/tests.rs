@@ -535,3 +535,41 @@ fn a_survivor_that_was_itself_merged_cannot_take_a_duplicate() {
     );
     assert!(matches!(err, Err(Error::SurvivorMerged { .. })));
 }
+
+#[test]
+fn a_restricted_or_objecting_record_merges_only_with_a_record_flagged_the_same() {
+    let (dup, surv) = (PatientId::new(), PatientId::new());
+    let merge = C::Merge {
+        survivor: surv,
+        reason: "same person".into(),
+    };
+    let restricted = given(&[
+        registered(),
+        ev(E::RestrictionMarked(pb::RestrictionMarked {})),
+    ]);
+    let objecting = given(&[
+        registered(),
+        ev(E::SharingObjectionRecorded(pb::SharingObjectionRecorded {})),
+    ]);
+    let plain = given(&[registered()]);
+
+    // Given a restricted duplicate, when it is merged into an unrestricted
+    // survivor, then the merge is refused naming the flag and the survivor
+    let err = decide_merge((dup, &restricted), (surv, &plain), &merge).expect_err("refused");
+    assert!(
+        matches!(err, Error::MergeFlagDiffers { flag, flagged, unflagged }
+            if flag.contains("restricted") && flagged == dup && unflagged == surv),
+        "{err:?}"
+    );
+    // and the same the other way round: the duplicate's own address would
+    // otherwise still be shown through it
+    let err = decide_merge((dup, &plain), (surv, &restricted), &merge).expect_err("refused");
+    assert!(matches!(err, Error::MergeFlagDiffers { unflagged, .. } if unflagged == dup));
+    // Given a duplicate objecting to sharing and a survivor that is not
+    let err = decide_merge((dup, &objecting), (surv, &plain), &merge).expect_err("refused");
+    assert!(matches!(err, Error::MergeFlagDiffers { flag, .. } if flag.contains("sharing")));
+
+    // When both are restricted, then they merge
+    let decision = decide_merge((dup, &restricted), (surv, &restricted), &merge).expect("merged");
+    assert_eq!(decision.changes.len(), 2);
+}
