@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use tonic::metadata::MetadataMap;
 
-use crate::error::Failure;
+use crate::error::{Failure, Violations};
 use crate::ids::OdsCode;
+
+/// The longest reason a change may give.
+pub const MAX_REASON: usize = 2000;
 
 /// The authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,7 +189,8 @@ impl RequestContext {
         Ok((ctx, request.into_inner()))
     }
 
-    /// The idempotency key and reason of a mutating request; a request id is
+    /// The idempotency key and reason of a mutating request (a reason of at
+    /// most [`MAX_REASON`] characters); a request id is
     /// at most 64 characters of letters, digits, `-`, `_`, `.` and `:`.
     pub fn with_request(mut self, request_id: &str, reason: &str) -> Result<Self, Failure> {
         let request_id = request_id.trim();
@@ -200,8 +204,12 @@ impl RequestContext {
                 "must be at most 64 letters, digits, '-', '_', '.' or ':' (a UUID is recommended)",
             ));
         }
+        let reason = reason.trim();
+        let mut v = Violations::new();
+        crate::edge::check_text("reason", reason, MAX_REASON, &mut v);
+        v.into_result()?;
         self.request_id = request_id.to_owned();
-        self.reason = reason.trim().to_owned();
+        self.reason = reason.to_owned();
         Ok(self)
     }
 }

@@ -45,6 +45,26 @@ pub fn require_text(field: &str, text: &str, rule: &str, v: &mut Violations) {
     }
 }
 
+/// A free-text field's shape: at most `max` characters, and no control
+/// characters but tab and line breaks (a read model's text cannot hold NUL,
+/// and no clinical text needs the others).
+pub fn check_text(field: &str, text: &str, max: usize, v: &mut Violations) {
+    if text.chars().count() > max {
+        v.add(field, format!("must be at most {max} characters"));
+    } else if has_control(text) {
+        v.add(field, NO_CONTROL);
+    }
+}
+
+/// The rule [`has_control`] checks.
+pub const NO_CONTROL: &str = "must not contain control characters (only tab and line breaks)";
+
+/// Whether `text` holds a control character other than tab and line breaks.
+pub fn has_control(text: &str) -> bool {
+    text.chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+}
+
 /// The reason a change to the record must give (its audit's "why").
 pub fn reason_given(field: &str, reason: &str) -> Result<(), Violations> {
     let mut v = Violations::new();
@@ -56,6 +76,33 @@ pub fn reason_given(field: &str, reason: &str) -> Result<(), Violations> {
 mod tests {
     use super::*;
     use crate::PatientId;
+
+    #[test]
+    fn free_text_is_bounded_and_holds_no_control_characters() {
+        let mut v = Violations::new();
+        check_text(
+            "reason",
+            "Patient asked\tfor it\r\non the phone",
+            100,
+            &mut v,
+        );
+        assert!(v.is_empty());
+        check_text("name.family", "Smith\0", 100, &mut v);
+        check_text("reason", "a\u{1b}[31m", 100, &mut v);
+        check_text("city", "Leeds", 3, &mut v);
+        let rules: Vec<(String, String)> = v
+            .iter()
+            .map(|x| (x.field.clone(), x.rule.clone()))
+            .collect();
+        assert_eq!(rules.len(), 3, "{rules:?}");
+        assert_eq!(rules[0].0, "name.family");
+        assert!(rules[0].1.contains("control characters"));
+        assert_eq!(rules[1].0, "reason");
+        assert_eq!(
+            rules[2],
+            ("city".into(), "must be at most 3 characters".into())
+        );
+    }
 
     #[test]
     fn page_sizes_are_bounded() {

@@ -62,6 +62,17 @@ async fn each_bad_registration_names_its_field_and_appends_nothing() {
                 ..jane_smith()
             },
         ),
+        (
+            // PostgreSQL text cannot hold it: the read models would stop on it
+            "details.name.family",
+            pb::PatientDetails {
+                name: Some(pb::HumanName {
+                    family: "Smith\0".into(),
+                    ..Default::default()
+                }),
+                ..jane_smith()
+            },
+        ),
     ];
     for (field, details) in cases {
         let status = client
@@ -109,6 +120,16 @@ async fn each_bad_registration_names_its_field_and_appends_nothing() {
         .await
         .expect_err("future birth date");
     assert_eq!(fields(&bad_update), vec!["details.birth_date"]);
+    let bad_reason = client
+        .mark_restricted(stack.req(pb::PatientFlagRequest {
+            patient_id: existing.patient_id.clone(),
+            reason: "at risk\0".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect_err("a NUL in the reason");
+    assert_eq!(bad_reason.code(), Code::InvalidArgument);
+    assert_eq!(fields(&bad_reason), vec!["reason"]);
     assert_eq!(stack.last_sequence().await, before, "nothing was appended");
     stack.stop().await;
 }

@@ -573,3 +573,102 @@ fn a_restricted_or_objecting_record_merges_only_with_a_record_flagged_the_same()
     let decision = decide_merge((dup, &restricted), (surv, &restricted), &merge).expect("merged");
     assert_eq!(decision.changes.len(), 2);
 }
+
+/// The fields `check_details` refuses in `details`, with their rules.
+fn refused(details: pb::PatientDetails) -> Vec<(String, String)> {
+    let mut v = carelog_kernel::Violations::new();
+    values::check_details(&details, "details", &mut v);
+    v.iter()
+        .map(|x| (x.field.clone(), x.rule.clone()))
+        .collect()
+}
+
+#[test]
+fn each_malformed_detail_is_refused_naming_its_field_and_rule() {
+    type Change = fn(&mut pb::PatientDetails);
+    let cases: [(&str, Change, &str, &str); 10] = [
+        (
+            "an empty family name",
+            |d| d.name.as_mut().expect("name").family = "  ".into(),
+            "details.name.family",
+            "is required",
+        ),
+        (
+            "a NUL in the family name",
+            |d| d.name.as_mut().expect("name").family = "Smith\0".into(),
+            "details.name.family",
+            "control characters",
+        ),
+        (
+            "a birth date in the future",
+            |d| {
+                d.birth_date = Some(PbDate {
+                    year: 9999,
+                    month: 1,
+                    day: 1,
+                })
+            },
+            "details.birth_date",
+            "must not be in the future",
+        ),
+        (
+            "no administrative gender",
+            |d| d.gender = pb::AdministrativeGender::Unspecified as i32,
+            "details.gender",
+            "must be male, female, other or unknown",
+        ),
+        (
+            "a malformed ODS code",
+            |d| d.registered_practice_ods = "not-a-code".into(),
+            "details.registered_practice_ods",
+            "",
+        ),
+        (
+            "an NHS number whose check value is 10",
+            |d| d.nhs_number = "1234567890".into(),
+            "details.nhs_number",
+            "",
+        ),
+        (
+            "a verified status without an NHS number",
+            |d| d.nhs_number.clear(),
+            "details.nhs_number_verification_status",
+            "cannot be verified without an NHS number",
+        ),
+        (
+            "a district longer than 200 characters",
+            |d| d.addresses[0].district = "x".repeat(201),
+            "details.addresses[0].district",
+            "must be at most 200 characters",
+        ),
+        (
+            "a malformed postcode",
+            |d| d.addresses[0].postcode = "LS1 4CP".into(),
+            "details.addresses[0].postcode",
+            "UK postcode",
+        ),
+        (
+            "an escape sequence in an email address",
+            |d| {
+                d.telecom = vec![pb::ContactPoint {
+                    system: pb::ContactSystem::Email as i32,
+                    value: "jane@example.org\u{1b}[2J".into(),
+                    r#use: pb::ContactUse::Home as i32,
+                }]
+            },
+            "details.telecom[0].value",
+            "control characters",
+        ),
+    ];
+    assert!(refused(details()).is_empty(), "the base details are valid");
+    for (what, change, field, rule) in cases {
+        // Given otherwise valid details with one fault
+        let mut d = details();
+        change(&mut d);
+        // When they are checked, then that field alone is refused, by its rule
+        let refused = refused(d);
+        assert_eq!(refused.len(), 1, "{what}: {refused:?}");
+        assert_eq!(refused[0].0, field, "{what}");
+        assert!(refused[0].1.contains(rule), "{what}: {refused:?}");
+    }
+}

@@ -3,6 +3,7 @@
 //! the field it refuses.
 
 use carelog_kernel::date::PartialDate;
+use carelog_kernel::edge::{NO_CONTROL, check_text, has_control};
 use carelog_kernel::{NhsNumber, OdsCode, Violations};
 use carelog_proto::demographics::v1 as pb;
 use thiserror::Error;
@@ -117,8 +118,8 @@ pub fn check_details(
             let family = name.family.trim();
             if family.is_empty() {
                 v.add(field("name.family"), "is required");
-            } else if family.chars().count() > 100 {
-                v.add(field("name.family"), "must be at most 100 characters");
+            } else {
+                check_text(&field("name.family"), family, 100, v);
             }
             if name.given.iter().any(|g| g.trim().is_empty()) {
                 v.add(field("name.given"), "must not hold an empty name");
@@ -128,10 +129,10 @@ pub fn check_details(
                     field("name.given"),
                     "at most 5 given names of at most 100 characters",
                 );
+            } else if name.given.iter().any(|g| has_control(g)) {
+                v.add(field("name.given"), NO_CONTROL);
             }
-            if name.prefix.chars().count() > 40 {
-                v.add(field("name.prefix"), "must be at most 40 characters");
-            }
+            check_text(&field("name.prefix"), &name.prefix, 40, v);
             out.name = Some(pb::HumanName {
                 family: family.to_owned(),
                 given: name.given.iter().map(|g| g.trim().to_owned()).collect(),
@@ -161,10 +162,11 @@ pub fn check_details(
         let at = |name: &str| format!("{prefix}.addresses[{i}].{name}");
         if address.lines.len() > 5 || address.lines.iter().any(|l| l.chars().count() > MAX_TEXT) {
             v.add(at("lines"), "at most 5 lines of at most 200 characters");
+        } else if address.lines.iter().any(|l| has_control(l)) {
+            v.add(at("lines"), NO_CONTROL);
         }
-        if address.city.chars().count() > MAX_TEXT || address.district.chars().count() > MAX_TEXT {
-            v.add(at("city"), "must be at most 200 characters");
-        }
+        check_text(&at("city"), &address.city, MAX_TEXT, v);
+        check_text(&at("district"), &address.district, MAX_TEXT, v);
         if pb::AddressUse::try_from(address.r#use).is_err() {
             v.add(at("use"), "is not a known address use");
         }
@@ -204,6 +206,9 @@ pub fn check_details(
                 v.add(at("system"), "must be phone, email or sms")
             }
             _ => {}
+        }
+        if has_control(value) {
+            v.add(at("value"), NO_CONTROL);
         }
         if pb::ContactUse::try_from(contact.r#use).is_err() {
             v.add(at("use"), "is not a known contact use");
