@@ -642,15 +642,28 @@ fn search_of(r: &pb::SearchPatientsRequest, v: &mut Violations) -> Option<Search
     let family = !r.family_name.trim().is_empty();
     let postcode = !r.postcode.trim().is_empty();
     let prefix = !r.family_name_prefix.trim().is_empty();
-    let modes = [nhs, family, postcode, prefix]
-        .iter()
-        .filter(|m| **m)
-        .count();
-    if modes != 1 {
-        v.add(
-            "nhs_number",
-            "name exactly one way of searching: nhs_number; family_name with birth_date; postcode; or family_name_prefix",
-        );
+    const ONE_WAY: &str = "name exactly one way of searching: nhs_number; family_name with birth_date; postcode; or family_name_prefix";
+    let given: Vec<&str> = [
+        (nhs, "nhs_number"),
+        (family, "family_name"),
+        (postcode, "postcode"),
+        (prefix, "family_name_prefix"),
+    ]
+    .into_iter()
+    .filter_map(|(set, name)| set.then_some(name))
+    .collect();
+    match given.len() {
+        // Nothing names a way: the first of them is the one to fill in.
+        0 => v.add("nhs_number", ONE_WAY),
+        1 => {}
+        // Each way given is named: the caller keeps one.
+        _ => given.iter().for_each(|name| v.add(*name, ONE_WAY)),
+    }
+    let stray_birth_date = r.birth_date.is_some() && !family;
+    if stray_birth_date {
+        v.add("birth_date", "is used only with family_name");
+    }
+    if given.len() != 1 || stray_birth_date {
         return None;
     }
     if nhs {

@@ -201,6 +201,21 @@ async fn a_search_must_name_exactly_one_way_of_searching() {
         .await
         .expect_err("two modes");
     assert_eq!(both.code(), Code::InvalidArgument);
+    assert_eq!(fields(&both), vec!["nhs_number", "postcode"]);
+    let none = client
+        .search_patients(stack.req(pb::SearchPatientsRequest::default()))
+        .await
+        .expect_err("no mode");
+    assert_eq!(fields(&none), vec!["nhs_number"]);
+    let stray_birth_date = client
+        .search_patients(stack.req(pb::SearchPatientsRequest {
+            postcode: "LS1 5AB".into(),
+            birth_date: jane_smith().birth_date,
+            ..Default::default()
+        }))
+        .await
+        .expect_err("a birth date without a family name");
+    assert_eq!(fields(&stray_birth_date), vec!["birth_date"]);
     let short = client
         .search_patients(stack.req(pb::SearchPatientsRequest {
             family_name_prefix: "S".into(),
