@@ -672,3 +672,77 @@ fn each_malformed_detail_is_refused_naming_its_field_and_rule() {
         assert!(refused[0].1.contains(rule), "{what}: {refused:?}");
     }
 }
+
+#[test]
+fn a_correction_cannot_move_the_birth_date_after_the_death() {
+    // Given a patient who died in January 2020
+    let record = given(&[registered(), deceased()]);
+    let mut later = details();
+    later.birth_date = Some(PbDate {
+        year: 2021,
+        month: 5,
+        day: 1,
+    });
+    // When a correction moves her birth date to May 2021
+    let err = when(
+        &record,
+        C::Update {
+            details: later,
+            paths: vec!["birth_date".into()],
+            correction: true,
+            reason: "transcription error".into(),
+        },
+    )
+    .expect_err("refused");
+    // Then it is refused, naming the birth date
+    assert_eq!(reason_field(err), vec!["details.birth_date"]);
+}
+
+#[test]
+fn withdrawing_a_sharing_objection_needs_a_reason() {
+    let objecting = given(&[
+        registered(),
+        ev(E::SharingObjectionRecorded(pb::SharingObjectionRecorded {})),
+    ]);
+    let err = when(
+        &objecting,
+        C::WithdrawSharingObjection { reason: " ".into() },
+    )
+    .expect_err("no reason");
+    assert_eq!(reason_field(err), vec!["reason"]);
+    let events = when(
+        &objecting,
+        C::WithdrawSharingObjection {
+            reason: "patient consented at review".into(),
+        },
+    )
+    .expect("withdrawn");
+    assert!(matches!(
+        events[0].event,
+        Some(E::SharingObjectionWithdrawn(_))
+    ));
+}
+
+#[test]
+fn a_record_with_duplicates_merged_into_it_cannot_itself_be_merged() {
+    // Given a survivor that holds a merged duplicate
+    let (other, target) = (PatientId::new(), PatientId::new());
+    let holding = given(&[
+        registered(),
+        ev(E::DuplicateMergedIn(pb::DuplicateMergedIn {
+            duplicate_patient_id: PatientId::new().to_string(),
+        })),
+    ]);
+    // When it is merged into another record
+    let err = decide_merge(
+        (other, &holding),
+        (target, &given(&[registered()])),
+        &C::Merge {
+            survivor: target,
+            reason: "same person".into(),
+        },
+    )
+    .expect_err("refused");
+    // Then it is refused until its duplicates are unmerged
+    assert!(matches!(err, Error::HasMergedDuplicates(id) if id == other));
+}
