@@ -301,12 +301,16 @@ pub fn decide_merge(
             }
             // The two records are one person: a restriction or an objection
             // on either protects both, and the merge moves neither flag.
-            let flags: [(&'static str, fn(&pb::Patient) -> bool); 2] = [
-                ("restricted (S flag)", |p| p.restricted),
-                ("objecting to sharing", |p| p.sharing_objection),
-            ];
-            for (flag, set) in flags {
-                let (on_duplicate, on_survivor) = (set(&duplicate.patient), set(&survivor.patient));
+            let flags = |p: &pb::Patient| {
+                [
+                    ("restricted (S flag)", p.restricted),
+                    ("objecting to sharing", p.sharing_objection),
+                ]
+            };
+            let pairs = flags(&duplicate.patient)
+                .into_iter()
+                .zip(flags(&survivor.patient));
+            for ((flag, on_duplicate), (_, on_survivor)) in pairs {
                 if on_duplicate != on_survivor {
                     let (flagged, unflagged) = if on_duplicate {
                         (duplicate_id, survivor_id)
