@@ -1,4 +1,8 @@
-//! The command line: every setting a flag with an environment twin.
+//! The command line. Every setting of `up`, `serve`, `project`, `migrate`
+//! and `rebuild` is a flag with an environment twin (but `up
+//! --without-projectors`); `dev-token`, `audit` and `bench` take flags, and
+//! read the environment only for the settings they share with those (the
+//! connections, the data dir, the audit signing key and origin).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -186,10 +190,15 @@ pub struct ProjectArgs {
 
 #[derive(Debug, Args)]
 pub struct RebuildArgs {
-    /// The projection: patients, consultations, medications, tasks or audit_events.
+    /// The projection: patients, consultations, medications, tasks,
+    /// sharing, audit_events or audit_log.
     pub projection: String,
-    /// The admin port serving Prometheus metrics on `/metrics` (rebuild progress).
-    #[arg(long, env = "CARELOG_METRICS_LISTEN")]
+    /// The admin port serving Prometheus metrics on `/metrics` (rebuild
+    /// progress); none unless asked for. Its environment twin is not the
+    /// long-running commands' CARELOG_METRICS_LISTEN, so a rebuild run
+    /// beside them (`kubectl exec` into the projectors' pod) never tries to
+    /// take the port they hold.
+    #[arg(long, env = "CARELOG_REBUILD_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub connections: Connections,

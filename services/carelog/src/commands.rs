@@ -321,6 +321,11 @@ fn dev_token(args: DevTokenArgs) -> anyhow::Result<()> {
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
+    // Before anything is started: a signal during start-up then stops what
+    // was started so far, rather than killing carelog and leaving its
+    // nats-server and PostgreSQL running on the data directory.
+    let shutdown = CancellationToken::new();
+    crate::shutdown::on_signal(shutdown.clone());
     let mut settings = settings(
         args.drug_catalogue.as_deref(),
         args.access_policy.as_deref(),
@@ -334,32 +339,117 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let mut nats_child = None;
+    let mut children = Children::default();
+    let started = start_up(&args, &data, listener, settings, &shutdown, &mut children).await;
+    let result = match started {
+        Ok(Some((mut running, nats_url))) => {
+            if !shutdown.is_cancelled() {
+                print_banner(
+                    &args,
+                    &data,
+                    &nats_url,
+                    children.nats.is_some(),
+                    children.pg.is_some(),
+                );
+            }
+            running.wait().await;
+            running.stop(GRACE).await
+        }
+        Ok(None) => {
+            tracing::info!("start-up interrupted by a signal");
+            Ok(())
+        }
+        // Ctrl-C in a terminal reaches the child servers too: one that
+        // stopped while starting is part of the interruption, not a fault.
+        Err(e) if shutdown.is_cancelled() => {
+            tracing::info!(error = %format!("{e:#}"), "start-up interrupted by a signal");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+    let stopped = children.stop().await;
+    let result = result.and(stopped);
+    if result.is_ok() {
+        println!("carelog stopped");
+    }
+    result
+}
+
+/// The servers `carelog up` started itself, stopped in reverse order.
+#[derive(Default)]
+struct Children {
+    nats: Option<NatsServer>,
+    pg: Option<Postgres>,
+}
+
+impl Children {
+    async fn stop(self) -> anyhow::Result<()> {
+        let pg = match self.pg {
+            Some(pg) => pg.stop().await,
+            None => Ok(()),
+        };
+        let nats = match self.nats {
+            Some(nats) => nats.stop().await,
+            None => Ok(()),
+        };
+        pg.and(nats)
+    }
+}
+
+/// Starts `carelog up`'s servers (into `children`, for the caller to stop
+/// whatever happens) and then carelog itself. `None` when a signal arrived
+/// before it was running. A child server being started is left to finish
+/// starting (bounded by its readiness timeout) and is then stopped
+/// cleanly, never killed half-started.
+async fn start_up(
+    args: &UpArgs,
+    data: &Path,
+    listener: TcpListener,
+    mut settings: Settings,
+    shutdown: &CancellationToken,
+    children: &mut Children,
+) -> anyhow::Result<Option<(stack::Running, String)>> {
     let nats_url = match &args.connections.nats_url {
         Some(url) => url.clone(),
         None => {
             let server = NatsServer::start(&data.join("nats"), None).await?;
             let url = server.url.clone();
-            nats_child = Some(server);
+            children.nats = Some(server);
             url
         }
     };
-    let mut pg_child = None;
+    if shutdown.is_cancelled() {
+        return Ok(None);
+    }
     let db_url = match &args.connections.database_url {
         Some(url) => url.clone(),
         None => {
             let server = Postgres::start(&data.join("pg"), None).await?;
             let url = server.url.clone();
-            pg_child = Some(server);
+            children.pg = Some(server);
             url
         }
     };
+    if shutdown.is_cancelled() {
+        return Ok(None);
+    }
     let issuer = DevIssuer::load_or_create(&data.join("dev-issuer"))?;
     let auth = Arc::new(issuer.authenticator()?);
-    let store = stack::event_store(&nats_url, store_options(&args.connections)).await?;
-    let pool = stack::database(&db_url, args.connections.db_pool).await?;
-    let shutdown = CancellationToken::new();
-    crate::shutdown::on_signal(shutdown.clone());
+    let store_options = store_options(&args.connections);
+    let Some(store) = shutdown
+        .run_until_cancelled(stack::event_store(&nats_url, store_options))
+        .await
+        .transpose()?
+    else {
+        return Ok(None);
+    };
+    let Some(pool) = shutdown
+        .run_until_cancelled(stack::database(&db_url, args.connections.db_pool))
+        .await
+        .transpose()?
+    else {
+        return Ok(None);
+    };
     let (key, origin) = crate::audit_cli::signing_key_or_dev(&args.audit, &data.join("audit"))?;
     settings.audit_signer = Some((key.clone(), origin.clone()));
     let every = crate::audit_cli::SIGN_EVERY;
@@ -370,7 +460,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         every,
         shutdown.clone(),
     ));
-    let mut running = stack::start_with(
+    // Started even when a signal arrives meanwhile: it sees the cancelled
+    // token and is stopped through its own graceful path.
+    let running = stack::start_with(
         store,
         pool,
         auth,
@@ -380,26 +472,10 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             projectors: !args.without_projectors,
         },
         settings,
-        shutdown,
+        shutdown.clone(),
     )
     .await?;
-    print_banner(
-        &args,
-        &data,
-        &nats_url,
-        nats_child.is_some(),
-        pg_child.is_some(),
-    );
-    running.wait().await;
-    let result = running.stop(GRACE).await;
-    if let Some(pg) = pg_child {
-        pg.stop().await?;
-    }
-    if let Some(nats) = nats_child {
-        nats.stop().await?;
-    }
-    println!("carelog stopped");
-    result
+    Ok(Some((running, nats_url)))
 }
 
 fn print_banner(args: &UpArgs, data: &Path, nats_url: &str, own_nats: bool, own_pg: bool) {

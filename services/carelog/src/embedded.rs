@@ -155,6 +155,8 @@ pub struct NatsServer {
     /// Its config, log and JetStream store (`js/`).
     store_dir: PathBuf,
     child: Child,
+    /// Makes a second signal stop this server before carelog exits.
+    tracked: Option<crate::shutdown::Tracked>,
 }
 
 impl NatsServer {
@@ -206,6 +208,7 @@ impl NatsServer {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
+        let tracked = child.id().map(|pid| crate::shutdown::track(pid, "TERM"));
 
         let deadline = Instant::now() + NATS_READY_TIMEOUT;
         loop {
@@ -244,6 +247,7 @@ impl NatsServer {
             log_path,
             store_dir,
             child,
+            tracked,
         })
     }
 
@@ -303,6 +307,7 @@ impl NatsServer {
                 self.child.kill().await?;
             }
         }
+        self.tracked = None;
         Ok(())
     }
 }
@@ -346,6 +351,9 @@ pub struct Postgres {
     postmaster_pid: Option<u32>,
     /// Taken by `stop`; when still here on drop, the child is killed (kill_on_drop).
     child: Option<Child>,
+    /// Makes a second signal stop the postmaster (fast shutdown) before
+    /// carelog exits.
+    tracked: Option<crate::shutdown::Tracked>,
 }
 
 impl Postgres {
@@ -439,6 +447,7 @@ impl Postgres {
         let child = postgres
             .spawn()
             .with_context(|| format!("starting {}", bin_dir.join("postgres").display()))?;
+        let tracked = child.id().map(|pid| crate::shutdown::track(pid, "INT"));
 
         let mut pg = Postgres {
             url: format!("postgres://{PG_USER}@127.0.0.1:{port}/{PG_DATABASE}"),
@@ -448,9 +457,16 @@ impl Postgres {
             bin_dir,
             postmaster_pid: None,
             child: Some(child),
+            tracked,
         };
         pg.wait_ready().await?;
         pg.postmaster_pid = pg.read_postmaster_pid().await;
+        if let Some(pid) = pg.postmaster_pid
+            && pg.child.as_ref().and_then(Child::id) != Some(pid)
+        {
+            // runuser sits in between: the postmaster is the one to signal.
+            pg.tracked = Some(crate::shutdown::track(pid, "INT"));
+        }
         pg.ensure_database().await?;
         tracing::info!(port, data_dir = %pg.data_dir.display(), "postgres started");
         Ok(pg)
@@ -616,6 +632,7 @@ impl Postgres {
                 child.kill().await?;
             }
         }
+        self.tracked = None;
         Ok(())
     }
 }

@@ -219,3 +219,191 @@ async fn carelog_up_serves_a_reflection_only_client_and_stops_on_sigterm() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The command lines of the processes naming `dir`: the servers that
+/// `carelog up` started under it (nats-server's config and the
+/// postmaster's `-D` are there), and initdb while it runs.
+fn processes_under(dir: &std::path::Path) -> Vec<String> {
+    let dir = dir.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(&dir) {
+            found.push(format!(
+                "{}: {cmdline}",
+                entry.file_name().to_string_lossy()
+            ));
+        }
+    }
+    found
+}
+
+/// Waits up to `secs` for no process to name `dir`, and says which remain.
+async fn nothing_left_under(dir: &std::path::Path, secs: u64) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let left = processes_under(dir);
+        if left.is_empty() || tokio::time::Instant::now() >= deadline {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `carelog up` on `data`, its stdout and stderr read line by line.
+fn start_up(
+    data: &std::path::Path,
+) -> (
+    tokio::process::Child,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let port = carelog::embedded::free_port().expect("free port");
+    let mut up = Command::new(env!("CARGO_BIN_EXE_carelog"))
+        .args(["up", "--data-dir"])
+        .arg(data)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("NATS_URL")
+        .env_remove("DATABASE_URL")
+        .env_remove("CARELOG_METRICS_LISTEN")
+        .env_remove("CARELOG_HEALTH_LISTEN")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .env_remove("CARELOG_LOG_FORMAT")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start carelog up");
+    let read = |pipe: Box<dyn tokio::io::AsyncRead + Unpin + Send>| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(pipe).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    };
+    let stdout = read(Box::new(up.stdout.take().expect("stdout")));
+    let stderr = read(Box::new(up.stderr.take().expect("stderr")));
+    (up, stdout, stderr)
+}
+
+async fn sigterm(up: &tokio::process::Child) {
+    let pid = up.id().expect("pid").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill");
+    assert!(killed.success());
+}
+
+/// Waits until `path` exists: `carelog up` is then starting PostgreSQL,
+/// its nats-server already running.
+async fn wait_for(path: &std::path::Path) {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while !path.exists() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{} did not appear within 60 s", path.display()));
+}
+
+/// Waits for a line holding `text` (up to 60 s), and returns every line read.
+async fn wait_line(lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>, text: &str) -> String {
+    let mut seen = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.recv().await {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains(text) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(matches!(found, Ok(true)), "no line with {text:?}: {seen}");
+    seen
+}
+
+fn rest(lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+    let mut rest = String::new();
+    while let Ok(line) = lines.try_recv() {
+        rest.push_str(&line);
+        rest.push('\n');
+    }
+    rest
+}
+
+async fn exits(up: &mut tokio::process::Child) -> std::process::ExitStatus {
+    tokio::time::timeout(Duration::from_secs(60), up.wait())
+        .await
+        .expect("exited within 60 s")
+        .expect("wait")
+}
+
+#[tokio::test]
+async fn a_signal_during_start_up_stops_the_servers_carelog_up_started() {
+    let dir = std::env::temp_dir().join(format!("carelog-up-signal-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = dir.join("data");
+
+    // Given `carelog up` starting PostgreSQL, its nats-server already up,
+    let (mut up, mut stdout, _stderr) = start_up(&data);
+    wait_for(&data.join("pg")).await;
+    // when it is sent SIGTERM
+    sigterm(&up).await;
+    let status = exits(&mut up).await;
+    // it finishes starting what it was starting, stops it and exits cleanly,
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let said = rest(&mut stdout);
+    assert!(status.success(), "exit {status}; {said}");
+    assert!(said.contains("carelog stopped"), "{said}");
+    assert!(!said.contains("carelog is up"), "{said}");
+    // leaving no server running on its data directory
+    let left = nothing_left_under(&data, 10).await;
+    assert!(left.is_empty(), "still running: {left:?}");
+    assert!(!data.join("pg/postmaster.pid").exists());
+
+    // and the next `carelog up` on the same directory comes up and stops.
+    let (mut up, mut stdout, _stderr) = start_up(&data);
+    wait_line(&mut stdout, "carelog is up").await;
+    sigterm(&up).await;
+    let status = exits(&mut up).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let said = rest(&mut stdout);
+    assert!(status.success(), "exit {status}; {said}");
+    assert!(said.contains("carelog stopped"), "{said}");
+    let left = nothing_left_under(&data, 10).await;
+    assert!(left.is_empty(), "still running: {left:?}");
+
+    // A second signal exits at once, having passed a stop signal on to the
+    // servers: none outlives carelog for long. (Should the start-up finish
+    // between the two signals, carelog has stopped cleanly instead: the
+    // servers are gone either way.)
+    let data = dir.join("data-2");
+    let (mut up, _stdout, mut stderr) = start_up(&data);
+    wait_for(&data.join("pg")).await;
+    sigterm(&up).await;
+    wait_line(&mut stderr, "shutting down").await;
+    sigterm(&up).await;
+    let status = exits(&mut up).await;
+    assert!(
+        status.code() == Some(130) || status.success(),
+        "exit {status}; {}",
+        rest(&mut stderr)
+    );
+    let left = nothing_left_under(&data, 30).await;
+    assert!(left.is_empty(), "still running: {left:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
