@@ -8,11 +8,12 @@ use carelog_kernel::store::ContextStream;
 use crate::harness::TestStack;
 
 /// Every stream the audit projections read.
-pub const STREAMS: [&str; 5] = [
+pub const STREAMS: [&str; 6] = [
     "demographics",
     "consultations",
     "medications",
     "tasks",
+    "sharing",
     "access",
 ];
 

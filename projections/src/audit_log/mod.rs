@@ -32,14 +32,17 @@ use sqlx::PgConnection;
 
 use crate::projection::{Projection, ProjectionError};
 
-/// The logs of the event streams: one per clinical context, whose commits
-/// are hash-chained per aggregate, and `access`, the read-access events
-/// (not chained: their tamper evidence is this log alone).
-pub const LOGS: [&str; 5] = [
+/// The logs of the event streams: one per context, whose commits are
+/// hash-chained per aggregate (the clinical contexts, and `sharing`, the
+/// organisation groups and sharing agreements that decide who may read a
+/// record), and `access`, the read-access events (not chained: their
+/// tamper evidence is this log alone).
+pub const LOGS: [&str; 6] = [
     "demographics",
     "consultations",
     "medications",
     "tasks",
+    "sharing",
     carelog_kernel::access::ACCESS,
 ];
 
@@ -172,7 +175,7 @@ pub enum AuditError {
     #[error("event store: {0}")]
     Store(String),
     #[error(
-        "no such audit log {0:?} (one of demographics, consultations, medications, tasks, access, history)"
+        "no such audit log {0:?} (one of demographics, consultations, medications, tasks, sharing, access, history)"
     )]
     UnknownLog(String),
     #[error("{0}")]

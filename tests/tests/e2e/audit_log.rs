@@ -601,3 +601,54 @@ async fn reads_are_entries_of_the_access_log_and_one_history_signs_every_log() {
     );
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_sharing_agreement_is_an_entry_of_the_sharing_log_and_verified_with_the_rest() {
+    // Given a practice's privacy officer agreeing to share with a hospital
+    // (an agreement decides who may read a record: its history must be as
+    // tamper-evident as the records')
+    let stack = TestStack::start().await;
+    let agreement = crate::shared_care::share(
+        &stack,
+        "A81001",
+        carelog_proto::sharing::v1::party::Party::OrganisationOds("A81001".into()),
+        "RR801",
+    )
+    .await;
+    carelog_tests::audit::caught_up(&stack, audit_log::NAME).await;
+
+    // Then the agreement's commit is the entry of the sharing log
+    let rows = audit_log::rows(&stack.pool, "sharing").await.expect("rows");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].stream_sequence, agreement.stream_sequence);
+    // and `audit verify` recomputes that log from JetStream and finds it whole
+    let report = audit_log::verify(&stack.pool, &stack.store, None)
+        .await
+        .expect("verify runs");
+    assert!(report.ok(), "{:?}", report.findings);
+    let sharing = report
+        .logs
+        .iter()
+        .find(|l| l.log == "sharing")
+        .expect("the sharing log is verified");
+    assert_eq!((sharing.entries, sharing.rows), (1, 1));
+
+    // And when its row is altered in PostgreSQL, verify names the sharing log
+    exec(
+        &stack,
+        "UPDATE audit_log SET entry = entry || '\\x00'::bytea WHERE log = 'sharing'".into(),
+    )
+    .await;
+    let report = audit_log::verify(&stack.pool, &stack.store, None)
+        .await
+        .expect("verify runs");
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::Entry { log, .. } if log == "sharing")),
+        "{:?}",
+        report.findings
+    );
+    stack.stop().await;
+}
