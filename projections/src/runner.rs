@@ -599,6 +599,20 @@ fn stored(
     })
 }
 
+/// Takes the projection's lock for the rest of `tx`: the live projector
+/// applies each batch under it, and a rebuild reads the tail of the
+/// stream and swaps its tables in under it.
+pub(crate) async fn lock_projection(
+    tx: &mut PgConnection,
+    projection: &str,
+) -> Result<(), ProjectionError> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(projection)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 /// Applies messages above the checkpoint and advances it, inside `tx`.
 /// Returns the new checkpoint when anything was new. Shared by the live
 /// projector and rebuilds, so both produce the same rows.
@@ -614,10 +628,7 @@ pub async fn apply_messages(
     sqlx::query("SET LOCAL synchronous_commit = off")
         .execute(&mut *tx)
         .await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-        .bind(projection.name())
-        .execute(&mut *tx)
-        .await?;
+    lock_projection(tx, projection.name()).await?;
     let at = checkpoint::lock(tx, projection.name(), stream).await?;
     let fresh: Vec<&StoredMessage> = messages.iter().filter(|m| m.stream_sequence > at).collect();
     let Some(last) = fresh.last().map(|m| m.stream_sequence) else {

@@ -360,6 +360,120 @@ async fn a_commit_postgresql_refuses_fails_readiness() {
     );
 }
 
+#[tokio::test]
+async fn a_rebuild_reads_the_tail_only_once_the_live_projector_has_committed() {
+    let stack = TestStack::without_projectors().await;
+    let stream = "CARELOG_DEMOGRAPHICS";
+    for _ in 0..3 {
+        stack.register(jane_smith()).await;
+    }
+    // Given the live projector in the middle of a batch: it holds the
+    // projection's lock
+    let mut live = stack.pool.begin().await.expect("begin");
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('patients'))")
+        .execute(&mut *live)
+        .await
+        .expect("lock");
+
+    // When a rebuild of patients runs, and reaches the tail
+    let rebuild = {
+        let (pool, store) = (stack.pool.clone(), stack.store.clone());
+        tokio::spawn(async move {
+            carelog_projections::rebuild::rebuild(
+                &pool,
+                &store,
+                &carelog_projections::patients::PatientsProjection,
+                &|_, _| {},
+            )
+            .await
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_one(&stack.pool)
+        .await
+        .expect("locks");
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rebuild never waited for the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // while the live projector applies, and commits, a registration stored
+    // meanwhile
+    let late = stack.register(jane_smith()).await;
+    let messages = stack.store.read_range(stream, 1, 1000).await.expect("read");
+    let applied = carelog_projections::runner::apply_messages(
+        &mut live,
+        &carelog_projections::patients::PatientsProjection,
+        stream,
+        &messages,
+    )
+    .await
+    .expect("live batch");
+    assert_eq!(applied, Some(late.stream_sequence));
+    live.commit().await.expect("commit");
+
+    // Then the rebuild swaps in a checkpoint no older than the live one: at
+    // the stream's end, with the late registration
+    rebuild.await.expect("join").expect("rebuild");
+    let last = stack.last_sequence().await;
+    assert_eq!(last, late.stream_sequence);
+    let at = carelog_projections::checkpoint::read(&stack.pool, "patients", stream)
+        .await
+        .expect("checkpoint");
+    assert_eq!(at, last);
+    let late_id: uuid::Uuid = late.patient_id.parse().expect("patient id");
+    let (projected,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM patients WHERE patient_id = $1")
+            .bind(late_id)
+            .fetch_one(&stack.pool)
+            .await
+            .expect("count");
+    assert_eq!(projected, 1);
+
+    // And the live projector runs on from there
+    let runner = Runner::new(stack.pool.clone(), stack.store.clone());
+    let patients: Vec<std::sync::Arc<dyn carelog_projections::Projection>> =
+        vec![std::sync::Arc::new(
+            carelog_projections::patients::PatientsProjection,
+        )];
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(runner.clone().run(patients, stop.clone()));
+    let next = stack.register(jane_smith()).await.stream_sequence;
+    let mut status = runner.status();
+    let running = tokio::time::timeout(
+        Duration::from_secs(60),
+        // Running at the new registration, or stopped
+        status.wait_for(|all| match all.get("patients/CARELOG_DEMOGRAPHICS") {
+            Some(ProjectorStatus::Running { last_sequence }) => *last_sequence >= next,
+            Some(ProjectorStatus::Failed { .. } | ProjectorStatus::Stopped) => true,
+            _ => false,
+        }),
+    )
+    .await
+    .expect("the projector reaches the new registration")
+    .expect("status")
+    .get("patients/CARELOG_DEMOGRAPHICS")
+    .cloned();
+    assert_eq!(
+        running,
+        Some(ProjectorStatus::Running {
+            last_sequence: next
+        })
+    );
+    stop.cancel();
+    task.await.expect("join").expect("clean stop");
+    stack.stop().await;
+}
+
 async fn consumers_of(stack: &TestStack, stream: &str) -> Vec<String> {
     use futures::TryStreamExt as _;
     let mut names: Vec<String> = stack
