@@ -191,6 +191,8 @@ fn read_ahead(
                 .ok()
                 .and_then(|m| m.last())
                 .map(|m| m.stream_sequence);
+            // A range falls short of FETCH only where the stream ends
+            // (`read_range` follows a batch the server ended early).
             let full = messages.as_ref().is_ok_and(|m| m.len() == FETCH);
             if ranges.send(messages).await.is_err() || !full {
                 return;
