@@ -414,13 +414,13 @@ impl<A: Aggregate> Executor<A> {
                     tokio::time::sleep(backoff(attempt)).await;
                 }
                 Err(AppendError::InProcess) => tokio::time::sleep(backoff(attempt)).await,
-                Err(e @ (AppendError::NoStream(_) | AppendError::Unavailable(_))) => {
+                Err(
+                    e @ (AppendError::NoStream(_)
+                    | AppendError::Unavailable(_)
+                    | AppendError::Refused { .. }),
+                ) => {
                     self.cache_forget(ids);
-                    return Err(Failure::unavailable(format!("event store: {e}")));
-                }
-                Err(e @ AppendError::Refused { .. }) => {
-                    self.cache_forget(ids);
-                    return Err(Failure::internal(&e));
+                    return Err(append_failure(&e));
                 }
             }
         }
@@ -550,6 +550,17 @@ impl<A: Aggregate> Executor<A> {
     }
 }
 
+/// What the caller is told when the event store did not take an append:
+/// UNAVAILABLE when it may take it later (no stream answering, the
+/// connection, a refusal for resources or availability), else INTERNAL.
+fn append_failure(e: &AppendError) -> Failure {
+    if e.is_unavailable() {
+        Failure::unavailable(format!("event store: {e}"))
+    } else {
+        Failure::internal(e)
+    }
+}
+
 fn request_key(user: &str, request_id: &str) -> String {
     format!("{user}\u{0}{request_id}")
 }
@@ -578,6 +589,31 @@ fn backoff(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_append_refused_for_want_of_resources_is_unavailable_and_any_other_refusal_internal() {
+        let exhausted = AppendError::Refused {
+            code: 10023,
+            description: "insufficient resources".into(),
+        };
+        assert_eq!(append_failure(&exhausted).code, Code::Unavailable);
+        let storage = AppendError::Refused {
+            code: 10047,
+            description: "insufficient storage resources available".into(),
+        };
+        assert_eq!(append_failure(&storage).code, Code::Unavailable);
+        let lost = AppendError::Unavailable("request timed out".into());
+        assert_eq!(append_failure(&lost).code, Code::Unavailable);
+        let no_stream = AppendError::NoStream("carelog.demographics.x".into());
+        assert_eq!(append_failure(&no_stream).code, Code::Unavailable);
+        let too_large = AppendError::Refused {
+            code: 10054,
+            description: "message size exceeds maximum allowed".into(),
+        };
+        let internal = append_failure(&too_large);
+        assert_eq!(internal.code, Code::Internal);
+        assert_eq!(internal.message, "internal error");
+    }
 
     #[test]
     fn a_request_id_is_scoped_to_its_user_and_to_the_aggregates_it_names() {
