@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use carelog_kernel::envelope::StoredCommit;
+use carelog_kernel::envelope::{StoredCommit, StoredMessage};
 use futures::future::BoxFuture;
 use sqlx::PgConnection;
 use thiserror::Error;
@@ -32,11 +32,68 @@ impl ProjectionError {
         }
     }
 
-    /// A database outage is retried; anything else stops the projector.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Database(e) if !matches!(e, sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. }))
-            || matches!(self, Self::Store(_))
+    /// The commit PostgreSQL refused to store (see
+    /// [`database_unavailable`]): it stops the projector, naming the commit
+    /// and PostgreSQL's message.
+    pub fn refused(message: &StoredMessage, error: &sqlx::Error) -> Self {
+        let reason = match error {
+            sqlx::Error::Database(db) => format!(
+                "PostgreSQL refused it: {} (SQLSTATE {})",
+                db.message(),
+                db.code().as_deref().unwrap_or("unknown")
+            ),
+            other => format!("the read model database failed on it: {other}"),
+        };
+        Self::Unapplicable {
+            sequence: message.stream_sequence,
+            subject: message.subject.clone(),
+            reason,
+        }
     }
+
+    /// An outage (of the event store, or of the database: see
+    /// [`database_unavailable`]) is retried; anything else, an event that
+    /// cannot be applied or a statement PostgreSQL refuses for what it
+    /// holds, stops the projector.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Store(_) => true,
+            Self::Database(e) => database_unavailable(e),
+            Self::Unapplicable { .. } => false,
+        }
+    }
+}
+
+/// Whether a database error says the database could not be reached or
+/// could not serve just then (the connection, a shutdown or restart, a
+/// recovery, too many connections, a deadlock or serialisation failure, a
+/// standby after a failover), which passes by itself; as opposed to an
+/// error the statement or its data caused (SQLSTATE class 22 data
+/// exception, 23 integrity constraint violation, 42 syntax or access rule,
+/// 54 program limit...), which recurs on every attempt.
+pub fn database_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| sqlstate_unavailable(&code)),
+        _ => false,
+    }
+}
+
+/// The SQLSTATEs of [`database_unavailable`]: class 08 connection
+/// exception, 40 transaction rollback (40001 serialization failure, 40P01
+/// deadlock), 53 insufficient resources, 57 operator intervention (57P01
+/// admin shutdown, 57P03 cannot connect now, 57014 cancelled), 58 system
+/// error (I/O), 55P03 lock not available, 25006 read-only transaction (a
+/// standby answering after a failover).
+pub fn sqlstate_unavailable(code: &str) -> bool {
+    matches!(code.get(..2), Some("08" | "40" | "53" | "57" | "58"))
+        || matches!(code, "55P03" | "25006")
 }
 
 /// How the runner gathers a batch once its first message has arrived: it
@@ -155,4 +212,102 @@ pub(crate) fn stored_resource<M: prost::Message + Default>(
         subject: id.to_string(),
         reason: format!("stored {what} unreadable: {e}"),
     })
+}
+
+/// A PostgreSQL error of the given SQLSTATE, as sqlx reports one.
+#[cfg(test)]
+pub(crate) fn postgres_error(code: &'static str, message: &'static str) -> sqlx::Error {
+    #[derive(Debug)]
+    struct Postgres {
+        code: &'static str,
+        message: &'static str,
+    }
+    impl std::fmt::Display for Postgres {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.message)
+        }
+    }
+    impl std::error::Error for Postgres {}
+    impl sqlx::error::DatabaseError for Postgres {
+        fn message(&self) -> &str {
+            self.message
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.code.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+    sqlx::Error::Database(Box::new(Postgres { code, message }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database(code: &'static str) -> ProjectionError {
+        ProjectionError::Database(postgres_error(code, "refused"))
+    }
+
+    #[test]
+    fn an_event_postgresql_refuses_for_its_data_stops_the_projector() {
+        // invalid byte sequence (a NUL in text), value too long, unique,
+        // not-null and check violations, a row too big
+        for code in [
+            "22021", "22001", "23505", "23502", "23514", "54000", "42703",
+        ] {
+            assert!(!database(code).is_transient(), "{code} is retried");
+        }
+    }
+
+    #[test]
+    fn a_database_that_cannot_serve_just_then_is_waited_for() {
+        // connection failures, deadlock and serialisation failure, too many
+        // connections, shutdown, starting up, I/O, lock timeout, a standby
+        for code in [
+            "08006", "08001", "40001", "40P01", "53300", "57P01", "57P03", "58030", "55P03",
+            "25006",
+        ] {
+            assert!(database(code).is_transient(), "{code} stops the projector");
+        }
+        for e in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+        ] {
+            assert!(ProjectionError::Database(e).is_transient());
+        }
+        assert!(ProjectionError::Store("no responders".into()).is_transient());
+    }
+
+    #[test]
+    fn a_refused_commit_is_named_by_its_sequence_with_postgresqls_message() {
+        let message = StoredMessage {
+            stream_sequence: 42,
+            subject: "carelog.demographics.0190".into(),
+            headers: async_nats::HeaderMap::new(),
+            payload: Default::default(),
+            published: chrono::Utc::now(),
+        };
+        let refused = ProjectionError::refused(
+            &message,
+            &postgres_error("22021", "invalid byte sequence for encoding \"UTF8\": 0x00"),
+        );
+        assert!(!refused.is_transient());
+        assert_eq!(
+            refused.to_string(),
+            "cannot apply stream sequence 42 (carelog.demographics.0190): PostgreSQL refused it: \
+             invalid byte sequence for encoding \"UTF8\": 0x00 (SQLSTATE 22021)"
+        );
+    }
 }

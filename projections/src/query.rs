@@ -13,6 +13,7 @@ use sqlx::PgPool;
 use tonic::Code;
 
 use crate::checkpoint;
+use crate::projection::database_unavailable;
 
 /// Waits until `projection` has applied `at.min_sequence` of `stream`; past
 /// `at.deadline`, `DEADLINE_EXCEEDED` / `NOT_YET_CONSISTENT`.
@@ -40,13 +41,16 @@ pub(crate) async fn caught_up(
     }
 }
 
-/// A read-model database error as the caller sees it.
+/// A read-model database error as the caller sees it: UNAVAILABLE while
+/// the database cannot serve (unreachable, shutting down, starting or
+/// recovering, overloaded: [`database_unavailable`]), which a retry may
+/// get past; INTERNAL otherwise.
 pub(crate) fn db(e: sqlx::Error) -> Failure {
-    match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            Failure::unavailable("the read model database is unavailable")
-        }
-        other => Failure::internal(&other),
+    if database_unavailable(&e) {
+        tracing::warn!(error = %e, "read model database unavailable");
+        Failure::unavailable("the read model database is unavailable")
+    } else {
+        Failure::internal(&e)
     }
 }
 
@@ -159,6 +163,25 @@ mod tests {
             0
         );
         assert!(key_of("q", &page("not base64!".into())).is_err());
+    }
+
+    #[test]
+    fn a_database_shutting_down_recovering_or_unreachable_is_unavailable() {
+        use crate::projection::postgres_error;
+        // admin shutdown, cannot connect now (starting up or recovering),
+        // connection failure, too many connections
+        for code in ["57P01", "57P03", "08006", "08001", "53300"] {
+            let failure = db(postgres_error(code, "the database system is shutting down"));
+            assert_eq!(failure.code, Code::Unavailable, "{code}");
+        }
+        assert_eq!(db(sqlx::Error::PoolTimedOut).code, Code::Unavailable);
+        // an error of the query itself stays internal, its details unsaid
+        let failure = db(postgres_error(
+            "42P01",
+            "relation \"patients\" does not exist",
+        ));
+        assert_eq!(failure.code, Code::Internal);
+        assert_eq!(failure.message, "internal error");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
 use crate::projection::{Projection, ProjectionError};
-use crate::runner::apply_messages;
+use crate::runner::{apply_messages, lock_projection};
 
 const SCHEMA: &str = "carelog_rebuild";
 const RETIRED: &str = "carelog_retired";
@@ -127,8 +127,11 @@ async fn rebuild_in_span(
             .await?;
         }
     }
-    // Catch up the tail and swap, under the projection's lock.
+    // Catch up the tail and swap, under the projection's lock, taken before
+    // the tail is read: the live projector cannot commit past what the
+    // rebuild reads, so the checkpoint swapped in is never behind its own.
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    lock_projection(&mut tx, projection.name()).await?;
     for stream in &streams {
         done += catch_up(&mut tx, store, projection, stream).await?;
     }
@@ -188,6 +191,8 @@ fn read_ahead(
                 .ok()
                 .and_then(|m| m.last())
                 .map(|m| m.stream_sequence);
+            // A range falls short of FETCH only where the stream ends
+            // (`read_range` follows a batch the server ended early).
             let full = messages.as_ref().is_ok_and(|m| m.len() == FETCH);
             if ranges.send(messages).await.is_err() || !full {
                 return;

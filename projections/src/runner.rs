@@ -22,7 +22,7 @@ use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::checkpoint;
-use crate::projection::{Linger, Projection, ProjectionError};
+use crate::projection::{Linger, Projection, ProjectionError, database_unavailable};
 
 /// Messages per batch (and per transaction).
 pub const BATCH: usize = 500;
@@ -237,22 +237,24 @@ impl Runner {
                     carelog.projection = group.names.as_str(),
                     messaging.batch.message_count = batch.len() as i64,
                 );
-                async {
-                    let mut tx = self.pool.begin().await?;
-                    let mut applied = Vec::with_capacity(group.members.len());
-                    for projection in &group.members {
-                        let at =
-                            apply_messages(&mut tx, projection.as_ref(), stream, &batch).await?;
-                        applied.push(at);
-                    }
-                    tx.commit().await?;
-                    Ok::<_, ProjectionError>(applied)
-                }
-                .instrument(transaction)
-                .await
+                self.apply_batch(group, stream, &batch)
+                    .instrument(transaction)
+                    .await
             }
             .instrument(span.clone())
             .await;
+            // PostgreSQL refused the batch for what one of its commits
+            // holds: apply it one commit at a time, so that the commits
+            // before that one are applied and the projector stops naming
+            // it.
+            let applied = match applied {
+                Err(ProjectionError::Database(e)) if !database_unavailable(&e) => {
+                    self.apply_one_by_one(group, stream, &batch, e)
+                        .instrument(span.clone())
+                        .await
+                }
+                other => other,
+            };
             if applied.is_err() {
                 span.record("otel.status_code", "ERROR");
             }
@@ -275,6 +277,62 @@ impl Runner {
                 }
             }
         }
+    }
+}
+
+impl Runner {
+    /// Applies `batch` to every member of `group` in one transaction;
+    /// returns each member's new checkpoint (None: nothing was new to it).
+    async fn apply_batch(
+        &self,
+        group: &Group,
+        stream: &str,
+        batch: &[StoredMessage],
+    ) -> Result<Vec<Option<u64>>, ProjectionError> {
+        let mut tx = self.pool.begin().await?;
+        let mut applied = Vec::with_capacity(group.members.len());
+        for projection in &group.members {
+            applied.push(apply_messages(&mut tx, projection.as_ref(), stream, batch).await?);
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    /// Applies `batch`, which PostgreSQL refused as a whole with `refused`,
+    /// one message per transaction: the first message it refuses on its
+    /// own stops the projector, named ([`ProjectionError::refused`]), with
+    /// every message before it applied.
+    async fn apply_one_by_one(
+        &self,
+        group: &Group,
+        stream: &str,
+        batch: &[StoredMessage],
+        refused: sqlx::Error,
+    ) -> Result<Vec<Option<u64>>, ProjectionError> {
+        tracing::warn!(
+            projection = group.names.as_str(),
+            stream,
+            error = %refused,
+            "PostgreSQL refused a batch; applying it one commit at a time"
+        );
+        let mut last = vec![None; group.members.len()];
+        for message in batch {
+            match self
+                .apply_batch(group, stream, std::slice::from_ref(message))
+                .await
+            {
+                Ok(applied) => {
+                    for (last, at) in last.iter_mut().zip(applied) {
+                        *last = at.or(*last);
+                    }
+                }
+                Err(ProjectionError::Database(e)) if !database_unavailable(&e) => {
+                    return Err(ProjectionError::refused(message, &e));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(last)
     }
 }
 
@@ -541,6 +599,20 @@ fn stored(
     })
 }
 
+/// Takes the projection's lock for the rest of `tx`: the live projector
+/// applies each batch under it, and a rebuild reads the tail of the
+/// stream and swaps its tables in under it.
+pub(crate) async fn lock_projection(
+    tx: &mut PgConnection,
+    projection: &str,
+) -> Result<(), ProjectionError> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(projection)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 /// Applies messages above the checkpoint and advances it, inside `tx`.
 /// Returns the new checkpoint when anything was new. Shared by the live
 /// projector and rebuilds, so both produce the same rows.
@@ -556,10 +628,7 @@ pub async fn apply_messages(
     sqlx::query("SET LOCAL synchronous_commit = off")
         .execute(&mut *tx)
         .await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-        .bind(projection.name())
-        .execute(&mut *tx)
-        .await?;
+    lock_projection(tx, projection.name()).await?;
     let at = checkpoint::lock(tx, projection.name(), stream).await?;
     let fresh: Vec<&StoredMessage> = messages.iter().filter(|m| m.stream_sequence > at).collect();
     let Some(last) = fresh.last().map(|m| m.stream_sequence) else {

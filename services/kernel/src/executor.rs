@@ -414,13 +414,13 @@ impl<A: Aggregate> Executor<A> {
                     tokio::time::sleep(backoff(attempt)).await;
                 }
                 Err(AppendError::InProcess) => tokio::time::sleep(backoff(attempt)).await,
-                Err(e @ (AppendError::NoStream(_) | AppendError::Unavailable(_))) => {
+                Err(
+                    e @ (AppendError::NoStream(_)
+                    | AppendError::Unavailable(_)
+                    | AppendError::Refused { .. }),
+                ) => {
                     self.cache_forget(ids);
-                    return Err(Failure::unavailable(format!("event store: {e}")));
-                }
-                Err(e @ AppendError::Refused { .. }) => {
-                    self.cache_forget(ids);
-                    return Err(Failure::internal(&e));
+                    return Err(append_failure(&e));
                 }
             }
         }
@@ -486,7 +486,8 @@ impl<A: Aggregate> Executor<A> {
             ));
         }
         if !ctx.request_id.is_empty() {
-            let base = message_id(&ctx.actor.user_id, &ctx.request_id);
+            let named: Vec<PatientId> = loaded.iter().map(|l| l.id).collect();
+            let base = message_id(&ctx.actor.user_id, &named, &ctx.request_id);
             let n = writes.len();
             for (i, w) in writes.iter_mut().enumerate() {
                 w.message_id = Some(if n == 1 {
@@ -549,17 +550,85 @@ impl<A: Aggregate> Executor<A> {
     }
 }
 
+/// What the caller is told when the event store did not take an append:
+/// UNAVAILABLE when it may take it later (no stream answering, the
+/// connection, a refusal for resources or availability), else INTERNAL.
+fn append_failure(e: &AppendError) -> Failure {
+    if e.is_unavailable() {
+        Failure::unavailable(format!("event store: {e}"))
+    } else {
+        Failure::internal(e)
+    }
+}
+
 fn request_key(user: &str, request_id: &str) -> String {
     format!("{user}\u{0}{request_id}")
 }
 
-/// `Nats-Msg-Id`: the request id scoped to its user, so two users' ids
-/// never collide.
-fn message_id(user: &str, request_id: &str) -> String {
-    hex::encode(&envelope::digest(request_key(user, request_id).as_bytes())[..20])
+/// `Nats-Msg-Id`: the request id scoped to its user and to the aggregates
+/// the command names (in the command's order), so that two users' ids never
+/// collide and a request id reused on another patient is a new command
+/// there, as it is beyond the duplicate window (each aggregate remembers the
+/// request ids of its own commits). A repeated request names the same
+/// aggregates: a registration's id is derived from the request (ADR 0011), a
+/// merge names its two records.
+fn message_id(user: &str, aggregates: &[PatientId], request_id: &str) -> String {
+    let mut scope = request_key(user, request_id);
+    for id in aggregates {
+        scope.push('\u{0}');
+        scope.push_str(&id.to_string());
+    }
+    hex::encode(&envelope::digest(scope.as_bytes())[..20])
 }
 
 fn backoff(attempt: u32) -> Duration {
     let base = 2u64.pow(attempt.min(6));
     Duration::from_millis(base + rand::random::<u64>() % (base * 3 + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_append_refused_for_want_of_resources_is_unavailable_and_any_other_refusal_internal() {
+        let exhausted = AppendError::Refused {
+            code: 10023,
+            description: "insufficient resources".into(),
+        };
+        assert_eq!(append_failure(&exhausted).code, Code::Unavailable);
+        let storage = AppendError::Refused {
+            code: 10047,
+            description: "insufficient storage resources available".into(),
+        };
+        assert_eq!(append_failure(&storage).code, Code::Unavailable);
+        let lost = AppendError::Unavailable("request timed out".into());
+        assert_eq!(append_failure(&lost).code, Code::Unavailable);
+        let no_stream = AppendError::NoStream("carelog.demographics.x".into());
+        assert_eq!(append_failure(&no_stream).code, Code::Unavailable);
+        let too_large = AppendError::Refused {
+            code: 10054,
+            description: "message size exceeds maximum allowed".into(),
+        };
+        let internal = append_failure(&too_large);
+        assert_eq!(internal.code, Code::Internal);
+        assert_eq!(internal.message, "internal error");
+    }
+
+    #[test]
+    fn a_request_id_is_scoped_to_its_user_and_to_the_aggregates_it_names() {
+        let (a, b) = (PatientId::new(), PatientId::new());
+        let id = |user: &str, ids: &[PatientId], request: &str| message_id(user, ids, request);
+        // the same request on the same records: the same id (a retry)
+        assert_eq!(id("dr-jones", &[a], "r-1"), id("dr-jones", &[a], "r-1"));
+        assert_eq!(
+            id("dr-jones", &[a, b], "merge-1"),
+            id("dr-jones", &[a, b], "merge-1")
+        );
+        // on another record, by another user, or another request: another id
+        assert_ne!(id("dr-jones", &[a], "r-1"), id("dr-jones", &[b], "r-1"));
+        assert_ne!(id("dr-jones", &[a], "r-1"), id("dr-patel", &[a], "r-1"));
+        assert_ne!(id("dr-jones", &[a], "r-1"), id("dr-jones", &[a], "r-2"));
+        assert_ne!(id("dr-jones", &[a, b], "r-1"), id("dr-jones", &[a], "r-1"));
+    }
 }

@@ -4,7 +4,7 @@
 use carelog_proto::demographics::v1 as pb;
 use carelog_proto::kernel::v1::PartialDate;
 use carelog_tests::consultations::mask;
-use carelog_tests::harness::{TestStack, jane_smith, test_nhs_number};
+use carelog_tests::harness::{TestStack, jane_smith, new_phone, test_nhs_number};
 use tonic::Code;
 use tonic_types::StatusExt as _;
 
@@ -253,6 +253,86 @@ async fn the_same_request_id_sent_twice_appends_once_and_returns_the_first_resul
         .into_inner();
     assert_eq!(again.stream_sequence, marked.stream_sequence);
     assert_eq!(stack.last_sequence().await, before);
+    stack.stop().await;
+}
+
+/// The telephone number a patient resource shows.
+fn phone_of(patient: &pb::Patient) -> Option<&str> {
+    patient
+        .details
+        .as_ref()
+        .and_then(|d| d.telecom.first())
+        .map(|t| t.value.as_str())
+}
+
+#[tokio::test]
+async fn a_request_id_reused_on_another_patient_changes_that_patient_and_answers_for_it() {
+    let stack = TestStack::start().await;
+    let mut client = stack.client();
+    let a = stack.register(jane_smith()).await;
+    let b = stack.register(jane_smith()).await;
+    let update = |patient: &str, number: &str| pb::UpdateDemographicsRequest {
+        request_id: "phone-1".into(),
+        ..new_phone(patient, number)
+    };
+
+    // Given dr-jones changed A's telephone with request id "phone-1"
+    let on_a = client
+        .update_demographics(stack.req(update(&a.patient_id, "0113 496 0001")))
+        .await
+        .expect("update A")
+        .into_inner();
+    assert_eq!(on_a.patient_id, a.patient_id);
+
+    // When dr-jones sends request id "phone-1" again, within the duplicate
+    // window, to change B's telephone
+    let on_b = client
+        .update_demographics(stack.req(update(&b.patient_id, "0113 496 0002")))
+        .await
+        .expect("update B")
+        .into_inner();
+
+    // Then B is changed and the answer names B
+    assert_eq!(on_b.patient_id, b.patient_id);
+    assert_eq!(on_b.version, 2);
+    assert_eq!(phone_of(&on_b), Some("0113 496 0002"));
+    assert!(
+        on_b.stream_sequence > on_a.stream_sequence,
+        "B's change was stored"
+    );
+    // and A is as its own change left it
+    let a_now = client
+        .get_patient(stack.req(pb::GetPatientRequest {
+            patient_id: a.patient_id.clone(),
+            min_sequence: on_b.stream_sequence,
+        }))
+        .await
+        .expect("get A")
+        .into_inner();
+    assert_eq!(a_now.version, 2);
+    assert_eq!(phone_of(&a_now), Some("0113 496 0001"));
+    let b_now = client
+        .get_patient(stack.req(pb::GetPatientRequest {
+            patient_id: b.patient_id.clone(),
+            min_sequence: on_b.stream_sequence,
+        }))
+        .await
+        .expect("get B")
+        .into_inner();
+    assert_eq!(phone_of(&b_now), Some("0113 496 0002"));
+
+    // And when B's request is sent again, it is answered with B's first
+    // result and nothing is appended
+    let before = stack.last_sequence().await;
+    let again = client
+        .update_demographics(stack.req(update(&b.patient_id, "0113 496 0002")))
+        .await
+        .expect("B again")
+        .into_inner();
+    assert_eq!(again.patient_id, b.patient_id);
+    assert_eq!(again.stream_sequence, on_b.stream_sequence);
+    assert_eq!(again.version, on_b.version);
+    assert_eq!(stack.last_sequence().await, before, "nothing appended");
     stack.stop().await;
 }
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use carelog_projections::Runner;
+use carelog_projections::{ProjectorStatus, Runner};
 use carelog_proto::demographics::v1 as pb;
 use carelog_tests::consultations::mask;
 use carelog_tests::harness::{TestStack, jane_smith, test_nhs_number};
@@ -159,26 +159,7 @@ async fn an_event_the_projector_cannot_apply_stops_it_and_fails_readiness() {
         .await
         .expect("append")
         .sequence;
-    let mut health = tonic_health::pb::health_client::HealthClient::new(stack.channel.clone());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let status = health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: "readiness".into(),
-            })
-            .await
-            .expect("health")
-            .into_inner()
-            .status;
-        if status == tonic_health::pb::health_check_response::ServingStatus::NotServing as i32 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "readiness never failed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    readiness_fails(&stack).await;
     // The checkpoint stays before the poisoned event: it was not skipped.
     let at = carelog_projections::checkpoint::read(&stack.pool, "patients", "CARELOG_DEMOGRAPHICS")
         .await
@@ -197,6 +178,300 @@ async fn an_event_the_projector_cannot_apply_stops_it_and_fails_readiness() {
     assert!(
         format!("{:#}", stopped.expect_err("the failure surfaces")).contains(&poisoned.to_string())
     );
+}
+
+/// Waits until carelog's readiness answers NOT_SERVING.
+async fn readiness_fails(stack: &TestStack) {
+    let mut health = tonic_health::pb::health_client::HealthClient::new(stack.channel.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "readiness".into(),
+            })
+            .await
+            .expect("health")
+            .into_inner()
+            .status;
+        if status == tonic_health::pb::health_check_response::ServingStatus::NotServing as i32 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "readiness never failed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A registration commit of `details` sealed as carelog seals one, to be
+/// appended by the test itself, past the API and its checks.
+fn registration(details: pb::PatientDetails) -> carelog_kernel::store::Write {
+    use carelog_kernel::envelope::{CommitSpec, GENESIS, NewEvent, seal};
+    use prost::Message as _;
+    let event = pb::Event {
+        event: Some(pb::event::Event::PatientRegistered(pb::PatientRegistered {
+            details: Some(details),
+        })),
+    };
+    let actor = carelog_kernel::Actor {
+        user_id: "dr-jones".into(),
+        display_name: "Dr Jones".into(),
+        role: "R8000".into(),
+        organisation: carelog_kernel::OdsCode::parse("A81001").expect("ods"),
+        purpose_of_use: "DIRECT_CARE".into(),
+    };
+    let ctx =
+        carelog_kernel::RequestContext::for_actor(actor, &tonic::metadata::MetadataMap::new());
+    let id = carelog_kernel::PatientId::new();
+    let now = chrono::Utc::now();
+    let sealed = seal(CommitSpec {
+        ctx: &ctx,
+        context: "demographics",
+        aggregate_id: id,
+        patient_id: id,
+        version: 1,
+        previous_hash: GENESIS,
+        events: vec![NewEvent {
+            event_type: "PatientRegistered",
+            payload: event.encode_to_vec(),
+            occurred_at: now,
+        }],
+        recorded_at: now,
+    });
+    carelog_kernel::store::Write {
+        subject: TestStack::demographics_stream().subject(&id),
+        expected_last_subject_sequence: 0,
+        message_id: None,
+        headers: sealed.headers,
+        payload: sealed.bytes,
+    }
+}
+
+/// Jane Smith's details under the family name `family`.
+fn family_named(family: &str) -> pb::PatientDetails {
+    pb::PatientDetails {
+        name: Some(pb::HumanName {
+            family: family.into(),
+            given: vec!["Jane".into()],
+            prefix: "Mrs".into(),
+        }),
+        ..jane_smith()
+    }
+}
+
+/// Stores, past the API, a registration and right after it (one atomic
+/// batch, so the projector reads them together) a registration whose family
+/// name holds a NUL, which PostgreSQL refuses in text. Returns the second's
+/// sequence.
+async fn a_registration_and_one_postgresql_refuses(stack: &TestStack) -> u64 {
+    stack
+        .store
+        .append(vec![
+            registration(family_named("Smith")),
+            registration(family_named("Smi\0th")),
+        ])
+        .await
+        .expect("append")
+        .sequence
+}
+
+#[tokio::test]
+async fn a_commit_postgresql_refuses_stops_the_projector_failed_naming_its_sequence() {
+    let stack = TestStack::without_projectors().await;
+    // Given a registration, then one whose family name PostgreSQL refuses
+    let refused = a_registration_and_one_postgresql_refuses(&stack).await;
+
+    // When the patients projector reads them
+    let runner = Runner::new(stack.pool.clone(), stack.store.clone());
+    let patients: Vec<std::sync::Arc<dyn carelog_projections::Projection>> =
+        vec![std::sync::Arc::new(
+            carelog_projections::patients::PatientsProjection,
+        )];
+    let stopped = tokio::time::timeout(
+        Duration::from_secs(60),
+        runner.clone().run(patients, CancellationToken::new()),
+    )
+    .await
+    .expect("the projector stops instead of retrying the refused commit")
+    .expect_err("it stops on the refused commit");
+
+    // Then it stands Failed, naming the commit's sequence and PostgreSQL's
+    // message, and stopped with that error
+    let status = runner
+        .status()
+        .borrow()
+        .get("patients/CARELOG_DEMOGRAPHICS")
+        .cloned();
+    let Some(ProjectorStatus::Failed { error }) = status else {
+        panic!("the projector is not Failed: {status:?}");
+    };
+    assert!(
+        error.contains(&format!("stream sequence {refused} ")),
+        "{error}"
+    );
+    assert!(
+        error.contains("invalid byte sequence") && error.contains("(SQLSTATE 22021)"),
+        "{error}"
+    );
+    assert_eq!(stopped.to_string(), error);
+    // and the registration before it was applied, the refused one not skipped
+    let at = carelog_projections::checkpoint::read(&stack.pool, "patients", "CARELOG_DEMOGRAPHICS")
+        .await
+        .expect("checkpoint");
+    assert_eq!(at, refused - 1);
+    let (families,): (Vec<String>,) =
+        sqlx::query_as("SELECT array_agg(family_name_upper) FROM patients")
+            .fetch_one(&stack.pool)
+            .await
+            .expect("patients");
+    assert_eq!(families, vec!["SMITH".to_owned()]);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_commit_postgresql_refuses_fails_readiness() {
+    // Given carelog with its projectors, and a patient projected
+    let mut stack = TestStack::start().await;
+    let jane = stack.register(jane_smith()).await;
+    caught_up(&stack.pool, "patients", jane.stream_sequence).await;
+
+    // When a commit PostgreSQL refuses is stored
+    let refused = a_registration_and_one_postgresql_refuses(&stack).await;
+
+    // Then readiness fails, rather than the projector retrying it unseen
+    readiness_fails(&stack).await;
+    let at = carelog_projections::checkpoint::read(&stack.pool, "patients", "CARELOG_DEMOGRAPHICS")
+        .await
+        .expect("checkpoint");
+    assert_eq!(at, refused - 1, "stopped just before the refused commit");
+    // and stopping reports the failure, naming the commit
+    let stopped = stack
+        .running
+        .take()
+        .expect("running")
+        .stop(Duration::from_secs(10))
+        .await;
+    let failure = format!("{:#}", stopped.expect_err("the failure surfaces"));
+    assert!(
+        failure.contains(&format!("stream sequence {refused} "))
+            && failure.contains("SQLSTATE 22021"),
+        "{failure}"
+    );
+}
+
+#[tokio::test]
+async fn a_rebuild_reads_the_tail_only_once_the_live_projector_has_committed() {
+    let stack = TestStack::without_projectors().await;
+    let stream = "CARELOG_DEMOGRAPHICS";
+    for _ in 0..3 {
+        stack.register(jane_smith()).await;
+    }
+    // Given the live projector in the middle of a batch: it holds the
+    // projection's lock
+    let mut live = stack.pool.begin().await.expect("begin");
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('patients'))")
+        .execute(&mut *live)
+        .await
+        .expect("lock");
+
+    // When a rebuild of patients runs, and reaches the tail
+    let rebuild = {
+        let (pool, store) = (stack.pool.clone(), stack.store.clone());
+        tokio::spawn(async move {
+            carelog_projections::rebuild::rebuild(
+                &pool,
+                &store,
+                &carelog_projections::patients::PatientsProjection,
+                &|_, _| {},
+            )
+            .await
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_one(&stack.pool)
+        .await
+        .expect("locks");
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rebuild never waited for the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // while the live projector applies, and commits, a registration stored
+    // meanwhile
+    let late = stack.register(jane_smith()).await;
+    let messages = stack.store.read_range(stream, 1, 1000).await.expect("read");
+    let applied = carelog_projections::runner::apply_messages(
+        &mut live,
+        &carelog_projections::patients::PatientsProjection,
+        stream,
+        &messages,
+    )
+    .await
+    .expect("live batch");
+    assert_eq!(applied, Some(late.stream_sequence));
+    live.commit().await.expect("commit");
+
+    // Then the rebuild swaps in a checkpoint no older than the live one: at
+    // the stream's end, with the late registration
+    rebuild.await.expect("join").expect("rebuild");
+    let last = stack.last_sequence().await;
+    assert_eq!(last, late.stream_sequence);
+    let at = carelog_projections::checkpoint::read(&stack.pool, "patients", stream)
+        .await
+        .expect("checkpoint");
+    assert_eq!(at, last);
+    let late_id: uuid::Uuid = late.patient_id.parse().expect("patient id");
+    let (projected,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM patients WHERE patient_id = $1")
+            .bind(late_id)
+            .fetch_one(&stack.pool)
+            .await
+            .expect("count");
+    assert_eq!(projected, 1);
+
+    // And the live projector runs on from there
+    let runner = Runner::new(stack.pool.clone(), stack.store.clone());
+    let patients: Vec<std::sync::Arc<dyn carelog_projections::Projection>> =
+        vec![std::sync::Arc::new(
+            carelog_projections::patients::PatientsProjection,
+        )];
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(runner.clone().run(patients, stop.clone()));
+    let next = stack.register(jane_smith()).await.stream_sequence;
+    let mut status = runner.status();
+    let running = tokio::time::timeout(
+        Duration::from_secs(60),
+        // Running at the new registration, or stopped
+        status.wait_for(|all| match all.get("patients/CARELOG_DEMOGRAPHICS") {
+            Some(ProjectorStatus::Running { last_sequence }) => *last_sequence >= next,
+            Some(ProjectorStatus::Failed { .. } | ProjectorStatus::Stopped) => true,
+            _ => false,
+        }),
+    )
+    .await
+    .expect("the projector reaches the new registration")
+    .expect("status")
+    .get("patients/CARELOG_DEMOGRAPHICS")
+    .cloned();
+    assert_eq!(
+        running,
+        Some(ProjectorStatus::Running {
+            last_sequence: next
+        })
+    );
+    stop.cancel();
+    task.await.expect("join").expect("clean stop");
+    stack.stop().await;
 }
 
 async fn consumers_of(stack: &TestStack, stream: &str) -> Vec<String> {

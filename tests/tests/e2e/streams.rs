@@ -116,3 +116,99 @@ async fn concurrent_appends_share_batches_and_each_learns_its_own_sequence() {
     );
     assert_eq!(store.last_sequence(&stream.name).await.expect("last"), 299);
 }
+
+async fn next_reply(replies: &mut async_nats::Subscriber) -> async_nats::Message {
+    use futures::StreamExt as _;
+    tokio::time::timeout(std::time::Duration::from_secs(10), replies.next())
+        .await
+        .expect("a reply")
+        .expect("subscribed")
+}
+
+#[tokio::test]
+async fn reads_go_on_past_a_batch_the_server_ends_at_its_byte_limit() {
+    let servers = Servers::start().await;
+    let store = carelog::stack::event_store(&servers.nats.url, StoreOptions::default())
+        .await
+        .expect("store");
+    let stream = ContextStream::new("demographics");
+    // Given a subject of 40 messages, interleaved with 40 on other subjects
+    let mine = stream.subject(&uuid::Uuid::now_v7());
+    let mut my_sequences = Vec::new();
+    for _ in 0..40 {
+        let previous = my_sequences.last().copied().unwrap_or(0);
+        let ack = store
+            .append(vec![write(mine.clone(), previous)])
+            .await
+            .expect("append");
+        my_sequences.push(ack.sequence);
+        let other = stream.subject(&uuid::Uuid::now_v7());
+        store.append(vec![write(other, 0)]).await.expect("append");
+    }
+    assert_eq!(store.last_sequence(&stream.name).await.expect("last"), 80);
+
+    // and nats-server ending a Direct Get batch at its byte limit: one
+    // message of the 1,000 asked, then an end-of-batch marker counting
+    // what is left
+    let client = store.client();
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(inbox.clone()).await.expect("subscribe");
+    client
+        .publish_with_reply(
+            format!("$JS.API.DIRECT.GET.{}", stream.name),
+            inbox,
+            br#"{"seq":1,"batch":1000,"max_bytes":1}"#.as_slice().into(),
+        )
+        .await
+        .expect("request");
+    let first = next_reply(&mut replies).await;
+    let header = |m: &async_nats::Message, name: &str| {
+        m.headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_owned())
+    };
+    assert_eq!(header(&first, "Nats-Sequence").as_deref(), Some("1"));
+    let end = next_reply(&mut replies).await;
+    assert!(end.payload.is_empty(), "the end-of-batch marker follows");
+    assert_eq!(header(&end, "Nats-Num-Pending").as_deref(), Some("79"));
+
+    // When the history is read by a store whose every batch the server
+    // ends after one message
+    let small = carelog::stack::event_store(
+        &servers.nats.url,
+        StoreOptions {
+            read_max_bytes: Some(1),
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .expect("store");
+
+    // Then the whole subject is read
+    let subject: Vec<u64> = small
+        .read_subject(&stream.name, &mine, 0)
+        .await
+        .expect("read subject")
+        .iter()
+        .map(|m| m.stream_sequence)
+        .collect();
+    assert_eq!(subject, my_sequences);
+    // and the whole stream, or as much of it as asked
+    let all: Vec<u64> = small
+        .read_range(&stream.name, 1, 1000)
+        .await
+        .expect("read range")
+        .iter()
+        .map(|m| m.stream_sequence)
+        .collect();
+    assert_eq!(all, (1..=80).collect::<Vec<u64>>());
+    let some = small
+        .read_range(&stream.name, 11, 30)
+        .await
+        .expect("read range");
+    assert_eq!(
+        some.iter().map(|m| m.stream_sequence).collect::<Vec<_>>(),
+        (11..=40).collect::<Vec<u64>>()
+    );
+}

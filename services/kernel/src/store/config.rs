@@ -213,6 +213,51 @@ pub fn check(found: &Config, wanted: &Config) -> Result<(), StreamCheckError> {
     if found.sealed {
         return Err(fail("sealed", "true".into(), "false".into()));
     }
+    // Every append is acknowledged once stored: it is how a command knows.
+    if found.no_ack {
+        return Err(fail("no_ack", "true".into(), "false".into()));
+    }
+    // A mirror or a sourced stream holds what another stream holds, not
+    // carelog's own appends.
+    if let Some(mirror) = &found.mirror {
+        return Err(fail(
+            "mirror",
+            mirror.name.clone(),
+            "none (the stream takes carelog's appends itself)".into(),
+        ));
+    }
+    if let Some(sources) = found.sources.as_ref().filter(|s| !s.is_empty()) {
+        let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+        return Err(fail(
+            "sources",
+            names.join(","),
+            "none (the stream takes carelog's appends itself)".into(),
+        ));
+    }
+    // A republish copies every clinical record to plain subjects, outside
+    // the stream's permissions and retention.
+    if let Some(republish) = &found.republish {
+        return Err(fail(
+            "republish",
+            format!("{} -> {}", republish.source, republish.destination),
+            "none (clinical records are not copied to plain subjects)".into(),
+        ));
+    }
+    if found.max_message_size > 0 {
+        return Err(fail(
+            "max_msg_size",
+            found.max_message_size.to_string(),
+            "-1 (no limit)".into(),
+        ));
+    }
+    // A shorter window forgets request ids sooner than carelog counts on.
+    if found.duplicate_window < wanted.duplicate_window {
+        return Err(fail(
+            "duplicate_window",
+            format!("{:?}", found.duplicate_window),
+            format!("at least {:?}", wanted.duplicate_window),
+        ));
+    }
     for subject in &wanted.subjects {
         if !found.subjects.contains(subject) {
             return Err(fail("subjects", found.subjects.join(","), subject.clone()));
@@ -252,6 +297,63 @@ mod tests {
         let mut aged = wanted.clone();
         aged.max_age = std::time::Duration::from_secs(3600);
         assert_eq!(check(&aged, &wanted).expect_err("aged").setting, "max_age");
+    }
+
+    #[test]
+    fn a_stream_that_is_not_acknowledged_copied_or_limited_is_named_as_weaker() {
+        use async_nats::jetstream::stream::{Republish, Source};
+        let stream = ContextStream::new("demographics");
+        let wanted = required_config(&stream, &StoreOptions::default());
+        let weaker = |change: &dyn Fn(&mut Config)| {
+            let mut found = wanted.clone();
+            change(&mut found);
+            check(&found, &wanted).map_err(|e| (e.setting, e.to_string()))
+        };
+        let (setting, message) = weaker(&|c| c.no_ack = true).expect_err("no_ack");
+        assert_eq!(setting, "no_ack");
+        assert!(message.contains("CARELOG_DEMOGRAPHICS has no_ack: true"));
+        let source = Source {
+            name: "ELSEWHERE".into(),
+            ..Default::default()
+        };
+        let (setting, message) = weaker(&|c| c.mirror = Some(source.clone())).expect_err("mirror");
+        assert_eq!(setting, "mirror");
+        assert!(message.contains("has mirror: ELSEWHERE"));
+        let (setting, _) =
+            weaker(&|c| c.sources = Some(vec![source.clone()])).expect_err("sources");
+        assert_eq!(setting, "sources");
+        let (setting, message) = weaker(&|c| {
+            c.republish = Some(Republish {
+                source: "carelog.demographics.>".into(),
+                destination: "copies.>".into(),
+                headers_only: false,
+            })
+        })
+        .expect_err("republish");
+        assert_eq!(setting, "republish");
+        assert!(message.contains("carelog.demographics.> -> copies.>"));
+        let (setting, message) =
+            weaker(&|c| c.max_message_size = 1024 * 1024).expect_err("max_msg_size");
+        assert_eq!(setting, "max_msg_size");
+        assert!(message.contains("has max_msg_size: 1048576"));
+        let (setting, message) =
+            weaker(&|c| c.duplicate_window = std::time::Duration::from_secs(120))
+                .expect_err("duplicate_window");
+        assert_eq!(setting, "duplicate_window");
+        assert!(message.contains("has duplicate_window: 120s"));
+    }
+
+    #[test]
+    fn a_stream_stronger_than_required_passes() {
+        let stream = ContextStream::new("demographics");
+        let wanted = required_config(&stream, &StoreOptions::default());
+        let mut found = wanted.clone();
+        // as nats-server reports them: no limit as -1, no sources as empty,
+        // and a longer duplicate window
+        found.max_message_size = -1;
+        found.sources = Some(Vec::new());
+        found.duplicate_window = wanted.duplicate_window * 2;
+        assert_eq!(check(&found, &wanted), Ok(()));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Reads by Direct Get (ADR-31): one request returns a whole subject in
-//! batches of up to 1,000 messages, ended by an EOB status; no consumer is
-//! created per read.
+//! batches of up to 1,000 messages, each ended by an EOB status that counts
+//! what is left (`Nats-Num-Pending`); no consumer is created per read.
 
 use async_nats::{HeaderMap, Message, StatusCode};
 use chrono::{DateTime, Utc};
@@ -10,6 +10,7 @@ use super::{EventStore, StoreError};
 use crate::envelope::StoredMessage;
 
 const BATCH: usize = 1000;
+const NUM_PENDING: &str = "Nats-Num-Pending";
 
 fn api_subject(stream: &str) -> String {
     format!("$JS.API.DIRECT.GET.{stream}")
@@ -25,28 +26,57 @@ pub(super) async fn subject_after(
     let mut out = Vec::new();
     let mut from = after + 1;
     loop {
-        let request = serde_json::json!({ "seq": from, "next_by_subj": subject, "batch": BATCH });
+        let mut request =
+            serde_json::json!({ "seq": from, "next_by_subj": subject, "batch": BATCH });
+        limit_bytes(store, &mut request);
         let batch = request_batch(store, stream, request).await?;
-        let n = batch.len();
-        if let Some(last) = batch.last() {
-            from = last.stream_sequence + 1;
-        }
-        out.extend(batch);
-        if n < BATCH {
+        let more = batch.more(BATCH);
+        let Some(last) = batch.messages.last().map(|m| m.stream_sequence) else {
+            return Ok(out);
+        };
+        from = last + 1;
+        out.extend(batch.messages);
+        if !more {
             return Ok(out);
         }
     }
 }
 
-/// Up to `batch` messages of the whole stream from sequence `from`.
+/// Up to `batch` messages of the whole stream from sequence `from`; fewer
+/// only when the stream holds no more. A batch the server ended early (at
+/// its byte limit) is followed by the next.
 pub(super) async fn range(
     store: &EventStore,
     stream: &str,
     from: u64,
     batch: usize,
 ) -> Result<Vec<StoredMessage>, StoreError> {
-    let request = serde_json::json!({ "seq": from.max(1), "batch": batch.min(BATCH) });
-    request_batch(store, stream, request).await
+    let wanted = batch.min(BATCH);
+    let mut out = Vec::with_capacity(wanted);
+    let mut from = from.max(1);
+    while out.len() < wanted {
+        let asked = wanted - out.len();
+        let mut request = serde_json::json!({ "seq": from, "batch": asked });
+        limit_bytes(store, &mut request);
+        let got = request_batch(store, stream, request).await?;
+        let more = got.more(asked);
+        let Some(last) = got.messages.last().map(|m| m.stream_sequence) else {
+            break;
+        };
+        from = last + 1;
+        out.extend(got.messages);
+        if !more {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Adds the store's `read_max_bytes`, when set, to a batch request.
+fn limit_bytes(store: &EventStore, request: &mut serde_json::Value) {
+    if let (Some(max), Some(fields)) = (store.options().read_max_bytes, request.as_object_mut()) {
+        fields.insert("max_bytes".into(), max.into());
+    }
 }
 
 pub(super) async fn last_by_subject(
@@ -87,11 +117,37 @@ async fn single(
     parse(reply).map(Some)
 }
 
+/// One batch of a Direct Get, as the server sent it.
+#[derive(Debug)]
+struct Batch {
+    messages: Vec<StoredMessage>,
+    /// What its end-of-batch marker said was left matching the request
+    /// (`Nats-Num-Pending`); `None` when there was no marker to say it
+    /// (nothing matched at all).
+    pending: Option<u64>,
+}
+
+impl Batch {
+    /// Whether more messages match than this batch carried. nats-server
+    /// ends a batch when it has sent `asked` messages, when nothing more
+    /// matches, or early, once it has sent its byte limit; its end-of-batch
+    /// marker then counts what is left, so only that count says whether
+    /// the batch ended the data.
+    fn more(&self, asked: usize) -> bool {
+        match self.pending {
+            Some(pending) => pending > 0 && !self.messages.is_empty(),
+            // No marker (nothing matched, or a server without batches):
+            // only a full batch may have more behind it.
+            None => self.messages.len() >= asked,
+        }
+    }
+}
+
 async fn request_batch(
     store: &EventStore,
     stream: &str,
     request: serde_json::Value,
-) -> Result<Vec<StoredMessage>, StoreError> {
+) -> Result<Batch, StoreError> {
     let client = store.client();
     let inbox = client.new_inbox();
     let mut replies = client
@@ -104,17 +160,39 @@ async fn request_batch(
         .await
         .map_err(|e| StoreError::Request(e.to_string()))?;
     let timeout = store.options().timeout;
-    let mut out = Vec::new();
+    let mut messages = Vec::new();
     loop {
         let message = tokio::time::timeout(timeout, replies.next())
             .await
             .map_err(|_| StoreError::Timeout(timeout))?
             .ok_or_else(|| StoreError::Request("reply subscription closed".into()))?;
-        if message.status == Some(StatusCode::NOT_FOUND) || is_end(&message) {
-            return Ok(out);
+        if message.status == Some(StatusCode::NOT_FOUND) {
+            return Ok(Batch {
+                messages,
+                pending: None,
+            });
         }
-        out.push(parse(message)?);
+        if is_end(&message) {
+            let pending = num_pending(&message)?;
+            return Ok(Batch { messages, pending });
+        }
+        messages.push(parse(message)?);
     }
+}
+
+/// The `Nats-Num-Pending` of an end-of-batch marker: how many messages
+/// matching the request are left after the batch.
+fn num_pending(message: &Message) -> Result<Option<u64>, StoreError> {
+    message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(NUM_PENDING))
+        .map(|v| {
+            v.as_str()
+                .parse()
+                .map_err(|_| StoreError::Malformed(format!("bad {NUM_PENDING}")))
+        })
+        .transpose()
 }
 
 /// The end-of-batch marker: an empty status message without a sequence.

@@ -49,6 +49,12 @@ pub struct StoreOptions {
     pub timeout: Duration,
     /// The deduplication window of `request_id`s.
     pub duplicate_window: Duration,
+    /// The most bytes nats-server may send in one batch of a Direct Get
+    /// read (`None`: the server's own limit, its `max_pending`). A batch
+    /// ended at this limit is followed by the next one, so reads return the
+    /// same either way; tests set it small to make the server end batches
+    /// early.
+    pub read_max_bytes: Option<usize>,
 }
 
 impl Default for StoreOptions {
@@ -57,6 +63,7 @@ impl Default for StoreOptions {
             replicas: 1,
             timeout: Duration::from_secs(5),
             duplicate_window: Duration::from_secs(10 * 60),
+            read_max_bytes: None,
         }
     }
 }
@@ -192,7 +199,8 @@ impl EventStore {
         direct_get::subject_after(self, stream, subject, after_sequence).await
     }
 
-    /// Up to `batch` (at most 1,000) messages of the stream from `from`.
+    /// Up to `batch` (at most 1,000) messages of the stream from `from`;
+    /// fewer only when the stream holds no more.
     pub async fn read_range(
         &self,
         stream: &str,

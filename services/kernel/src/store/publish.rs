@@ -53,6 +53,35 @@ pub enum AppendError {
     Refused { code: u64, description: String },
 }
 
+impl AppendError {
+    /// Whether the append failed for want of JetStream (no stream answering,
+    /// the connection, or a refusal for resources or availability: storage,
+    /// memory or account limits reached, the cluster or the stream
+    /// unavailable, too many requests at once), so that it may succeed
+    /// later; as opposed to a refusal of the append itself.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::NoStream(_) | Self::Unavailable(_) => true,
+            Self::Refused { code, .. } => UNAVAILABLE.contains(code),
+            Self::Conflict { .. } | Self::InProcess => false,
+        }
+    }
+}
+
+/// JetStream's refusals for resources or availability (nats-server's
+/// errors.json): account resources exceeded (10002), cluster results
+/// incomplete (10004), cluster temporarily unavailable (10008), not the
+/// leader (10009), insufficient resources (10023), memory exhausted
+/// (10028), JetStream not enabled for the account (10039), storage
+/// exhausted (10047), expected stream sequence mismatch while clustered
+/// (10063), JetStream not enabled (10076), storing failed (10077), stream
+/// offline (10118, 10194), too many requests (10167), too many atomic
+/// batches in flight (10210).
+const UNAVAILABLE: [u64; 15] = [
+    10002, 10004, 10008, 10009, 10023, 10028, 10039, 10047, 10063, 10076, 10077, 10118, 10167,
+    10194, 10210,
+];
+
 #[derive(Deserialize)]
 struct ApiError {
     #[serde(default)]
@@ -193,6 +222,35 @@ mod tests {
                 sequence: 9,
                 duplicate: true
             })
+        );
+    }
+
+    #[test]
+    fn a_refusal_for_resources_may_succeed_later_and_any_other_refusal_will_not() {
+        let resources =
+            br#"{"error":{"code":503,"err_code":10023,"description":"insufficient resources"}}"#;
+        let refused = parse_reply("s", resources).expect_err("refused");
+        assert!(matches!(refused, AppendError::Refused { code: 10023, .. }));
+        assert!(refused.is_unavailable());
+        let storage = br#"{"error":{"code":500,"err_code":10047,"description":"insufficient storage resources available"}}"#;
+        assert!(
+            parse_reply("s", storage)
+                .expect_err("refused")
+                .is_unavailable()
+        );
+        let too_large =
+            br#"{"error":{"code":400,"err_code":10054,"description":"message size exceeds maximum allowed"}}"#;
+        assert!(
+            !parse_reply("s", too_large)
+                .expect_err("refused")
+                .is_unavailable()
+        );
+        assert!(AppendError::Unavailable("timed out".into()).is_unavailable());
+        assert!(
+            !AppendError::Conflict {
+                subject: "s".into()
+            }
+            .is_unavailable()
         );
     }
 }
