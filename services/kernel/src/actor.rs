@@ -7,7 +7,7 @@ use std::time::Duration;
 use tonic::metadata::MetadataMap;
 
 use crate::error::{Failure, Violations};
-use crate::ids::OdsCode;
+use crate::ids::{OdsCode, PatientId};
 
 /// The longest reason a change may give.
 pub const MAX_REASON: usize = 2000;
@@ -97,14 +97,20 @@ pub fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
 }
 
 impl RequestContext {
-    /// The id of something this request creates (`namespace` says what):
-    /// derived from the caller and the request id when the client sent one,
-    /// so a retry names the same thing; else a new UUIDv7.
-    pub fn new_resource_id(&self, namespace: &str) -> uuid::Uuid {
+    /// The id of something this request creates (`namespace` says what)
+    /// in the record of `patient`, if it belongs to one: derived from the
+    /// caller, the request id and the patient when the client sent a request
+    /// id, so a retry names the same thing and one request id reused on
+    /// another patient names another thing (ADR 0011); else a new UUIDv7.
+    pub fn new_resource_id(&self, namespace: &str, patient: Option<PatientId>) -> uuid::Uuid {
         if self.request_id.is_empty() {
             return uuid::Uuid::now_v7();
         }
-        crate::ids::derived_uuid(namespace, &self.actor.user_id, &self.request_id)
+        let namespace = match patient {
+            Some(patient) => format!("{namespace}/{patient}"),
+            None => namespace.to_owned(),
+        };
+        crate::ids::derived_uuid(&namespace, &self.actor.user_id, &self.request_id)
     }
 
     /// Builds the context of an authenticated gRPC request; the interceptor

@@ -1,7 +1,8 @@
 //! The one error vocabulary of carelog: a `Failure` is what a caller is told
 //! (canonical code, stable reason, message naming the field and the rule,
 //! field violations), and it becomes a `tonic::Status` in exactly one place.
-//! The gateway's HTTP mapping reads the same table (`Failure::http_status`).
+//! A planned HTTP/FHIR gateway would read the same table
+//! (`Failure::http_status`); nothing calls it yet.
 
 use std::collections::HashMap;
 use std::fmt;

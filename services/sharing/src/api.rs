@@ -56,7 +56,7 @@ impl<Q> std::fmt::Debug for SharingApi<Q> {
 /// The id of a group or agreement a command creates: derived from (user,
 /// request id) when a request id was sent, so a retry names the same one.
 fn new_id(ctx: &RequestContext, kind: &str) -> PatientId {
-    PatientId::from_uuid(ctx.new_resource_id(&format!("carelog.sharing.{kind}")))
+    PatientId::from_uuid(ctx.new_resource_id(&format!("carelog.sharing.{kind}"), None))
 }
 
 fn id(field: &str, text: &str) -> Result<PatientId, Failure> {

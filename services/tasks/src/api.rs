@@ -300,7 +300,7 @@ impl<Q: TasksQueries> TasksService for TasksApi<Q> {
         });
         let due_date = due_date(r.due_date, &mut v);
         v.into_result()?;
-        let task = new_task_id(&ctx);
+        let task = new_task_id(&ctx, patient);
         let command = Command::Create(NewTask {
             task_id: task.to_string(),
             patient_id: patient.map(|p| p.to_string()).unwrap_or_default(),

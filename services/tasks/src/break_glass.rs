@@ -56,7 +56,7 @@ impl PrivacyReview {
             )?;
         ctx.correlation_id = event.correlation_id.clone();
         ctx.causation_id = event.access_id.clone();
-        let task = new_task_id(&ctx);
+        let task = new_task_id(&ctx, Some(patient));
         let command = Command::Create(NewTask {
             task_id: task.to_string(),
             patient_id: patient.to_string(),

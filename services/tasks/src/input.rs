@@ -115,9 +115,10 @@ pub(crate) fn due_date(
 }
 
 /// The id a create with a client's `request_id` gives its task: derived
-/// from (user, request id), so a repeat of the request names the same task.
-pub(crate) fn new_task_id(ctx: &RequestContext) -> TaskId {
-    TaskId::from_uuid(ctx.new_resource_id("carelog.task"))
+/// from (user, request id, the task's patient if any), so a repeat of the
+/// request names the same task.
+pub(crate) fn new_task_id(ctx: &RequestContext, patient: Option<PatientId>) -> TaskId {
+    TaskId::from_uuid(ctx.new_resource_id("carelog.task", patient))
 }
 
 /// The partition of a task: its patient, or the task itself.

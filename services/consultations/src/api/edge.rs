@@ -49,11 +49,11 @@ pub fn consultation(text: &str, v: &mut Violations) -> Option<ConsultationId> {
     required("consultation_id", text, ConsultationId::parse, v)
 }
 
-/// An id for something the request creates: derived from (user, request
-/// id, what) when the caller sent a request id, so a repeat names the same
-/// thing; else fresh.
-pub fn derived(ctx: &RequestContext, what: &str) -> Uuid {
-    ctx.new_resource_id(&format!("carelog.consultations.{what}"))
+/// An id for something the request creates in `patient`'s record: derived
+/// from (user, request id, what, patient) when the caller sent a request
+/// id, so a repeat names the same thing; else fresh.
+pub fn derived(ctx: &RequestContext, what: &str, patient: Option<PatientId>) -> Uuid {
+    ctx.new_resource_id(&format!("carelog.consultations.{what}"), patient)
 }
 
 pub fn typed<T, E: std::error::Error>(

@@ -241,7 +241,10 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
             return Err(missing().into());
         };
         let command = Command::Start {
-            consultation: typed(derived(&ctx, "consultation"), ConsultationId::parse)?,
+            consultation: typed(
+                derived(&ctx, "consultation", Some(patient)),
+                ConsultationId::parse,
+            )?,
             kind,
             start_time,
             author,
@@ -269,7 +272,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
                 v.add("topic_title", "must be at most 200 characters");
             }
             Some(TopicRef::New {
-                id: typed(derived(&ctx, "topic"), TopicId::parse)?,
+                id: typed(derived(&ctx, "topic", patient), TopicId::parse)?,
                 title: title.to_owned(),
             })
         } else {
@@ -286,7 +289,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         let command = Command::AddEntry {
             consultation,
             topic,
-            entry: typed(derived(&ctx, "entry"), EntryId::parse)?,
+            entry: typed(derived(&ctx, "entry", Some(patient)), EntryId::parse)?,
             content,
             confidential: r.confidential,
             organisation: ctx.actor.organisation.to_string(),

@@ -1,5 +1,6 @@
-//! The immutable stream configuration of DESIGN.md, and the check that an
-//! existing stream is not weaker than it.
+//! The immutable configuration of carelog's streams (docs/ARCHITECTURE.md,
+//! "Subjects and streams"), and the check that an existing stream is not
+//! weaker than it.
 
 use async_nats::jetstream::stream::{Config, DiscardPolicy, RetentionPolicy, StorageType};
 use thiserror::Error;

@@ -35,14 +35,18 @@ where
     edge::required(field, text, |t| t.trim().parse::<T>(), v)
 }
 
-/// The id of a resource a command creates: derived from (user, request id)
-/// when the client sent one, so a repeated request names the same resource;
-/// else a new UUIDv7.
-fn new_id<T: std::str::FromStr>(ctx: &RequestContext, kind: &str) -> Result<T, Failure>
+/// The id of a resource a command creates in `patient`'s record: derived
+/// from (user, request id, patient) when the client sent a request id, so a
+/// repeated request names the same resource; else a new UUIDv7.
+fn new_id<T: std::str::FromStr>(
+    ctx: &RequestContext,
+    kind: &str,
+    patient: PatientId,
+) -> Result<T, Failure>
 where
     T::Err: std::error::Error,
 {
-    ctx.new_resource_id(&format!("carelog.medications.{kind}"))
+    ctx.new_resource_id(&format!("carelog.medications.{kind}"), Some(patient))
         .to_string()
         .parse()
         .map_err(|e: T::Err| Failure::internal(&e))
@@ -188,7 +192,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         }
         v.into_result()?;
         let patient = patient.ok_or_else(|| missing("patient", &r.patient_id))?;
-        let allergy_id: AllergyId = new_id(&ctx, "allergy")?;
+        let allergy_id: AllergyId = new_id(&ctx, "allergy", patient)?;
         let command = Command::RecordAllergy {
             allergy_id,
             details: r.allergy.unwrap_or_default(),
@@ -276,7 +280,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         }
         v.into_result()?;
         let patient = patient.ok_or_else(|| missing("patient", &r.patient_id))?;
-        let authorisation_id: AuthorisationId = new_id(&ctx, "authorisation")?;
+        let authorisation_id: AuthorisationId = new_id(&ctx, "authorisation", patient)?;
         let command = Command::Authorise {
             authorisation_id,
             details: r.authorisation.unwrap_or_default(),
@@ -304,7 +308,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         let (Some(patient), Some(authorisation_id)) = (patient, authorisation_id) else {
             return Err(Failure::invalid_field("patient_id", "is required").into());
         };
-        let issue_id: IssueId = new_id(&ctx, "issue")?;
+        let issue_id: IssueId = new_id(&ctx, "issue", patient)?;
         let command = Command::Issue {
             issue_id,
             authorisation_id,
@@ -348,7 +352,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         let (Some(patient), Some(authorisation_id)) = (patient, authorisation_id) else {
             return Err(Failure::invalid_field("patient_id", "is required").into());
         };
-        let new_authorisation_id: AuthorisationId = new_id(&ctx, "authorisation")?;
+        let new_authorisation_id: AuthorisationId = new_id(&ctx, "authorisation", patient)?;
         let command = Command::Change {
             authorisation_id,
             new_authorisation_id,

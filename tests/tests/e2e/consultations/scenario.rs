@@ -314,3 +314,73 @@ async fn consultations_a_gp_records_signs_amends_and_corrects_a_hypertension_rev
     assert_eq!(dump(&stack.pool).await, before);
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn consultations_one_request_id_reused_for_two_patients_starts_two_consultations() {
+    // Given two registered patients
+    let stack = TestStack::start().await;
+    let jane = stack.register(jane_smith()).await;
+    let mut john_details = jane_smith();
+    john_details.nhs_number.clear();
+    john_details.nhs_number_verification_status = 0;
+    john_details.name = Some(carelog_proto::demographics::v1::HumanName {
+        family: "Smith".into(),
+        given: vec!["John".into()],
+        ..Default::default()
+    });
+    let john = stack.register(john_details).await;
+    let mut client = stack.consultations();
+
+    // When one clinician's client starts a consultation for each with the
+    // same request id
+    let mut started = Vec::new();
+    for patient in [&jane.patient_id, &john.patient_id] {
+        let mut request = start_request(patient);
+        request.request_id = "clinic-7-slot-3".into();
+        let answer = client
+            .start_consultation(stack.req(request))
+            .await
+            .expect("started")
+            .into_inner();
+        started.push(answer);
+    }
+
+    // Then each patient has a consultation of their own, under its own id
+    let [for_jane, for_john] = <[_; 2]>::try_from(started).expect("two answers");
+    let (jane_c, john_c) = (
+        for_jane.consultation.expect("consultation"),
+        for_john.consultation.expect("consultation"),
+    );
+    assert_ne!(jane_c.consultation_id, john_c.consultation_id);
+    assert_eq!(jane_c.patient_id, jane.patient_id);
+    assert_eq!(john_c.patient_id, john.patient_id);
+    // and the read model holds both, each on its patient
+    for (patient, consultation, sequence) in [
+        (&jane.patient_id, &jane_c, for_jane.stream_sequence),
+        (&john.patient_id, &john_c, for_john.stream_sequence),
+    ] {
+        let read = client
+            .get_consultation(stack.req(pb::GetConsultationRequest {
+                patient_id: patient.clone(),
+                consultation_id: consultation.consultation_id.clone(),
+                min_sequence: sequence,
+            }))
+            .await
+            .expect("projected")
+            .into_inner();
+        assert_eq!(read.patient_id, *patient);
+    }
+    // And when Jane's request is sent again, it answers with her consultation
+    let mut again = start_request(&jane.patient_id);
+    again.request_id = "clinic-7-slot-3".into();
+    let repeated = client
+        .start_consultation(stack.req(again))
+        .await
+        .expect("repeated")
+        .into_inner();
+    assert_eq!(
+        repeated.consultation.expect("consultation").consultation_id,
+        jane_c.consultation_id
+    );
+    stack.stop().await;
+}
