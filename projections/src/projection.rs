@@ -88,11 +88,12 @@ pub fn database_unavailable(e: &sqlx::Error) -> bool {
 /// The SQLSTATEs of [`database_unavailable`]: class 08 connection
 /// exception, 40 transaction rollback (40001 serialization failure, 40P01
 /// deadlock), 53 insufficient resources, 57 operator intervention (57P01
-/// admin shutdown, 57P03 cannot connect now, 57014 cancelled), 58 system
-/// error (I/O), 55P03 lock not available, 25006 read-only transaction (a
-/// standby answering after a failover).
+/// admin shutdown, 57P03 cannot connect now) but not 57014 (a statement
+/// cancelled, most often by `statement_timeout`: the same batch would be
+/// cancelled again), 58 system error (I/O), 55P03 lock not available,
+/// 25006 read-only transaction (a standby answering after a failover).
 pub fn sqlstate_unavailable(code: &str) -> bool {
-    matches!(code.get(..2), Some("08" | "40" | "53" | "57" | "58"))
+    (matches!(code.get(..2), Some("08" | "40" | "53" | "57" | "58")) && code != "57014")
         || matches!(code, "55P03" | "25006")
 }
 
@@ -280,6 +281,10 @@ mod tests {
         ] {
             assert!(database(code).is_transient(), "{code} stops the projector");
         }
+        assert!(
+            !database("57014").is_transient(),
+            "a statement cancelled by its timeout would be cancelled again"
+        );
         for e in [
             sqlx::Error::PoolTimedOut,
             sqlx::Error::PoolClosed,

@@ -23,7 +23,10 @@ async fn rebuild(nats: &str, db: &str, env: &[(&str, String)], args: &[&str]) ->
     for (name, value) in env {
         cmd.env(name, value);
     }
-    cmd.output().await.expect("run carelog rebuild")
+    tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
+        .await
+        .expect("carelog rebuild ended within 120 s")
+        .expect("run carelog rebuild")
 }
 
 fn said(out: &Output) -> String {

@@ -336,12 +336,18 @@ async fn wait_line(lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>, tex
     seen
 }
 
-fn rest(lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+/// What the exited process wrote that was not read yet: every line until
+/// its output closes (at most 10 s, so that a server that inherited the
+/// output cannot hold the test).
+async fn rest(lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
     let mut rest = String::new();
-    while let Ok(line) = lines.try_recv() {
-        rest.push_str(&line);
-        rest.push('\n');
-    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.recv().await {
+            rest.push_str(&line);
+            rest.push('\n');
+        }
+    })
+    .await;
     rest
 }
 
@@ -365,8 +371,7 @@ async fn a_signal_during_start_up_stops_the_servers_carelog_up_started() {
     sigterm(&up).await;
     let status = exits(&mut up).await;
     // it finishes starting what it was starting, stops it and exits cleanly,
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let said = rest(&mut stdout);
+    let said = rest(&mut stdout).await;
     assert!(status.success(), "exit {status}; {said}");
     assert!(said.contains("carelog stopped"), "{said}");
     assert!(!said.contains("carelog is up"), "{said}");
@@ -380,8 +385,7 @@ async fn a_signal_during_start_up_stops_the_servers_carelog_up_started() {
     wait_line(&mut stdout, "carelog is up").await;
     sigterm(&up).await;
     let status = exits(&mut up).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let said = rest(&mut stdout);
+    let said = rest(&mut stdout).await;
     assert!(status.success(), "exit {status}; {said}");
     assert!(said.contains("carelog stopped"), "{said}");
     let left = nothing_left_under(&data, 10).await;
@@ -398,11 +402,9 @@ async fn a_signal_during_start_up_stops_the_servers_carelog_up_started() {
     wait_line(&mut stderr, "shutting down").await;
     sigterm(&up).await;
     let status = exits(&mut up).await;
-    assert!(
-        status.code() == Some(130) || status.success(),
-        "exit {status}; {}",
-        rest(&mut stderr)
-    );
+    if !(status.code() == Some(130) || status.success()) {
+        panic!("exit {status}; {}", rest(&mut stderr).await);
+    }
     let left = nothing_left_under(&data, 30).await;
     assert!(left.is_empty(), "still running: {left:?}");
     let _ = std::fs::remove_dir_all(&dir);

@@ -659,7 +659,11 @@ fn search_of(r: &pb::SearchPatientsRequest, v: &mut Violations) -> Option<Search
         // Each way given is named: the caller keeps one.
         _ => given.iter().for_each(|name| v.add(*name, ONE_WAY)),
     }
-    let stray_birth_date = r.birth_date.is_some() && !family;
+    // (a client that always sends the message sends it empty)
+    let stray_birth_date = r
+        .birth_date
+        .is_some_and(|d| d.year != 0 || d.month != 0 || d.day != 0)
+        && !family;
     if stray_birth_date {
         v.add("birth_date", "is used only with family_name");
     }

@@ -10,7 +10,7 @@ use crate::error::{Failure, Violations};
 use crate::ids::{OdsCode, PatientId};
 
 /// The longest reason a change may give.
-pub const MAX_REASON: usize = 2000;
+pub const MAX_REASON: usize = 4000;
 
 /// The authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -190,9 +190,10 @@ impl<Q: SharingQueries> SharingService for SharingApi<Q> {
         let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
         let mut v = Violations::new();
         let name = r.name.trim().to_owned();
-        if name.is_empty() || name.chars().count() > 200 {
+        if name.is_empty() {
             v.add("name", "is required, at most 200 characters");
         }
+        carelog_kernel::edge::check_text("name", &name, 200, &mut v);
         let members: Vec<String> = r
             .member_ods
             .iter()

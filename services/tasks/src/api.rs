@@ -7,6 +7,7 @@ use std::sync::Arc;
 use carelog_demographics::api::page;
 use carelog_demographics::gate::PatientGate;
 use carelog_kernel::access::{self, AccessLog, AccessSink, Reads};
+use carelog_kernel::edge::check_text;
 use carelog_kernel::guard::Guard;
 use carelog_kernel::ids::TaskId;
 use carelog_kernel::{Decision, Executor, Failure, OdsCode, PatientId, RequestContext, Violations};
@@ -285,12 +286,11 @@ impl<Q: TasksQueries> TasksService for TasksApi<Q> {
         let mut v = Violations::new();
         let patient = optional_patient(&r.patient_id, &mut v);
         let title = r.title.trim().to_owned();
-        if title.is_empty() || too_long(&title, TITLE_MAX) {
+        if title.is_empty() {
             v.add("title", "is required, at most 200 characters");
         }
-        if too_long(&r.description, TEXT_MAX) {
-            v.add("description", "must be at most 4000 characters");
-        }
+        check_text("title", &title, TITLE_MAX, &mut v);
+        check_text("description", &r.description, TEXT_MAX, &mut v);
         let focus = check_focus(r.focus, &mut v);
         let owner_user_id = user_id("owner_user_id", &r.owner_user_id, &mut v);
         let performer = check_performer(r.performer, &mut v);
@@ -393,11 +393,9 @@ impl<Q: TasksQueries> TasksService for TasksApi<Q> {
         request: Request<pb::CompleteTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
         let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, ""))?;
-        if too_long(&r.outcome, TEXT_MAX) {
-            return Err(
-                Failure::invalid_field("outcome", "must be at most 4000 characters").into(),
-            );
-        }
+        let mut v = Violations::new();
+        check_text("outcome", &r.outcome, TEXT_MAX, &mut v);
+        v.into_result()?;
         let outcome = r.outcome;
         self.on_task(ctx, &r.patient_id, &r.task_id, |task_id| {
             Command::Complete { task_id, outcome }
@@ -432,9 +430,9 @@ impl<Q: TasksQueries> TasksService for TasksApi<Q> {
         request: Request<pb::CommentOnTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
         let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, ""))?;
-        if too_long(&r.text, TEXT_MAX) {
-            return Err(Failure::invalid_field("text", "must be at most 4000 characters").into());
-        }
+        let mut v = Violations::new();
+        check_text("text", &r.text, TEXT_MAX, &mut v);
+        v.into_result()?;
         let text = r.text;
         self.on_task(ctx, &r.patient_id, &r.task_id, |task_id| Command::Comment {
             task_id,

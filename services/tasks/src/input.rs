@@ -95,9 +95,7 @@ pub(crate) fn check_focus(focus: Option<pb::Focus>, v: &mut Violations) -> Optio
             "must be CONSULTATION, MEDICATION_AUTHORISATION or OTHER",
         ),
     }
-    if too_long(&focus.display, TITLE_MAX) {
-        v.add("focus.display", "must be at most 200 characters");
-    }
+    carelog_kernel::edge::check_text("focus.display", &focus.display, TITLE_MAX, v);
     Some(focus)
 }
 

@@ -423,7 +423,11 @@ async fn a_rebuild_reads_the_tail_only_once_the_live_projector_has_committed() {
 
     // Then the rebuild swaps in a checkpoint no older than the live one: at
     // the stream's end, with the late registration
-    rebuild.await.expect("join").expect("rebuild");
+    tokio::time::timeout(Duration::from_secs(120), rebuild)
+        .await
+        .expect("the rebuild ended within 120 s")
+        .expect("join")
+        .expect("rebuild");
     let last = stack.last_sequence().await;
     assert_eq!(last, late.stream_sequence);
     let at = carelog_projections::checkpoint::read(&stack.pool, "patients", stream)

@@ -102,6 +102,21 @@ async fn a_medication_review_for_the_practice_team_is_claimed_completed_and_its_
         .expect("comment")
         .into_inner();
     assert_eq!(commented.notes.len(), 1);
+    // A comment PostgreSQL could not hold is refused, naming its field
+    let garbled = tasks
+        .comment_on_task(stack.req(pb::CommentOnTaskRequest {
+            patient_id: jane.patient_id.clone(),
+            task_id: created.task_id.clone(),
+            text: "ok\0".into(),
+            request_id: String::new(),
+        }))
+        .await
+        .expect_err("a NUL in the comment");
+    assert_eq!(garbled.code(), Code::InvalidArgument);
+    assert_eq!(
+        carelog_tests::assert::violated_fields(&garbled),
+        vec!["text"]
+    );
 
     let not_owner = tasks
         .complete_task(stack.req(pb::CompleteTaskRequest {

@@ -268,8 +268,8 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
                     "topic_title",
                     "is required to open a new topic (or name topic_id)",
                 );
-            } else if title.chars().count() > MAX_TITLE {
-                v.add("topic_title", "must be at most 200 characters");
+            } else {
+                carelog_kernel::edge::check_text("topic_title", title, MAX_TITLE, &mut v);
             }
             Some(TopicRef::New {
                 id: typed(derived(&ctx, "topic", patient), TopicId::parse)?,

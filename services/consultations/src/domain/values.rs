@@ -2,6 +2,7 @@
 //! mask is applied): every field violation is named with its path.
 
 use carelog_kernel::Violations;
+use carelog_kernel::edge::check_text;
 use carelog_kernel::snomed::ConceptId;
 use carelog_proto::consultations::v1 as pb;
 use chrono::{DateTime, Utc};
@@ -54,12 +55,8 @@ pub fn check_content(c: &pb::EntryContent, field: &str, now: DateTime<Utc>, v: &
             );
         }
     }
-    if c.display.chars().count() > MAX_TITLE {
-        v.add(format!("{field}.display"), "must be at most 200 characters");
-    }
-    if c.text.chars().count() > MAX_TEXT {
-        v.add(format!("{field}.text"), "must be at most 10000 characters");
-    }
+    check_text(&format!("{field}.display"), &c.display, MAX_TITLE, v);
+    check_text(&format!("{field}.text"), &c.text, MAX_TEXT, v);
     if kind == K::Comment && c.text.trim().is_empty() {
         v.add(format!("{field}.text"), "is required for a comment");
     }

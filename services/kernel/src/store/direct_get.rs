@@ -172,6 +172,16 @@ async fn request_batch(
                 pending: None,
             });
         }
+        // Only "204 EOB" ends a batch: any other status (503 while the
+        // stream has no leader, 408) would otherwise cut a history short.
+        if let Some(status) = message.status
+            && !matches!(status.as_u16(), 200 | 204)
+        {
+            return Err(StoreError::Request(format!(
+                "direct get answered {status}: {}",
+                message.description.unwrap_or_default()
+            )));
+        }
         if is_end(&message) {
             let pending = num_pending(&message)?;
             return Ok(Batch { messages, pending });

@@ -460,9 +460,7 @@ pub fn decide(
             {
                 v.add("next_review_date", "must be after today");
             }
-            if note.chars().count() > 2000 {
-                v.add("note", "must be at most 2000 characters");
-            }
+            carelog_kernel::edge::check_text("note", note, 2000, &mut v);
             if !v.is_empty() {
                 return Err(Error::Invalid(v));
             }

@@ -32,8 +32,8 @@ fn text(field: &str, value: &str, v: &mut Violations) -> String {
     let value = value.trim();
     if value.is_empty() {
         v.add(field, "is required");
-    } else if value.chars().count() > MAX_TEXT {
-        v.add(field, format!("must be at most {MAX_TEXT} characters"));
+    } else {
+        carelog_kernel::edge::check_text(field, value, MAX_TEXT, v);
     }
     value.to_owned()
 }
