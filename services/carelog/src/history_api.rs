@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use carelog_demographics::api::page;
+use carelog_demographics::api::{disclosure, page};
+use carelog_demographics::domain::{Disclosure, PatientRecord};
 use carelog_kernel::access::{self, AccessSink, Reads};
 use carelog_kernel::edge::required;
 use carelog_kernel::envelope::from_timestamp;
@@ -35,6 +36,30 @@ impl RecordHistoryApi {
             history,
             access,
             guard,
+        }
+    }
+}
+
+/// The patient's demographic record in `s` as the caller may see it now: a
+/// version written before a restriction is withheld like the current
+/// record (ADR 0034).
+fn disclose_snapshot(s: &mut pb::PatientRecordSnapshot, disclosure: Disclosure) {
+    s.patient = s
+        .patient
+        .take()
+        .map(|p| PatientRecord::shown_resource(p, disclosure));
+}
+
+/// The patient's demographic records before and after each change, as the
+/// caller may see them now.
+fn disclose_changes(changes: &mut [pb::PatientChange], disclosure: Disclosure) {
+    let resources = changes.iter_mut().flat_map(|c| c.resources.iter_mut());
+    for state in resources.flat_map(|r| [r.before.as_mut(), r.after.as_mut()]) {
+        if let Some(pb::Resource {
+            resource: Some(R::Patient(p)),
+        }) = state
+        {
+            *p = PatientRecord::shown_resource(std::mem::take(p), disclosure);
         }
     }
 }
@@ -136,8 +161,14 @@ impl RecordHistoryService for RecordHistoryApi {
         let (Some(patient), Some(as_of)) = (patient, as_of) else {
             return Err(Failure::invalid_field("patient_id", "is required").into());
         };
-        self.guard.admit(&mut ctx, patient).await?;
-        let answer = self.history.record_as_of(patient, as_of, view).await?;
+        let facts = self.guard.admit(&mut ctx, patient).await?;
+        let shown = disclosure(&self.guard, &ctx, &facts);
+        let mut answer = self.history.record_as_of(patient, as_of, view).await?;
+        answer
+            .record
+            .iter_mut()
+            .chain(answer.merged_records.iter_mut())
+            .for_each(|s| disclose_snapshot(s, shown));
         let mut reads = Reads::new();
         answer
             .record
@@ -165,8 +196,10 @@ impl RecordHistoryService for RecordHistoryApi {
         }
         v.into_result()?;
         let patient = patient.ok_or_else(|| Failure::invalid_field("patient_id", "is required"))?;
-        self.guard.admit(&mut ctx, patient).await?;
-        let (changes, next_page_token) = self.history.changes(patient, from, to, &page).await?;
+        let facts = self.guard.admit(&mut ctx, patient).await?;
+        let shown = disclosure(&self.guard, &ctx, &facts);
+        let (mut changes, next_page_token) = self.history.changes(patient, from, to, &page).await?;
+        disclose_changes(&mut changes, shown);
         let mut reads = Reads::new();
         change_reads(&mut reads, &patient.to_string(), &changes);
         access::audit(&*self.access, &ctx, SERVICE, "ListPatientChanges", &reads).await?;

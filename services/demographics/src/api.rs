@@ -108,7 +108,7 @@ fn disclosure_of(guard: &Guard, ctx: &RequestContext, patient: &pb::Patient) -> 
 
 /// What this caller sees of the restricted fields of the patient whose
 /// access facts are `facts`, in the current record or any earlier version.
-fn disclosure(guard: &Guard, ctx: &RequestContext, facts: &PatientAccess) -> Disclosure {
+pub fn disclosure(guard: &Guard, ctx: &RequestContext, facts: &PatientAccess) -> Disclosure {
     let restricted = PatientAccess {
         restricted: true,
         ..facts.clone()

@@ -789,3 +789,77 @@ async fn history_what_a_clinician_was_shown_is_rebuilt_after_later_changes() {
         listed.authorisations
     );
 }
+
+#[tokio::test]
+async fn history_a_restricted_patients_earlier_versions_are_withheld_from_those_who_may_not_see_them()
+ {
+    // Given Jane, registered with her address, and restricted later
+    let stack = TestStack::start().await;
+    let jane = stack.register(jane_smith()).await;
+    let before_restriction = Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    stack
+        .client()
+        .mark_restricted(stack.req(pb::PatientFlagRequest {
+            patient_id: jane.patient_id.clone(),
+            reason: "at risk of harm".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("restricted");
+    let officer = |m| stack.req_in_role("po-ahmed", "A81001", "LOCAL-PRIVACY-OFFICER", m);
+    let asked = || hpb::GetRecordAsOfRequest {
+        patient_id: jane.patient_id.clone(),
+        as_of: Some(timestamp(before_restriction)),
+        view: AsRecorded as i32,
+    };
+
+    // When the practice's privacy officer, who audits but does not manage
+    // demographics, asks for her record as it stood before the restriction
+    let then = history(&stack)
+        .get_record_as_of(officer(asked()))
+        .await
+        .expect("record as of")
+        .into_inner();
+
+    // Then her address, telephone and practice are withheld all the same
+    let patient = then.record.and_then(|r| r.patient).expect("patient");
+    assert!(patient.withheld);
+    let d = patient.details.expect("details");
+    assert!(d.addresses.is_empty() && d.telecom.is_empty() && d.registered_practice_ods.is_empty());
+    // and so in the registration among her changes
+    let changes = history(&stack)
+        .list_patient_changes(stack.req_in_role(
+            "po-ahmed",
+            "A81001",
+            "LOCAL-PRIVACY-OFFICER",
+            hpb::ListPatientChangesRequest {
+                patient_id: jane.patient_id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("changes")
+        .into_inner()
+        .changes;
+    let registered = changes[0].resources[0]
+        .after
+        .clone()
+        .and_then(|r| r.resource);
+    let Some(hpb::resource::Resource::Patient(registered)) = registered else {
+        panic!("{:?}", changes[0]);
+    };
+    assert!(registered.withheld);
+    assert!(registered.details.expect("details").addresses.is_empty());
+
+    // While her practice's clinician, who manages demographics, sees them
+    let whole = history(&stack)
+        .get_record_as_of(stack.req(asked()))
+        .await
+        .expect("record as of")
+        .into_inner();
+    let patient = whole.record.and_then(|r| r.patient).expect("patient");
+    assert!(!patient.withheld);
+    assert_eq!(patient.details.expect("details").addresses.len(), 1);
+    stack.stop().await;
+}
