@@ -161,6 +161,16 @@ pub fn decide(
                 ));
             }
             let before = record.details();
+            // A new NHS number is not verified because the old one was: the
+            // update says what its status is.
+            if updated.nhs_number != before.nhs_number
+                && !paths.iter().any(|p| p == "nhs_number_verification_status")
+            {
+                return Err(Error::invalid(
+                    "update_mask.paths",
+                    "a changed nhs_number needs nhs_number_verification_status in the mask too",
+                ));
+            }
             let changed: Vec<String> = paths
                 .iter()
                 .filter(|p| {

@@ -161,18 +161,29 @@ fn an_update_that_changes_nothing_appends_nothing() {
 fn changing_the_nhs_number_releases_the_old_and_claims_the_new() {
     let mut new = details();
     new.nhs_number = "4010232137".into();
+    new.nhs_number_verification_status = pb::NhsNumberVerificationStatus::NotTraced as i32;
+    let update = |paths: &[&str]| C::Update {
+        details: new.clone(),
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+        correction: true,
+        reason: "typo".into(),
+    };
     let d = decide(
         PatientId::new(),
         &given(&[registered()]),
-        &C::Update {
-            details: new,
-            paths: vec!["nhs_number".into()],
-            correction: true,
-            reason: "typo".into(),
-        },
+        &update(&["nhs_number", "nhs_number_verification_status"]),
     )
     .expect("updated");
     assert_eq!(d.claims.len(), 2);
+    // A new number does not keep the old one's "verified": the update names
+    // its status
+    let err = decide(
+        PatientId::new(),
+        &given(&[registered()]),
+        &update(&["nhs_number"]),
+    )
+    .expect_err("status left as verified");
+    assert_eq!(reason_field(err), vec!["update_mask.paths"]);
 }
 
 #[test]
@@ -586,7 +597,7 @@ fn refused(details: pb::PatientDetails) -> Vec<(String, String)> {
 #[test]
 fn each_malformed_detail_is_refused_naming_its_field_and_rule() {
     type Change = fn(&mut pb::PatientDetails);
-    let cases: [(&str, Change, &str, &str); 10] = [
+    let cases: [(&str, Change, &str, &str); 12] = [
         (
             "an empty family name",
             |d| d.name.as_mut().expect("name").family = "  ".into(),
@@ -634,6 +645,25 @@ fn each_malformed_detail_is_refused_naming_its_field_and_rule() {
             |d| d.nhs_number.clear(),
             "details.nhs_number_verification_status",
             "cannot be verified without an NHS number",
+        ),
+        (
+            "\"present but not traced\" without an NHS number",
+            |d| {
+                d.nhs_number.clear();
+                d.nhs_number_verification_status =
+                    pb::NhsNumberVerificationStatus::NotTraced as i32;
+            },
+            "details.nhs_number_verification_status",
+            "needs an NHS number",
+        ),
+        (
+            "\"number not present\" with an NHS number",
+            |d| {
+                d.nhs_number_verification_status =
+                    pb::NhsNumberVerificationStatus::NotPresent as i32
+            },
+            "details.nhs_number_verification_status",
+            "an NHS number is given",
         ),
         (
             "a district longer than 200 characters",

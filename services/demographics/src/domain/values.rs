@@ -109,6 +109,20 @@ pub fn check_details(
                 field("nhs_number_verification_status"),
                 "cannot be verified without an NHS number",
             ),
+        // 02 says a number is present; 07 that none is.
+        Ok(pb::NhsNumberVerificationStatus::NotTraced) if details.nhs_number.trim().is_empty() => v
+            .add(
+                field("nhs_number_verification_status"),
+                "is \"present but not traced\": it needs an NHS number",
+            ),
+        Ok(pb::NhsNumberVerificationStatus::NotPresent)
+            if !details.nhs_number.trim().is_empty() =>
+        {
+            v.add(
+                field("nhs_number_verification_status"),
+                "is \"number not present\", but an NHS number is given",
+            )
+        }
         _ => {}
     }
 
