@@ -873,7 +873,7 @@ async fn signal(pid: u32, name: &str) -> Result<()> {
 
 /// [`signal`] on a way out: a failure is logged, and what follows (waiting
 /// for the process, killing it) goes on.
-async fn signal_or_warn(pid: u32, name: &str) {
+pub(crate) async fn signal_or_warn(pid: u32, name: &str) {
     if let Err(e) = signal(pid, name).await {
         tracing::warn!(error = %format!("{e:#}"), "could not signal pid {pid}");
     }

@@ -37,26 +37,13 @@ impl Drop for Tracked {
 }
 
 /// Sends each tracked child its stop signal, without waiting for it to exit.
-fn signal_children() {
+async fn signal_children() {
     let children = match CHILDREN.lock() {
         Ok(children) => children.clone(),
         Err(poisoned) => poisoned.into_inner().clone(),
     };
     for (pid, signal) in children {
-        // kill(1): the workspace forbids unsafe code, so no libc::kill.
-        let sent = std::process::Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
-        match sent {
-            Ok(status) if status.success() => {
-                tracing::info!(pid, signal, "signalled a child server before exiting");
-            }
-            _ => tracing::warn!(pid, signal, "could not signal a child server"),
-        }
+        crate::embedded::signal_or_warn(pid, signal).await;
     }
 }
 
@@ -71,7 +58,7 @@ pub fn on_signal(token: CancellationToken) {
         tracing::info!("shutting down (a second signal exits at once)");
         token.cancel();
         signals.next().await;
-        signal_children();
+        signal_children().await;
         std::process::exit(130);
     });
 }

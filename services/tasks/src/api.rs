@@ -18,7 +18,7 @@ use tonic::{Code, Request, Response, Status};
 use crate::domain::{Command, Error, NewTask, Patient, TaskList, decide, status};
 use crate::input::{
     TEXT_MAX, TITLE_MAX, check_focus, check_performer, due_date, new_task_id, optional_patient,
-    partition, task_id, too_long, user_id, who,
+    partition, task_id, user_id, who,
 };
 use crate::queries::{Consistency, TasksQueries, WorkList};
 
@@ -212,10 +212,8 @@ impl<Q: TasksQueries> TasksApi<Q> {
         request: Request<pb::TaskActionRequest>,
         command: impl FnOnce(String, String) -> Command,
     ) -> Result<Response<pb::Task>, Status> {
+        // The reason is bounded where every commit's is (`MAX_REASON`).
         let (ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
-        if too_long(&r.reason, TEXT_MAX) {
-            return Err(Failure::invalid_field("reason", "must be at most 4000 characters").into());
-        }
         let reason = r.reason;
         self.on_task(ctx, &r.patient_id, &r.task_id, |id| command(id, reason))
             .await

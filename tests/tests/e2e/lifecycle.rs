@@ -569,20 +569,18 @@ async fn a_restriction_hides_what_earlier_versions_and_postcode_searches_would_t
     assert!(whole.iter().all(|v| v.actor_organisation_ods == "A81001"));
 
     // When anyone searches her postcode, even her own practice
-    for postcode in ["LS2 7EW"] {
-        let found = client
-            .search_patients(stack.req(pb::SearchPatientsRequest {
-                postcode: postcode.into(),
-                min_sequence: marked.stream_sequence,
-                ..Default::default()
-            }))
-            .await
-            .expect("search")
-            .into_inner()
-            .patients;
-        // Then the search does not find her there
-        assert!(found.is_empty(), "{postcode}: {found:?}");
-    }
+    let found = client
+        .search_patients(stack.req(pb::SearchPatientsRequest {
+            postcode: "LS2 7EW".into(),
+            min_sequence: marked.stream_sequence,
+            ..Default::default()
+        }))
+        .await
+        .expect("search")
+        .into_inner()
+        .patients;
+    // Then the search does not find her there
+    assert!(found.is_empty(), "{found:?}");
     // but her name and date of birth still find her
     let by_name = client
         .search_patients(stack.req_in_role(

@@ -114,6 +114,7 @@ async fn single(
     if reply.status == Some(StatusCode::NOT_FOUND) {
         return Ok(None);
     }
+    check_status(&reply)?;
     parse(reply).map(Some)
 }
 
@@ -172,16 +173,9 @@ async fn request_batch(
                 pending: None,
             });
         }
-        // Only "204 EOB" ends a batch: any other status (503 while the
-        // stream has no leader, 408) would otherwise cut a history short.
-        if let Some(status) = message.status
-            && !matches!(status.as_u16(), 200 | 204)
-        {
-            return Err(StoreError::Request(format!(
-                "direct get answered {status}: {}",
-                message.description.unwrap_or_default()
-            )));
-        }
+        // Only "204 EOB" ends a batch: any other status would otherwise cut
+        // a history short.
+        check_status(&message)?;
         if is_end(&message) {
             let pending = num_pending(&message)?;
             return Ok(Batch { messages, pending });
@@ -214,15 +208,21 @@ fn is_end(message: &Message) -> bool {
             .is_none_or(|h| h.get(async_nats::header::NATS_SEQUENCE).is_none())
 }
 
-fn parse(message: Message) -> Result<StoredMessage, StoreError> {
-    if let Some(status) = message.status
-        && status != StatusCode::OK
-    {
-        return Err(StoreError::Request(format!(
+/// A reply that is neither a message (200) nor an end of batch (204): a
+/// refusal to report (503 while the stream has no leader, 408), never data
+/// or the end of a history.
+fn check_status(message: &Message) -> Result<(), StoreError> {
+    match message.status {
+        Some(status) if !matches!(status.as_u16(), 200 | 204) => Err(StoreError::Request(format!(
             "direct get answered {status}: {}",
-            message.description.unwrap_or_default()
-        )));
+            message.description.as_deref().unwrap_or_default()
+        ))),
+        _ => Ok(()),
     }
+}
+
+/// A stored message (its status checked by [`check_status`]).
+fn parse(message: Message) -> Result<StoredMessage, StoreError> {
     let headers: HeaderMap = message
         .headers
         .ok_or_else(|| StoreError::Malformed("direct get reply without headers".into()))?;
