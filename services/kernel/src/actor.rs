@@ -60,6 +60,10 @@ pub struct RequestContext {
     pub reason: String,
     /// The client's idempotency key, empty when none was sent.
     pub request_id: String,
+    /// What the request that carried `request_id` was (its gRPC method and
+    /// protobuf encoding, hashed): a retry repeats it exactly, so a request
+    /// id sent again with another request is refused, not deduplicated.
+    pub request_digest: Option<crate::envelope::Hash>,
     pub correlation_id: String,
     pub causation_id: String,
     pub traceparent: String,
@@ -152,6 +156,7 @@ impl RequestContext {
             on_behalf_of: header(ON_BEHALF_OF_HEADER),
             reason: String::new(),
             request_id: String::new(),
+            request_digest: None,
             correlation_id,
             causation_id: String::new(),
             traceparent: header(TRACEPARENT_HEADER),
@@ -170,15 +175,36 @@ impl RequestContext {
 
     /// The context and body of a mutating request, whose body names its
     /// idempotency key and reason.
-    pub fn command<T>(
+    pub fn command<T: prost::Message>(
         request: tonic::Request<T>,
         key: impl FnOnce(&T) -> (&str, &str),
     ) -> Result<(Self, T), Failure> {
         let ctx = Self::from_grpc(&request)?;
         let body = request.into_inner();
         let (request_id, reason) = key(&body);
-        let ctx = ctx.with_request(request_id, reason)?;
+        let mut ctx = ctx.with_request(request_id, reason)?;
+        if !ctx.request_id.is_empty() {
+            ctx.request_digest = Some(request_digest(&ctx.rpc, &body));
+        }
         Ok((ctx, body))
+    }
+
+    /// Refuses this request if its request id was used before, by the same
+    /// caller on the same record, for a different request (`earlier`: the
+    /// digest that commit recorded, empty for commits that recorded none).
+    pub fn check_retry(&self, earlier: &[u8]) -> Result<(), Failure> {
+        match self.request_digest {
+            Some(digest) if !earlier.is_empty() && earlier != digest.as_slice() => {
+                let mut failure = Failure::invalid_field(
+                    "request_id",
+                    "was already used for a different request; a retry must repeat its \
+                     request exactly, and a new request needs a new request_id",
+                );
+                failure.reason = "REQUEST_ID_REUSED";
+                Err(failure)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The gRPC service and method called (empty when unknown).
@@ -218,4 +244,14 @@ impl RequestContext {
         self.reason = reason.to_owned();
         Ok(self)
     }
+}
+
+/// SHA-256 of a request's gRPC method and its protobuf encoding (prost
+/// encodes fields in field order, so a repeated request encodes the same).
+fn request_digest(rpc: &str, body: &impl prost::Message) -> crate::envelope::Hash {
+    let mut bytes = Vec::with_capacity(rpc.len() + 1 + body.encoded_len());
+    bytes.extend_from_slice(rpc.as_bytes());
+    bytes.push(0);
+    body.encode_raw(&mut bytes);
+    crate::envelope::digest(&bytes)
 }

@@ -119,6 +119,7 @@ pub fn seal(spec: CommitSpec<'_>) -> Sealed {
             })
             .collect(),
         previous_hash: spec.previous_hash.to_vec(),
+        request_digest: ctx.request_digest.map(|d| d.to_vec()).unwrap_or_default(),
     };
     let bytes = Bytes::from(commit.encode_to_vec());
     let hash = digest(&bytes);

@@ -46,9 +46,9 @@ pub struct Loaded<A> {
     pub last_hash: Hash,
     /// Recorded time of the last commit.
     pub last_recorded_at: Option<DateTime<Utc>>,
-    /// (user, request id) of every commit, with its sequence: idempotency
-    /// beyond the stream's duplicate window.
-    requests: Arc<HashMap<String, u64>>,
+    /// (user, request id) of every commit, with its sequence and request
+    /// digest: idempotency beyond the stream's duplicate window.
+    requests: Arc<HashMap<String, (u64, Vec<u8>)>>,
 }
 
 impl<A: Default> Loaded<A> {
@@ -261,7 +261,7 @@ impl<A: Aggregate> Executor<A> {
                     .unwrap_or_default();
                 requests.insert(
                     request_key(user, &stored.commit.request_id),
-                    stored.stream_sequence,
+                    (stored.stream_sequence, stored.commit.request_digest.clone()),
                 );
             }
             loaded.last_sequence = stored.stream_sequence;
@@ -353,8 +353,10 @@ impl<A: Aggregate> Executor<A> {
                 loaded.iter().for_each(|l| self.cache_put(l.clone()));
             }
             if let Some(key) = &key
-                && let Some(sequence) = loaded.iter().find_map(|l| l.requests.get(key).copied())
+                && let Some((sequence, digest)) = loaded.iter().find_map(|l| l.requests.get(key))
             {
+                ctx.check_retry(digest)?;
+                let sequence = *sequence;
                 self.count(&self.stats.duplicates, "carelog_duplicate_requests_total");
                 return Ok(Committed {
                     sequence,
@@ -380,7 +382,7 @@ impl<A: Aggregate> Executor<A> {
             match self.store.append(writes).await {
                 Ok(ack) if ack.duplicate => {
                     self.count(&self.stats.duplicates, "carelog_duplicate_requests_total");
-                    return self.original(ack.sequence, ids).await;
+                    return self.original(ctx, ack.sequence, ids).await;
                 }
                 Ok(ack) => {
                     self.count(&self.stats.appends, "carelog_appends_total");
@@ -394,7 +396,11 @@ impl<A: Aggregate> Executor<A> {
                             l.last_hash = seal;
                             l.last_recorded_at = Some(recorded_at);
                             if let Some(key) = &key {
-                                Arc::make_mut(&mut l.requests).insert(key.clone(), l.last_sequence);
+                                let digest = ctx.request_digest.map(|d| d.to_vec());
+                                Arc::make_mut(&mut l.requests).insert(
+                                    key.clone(),
+                                    (l.last_sequence, digest.unwrap_or_default()),
+                                );
                             }
                             self.cache_put(l.clone());
                         }
@@ -502,7 +508,12 @@ impl<A: Aggregate> Executor<A> {
 
     /// The result of the original of a duplicate request: the aggregate of
     /// its commit first, then the others the command named.
-    async fn original(&self, sequence: u64, ids: &[PatientId]) -> Result<Committed<A>, Failure> {
+    async fn original(
+        &self,
+        ctx: &RequestContext,
+        sequence: u64,
+        ids: &[PatientId],
+    ) -> Result<Committed<A>, Failure> {
         let message = self
             .store
             .get(&self.stream.name, sequence)
@@ -516,6 +527,7 @@ impl<A: Aggregate> Executor<A> {
                 )
             })?;
         let stored = StoredCommit::decode(&message).map_err(|e| Failure::internal(&e))?;
+        ctx.check_retry(&stored.commit.request_digest)?;
         let first =
             PatientId::parse(&stored.commit.aggregate_id).map_err(|e| Failure::internal(&e))?;
         let mut aggregates = Vec::new();

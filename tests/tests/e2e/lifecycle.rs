@@ -3,6 +3,7 @@
 
 use carelog_proto::demographics::v1 as pb;
 use carelog_proto::kernel::v1::PartialDate;
+use carelog_tests::assert::{reason, violated_fields};
 use carelog_tests::consultations::mask;
 use carelog_tests::harness::{TestStack, jane_smith, new_phone, test_nhs_number};
 use tonic::Code;
@@ -211,8 +212,9 @@ async fn every_version_is_kept_with_who_when_and_why() {
 async fn the_same_request_id_sent_twice_appends_once_and_returns_the_first_result() {
     let stack = TestStack::start().await;
     let mut client = stack.client();
+    let details = jane_smith();
     let request = || pb::RegisterPatientRequest {
-        details: Some(jane_smith()),
+        details: Some(details.clone()),
         request_id: "reg-7f3a".into(),
         reason: String::new(),
     };
@@ -286,8 +288,9 @@ async fn a_request_id_reused_on_another_patient_changes_that_patient_and_answers
 
     // When dr-jones sends request id "phone-1" again, within the duplicate
     // window, to change B's telephone
+    let b_request = update(&b.patient_id, "0113 496 0002");
     let on_b = client
-        .update_demographics(stack.req(update(&b.patient_id, "0113 496 0002")))
+        .update_demographics(stack.req(b_request.clone()))
         .await
         .expect("update B")
         .into_inner();
@@ -325,7 +328,7 @@ async fn a_request_id_reused_on_another_patient_changes_that_patient_and_answers
     // result and nothing is appended
     let before = stack.last_sequence().await;
     let again = client
-        .update_demographics(stack.req(update(&b.patient_id, "0113 496 0002")))
+        .update_demographics(stack.req(b_request))
         .await
         .expect("B again")
         .into_inner();
@@ -333,6 +336,100 @@ async fn a_request_id_reused_on_another_patient_changes_that_patient_and_answers
     assert_eq!(again.stream_sequence, on_b.stream_sequence);
     assert_eq!(again.version, on_b.version);
     assert_eq!(stack.last_sequence().await, before, "nothing appended");
+    stack.stop().await;
+}
+
+/// The refusal of a request id that was used for another request.
+fn assert_reused(status: &tonic::Status) {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(violated_fields(status), ["request_id"]);
+    assert_eq!(reason(status), "REQUEST_ID_REUSED");
+}
+
+#[tokio::test]
+async fn a_request_id_sent_again_with_a_different_request_is_refused_and_appends_nothing() {
+    let stack = TestStack::start().await;
+    let mut client = stack.client();
+
+    // Given dr-jones registered Jane Smith with request id "reg-1"
+    let jane = client
+        .register_patient(stack.req(pb::RegisterPatientRequest {
+            details: Some(jane_smith()),
+            request_id: "reg-1".into(),
+            reason: String::new(),
+        }))
+        .await
+        .expect("register Jane")
+        .into_inner();
+    let before = stack.last_sequence().await;
+
+    // When a client bug sends "reg-1" again to register another person
+    let mut john = jane_smith();
+    john.nhs_number = test_nhs_number();
+    if let Some(name) = john.name.as_mut() {
+        name.given = vec!["John".into()];
+    }
+    let refused = client
+        .register_patient(stack.req(pb::RegisterPatientRequest {
+            details: Some(john),
+            request_id: "reg-1".into(),
+            reason: String::new(),
+        }))
+        .await
+        .expect_err("a second person under the first one's request id");
+
+    // Then it is refused naming the request id, not answered with Jane's
+    // record as though John had been registered, and nothing is appended
+    assert_reused(&refused);
+    assert_eq!(stack.last_sequence().await, before, "nothing appended");
+
+    // Given a second patient, and Jane's telephone changed with "phone-1"
+    let duplicate = stack.register(jane_smith()).await;
+    client
+        .update_demographics(stack.req(pb::UpdateDemographicsRequest {
+            request_id: "phone-1".into(),
+            ..new_phone(&jane.patient_id, "0113 496 0001")
+        }))
+        .await
+        .expect("update Jane");
+    let before = stack.last_sequence().await;
+
+    // When "phone-1" is sent again to merge the second record into Jane's
+    let merge = |request_id: &str| pb::MergePatientRequest {
+        duplicate_patient_id: duplicate.patient_id.clone(),
+        survivor_patient_id: jane.patient_id.clone(),
+        reason: "same person registered twice".into(),
+        request_id: request_id.into(),
+    };
+    let refused = client
+        .merge_patient(stack.req(merge("phone-1")))
+        .await
+        .expect_err("a merge under the telephone change's request id");
+
+    // Then the merge is refused, not answered as the telephone change
+    assert_reused(&refused);
+    assert_eq!(stack.last_sequence().await, before, "nothing appended");
+    // and so is another telephone number under the same request id
+    let refused = client
+        .update_demographics(stack.req(pb::UpdateDemographicsRequest {
+            request_id: "phone-1".into(),
+            ..new_phone(&jane.patient_id, "0113 496 0009")
+        }))
+        .await
+        .expect_err("another change under the same request id");
+    assert_reused(&refused);
+    assert_eq!(stack.last_sequence().await, before, "nothing appended");
+
+    // And the merge goes through under a request id of its own
+    let merged = client
+        .merge_patient(stack.req(merge("merge-1")))
+        .await
+        .expect("merge")
+        .into_inner();
+    assert_eq!(
+        merged.duplicate.map(|d| d.merged_into_patient_id),
+        Some(jane.patient_id.clone())
+    );
     stack.stop().await;
 }
 

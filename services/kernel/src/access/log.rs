@@ -245,6 +245,7 @@ impl AccessMessage {
             },
             reason: String::new(),
             request_id: String::new(),
+            request_digest: Vec::new(),
             correlation_id: if alone {
                 first.correlation_id.clone()
             } else {

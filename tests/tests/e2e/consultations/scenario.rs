@@ -334,9 +334,11 @@ async fn consultations_one_request_id_reused_for_two_patients_starts_two_consult
     // When one clinician's client starts a consultation for each with the
     // same request id
     let mut started = Vec::new();
+    let mut sent = Vec::new();
     for patient in [&jane.patient_id, &john.patient_id] {
         let mut request = start_request(patient);
         request.request_id = "clinic-7-slot-3".into();
+        sent.push(request.clone());
         let answer = client
             .start_consultation(stack.req(request))
             .await
@@ -371,10 +373,8 @@ async fn consultations_one_request_id_reused_for_two_patients_starts_two_consult
         assert_eq!(read.patient_id, *patient);
     }
     // And when Jane's request is sent again, it answers with her consultation
-    let mut again = start_request(&jane.patient_id);
-    again.request_id = "clinic-7-slot-3".into();
     let repeated = client
-        .start_consultation(stack.req(again))
+        .start_consultation(stack.req(sent.swap_remove(0)))
         .await
         .expect("repeated")
         .into_inner();
