@@ -22,6 +22,9 @@ pub enum ClaimChange {
         field: &'static str,
         value: String,
         owner: PatientId,
+        /// Aggregates merged into the owner: the same person's closed
+        /// records, whose claim the owner may take over.
+        merged_in: Vec<PatientId>,
     },
     Release {
         kind: &'static str,
@@ -72,6 +75,11 @@ pub(crate) async fn resolve(
             (ClaimChange::Take { .. }, None) => 0,
             (ClaimChange::Take { .. }, Some((c, seq))) if c.released => *seq,
             (ClaimChange::Take { .. }, Some((c, _))) if c.owner_id == owner.to_string() => continue,
+            (ClaimChange::Take { merged_in, .. }, Some((c, seq)))
+                if merged_in.iter().any(|d| d.to_string() == c.owner_id) =>
+            {
+                *seq
+            }
             (ClaimChange::Take { field, .. }, Some((c, _))) => {
                 return Err(Failure::new(
                     Code::AlreadyExists,

@@ -176,3 +176,129 @@ async fn merge_then_edit_then_unmerge_keeps_every_edit_on_the_right_patient() {
         .expect("open again");
     stack.stop().await;
 }
+
+/// The holder of an NHS number, as a registration of it is told.
+async fn holder_of(stack: &TestStack, nhs_number: &str) -> Option<String> {
+    let refused = stack
+        .client()
+        .register_patient(stack.req(pb::RegisterPatientRequest {
+            details: Some(pb::PatientDetails {
+                nhs_number: nhs_number.into(),
+                ..jane_smith()
+            }),
+            ..Default::default()
+        }))
+        .await
+        .err()?;
+    assert_eq!(refused.code(), Code::AlreadyExists, "{refused:?}");
+    refused
+        .get_details_error_info()
+        .and_then(|i| i.metadata.get("existingPatientId").cloned())
+}
+
+#[tokio::test]
+async fn a_survivor_takes_over_its_duplicates_nhs_number_and_gives_it_back_to_unmerge() {
+    let stack = TestStack::start().await;
+    let mut client = stack.client();
+    // Given Jane registered in A&E without an NHS number, where her
+    // consultations are recorded
+    let mut unidentified = jane_smith();
+    unidentified.nhs_number.clear();
+    unidentified.nhs_number_verification_status =
+        pb::NhsNumberVerificationStatus::NotPresent as i32;
+    let survivor = stack.register(unidentified).await;
+    // and a second record with her traced NHS number, merged into the first
+    let traced = jane_smith();
+    let number = traced.nhs_number.clone();
+    let duplicate = stack.register(traced.clone()).await;
+    client
+        .merge_patient(stack.req(pb::MergePatientRequest {
+            duplicate_patient_id: duplicate.patient_id.clone(),
+            survivor_patient_id: survivor.patient_id.clone(),
+            reason: "same person registered twice".into(),
+            request_id: "merge-1".into(),
+        }))
+        .await
+        .expect("merged");
+
+    // When the survivor is given the duplicate's traced NHS number
+    let numbered = client
+        .update_demographics(stack.req(pb::UpdateDemographicsRequest {
+            patient_id: survivor.patient_id.clone(),
+            details: Some(traced.clone()),
+            update_mask: mask(&["nhs_number", "nhs_number_verification_status"]),
+            reason: "traced on PDS".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("the survivor takes the number its duplicate held")
+        .into_inner();
+
+    // Then the survivor holds it
+    assert_eq!(numbered.details.map(|d| d.nhs_number), Some(number.clone()));
+    assert_eq!(
+        holder_of(&stack, &number).await,
+        Some(survivor.patient_id.clone())
+    );
+
+    // When the merge is undone while the survivor holds the number
+    let unmerge = || pb::UnmergePatientRequest {
+        duplicate_patient_id: duplicate.patient_id.clone(),
+        reason: "not the same person".into(),
+        ..Default::default()
+    };
+    let before = stack.last_sequence().await;
+    let refused = client
+        .unmerge_patient(stack.req(unmerge()))
+        .await
+        .expect_err("two open records would show one NHS number");
+
+    // Then it is refused naming the duplicate's number and its holder, and
+    // nothing is appended
+    assert_eq!(refused.code(), Code::AlreadyExists, "{refused:?}");
+    let info = refused.get_details_error_info().expect("error info");
+    assert_eq!(
+        info.metadata.get("field").map(String::as_str),
+        Some("duplicate.details.nhs_number")
+    );
+    assert_eq!(
+        info.metadata.get("existingPatientId"),
+        Some(&survivor.patient_id)
+    );
+    assert_eq!(stack.last_sequence().await, before, "nothing appended");
+
+    // When the survivor's number is corrected away first
+    let mut without = traced;
+    without.nhs_number.clear();
+    without.nhs_number_verification_status = pb::NhsNumberVerificationStatus::NotPresent as i32;
+    client
+        .update_demographics(stack.req(pb::UpdateDemographicsRequest {
+            patient_id: survivor.patient_id.clone(),
+            details: Some(without),
+            update_mask: mask(&["nhs_number", "nhs_number_verification_status"]),
+            correction: true,
+            reason: "the number is the other record's".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("number removed");
+
+    // Then the unmerge goes through and the duplicate holds its number again
+    let unmerged = client
+        .unmerge_patient(stack.req(unmerge()))
+        .await
+        .expect("unmerged")
+        .into_inner();
+    assert_eq!(
+        unmerged
+            .duplicate
+            .and_then(|d| d.details)
+            .map(|d| d.nhs_number),
+        Some(number.clone())
+    );
+    assert_eq!(
+        holder_of(&stack, &number).await,
+        Some(duplicate.patient_id.clone())
+    );
+    stack.stop().await;
+}

@@ -80,7 +80,16 @@ pub fn alive(id: PatientId, record: &PatientRecord) -> Result<(), Error> {
     Ok(())
 }
 
-fn nhs_claims(id: PatientId, before: &str, after: &str) -> Vec<ClaimChange> {
+/// The claims of a change of NHS number from `before` to `after`. The new
+/// number may be taken over from a record merged into this one (`record`):
+/// the same person's, closed, so a survivor can adopt its duplicate's traced
+/// number.
+fn nhs_claims(
+    id: PatientId,
+    record: &PatientRecord,
+    before: &str,
+    after: &str,
+) -> Vec<ClaimChange> {
     let mut claims = Vec::new();
     if before != after && !before.is_empty() {
         claims.push(ClaimChange::Release {
@@ -95,6 +104,12 @@ fn nhs_claims(id: PatientId, before: &str, after: &str) -> Vec<ClaimChange> {
             field: "details.nhs_number",
             value: after.to_owned(),
             owner: id,
+            merged_in: record
+                .patient
+                .merged_patient_ids
+                .iter()
+                .filter_map(|d| PatientId::parse(d).ok())
+                .collect(),
         });
     }
     claims
@@ -133,7 +148,7 @@ pub fn decide(
                 single(vec![event(E::PatientRegistered(pb::PatientRegistered {
                     details: Some(details.clone()),
                 }))])
-                .with_claims(nhs_claims(id, "", &details.nhs_number)),
+                .with_claims(nhs_claims(id, record, "", &details.nhs_number)),
             )
         }
         Command::Update {
@@ -183,7 +198,7 @@ pub fn decide(
             if changed.is_empty() {
                 return Ok(single(vec![]));
             }
-            let claims = nhs_claims(id, &before.nhs_number, &updated.nhs_number);
+            let claims = nhs_claims(id, record, &before.nhs_number, &updated.nhs_number);
             Ok(single(vec![event(E::DemographicsUpdated(
                 pb::DemographicsUpdated {
                     details: Some(updated),
@@ -360,6 +375,20 @@ pub fn decide_merge(
             if duplicate.merged_into() != Some(survivor_id.to_string().as_str()) {
                 return Err(Error::NotMerged(duplicate_id));
             }
+            // The duplicate takes its NHS number back: it still holds it
+            // unless the survivor took it over while they were merged, and
+            // then the survivor must give it up first.
+            let number = &duplicate.details().nhs_number;
+            let claims = (!number.is_empty())
+                .then(|| ClaimChange::Take {
+                    kind: NHS_NUMBER_CLAIM,
+                    field: "duplicate.details.nhs_number",
+                    value: number.clone(),
+                    owner: duplicate_id,
+                    merged_in: Vec::new(),
+                })
+                .into_iter()
+                .collect();
             Ok(Decision {
                 changes: vec![
                     change(
@@ -375,7 +404,7 @@ pub fn decide_merge(
                         }),
                     ),
                 ],
-                claims: vec![],
+                claims,
             })
         }
         _ => Err(Error::invalid("command", "is not a merge")),

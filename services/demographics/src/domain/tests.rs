@@ -528,6 +528,68 @@ fn unmerging_reopens_the_duplicate_and_detaches_it_from_the_survivor() {
 }
 
 #[test]
+fn a_survivor_may_take_over_the_nhs_number_of_a_duplicate_merged_into_it() {
+    use carelog_kernel::claims::ClaimChange;
+    let (dup, surv) = (PatientId::new(), PatientId::new());
+    // Given a survivor registered without an NHS number, with a duplicate
+    // holding the traced number merged into it
+    let survivor = given(&[
+        ev(E::PatientRegistered(pb::PatientRegistered {
+            details: Some(pb::PatientDetails {
+                nhs_number: String::new(),
+                nhs_number_verification_status: 0,
+                ..details()
+            }),
+        })),
+        ev(E::DuplicateMergedIn(pb::DuplicateMergedIn {
+            duplicate_patient_id: dup.to_string(),
+        })),
+    ]);
+    // When the survivor is given the duplicate's NHS number
+    let decision = decide(
+        surv,
+        &survivor,
+        &C::Update {
+            details: details(),
+            paths: vec!["nhs_number".into(), "nhs_number_verification_status".into()],
+            correction: false,
+            reason: String::new(),
+        },
+    )
+    .expect("updated");
+    // Then its claim may be taken over from the duplicate, and only from it
+    assert!(
+        matches!(decision.claims.as_slice(), [ClaimChange::Take { value, owner, merged_in, .. }]
+            if value == "9434765919" && *owner == surv && merged_in == &vec![dup]),
+        "{:?}",
+        decision.claims
+    );
+
+    // And when the duplicate is unmerged, it takes its number back (the
+    // claim refuses the unmerge while the survivor still holds it)
+    let merged = given(&[
+        registered(),
+        ev(E::PatientMerged(pb::PatientMerged {
+            survivor_patient_id: surv.to_string(),
+        })),
+    ]);
+    let decision = decide_merge(
+        (dup, &merged),
+        (surv, &survivor),
+        &C::Unmerge {
+            reason: "not the same person".into(),
+        },
+    )
+    .expect("unmerged");
+    assert!(
+        matches!(decision.claims.as_slice(), [ClaimChange::Take { value, owner, merged_in, .. }]
+            if value == "9434765919" && *owner == dup && merged_in.is_empty()),
+        "{:?}",
+        decision.claims
+    );
+}
+
+#[test]
 fn a_survivor_that_was_itself_merged_cannot_take_a_duplicate() {
     let (dup, surv) = (PatientId::new(), PatientId::new());
     let closed = given(&[
