@@ -481,21 +481,28 @@ fn merging_closes_the_duplicate_and_points_it_at_the_survivor() {
     ));
 }
 
+/// A registered record merged into `survivor`.
+fn merged_into(survivor: PatientId) -> PatientRecord {
+    given(&[
+        registered(),
+        ev(E::PatientMerged(pb::PatientMerged {
+            survivor_patient_id: survivor.to_string(),
+        })),
+    ])
+}
+
+/// The survivor's event of `duplicate` merged into it.
+fn merged_in(duplicate: PatientId) -> pb::Event {
+    ev(E::DuplicateMergedIn(pb::DuplicateMergedIn {
+        duplicate_patient_id: duplicate.to_string(),
+    }))
+}
+
 #[test]
 fn unmerging_reopens_the_duplicate_and_detaches_it_from_the_survivor() {
     let (dup, surv) = (PatientId::new(), PatientId::new());
-    let merged = given(&[
-        registered(),
-        ev(E::PatientMerged(pb::PatientMerged {
-            survivor_patient_id: surv.to_string(),
-        })),
-    ]);
-    let survivor = given(&[
-        registered(),
-        ev(E::DuplicateMergedIn(pb::DuplicateMergedIn {
-            duplicate_patient_id: dup.to_string(),
-        })),
-    ]);
+    let merged = merged_into(surv);
+    let survivor = given(&[registered(), merged_in(dup)]);
     let decision = decide_merge(
         (dup, &merged),
         (surv, &survivor),
@@ -541,9 +548,7 @@ fn a_survivor_may_take_over_the_nhs_number_of_a_duplicate_merged_into_it() {
                 ..details()
             }),
         })),
-        ev(E::DuplicateMergedIn(pb::DuplicateMergedIn {
-            duplicate_patient_id: dup.to_string(),
-        })),
+        merged_in(dup),
     ]);
     // When the survivor is given the duplicate's NHS number
     let decision = decide(
@@ -567,12 +572,7 @@ fn a_survivor_may_take_over_the_nhs_number_of_a_duplicate_merged_into_it() {
 
     // And when the duplicate is unmerged, it takes its number back (the
     // claim refuses the unmerge while the survivor still holds it)
-    let merged = given(&[
-        registered(),
-        ev(E::PatientMerged(pb::PatientMerged {
-            survivor_patient_id: surv.to_string(),
-        })),
-    ]);
+    let merged = merged_into(surv);
     let decision = decide_merge(
         (dup, &merged),
         (surv, &survivor),
