@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use carelog_kernel::access::{self, AccessLog, AccessSink, Reads};
-use carelog_kernel::access_control::PatientAccess;
+use carelog_kernel::access_control::{self, Caller, PatientAccess};
 use carelog_kernel::date::PartialDate;
 use carelog_kernel::edge;
 use carelog_kernel::guard::Guard;
@@ -359,10 +359,36 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         v.into_result()?;
         let id = id.ok_or_else(|| Failure::invalid_field("patient_id", "is required"))?;
         let new = r.details.unwrap_or_default();
-        let committed = self
+        // A change of registered practice is a transfer, the act of the
+        // current practice only (ADR 0021), decided on the record it changes.
+        let (user, organisation, teams) = (
+            ctx.actor.user_id.clone(),
+            ctx.actor.organisation.as_str().to_owned(),
+            ctx.teams.clone(),
+        );
+        let transfer_refused = std::sync::Mutex::new(None);
+        let outcome = self
             .admit_and_execute(&mut ctx, id, |record| {
                 let mut merged = record.details().clone();
                 apply_mask(&mut merged, &new, &paths);
+                if record.is_registered() {
+                    let caller = Caller {
+                        user_id: &user,
+                        organisation: &organisation,
+                        teams: &teams,
+                    };
+                    let current = &record.details().registered_practice_ods;
+                    if let Err(refusal) = access_control::decide_transfer(
+                        &caller,
+                        current,
+                        &merged.registered_practice_ods,
+                    ) {
+                        if let Ok(mut refused) = transfer_refused.lock() {
+                            *refused = Some(refusal);
+                        }
+                        return Err(refusal.failure());
+                    }
+                }
                 let mut v = Violations::new();
                 let details = check_details(&merged, "details", &mut v);
                 if record.is_registered() {
@@ -376,7 +402,20 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
                 };
                 decide(id, record, &command).map_err(Failure::from)
             })
-            .await?;
+            .await;
+        let committed = match outcome {
+            Ok(committed) => committed,
+            Err(failure) => {
+                let refused = transfer_refused.into_inner().ok().flatten();
+                return Err(match refused {
+                    Some(refusal) if failure.reason == refusal.code() => {
+                        self.guard.refuse(&ctx, &id.to_string(), refusal).await
+                    }
+                    _ => failure,
+                }
+                .into());
+            }
+        };
         first_resource(&self.guard, &ctx, &committed, id)
     }
 

@@ -173,6 +173,8 @@ pub enum Refusal {
     AgreementEnded,
     /// A patient may only be registered at the caller's own organisation.
     RegisteringForAnotherOrganisation,
+    /// Only the patient's registered practice may transfer the registration.
+    NotTheRegisteredPractice,
     /// The role does not grant the permission the RPC requires.
     PermissionMissing,
 }
@@ -184,6 +186,7 @@ impl Refusal {
             Self::SharingObjection => "SHARING_OBJECTION",
             Self::AgreementEnded => "AGREEMENT_ENDED",
             Self::RegisteringForAnotherOrganisation => "REGISTERING_FOR_ANOTHER_ORGANISATION",
+            Self::NotTheRegisteredPractice => "NOT_THE_REGISTERED_PRACTICE",
             Self::PermissionMissing => "PERMISSION_MISSING",
         }
     }
@@ -201,6 +204,9 @@ impl Refusal {
             }
             Self::RegisteringForAnotherOrganisation => {
                 "a patient may only be registered at your own organisation (registered_practice_ods)"
+            }
+            Self::NotTheRegisteredPractice => {
+                "only the patient's registered practice may change registered_practice_ods (a transfer); ask that practice"
             }
             Self::PermissionMissing => "your role does not grant the permission this call requires",
         }
@@ -266,6 +272,21 @@ pub fn decide_registration(caller: &Caller<'_>, practice: &str) -> Result<Rule, 
         Ok(Rule::Registered)
     } else {
         Err(Refusal::RegisteringForAnotherOrganisation)
+    }
+}
+
+/// May this caller change a patient's registered practice from `current`
+/// to `new` (ADR 0021)? A transfer is the act of the current practice; a
+/// patient with no practice may only be registered at the caller's own.
+pub fn decide_transfer(caller: &Caller<'_>, current: &str, new: &str) -> Result<(), Refusal> {
+    if new == current {
+        Ok(())
+    } else if current.is_empty() {
+        decide_registration(caller, new).map(|_| ())
+    } else if current == caller.organisation {
+        Ok(())
+    } else {
+        Err(Refusal::NotTheRegisteredPractice)
     }
 }
 
@@ -541,6 +562,41 @@ mod tests {
             Err(Refusal::RegisteringForAnotherOrganisation)
         );
         assert!(decide_registration(&caller, "").is_err());
+    }
+
+    #[test]
+    fn only_the_registered_practice_transfers_a_patient() {
+        let caller = |organisation| Caller {
+            user_id: "u",
+            organisation,
+            teams: &[],
+        };
+        // The registered practice transfers its patient to another practice
+        assert_eq!(
+            decide_transfer(&caller("A81001"), "A81001", "B82002"),
+            Ok(())
+        );
+        // Another organisation, however admitted, may not take the patient
+        assert_eq!(
+            decide_transfer(&caller("RY600"), "A81001", "RY600"),
+            Err(Refusal::NotTheRegisteredPractice)
+        );
+        // nor leave a practice's patient without one
+        assert_eq!(
+            decide_transfer(&caller("RY600"), "A81001", ""),
+            Err(Refusal::NotTheRegisteredPractice)
+        );
+        // A patient with no practice is registered at the caller's own only
+        assert_eq!(decide_transfer(&caller("RY600"), "", "RY600"), Ok(()));
+        assert_eq!(
+            decide_transfer(&caller("RY600"), "", "A81001"),
+            Err(Refusal::RegisteringForAnotherOrganisation)
+        );
+        // and an update that leaves the practice as it is needs nothing
+        assert_eq!(
+            decide_transfer(&caller("RY600"), "A81001", "A81001"),
+            Ok(())
+        );
     }
 
     #[test]

@@ -7,11 +7,11 @@ use carelog_proto::consultations::v1 as cpb;
 use carelog_proto::demographics::v1 as dpb;
 use carelog_proto::tasks::v1 as tpb;
 use carelog_tests::assert::reason;
-use carelog_tests::harness::{TestStack, jane_smith, test_nhs_number};
+use carelog_tests::harness::{TestStack, jane_smith, test_nhs_number, update_request};
 use carelog_tests::tasks::organisation;
 use tonic::Code;
 
-use super::{HOME, STRANGER, all_accesses, as_org, breaking_glass, in_role};
+use super::{HOME, STRANGER, all_accesses, as_org, breaking_glass, in_role, refusals};
 
 async fn register_at_home(stack: &TestStack) -> dpb::Patient {
     stack
@@ -86,6 +86,70 @@ async fn a_practice_registers_its_own_patients_and_no_one_elses() {
     assert_eq!(refused.code(), Code::PermissionDenied);
     assert_eq!(reason(&refused), "REGISTERING_FOR_ANOTHER_ORGANISATION");
     assert_eq!(stack.last_sequence_of("demographics").await, before);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn only_the_registered_practice_transfers_its_patient_to_another() {
+    let stack = TestStack::start().await;
+    let jane = register_at_home(&stack).await;
+    let move_to = |practice: &str| {
+        let mut details = jane_smith();
+        details.registered_practice_ods = practice.into();
+        update_request(&jane.patient_id, details, &["registered_practice_ods"])
+    };
+
+    // Given a clinician of another organisation admitted in an emergency
+    // When they move Jane's registration to their own organisation
+    let before = stack.last_sequence_of("demographics").await;
+    let recorded = refusals(&stack, "UpdateDemographics", STRANGER).await.len();
+    let refused = stack
+        .client()
+        .update_demographics(breaking_glass(
+            &stack,
+            STRANGER,
+            "unconscious in A&E, no next of kin",
+            move_to(STRANGER),
+        ))
+        .await
+        .expect_err("a transfer by someone other than her practice");
+
+    // Then it is refused, the refusal is recorded, and nothing is appended
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert_eq!(reason(&refused), "NOT_THE_REGISTERED_PRACTICE");
+    let now = refusals(&stack, "UpdateDemographics", STRANGER).await;
+    assert_eq!(now.len(), recorded + 1, "the refusal is recorded");
+    assert_eq!(
+        now.last().map(|e| e.reason_code.as_str()),
+        Some("NOT_THE_REGISTERED_PRACTICE")
+    );
+    assert_eq!(stack.last_sequence_of("demographics").await, before);
+
+    // When her own practice transfers her to the other organisation
+    let moved = stack
+        .client()
+        .update_demographics(as_org(&stack, HOME, move_to(STRANGER)))
+        .await
+        .expect("the practice transfers its patient")
+        .into_inner();
+
+    // Then the other organisation holds her registration
+    assert_eq!(
+        moved.details.map(|d| d.registered_practice_ods),
+        Some(STRANGER.to_owned())
+    );
+    stack
+        .client()
+        .get_patient(as_org(
+            &stack,
+            STRANGER,
+            dpb::GetPatientRequest {
+                patient_id: jane.patient_id.clone(),
+                min_sequence: moved.stream_sequence,
+            },
+        ))
+        .await
+        .expect("her new practice reads her record");
     stack.stop().await;
 }
 
