@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use carelog_demographics::api::page;
-use carelog_kernel::envelope::from_timestamp;
 use carelog_kernel::{Decision, Executor, Failure, OdsCode, PatientId, RequestContext, Violations};
 use carelog_proto::sharing::v1 as pb;
 use chrono::Utc;
@@ -272,17 +271,11 @@ impl<Q: SharingQueries> SharingService for SharingApi<Q> {
         }
         let valid_from = match r.valid_from.as_ref() {
             None => Some(Utc::now()),
-            Some(t) => v.check(
-                "valid_from",
-                from_timestamp(Some(t)).ok_or("is not a valid time"),
-            ),
+            Some(t) => v.check("valid_from", carelog_kernel::edge::instant(t)),
         };
         let valid_until = match r.valid_until.as_ref() {
             None => None,
-            Some(t) => v.check(
-                "valid_until",
-                from_timestamp(Some(t)).ok_or("is not a valid time"),
-            ),
+            Some(t) => v.check("valid_until", carelog_kernel::edge::instant(t)),
         };
         reason_required(&r.reason, &mut v);
         v.into_result()?;

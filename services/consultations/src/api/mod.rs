@@ -11,7 +11,6 @@ use carelog_demographics::api::page;
 use carelog_demographics::gate::{PatientFacts, PatientGate};
 use carelog_kernel::access::{self, AccessLog, AccessSink, Reads};
 use carelog_kernel::edge::require_text;
-use carelog_kernel::envelope::from_timestamp;
 use carelog_kernel::guard::Guard;
 use carelog_kernel::ids::{ConsultationId, EntryId, TopicId};
 use carelog_kernel::{Executor, Failure, PatientId, RequestContext, Violations};
@@ -213,13 +212,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
                 v.add("start_time", "is required");
                 None
             }
-            Some(t) => {
-                let parsed = from_timestamp(Some(t));
-                if parsed.is_none() {
-                    v.add("start_time", "is not a valid time");
-                }
-                parsed
-            }
+            Some(t) => v.check("start_time", carelog_kernel::edge::instant(t)),
         };
         let author = match r.clinician {
             Some(c) if !c.user_id.trim().is_empty() || !c.display_name.trim().is_empty() => {

@@ -142,12 +142,37 @@ fn standing<'c>(
 
 /// The content after a change, checked; the clinical time defaults to the
 /// consultation's start.
+/// Refuses a clinical time on a UK day before the patient's birth.
+fn after_birth(birth: Option<PartialDate>, at: DateTime<Utc>, field: &str) -> Result<(), Error> {
+    let day = PartialDate::from_naive(carelog_kernel::date::uk_date(at));
+    match birth {
+        Some(birth) if day.is_certainly_before(&birth) => Err(Error::invalid(
+            field,
+            format!("must not be before the patient's birth ({})", birth.iso()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// When an entry's content says it happened (the consultation's start when
+/// it says nothing), not before the patient's birth.
+fn clinical_time(
+    c: &pb::Consultation,
+    content: &pb::EntryContent,
+    ctx: &Context<'_>,
+) -> Result<DateTime<Utc>, Error> {
+    let at = from_timestamp(content.effective_time.as_ref().or(c.start_time.as_ref()))
+        .unwrap_or(ctx.now);
+    after_birth(ctx.patient.birth_date, at, "entry.effective_time")?;
+    Ok(at)
+}
+
 fn changed(
     c: &pb::Consultation,
     old: &pb::Entry,
     new: &pb::EntryContent,
     paths: &[String],
-    now: DateTime<Utc>,
+    ctx: &Context<'_>,
 ) -> Result<pb::EntryContent, Error> {
     let old_content = old.content.clone().unwrap_or_default();
     let mut merged = apply_mask(&old_content, new, paths);
@@ -156,10 +181,11 @@ fn changed(
         merged.effective_time = c.start_time;
     }
     let mut v = Violations::new();
-    check_content(&merged, "entry", now, &mut v);
+    check_content(&merged, "entry", ctx.now, &mut v);
     if !v.is_empty() {
         return Err(Error::Invalid(v));
     }
+    clinical_time(c, &merged, ctx)?;
     Ok(normalised(merged))
 }
 
@@ -190,15 +216,7 @@ pub fn decide(
             if *start_time > now + SKEW {
                 return Err(Error::invalid("start_time", "must not be in the future"));
             }
-            let day = PartialDate::from_naive(carelog_kernel::date::uk_date(*start_time));
-            if let Some(birth) = ctx.patient.birth_date
-                && day.is_certainly_before(&birth)
-            {
-                return Err(Error::invalid(
-                    "start_time",
-                    format!("must not be before the patient's birth ({})", birth.iso()),
-                ));
-            }
+            after_birth(ctx.patient.birth_date, *start_time, "start_time")?;
             Ok(at(vec![(
                 event(E::ConsultationStarted(pb::ConsultationStarted {
                     consultation_id: consultation.to_string(),
@@ -226,7 +244,7 @@ pub fn decide(
             if content.effective_time.is_none() {
                 content.effective_time = c.start_time;
             }
-            let clinical = from_timestamp(content.effective_time.as_ref()).unwrap_or(now);
+            let clinical = clinical_time(c, &content, ctx)?;
             let mut events = Vec::new();
             let topic_id = match topic {
                 TopicRef::Existing(id) => {
@@ -274,7 +292,7 @@ pub fn decide(
                 return Err(Error::Signed(consultation.to_string()));
             }
             let old = standing(c, *entry, ctx.organisation)?;
-            let content = changed(c, old, content, paths, now)?;
+            let content = changed(c, old, content, paths, ctx)?;
             Ok(at(vec![(
                 event(E::EntryEdited(pb::EntryEdited {
                     consultation_id: consultation.to_string(),
@@ -298,7 +316,7 @@ pub fn decide(
                 return Err(Error::NotSigned(consultation.to_string()));
             }
             let old = standing(c, *entry, ctx.organisation)?;
-            let content = changed(c, old, content, paths, now)?;
+            let content = changed(c, old, content, paths, ctx)?;
             Ok(at(vec![(
                 event(E::EntryAmended(pb::EntryAmended {
                     consultation_id: consultation.to_string(),

@@ -301,6 +301,56 @@ fn when_a_consultation_starts_before_the_patient_was_born_then_it_is_refused() {
 }
 
 #[test]
+fn given_a_baby_born_in_2025_when_an_entry_is_timed_before_her_birth_then_it_is_refused() {
+    let mut s = Scenario::new();
+    s.patient.birth_date = PartialDate::new(2025, 6, 1).ok();
+    let start = s.start();
+    let s = s.given(start);
+    let in_1925 = |mut content: pb::EntryContent| {
+        content.effective_time = Some(timestamp(
+            Utc.with_ymd_and_hms(1925, 3, 1, 9, 0, 0)
+                .single()
+                .expect("present"),
+        ));
+        content
+    };
+    // When a problem is added as having started in 1925
+    let err = s
+        .when(s.add(EntryId::new(), in_1925(problem(pb::ProblemStatus::Active))))
+        .expect_err("before birth");
+    // Then it is refused naming the entry's clinical time
+    assert_eq!(fields(err), ["entry.effective_time"]);
+
+    // And given a problem added today, an edit that moves it before her
+    // birth is refused too
+    let entry = EntryId::new();
+    let add = s.add(entry, problem(pb::ProblemStatus::Active));
+    let s = s.given(add);
+    let err = s
+        .when(Command::EditEntry {
+            consultation: s.consultation,
+            entry,
+            content: in_1925(problem(pb::ProblemStatus::Active)),
+            paths: vec!["effective_time".into()],
+        })
+        .expect_err("before birth");
+    assert_eq!(fields(err), ["entry.effective_time"]);
+}
+
+#[test]
+fn a_clinical_time_outside_the_years_1850_to_9999_is_refused_at_the_edge() {
+    // 7500 BC: a time chrono holds but a read model's timestamptz does not
+    let content = pb::EntryContent {
+        effective_time: Some(prost_types::Timestamp {
+            seconds: -300_000_000_000,
+            nanos: 0,
+        }),
+        ..blood_pressure(140, 90)
+    };
+    assert_eq!(content_fields(&content), ["entry.effective_time"]);
+}
+
+#[test]
 fn given_a_birth_known_only_by_year_when_a_consultation_starts_that_year_then_it_is_accepted() {
     let mut s = Scenario::new();
     s.patient.birth_date = PartialDate::new(1950, 0, 0).ok();

@@ -99,13 +99,13 @@ pub fn check_content(c: &pb::EntryContent, field: &str, now: DateTime<Utc>, v: &
         (_, None) => {}
     }
     if let Some(at) = c.effective_time.as_ref() {
-        match carelog_kernel::envelope::from_timestamp(Some(at)) {
-            Some(at) if at > now + chrono::Duration::minutes(1) => v.add(
+        match carelog_kernel::edge::instant(at) {
+            Ok(at) if at > now + chrono::Duration::minutes(1) => v.add(
                 format!("{field}.effective_time"),
                 "must not be in the future",
             ),
-            Some(_) => {}
-            None => v.add(format!("{field}.effective_time"), "is not a valid time"),
+            Ok(_) => {}
+            Err(rule) => v.add(format!("{field}.effective_time"), rule),
         }
     }
 }
