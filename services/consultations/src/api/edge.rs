@@ -35,6 +35,16 @@ impl From<Error> for Failure {
                 Failure::new(Code::PermissionDenied, "NOT_AUTHOR_OR_SUPERVISOR", message)
                     .with("consultationId", consultation)
             }
+            Error::OtherOrganisation {
+                consultation,
+                organisation,
+            } => Failure::new(
+                Code::PermissionDenied,
+                "CONSULTATION_OF_ANOTHER_ORGANISATION",
+                message,
+            )
+            .with("consultationId", consultation)
+            .with("organisationOds", organisation),
         }
     }
 }

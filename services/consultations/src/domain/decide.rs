@@ -142,6 +142,20 @@ fn standing<'c>(
 
 /// The content after a change, checked; the clinical time defaults to the
 /// consultation's start.
+/// Refuses a command on a consultation another organisation recorded: a
+/// consultation is one organisation's encounter, and only it adds to,
+/// changes, corrects or signs it (admission to the patient is not enough).
+fn own<'c>(c: &'c pb::Consultation, ctx: &Context<'_>) -> Result<&'c pb::Consultation, Error> {
+    if c.organisation_ods.is_empty() || c.organisation_ods == ctx.organisation {
+        Ok(c)
+    } else {
+        Err(Error::OtherOrganisation {
+            consultation: c.consultation_id.clone(),
+            organisation: c.organisation_ods.clone(),
+        })
+    }
+}
+
 /// Refuses a clinical time on a UK day before the patient's birth.
 fn after_birth(birth: Option<PartialDate>, at: DateTime<Utc>, field: &str) -> Result<(), Error> {
     let day = PartialDate::from_naive(carelog_kernel::date::uk_date(at));
@@ -236,7 +250,7 @@ pub fn decide(
             confidential,
             organisation,
         } => {
-            let c = open(state, *consultation)?;
+            let c = own(open(state, *consultation)?, ctx)?;
             if is_signed(c) {
                 return Err(Error::Signed(consultation.to_string()));
             }
@@ -292,6 +306,7 @@ pub fn decide(
                 return Err(Error::Signed(consultation.to_string()));
             }
             let old = standing(c, *entry, ctx.organisation)?;
+            own(c, ctx)?;
             let content = changed(c, old, content, paths, ctx)?;
             Ok(at(vec![(
                 event(E::EntryEdited(pb::EntryEdited {
@@ -316,6 +331,7 @@ pub fn decide(
                 return Err(Error::NotSigned(consultation.to_string()));
             }
             let old = standing(c, *entry, ctx.organisation)?;
+            own(c, ctx)?;
             let content = changed(c, old, content, paths, ctx)?;
             Ok(at(vec![(
                 event(E::EntryAmended(pb::EntryAmended {
@@ -336,6 +352,7 @@ pub fn decide(
             reason_required(reason)?;
             let c = open(state, *consultation)?;
             standing(c, *entry, ctx.organisation)?;
+            own(c, ctx)?;
             Ok(at(vec![(
                 event(E::EntryEnteredInError(pb::EntryEnteredInError {
                     consultation_id: consultation.to_string(),
@@ -350,7 +367,7 @@ pub fn decide(
             reason,
         } => {
             reason_required(reason)?;
-            open(state, *consultation)?;
+            own(open(state, *consultation)?, ctx)?;
             Ok(at(vec![(
                 event(E::ConsultationEnteredInError(
                     pb::ConsultationEnteredInError {
@@ -362,7 +379,7 @@ pub fn decide(
             )]))
         }
         Command::Sign { consultation } => {
-            let c = open(state, *consultation)?;
+            let c = own(open(state, *consultation)?, ctx)?;
             if is_signed(c) {
                 return Err(Error::AlreadySigned(consultation.to_string()));
             }

@@ -36,6 +36,13 @@ pub enum Error {
         consultation: String,
         author: String,
     },
+    #[error(
+        "consultation {consultation} was recorded by organisation {organisation}: only that organisation adds to, changes, corrects or signs it"
+    )]
+    OtherOrganisation {
+        consultation: String,
+        organisation: String,
+    },
 }
 
 impl Error {

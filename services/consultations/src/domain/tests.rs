@@ -1020,3 +1020,65 @@ fn given_a_consultation_recorded_for_a_named_clinician_when_that_clinician_signs
     };
     assert!(!e.on_behalf_of_author);
 }
+
+#[test]
+fn given_the_practices_consultation_when_a_hospital_clinician_changes_or_signs_it_then_it_is_refused()
+ {
+    // Given the practice's draft with a problem, and a copy of it signed
+    let entry = EntryId::new();
+    let draft = Scenario::started();
+    let add = draft.add(entry, problem(pb::ProblemStatus::Active));
+    let draft = draft.given(add);
+    let sign = Command::Sign {
+        consultation: draft.consultation,
+    };
+    let hospital =
+        |s: &Scenario, command: Command| s.when_from(HOSPITAL, "dr-ward", "R0260", command);
+    // When a supervising GP of the hospital signs the practice's draft,
+    // or adds to it, then it is refused naming the practice
+    for command in [
+        sign.clone(),
+        draft.add(EntryId::new(), blood_pressure(120, 80)),
+        Command::EditEntry {
+            consultation: draft.consultation,
+            entry,
+            content: problem(pb::ProblemStatus::Resolved),
+            paths: vec!["problem.status".into()],
+        },
+    ] {
+        assert!(
+            matches!(hospital(&draft, command), Err(Error::OtherOrganisation { organisation, .. }) if organisation == PRACTICE)
+        );
+    }
+    let signed = draft.given(sign);
+    // When the hospital amends, or marks in error, the signed record
+    for command in [
+        Command::AmendEntry {
+            consultation: signed.consultation,
+            entry,
+            content: problem(pb::ProblemStatus::Resolved),
+            paths: vec!["problem.status".into()],
+            reason: "resolved".into(),
+        },
+        Command::MarkEntryInError {
+            consultation: signed.consultation,
+            entry,
+            reason: "wrong patient".into(),
+        },
+        Command::MarkConsultationInError {
+            consultation: signed.consultation,
+            reason: "wrong patient".into(),
+        },
+    ] {
+        // Then it is refused, and the practice's problem stands
+        assert!(
+            matches!(
+                hospital(&signed, command.clone()),
+                Err(Error::OtherOrganisation { .. })
+            ),
+            "{command:?}"
+        );
+        // while the practice itself may
+        assert!(signed.when(command).is_ok());
+    }
+}
