@@ -175,6 +175,9 @@ pub enum Refusal {
     RegisteringForAnotherOrganisation,
     /// Only the patient's registered practice may transfer the registration.
     NotTheRegisteredPractice,
+    /// An agreement would share, but only for direct care, and the token
+    /// states another purpose of use.
+    PurposeNotDirectCare,
     /// The role does not grant the permission the RPC requires.
     PermissionMissing,
 }
@@ -187,6 +190,7 @@ impl Refusal {
             Self::AgreementEnded => "AGREEMENT_ENDED",
             Self::RegisteringForAnotherOrganisation => "REGISTERING_FOR_ANOTHER_ORGANISATION",
             Self::NotTheRegisteredPractice => "NOT_THE_REGISTERED_PRACTICE",
+            Self::PurposeNotDirectCare => "PURPOSE_NOT_DIRECT_CARE",
             Self::PermissionMissing => "PERMISSION_MISSING",
         }
     }
@@ -204,6 +208,9 @@ impl Refusal {
             }
             Self::RegisteringForAnotherOrganisation => {
                 "a patient may only be registered at your own organisation (registered_practice_ods)"
+            }
+            Self::PurposeNotDirectCare => {
+                "sharing agreements share a record for direct care only, and your token states another purpose of use"
             }
             Self::NotTheRegisteredPractice => {
                 "only the patient's registered practice may change registered_practice_ods (a transfer); ask that practice"
@@ -228,8 +235,13 @@ pub struct Question<'a> {
     pub relationships: &'a [Relationship],
     /// The stated emergency reason, when the caller broke glass.
     pub break_glass: Option<&'a str>,
+    /// The token's purpose of use: agreements share for direct care only.
+    pub purpose_of_use: &'a str,
     pub now: DateTime<Utc>,
 }
+
+/// The purpose of use agreements share for (and a token's default).
+pub const DIRECT_CARE: &str = "DIRECT_CARE";
 
 /// May this caller access this patient?
 pub fn decide(q: &Question<'_>) -> Result<Rule, Refusal> {
@@ -246,6 +258,8 @@ pub fn decide(q: &Question<'_>) -> Result<Rule, Refusal> {
                 }
             } else if q.patient.sharing_objection {
                 refusal = Refusal::SharingObjection;
+            } else if q.purpose_of_use != DIRECT_CARE {
+                refusal = Refusal::PurposeNotDirectCare;
             } else {
                 return Ok(Rule::Agreement(agreement.id.clone()));
             }
@@ -397,6 +411,7 @@ mod tests {
         objection: bool,
         relationships: Vec<Relationship>,
         break_glass: Option<&'static str>,
+        purpose: &'static str,
         day: u32,
         expect: Result<Rule, Refusal>,
     }
@@ -411,6 +426,7 @@ mod tests {
             objection: false,
             relationships: vec![],
             break_glass: None,
+            purpose: DIRECT_CARE,
             day: 3,
             expect: Err(Refusal::NoLegitimateRelationship),
         }
@@ -443,6 +459,24 @@ mod tests {
                 objection: true,
                 expect: Err(SharingObjection),
                 ..case("the patient objected", "RY600", "A81002")
+            },
+            Case {
+                purpose: "RESEARCH",
+                expect: Err(PurposeNotDirectCare),
+                ..case(
+                    "an agreement shares for direct care only",
+                    "RY600",
+                    "A81002",
+                )
+            },
+            Case {
+                purpose: "RESEARCH",
+                expect: Ok(Rule::Registered),
+                ..case(
+                    "the registered practice for any purpose",
+                    "A81001",
+                    "A81001",
+                )
             },
             Case {
                 expect: Ok(Rule::Agreement("o2g".into())),
@@ -534,6 +568,7 @@ mod tests {
                 sharing: &sharing,
                 relationships: &c.relationships,
                 break_glass: c.break_glass,
+                purpose_of_use: c.purpose,
                 now: at(c.day),
             };
             assert_eq!(decide(&q), c.expect, "{}", c.name);

@@ -517,7 +517,7 @@ fn actor_from_claims(claims: TokenClaims) -> Result<Actor, String> {
         purpose_of_use: claims
             .purpose_of_use
             .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| "DIRECT_CARE".into()),
+            .unwrap_or_else(|| crate::access_control::DIRECT_CARE.into()),
     })
 }
 

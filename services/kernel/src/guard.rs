@@ -203,6 +203,7 @@ impl Guard {
                     sharing: &sharing,
                     relationships: &mine,
                     break_glass,
+                    purpose_of_use: &ctx.purpose_of_use,
                     now,
                 })
             })
