@@ -39,6 +39,19 @@ impl From<Error> for Failure {
             }
             Error::ReviewOverdue { id, .. } => rule("REVIEW_OVERDUE").with("authorisationId", id),
             Error::NothingToReview => rule("NOTHING_TO_REVIEW"),
+            // Told as the first conflict (its reason and ids), with every
+            // conflict in the message and their number.
+            Error::SafetyConflicts(conflicts) => {
+                let count = conflicts.len();
+                match conflicts.into_iter().next() {
+                    Some(first) => {
+                        let mut failure = Failure::from(first);
+                        failure.message = message;
+                        failure.with("conflictCount", count.to_string())
+                    }
+                    None => rule("SAFETY_CONFLICT"),
+                }
+            }
         }
     }
 }

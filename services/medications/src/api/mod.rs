@@ -278,6 +278,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         if r.authorisation.is_none() {
             v.add("authorisation", "is required");
         }
+        override_reason(&r.override_reason, &mut v);
         v.into_result()?;
         let patient = patient.ok_or_else(|| missing("patient", &r.patient_id))?;
         let authorisation_id: AuthorisationId = new_id(&ctx, "authorisation", patient)?;
@@ -299,11 +300,19 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         &self,
         request: Request<pb::IssuePrescriptionRequest>,
     ) -> Result<Response<pb::Issue>, Status> {
-        let (mut ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
+        let (mut ctx, r) = RequestContext::command(request, |r| {
+            let reason = if r.reason.trim().is_empty() {
+                &r.override_reason
+            } else {
+                &r.reason
+            };
+            (&r.request_id, reason)
+        })?;
         let mut v = Violations::new();
         let patient = patient_id(&r.patient_id, &mut v);
         let authorisation_id: Option<AuthorisationId> =
             typed("authorisation_id", &r.authorisation_id, &mut v);
+        override_reason(&r.override_reason, &mut v);
         v.into_result()?;
         let (Some(patient), Some(authorisation_id)) = (patient, authorisation_id) else {
             return Err(Failure::invalid_field("patient_id", "is required").into());
@@ -312,6 +321,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         let command = Command::Issue {
             issue_id,
             authorisation_id,
+            override_reason: r.override_reason,
         };
         let committed = self.run(&mut ctx, patient, true, command).await?;
         let id = issue_id.to_string();
@@ -337,6 +347,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         if paths.is_empty() {
             v.add("update_mask", "is required: name the fields to change");
         }
+        override_reason(&r.override_reason, &mut v);
         for (i, path) in paths.iter().enumerate() {
             if !CHANGEABLE_PATHS.contains(&path.as_str()) {
                 v.add(
@@ -471,4 +482,15 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
     ) -> Result<Response<pb::ListAllergiesResponse>, Status> {
         self.read_list_allergies(request).await
     }
+}
+
+/// An override's reason: recorded on the event and shown to every reader of
+/// the medication, so bounded like every reason.
+fn override_reason(reason: &str, v: &mut Violations) {
+    carelog_kernel::edge::check_text(
+        "override_reason",
+        reason.trim(),
+        carelog_kernel::actor::MAX_REASON,
+        v,
+    );
 }

@@ -56,6 +56,8 @@ pub enum Command {
     Issue {
         issue_id: IssueId,
         authorisation_id: AuthorisationId,
+        /// Why an allergy recorded since the authorisation is overridden.
+        override_reason: String,
     },
     Change {
         authorisation_id: AuthorisationId,
@@ -153,6 +155,60 @@ fn active_authorisation<'r>(
     Ok(a)
 }
 
+/// The active allergies to a substance `matches` says a product contains,
+/// each with its substance.
+fn allergy_conflicts<'r>(
+    record: &'r MedicationRecord,
+    matches: impl Fn(&str) -> bool + 'r,
+) -> impl Iterator<Item = (&'r pb::Allergy, pb::Coding)> + 'r {
+    record.active_allergies().filter_map(move |allergy| {
+        let substance = allergy
+            .details
+            .as_ref()
+            .and_then(|d| d.substance.clone())
+            .unwrap_or_default();
+        matches(&substance.code).then_some((allergy, substance))
+    })
+}
+
+/// An allergy conflict: the refusal, and the override recorded when the
+/// prescriber gives a reason.
+fn allergy_conflict(
+    allergy: &pb::Allergy,
+    substance: pb::Coding,
+    product: &str,
+    reason: &str,
+) -> (Error, pb::SafetyOverride) {
+    (
+        Error::AllergyConflict {
+            allergy_id: allergy.allergy_id.clone(),
+            substance_code: substance.code.clone(),
+            substance_display: substance.display.clone(),
+            product: product.to_owned(),
+        },
+        pb::SafetyOverride {
+            kind: pb::safety_override::Kind::Allergy as i32,
+            allergy_id: allergy.allergy_id.clone(),
+            substance: Some(substance),
+            reason: reason.to_owned(),
+            ..Default::default()
+        },
+    )
+}
+
+/// Every conflict refuses together, naming each, unless the prescriber gave
+/// a reason: then each is recorded as overridden.
+fn overridden(
+    conflicts: Vec<(Error, pb::SafetyOverride)>,
+    reason: &str,
+) -> Result<Vec<pb::SafetyOverride>, Error> {
+    let (refusals, overrides): (Vec<_>, Vec<_>) = conflicts.into_iter().unzip();
+    match Error::conflicts(refusals) {
+        Some(refused) if reason.is_empty() => Err(refused),
+        _ => Ok(overrides),
+    }
+}
+
 /// The allergy and duplicate checks on a product about to be authorised:
 /// refusals, or the overrides to record when the prescriber gave a reason.
 fn safety_checks(
@@ -162,32 +218,9 @@ fn safety_checks(
     override_reason: &str,
 ) -> Result<Vec<pb::SafetyOverride>, Error> {
     let reason = override_reason.trim();
-    let mut overrides = Vec::new();
-    for allergy in record.active_allergies() {
-        let substance = allergy
-            .details
-            .as_ref()
-            .and_then(|d| d.substance.clone())
-            .unwrap_or_default();
-        if !product.contains(&substance.code) {
-            continue;
-        }
-        if reason.is_empty() {
-            return Err(Error::AllergyConflict {
-                allergy_id: allergy.allergy_id.clone(),
-                substance_code: substance.code,
-                substance_display: substance.display,
-                product: product.name.clone(),
-            });
-        }
-        overrides.push(pb::SafetyOverride {
-            kind: pb::safety_override::Kind::Allergy as i32,
-            allergy_id: allergy.allergy_id.clone(),
-            substance: Some(substance),
-            reason: reason.to_owned(),
-            ..Default::default()
-        });
-    }
+    let mut conflicts: Vec<_> = allergy_conflicts(record, |code| product.contains(code))
+        .map(|(allergy, substance)| allergy_conflict(allergy, substance, &product.name, reason))
+        .collect();
     let duplicates = record.active_authorisations().filter(|a| {
         Some(a.authorisation_id.as_str()) != replacing
             && a.details
@@ -196,20 +229,52 @@ fn safety_checks(
                 .is_some_and(|p| p.code == product.code.as_str())
     });
     for duplicate in duplicates {
-        if reason.is_empty() {
-            return Err(Error::DuplicatePrescription {
+        conflicts.push((
+            Error::DuplicatePrescription {
                 authorisation_id: duplicate.authorisation_id.clone(),
                 product: product.name.clone(),
-            });
-        }
-        overrides.push(pb::SafetyOverride {
-            kind: pb::safety_override::Kind::Duplicate as i32,
-            authorisation_id: duplicate.authorisation_id.clone(),
-            reason: reason.to_owned(),
-            ..Default::default()
-        });
+            },
+            pb::SafetyOverride {
+                kind: pb::safety_override::Kind::Duplicate as i32,
+                authorisation_id: duplicate.authorisation_id.clone(),
+                reason: reason.to_owned(),
+                ..Default::default()
+            },
+        ));
     }
-    Ok(overrides)
+    overridden(conflicts, reason)
+}
+
+/// The allergy check on an issue: allergies to the authorised product that
+/// its authorisation (or an earlier issue) did not override, recorded since.
+fn issue_checks(
+    record: &MedicationRecord,
+    a: &pb::Authorisation,
+    override_reason: &str,
+) -> Result<Vec<pb::SafetyOverride>, Error> {
+    let reason = override_reason.trim();
+    let product = a
+        .details
+        .as_ref()
+        .and_then(|d| d.product.clone())
+        .unwrap_or_default();
+    let ingredients = record
+        .ingredients
+        .get(&a.authorisation_id)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let acknowledged = |allergy: &str| {
+        a.overrides
+            .iter()
+            .any(|o| o.kind == pb::safety_override::Kind::Allergy as i32 && o.allergy_id == allergy)
+    };
+    let conflicts = allergy_conflicts(record, |code| {
+        !code.is_empty() && (code == product.code || ingredients.iter().any(|i| i == code))
+    })
+    .filter(|(allergy, _)| !acknowledged(&allergy.allergy_id))
+    .map(|(allergy, substance)| allergy_conflict(allergy, substance, &product.display, reason))
+    .collect();
+    overridden(conflicts, reason)
 }
 
 /// The authorisation event for checked details, after the safety checks.
@@ -358,6 +423,7 @@ pub fn decide(
         Command::Issue {
             issue_id,
             authorisation_id,
+            override_reason,
         } => {
             let a = active_authorisation(record, authorisation_id, facts.organisation)?;
             let id = authorisation_id.to_string();
@@ -384,11 +450,13 @@ pub fn decide(
                     review_date: review.to_string(),
                 });
             }
+            let overrides = issue_checks(record, a, override_reason)?;
             Ok(vec![event(E::PrescriptionIssued(pb::PrescriptionIssued {
                 issue_id: issue_id.to_string(),
                 authorisation_id: id,
                 issue_number: a.issues_made + 1,
                 issued_on: Some(today),
+                overrides,
             }))])
         }
         Command::Change {
@@ -410,10 +478,11 @@ pub fn decide(
                 ));
             }
             let old_id = authorisation_id.to_string();
-            // The new authorisation keeps the old one's marking.
+            // The new authorisation keeps the old one's marking; its author
+            // is the organisation that changed it.
             let authorised = pb::MedicationAuthorised {
                 confidential: old.confidential,
-                author_organisation_ods: old.author_organisation_ods.clone(),
+                author_organisation_ods: facts.organisation.to_owned(),
                 ..authorise(
                     record,
                     facts,

@@ -43,9 +43,32 @@ pub enum Error {
     ReviewOverdue { id: String, review_date: String },
     #[error("the patient has no active repeat medication to review")]
     NothingToReview,
+    /// Two or more safety checks refused: every one is named, so that an
+    /// override_reason is given having seen them all.
+    #[error("{} safety conflicts: {}", .0.len(), list(.0))]
+    SafetyConflicts(Vec<Error>),
+}
+
+fn list(errors: &[Error]) -> String {
+    errors
+        .iter()
+        .enumerate()
+        .map(|(i, e)| format!("({}) {e}", i + 1))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl Error {
+    /// The refusal of these safety conflicts, if any: one named alone,
+    /// several together.
+    pub fn conflicts(mut conflicts: Vec<Error>) -> Option<Self> {
+        match conflicts.len() {
+            0 => None,
+            1 => conflicts.pop(),
+            _ => Some(Self::SafetyConflicts(conflicts)),
+        }
+    }
+
     pub fn invalid(field: &str, rule: &str) -> Self {
         let mut v = Violations::new();
         v.add(field, rule);

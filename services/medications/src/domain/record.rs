@@ -14,6 +14,10 @@ pub struct MedicationRecord {
     pub allergies: Vec<pb::Allergy>,
     pub authorisations: Vec<pb::Authorisation>,
     pub issues: Vec<pb::Issue>,
+    /// The ingredient codes of each authorisation's product, as the
+    /// catalogue gave them when it was authorised (its allergy check on
+    /// each issue).
+    pub ingredients: std::collections::HashMap<String, Vec<String>>,
 }
 
 impl MedicationRecord {
@@ -113,6 +117,8 @@ impl Aggregate for MedicationRecord {
                 }
             }
             Some(E::MedicationAuthorised(e)) => {
+                self.ingredients
+                    .insert(e.authorisation_id.clone(), e.ingredient_codes.clone());
                 self.authorisations.push(pb::Authorisation {
                     authorisation_id: e.authorisation_id.clone(),
                     details: e.details.clone(),
@@ -131,6 +137,7 @@ impl Aggregate for MedicationRecord {
                 };
                 a.issues_made = a.issues_made.max(e.issue_number);
                 a.last_issued_on = e.issued_on;
+                a.overrides.extend(e.overrides.iter().cloned());
                 let details = a.details.clone().unwrap_or_default();
                 let (confidential, author_organisation_ods) =
                     (a.confidential, a.author_organisation_ods.clone());

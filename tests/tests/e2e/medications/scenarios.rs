@@ -141,6 +141,79 @@ async fn medications_allergy_refuses_amoxicillin_then_a_clarithromycin_repeat_is
 }
 
 #[tokio::test]
+async fn medications_a_repeat_authorised_before_a_penicillin_allergy_is_not_issued_without_an_override()
+ {
+    let stack = TestStack::start().await;
+    let mut meds = stack.medications();
+    // Given an amoxicillin repeat, issued once
+    let jane = stack.register(jane_smith()).await;
+    let id = jane.patient_id.clone();
+    let amoxicillin = meds
+        .authorise_medication(stack.req(authorise(&id, repeat(AMOXICILLIN_500, 6))))
+        .await
+        .expect("repeat authorised")
+        .into_inner();
+    meds.issue_prescription(stack.req(issue(&id, &amoxicillin.authorisation_id)))
+        .await
+        .expect("first issue");
+    // and a penicillin allergy recorded since
+    let allergy = meds
+        .record_allergy(stack.req(record_penicillin_allergy(&id)))
+        .await
+        .expect("allergy recorded")
+        .into_inner();
+
+    // When the repeat is issued again
+    let before = stack.last_sequence_of("medications").await;
+    let refused = meds
+        .issue_prescription(stack.req(issue(&id, &amoxicillin.authorisation_id)))
+        .await
+        .expect_err("an allergy the authorisation never saw");
+
+    // Then it is refused naming the allergy, and nothing is appended
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&refused), "ALLERGY_CONFLICT");
+    let info = refused.get_details_error_info().expect("error info");
+    assert_eq!(info.metadata.get("allergyId"), Some(&allergy.allergy_id));
+    assert_eq!(stack.last_sequence_of("medications").await, before);
+
+    // And with the prescriber's reason it is issued, the override shown on
+    // the medication
+    let second = meds
+        .issue_prescription(stack.req(pb::IssuePrescriptionRequest {
+            override_reason: "reaction was a viral rash; tolerated amoxicillin since".into(),
+            ..issue(&id, &amoxicillin.authorisation_id)
+        }))
+        .await
+        .expect("overridden")
+        .into_inner();
+    assert_eq!(second.issue_number, 2);
+    let listed = meds
+        .list_medications(stack.req(pb::ListMedicationsRequest {
+            patient_id: id.clone(),
+            min_sequence: second.stream_sequence,
+            ..Default::default()
+        }))
+        .await
+        .expect("listed")
+        .into_inner();
+    let shown = listed
+        .authorisations
+        .iter()
+        .find(|a| a.authorisation_id == amoxicillin.authorisation_id)
+        .expect("the repeat");
+    assert!(
+        shown
+            .overrides
+            .iter()
+            .any(|o| o.allergy_id == allergy.allergy_id && o.reason.starts_with("reaction")),
+        "{:?}",
+        shown.overrides
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
 async fn medications_change_review_discontinue_and_allergy_resolution_reach_the_read_models() {
     let stack = TestStack::start().await;
     let mut meds = stack.medications();

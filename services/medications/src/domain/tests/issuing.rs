@@ -137,3 +137,76 @@ fn given_a_confidential_repeat_when_another_organisation_issues_or_reviews_it_th
         E::PrescriptionIssued(_)
     ));
 }
+
+#[test]
+fn given_an_amoxicillin_repeat_when_a_penicillin_allergy_is_recorded_later_then_its_next_issue_is_refused_naming_it()
+ {
+    // Given an amoxicillin repeat authorised in January, and a penicillin
+    // allergy recorded since
+    let repeat_id = AuthorisationId::new();
+    let allergy = AllergyId::new();
+    let history = vec![
+        authorised(repeat_id, repeat(AMOXICILLIN_500, 6)),
+        issued(repeat_id, 1),
+        allergy_recorded(allergy),
+    ];
+
+    // When the repeat is issued
+    let error = given(history.clone())
+        .when(issue(repeat_id))
+        .expect_err("an allergy the authorisation never saw");
+
+    // Then it is refused naming the allergy
+    assert!(
+        matches!(&error, Error::AllergyConflict { allergy_id, substance_code, .. }
+            if *allergy_id == allergy.to_string() && substance_code == PENICILLIN),
+        "{error:?}"
+    );
+
+    // And when the prescriber issues it giving a reason, the override is
+    // recorded on the issue and on the authorisation
+    let events = given(history.clone())
+        .when(issue_overriding(
+            repeat_id,
+            "reaction was a viral rash; tolerated amoxicillin since",
+        ))
+        .expect("overridden");
+    let E::PrescriptionIssued(e) = only(events.clone()) else {
+        panic!("PrescriptionIssued expected");
+    };
+    assert_eq!(e.issue_number, 2);
+    assert_eq!(e.overrides.len(), 1);
+    assert_eq!(e.overrides[0].allergy_id, allergy.to_string());
+    assert!(
+        e.overrides[0]
+            .reason
+            .starts_with("reaction was a viral rash")
+    );
+
+    // so the issue after it is not refused again for the same allergy
+    let mut history = history;
+    history.extend(events);
+    given(history)
+        .when(issue(repeat_id))
+        .expect("the allergy was considered");
+}
+
+#[test]
+fn given_an_allergy_overridden_when_the_repeat_was_authorised_then_its_issues_are_not_refused_for_it()
+ {
+    let allergy = AllergyId::new();
+    let repeat_id = AuthorisationId::new();
+    let overridden = given(vec![allergy_recorded(allergy)])
+        .when(Command::Authorise {
+            authorisation_id: repeat_id,
+            details: repeat(AMOXICILLIN_500, 6),
+            override_reason: "allergy disputed, tolerated amoxicillin in 2020".into(),
+            confidential: false,
+        })
+        .expect("overridden");
+    let mut history = vec![allergy_recorded(allergy)];
+    history.extend(overridden);
+    given(history)
+        .when(issue(repeat_id))
+        .expect("issued: the prescriber overrode this allergy");
+}

@@ -161,6 +161,7 @@ fn issued(authorisation: AuthorisationId, number: u32) -> pb::Event {
         authorisation_id: authorisation.to_string(),
         issue_number: number,
         issued_on: Some(date_proto(today())),
+        overrides: vec![],
     }))
 }
 
@@ -174,10 +175,31 @@ fn authorise(details: pb::AuthorisationDetails, override_reason: &str) -> Comman
 }
 
 fn issue(authorisation_id: AuthorisationId) -> Command {
+    issue_overriding(authorisation_id, "")
+}
+
+fn issue_overriding(authorisation_id: AuthorisationId, override_reason: &str) -> Command {
     Command::Issue {
         issue_id: IssueId::new(),
         authorisation_id,
+        override_reason: override_reason.into(),
     }
+}
+
+/// An active allergy to `substance` (a dm+d or SNOMED CT code).
+fn allergy_to(id: AllergyId, substance: &str, display: &str) -> pb::Event {
+    ev(E::AllergyRecorded(pb::AllergyRecorded {
+        allergy_id: id.to_string(),
+        details: Some(pb::AllergyDetails {
+            substance: Some(pb::Coding {
+                code: substance.into(),
+                display: display.into(),
+            }),
+            ..penicillin_allergy()
+        }),
+        recorded_on: Some(date_proto(today())),
+        ..Default::default()
+    }))
 }
 
 fn fields(error: Error) -> Vec<String> {

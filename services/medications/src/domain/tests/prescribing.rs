@@ -178,3 +178,48 @@ fn when_a_repeat_has_a_review_after_its_expiry_or_an_acute_has_a_review_date_the
         ]
     );
 }
+
+#[test]
+fn given_two_allergies_and_an_active_repeat_when_amoxicillin_is_prescribed_then_every_conflict_is_named_at_once()
+ {
+    // Given a penicillin allergy, an amoxicillin anaphylaxis and an active
+    // amoxicillin repeat
+    let (penicillin, amoxicillin) = (AllergyId::new(), AllergyId::new());
+    let active = AuthorisationId::new();
+    let g = given(vec![
+        allergy_recorded(penicillin),
+        allergy_to(amoxicillin, AMOXICILLIN_500, "Amoxicillin"),
+        authorised(active, repeat(AMOXICILLIN_500, 6)),
+    ]);
+
+    // When amoxicillin is prescribed without a reason
+    let error = g
+        .when(authorise(acute(AMOXICILLIN_500), ""))
+        .expect_err("refused");
+
+    // Then the refusal names all three, so that a reason given next is
+    // given having seen the anaphylaxis too
+    let Error::SafetyConflicts(conflicts) = &error else {
+        panic!("every conflict expected, got {error:?}");
+    };
+    assert_eq!(conflicts.len(), 3);
+    let message = error.to_string();
+    for id in [
+        penicillin.to_string(),
+        amoxicillin.to_string(),
+        active.to_string(),
+    ] {
+        assert!(message.contains(&id), "{message} names {id}");
+    }
+    // And with a reason each is recorded as overridden
+    let events = g
+        .when(authorise(
+            acute(AMOXICILLIN_500),
+            "specialist advice: desensitised",
+        ))
+        .expect("overridden");
+    let E::MedicationAuthorised(e) = only(events) else {
+        panic!("MedicationAuthorised expected");
+    };
+    assert_eq!(e.overrides.len(), 3);
+}
