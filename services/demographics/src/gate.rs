@@ -72,9 +72,26 @@ impl PatientGate {
     /// What access control needs of the patient, from the event store;
     /// `None` when no such patient was registered. A merged or deceased
     /// patient still has facts: the rules that follow refuse them.
+    ///
+    /// A record merged into a survivor is the survivor's person (ADR 0034):
+    /// a restriction or an objection recorded on the survivor since the
+    /// merge protects it too, and the survivor's practice holds it.
     pub async fn access(&self, id: PatientId) -> Result<Option<PatientAccess>, Failure> {
         let loaded = self.executor.load_current(id).await?;
-        Ok(access_facts(id, &loaded.state))
+        let Some(mut facts) = access_facts(id, &loaded.state) else {
+            return Ok(None);
+        };
+        if let Some(survivor) = loaded
+            .state
+            .merged_into()
+            .and_then(|s| PatientId::parse(s).ok())
+        {
+            let survivor = self.executor.load_current(survivor).await?;
+            if let Some(theirs) = access_facts(survivor.id, &survivor.state) {
+                facts = facts.as_merged_into(&theirs);
+            }
+        }
+        Ok(Some(facts))
     }
 
     /// As `open`, and not deceased (PATIENT_DECEASED): for new clinical

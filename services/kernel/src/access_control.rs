@@ -46,6 +46,24 @@ pub struct PatientAccess {
     pub restricted: bool,
 }
 
+impl PatientAccess {
+    /// The facts of a record merged into `survivor`: the same person, so a
+    /// flag on either protects it, and the survivor's practice (when it has
+    /// one) holds it.
+    pub fn as_merged_into(&self, survivor: &PatientAccess) -> PatientAccess {
+        PatientAccess {
+            patient_id: self.patient_id.clone(),
+            registered_practice: if survivor.registered_practice.is_empty() {
+                self.registered_practice.clone()
+            } else {
+                survivor.registered_practice.clone()
+            },
+            sharing_objection: self.sharing_objection || survivor.sharing_objection,
+            restricted: self.restricted || survivor.restricted,
+        }
+    }
+}
+
 /// One side of a sharing agreement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Party {
@@ -597,6 +615,37 @@ mod tests {
             Err(Refusal::RegisteringForAnotherOrganisation)
         );
         assert!(decide_registration(&caller, "").is_err());
+    }
+
+    #[test]
+    fn a_merged_record_is_protected_by_its_survivors_flags_and_held_by_its_practice() {
+        let duplicate = PatientAccess {
+            patient_id: "d".into(),
+            registered_practice: "A81001".into(),
+            ..Default::default()
+        };
+        let survivor = PatientAccess {
+            patient_id: "s".into(),
+            registered_practice: "B82002".into(),
+            restricted: true,
+            sharing_objection: true,
+        };
+        let merged = duplicate.as_merged_into(&survivor);
+        assert_eq!(merged.patient_id, "d");
+        assert_eq!(merged.registered_practice, "B82002");
+        assert!(merged.restricted && merged.sharing_objection);
+        // and a flag on the duplicate itself stays
+        let flagged = PatientAccess {
+            restricted: true,
+            ..duplicate.clone()
+        };
+        let plain = PatientAccess {
+            patient_id: "s".into(),
+            ..Default::default()
+        };
+        let merged = flagged.as_merged_into(&plain);
+        assert!(merged.restricted);
+        assert_eq!(merged.registered_practice, "A81001");
     }
 
     #[test]

@@ -596,3 +596,66 @@ async fn ending_an_agreement_ends_access_from_that_moment() {
     assert_eq!(recorded, ["AGREEMENT_ENDED"]);
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn an_objection_recorded_on_the_survivor_after_a_merge_protects_the_merged_record_too() {
+    let stack = TestStack::start().await;
+    // Given Jane registered twice at her practice, shared with the trust,
+    // and the duplicate merged into the survivor
+    let duplicate = register_at_home(&stack).await;
+    let survivor = register_at_home(&stack).await;
+    care_system_shares_with_the_trust(&stack).await;
+    stack
+        .client()
+        .merge_patient(as_org(
+            &stack,
+            HOME,
+            dpb::MergePatientRequest {
+                duplicate_patient_id: duplicate.patient_id.clone(),
+                survivor_patient_id: survivor.patient_id.clone(),
+                reason: "same person registered twice".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("merged");
+    let mut cons = stack.consultations();
+    cons.list_consultations(as_org(
+        &stack,
+        TRUST,
+        consultations_of(&duplicate.patient_id),
+    ))
+    .await
+    .expect("shared before her objection");
+
+    // When Jane objects to sharing, recorded on the surviving record
+    stack
+        .client()
+        .record_sharing_objection(as_org(
+            &stack,
+            HOME,
+            dpb::PatientFlagRequest {
+                patient_id: survivor.patient_id.clone(),
+                reason: "patient's wish".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("objection");
+
+    // Then the trust is refused her merged record as well as the survivor
+    for id in [&duplicate.patient_id, &survivor.patient_id] {
+        let refused = cons
+            .list_consultations(as_org(&stack, TRUST, consultations_of(id)))
+            .await
+            .expect_err("objected");
+        assert_eq!(reason(&refused), "SHARING_OBJECTION", "{id}");
+    }
+    // while her practice still reads both
+    for id in [&duplicate.patient_id, &survivor.patient_id] {
+        cons.list_consultations(as_org(&stack, HOME, consultations_of(id)))
+            .await
+            .expect("her practice");
+    }
+    stack.stop().await;
+}
