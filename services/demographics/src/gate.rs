@@ -26,6 +26,9 @@ pub struct PatientFacts {
     pub sharing_objection: bool,
     /// Stream sequence of the demographics history this was read from.
     pub demographics_sequence: u64,
+    /// Records merged into this one: the same person's closed records,
+    /// whose clinical facts (allergies) still apply to them.
+    pub merged_patient_ids: Vec<PatientId>,
 }
 
 impl PatientFacts {
@@ -40,6 +43,12 @@ impl PatientFacts {
             restricted: record.patient.restricted,
             sharing_objection: record.patient.sharing_objection,
             demographics_sequence: sequence,
+            merged_patient_ids: record
+                .patient
+                .merged_patient_ids
+                .iter()
+                .filter_map(|d| PatientId::parse(d).ok())
+                .collect(),
         }
     }
 }

@@ -39,6 +39,7 @@ fn jane() -> PatientFacts {
         restricted: false,
         sharing_objection: false,
         demographics_sequence: 1,
+        merged_patient_ids: vec![],
     }
 }
 

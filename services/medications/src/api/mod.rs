@@ -121,6 +121,13 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
         } else {
             self.gate.open(patient).await?
         };
+        // The allergies of records merged into this one are the same
+        // person's: closed, so read once, outside the command's lock.
+        let mut merged_allergies = Vec::new();
+        for duplicate in &facts.merged_patient_ids {
+            let record = self.executor.load_current(*duplicate).await?;
+            merged_allergies.extend(record.state.active_allergies().cloned());
+        }
         let today = carelog_kernel::date::uk_today();
         let committed = self
             .executor
@@ -130,6 +137,7 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
                     birth_date: facts.birth_date,
                     catalogue: &self.catalogue,
                     organisation: ctx.actor.organisation.as_str(),
+                    merged_allergies: &merged_allergies,
                 };
                 decide(&loaded[0].state, &facts, &command)
                     .map(|events| Decision::single(patient, events))

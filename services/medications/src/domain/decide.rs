@@ -25,6 +25,9 @@ pub struct Facts<'a> {
     /// ODS code of the caller's organisation (the author of what is
     /// recorded).
     pub organisation: &'a str,
+    /// The allergies of records merged into this patient's (the same
+    /// person's closed records): every safety check considers them.
+    pub merged_allergies: &'a [pb::Allergy],
 }
 
 /// A medications command; ids of new resources are chosen at the edge.
@@ -155,20 +158,29 @@ fn active_authorisation<'r>(
     Ok(a)
 }
 
-/// The active allergies to a substance `matches` says a product contains,
-/// each with its substance.
+/// The active allergies, of this record and of the records merged into it,
+/// to a substance `matches` says a product contains, each with its
+/// substance.
 fn allergy_conflicts<'r>(
     record: &'r MedicationRecord,
+    facts: &'r Facts<'_>,
     matches: impl Fn(&str) -> bool + 'r,
 ) -> impl Iterator<Item = (&'r pb::Allergy, pb::Coding)> + 'r {
-    record.active_allergies().filter_map(move |allergy| {
-        let substance = allergy
-            .details
-            .as_ref()
-            .and_then(|d| d.substance.clone())
-            .unwrap_or_default();
-        matches(&substance.code).then_some((allergy, substance))
-    })
+    let merged = facts
+        .merged_allergies
+        .iter()
+        .filter(|a| a.status == pb::AllergyStatus::Active as i32);
+    record
+        .active_allergies()
+        .chain(merged)
+        .filter_map(move |allergy| {
+            let substance = allergy
+                .details
+                .as_ref()
+                .and_then(|d| d.substance.clone())
+                .unwrap_or_default();
+            matches(&substance.code).then_some((allergy, substance))
+        })
 }
 
 /// An allergy conflict: the refusal, and the override recorded when the
@@ -213,12 +225,13 @@ fn overridden(
 /// refusals, or the overrides to record when the prescriber gave a reason.
 fn safety_checks(
     record: &MedicationRecord,
+    facts: &Facts<'_>,
     product: &Product,
     replacing: Option<&str>,
     override_reason: &str,
 ) -> Result<Vec<pb::SafetyOverride>, Error> {
     let reason = override_reason.trim();
-    let mut conflicts: Vec<_> = allergy_conflicts(record, |code| product.contains(code))
+    let mut conflicts: Vec<_> = allergy_conflicts(record, facts, |code| product.contains(code))
         .map(|(allergy, substance)| allergy_conflict(allergy, substance, &product.name, reason))
         .collect();
     let duplicates = record.active_authorisations().filter(|a| {
@@ -249,6 +262,7 @@ fn safety_checks(
 /// its authorisation (or an earlier issue) did not override, recorded since.
 fn issue_checks(
     record: &MedicationRecord,
+    facts: &Facts<'_>,
     a: &pb::Authorisation,
     override_reason: &str,
 ) -> Result<Vec<pb::SafetyOverride>, Error> {
@@ -268,7 +282,7 @@ fn issue_checks(
             .iter()
             .any(|o| o.kind == pb::safety_override::Kind::Allergy as i32 && o.allergy_id == allergy)
     };
-    let conflicts = allergy_conflicts(record, |code| {
+    let conflicts = allergy_conflicts(record, facts, |code| {
         !code.is_empty() && (code == product.code || ingredients.iter().any(|i| i == code))
     })
     .filter(|(allergy, _)| !acknowledged(&allergy.allergy_id))
@@ -299,7 +313,7 @@ fn authorise(
             "is not in the drug catalogue",
         )
     })?;
-    let overrides = safety_checks(record, product, replacing, override_reason)?;
+    let overrides = safety_checks(record, facts, product, replacing, override_reason)?;
     Ok(pb::MedicationAuthorised {
         authorisation_id: id.to_string(),
         details: Some(details),
@@ -450,7 +464,7 @@ pub fn decide(
                     review_date: review.to_string(),
                 });
             }
-            let overrides = issue_checks(record, a, override_reason)?;
+            let overrides = issue_checks(record, facts, a, override_reason)?;
             Ok(vec![event(E::PrescriptionIssued(pb::PrescriptionIssued {
                 issue_id: issue_id.to_string(),
                 authorisation_id: id,

@@ -386,3 +386,45 @@ async fn dump(pool: &sqlx::PgPool) -> Vec<String> {
     }
     out
 }
+
+#[tokio::test]
+async fn medications_a_penicillin_allergy_on_a_merged_duplicate_refuses_amoxicillin_on_the_survivor()
+ {
+    let stack = TestStack::start().await;
+    let mut meds = stack.medications();
+    // Given Jane registered twice, her penicillin allergy on the duplicate
+    let duplicate = stack.register(jane_smith()).await;
+    let survivor = stack.register(jane_smith()).await;
+    let allergy = meds
+        .record_allergy(stack.req(record_penicillin_allergy(&duplicate.patient_id)))
+        .await
+        .expect("allergy recorded")
+        .into_inner();
+    // and the duplicate merged into the survivor
+    stack
+        .client()
+        .merge_patient(
+            stack.req(carelog_proto::demographics::v1::MergePatientRequest {
+                duplicate_patient_id: duplicate.patient_id.clone(),
+                survivor_patient_id: survivor.patient_id.clone(),
+                reason: "same person registered twice".into(),
+                ..Default::default()
+            }),
+        )
+        .await
+        .expect("merged");
+
+    // When amoxicillin is prescribed on the surviving record
+    let before = stack.last_sequence_of("medications").await;
+    let refused = meds
+        .authorise_medication(stack.req(authorise(&survivor.patient_id, acute(AMOXICILLIN_500))))
+        .await
+        .expect_err("her allergy, recorded on the record merged into this one");
+
+    // Then it is refused naming that allergy, and nothing is appended
+    assert_eq!(reason(&refused), "ALLERGY_CONFLICT");
+    let info = refused.get_details_error_info().expect("error info");
+    assert_eq!(info.metadata.get("allergyId"), Some(&allergy.allergy_id));
+    assert_eq!(stack.last_sequence_of("medications").await, before);
+    stack.stop().await;
+}

@@ -33,6 +33,8 @@ struct Given {
     catalogue: DrugCatalogue,
     /// The caller's organisation: the registered practice unless `from`.
     organisation: &'static str,
+    /// Allergies of records merged into this one.
+    merged_allergies: Vec<pb::Allergy>,
 }
 
 /// The registered practice, author of what the scenarios record.
@@ -50,12 +52,20 @@ fn given(events: Vec<pb::Event>) -> Given {
         today: today(),
         catalogue: DrugCatalogue::sample(),
         organisation: PRACTICE,
+        merged_allergies: Vec::new(),
     }
 }
 
 impl Given {
     fn on(mut self, day: NaiveDate) -> Self {
         self.today = day;
+        self
+    }
+
+    /// With a record merged into this one, holding these events.
+    fn merged_in(mut self, events: Vec<pb::Event>) -> Self {
+        self.merged_allergies
+            .extend(given(events).record.active_allergies().cloned());
         self
     }
 
@@ -71,6 +81,7 @@ impl Given {
             birth_date: PartialDate::new(1950, 3, 14).ok(),
             catalogue: &self.catalogue,
             organisation: self.organisation,
+            merged_allergies: &self.merged_allergies,
         };
         decide(&self.record, &facts, &command)
     }

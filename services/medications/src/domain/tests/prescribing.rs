@@ -223,3 +223,28 @@ fn given_two_allergies_and_an_active_repeat_when_amoxicillin_is_prescribed_then_
     };
     assert_eq!(e.overrides.len(), 3);
 }
+
+#[test]
+fn given_a_penicillin_allergy_on_a_record_merged_into_this_one_when_amoxicillin_is_prescribed_then_it_is_refused()
+ {
+    // Given Jane's duplicate record, holding her penicillin allergy, merged
+    // into this one
+    let allergy = AllergyId::new();
+    let g = given(vec![]).merged_in(vec![allergy_recorded(allergy)]);
+    // When amoxicillin is authorised on the surviving record
+    let error = g
+        .when(authorise(acute(AMOXICILLIN_500), ""))
+        .expect_err("the same person's allergy");
+    // Then it is refused naming the allergy on the merged record
+    assert!(
+        matches!(&error, Error::AllergyConflict { allergy_id, .. } if *allergy_id == allergy.to_string()),
+        "{error:?}"
+    );
+    // And an issue of a repeat authorised here is checked against it too
+    let repeat_id = AuthorisationId::new();
+    let error = given(vec![authorised(repeat_id, repeat(AMOXICILLIN_500, 6))])
+        .merged_in(vec![allergy_recorded(allergy)])
+        .when(issue(repeat_id))
+        .expect_err("the same person's allergy");
+    assert!(matches!(error, Error::AllergyConflict { .. }), "{error:?}");
+}
