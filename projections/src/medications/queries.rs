@@ -113,7 +113,7 @@ impl MedicationsQueries for PgMedicationsQueries {
 
     async fn allergies(
         &self,
-        patient: PatientId,
+        patients: &[PatientId],
         filter: AllergyFilter,
         page: &PageRequest,
         at: Consistency,
@@ -123,14 +123,16 @@ impl MedicationsQueries for PgMedicationsQueries {
             AllergyFilter::Active => "active",
             AllergyFilter::Resolved => "resolved",
         };
-        let fingerprint = format!("allergies-{patient}-{status}");
+        let names: Vec<String> = patients.iter().map(ToString::to_string).collect();
+        let fingerprint = format!("allergies-{}-{status}", names.join(","));
+        let ids: Vec<Uuid> = patients.iter().map(|p| p.as_uuid()).collect();
         let (sequence, id) = after(&fingerprint, page)?;
         let rows: Vec<(i64, Uuid, Vec<u8>)> = sqlx::query_as(
             "SELECT created_sequence, allergy_id, resource FROM medication_allergies \
-             WHERE patient_id = $1 AND status = $2 AND (created_sequence, allergy_id) > ($3, $4) \
+             WHERE patient_id = ANY($1) AND status = $2 AND (created_sequence, allergy_id) > ($3, $4) \
              ORDER BY created_sequence, allergy_id LIMIT $5",
         )
-        .bind(patient.as_uuid())
+        .bind(&ids)
         .bind(status)
         .bind(sequence)
         .bind(id)

@@ -34,10 +34,11 @@ pub trait MedicationsQueries: Send + Sync + 'static {
         at: Consistency,
     ) -> impl Future<Output = Result<(Vec<pb::Issue>, String), Failure>> + Send;
 
-    /// The allergy list; entered-in-error allergies never appear.
+    /// The allergy list of these records (a patient's, and those merged
+    /// into it); entered-in-error allergies never appear.
     fn allergies(
         &self,
-        patient: PatientId,
+        patients: &[PatientId],
         filter: AllergyFilter,
         page: &PageRequest,
         at: Consistency,

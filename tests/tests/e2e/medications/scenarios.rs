@@ -426,5 +426,24 @@ async fn medications_a_penicillin_allergy_on_a_merged_duplicate_refuses_amoxicil
     let info = refused.get_details_error_info().expect("error info");
     assert_eq!(info.metadata.get("allergyId"), Some(&allergy.allergy_id));
     assert_eq!(stack.last_sequence_of("medications").await, before);
+
+    // And the survivor's allergy list shows it, naming the record it is on
+    let listed = meds
+        .list_allergies(stack.req(pb::ListAllergiesRequest {
+            patient_id: survivor.patient_id.clone(),
+            min_sequence: allergy.stream_sequence,
+            ..Default::default()
+        }))
+        .await
+        .expect("listed")
+        .into_inner()
+        .allergies;
+    assert_eq!(
+        listed
+            .iter()
+            .map(|a| (a.allergy_id.as_str(), a.patient_id.as_str()))
+            .collect::<Vec<_>>(),
+        [(allergy.allergy_id.as_str(), duplicate.patient_id.as_str())]
+    );
     stack.stop().await;
 }
