@@ -236,8 +236,17 @@ impl AuditService for AuditApi {
         let range = range(r.range, &mut v);
         let page = page(r.page_size, r.page_token, &mut v);
         v.into_result()?;
-        let (activities, next_page_token) =
+        let (mut activities, next_page_token) =
             audit_queries::actor_activity(&self.pool, r.user_id.trim(), range, &page).await?;
+        // Each patient's entries only to a caller who may access the patient,
+        // as every read of their record (no emergency access through here).
+        let admitted = self
+            .guard
+            .admitted(&ctx, activities.iter().map(|a| a.patient_id.as_str()))
+            .await?;
+        let listed = activities.len();
+        activities.retain(|a| a.patient_id.is_empty() || admitted.contains_key(&a.patient_id));
+        let withheld_count = i32::try_from(listed - activities.len()).unwrap_or(i32::MAX);
         let mut reads = Reads::new();
         for a in activities.iter().filter(|a| !a.patient_id.is_empty()) {
             let position = a.position.as_ref();
@@ -249,10 +258,14 @@ impl AuditService for AuditApi {
                 false,
             );
         }
+        for (patient, rule) in &admitted {
+            reads.rule(patient, rule);
+        }
         access::audit(&*self.access, &ctx, SERVICE, "ListActorActivity", &reads).await?;
         Ok(Response::new(pb::ListActorActivityResponse {
             activities,
             next_page_token,
+            withheld_count,
         }))
     }
 }

@@ -157,6 +157,33 @@ impl Guard {
         }
     }
 
+    /// Of these patients (ids as text; repeats and blanks ignored), those the
+    /// caller may access by an ordinary rule, each with the rule: for lists
+    /// that span patients (work lists, audit activity), which show only
+    /// them. Unknown patients are left out. Nothing is recorded: the caller
+    /// records what it shows, naming each rule.
+    pub async fn admitted<'a>(
+        &self,
+        ctx: &RequestContext,
+        patients: impl IntoIterator<Item = &'a str>,
+    ) -> Result<std::collections::HashMap<String, String>, Failure> {
+        let mut ids: Vec<&str> = patients.into_iter().filter(|p| !p.is_empty()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut facts = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(f) = self.patient_facts(id).await? {
+                facts.push(f);
+            }
+        }
+        let verdicts = self.verdicts(ctx, &facts).await?;
+        Ok(facts
+            .into_iter()
+            .zip(verdicts)
+            .filter_map(|(f, verdict)| verdict.ok().map(|rule| (f.patient_id, rule.to_string())))
+            .collect())
+    }
+
     /// The verdict for each of several patients (a search's hits), without
     /// breaking glass and without recording anything: the caller records
     /// what it shows.

@@ -227,34 +227,26 @@ impl<Q: TasksQueries> TasksApi<Q> {
         ctx: &RequestContext,
         list: &WorkList,
         tasks: Vec<pb::Task>,
-    ) -> Result<Vec<pb::Task>, Failure> {
+    ) -> Result<(Vec<pb::Task>, Reads), Failure> {
         if matches!(list, WorkList::Patient(_)) {
-            return Ok(tasks);
+            let read = reads(tasks.iter());
+            return Ok((tasks, read));
         }
-        let mut patients: Vec<&str> = tasks
-            .iter()
-            .map(|t| t.patient_id.as_str())
-            .filter(|p| !p.is_empty())
-            .collect();
-        patients.sort_unstable();
-        patients.dedup();
-        let mut facts = Vec::with_capacity(patients.len());
-        for p in patients {
-            if let Some(f) = self.guard.patient_facts(p).await? {
-                facts.push(f);
-            }
-        }
-        let verdicts = self.guard.verdicts(ctx, &facts).await?;
-        let allowed: Vec<&str> = facts
-            .iter()
-            .zip(&verdicts)
-            .filter(|(_, v)| v.is_ok())
-            .map(|(f, _)| f.patient_id.as_str())
-            .collect();
-        Ok(tasks
+        let admitted = self
+            .guard
+            .admitted(ctx, tasks.iter().map(|t| t.patient_id.as_str()))
+            .await?;
+        let tasks: Vec<pb::Task> = tasks
             .into_iter()
-            .filter(|t| t.patient_id.is_empty() || allowed.contains(&t.patient_id.as_str()))
-            .collect())
+            .filter(|t| t.patient_id.is_empty() || admitted.contains_key(&t.patient_id))
+            .collect();
+        // Each patient's tasks are recorded under the rule that admitted
+        // the caller to the patient.
+        let mut read = reads(tasks.iter());
+        for (patient, rule) in &admitted {
+            read.rule(patient, rule);
+        }
+        Ok((tasks, read))
     }
 
     /// The task from the read model, if it is the one the caller addressed
@@ -532,8 +524,7 @@ impl<Q: TasksQueries> TasksService for TasksApi<Q> {
                 Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
-        let tasks = self.visible(&ctx, &list, tasks).await?;
-        let read = reads(tasks.iter());
+        let (tasks, read) = self.visible(&ctx, &list, tasks).await?;
         access::audit(&*self.access, &ctx, SERVICE, "ListTasks", &read).await?;
         Ok(Response::new(pb::ListTasksResponse {
             tasks,

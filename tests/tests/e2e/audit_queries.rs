@@ -234,6 +234,28 @@ async fn a_privacy_officer_sees_who_read_a_record_and_what_each_user_did() {
         "CARELOG_DEMOGRAPHICS"
     );
 
+    // But the privacy officer of an organisation with no claim on Jane is
+    // told only that entries were left out
+    let elsewhere = audit
+        .list_actor_activity(stack.req_in_role(
+            "po-2",
+            "B82002",
+            PRIVACY_OFFICER,
+            apb::ListActorActivityRequest {
+                user_id: "dr-patel".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("asked")
+        .into_inner();
+    assert!(
+        elsewhere.activities.is_empty(),
+        "{:?}",
+        elsewhere.activities
+    );
+    assert_eq!(elsewhere.withheld_count, 2);
+
     // And the officer's questions are themselves recorded as accesses to
     // Jane's record
     caught_up(&stack, carelog_projections::audit::NAME).await;

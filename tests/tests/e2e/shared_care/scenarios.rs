@@ -212,6 +212,27 @@ async fn a_task_for_the_community_team_opens_the_record_until_it_is_completed() 
         .rfind(|e| e.method == "GetTask")
         .map(|e| e.rule);
     assert_eq!(rule, Some(format!("task:{}", task.task_id)));
+    // and their organisation's work list shows it, recorded under that task
+    let listed = stack
+        .tasks()
+        .list_tasks(as_org(
+            &stack,
+            STRANGER,
+            tpb::ListTasksRequest {
+                organisation_ods: STRANGER.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("their work list")
+        .into_inner();
+    assert!(listed.tasks.iter().any(|t| t.task_id == task.task_id));
+    let rule = all_accesses(&stack)
+        .await
+        .into_iter()
+        .rfind(|e| e.method == "ListTasks")
+        .map(|e| e.rule);
+    assert_eq!(rule, Some(format!("task:{}", task.task_id)));
 
     // When they complete it
     let action = |reason: &str| tpb::TaskActionRequest {
