@@ -320,6 +320,7 @@ pub fn change(stream: &str, commit: &StoredCommit) -> pb::PatientChange {
         correlation_id: c.correlation_id.clone(),
         resources: Vec::new(),
         patient_id: c.patient_id.clone(),
+        withheld_count: 0,
     }
 }
 
@@ -470,6 +471,7 @@ impl FoldedRecord {
             issues: meds.issues.clone(),
             tasks: self.tasks.state.tasks.values().cloned().collect(),
             positions: self.positions(),
+            withheld_count: 0,
         }
     }
 
@@ -520,6 +522,7 @@ impl FoldedRecord {
                 .filter(|t| named(&t.task_id))
                 .collect(),
             positions: all.positions,
+            withheld_count: 0,
         }
     }
 

@@ -5,13 +5,15 @@
 
 use std::sync::Arc;
 
+use carelog_consultations::domain::views::withhold_entries;
 use carelog_demographics::api::{disclosure, page};
 use carelog_demographics::domain::{Disclosure, PatientRecord};
 use carelog_kernel::access::{self, AccessSink, Reads};
+use carelog_kernel::confidential::{self, withhold};
 use carelog_kernel::edge::required;
 use carelog_kernel::envelope::from_timestamp;
 use carelog_kernel::guard::Guard;
-use carelog_kernel::{Failure, PatientId, RequestContext, Violations};
+use carelog_kernel::{Actor, Failure, PatientId, RequestContext, Violations};
 use carelog_projections::history::RecordHistory;
 use carelog_proto::audit::v1 as pb;
 use carelog_proto::audit::v1::record_history_service_server::RecordHistoryService;
@@ -64,6 +66,71 @@ fn disclose_changes(changes: &mut [pb::PatientChange], disclosure: Disclosure) {
     }
 }
 
+/// Leaves out of a snapshot the confidential items of another organisation
+/// that the caller may not see (ADR 0024), as the services' reads do, and
+/// counts them.
+fn withhold_snapshot(s: &mut pb::PatientRecordSnapshot, actor: &Actor) {
+    let mut withheld: i32 = s
+        .consultations
+        .iter_mut()
+        .map(|c| withhold_entries(c, actor))
+        .sum();
+    withheld += withhold(&mut s.problems, actor, |x| {
+        (x.confidential, x.author_organisation_ods.as_str())
+    });
+    withheld += withhold(&mut s.latest_observations, actor, |x| {
+        (x.confidential, x.author_organisation_ods.as_str())
+    });
+    withheld += withhold(&mut s.allergies, actor, |x| {
+        (x.confidential, x.author_organisation_ods.as_str())
+    });
+    withheld += withhold(&mut s.authorisations, actor, |x| {
+        (x.confidential, x.author_organisation_ods.as_str())
+    });
+    withheld += withhold(&mut s.issues, actor, |x| {
+        (x.confidential, x.author_organisation_ods.as_str())
+    });
+    s.withheld_count = withheld;
+}
+
+/// Leaves out of each change the confidential items the caller may not see:
+/// a medication item whole, a consultation's confidential entries. A change
+/// that withheld anything also leaves out its reason, which may say what
+/// the item was.
+fn withhold_changes(changes: &mut [pb::PatientChange], actor: &Actor) {
+    for change in changes {
+        let mut withheld = 0;
+        change.resources.retain_mut(|r| {
+            let mut entries = 0;
+            let mut shown = true;
+            for state in [r.before.as_mut(), r.after.as_mut()].into_iter().flatten() {
+                let visible = |confidential: bool, author: &str| {
+                    confidential::visible_to(actor, confidential, author)
+                };
+                match state.resource.as_mut() {
+                    Some(R::Consultation(c)) => entries = entries.max(withhold_entries(c, actor)),
+                    Some(R::Allergy(a)) => {
+                        shown &= visible(a.confidential, &a.author_organisation_ods)
+                    }
+                    Some(R::Authorisation(a)) => {
+                        shown &= visible(a.confidential, &a.author_organisation_ods);
+                    }
+                    Some(R::Issue(i)) => {
+                        shown &= visible(i.confidential, &i.author_organisation_ods)
+                    }
+                    _ => {}
+                }
+            }
+            withheld += if shown { entries } else { 1 };
+            shown
+        });
+        if withheld > 0 {
+            change.withheld_count = withheld;
+            change.reason.clear();
+        }
+    }
+}
+
 /// Every resource of a snapshot, for the access log.
 fn snapshot_reads(reads: &mut Reads, s: &pb::PatientRecordSnapshot) {
     let p = s.patient_id.as_str();
@@ -109,6 +176,9 @@ fn snapshot_reads(reads: &mut Reads, s: &pb::PatientRecordSnapshot) {
     for t in &s.tasks {
         reads.record(p, &t.task_id, "tasks", t.stream_sequence, false);
     }
+    if s.withheld_count > 0 {
+        reads.record(p, "", "history", 0, true);
+    }
 }
 
 /// The resources of the changes shown, for the access log.
@@ -121,10 +191,11 @@ fn change_reads(reads: &mut Reads, patient: &str, changes: &[pb::PatientChange])
             id => id,
         };
         for r in &c.resources {
-            let withheld = [&r.before, &r.after]
-                .into_iter()
-                .flatten()
-                .any(|x| matches!(&x.resource, Some(R::Patient(p)) if p.withheld));
+            let withheld = c.withheld_count > 0
+                || [&r.before, &r.after]
+                    .into_iter()
+                    .flatten()
+                    .any(|x| matches!(&x.resource, Some(R::Patient(p)) if p.withheld));
             reads.record(
                 holder,
                 &r.resource_id,
@@ -168,7 +239,10 @@ impl RecordHistoryService for RecordHistoryApi {
             .record
             .iter_mut()
             .chain(answer.merged_records.iter_mut())
-            .for_each(|s| disclose_snapshot(s, shown));
+            .for_each(|s| {
+                disclose_snapshot(s, shown);
+                withhold_snapshot(s, &ctx.actor);
+            });
         let mut reads = Reads::new();
         answer
             .record
@@ -200,6 +274,7 @@ impl RecordHistoryService for RecordHistoryApi {
         let shown = disclosure(&self.guard, &ctx, &facts);
         let (mut changes, next_page_token) = self.history.changes(patient, from, to, &page).await?;
         disclose_changes(&mut changes, shown);
+        withhold_changes(&mut changes, &ctx.actor);
         let mut reads = Reads::new();
         change_reads(&mut reads, &patient.to_string(), &changes);
         access::audit(&*self.access, &ctx, SERVICE, "ListPatientChanges", &reads).await?;
@@ -234,6 +309,26 @@ impl RecordHistoryService for RecordHistoryApi {
             .and_then(|a| PatientId::parse(&a.patient_id).ok())
             .ok_or_else(|| Failure::not_found("access", &sequence.to_string()))?;
         self.guard.admit(&mut ctx, patient).await?;
+        // What the reader was shown: nothing confidential of another
+        // organisation than theirs; and of that, what the caller may see.
+        let reader = answer
+            .access
+            .as_ref()
+            .and_then(|a| a.actor.as_ref())
+            .and_then(|a| carelog_kernel::OdsCode::parse(&a.organisation_ods).ok())
+            .map(|organisation| Actor {
+                organisation,
+                ..ctx.actor.clone()
+            });
+        let mut answer = answer;
+        for s in answer.record.iter_mut() {
+            let by_reader = reader.as_ref().map_or(0, |r| {
+                withhold_snapshot(s, r);
+                s.withheld_count
+            });
+            withhold_snapshot(s, &ctx.actor);
+            s.withheld_count += by_reader;
+        }
         let mut reads = Reads::new();
         answer
             .record

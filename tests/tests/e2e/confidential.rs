@@ -406,6 +406,53 @@ async fn another_organisation_sees_the_rest_of_the_record_and_that_items_were_wi
         before
     );
 
+    // When the hospital clinician asks the record's history instead: the
+    // record as it stands, and every change to it
+    let mut history =
+        carelog_proto::audit::v1::record_history_service_client::RecordHistoryServiceClient::new(
+            stack.channel.clone(),
+        );
+    let as_of = history
+        .get_record_as_of(at_hospital(
+            &stack,
+            carelog_proto::audit::v1::GetRecordAsOfRequest {
+                patient_id: id.clone(),
+                as_of: Some(carelog_kernel::envelope::timestamp(chrono::Utc::now())),
+                view: carelog_proto::audit::v1::RecordView::AsRecorded as i32,
+            },
+        ))
+        .await
+        .expect("record as of")
+        .into_inner();
+    let changes = history
+        .list_patient_changes(at_hospital(
+            &stack,
+            carelog_proto::audit::v1::ListPatientChangesRequest {
+                patient_id: id.clone(),
+                page_size: 200,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("changes")
+        .into_inner()
+        .changes;
+    // Then the history withholds the same items, and says so
+    let snapshot = as_of.record.as_ref().expect("record");
+    assert_eq!(
+        snapshot.withheld_count, 5,
+        "entry, problem, allergy, prescription and its issue"
+    );
+    let told = format!("{as_of:?}{changes:?}");
+    assert!(!told.contains(&problem.entry_id));
+    assert!(!told.contains(&allergy.allergy_id));
+    assert!(!told.contains(&private.authorisation_id));
+    assert!(!told.contains("Hypertension") && !told.contains("enicillin"));
+    assert!(
+        changes.iter().filter(|c| c.withheld_count > 0).count() >= 3,
+        "the changes that wrote confidential items say they withheld them"
+    );
+
     // When a colleague at the practice reads the same record
     let Answers {
         got,
