@@ -487,3 +487,112 @@ async fn another_organisation_sees_the_rest_of_the_record_and_that_items_were_wi
     );
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn the_reason_for_amending_a_confidential_entry_is_not_shown_to_another_organisation() {
+    let stack = TestStack::start().await;
+    let id = stack.register(jane_smith()).await.patient_id;
+    let mut consultations = stack.consultations();
+    // Given the practice's signed consultation with a blood pressure and a
+    // confidential problem
+    let consultation_id = consultations
+        .start_consultation(at_practice(
+            &stack,
+            carelog_tests::consultations::start_request(&id),
+        ))
+        .await
+        .expect("start")
+        .into_inner()
+        .consultation
+        .expect("consultation")
+        .consultation_id;
+    let bp = consultations
+        .add_entry(at_practice(
+            &stack,
+            add_request(&id, &consultation_id, "", blood_pressure(150, 95)),
+        ))
+        .await
+        .expect("blood pressure")
+        .into_inner();
+    let problem = consultations
+        .add_entry(at_practice(
+            &stack,
+            cpb::AddEntryRequest {
+                confidential: true,
+                ..add_request(
+                    &id,
+                    &consultation_id,
+                    &bp.topic_id,
+                    hypertension(cpb::ProblemStatus::Active),
+                )
+            },
+        ))
+        .await
+        .expect("confidential problem")
+        .into_inner();
+    consultations
+        .sign_consultation(at_practice(
+            &stack,
+            cpb::SignConsultationRequest {
+                patient_id: id.clone(),
+                consultation_id: consultation_id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("signed");
+    // When the practice amends the confidential problem, saying why
+    let secret = "viral load entered under the wrong code";
+    let amended = consultations
+        .amend_entry(at_practice(
+            &stack,
+            cpb::AmendEntryRequest {
+                patient_id: id.clone(),
+                consultation_id: consultation_id.clone(),
+                entry_id: problem.entry_id.clone(),
+                entry: Some(hypertension(cpb::ProblemStatus::Resolved)),
+                update_mask: carelog_tests::consultations::mask(&["problem.status"]),
+                reason: secret.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("amended")
+        .into_inner();
+    crate::shared_care::share(
+        &stack,
+        PRACTICE,
+        carelog_proto::sharing::v1::party::Party::OrganisationOds(PRACTICE.into()),
+        HOSPITAL,
+    )
+    .await;
+    let versions = |request: tonic::Request<cpb::ListConsultationVersionsRequest>| {
+        let mut client = stack.consultations();
+        async move {
+            client
+                .list_consultation_versions(request)
+                .await
+                .expect("versions")
+                .into_inner()
+        }
+    };
+    let request = || cpb::ListConsultationVersionsRequest {
+        patient_id: id.clone(),
+        consultation_id: consultation_id.clone(),
+        min_sequence: amended.stream_sequence,
+        ..Default::default()
+    };
+
+    // Then the hospital sees the versions without the reason
+    let hospital = versions(at_hospital(&stack, request())).await;
+    assert!(!hospital.versions.is_empty());
+    assert!(
+        !format!("{hospital:?}").contains(secret),
+        "{:?}",
+        hospital.versions
+    );
+    // while the practice sees it
+    let practice = versions(at_practice(&stack, request())).await;
+    assert!(practice.versions.iter().any(|v| v.reason == secret));
+    stack.stop().await;
+}

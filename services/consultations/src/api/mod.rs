@@ -485,13 +485,31 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         }
         // Each version shows the consultation as it stood: the same
         // confidential entries are left out of every one (counted once).
+        // A version that changed a withheld entry does not say why either:
+        // its reason may say what the entry was.
         let mut withheld_entries = std::collections::BTreeSet::new();
+        let mut previous: Vec<pb::Entry> = Vec::new();
         for version in &mut versions {
             if let Some(c) = version.consultation.as_mut() {
+                let entries: Vec<pb::Entry> = c
+                    .topics
+                    .iter()
+                    .flat_map(|t| t.entries.iter().cloned())
+                    .collect();
                 let before: Vec<String> = entry_ids_of(c);
                 c.withheld_count = withhold_entries(c, &ctx.actor);
                 let after = entry_ids_of(c);
-                withheld_entries.extend(before.into_iter().filter(|e| !after.contains(e)));
+                let hidden: Vec<String> =
+                    before.into_iter().filter(|e| !after.contains(e)).collect();
+                let changed_hidden = entries
+                    .iter()
+                    .filter(|e| hidden.contains(&e.entry_id))
+                    .any(|e| !previous.contains(e));
+                if changed_hidden {
+                    version.reason.clear();
+                }
+                withheld_entries.extend(hidden);
+                previous = entries;
             }
         }
         let withheld_count = i32::try_from(withheld_entries.len()).unwrap_or(i32::MAX);
