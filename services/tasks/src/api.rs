@@ -62,6 +62,9 @@ impl From<Error> for Failure {
                 Failure::new(Code::FailedPrecondition, "NOT_TASK_OWNER", message)
                     .with("ownerUserId", owner)
             }
+            Error::NotParty { .. } => {
+                Failure::new(Code::PermissionDenied, "NOT_TASK_PARTY", message)
+            }
         }
     }
 }

@@ -151,6 +151,50 @@ fn owner_only(task: &pb::Task, who: &Who) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether `who` performs the task: its owner, a member of its performing
+/// team, or a user of its performing organisation.
+fn performs(task: &pb::Task, who: &Who) -> bool {
+    use pb::performer::Performer as P;
+    task.owner_user_id == who.user_id
+        || match task.performer.as_ref().and_then(|p| p.performer.as_ref()) {
+            Some(P::TeamId(team)) => who.teams.contains(team),
+            Some(P::OrganisationOds(ods)) => *ods == who.organisation,
+            None => false,
+        }
+}
+
+/// Whether `who` asked for the task: its requester, or a user of the
+/// requester's organisation.
+fn requested(task: &pb::Task, who: &Who) -> bool {
+    task.requester
+        .as_ref()
+        .is_some_and(|r| r.user_id == who.user_id || r.organisation_ods == who.organisation)
+}
+
+/// Refuses `action` to anyone who neither asked for the task nor performs
+/// it (and, `performer_only`, to anyone who does not perform it): being
+/// admitted to the patient is not being a party to their task.
+fn party(
+    task: &pb::Task,
+    who: &Who,
+    action: &'static str,
+    performer_only: bool,
+) -> Result<(), Error> {
+    let allowed = performs(task, who) || (!performer_only && requested(task, who));
+    if allowed {
+        return Ok(());
+    }
+    Err(Error::NotParty {
+        task: task.task_id.clone(),
+        parties: if performer_only {
+            "the performer"
+        } else {
+            "the requester or the performer"
+        },
+        action,
+    })
+}
+
 fn has_assignee(owner: &str, performer: &Option<pb::Performer>) -> bool {
     !owner.is_empty() || performer.as_ref().is_some_and(|p| p.performer.is_some())
 }
@@ -214,6 +258,7 @@ pub fn decide(
                     status: status::code(current(task)),
                 });
             }
+            party(task, who, "reassign", false)?;
             let owner = owner.clone().unwrap_or_else(|| task.owner_user_id.clone());
             let performer = performer.clone().unwrap_or_else(|| task.performer.clone());
             if !has_assignee(&owner, &performer) {
@@ -310,6 +355,7 @@ pub fn decide(
         Command::Cancel { task_id, reason } => {
             let task = existing(list, task_id)?;
             may_become(task, S::Cancelled)?;
+            party(task, who, "cancel", false)?;
             required(
                 reason,
                 "reason",
@@ -323,6 +369,7 @@ pub fn decide(
         Command::Reject { task_id, reason } => {
             let task = existing(list, task_id)?;
             may_become(task, S::Rejected)?;
+            party(task, who, "reject", true)?;
             required(
                 reason,
                 "reason",
@@ -352,6 +399,7 @@ pub fn decide(
         Command::EnterInError { task_id, reason } => {
             let task = existing(list, task_id)?;
             may_become(task, S::EnteredInError)?;
+            party(task, who, "mark entered in error", false)?;
             required(
                 reason,
                 "reason",

@@ -31,6 +31,13 @@ pub enum Error {
     Unowned(String),
     #[error("task {task} is owned by {owner}: only its owner may do this (reassign it first)")]
     NotOwner { task: String, owner: String },
+    #[error("only {parties} of task {task} may {action} it")]
+    NotParty {
+        task: String,
+        /// Who may: "the requester or the performer", or "the performer".
+        parties: &'static str,
+        action: &'static str,
+    },
 }
 
 impl Error {

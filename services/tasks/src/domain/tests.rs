@@ -611,3 +611,56 @@ fn the_transition_table_follows_fhir_terminal_states() {
         assert!(status::can_move(active, S::Cancelled), "{active:?}");
     }
 }
+
+#[test]
+fn given_the_practices_review_when_a_user_of_another_organisation_reassigns_cancels_rejects_or_voids_it_then_it_is_refused()
+ {
+    // Given the practice's medication review for its pharmacists
+    let g = given(&[created()]);
+    // and a hospital doctor admitted to the patient (by an agreement)
+    let hospital = Who {
+        organisation: "RR8".into(),
+        ..who("dr-ward")
+    };
+    let take = Command::Assign {
+        task_id: TASK.into(),
+        owner: Some("dr-ward".into()),
+        performer: None,
+    };
+    // When they take it, cancel it, reject it or mark it in error
+    for command in [
+        take,
+        cancel("not needed"),
+        reject("not ours"),
+        error("wrong patient"),
+    ] {
+        // Then each is refused: admission to the patient is not a part in
+        // the task
+        assert!(
+            matches!(
+                g.when(&hospital, command.clone()),
+                Err(Error::NotParty { .. })
+            ),
+            "{command:?}"
+        );
+    }
+    // And a receptionist of the practice, which asked, may cancel it but not
+    // reject it: rejecting is the performer's decision
+    let receptionist = who("rec-1");
+    assert!(matches!(
+        g.when(&receptionist, reject("no capacity")),
+        Err(Error::NotParty {
+            parties: "the performer",
+            ..
+        })
+    ));
+    assert_eq!(
+        g.then_status(&receptionist, cancel("patient moved away")),
+        S::Cancelled
+    );
+    // while a pharmacist of the team may reject it
+    assert_eq!(
+        g.then_status(&in_team("ph-khan", "pharmacists"), reject("no capacity")),
+        S::Rejected
+    );
+}
