@@ -122,6 +122,23 @@ async fn sharing(pool: &PgPool, organisation: &str) -> Result<Sharing, Failure> 
     })
 }
 
+/// How long an unsigned consultation is a relationship with its patient
+/// after it started: the encounter and its write-up, not standing access
+/// for whoever leaves a draft open (ADR 0020).
+pub const DRAFT_RELATIONSHIP: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// Whether a task (its stored resource) is the privacy officer's review of
+/// an emergency access (focus `access:<id>`): it is work about the access,
+/// not care of the patient, so it opens nobody's way to the record.
+fn reviews_emergency_access(resource: &[u8]) -> bool {
+    tpb::Task::decode(resource).is_ok_and(|t| {
+        t.focus.is_some_and(|f| {
+            f.reference
+                .starts_with(carelog_kernel::access::REVIEW_FOCUS_PREFIX)
+        })
+    })
+}
+
 async fn relationships(
     pool: &PgPool,
     patients: &[String],
@@ -130,9 +147,9 @@ async fn relationships(
         .iter()
         .filter_map(|p| Uuid::parse_str(p).ok())
         .collect();
-    let tasks: Vec<(Uuid, Uuid, String, String, String)> = sqlx::query_as(
-        "SELECT patient_id, task_id, owner_user_id, performer_team, performer_organisation \
-         FROM tasks WHERE patient_id = ANY($1) AND status = ANY($2)",
+    let tasks: Vec<(Uuid, Uuid, String, String, String, Vec<u8>)> = sqlx::query_as(
+        "SELECT patient_id, task_id, owner_user_id, performer_team, performer_organisation, \
+         resource FROM tasks WHERE patient_id = ANY($1) AND status = ANY($2)",
     )
     .bind(&ids)
     .bind(&OPEN_TASKS[..])
@@ -141,7 +158,8 @@ async fn relationships(
     .map_err(db)?;
     let mut out: Vec<(String, Relationship)> = tasks
         .into_iter()
-        .map(|(patient, id, owner, team, organisation)| {
+        .filter(|(.., resource)| !reviews_emergency_access(resource))
+        .map(|(patient, id, owner, team, organisation, _)| {
             (
                 patient.to_string(),
                 Relationship::Task {
@@ -155,9 +173,10 @@ async fn relationships(
         .collect();
     let consultations: Vec<(Uuid, Vec<u8>)> = sqlx::query_as(
         "SELECT patient_id, resource FROM consultations \
-         WHERE patient_id = ANY($1) AND NOT entered_in_error",
+         WHERE patient_id = ANY($1) AND NOT entered_in_error AND start_time > $2",
     )
     .bind(&ids)
+    .bind(Utc::now() - DRAFT_RELATIONSHIP)
     .fetch_all(pool)
     .await
     .map_err(db)?;

@@ -75,7 +75,11 @@ impl PrivacyReview {
             .collect(),
             focus: Some(pb::Focus {
                 kind: pb::FocusKind::Other as i32,
-                reference: format!("access:{}", event.access_id),
+                reference: format!(
+                    "{}{}",
+                    carelog_kernel::access::REVIEW_FOCUS_PREFIX,
+                    event.access_id
+                ),
                 display: "Emergency access".to_owned(),
             }),
             owner_user_id: String::new(),

@@ -63,6 +63,10 @@ pub struct PatientRead {
     pub rule: String,
 }
 
+/// The focus reference of the privacy officer's review of an emergency
+/// access: this prefix and the access id.
+pub const REVIEW_FOCUS_PREFIX: &str = "access:";
+
 /// The reads of one answer, gathered per patient in the order first seen.
 #[derive(Debug, Clone, Default)]
 pub struct Reads {

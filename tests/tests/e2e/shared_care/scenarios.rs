@@ -680,3 +680,99 @@ async fn an_objection_recorded_on_the_survivor_after_a_merge_protects_the_merged
     }
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn emergency_access_opens_no_standing_way_to_the_record() {
+    let stack = TestStack::start().await;
+    let jane = register_at_home(&stack).await;
+    let id = jane.patient_id.clone();
+    // Given Jane has left her practice and has none
+    let mut details = jane_smith();
+    details.registered_practice_ods.clear();
+    stack
+        .client()
+        .update_demographics(as_org(
+            &stack,
+            HOME,
+            update_request(&id, details, &["registered_practice_ods"]),
+        ))
+        .await
+        .expect("deducted");
+    let reason_given = "unconscious in A&E, no history available";
+    let consultations = |org_glass: Option<&str>, sequence: u64| {
+        let request = consultations_of(&id);
+        let request = cpb::ListConsultationsRequest {
+            min_sequence: sequence,
+            ..request
+        };
+        match org_glass {
+            Some(why) => breaking_glass(&stack, STRANGER, why, request),
+            None => as_org(&stack, STRANGER, request),
+        }
+    };
+
+    // When an A&E doctor breaks glass: the review goes to their own
+    // organisation, since she has no practice
+    let mut cons = stack.consultations();
+    cons.list_consultations(consultations(Some(reason_given), 0))
+        .await
+        .expect("emergency access");
+    let mut tasks = stack.tasks();
+    tasks
+        .list_tasks(breaking_glass(
+            &stack,
+            STRANGER,
+            reason_given,
+            tpb::ListTasksRequest {
+                patient_id: id.clone(),
+                min_sequence: stack.last_sequence_of("tasks").await,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("the review is projected");
+
+    // Then the review task does not open the record to them afterwards
+    let refused = cons
+        .list_consultations(consultations(None, 0))
+        .await
+        .expect_err("a review of an emergency access is no relationship");
+    assert_eq!(reason(&refused), "NO_LEGITIMATE_RELATIONSHIP");
+
+    // When, in the emergency, they write up yesterday's encounter and leave
+    // it unsigned
+    let start = |hours_ago: i64| cpb::StartConsultationRequest {
+        start_time: Some(carelog_kernel::envelope::timestamp(
+            chrono::Utc::now() - chrono::Duration::hours(hours_ago),
+        )),
+        ..carelog_tests::consultations::start_request(&id)
+    };
+    let old = cons
+        .start_consultation(breaking_glass(&stack, STRANGER, reason_given, start(48)))
+        .await
+        .expect("write-up")
+        .into_inner();
+    cons.list_consultations(consultations(Some(reason_given), old.stream_sequence))
+        .await
+        .expect("projected");
+    // Then a draft started two days ago opens nothing either
+    let refused = cons
+        .list_consultations(consultations(None, 0))
+        .await
+        .expect_err("an old draft is no standing access");
+    assert_eq!(reason(&refused), "NO_LEGITIMATE_RELATIONSHIP");
+
+    // while the encounter in progress does, as the relationship it is
+    let now = cons
+        .start_consultation(breaking_glass(&stack, STRANGER, reason_given, start(0)))
+        .await
+        .expect("encounter")
+        .into_inner();
+    cons.list_consultations(consultations(Some(reason_given), now.stream_sequence))
+        .await
+        .expect("projected");
+    cons.list_consultations(consultations(None, 0))
+        .await
+        .expect("their encounter in progress");
+    stack.stop().await;
+}
