@@ -596,3 +596,68 @@ async fn the_reason_for_amending_a_confidential_entry_is_not_shown_to_another_or
     assert!(practice.versions.iter().any(|v| v.reason == secret));
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_hospitals_review_of_every_repeat_does_not_return_the_practices_confidential_one() {
+    let stack = TestStack::start().await;
+    let id = stack.register(jane_smith()).await.patient_id;
+    let mut meds = stack.medications();
+    // Given the practice's confidential repeat, shared with the hospital
+    let private = meds
+        .authorise_medication(at_practice(
+            &stack,
+            mpb::AuthoriseMedicationRequest {
+                confidential: true,
+                ..authorise(
+                    &id,
+                    carelog_tests::medications::repeat(CLARITHROMYCIN_500, 6),
+                )
+            },
+        ))
+        .await
+        .expect("confidential repeat")
+        .into_inner();
+    let open = meds
+        .authorise_medication(at_practice(
+            &stack,
+            authorise(&id, carelog_tests::medications::repeat(PARACETAMOL_500, 6)),
+        ))
+        .await
+        .expect("repeat")
+        .into_inner();
+    // and reviewed by the practice this morning, next due in 90 days
+    let review = || mpb::RecordMedicationReviewRequest {
+        patient_id: id.clone(),
+        next_review_date: Some(carelog_tests::medications::in_days(90)),
+        note: "reviewed".into(),
+        ..Default::default()
+    };
+    meds.record_medication_review(at_practice(&stack, review()))
+        .await
+        .expect("the practice's review");
+    crate::shared_care::share(
+        &stack,
+        PRACTICE,
+        carelog_proto::sharing::v1::party::Party::OrganisationOds(PRACTICE.into()),
+        HOSPITAL,
+    )
+    .await;
+    // When the hospital reviews every repeat, setting the next date the
+    // practice's own review would set
+    let reviewed = meds
+        .record_medication_review(at_hospital(&stack, review()))
+        .await
+        .expect("reviewed")
+        .into_inner();
+    // Then the answer names only the repeat it may see
+    assert_eq!(
+        reviewed
+            .reviewed
+            .iter()
+            .map(|a| a.authorisation_id.as_str())
+            .collect::<Vec<_>>(),
+        [open.authorisation_id.as_str()]
+    );
+    assert!(!format!("{reviewed:?}").contains(&private.authorisation_id));
+    stack.stop().await;
+}

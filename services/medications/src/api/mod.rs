@@ -449,9 +449,24 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         let today = Some(crate::domain::values::date_proto(
             carelog_kernel::date::uk_today(),
         ));
+        // Only those the caller may see (a review of "every repeat" covers
+        // only those), and those it named when it named some.
         let record = state(&committed)?;
         let reviewed_ids: Vec<String> = record
             .active_authorisations()
+            .filter(|a| {
+                carelog_kernel::confidential::visible_to(
+                    &ctx.actor,
+                    a.confidential,
+                    &a.author_organisation_ods,
+                )
+            })
+            .filter(|a| {
+                r.authorisation_ids.is_empty()
+                    || r.authorisation_ids
+                        .iter()
+                        .any(|id| id.trim() == a.authorisation_id)
+            })
             .filter(|a| a.last_reviewed_on == today)
             .filter(|a| {
                 a.details
