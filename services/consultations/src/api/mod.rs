@@ -225,7 +225,19 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
                         "is required when a clinician is named",
                     );
                 }
-                c
+                // Shown on the record as its author: bounded plain text.
+                for (field, text, max) in [
+                    ("clinician.user_id", &c.user_id, 128),
+                    ("clinician.display_name", &c.display_name, 200),
+                    ("clinician.role", &c.role, 64),
+                ] {
+                    carelog_kernel::edge::check_text(field, text.trim(), max, &mut v);
+                }
+                pb::Clinician {
+                    user_id: c.user_id.trim().to_owned(),
+                    display_name: c.display_name.trim().to_owned(),
+                    role: c.role.trim().to_owned(),
+                }
             }
             _ => caller(&ctx),
         };

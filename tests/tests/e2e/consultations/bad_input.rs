@@ -36,6 +36,28 @@ async fn consultations_bad_input_names_the_field_and_appends_nothing() {
             },
         ),
         (
+            "start_time",
+            pb::StartConsultationRequest {
+                // 7500 BC: no PostgreSQL timestamptz holds it
+                start_time: Some(prost_types::Timestamp {
+                    seconds: -300_000_000_000,
+                    nanos: 0,
+                }),
+                ..start_request(&patient)
+            },
+        ),
+        (
+            "clinician.display_name",
+            pb::StartConsultationRequest {
+                clinician: Some(pb::Clinician {
+                    user_id: "dr-b".into(),
+                    display_name: "Dr B\u{1b}[2J".into(),
+                    role: "R0260".into(),
+                }),
+                ..start_request(&patient)
+            },
+        ),
+        (
             "type",
             pb::StartConsultationRequest {
                 r#type: 0,
