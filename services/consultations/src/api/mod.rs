@@ -299,7 +299,9 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
             confidential: r.confidential,
             organisation: ctx.actor.organisation.to_string(),
         };
-        self.run(ctx, patient, Activity::New, command).await
+        // The write-up of a consultation started in life goes on after the
+        // death is recorded; `decide` refuses an entry timed after the death.
+        self.run(ctx, patient, Activity::Correction, command).await
     }
 
     async fn edit_entry(

@@ -168,6 +168,20 @@ fn after_birth(birth: Option<PartialDate>, at: DateTime<Utc>, field: &str) -> Re
     }
 }
 
+/// Refuses an entry timed on a UK day after the patient's death: the
+/// write-up of an encounter in life goes on after the death is recorded,
+/// nothing new happens after it.
+fn before_death(ctx: &Context<'_>, at: DateTime<Utc>) -> Result<(), Error> {
+    let day = PartialDate::from_naive(carelog_kernel::date::uk_date(at));
+    match ctx.patient.date_of_death {
+        Some(died) if died.is_certainly_before(&day) => Err(Error::invalid(
+            "entry.effective_time",
+            format!("must not be after the patient's death ({})", died.iso()),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// When an entry's content says it happened (the consultation's start when
 /// it says nothing), not before the patient's birth.
 fn clinical_time(
@@ -259,6 +273,7 @@ pub fn decide(
                 content.effective_time = c.start_time;
             }
             let clinical = clinical_time(c, &content, ctx)?;
+            before_death(ctx, clinical)?;
             let mut events = Vec::new();
             let topic_id = match topic {
                 TopicRef::Existing(id) => {

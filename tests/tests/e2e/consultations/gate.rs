@@ -63,6 +63,8 @@ async fn consultations_unknown_merged_and_deceased_patients_are_refused() {
         .await
         .expect_err("deceased");
     assert_eq!(reason(&refused), "PATIENT_DECEASED");
+    // An entry timed after the death (the consultation started after the
+    // date of death recorded) is refused naming its time
     let refused = client
         .add_entry(stack.req(add_request(
             &jane.patient_id,
@@ -71,8 +73,12 @@ async fn consultations_unknown_merged_and_deceased_patients_are_refused() {
             weight("60", "kg"),
         )))
         .await
-        .expect_err("deceased");
-    assert_eq!(reason(&refused), "PATIENT_DECEASED");
+        .expect_err("after the death");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert_eq!(
+        carelog_tests::assert::violated_fields(&refused),
+        ["entry.effective_time"]
+    );
     assert_eq!(stack.last_sequence_of("consultations").await, at);
     assert_eq!(
         at,
@@ -88,5 +94,36 @@ async fn consultations_unknown_merged_and_deceased_patients_are_refused() {
         }))
         .await
         .expect("a correction for a deceased patient");
+
+    // Given a home visit this morning, and the patient's death recorded
+    // today, the visit is still written up
+    let john = stack.register(jane_smith()).await;
+    let visit = start(&stack, &john.patient_id)
+        .await
+        .consultation
+        .expect("c")
+        .consultation_id;
+    let today = carelog_kernel::date::uk_today();
+    demographics_client
+        .record_death(stack.req(demographics::RecordDeathRequest {
+            patient_id: john.patient_id.clone(),
+            date_of_death: Some(carelog_proto::kernel::v1::PartialDate {
+                year: chrono::Datelike::year(&today),
+                month: chrono::Datelike::month(&today) as i32,
+                day: chrono::Datelike::day(&today) as i32,
+            }),
+            ..Default::default()
+        }))
+        .await
+        .expect("death");
+    client
+        .add_entry(stack.req(add_request(
+            &john.patient_id,
+            &visit,
+            "",
+            weight("60", "kg"),
+        )))
+        .await
+        .expect("the write-up of the visit in life");
     stack.stop().await;
 }
