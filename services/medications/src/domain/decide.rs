@@ -158,6 +158,15 @@ fn active_authorisation<'r>(
     Ok(a)
 }
 
+/// Whether an active authorisation can still be issued: issues left and not
+/// expired. One that cannot (last month's acute, a used-up repeat) is no
+/// duplicate of a new prescription of its product.
+fn still_issuable(a: &pb::Authorisation, today: NaiveDate) -> bool {
+    let details = a.details.clone().unwrap_or_default();
+    a.issues_made < details.authorised_issues.max(1)
+        && day(details.expiry_date.as_ref()).is_none_or(|expiry| expiry >= today)
+}
+
 /// The active allergies, of this record and of the records merged into it,
 /// to a substance `matches` says a product contains, each with its
 /// substance.
@@ -236,6 +245,7 @@ fn safety_checks(
         .collect();
     let duplicates = record.active_authorisations().filter(|a| {
         Some(a.authorisation_id.as_str()) != replacing
+            && still_issuable(a, facts.today)
             && a.details
                 .as_ref()
                 .and_then(|d| d.product.as_ref())

@@ -248,3 +248,27 @@ fn given_a_penicillin_allergy_on_a_record_merged_into_this_one_when_amoxicillin_
         .expect_err("the same person's allergy");
     assert!(matches!(error, Error::AllergyConflict { .. }), "{error:?}");
 }
+
+#[test]
+fn given_last_months_amoxicillin_course_issued_when_amoxicillin_is_prescribed_again_then_it_is_no_duplicate()
+ {
+    // Given an acute amoxicillin authorised and issued (used up)
+    let course = AuthorisationId::new();
+    let g = given(vec![
+        authorised(course, acute(AMOXICILLIN_500)),
+        issued(course, 1),
+    ]);
+    // When a new acute course is prescribed, then it is not refused as a
+    // duplicate of the one that can no longer be issued
+    g.when(authorise(acute(AMOXICILLIN_500), ""))
+        .expect("a new course");
+    // while an acute not yet issued still is
+    let pending = AuthorisationId::new();
+    let error = given(vec![authorised(pending, acute(AMOXICILLIN_500))])
+        .when(authorise(acute(AMOXICILLIN_500), ""))
+        .expect_err("duplicate");
+    assert!(
+        matches!(error, Error::DuplicatePrescription { .. }),
+        "{error:?}"
+    );
+}
