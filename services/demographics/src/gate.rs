@@ -78,6 +78,22 @@ impl PatientGate {
         ))
     }
 
+    /// A registered patient, merged away or not: for closing what was open
+    /// on a duplicate when it was merged (its tasks, an unsigned
+    /// consultation), which nothing else can close. `NOT_FOUND` for an
+    /// unknown patient.
+    pub async fn registered(&self, id: PatientId) -> Result<PatientFacts, Failure> {
+        let loaded = self.executor.load_current(id).await?;
+        if !loaded.state.is_registered() {
+            return Err(Failure::from(domain::Error::NotFound(id)));
+        }
+        Ok(PatientFacts::from_record(
+            id,
+            &loaded.state,
+            loaded.last_sequence,
+        ))
+    }
+
     /// What access control needs of the patient, from the event store;
     /// `None` when no such patient was registered. A merged or deceased
     /// patient still has facts: the rules that follow refuse them.

@@ -133,13 +133,31 @@ impl<Q: TasksQueries> TasksApi<Q> {
     }
 
     /// The patient's facts for the rules: unknown is NOT_FOUND, merged is
-    /// PATIENT_MERGED. A deceased patient passes: administration (closing
-    /// referrals, notifying others) continues after death.
-    async fn patient(&self, id: Option<PatientId>) -> Result<Option<Patient>, Failure> {
+    /// PATIENT_MERGED unless the command closes the task (a duplicate's
+    /// open work must still be closed once it is merged away). A deceased
+    /// patient passes: administration (closing referrals, notifying others)
+    /// continues after death.
+    async fn patient(
+        &self,
+        id: Option<PatientId>,
+        command: &Command,
+    ) -> Result<Option<Patient>, Failure> {
+        let closes = matches!(
+            command,
+            Command::Complete { .. }
+                | Command::Cancel { .. }
+                | Command::Reject { .. }
+                | Command::EnterInError { .. }
+                | Command::Comment { .. }
+        );
         match id {
             None => Ok(None),
             Some(id) => {
-                let facts = self.gate.open(id).await?;
+                let facts = if closes {
+                    self.gate.registered(id).await?
+                } else {
+                    self.gate.open(id).await?
+                };
                 Ok(Some(Patient {
                     birth_date: facts.birth_date,
                 }))
@@ -158,7 +176,7 @@ impl<Q: TasksQueries> TasksApi<Q> {
         create: bool,
     ) -> Result<Response<pb::Task>, Status> {
         self.admit(&mut ctx, patient).await?;
-        let facts = self.patient(patient).await?;
+        let facts = self.patient(patient, &command).await?;
         let aggregate = partition(patient, task);
         let who = who(&ctx);
         let decide = |loaded: &[&carelog_kernel::Loaded<TaskList>]| {

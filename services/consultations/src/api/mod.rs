@@ -85,6 +85,9 @@ impl<Q> std::fmt::Debug for ConsultationsApi<Q> {
 enum Activity {
     New,
     Correction,
+    /// Signing or voiding what is there: also on a duplicate merged away,
+    /// whose unsigned consultation nothing else could close.
+    Closing,
 }
 
 impl<Q: ConsultationsQueries> ConsultationsApi<Q> {
@@ -114,6 +117,7 @@ impl<Q: ConsultationsQueries> ConsultationsApi<Q> {
         match activity {
             Activity::New => self.gate.alive(id).await,
             Activity::Correction => self.gate.open(id).await,
+            Activity::Closing => self.gate.registered(id).await,
         }
     }
 
@@ -387,7 +391,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
                 reason: r.reason,
             },
         };
-        self.run(ctx, patient, Activity::Correction, command).await
+        self.run(ctx, patient, Activity::Closing, command).await
     }
 
     async fn sign_consultation(
@@ -405,7 +409,7 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         self.run(
             ctx,
             patient,
-            Activity::Correction,
+            Activity::Closing,
             Command::Sign { consultation },
         )
         .await

@@ -127,3 +127,62 @@ async fn consultations_unknown_merged_and_deceased_patients_are_refused() {
         .expect("the write-up of the visit in life");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn consultations_a_draft_left_on_a_merged_duplicate_can_still_be_signed() {
+    let stack = TestStack::start().await;
+    let mut client = stack.consultations();
+    // Given a consultation written on a record later merged away
+    let duplicate = stack.register(jane_smith()).await;
+    let survivor = stack.register(jane_smith()).await;
+    let draft = start(&stack, &duplicate.patient_id)
+        .await
+        .consultation
+        .expect("c")
+        .consultation_id;
+    client
+        .add_entry(stack.req(add_request(
+            &duplicate.patient_id,
+            &draft,
+            "",
+            weight("60", "kg"),
+        )))
+        .await
+        .expect("entry");
+    stack
+        .client()
+        .merge_patient(stack.req(demographics::MergePatientRequest {
+            duplicate_patient_id: duplicate.patient_id.clone(),
+            survivor_patient_id: survivor.patient_id.clone(),
+            reason: "same person registered twice".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("merge");
+    // When its author signs it, then it is signed and locked
+    let signed = client
+        .sign_consultation(stack.req(pb::SignConsultationRequest {
+            patient_id: duplicate.patient_id.clone(),
+            consultation_id: draft.clone(),
+            ..Default::default()
+        }))
+        .await
+        .expect("closing the encounter")
+        .into_inner();
+    assert_eq!(
+        signed.consultation.map(|c| c.status),
+        Some(pb::ConsultationStatus::Signed as i32)
+    );
+    // while new entries on the merged record are still refused
+    let refused = client
+        .add_entry(stack.req(add_request(
+            &duplicate.patient_id,
+            &draft,
+            "",
+            weight("61", "kg"),
+        )))
+        .await
+        .expect_err("merged away");
+    assert_eq!(reason(&refused), "PATIENT_MERGED");
+    stack.stop().await;
+}

@@ -78,3 +78,56 @@ async fn tasks_refuse_unknown_and_merged_patients_but_not_deceased_ones() {
     assert_eq!(status(&after_death), pb::TaskStatus::Requested);
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn tasks_left_open_on_a_merged_duplicate_can_still_be_closed() {
+    let stack = TestStack::start().await;
+    let mut tasks = stack.tasks();
+    // Given a medication review requested on a record later found to be a
+    // duplicate, and merged away
+    let duplicate = stack.register(jane_smith()).await;
+    let survivor = stack.register(jane_smith()).await;
+    let review = tasks
+        .create_task(stack.req(medication_review(
+            &duplicate.patient_id,
+            AUTHORISATION,
+            team(PRACTICE_TEAM),
+        )))
+        .await
+        .expect("review")
+        .into_inner();
+    stack
+        .client()
+        .merge_patient(stack.req(dpb::MergePatientRequest {
+            duplicate_patient_id: duplicate.patient_id.clone(),
+            survivor_patient_id: survivor.patient_id.clone(),
+            reason: "same person registered twice".into(),
+            request_id: String::new(),
+        }))
+        .await
+        .expect("merge");
+    let action = |reason: &str| pb::TaskActionRequest {
+        patient_id: duplicate.patient_id.clone(),
+        task_id: review.task_id.clone(),
+        reason: reason.into(),
+        ..Default::default()
+    };
+    // When someone would take it on, then it is refused naming the survivor
+    let refused = tasks
+        .claim_task(stack.req(action("")))
+        .await
+        .expect_err("new work on a merged record");
+    assert_eq!(
+        refused.get_details_error_info().map(|i| i.reason),
+        Some("PATIENT_MERGED".into())
+    );
+    // But when the practice cancels it, then it is closed, not left open
+    // in the team's work list for ever
+    let cancelled = tasks
+        .cancel_task(stack.req(action("record merged; review raised on the survivor")))
+        .await
+        .expect("closing a merged record's task")
+        .into_inner();
+    assert_eq!(status(&cancelled), pb::TaskStatus::Cancelled);
+    stack.stop().await;
+}
