@@ -329,7 +329,21 @@ impl RecordHistoryService for RecordHistoryApi {
             withhold_snapshot(s, &ctx.actor);
             s.withheld_count += by_reader;
         }
+        // The access itself is part of the patient's record read (who looked,
+        // why, the emergency reason), even when it showed no resource.
         let mut reads = Reads::new();
+        let access_id = answer
+            .access
+            .as_ref()
+            .map(|a| a.access_id.clone())
+            .unwrap_or_default();
+        reads.record(
+            &patient.to_string(),
+            &access_id,
+            access::ACCESS,
+            sequence,
+            false,
+        );
         answer
             .record
             .iter()

@@ -788,6 +788,43 @@ async fn history_what_a_clinician_was_shown_is_rebuilt_after_later_changes() {
         by_id.record.expect("record").authorisations,
         listed.authorisations
     );
+
+    // And the answer about a refused request, which showed nothing, is
+    // itself audited, naming the refusal
+    stack
+        .client()
+        .get_patient(stack.req_in_role(
+            "dr-x",
+            "B82002",
+            "R8000",
+            pb::GetPatientRequest {
+                patient_id: j.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("another organisation is refused");
+    let (denied_at, denied) = stack
+        .access_events(&j)
+        .await
+        .into_iter()
+        .rfind(|(_, a)| a.outcome == carelog_proto::access::v1::AccessOutcome::Denied as i32)
+        .expect("the refusal is recorded");
+    history(&stack)
+        .get_accessed_record(stack.req(hpb::GetAccessedRecordRequest {
+            access_sequence: denied_at,
+            ..Default::default()
+        }))
+        .await
+        .expect("the refusal as recorded");
+    let asked = stack
+        .access_events(&j)
+        .await
+        .into_iter()
+        .rfind(|(_, a)| a.method == "GetAccessedRecord")
+        .map(|(_, a)| a.resource_ids)
+        .expect("the question is audited");
+    assert!(asked.contains(&denied.access_id), "{asked:?}");
 }
 
 #[tokio::test]
