@@ -184,39 +184,44 @@ fn entry_ids(c: &cpb::Consultation) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn another_organisation_sees_the_rest_of_the_record_and_that_items_were_withheld() {
-    let stack = TestStack::start().await;
-    let jane = stack.register(jane_smith()).await;
-    let id = jane.patient_id.clone();
-
-    // Given the practice records a consultation with a blood pressure and a
-    // confidential problem
+/// The practice's consultation of `id` with a blood pressure and, under the
+/// same topic, a confidential hypertension problem: its id and the answers
+/// to the two entries.
+async fn with_confidential_problem(
+    stack: &TestStack,
+    id: &str,
+) -> (
+    String,
+    cpb::ConsultationCommandResponse,
+    cpb::ConsultationCommandResponse,
+) {
     let mut consultations = stack.consultations();
-    let started = consultations
+    let consultation_id = consultations
         .start_consultation(at_practice(
-            &stack,
-            carelog_tests::consultations::start_request(&id),
+            stack,
+            carelog_tests::consultations::start_request(id),
         ))
         .await
         .expect("start")
-        .into_inner();
-    let consultation_id = started.consultation.expect("consultation").consultation_id;
+        .into_inner()
+        .consultation
+        .expect("consultation")
+        .consultation_id;
     let bp = consultations
         .add_entry(at_practice(
-            &stack,
-            add_request(&id, &consultation_id, "", blood_pressure(150, 95)),
+            stack,
+            add_request(id, &consultation_id, "", blood_pressure(150, 95)),
         ))
         .await
         .expect("blood pressure")
         .into_inner();
     let problem = consultations
         .add_entry(at_practice(
-            &stack,
+            stack,
             cpb::AddEntryRequest {
                 confidential: true,
                 ..add_request(
-                    &id,
+                    id,
                     &consultation_id,
                     &bp.topic_id,
                     hypertension(cpb::ProblemStatus::Active),
@@ -226,6 +231,19 @@ async fn another_organisation_sees_the_rest_of_the_record_and_that_items_were_wi
         .await
         .expect("confidential problem")
         .into_inner();
+    (consultation_id, bp, problem)
+}
+
+#[tokio::test]
+async fn another_organisation_sees_the_rest_of_the_record_and_that_items_were_withheld() {
+    let stack = TestStack::start().await;
+    let jane = stack.register(jane_smith()).await;
+    let id = jane.patient_id.clone();
+
+    // Given the practice records a consultation with a blood pressure and a
+    // confidential problem
+    let mut consultations = stack.consultations();
+    let (consultation_id, bp, problem) = with_confidential_problem(&stack, &id).await;
     let shown_to_author = problem.consultation.clone().expect("consultation");
     assert_eq!(shown_to_author.withheld_count, 0);
     assert_eq!(entry_ids(&shown_to_author).len(), 2);
@@ -495,41 +513,7 @@ async fn the_reason_for_amending_a_confidential_entry_is_not_shown_to_another_or
     let mut consultations = stack.consultations();
     // Given the practice's signed consultation with a blood pressure and a
     // confidential problem
-    let consultation_id = consultations
-        .start_consultation(at_practice(
-            &stack,
-            carelog_tests::consultations::start_request(&id),
-        ))
-        .await
-        .expect("start")
-        .into_inner()
-        .consultation
-        .expect("consultation")
-        .consultation_id;
-    let bp = consultations
-        .add_entry(at_practice(
-            &stack,
-            add_request(&id, &consultation_id, "", blood_pressure(150, 95)),
-        ))
-        .await
-        .expect("blood pressure")
-        .into_inner();
-    let problem = consultations
-        .add_entry(at_practice(
-            &stack,
-            cpb::AddEntryRequest {
-                confidential: true,
-                ..add_request(
-                    &id,
-                    &consultation_id,
-                    &bp.topic_id,
-                    hypertension(cpb::ProblemStatus::Active),
-                )
-            },
-        ))
-        .await
-        .expect("confidential problem")
-        .into_inner();
+    let (consultation_id, _, problem) = with_confidential_problem(&stack, &id).await;
     consultations
         .sign_consultation(at_practice(
             &stack,

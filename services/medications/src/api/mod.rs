@@ -271,15 +271,8 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         &self,
         request: Request<pb::AuthoriseMedicationRequest>,
     ) -> Result<Response<pb::Authorisation>, Status> {
-        // An override's reason is the commit's reason unless another is given,
-        // so the audit history shows why a safety check was overridden.
         let (mut ctx, r) = RequestContext::command(request, |r| {
-            let reason = if r.reason.trim().is_empty() {
-                &r.override_reason
-            } else {
-                &r.reason
-            };
-            (&r.request_id, reason)
+            (&r.request_id, commit_reason(&r.reason, &r.override_reason))
         })?;
         let mut v = Violations::new();
         let patient = patient_id(&r.patient_id, &mut v);
@@ -309,12 +302,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         request: Request<pb::IssuePrescriptionRequest>,
     ) -> Result<Response<pb::Issue>, Status> {
         let (mut ctx, r) = RequestContext::command(request, |r| {
-            let reason = if r.reason.trim().is_empty() {
-                &r.override_reason
-            } else {
-                &r.reason
-            };
-            (&r.request_id, reason)
+            (&r.request_id, commit_reason(&r.reason, &r.override_reason))
         })?;
         let mut v = Violations::new();
         let patient = patient_id(&r.patient_id, &mut v);
@@ -516,4 +504,14 @@ fn override_reason(reason: &str, v: &mut Violations) {
         carelog_kernel::actor::MAX_REASON,
         v,
     );
+}
+
+/// The commit's reason: an override's reason unless another is given, so
+/// the audit history shows why a safety check was overridden.
+fn commit_reason<'r>(reason: &'r str, override_reason: &'r str) -> &'r str {
+    if reason.trim().is_empty() {
+        override_reason
+    } else {
+        reason
+    }
 }
