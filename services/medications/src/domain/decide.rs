@@ -495,11 +495,14 @@ pub fn decide(
             let old = active_authorisation(record, authorisation_id, facts.organisation)?;
             let mut changed = old.details.clone().unwrap_or_default();
             apply_mask(&mut changed, details, paths);
-            if Some(&changed) == old.details.as_ref() {
-                return Err(Error::invalid(
+            let changes_nothing = || {
+                Error::invalid(
                     "update_mask",
                     "changes nothing: name a field with a new value",
-                ));
+                )
+            };
+            if Some(&changed) == old.details.as_ref() {
+                return Err(changes_nothing());
             }
             let old_id = authorisation_id.to_string();
             // The new authorisation keeps the old one's marking; its author
@@ -517,6 +520,11 @@ pub fn decide(
                     override_reason,
                 )?
             };
+            // Compared as checked (the product's name from the catalogue,
+            // text trimmed): a change only in what input ignores is none.
+            if authorised.details == old.details {
+                return Err(changes_nothing());
+            }
             Ok(vec![
                 event(E::MedicationDiscontinued(pb::MedicationDiscontinued {
                     authorisation_id: old_id,
@@ -573,12 +581,41 @@ pub fn decide(
                     .collect()
             } else {
                 let mut ids = Vec::new();
-                for id in authorisation_ids {
-                    active_authorisation(record, id, facts.organisation)?;
+                for (i, id) in authorisation_ids.iter().enumerate() {
+                    let a = active_authorisation(record, id, facts.organisation)?;
+                    let repeat = a.details.as_ref().is_some_and(|d| {
+                        d.prescription_type == pb::PrescriptionType::Repeat as i32
+                    });
+                    if !repeat {
+                        v.add(
+                            format!("authorisation_ids[{i}]"),
+                            "is an acute prescription: only repeats are reviewed",
+                        );
+                    }
                     ids.push(id.to_string());
                 }
                 ids
             };
+            // A repeat is not due for review after it has expired: it would
+            // then fail its own rules (review not after expiry) at its next
+            // change.
+            if let Some(next) = day(next_review_date.as_ref()) {
+                for a in ids.iter().filter_map(|id| record.authorisation(id)) {
+                    let expiry = a.details.as_ref().and_then(|d| day(d.expiry_date.as_ref()));
+                    if let Some(expiry) = expiry.filter(|expiry| next > *expiry) {
+                        v.add(
+                            "next_review_date",
+                            format!(
+                                "must not be after the expiry of authorisation {} ({expiry}); review it by id with an earlier date, or change its expiry",
+                                a.authorisation_id
+                            ),
+                        );
+                    }
+                }
+            }
+            if !v.is_empty() {
+                return Err(Error::Invalid(v));
+            }
             if ids.is_empty() {
                 return Err(Error::NothingToReview);
             }

@@ -141,3 +141,57 @@ fn when_a_review_has_no_active_repeat_or_a_bad_date_then_it_is_refused() {
         .expect_err("unknown");
     assert!(matches!(error, Error::AuthorisationNotFound(_)));
 }
+
+#[test]
+fn when_a_review_names_an_acute_or_sets_a_date_after_a_repeats_expiry_then_it_is_refused() {
+    // Given an acute and a repeat expiring in 180 days
+    let (course, repeat_id) = (AuthorisationId::new(), AuthorisationId::new());
+    let g = given(vec![
+        authorised(course, acute(AMOXICILLIN_500)),
+        authorised(repeat_id, repeat(CLARITHROMYCIN_500, 6)),
+    ]);
+    let review = |ids: Vec<AuthorisationId>, days: u64| Command::Review {
+        authorisation_ids: ids,
+        next_review_date: Some(in_days(days)),
+        note: String::new(),
+    };
+    // When the acute is named, then it is refused naming it
+    let error = g.when(review(vec![course], 30)).expect_err("acute");
+    assert_eq!(fields(error), vec!["authorisation_ids[0]"]);
+    // When the next review would fall after the repeat has expired, then
+    // it is refused naming the date
+    let error = g.when(review(vec![], 200)).expect_err("after expiry");
+    assert_eq!(fields(error), vec!["next_review_date"]);
+    // And a review within its life is recorded
+    g.when(review(vec![repeat_id], 90)).expect("reviewed");
+}
+
+#[test]
+fn when_a_change_differs_only_in_what_input_ignores_then_it_changes_nothing() {
+    // Given a clarithromycin repeat
+    let old = AuthorisationId::new();
+    let g = given(vec![authorised(old, repeat(CLARITHROMYCIN_500, 6))]);
+    // When its product is "changed" to the same code with no display (the
+    // display comes from the catalogue) and its dose to the same words
+    // with spaces around them
+    let error = g
+        .when(Command::Change {
+            authorisation_id: old,
+            new_authorisation_id: AuthorisationId::new(),
+            details: pb::AuthorisationDetails {
+                product: Some(pb::Coding {
+                    code: CLARITHROMYCIN_500.into(),
+                    display: String::new(),
+                }),
+                dose_instructions: "  one tablet twice a day ".into(),
+                ..Default::default()
+            },
+            paths: vec!["product".into(), "dose_instructions".into()],
+            reason: "tidy".into(),
+            override_reason: String::new(),
+        })
+        .expect_err("nothing changed");
+    // Then it is refused, not recorded as a new authorisation with its
+    // issues reset
+    assert_eq!(fields(error), vec!["update_mask"]);
+}
