@@ -305,7 +305,11 @@ pub fn decide(
                     owner: task.owner_user_id.clone(),
                 });
             }
-            may_become(task, S::Accepted)?;
+            // An accepted task left without an owner (reassigned to its
+            // team alone) is claimed again as it stands.
+            if !(current(task) == S::Accepted && task.owner_user_id.is_empty()) {
+                may_become(task, S::Accepted)?;
+            }
             Ok(vec![event(E::TaskClaimed(pb::TaskClaimed {
                 task_id: task_id.clone(),
                 owner_user_id: who.user_id.clone(),

@@ -664,3 +664,30 @@ fn given_the_practices_review_when_a_user_of_another_organisation_reassigns_canc
         S::Rejected
     );
 }
+
+#[test]
+fn given_a_claimed_task_handed_back_to_its_team_when_a_member_claims_it_then_it_is_theirs() {
+    // Given the pharmacists' review claimed by one, then handed back to the
+    // team with no owner
+    let g = given(&[
+        created(),
+        act(in_team("ph-khan", "pharmacists"), claim()),
+        act(
+            who("dr-jones"),
+            Command::Assign {
+                task_id: TASK.into(),
+                owner: Some(String::new()),
+                performer: None,
+            },
+        ),
+    ]);
+    assert!(g.0.task(TASK).expect("task").owner_user_id.is_empty());
+    // When another pharmacist claims it, then it is theirs and accepted
+    let colleague = in_team("ph-ali", "pharmacists");
+    assert_eq!(g.then_status(&colleague, claim()), S::Accepted);
+    let events = g.when(&colleague, claim()).expect("claimed");
+    assert!(matches!(
+        events.first().and_then(|e| e.event.as_ref()),
+        Some(E::TaskClaimed(c)) if c.owner_user_id == "ph-ali"
+    ));
+}
