@@ -91,7 +91,11 @@ impl TasksQueries for PgTasksQueries {
             WorkList::Organisation(o) => ("performer_organisation = $1", o.clone()),
             WorkList::Patient(p) => ("patient_id = $1::uuid", p.to_string()),
         };
-        let fingerprint = query::fingerprint(&format!("{list:?}{statuses:?}"));
+        // Overdue is judged on the UK day, the one a clinician sees, and a
+        // page token is for the day it was given on: tomorrow the order
+        // changes as tasks fall due.
+        let today = carelog_kernel::date::uk_today();
+        let fingerprint = query::fingerprint(&format!("{list:?}{statuses:?}{today}"));
         let after = match key_of(&fingerprint, page)? {
             Some(key) => parse_list_key(&key)?,
             None => (-1, i32::MIN, "-infinity".to_owned(), Uuid::nil()),
@@ -99,7 +103,7 @@ impl TasksQueries for PgTasksQueries {
         let limit = limit(page);
         let sql = format!(
             "SELECT k1, k2, k3::text, task_id, resource FROM ( \
-               SELECT CASE WHEN due_date < current_date AND status <> ALL($3) THEN 0 ELSE 1 END AS k1, \
+               SELECT CASE WHEN due_date < $9 AND status <> ALL($3) THEN 0 ELSE 1 END AS k1, \
                       -priority AS k2, coalesce(due_date, 'infinity'::date) AS k3, task_id, resource \
                FROM tasks WHERE {filter} AND status = ANY($2)) t \
              WHERE (k1, k2, k3, task_id) > ($4, $5, $6::date, $7) \
@@ -114,6 +118,7 @@ impl TasksQueries for PgTasksQueries {
             .bind(&after.2)
             .bind(after.3)
             .bind(limit)
+            .bind(today)
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
