@@ -85,15 +85,15 @@ fn first_resource(
     ctx: &RequestContext,
     committed: &Committed<PatientRecord>,
     id: PatientId,
-) -> Result<Response<pb::Patient>, Status> {
+) -> Result<pb::Patient, Failure> {
     let loaded = committed
         .aggregates
         .first()
         .ok_or_else(|| Failure::not_found("patient", &id.to_string()))?;
-    Ok(Response::new(resource(
+    Ok(resource(
         loaded,
         disclosure_of(guard, ctx, &loaded.state.patient),
-    )))
+    ))
 }
 
 /// What this caller sees of the restricted fields of the current record
@@ -208,7 +208,25 @@ impl<Q: PatientQueries> DemographicsApi<Q> {
                 decide(id, record, &command).map_err(Failure::from)
             })
             .await?;
-        first_resource(&self.guard, &ctx, &committed, id)
+        self.answer(&ctx, &committed, id).await
+    }
+
+    /// The answer to a command on one patient: the record as the caller may
+    /// see it. When the command wrote nothing (a repeated request, a change
+    /// to what already was), that answer is a read, audited as one.
+    async fn answer(
+        &self,
+        ctx: &RequestContext,
+        committed: &Committed<PatientRecord>,
+        id: PatientId,
+    ) -> Result<Response<pb::Patient>, Status> {
+        let patient = first_resource(&self.guard, ctx, committed, id)?;
+        if !committed.appended {
+            let mut reads = Reads::new();
+            read(&mut reads, &patient);
+            access::audit_unwritten(&*self.access, ctx, SERVICE, &reads).await?;
+        }
+        Ok(Response::new(patient))
     }
 
     /// Admits the caller to one patient and runs a command on it (ADR 0032).
@@ -331,7 +349,7 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
                 decide(id, &loaded[0].state, &command).map_err(Failure::from)
             })
             .await?;
-        first_resource(&self.guard, &ctx, &committed, id)
+        self.answer(&ctx, &committed, id).await
     }
 
     async fn update_demographics(
@@ -416,7 +434,7 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
                 .into());
             }
         };
-        first_resource(&self.guard, &ctx, &committed, id)
+        self.answer(&ctx, &committed, id).await
     }
 
     async fn record_death(

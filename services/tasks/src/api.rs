@@ -208,6 +208,15 @@ impl<Q: TasksQueries> TasksApi<Q> {
         resource.updated_at = loaded
             .last_recorded_at
             .map(carelog_kernel::envelope::timestamp);
+        if !committed.appended {
+            access::audit_unwritten(
+                &*self.access,
+                &ctx,
+                SERVICE,
+                &reads(std::iter::once(&resource)),
+            )
+            .await?;
+        }
         Ok(Response::new(resource))
     }
 

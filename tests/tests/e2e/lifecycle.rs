@@ -236,6 +236,15 @@ async fn the_same_request_id_sent_twice_appends_once_and_returns_the_first_resul
         after_first,
         "nothing appended by the repeat"
     );
+    // and the repeat's answer, the record as it stands, is audited as a read
+    assert!(
+        stack
+            .access_events(&first.patient_id)
+            .await
+            .iter()
+            .any(|(_, e)| e.method == "RegisterPatient"),
+        "the repeated registration's answer is audited"
+    );
 
     let flag = || pb::PatientFlagRequest {
         patient_id: first.patient_id.clone(),

@@ -172,6 +172,17 @@ impl<Q: ConsultationsQueries> ConsultationsApi<Q> {
             .ok_or_else(|| Failure::not_found("consultation", &id.to_string()))?;
         shown.patient_id = patient.to_string();
         shown.stream_sequence = loaded.last_sequence;
+        if !committed.appended {
+            let mut reads = Reads::new();
+            reads.record(
+                &patient.to_string(),
+                &id.to_string(),
+                CONTEXT,
+                loaded.last_sequence,
+                shown.withheld_count > 0,
+            );
+            access::audit_unwritten(&*self.access, &ctx, SERVICE, &reads).await?;
+        }
         Ok(Response::new(pb::ConsultationCommandResponse {
             consultation: Some(shown),
             stream_sequence: committed.sequence,

@@ -265,6 +265,19 @@ pub async fn audit(
         })
 }
 
+/// Audits the answer of a command that wrote nothing (a repeated request,
+/// a change to what already was): it shows the record as it stands now,
+/// which is a read like any other. The method is the one the context names.
+pub async fn audit_unwritten(
+    sink: &dyn AccessSink,
+    ctx: &RequestContext,
+    service: &str,
+    reads: &Reads,
+) -> Result<(), Failure> {
+    let (_, method) = ctx.service_and_method();
+    audit(sink, ctx, service, method, reads).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -144,6 +144,18 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
                     .map_err(Failure::from)
             })
             .await?;
+        if !committed.appended {
+            let mut reads = carelog_kernel::access::Reads::new();
+            reads.record(
+                &patient.to_string(),
+                "",
+                reads::CONTEXT,
+                committed.sequence,
+                false,
+            );
+            carelog_kernel::access::audit_unwritten(&*self.access, ctx, reads::SERVICE, &reads)
+                .await?;
+        }
         Ok(committed)
     }
 }

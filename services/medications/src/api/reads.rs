@@ -13,8 +13,8 @@ use tonic::{Request, Response, Status};
 use super::{MedicationsApi, missing, patient_id, typed};
 use crate::queries::{AllergyFilter, Consistency, MedicationsQueries};
 
-const SERVICE: &str = "carelog.medications.v1.MedicationsService";
-const CONTEXT: &str = "medications";
+pub(super) const SERVICE: &str = "carelog.medications.v1.MedicationsService";
+pub(super) const CONTEXT: &str = "medications";
 
 /// The resources of an answer (id, patient, sequence), for the access log;
 /// `withheld` items (confidential to another organisation) were left out of

@@ -382,5 +382,14 @@ async fn consultations_one_request_id_reused_for_two_patients_starts_two_consult
         repeated.consultation.expect("consultation").consultation_id,
         jane_c.consultation_id
     );
+    // and that answer, which wrote nothing, is audited as a read of it
+    let read = stack
+        .access_events(&jane.patient_id)
+        .await
+        .into_iter()
+        .any(|(_, e)| {
+            e.method == "StartConsultation" && e.resource_ids.contains(&jane_c.consultation_id)
+        });
+    assert!(read, "the repeated request's answer is audited");
     stack.stop().await;
 }
