@@ -276,7 +276,12 @@ impl<Q: PatientQueries> DemographicsApi<Q> {
             match outcome {
                 Ok(committed) if committed.appended => return Ok(committed),
                 Ok(_) => {}
-                Err(f) if f.reason == FACTS_CHANGED || is_rejection(f.code) => {}
+                // A refusal decided on a record that may be stale (a
+                // transfer the cache has not seen) is decided again too.
+                Err(f)
+                    if f.reason == FACTS_CHANGED
+                        || is_rejection(f.code)
+                        || f.code == Code::PermissionDenied => {}
                 Err(f) => return Err(f),
             }
         }
@@ -317,9 +322,18 @@ impl<Q: PatientQueries> DemographicsApi<Q> {
                 .get(id)
                 .map(|l| resource(l, disclosure_of(&self.guard, &ctx, &l.state.patient)))
         };
+        let (duplicate, survivor) = (get(duplicate), get(survivor));
+        if !committed.appended {
+            let mut reads = Reads::new();
+            duplicate
+                .iter()
+                .chain(survivor.iter())
+                .for_each(|p| read(&mut reads, p));
+            access::audit_unwritten(&*self.access, &ctx, SERVICE, &reads).await?;
+        }
         Ok(Response::new(pb::MergePatientResponse {
-            duplicate: get(duplicate),
-            survivor: get(survivor),
+            duplicate,
+            survivor,
             stream_sequence: committed.sequence,
         }))
     }
@@ -389,7 +403,11 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
             .admit_and_execute(&mut ctx, id, |record| {
                 let mut merged = record.details().clone();
                 apply_mask(&mut merged, &new, &paths);
+                let mut v = Violations::new();
+                let details = check_details(&merged, "details", &mut v);
                 if record.is_registered() {
+                    v.into_result()?;
+                    // Compared as checked (an ODS code trimmed, upper case).
                     let caller = Caller {
                         user_id: &user,
                         organisation: &organisation,
@@ -399,18 +417,13 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
                     if let Err(refusal) = access_control::decide_transfer(
                         &caller,
                         current,
-                        &merged.registered_practice_ods,
+                        &details.registered_practice_ods,
                     ) {
                         if let Ok(mut refused) = transfer_refused.lock() {
                             *refused = Some(refusal);
                         }
                         return Err(refusal.failure());
                     }
-                }
-                let mut v = Violations::new();
-                let details = check_details(&merged, "details", &mut v);
-                if record.is_registered() {
-                    v.into_result()?;
                 }
                 let command = Command::Update {
                     details,

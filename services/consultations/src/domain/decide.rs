@@ -213,7 +213,8 @@ fn changed(
     if !v.is_empty() {
         return Err(Error::Invalid(v));
     }
-    clinical_time(c, &merged, ctx)?;
+    let at = clinical_time(c, &merged, ctx)?;
+    before_death(ctx, at)?;
     Ok(normalised(merged))
 }
 

@@ -1083,3 +1083,53 @@ fn given_the_practices_consultation_when_a_hospital_clinician_changes_or_signs_i
         assert!(signed.when(command).is_ok());
     }
 }
+
+#[test]
+fn given_a_visit_written_up_after_the_death_when_an_entry_is_moved_after_the_death_then_it_is_refused()
+ {
+    // Given a visit on 18 November, and the death recorded on the 19th
+    let mut s = Scenario::new();
+    s.patient.deceased = true;
+    s.patient.date_of_death = PartialDate::new(2026, 11, 19).ok();
+    let visit = Utc
+        .with_ymd_and_hms(2026, 11, 18, 9, 0, 0)
+        .single()
+        .expect("present");
+    let Command::Start {
+        consultation,
+        kind,
+        author,
+        organisation,
+        ..
+    } = s.start()
+    else {
+        unreachable!()
+    };
+    let s = s.given(Command::Start {
+        consultation,
+        kind,
+        start_time: visit,
+        author,
+        organisation,
+    });
+    // When the visit's blood pressure is written up, then it is accepted
+    let entry = EntryId::new();
+    let add = s.add(entry, blood_pressure(130, 80));
+    let s = s.given(add);
+    // When it is edited to a time after the death, then it is refused
+    let mut moved = blood_pressure(130, 80);
+    moved.effective_time = Some(timestamp(
+        Utc.with_ymd_and_hms(2026, 11, 20, 8, 0, 0)
+            .single()
+            .expect("present"),
+    ));
+    let err = s
+        .when(Command::EditEntry {
+            consultation: s.consultation,
+            entry,
+            content: moved,
+            paths: vec!["effective_time".into()],
+        })
+        .expect_err("after the death");
+    assert_eq!(fields(err), ["entry.effective_time"]);
+}

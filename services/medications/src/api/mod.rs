@@ -116,8 +116,16 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
         command: Command,
     ) -> Result<Committed<MedicationRecord>, Status> {
         self.guard.admit(ctx, patient).await?;
+        // An allergy on a duplicate merged away still weighs in the
+        // survivor's checks, so it can still be resolved or corrected there.
+        let corrects_allergy = matches!(
+            command,
+            Command::ResolveAllergy { .. } | Command::MarkAllergyEnteredInError { .. }
+        );
         let facts: PatientFacts = if alive {
             self.gate.alive(patient).await?
+        } else if corrects_allergy {
+            self.gate.registered(patient).await?
         } else {
             self.gate.open(patient).await?
         };
@@ -438,6 +446,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         }
         v.into_result()?;
         let patient = patient.ok_or_else(|| missing("patient", &r.patient_id))?;
+        let named: Vec<String> = ids.iter().map(ToString::to_string).collect();
         let command = Command::Review {
             authorisation_ids: ids,
             next_review_date: r.next_review_date,
@@ -461,12 +470,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
                     &a.author_organisation_ods,
                 )
             })
-            .filter(|a| {
-                r.authorisation_ids.is_empty()
-                    || r.authorisation_ids
-                        .iter()
-                        .any(|id| id.trim() == a.authorisation_id)
-            })
+            .filter(|a| named.is_empty() || named.contains(&a.authorisation_id))
             .filter(|a| a.last_reviewed_on == today)
             .filter(|a| {
                 a.details

@@ -565,7 +565,15 @@ pub fn decide(
             if !v.is_empty() {
                 return Err(Error::Invalid(v));
             }
+            let next = day(next_review_date.as_ref());
+            let expires_before_next = |a: &pb::Authorisation| {
+                let expiry = a.details.as_ref().and_then(|d| day(d.expiry_date.as_ref()));
+                expiry.zip(next).is_some_and(|(expiry, next)| next > expiry)
+            };
             let ids: Vec<String> = if authorisation_ids.is_empty() {
+                // Every repeat that runs on past the next review: one that
+                // can no longer be issued, or ends before it, is not due
+                // for review (the answer lists what was reviewed).
                 record
                     .active_authorisations()
                     .filter(|a| {
@@ -575,7 +583,8 @@ pub fn decide(
                             facts.organisation,
                             a.confidential,
                             &a.author_organisation_ods,
-                        )
+                        ) && still_issuable(a, facts.today)
+                            && !expires_before_next(a)
                     })
                     .map(|a| a.authorisation_id.clone())
                     .collect()
@@ -596,21 +605,20 @@ pub fn decide(
                 }
                 ids
             };
-            // A repeat is not due for review after it has expired: it would
-            // then fail its own rules (review not after expiry) at its next
-            // change.
-            if let Some(next) = day(next_review_date.as_ref()) {
-                for a in ids.iter().filter_map(|id| record.authorisation(id)) {
-                    let expiry = a.details.as_ref().and_then(|d| day(d.expiry_date.as_ref()));
-                    if let Some(expiry) = expiry.filter(|expiry| next > *expiry) {
-                        v.add(
-                            "next_review_date",
-                            format!(
-                                "must not be after the expiry of authorisation {} ({expiry}); review it by id with an earlier date, or change its expiry",
-                                a.authorisation_id
-                            ),
-                        );
-                    }
+            // A repeat named for review is not due after it has expired: it
+            // would then fail its own rule (review not after expiry) at its
+            // next change.
+            for id in authorisation_ids {
+                if let Some(a) = record.authorisation(&id.to_string())
+                    && expires_before_next(a)
+                {
+                    v.add(
+                        "next_review_date",
+                        format!(
+                            "must not be after the expiry of authorisation {}; give an earlier date, or change its expiry",
+                            a.authorisation_id
+                        ),
+                    );
                 }
             }
             if !v.is_empty() {

@@ -153,7 +153,7 @@ fn owner_only(task: &pb::Task, who: &Who) -> Result<(), Error> {
 
 /// Whether `who` performs the task: its owner, a member of its performing
 /// team, or a user of its performing organisation.
-fn performs(task: &pb::Task, who: &Who) -> bool {
+pub fn performs(task: &pb::Task, who: &Who) -> bool {
     use pb::performer::Performer as P;
     task.owner_user_id == who.user_id
         || match task.performer.as_ref().and_then(|p| p.performer.as_ref()) {
@@ -161,6 +161,16 @@ fn performs(task: &pb::Task, who: &Who) -> bool {
             Some(P::OrganisationOds(ods)) => *ods == who.organisation,
             None => false,
         }
+}
+
+/// Whether the task is the privacy officer's review of an emergency access
+/// (focus `access:<id>`): work about the access, done by its performer
+/// whether or not they may access the patient's record.
+pub fn reviews_emergency_access(task: &pb::Task) -> bool {
+    task.focus.as_ref().is_some_and(|f| {
+        f.reference
+            .starts_with(carelog_kernel::access::REVIEW_FOCUS_PREFIX)
+    })
 }
 
 /// Whether `who` asked for the task: its requester, or a user of the

@@ -445,5 +445,19 @@ async fn medications_a_penicillin_allergy_on_a_merged_duplicate_refuses_amoxicil
             .collect::<Vec<_>>(),
         [(allergy.allergy_id.as_str(), duplicate.patient_id.as_str())]
     );
+
+    // And when it was recorded against the wrong person, it is corrected on
+    // the record that holds it, and amoxicillin is prescribed
+    meds.mark_allergy_entered_in_error(stack.req(pb::MarkAllergyEnteredInErrorRequest {
+        patient_id: duplicate.patient_id.clone(),
+        allergy_id: allergy.allergy_id.clone(),
+        reason: "recorded against the wrong patient".into(),
+        ..Default::default()
+    }))
+    .await
+    .expect("corrected on the merged record");
+    meds.authorise_medication(stack.req(authorise(&survivor.patient_id, acute(AMOXICILLIN_500))))
+        .await
+        .expect("no allergy now");
     stack.stop().await;
 }

@@ -738,6 +738,41 @@ async fn emergency_access_opens_no_standing_way_to_the_record() {
         .await
         .expect_err("a review of an emergency access is no relationship");
     assert_eq!(reason(&refused), "NO_LEGITIMATE_RELATIONSHIP");
+    // but their privacy officer, who may not read Jane's record either,
+    // finds the review in their organisation's work list and takes it on
+    let list = tasks
+        .list_tasks(in_role(
+            &stack,
+            STRANGER,
+            "LOCAL-PRIVACY-OFFICER",
+            tpb::ListTasksRequest {
+                organisation_ods: STRANGER.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("their work list")
+        .into_inner();
+    let review = list
+        .tasks
+        .iter()
+        .find(|t| t.patient_id == id)
+        .expect("the review of the emergency access");
+    let claimed = tasks
+        .claim_task(in_role(
+            &stack,
+            STRANGER,
+            "LOCAL-PRIVACY-OFFICER",
+            tpb::TaskActionRequest {
+                patient_id: id.clone(),
+                task_id: review.task_id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("the review is theirs to do")
+        .into_inner();
+    assert_eq!(claimed.status, tpb::TaskStatus::Accepted as i32);
 
     // When, in the emergency, they write up yesterday's encounter and leave
     // it unsigned

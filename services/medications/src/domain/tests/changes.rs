@@ -158,12 +158,18 @@ fn when_a_review_names_an_acute_or_sets_a_date_after_a_repeats_expiry_then_it_is
     // When the acute is named, then it is refused naming it
     let error = g.when(review(vec![course], 30)).expect_err("acute");
     assert_eq!(fields(error), vec!["authorisation_ids[0]"]);
-    // When the next review would fall after the repeat has expired, then
-    // it is refused naming the date
-    let error = g.when(review(vec![], 200)).expect_err("after expiry");
+    // When the next review named for it would fall after the repeat has
+    // expired, then it is refused naming the date
+    let error = g
+        .when(review(vec![repeat_id], 200))
+        .expect_err("after expiry");
     assert_eq!(fields(error), vec!["next_review_date"]);
+    // while a review of every repeat leaves out one that ends before it
+    let error = g.when(review(vec![], 200)).expect_err("nothing due");
+    assert!(matches!(error, Error::NothingToReview), "{error:?}");
     // And a review within its life is recorded
     g.when(review(vec![repeat_id], 90)).expect("reviewed");
+    g.when(review(vec![], 90)).expect("every repeat reviewed");
 }
 
 #[test]
