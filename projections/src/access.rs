@@ -131,12 +131,8 @@ pub const DRAFT_RELATIONSHIP: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 /// an emergency access (focus `access:<id>`): it is work about the access,
 /// not care of the patient, so it opens nobody's way to the record.
 fn reviews_emergency_access(resource: &[u8]) -> bool {
-    tpb::Task::decode(resource).is_ok_and(|t| {
-        t.focus.is_some_and(|f| {
-            f.reference
-                .starts_with(carelog_kernel::access::REVIEW_FOCUS_PREFIX)
-        })
-    })
+    tpb::Task::decode(resource)
+        .is_ok_and(|t| carelog_tasks::domain::decide::reviews_emergency_access(&t))
 }
 
 async fn relationships(

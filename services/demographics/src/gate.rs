@@ -43,12 +43,7 @@ impl PatientFacts {
             restricted: record.patient.restricted,
             sharing_objection: record.patient.sharing_objection,
             demographics_sequence: sequence,
-            merged_patient_ids: record
-                .patient
-                .merged_patient_ids
-                .iter()
-                .filter_map(|d| PatientId::parse(d).ok())
-                .collect(),
+            merged_patient_ids: record.merged_patient_ids(),
         }
     }
 }
@@ -69,8 +64,18 @@ impl PatientGate {
     /// survivor) for a merged one. A deceased patient passes: corrections and
     /// reads of their record go on.
     pub async fn open(&self, id: PatientId) -> Result<PatientFacts, Failure> {
+        self.facts(id, domain::open).await
+    }
+
+    /// The patient's facts as the store holds them now, if `check` passes
+    /// on their record.
+    async fn facts(
+        &self,
+        id: PatientId,
+        check: fn(PatientId, &PatientRecord) -> Result<(), domain::Error>,
+    ) -> Result<PatientFacts, Failure> {
         let loaded = self.executor.load_current(id).await?;
-        domain::open(id, &loaded.state).map_err(Failure::from)?;
+        check(id, &loaded.state).map_err(Failure::from)?;
         Ok(PatientFacts::from_record(
             id,
             &loaded.state,
@@ -83,15 +88,14 @@ impl PatientGate {
     /// consultation), which nothing else can close. `NOT_FOUND` for an
     /// unknown patient.
     pub async fn registered(&self, id: PatientId) -> Result<PatientFacts, Failure> {
-        let loaded = self.executor.load_current(id).await?;
-        if !loaded.state.is_registered() {
-            return Err(Failure::from(domain::Error::NotFound(id)));
-        }
-        Ok(PatientFacts::from_record(
-            id,
-            &loaded.state,
-            loaded.last_sequence,
-        ))
+        self.facts(id, |id, record| {
+            if record.is_registered() {
+                Ok(())
+            } else {
+                Err(domain::Error::NotFound(id))
+            }
+        })
+        .await
     }
 
     /// What access control needs of the patient, from the event store;
@@ -122,13 +126,7 @@ impl PatientGate {
     /// As `open`, and not deceased (PATIENT_DECEASED): for new clinical
     /// activity.
     pub async fn alive(&self, id: PatientId) -> Result<PatientFacts, Failure> {
-        let loaded = self.executor.load_current(id).await?;
-        domain::alive(id, &loaded.state).map_err(Failure::from)?;
-        Ok(PatientFacts::from_record(
-            id,
-            &loaded.state,
-            loaded.last_sequence,
-        ))
+        self.facts(id, domain::alive).await
     }
 }
 

@@ -141,10 +141,10 @@ impl<Q: TasksQueries> TasksApi<Q> {
         task: TaskId,
     ) -> Result<(), Failure> {
         let list = self.executor.load(partition(patient, task)).await?;
-        let reviewer = list.state.task(&task.to_string()).is_some_and(|t| {
-            crate::domain::decide::reviews_emergency_access(t)
-                && crate::domain::decide::performs(t, &who(ctx))
-        });
+        let reviewer = list
+            .state
+            .task(&task.to_string())
+            .is_some_and(|t| crate::domain::decide::reviewed_by(t, &who(ctx)));
         if reviewer {
             ctx.access_rule = REVIEW_RULE.to_owned();
             return Ok(());
@@ -168,18 +168,10 @@ impl<Q: TasksQueries> TasksApi<Q> {
         id: Option<PatientId>,
         command: &Command,
     ) -> Result<Option<Patient>, Failure> {
-        let closes = matches!(
-            command,
-            Command::Complete { .. }
-                | Command::Cancel { .. }
-                | Command::Reject { .. }
-                | Command::EnterInError { .. }
-                | Command::Comment { .. }
-        );
         match id {
             None => Ok(None),
             Some(id) => {
-                let facts = if closes {
+                let facts = if command.closes() {
                     self.gate.registered(id).await?
                 } else {
                     self.gate.open(id).await?
@@ -297,14 +289,12 @@ impl<Q: TasksQueries> TasksApi<Q> {
             .admitted(ctx, tasks.iter().map(|t| t.patient_id.as_str()))
             .await?;
         let who = who(ctx);
-        let reviewer = |t: &pb::Task| {
-            crate::domain::decide::reviews_emergency_access(t)
-                && crate::domain::decide::performs(t, &who)
-        };
         let tasks: Vec<pb::Task> = tasks
             .into_iter()
             .filter(|t| {
-                t.patient_id.is_empty() || admitted.contains_key(&t.patient_id) || reviewer(t)
+                t.patient_id.is_empty()
+                    || admitted.contains_key(&t.patient_id)
+                    || crate::domain::decide::reviewed_by(t, &who)
             })
             .collect();
         // Each patient's tasks are recorded under the rule that admitted

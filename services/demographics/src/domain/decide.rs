@@ -104,12 +104,7 @@ fn nhs_claims(
             field: "details.nhs_number",
             value: after.to_owned(),
             owner: id,
-            merged_in: record
-                .patient
-                .merged_patient_ids
-                .iter()
-                .filter_map(|d| PatientId::parse(d).ok())
-                .collect(),
+            merged_in: record.merged_patient_ids(),
         });
     }
     claims

@@ -2,7 +2,7 @@
 //! it shows. `apply` folds one event into it, holds no rules and never
 //! fails; the write model and the read model both use it.
 
-use carelog_kernel::Aggregate;
+use carelog_kernel::{Aggregate, PatientId};
 use carelog_proto::demographics::v1 as pb;
 use pb::event::Event as E;
 
@@ -67,6 +67,15 @@ impl PatientRecord {
 
     pub fn merged_into(&self) -> Option<&str> {
         Some(self.patient.merged_into_patient_id.as_str()).filter(|s| !s.is_empty())
+    }
+
+    /// The records merged into this one (the same person's closed records).
+    pub fn merged_patient_ids(&self) -> Vec<PatientId> {
+        self.patient
+            .merged_patient_ids
+            .iter()
+            .filter_map(|d| PatientId::parse(d).ok())
+            .collect()
     }
 
     /// A read-model resource (a current row or an earlier version) as a

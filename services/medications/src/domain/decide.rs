@@ -158,6 +158,20 @@ fn active_authorisation<'r>(
     Ok(a)
 }
 
+/// A change that leaves the authorisation as it was.
+fn changes_nothing() -> Error {
+    Error::invalid(
+        "update_mask",
+        "changes nothing: name a field with a new value",
+    )
+}
+
+fn is_repeat(a: &pb::Authorisation) -> bool {
+    a.details
+        .as_ref()
+        .is_some_and(|d| d.prescription_type == pb::PrescriptionType::Repeat as i32)
+}
+
 /// Whether an active authorisation can still be issued: issues left and not
 /// expired. One that cannot (last month's acute, a used-up repeat) is no
 /// duplicate of a new prescription of its product.
@@ -495,12 +509,7 @@ pub fn decide(
             let old = active_authorisation(record, authorisation_id, facts.organisation)?;
             let mut changed = old.details.clone().unwrap_or_default();
             apply_mask(&mut changed, details, paths);
-            let changes_nothing = || {
-                Error::invalid(
-                    "update_mask",
-                    "changes nothing: name a field with a new value",
-                )
-            };
+            // Said at once when plain, before any check of the details.
             if Some(&changed) == old.details.as_ref() {
                 return Err(changes_nothing());
             }
@@ -577,13 +586,13 @@ pub fn decide(
                 record
                     .active_authorisations()
                     .filter(|a| {
-                        a.details.as_ref().is_some_and(|d| {
-                            d.prescription_type == pb::PrescriptionType::Repeat as i32
-                        }) && confidential::visible_to_organisation(
-                            facts.organisation,
-                            a.confidential,
-                            &a.author_organisation_ods,
-                        ) && still_issuable(a, facts.today)
+                        is_repeat(a)
+                            && confidential::visible_to_organisation(
+                                facts.organisation,
+                                a.confidential,
+                                &a.author_organisation_ods,
+                            )
+                            && still_issuable(a, facts.today)
                             && !expires_before_next(a)
                     })
                     .map(|a| a.authorisation_id.clone())
@@ -592,35 +601,26 @@ pub fn decide(
                 let mut ids = Vec::new();
                 for (i, id) in authorisation_ids.iter().enumerate() {
                     let a = active_authorisation(record, id, facts.organisation)?;
-                    let repeat = a.details.as_ref().is_some_and(|d| {
-                        d.prescription_type == pb::PrescriptionType::Repeat as i32
-                    });
-                    if !repeat {
+                    if !is_repeat(a) {
                         v.add(
                             format!("authorisation_ids[{i}]"),
                             "is an acute prescription: only repeats are reviewed",
+                        );
+                    }
+                    // Not due after it has expired: it would then fail its
+                    // own rule (review not after expiry) at its next change.
+                    if expires_before_next(a) {
+                        v.add(
+                            "next_review_date",
+                            format!(
+                                "must not be after the expiry of authorisation {id}; give an earlier date, or change its expiry"
+                            ),
                         );
                     }
                     ids.push(id.to_string());
                 }
                 ids
             };
-            // A repeat named for review is not due after it has expired: it
-            // would then fail its own rule (review not after expiry) at its
-            // next change.
-            for id in authorisation_ids {
-                if let Some(a) = record.authorisation(&id.to_string())
-                    && expires_before_next(a)
-                {
-                    v.add(
-                        "next_review_date",
-                        format!(
-                            "must not be after the expiry of authorisation {}; give an earlier date, or change its expiry",
-                            a.authorisation_id
-                        ),
-                    );
-                }
-            }
             if !v.is_empty() {
                 return Err(Error::Invalid(v));
             }

@@ -93,6 +93,22 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Whether the command closes or corrects a task (completes, cancels,
+    /// rejects, comments on or voids it): allowed on a task left open on a
+    /// record merged away, which nothing else could close.
+    pub fn closes(&self) -> bool {
+        matches!(
+            self,
+            Command::Complete { .. }
+                | Command::Cancel { .. }
+                | Command::Reject { .. }
+                | Command::EnterInError { .. }
+                | Command::Comment { .. }
+        )
+    }
+}
+
 /// What the rules need to know about the patient (none for a patientless
 /// task). A deceased patient is no obstacle: administration continues after
 /// death.
@@ -171,6 +187,12 @@ pub fn reviews_emergency_access(task: &pb::Task) -> bool {
         f.reference
             .starts_with(carelog_kernel::access::REVIEW_FOCUS_PREFIX)
     })
+}
+
+/// Whether `who` performs this task and it is the review of an emergency
+/// access: they work on it without access to the patient's record.
+pub fn reviewed_by(task: &pb::Task, who: &Who) -> bool {
+    reviews_emergency_access(task) && performs(task, who)
 }
 
 /// Whether `who` asked for the task: its requester, or a user of the
