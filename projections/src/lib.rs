@@ -19,6 +19,7 @@ pub mod sharing;
 pub mod tasks;
 
 pub use projection::{Projection, ProjectionError};
+pub use query::db as read_model_failure;
 pub use runner::{ProjectorStatus, Runner};
 
 /// Every read-model migration, embedded at compile time.

@@ -92,7 +92,7 @@ pub fn database_unavailable(e: &sqlx::Error) -> bool {
 /// cancelled, most often by `statement_timeout`: the same batch would be
 /// cancelled again), 58 system error (I/O), 55P03 lock not available,
 /// 25006 read-only transaction (a standby answering after a failover).
-pub fn sqlstate_unavailable(code: &str) -> bool {
+fn sqlstate_unavailable(code: &str) -> bool {
     (matches!(code.get(..2), Some("08" | "40" | "53" | "57" | "58")) && code != "57014")
         || matches!(code, "55P03" | "25006")
 }

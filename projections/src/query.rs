@@ -45,7 +45,7 @@ pub(crate) async fn caught_up(
 /// the database cannot serve (unreachable, shutting down, starting or
 /// recovering, overloaded: [`database_unavailable`]), which a retry may
 /// get past; INTERNAL otherwise.
-pub(crate) fn db(e: sqlx::Error) -> Failure {
+pub fn db(e: sqlx::Error) -> Failure {
     if database_unavailable(&e) {
         tracing::warn!(error = %e, "read model database unavailable");
         Failure::unavailable("the read model database is unavailable")

@@ -70,7 +70,9 @@ fn status(e: AuditError) -> Status {
             Status::invalid_argument(e.to_string())
         }
         AuditError::NoCheckpoint(_) => Status::not_found(e.to_string()),
-        AuditError::Database(_) | AuditError::Store(_) => Status::unavailable(e.to_string()),
+        // One mapping of database errors for every read model.
+        AuditError::Database(db) => carelog_projections::read_model_failure(db).into(),
+        AuditError::Store(_) => Status::unavailable(e.to_string()),
         AuditError::Malformed(_) => Status::internal(e.to_string()),
     }
 }

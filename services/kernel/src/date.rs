@@ -61,9 +61,13 @@ pub struct PartialDate {
     day: Option<u32>,
 }
 
+/// The years carelog's dates and times hold: no earlier clinical time is
+/// recorded, and PostgreSQL holds every time within them.
+pub const YEARS: std::ops::RangeInclusive<i32> = 1850..=9999;
+
 impl PartialDate {
     pub fn new(year: i32, month: u32, day: u32) -> Result<Self, DateError> {
-        if !(1850..=9999).contains(&year) {
+        if !YEARS.contains(&year) {
             return Err(DateError::Year);
         }
         let month = match month {

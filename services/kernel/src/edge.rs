@@ -68,14 +68,14 @@ pub fn has_control(text: &str) -> bool {
 /// The rule [`instant`] checks.
 pub const VALID_TIME: &str = "is not a valid time between the years 1850 and 9999";
 
-/// A time a client sent, within the years carelog's dates hold (1850 to
-/// 9999, as `date::PartialDate`): outside them it is no clinical or
-/// administrative time, and PostgreSQL's `timestamptz` could not hold every
-/// such value, so a read model would stop on it.
+/// A time a client sent, within the years carelog's dates hold
+/// (`date::YEARS`): outside them it is no clinical or administrative time,
+/// and PostgreSQL's `timestamptz` could not hold every such value, so a read
+/// model would stop on it.
 pub fn instant(at: &prost_types::Timestamp) -> Result<chrono::DateTime<chrono::Utc>, &'static str> {
     use chrono::Datelike as _;
     crate::envelope::from_timestamp(Some(at))
-        .filter(|t| (1850..=9999).contains(&t.year()))
+        .filter(|t| crate::date::YEARS.contains(&t.year()))
         .ok_or(VALID_TIME)
 }
 
@@ -88,23 +88,20 @@ pub fn reason_given(field: &str, reason: &str) -> Result<(), Violations> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::PatientId;
+
     #[test]
     fn a_time_is_refused_outside_the_years_of_carelogs_dates() {
         let at = |seconds| prost_types::Timestamp { seconds, nanos: 0 };
         // 1 January 1850 and 31 December 9999, 23:59:59 UTC
-        assert!(super::instant(&at(-3_786_825_600)).is_ok());
-        assert!(super::instant(&at(253_402_300_799)).is_ok());
+        assert!(instant(&at(-3_786_825_600)).is_ok());
+        assert!(instant(&at(253_402_300_799)).is_ok());
         // a second either side, and a time chrono holds but PostgreSQL does not
-        assert_eq!(super::instant(&at(-3_786_825_601)), Err(super::VALID_TIME));
-        assert_eq!(super::instant(&at(253_402_300_800)), Err(super::VALID_TIME));
-        assert_eq!(
-            super::instant(&at(-300_000_000_000)),
-            Err(super::VALID_TIME)
-        );
+        assert_eq!(instant(&at(-3_786_825_601)), Err(VALID_TIME));
+        assert_eq!(instant(&at(253_402_300_800)), Err(VALID_TIME));
+        assert_eq!(instant(&at(-300_000_000_000)), Err(VALID_TIME));
     }
-
-    use super::*;
-    use crate::PatientId;
 
     #[test]
     fn free_text_is_bounded_and_holds_no_control_characters() {

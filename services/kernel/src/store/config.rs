@@ -120,7 +120,7 @@ pub fn check(found: &Config, wanted: &Config) -> Result<(), StreamCheckError> {
         required,
     };
     let unlimited = |v: i64| v <= 0;
-    let checks: [(&'static str, bool, String, String); 13] = [
+    let checks: [(&'static str, bool, String, String); 18] = [
         (
             "deny_delete",
             found.deny_delete,
@@ -199,24 +199,42 @@ pub fn check(found: &Config, wanted: &Config) -> Result<(), StreamCheckError> {
             found.num_replicas.to_string(),
             wanted.num_replicas.to_string(),
         ),
+        (
+            "allow_msg_ttl",
+            !found.allow_message_ttl,
+            found.allow_message_ttl.to_string(),
+            "false".into(),
+        ),
+        (
+            "allow_msg_counter",
+            !found.allow_message_counter,
+            found.allow_message_counter.to_string(),
+            "false".into(),
+        ),
+        (
+            "sealed",
+            !found.sealed,
+            found.sealed.to_string(),
+            "false".into(),
+        ),
+        // Every append is acknowledged once stored: it is how a command knows.
+        (
+            "no_ack",
+            !found.no_ack,
+            found.no_ack.to_string(),
+            "false".into(),
+        ),
+        (
+            "max_msg_size",
+            unlimited(found.max_message_size.into()),
+            found.max_message_size.to_string(),
+            "-1 (no limit)".into(),
+        ),
     ];
     for (setting, ok, f, r) in checks {
         if !ok {
             return Err(fail(setting, f, r));
         }
-    }
-    if found.allow_message_ttl {
-        return Err(fail("allow_msg_ttl", "true".into(), "false".into()));
-    }
-    if found.allow_message_counter {
-        return Err(fail("allow_msg_counter", "true".into(), "false".into()));
-    }
-    if found.sealed {
-        return Err(fail("sealed", "true".into(), "false".into()));
-    }
-    // Every append is acknowledged once stored: it is how a command knows.
-    if found.no_ack {
-        return Err(fail("no_ack", "true".into(), "false".into()));
     }
     // A mirror or a sourced stream holds what another stream holds, not
     // carelog's own appends.
@@ -242,13 +260,6 @@ pub fn check(found: &Config, wanted: &Config) -> Result<(), StreamCheckError> {
             "republish",
             format!("{} -> {}", republish.source, republish.destination),
             "none (clinical records are not copied to plain subjects)".into(),
-        ));
-    }
-    if found.max_message_size > 0 {
-        return Err(fail(
-            "max_msg_size",
-            found.max_message_size.to_string(),
-            "-1 (no limit)".into(),
         ));
     }
     if let Some(transform) = &found.subject_transform {

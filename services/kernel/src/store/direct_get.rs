@@ -26,9 +26,7 @@ pub(super) async fn subject_after(
     let mut out = Vec::new();
     let mut from = after + 1;
     loop {
-        let mut request =
-            serde_json::json!({ "seq": from, "next_by_subj": subject, "batch": BATCH });
-        limit_bytes(store, &mut request);
+        let request = serde_json::json!({ "seq": from, "next_by_subj": subject, "batch": BATCH });
         let batch = request_batch(store, stream, request).await?;
         let more = batch.more(BATCH);
         let Some(last) = batch.messages.last().map(|m| m.stream_sequence) else {
@@ -56,8 +54,7 @@ pub(super) async fn range(
     let mut from = from.max(1);
     while out.len() < wanted {
         let asked = wanted - out.len();
-        let mut request = serde_json::json!({ "seq": from, "batch": asked });
-        limit_bytes(store, &mut request);
+        let request = serde_json::json!({ "seq": from, "batch": asked });
         let got = request_batch(store, stream, request).await?;
         let more = got.more(asked);
         let Some(last) = got.messages.last().map(|m| m.stream_sequence) else {
@@ -136,7 +133,7 @@ impl Batch {
     /// the batch ended the data.
     fn more(&self, asked: usize) -> bool {
         match self.pending {
-            Some(pending) => pending > 0 && !self.messages.is_empty(),
+            Some(pending) => pending > 0,
             // No marker (nothing matched, or a server without batches):
             // only a full batch may have more behind it.
             None => self.messages.len() >= asked,
@@ -144,11 +141,14 @@ impl Batch {
     }
 }
 
+/// Sends one batch request (with the store's byte limit) and gathers its
+/// replies.
 async fn request_batch(
     store: &EventStore,
     stream: &str,
-    request: serde_json::Value,
+    mut request: serde_json::Value,
 ) -> Result<Batch, StoreError> {
+    limit_bytes(store, &mut request);
     let client = store.client();
     let inbox = client.new_inbox();
     let mut replies = client
