@@ -117,10 +117,15 @@ impl Scenario {
     }
 
     fn start(&self) -> Command {
+        self.start_at(now() - Duration::minutes(15))
+    }
+
+    /// The scenario's consultation, started at `start_time`.
+    fn start_at(&self, start_time: DateTime<Utc>) -> Command {
         Command::Start {
             consultation: self.consultation,
             kind: pb::ConsultationType::FaceToFace,
-            start_time: now() - Duration::minutes(15),
+            start_time,
             author: clinician("dr-jones", "R8000"),
             organisation: "A81001".into(),
         }
@@ -250,24 +255,8 @@ fn given_a_living_patient_when_a_face_to_face_consultation_starts_then_it_is_a_d
 #[test]
 fn when_a_consultation_starts_tomorrow_then_it_is_refused_naming_start_time() {
     let s = Scenario::new();
-    let Command::Start {
-        consultation,
-        kind,
-        author,
-        organisation,
-        ..
-    } = s.start()
-    else {
-        unreachable!()
-    };
     let err = s
-        .when(Command::Start {
-            consultation,
-            kind,
-            start_time: now() + Duration::days(1),
-            author,
-            organisation,
-        })
+        .when(s.start_at(now() + Duration::days(1)))
         .expect_err("refused");
     assert_eq!(fields(err), ["start_time"]);
 }
@@ -275,29 +264,11 @@ fn when_a_consultation_starts_tomorrow_then_it_is_refused_naming_start_time() {
 #[test]
 fn when_a_consultation_starts_before_the_patient_was_born_then_it_is_refused() {
     let s = Scenario::new();
-    let Command::Start {
-        consultation,
-        kind,
-        author,
-        organisation,
-        ..
-    } = s.start()
-    else {
-        unreachable!()
-    };
     let before_birth = Utc
         .with_ymd_and_hms(1950, 3, 13, 9, 0, 0)
         .single()
         .expect("present");
-    let err = s
-        .when(Command::Start {
-            consultation,
-            kind,
-            start_time: before_birth,
-            author,
-            organisation,
-        })
-        .expect_err("refused");
+    let err = s.when(s.start_at(before_birth)).expect_err("refused");
     assert_eq!(fields(err), ["start_time"]);
 }
 
@@ -355,30 +326,11 @@ fn a_clinical_time_outside_the_years_1850_to_9999_is_refused_at_the_edge() {
 fn given_a_birth_known_only_by_year_when_a_consultation_starts_that_year_then_it_is_accepted() {
     let mut s = Scenario::new();
     s.patient.birth_date = PartialDate::new(1950, 0, 0).ok();
-    let Command::Start {
-        consultation,
-        kind,
-        author,
-        organisation,
-        ..
-    } = s.start()
-    else {
-        unreachable!()
-    };
     let that_year = Utc
         .with_ymd_and_hms(1950, 1, 2, 9, 0, 0)
         .single()
         .expect("present");
-    assert!(
-        s.when(Command::Start {
-            consultation,
-            kind,
-            start_time: that_year,
-            author,
-            organisation
-        })
-        .is_ok()
-    );
+    assert!(s.when(s.start_at(that_year)).is_ok());
 }
 
 #[test]
@@ -1095,23 +1047,8 @@ fn given_a_visit_written_up_after_the_death_when_an_entry_is_moved_after_the_dea
         .with_ymd_and_hms(2026, 11, 18, 9, 0, 0)
         .single()
         .expect("present");
-    let Command::Start {
-        consultation,
-        kind,
-        author,
-        organisation,
-        ..
-    } = s.start()
-    else {
-        unreachable!()
-    };
-    let s = s.given(Command::Start {
-        consultation,
-        kind,
-        start_time: visit,
-        author,
-        organisation,
-    });
+    let start = s.start_at(visit);
+    let s = s.given(start);
     // When the visit's blood pressure is written up, then it is accepted
     let entry = EntryId::new();
     let add = s.add(entry, blood_pressure(130, 80));
