@@ -14,6 +14,7 @@ use carelog_kernel::edge::required;
 use carelog_kernel::envelope::from_timestamp;
 use carelog_kernel::guard::Guard;
 use carelog_kernel::{Actor, Failure, PatientId, RequestContext, Violations};
+use carelog_medications::domain::views::withhold_overrides;
 use carelog_projections::history::RecordHistory;
 use carelog_proto::audit::v1 as pb;
 use carelog_proto::audit::v1::record_history_service_server::RecordHistoryService;
@@ -87,6 +88,9 @@ fn withhold_snapshot(s: &mut pb::PatientRecordSnapshot, actor: &Actor) {
     withheld += withhold(&mut s.authorisations, actor, |x| {
         (x.confidential, x.author_organisation_ods.as_str())
     });
+    for a in &mut s.authorisations {
+        withhold_overrides(a, actor.organisation.as_str());
+    }
     withheld += withhold(&mut s.issues, actor, |x| {
         (x.confidential, x.author_organisation_ods.as_str())
     });
@@ -114,6 +118,7 @@ fn withhold_changes(changes: &mut [pb::PatientChange], actor: &Actor) {
                     }
                     Some(R::Authorisation(a)) => {
                         shown &= visible(a.confidential, &a.author_organisation_ods);
+                        withhold_overrides(a, actor.organisation.as_str());
                     }
                     Some(R::Issue(i)) => {
                         shown &= visible(i.confidential, &i.author_organisation_ods)

@@ -10,8 +10,10 @@ use carelog_proto::medications::v1 as mpb;
 use carelog_tests::consultations::{add_request, blood_pressure, hypertension};
 use carelog_tests::harness::{TestStack, jane_smith};
 use carelog_tests::medications::{
-    CLARITHROMYCIN_500, PARACETAMOL_500, acute, authorise, issue, record_penicillin_allergy,
+    AMOXICILLIN_500, CLARITHROMYCIN_500, PARACETAMOL_500, PENICILLIN, acute, authorise, issue,
+    record_penicillin_allergy,
 };
+use tonic_types::StatusExt as _;
 
 const PRACTICE: &str = "A81001";
 const HOSPITAL: &str = "RR8";
@@ -23,6 +25,33 @@ fn at_practice<T>(stack: &TestStack, message: T) -> tonic::Request<T> {
 
 fn at_hospital<T>(stack: &TestStack, message: T) -> tonic::Request<T> {
     stack.req_in_role("dr-ward", HOSPITAL, CLINICIAN, message)
+}
+
+/// The practice shares its records with the hospital for direct care.
+async fn share_with_hospital(stack: &TestStack) {
+    crate::shared_care::share(
+        stack,
+        PRACTICE,
+        carelog_proto::sharing::v1::party::Party::OrganisationOds(PRACTICE.into()),
+        HOSPITAL,
+    )
+    .await;
+}
+
+/// A penicillin allergy the practice records as confidential.
+async fn confidential_penicillin_allergy(stack: &TestStack, patient_id: &str) -> mpb::Allergy {
+    stack
+        .medications()
+        .record_allergy(at_practice(
+            stack,
+            mpb::RecordAllergyRequest {
+                confidential: true,
+                ..record_penicillin_allergy(patient_id)
+            },
+        ))
+        .await
+        .expect("allergy")
+        .into_inner()
 }
 
 /// Where the record stands after the practice's writes.
@@ -251,17 +280,7 @@ async fn another_organisation_sees_the_rest_of_the_record_and_that_items_were_wi
     // and a confidential allergy, an ordinary acute prescription and a
     // confidential one, issued
     let mut meds = stack.medications();
-    let allergy = meds
-        .record_allergy(at_practice(
-            &stack,
-            mpb::RecordAllergyRequest {
-                confidential: true,
-                ..record_penicillin_allergy(&id)
-            },
-        ))
-        .await
-        .expect("allergy")
-        .into_inner();
+    let allergy = confidential_penicillin_allergy(&stack, &id).await;
     assert!(allergy.confidential);
     assert_eq!(allergy.author_organisation_ods, PRACTICE);
     let paracetamol = meds
@@ -289,13 +308,7 @@ async fn another_organisation_sees_the_rest_of_the_record_and_that_items_were_wi
     let consultations_at = problem.stream_sequence;
 
     // and the practice shares its records with the hospital for direct care
-    crate::shared_care::share(
-        &stack,
-        PRACTICE,
-        carelog_proto::sharing::v1::party::Party::OrganisationOds(PRACTICE.into()),
-        HOSPITAL,
-    )
-    .await;
+    share_with_hospital(&stack).await;
 
     // When a hospital clinician reads the record
     let at = Positions {
@@ -430,18 +443,7 @@ async fn another_organisation_sees_the_rest_of_the_record_and_that_items_were_wi
         carelog_proto::audit::v1::record_history_service_client::RecordHistoryServiceClient::new(
             stack.channel.clone(),
         );
-    let as_of = history
-        .get_record_as_of(at_hospital(
-            &stack,
-            carelog_proto::audit::v1::GetRecordAsOfRequest {
-                patient_id: id.clone(),
-                as_of: Some(carelog_kernel::envelope::timestamp(chrono::Utc::now())),
-                view: carelog_proto::audit::v1::RecordView::AsRecorded as i32,
-            },
-        ))
-        .await
-        .expect("record as of")
-        .into_inner();
+    let as_of = history_as_of(&stack, &id, at_hospital).await;
     let changes = history
         .list_patient_changes(at_hospital(
             &stack,
@@ -543,13 +545,7 @@ async fn the_reason_for_amending_a_confidential_entry_is_not_shown_to_another_or
         .await
         .expect("amended")
         .into_inner();
-    crate::shared_care::share(
-        &stack,
-        PRACTICE,
-        carelog_proto::sharing::v1::party::Party::OrganisationOds(PRACTICE.into()),
-        HOSPITAL,
-    )
-    .await;
+    share_with_hospital(&stack).await;
     let versions = |request: tonic::Request<cpb::ListConsultationVersionsRequest>| {
         let mut client = stack.consultations();
         async move {
@@ -619,13 +615,7 @@ async fn a_hospitals_review_of_every_repeat_does_not_return_the_practices_confid
     meds.record_medication_review(at_practice(&stack, review()))
         .await
         .expect("the practice's review");
-    crate::shared_care::share(
-        &stack,
-        PRACTICE,
-        carelog_proto::sharing::v1::party::Party::OrganisationOds(PRACTICE.into()),
-        HOSPITAL,
-    )
-    .await;
+    share_with_hospital(&stack).await;
     // When the hospital reviews every repeat, setting the next date the
     // practice's own review would set
     let reviewed = meds
@@ -644,4 +634,147 @@ async fn a_hospitals_review_of_every_repeat_does_not_return_the_practices_confid
     );
     assert!(!format!("{reviewed:?}").contains(&private.authorisation_id));
     stack.stop().await;
+}
+
+/// The hospital's medication list for the patient, read at `at`.
+async fn hospital_medications(
+    stack: &TestStack,
+    patient_id: &str,
+    at: u64,
+) -> Vec<mpb::Authorisation> {
+    let mut meds = stack.medications();
+    meds.list_medications(at_hospital(
+        stack,
+        mpb::ListMedicationsRequest {
+            patient_id: patient_id.into(),
+            min_sequence: at,
+            ..Default::default()
+        },
+    ))
+    .await
+    .expect("medications")
+    .into_inner()
+    .authorisations
+}
+
+#[tokio::test]
+async fn a_confidential_penicillin_allergy_refuses_the_hospitals_amoxicillin_without_being_named_to_it()
+ {
+    let stack = TestStack::start().await;
+    let id = stack.register(jane_smith()).await.patient_id;
+    let mut meds = stack.medications();
+    // Given a penicillin allergy the practice recorded confidentially, and
+    // the practice sharing its records with the hospital
+    let allergy = confidential_penicillin_allergy(&stack, &id).await;
+    share_with_hospital(&stack).await;
+    let before = stack.last_sequence_of("medications").await;
+
+    // When a hospital clinician prescribes amoxicillin
+    let refused = meds
+        .authorise_medication(at_hospital(&stack, authorise(&id, acute(AMOXICILLIN_500))))
+        .await
+        .expect_err("refused");
+    // Then it is refused as an allergy conflict all the same, marked
+    // confidential, naming neither the allergy nor its substance, and
+    // nothing is appended
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(carelog_tests::assert::reason(&refused), "ALLERGY_CONFLICT");
+    let info = refused.get_details_error_info().expect("error info");
+    assert_eq!(
+        info.metadata.get("confidential").map(String::as_str),
+        Some("true")
+    );
+    assert!(!info.metadata.contains_key("allergyId"), "{info:?}");
+    let told = format!("{} {info:?}", refused.message());
+    assert!(
+        !told.contains(&allergy.allergy_id) && !told.contains("enicillin"),
+        "{told}"
+    );
+    assert!(!told.contains(PENICILLIN), "{told}");
+    assert_eq!(stack.last_sequence_of("medications").await, before);
+
+    // When the clinician, having asked the patient, overrides it
+    let overridden = meds
+        .authorise_medication(at_hospital(
+            &stack,
+            mpb::AuthoriseMedicationRequest {
+                override_reason: "patient took amoxicillin in 2024 without reaction".into(),
+                ..authorise(&id, acute(AMOXICILLIN_500))
+            },
+        ))
+        .await
+        .expect("overridden")
+        .into_inner();
+    // Then the answer, the hospital's medication list and the record's
+    // history show a confidential allergy overridden, with the reason, and
+    // not which allergy or substance it was
+    let as_of = history_as_of(&stack, &id, at_hospital).await;
+    let listed = hospital_medications(&stack, &id, overridden.stream_sequence).await;
+    let from_history = as_of
+        .record
+        .expect("record")
+        .authorisations
+        .into_iter()
+        .find(|a| a.authorisation_id == overridden.authorisation_id)
+        .expect("the hospital's own prescription");
+    for shown in [&overridden, &listed[0], &from_history] {
+        let o = &shown.overrides[0];
+        assert!(o.confidential);
+        assert_eq!(
+            o.reason,
+            "patient took amoxicillin in 2024 without reaction"
+        );
+        assert!(
+            o.allergy_id.is_empty()
+                && o.substance.is_none()
+                && o.author_organisation_ods.is_empty()
+        );
+    }
+    // while the practice that recorded the allergy sees which it was
+    let at_practice_list = meds
+        .list_medications(at_practice(
+            &stack,
+            mpb::ListMedicationsRequest {
+                patient_id: id.clone(),
+                min_sequence: overridden.stream_sequence,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("the practice's list")
+        .into_inner();
+    let o = &at_practice_list.authorisations[0].overrides[0];
+    assert_eq!(o.allergy_id, allergy.allergy_id);
+    assert_eq!(
+        o.substance.as_ref().map(|s| s.code.as_str()),
+        Some(PENICILLIN)
+    );
+    stack.stop().await;
+}
+
+/// The record as it stands now, asked of its history by `at`'s caller.
+async fn history_as_of(
+    stack: &TestStack,
+    patient_id: &str,
+    at: fn(
+        &TestStack,
+        carelog_proto::audit::v1::GetRecordAsOfRequest,
+    ) -> tonic::Request<carelog_proto::audit::v1::GetRecordAsOfRequest>,
+) -> carelog_proto::audit::v1::RecordAsOf {
+    let mut history =
+        carelog_proto::audit::v1::record_history_service_client::RecordHistoryServiceClient::new(
+            stack.channel.clone(),
+        );
+    history
+        .get_record_as_of(at(
+            stack,
+            carelog_proto::audit::v1::GetRecordAsOfRequest {
+                patient_id: patient_id.into(),
+                as_of: Some(carelog_kernel::envelope::timestamp(chrono::Utc::now())),
+                view: carelog_proto::audit::v1::RecordView::AsRecorded as i32,
+            },
+        ))
+        .await
+        .expect("record as of")
+        .into_inner()
 }

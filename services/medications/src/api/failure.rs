@@ -30,6 +30,14 @@ impl From<Error> for Failure {
             Error::DuplicatePrescription {
                 authorisation_id, ..
             } => rule("DUPLICATE_PRESCRIPTION").with("authorisationId", authorisation_id),
+            // The same rules, saying the item is confidential and naming
+            // nothing of it.
+            Error::ConfidentialAllergyConflict { .. } => {
+                rule("ALLERGY_CONFLICT").with("confidential", "true")
+            }
+            Error::ConfidentialDuplicate { .. } => {
+                rule("DUPLICATE_PRESCRIPTION").with("confidential", "true")
+            }
             Error::AuthorisationStopped(id) => {
                 rule("AUTHORISATION_STOPPED").with("authorisationId", id)
             }

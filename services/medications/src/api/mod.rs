@@ -13,7 +13,7 @@ use carelog_kernel::date::PartialDate;
 use carelog_kernel::edge;
 use carelog_kernel::ids::{AllergyId, AuthorisationId, IssueId};
 use carelog_kernel::{
-    Committed, Decision, Executor, Failure, PatientId, RequestContext, Violations,
+    Actor, Committed, Decision, Executor, Failure, PatientId, RequestContext, Violations,
 };
 use carelog_proto::medications::v1 as pb;
 use pb::medications_service_server::MedicationsService;
@@ -21,6 +21,7 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::catalogue::DrugCatalogue;
 use crate::domain::values::CHANGEABLE_PATHS;
+use crate::domain::views::withhold_overrides;
 use crate::domain::{Command, Facts, MedicationRecord, decide};
 use crate::queries::MedicationsQueries;
 
@@ -192,10 +193,12 @@ fn allergy_of(
     Ok(allergy)
 }
 
+/// The authorisation `id` as `reader` may see it.
 fn authorisation_of(
     committed: &Committed<MedicationRecord>,
     patient: PatientId,
     id: &str,
+    reader: &Actor,
 ) -> Result<pb::Authorisation, Status> {
     let mut a = state(committed)?
         .authorisation(id)
@@ -203,6 +206,7 @@ fn authorisation_of(
         .ok_or_else(|| missing("authorisation", id))?;
     a.patient_id = patient.to_string();
     a.stream_sequence = committed.sequence;
+    withhold_overrides(&mut a, reader.organisation.as_str());
     Ok(a)
 }
 
@@ -314,6 +318,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
             &committed,
             patient,
             &authorisation_id.to_string(),
+            &ctx.actor,
         )?))
     }
 
@@ -394,11 +399,13 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
                 &committed,
                 patient,
                 &authorisation_id.to_string(),
+                &ctx.actor,
             )?),
             started: Some(authorisation_of(
                 &committed,
                 patient,
                 &new_authorisation_id.to_string(),
+                &ctx.actor,
             )?),
             stream_sequence: committed.sequence,
         }))
@@ -426,6 +433,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
             &committed,
             patient,
             &authorisation_id.to_string(),
+            &ctx.actor,
         )?))
     }
 
@@ -481,7 +489,7 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
             .collect();
         let mut reviewed = Vec::new();
         for id in reviewed_ids {
-            reviewed.push(authorisation_of(&committed, patient, &id)?);
+            reviewed.push(authorisation_of(&committed, patient, &id, &ctx.actor)?);
         }
         Ok(Response::new(pb::RecordMedicationReviewResponse {
             reviewed,

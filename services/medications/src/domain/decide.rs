@@ -207,28 +207,49 @@ fn allergy_conflicts<'r>(
 }
 
 /// An allergy conflict: the refusal, and the override recorded when the
-/// prescriber gives a reason.
+/// prescriber gives a reason. An allergy the prescriber's organisation may
+/// not see (recorded confidentially by another) still refuses, without
+/// saying which allergy or substance it is (ADR 0024).
 fn allergy_conflict(
     allergy: &pb::Allergy,
     substance: pb::Coding,
     product: &str,
+    facts: &Facts<'_>,
     reason: &str,
 ) -> (Error, pb::SafetyOverride) {
-    (
+    let refusal = if shown(
+        facts,
+        allergy.confidential,
+        &allergy.author_organisation_ods,
+    ) {
         Error::AllergyConflict {
             allergy_id: allergy.allergy_id.clone(),
             substance_code: substance.code.clone(),
             substance_display: substance.display.clone(),
             product: product.to_owned(),
-        },
+        }
+    } else {
+        Error::ConfidentialAllergyConflict {
+            product: product.to_owned(),
+        }
+    };
+    (
+        refusal,
         pb::SafetyOverride {
             kind: pb::safety_override::Kind::Allergy as i32,
             allergy_id: allergy.allergy_id.clone(),
             substance: Some(substance),
             reason: reason.to_owned(),
+            confidential: allergy.confidential,
+            author_organisation_ods: allergy.author_organisation_ods.clone(),
             ..Default::default()
         },
     )
+}
+
+/// Whether the caller's organisation may see an item with this marking.
+fn shown(facts: &Facts<'_>, confidential: bool, author_organisation: &str) -> bool {
+    confidential::visible_to_organisation(facts.organisation, confidential, author_organisation)
 }
 
 /// Every conflict refuses together, naming each, unless the prescriber gave
@@ -255,7 +276,9 @@ fn safety_checks(
 ) -> Result<Vec<pb::SafetyOverride>, Error> {
     let reason = override_reason.trim();
     let mut conflicts: Vec<_> = allergy_conflicts(record, facts, |code| product.contains(code))
-        .map(|(allergy, substance)| allergy_conflict(allergy, substance, &product.name, reason))
+        .map(|(allergy, substance)| {
+            allergy_conflict(allergy, substance, &product.name, facts, reason)
+        })
         .collect();
     let duplicates = record.active_authorisations().filter(|a| {
         Some(a.authorisation_id.as_str()) != replacing
@@ -266,15 +289,30 @@ fn safety_checks(
                 .is_some_and(|p| p.code == product.code.as_str())
     });
     for duplicate in duplicates {
-        conflicts.push((
+        // Another organisation's confidential authorisation still counts,
+        // without saying which it is.
+        let refusal = if shown(
+            facts,
+            duplicate.confidential,
+            &duplicate.author_organisation_ods,
+        ) {
             Error::DuplicatePrescription {
                 authorisation_id: duplicate.authorisation_id.clone(),
                 product: product.name.clone(),
-            },
+            }
+        } else {
+            Error::ConfidentialDuplicate {
+                product: product.name.clone(),
+            }
+        };
+        conflicts.push((
+            refusal,
             pb::SafetyOverride {
                 kind: pb::safety_override::Kind::Duplicate as i32,
                 authorisation_id: duplicate.authorisation_id.clone(),
                 reason: reason.to_owned(),
+                confidential: duplicate.confidential,
+                author_organisation_ods: duplicate.author_organisation_ods.clone(),
                 ..Default::default()
             },
         ));
@@ -310,7 +348,9 @@ fn issue_checks(
         !code.is_empty() && (code == product.code || ingredients.iter().any(|i| i == code))
     })
     .filter(|(allergy, _)| !acknowledged(&allergy.allergy_id))
-    .map(|(allergy, substance)| allergy_conflict(allergy, substance, &product.display, reason))
+    .map(|(allergy, substance)| {
+        allergy_conflict(allergy, substance, &product.display, facts, reason)
+    })
     .collect();
     overridden(conflicts, reason)
 }
@@ -587,11 +627,7 @@ pub fn decide(
                     .active_authorisations()
                     .filter(|a| {
                         is_repeat(a)
-                            && confidential::visible_to_organisation(
-                                facts.organisation,
-                                a.confidential,
-                                &a.author_organisation_ods,
-                            )
+                            && shown(facts, a.confidential, &a.author_organisation_ods)
                             && still_issuable(a, facts.today)
                             && !expires_before_next(a)
                     })

@@ -31,6 +31,18 @@ pub enum Error {
         authorisation_id: String,
         product: String,
     },
+    /// An allergy recorded confidentially by another organisation: neither
+    /// it nor its substance is named.
+    #[error(
+        "{product} conflicts with an allergy recorded confidentially by another organisation; ask the patient, or give override_reason to prescribe anyway"
+    )]
+    ConfidentialAllergyConflict { product: String },
+    /// An authorisation recorded confidentially by another organisation:
+    /// it is not named.
+    #[error(
+        "{product} is already actively authorised, confidentially, by another organisation; give override_reason to prescribe anyway"
+    )]
+    ConfidentialDuplicate { product: String },
     #[error("authorisation {0} was stopped: authorise the medication again to prescribe it")]
     AuthorisationStopped(String),
     #[error("authorisation {id} has used all of its {authorised} authorised issues")]

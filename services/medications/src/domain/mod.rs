@@ -5,6 +5,7 @@ pub mod decide;
 pub mod error;
 pub mod record;
 pub mod values;
+pub mod views;
 
 #[cfg(test)]
 mod tests;

@@ -67,6 +67,8 @@ fn samples() -> Vec<pb::Event> {
                 }),
                 authorisation_id: String::new(),
                 reason: "allergy label doubtful".into(),
+                confidential: false,
+                author_organisation_ods: String::new(),
             }],
             ingredient_codes: vec!["372709008".into()],
         }),

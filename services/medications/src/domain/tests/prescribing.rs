@@ -272,3 +272,100 @@ fn given_last_months_amoxicillin_course_issued_when_amoxicillin_is_prescribed_ag
         "{error:?}"
     );
 }
+
+/// Recorded confidentially by a sexual health clinic, not the practice.
+const CLINIC: &str = "RYJ01";
+
+fn confidential_at_clinic(event: pb::Event) -> pb::Event {
+    let event = match event.event {
+        Some(E::AllergyRecorded(e)) => E::AllergyRecorded(pb::AllergyRecorded {
+            confidential: true,
+            author_organisation_ods: CLINIC.into(),
+            ..e
+        }),
+        Some(E::MedicationAuthorised(e)) => E::MedicationAuthorised(pb::MedicationAuthorised {
+            confidential: true,
+            author_organisation_ods: CLINIC.into(),
+            ..e
+        }),
+        other => panic!("not a confidential item: {other:?}"),
+    };
+    ev(event)
+}
+
+#[test]
+fn given_a_clinics_confidential_penicillin_allergy_when_the_practice_prescribes_amoxicillin_then_it_is_refused_naming_neither_allergy_nor_substance()
+ {
+    // Given a penicillin allergy the clinic recorded confidentially
+    let allergy = AllergyId::new();
+    let g = given(vec![confidential_at_clinic(allergy_recorded(allergy))]);
+    // When the practice prescribes amoxicillin, then it is refused all the
+    // same, without saying which allergy or substance
+    let error = g
+        .when(authorise(acute(AMOXICILLIN_500), ""))
+        .expect_err("refused");
+    assert!(
+        matches!(&error, Error::ConfidentialAllergyConflict { product } if product == "Amoxicillin 500mg capsules"),
+        "{error:?}"
+    );
+    let told = format!("{error} {error:?}");
+    assert!(!told.contains(&allergy.to_string()), "{told}");
+    assert!(
+        !told.contains(PENICILLIN) && !told.contains("Penicillin"),
+        "{told}"
+    );
+    // When the prescriber overrides it, having asked the patient, then the
+    // override records the allergy, marked confidential to the clinic
+    let E::MedicationAuthorised(e) = only(
+        g.when(authorise(
+            acute(AMOXICILLIN_500),
+            "patient says they took amoxicillin last year without reaction",
+        ))
+        .expect("overridden"),
+    ) else {
+        panic!("MedicationAuthorised expected");
+    };
+    let o = &e.overrides[0];
+    assert_eq!(o.allergy_id, allergy.to_string());
+    assert!(o.confidential);
+    assert_eq!(o.author_organisation_ods, CLINIC);
+    // while the clinic itself is told which allergy it is
+    assert!(matches!(
+        g.from(CLINIC).when(authorise(acute(AMOXICILLIN_500), "")),
+        Err(Error::AllergyConflict { allergy_id, .. }) if allergy_id == allergy.to_string()
+    ));
+}
+
+#[test]
+fn given_a_clinics_confidential_clarithromycin_repeat_when_the_practice_authorises_it_then_it_is_refused_as_a_duplicate_without_naming_it()
+ {
+    // Given a clarithromycin repeat the clinic authorised confidentially
+    let first = AuthorisationId::new();
+    let g = given(vec![confidential_at_clinic(authorised(
+        first,
+        repeat(CLARITHROMYCIN_500, 6),
+    ))]);
+    // When the practice authorises clarithromycin
+    let error = g
+        .when(authorise(repeat(CLARITHROMYCIN_500, 6), ""))
+        .expect_err("duplicate");
+    // Then it is refused as a duplicate, not naming the clinic's authorisation
+    assert!(
+        matches!(&error, Error::ConfidentialDuplicate { .. }),
+        "{error:?}"
+    );
+    assert!(!format!("{error} {error:?}").contains(&first.to_string()));
+    // and an override records which it was, marked confidential
+    let E::MedicationAuthorised(e) = only(
+        g.when(authorise(
+            repeat(CLARITHROMYCIN_500, 6),
+            "clinic course ended, confirmed with the patient",
+        ))
+        .expect("overridden"),
+    ) else {
+        panic!("MedicationAuthorised expected");
+    };
+    assert_eq!(e.overrides[0].authorisation_id, first.to_string());
+    assert!(e.overrides[0].confidential);
+    assert_eq!(e.overrides[0].author_organisation_ods, CLINIC);
+}

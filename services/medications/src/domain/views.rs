@@ -1,0 +1,82 @@
+//! Medication resources as a reader may see them (ADR 0024).
+
+use carelog_kernel::confidential;
+use carelog_proto::medications::v1 as pb;
+
+/// Leaves out of an authorisation's overridden safety checks which allergy
+/// or authorisation each was, when another organisation than the reader's
+/// recorded it confidentially: its id, its substance and its author. The
+/// override itself, its kind and the prescriber's reason stay.
+pub fn withhold_overrides(authorisation: &mut pb::Authorisation, organisation: &str) {
+    for o in &mut authorisation.overrides {
+        if !confidential::visible_to_organisation(
+            organisation,
+            o.confidential,
+            &o.author_organisation_ods,
+        ) {
+            o.allergy_id.clear();
+            o.substance = None;
+            o.authorisation_id.clear();
+            o.author_organisation_ods.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn overridden_against_the_clinics_allergy() -> pb::Authorisation {
+        pb::Authorisation {
+            overrides: vec![
+                pb::SafetyOverride {
+                    kind: pb::safety_override::Kind::Allergy as i32,
+                    allergy_id: "clinic-allergy".into(),
+                    substance: Some(pb::Coding {
+                        code: "764146007".into(),
+                        display: "Penicillin".into(),
+                    }),
+                    reason: "tolerated amoxicillin last year".into(),
+                    confidential: true,
+                    author_organisation_ods: "RYJ01".into(),
+                    authorisation_id: String::new(),
+                },
+                pb::SafetyOverride {
+                    kind: pb::safety_override::Kind::Duplicate as i32,
+                    authorisation_id: "practice-repeat".into(),
+                    reason: "second supply while away".into(),
+                    author_organisation_ods: "A81001".into(),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_override_of_a_confidential_allergy_names_it_only_inside_its_authors_organisation() {
+        // Given a prescription that overrode the sexual health clinic's
+        // confidential penicillin allergy and a practice repeat
+        let mut at_clinic = overridden_against_the_clinics_allergy();
+        let mut at_practice = at_clinic.clone();
+        // When the clinic and the practice read it
+        withhold_overrides(&mut at_clinic, "RYJ01");
+        withhold_overrides(&mut at_practice, "A81001");
+        // Then the clinic sees what it recorded
+        assert_eq!(at_clinic, overridden_against_the_clinics_allergy());
+        // and the practice sees that a confidential allergy was overridden,
+        // and why, but not which allergy, substance or organisation
+        let allergy = &at_practice.overrides[0];
+        assert!(allergy.confidential);
+        assert_eq!(allergy.kind, pb::safety_override::Kind::Allergy as i32);
+        assert_eq!(allergy.reason, "tolerated amoxicillin last year");
+        assert!(allergy.allergy_id.is_empty());
+        assert!(allergy.substance.is_none());
+        assert!(allergy.author_organisation_ods.is_empty());
+        // and the ordinary duplicate override whole
+        assert_eq!(
+            at_practice.overrides[1],
+            overridden_against_the_clinics_allergy().overrides[1]
+        );
+    }
+}
