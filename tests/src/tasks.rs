@@ -46,6 +46,11 @@ pub fn req_in_teams<T>(
     request
 }
 
+/// A request from ph-patel, a pharmacist of the practice team.
+pub fn as_practice_pharmacist<T>(stack: &TestStack, message: T) -> tonic::Request<T> {
+    req_in_teams(stack, "ph-patel", "A81001", &[PRACTICE_TEAM], message)
+}
+
 pub fn team(id: &str) -> Option<pb::Performer> {
     Some(pb::Performer {
         performer: Some(pb::performer::Performer::TeamId(id.into())),

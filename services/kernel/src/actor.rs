@@ -53,7 +53,8 @@ pub const BREAK_GLASS_HEADER: &str = "x-carelog-break-glass";
 pub struct RequestContext {
     pub actor: Actor,
     pub purpose_of_use: String,
-    /// Team ids from the token's `teams` claim (empty when none).
+    /// The teams of the token's `teams` claim, qualified by the token's
+    /// organisation (`ids::TeamId`; empty when none).
     pub teams: Vec<String>,
     pub on_behalf_of: String,
     /// Why (required for amendments, corrections and break-glass).
@@ -127,7 +128,7 @@ impl RequestContext {
             .ok_or_else(|| Failure::unauthenticated("a bearer token is required"))?;
         let mut ctx = Self::for_actor(actor, request.metadata());
         if let Some(Teams(teams)) = request.extensions().get::<Teams>() {
-            ctx.teams = teams.clone();
+            ctx.teams = crate::ids::TeamId::memberships(&ctx.actor.organisation, teams);
         }
         if let Some(crate::policy::RpcPath(path)) =
             request.extensions().get::<crate::policy::RpcPath>()

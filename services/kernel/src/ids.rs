@@ -22,6 +22,10 @@ pub enum IdError {
     OdsFormat,
     #[error("must be a GP practice ODS code: a letter followed by five digits")]
     PracticeOdsFormat,
+    #[error(
+        "must be a team id (1 to 64 letters, digits, '-', '_', '.' or ':'), optionally after the ODS code of its organisation and '/'"
+    )]
+    TeamFormat,
 }
 
 macro_rules! typed_uuid {
@@ -227,10 +231,108 @@ impl fmt::Display for OdsCode {
     }
 }
 
+/// A team, qualified by the organisation whose team it is: `<ODS>/<team>`.
+/// Two organisations' teams of the same name ("district-nurses") are two
+/// teams: a task performed by one is not the other's work.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TeamId(String);
+
+impl TeamId {
+    /// A team named by a user of `organisation`: `<ODS>/<team>` names
+    /// another organisation's team, a bare `<team>` one of `organisation`.
+    pub fn parse(organisation: &OdsCode, text: &str) -> Result<Self, IdError> {
+        let text = text.trim();
+        let (ods, team) = match text.split_once('/') {
+            Some((ods, team)) => (OdsCode::parse(ods).map_err(|_| IdError::TeamFormat)?, team),
+            None => (organisation.clone(), text),
+        };
+        let ok = (1..=64).contains(&team.len())
+            && team
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+        if ok {
+            Ok(Self(format!("{ods}/{team}")))
+        } else {
+            Err(IdError::TeamFormat)
+        }
+    }
+
+    /// The teams a token's `teams` claim makes its user a member of: teams
+    /// of the token's own organisation only. A claim naming another
+    /// organisation's team, or malformed, makes no one a member of anything.
+    pub fn memberships(organisation: &OdsCode, claims: &[String]) -> Vec<String> {
+        claims
+            .iter()
+            .filter_map(|claim| Self::parse(organisation, claim).ok())
+            .filter(|team| team.organisation() == organisation.as_str())
+            .map(|team| team.0)
+            .collect()
+    }
+
+    /// The ODS code of the organisation whose team it is.
+    pub fn organisation(&self) -> &str {
+        self.0.split_once('/').map_or("", |(ods, _)| ods)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TeamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_team_is_qualified_by_its_organisation() {
+        let practice = OdsCode::parse("A81001").expect("ods");
+        // A bare name is a team of the organisation naming it
+        assert_eq!(
+            TeamId::parse(&practice, " district-nurses ").map(|t| t.to_string()),
+            Ok("A81001/district-nurses".into())
+        );
+        // another organisation's team is named with its ODS code
+        let theirs = TeamId::parse(&practice, "rr8/pharmacy").expect("qualified");
+        assert_eq!(theirs.as_str(), "RR8/pharmacy");
+        assert_eq!(theirs.organisation(), "RR8");
+        for bad in [
+            "",
+            "a b",
+            "RR8/",
+            "/pharmacy",
+            "R/pharmacy",
+            "RR8/x/y",
+            &"t".repeat(65),
+        ] {
+            assert_eq!(
+                TeamId::parse(&practice, bad),
+                Err(IdError::TeamFormat),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_makes_its_user_a_member_only_of_its_own_organisations_teams() {
+        let hospital = OdsCode::parse("RR8").expect("ods");
+        let claims = [
+            "district-nurses".to_owned(),
+            "RR8/pharmacy".to_owned(),
+            "A81001/district-nurses".to_owned(),
+            "not a team".to_owned(),
+        ];
+        assert_eq!(
+            TeamId::memberships(&hospital, &claims),
+            ["RR8/district-nurses", "RR8/pharmacy"]
+        );
+    }
 
     #[test]
     fn a_known_valid_nhs_number_parses_in_either_form() {

@@ -9,7 +9,7 @@ use carelog_demographics::gate::PatientGate;
 use carelog_kernel::access::{self, AccessLog, AccessSink, Reads};
 use carelog_kernel::edge::check_text;
 use carelog_kernel::guard::Guard;
-use carelog_kernel::ids::TaskId;
+use carelog_kernel::ids::{TaskId, TeamId};
 use carelog_kernel::{Decision, Executor, Failure, OdsCode, PatientId, RequestContext, Violations};
 use carelog_proto::tasks::v1 as pb;
 use pb::tasks_service_server::TasksService;
@@ -343,7 +343,7 @@ impl<Q: TasksQueries> TasksService for TasksApi<Q> {
         check_text("description", &r.description, TEXT_MAX, &mut v);
         let focus = check_focus(r.focus, &mut v);
         let owner_user_id = user_id("owner_user_id", &r.owner_user_id, &mut v);
-        let performer = check_performer(r.performer, &mut v);
+        let performer = check_performer(r.performer, &ctx.actor.organisation, &mut v);
         let priority = pb::TaskPriority::try_from(r.priority).unwrap_or_else(|_| {
             v.add("priority", "must be ROUTINE, URGENT, ASAP or STAT");
             pb::TaskPriority::Unspecified
@@ -384,7 +384,13 @@ impl<Q: TasksQueries> TasksService for TasksApi<Q> {
         for (i, path) in paths.iter().enumerate() {
             match path.as_str() {
                 "owner_user_id" => owner = Some(user_id("owner_user_id", &r.owner_user_id, &mut v)),
-                "performer" => performer = Some(check_performer(r.performer.clone(), &mut v)),
+                "performer" => {
+                    performer = Some(check_performer(
+                        r.performer.clone(),
+                        &ctx.actor.organisation,
+                        &mut v,
+                    ))
+                }
                 other => v.add(
                     format!("update_mask.paths[{i}]"),
                     format!("unknown field '{other}'; assignable fields: owner_user_id, performer"),
@@ -549,7 +555,11 @@ impl<Q: TasksQueries> TasksService for TasksApi<Q> {
         } else if !r.owner_user_id.trim().is_empty() {
             Some(WorkList::Owner(r.owner_user_id.trim().to_owned()))
         } else if !r.team_id.trim().is_empty() {
-            Some(WorkList::Team(r.team_id.trim().to_owned()))
+            v.check(
+                "team_id",
+                TeamId::parse(&ctx.actor.organisation, &r.team_id),
+            )
+            .map(|t| WorkList::Team(t.to_string()))
         } else if !r.organisation_ods.trim().is_empty() {
             v.check("organisation_ods", OdsCode::parse(&r.organisation_ods))
                 .map(|o| WorkList::Organisation(o.to_string()))

@@ -3,7 +3,7 @@
 //! rule. The rules of the domain are `domain::decide`'s.
 
 use carelog_kernel::date::PartialDate;
-use carelog_kernel::ids::TaskId;
+use carelog_kernel::ids::{TaskId, TeamId};
 use carelog_kernel::{OdsCode, PatientId, RequestContext, Violations};
 use carelog_proto::tasks::v1 as pb;
 
@@ -12,7 +12,6 @@ use crate::domain::Who;
 pub(crate) const TITLE_MAX: usize = 200;
 pub(crate) const TEXT_MAX: usize = 4000;
 pub(crate) const REFERENCE_MAX: usize = 256;
-pub(crate) const ID_MAX: usize = 64;
 
 pub(crate) fn too_long(text: &str, max: usize) -> bool {
     text.chars().count() > max
@@ -40,28 +39,21 @@ pub(crate) fn user_id(field: &str, text: &str, v: &mut Violations) -> String {
     text.to_owned()
 }
 
+/// The performer named by a user of `organisation`: a team qualified by
+/// its organisation (`ids::TeamId`), or an organisation.
 pub(crate) fn check_performer(
     p: Option<pb::Performer>,
+    organisation: &OdsCode,
     v: &mut Violations,
 ) -> Option<pb::Performer> {
     use pb::performer::Performer as P;
     let performer = p?.performer?;
     let checked = match performer {
-        P::TeamId(team) => {
-            let team = team.trim().to_owned();
-            let ok = !team.is_empty()
-                && team.len() <= ID_MAX
-                && team
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-            if !ok {
-                v.add(
-                    "performer.team_id",
-                    "must be 1 to 64 letters, digits, '-', '_', '.' or ':'",
-                );
-            }
-            P::TeamId(team)
-        }
+        P::TeamId(team) => P::TeamId(
+            v.check("performer.team_id", TeamId::parse(organisation, &team))
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+        ),
         P::OrganisationOds(ods) => P::OrganisationOds(
             v.check("performer.organisation_ods", OdsCode::parse(&ods))
                 .map(|o| o.to_string())

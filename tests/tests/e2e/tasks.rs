@@ -14,7 +14,8 @@ use std::time::Duration;
 use carelog_proto::tasks::v1 as pb;
 use carelog_tests::harness::{TestStack, jane_smith};
 use carelog_tests::tasks::{
-    AUTHORISATION, PRACTICE_TEAM, action, medication_review, reason, req_in_teams, status, team,
+    AUTHORISATION, PRACTICE_TEAM, action, as_practice_pharmacist, medication_review, reason,
+    req_in_teams, status, team,
 };
 use tonic::Code;
 use tonic_types::StatusExt as _;
@@ -78,13 +79,7 @@ async fn a_medication_review_for_the_practice_team_is_claimed_completed_and_its_
     assert_eq!(reason(&unclaimed), "TASK_UNOWNED");
 
     let claimed = tasks
-        .claim_task(req_in_teams(
-            &stack,
-            "ph-patel",
-            "A81001",
-            &[PRACTICE_TEAM],
-            action(&created, ""),
-        ))
+        .claim_task(as_practice_pharmacist(&stack, action(&created, "")))
         .await
         .expect("claim")
         .into_inner();
@@ -131,11 +126,8 @@ async fn a_medication_review_for_the_practice_team_is_claimed_completed_and_its_
     assert_eq!(reason(&not_owner), "NOT_TASK_OWNER");
 
     let completed = tasks
-        .complete_task(req_in_teams(
+        .complete_task(as_practice_pharmacist(
             &stack,
-            "ph-patel",
-            "A81001",
-            &[PRACTICE_TEAM],
             pb::CompleteTaskRequest {
                 patient_id: jane.patient_id.clone(),
                 task_id: created.task_id.clone(),
@@ -149,13 +141,7 @@ async fn a_medication_review_for_the_practice_team_is_claimed_completed_and_its_
     assert_eq!(status(&completed), pb::TaskStatus::Completed);
 
     let late = tasks
-        .start_task(req_in_teams(
-            &stack,
-            "ph-patel",
-            "A81001",
-            &[PRACTICE_TEAM],
-            action(&created, ""),
-        ))
+        .start_task(as_practice_pharmacist(&stack, action(&created, "")))
         .await
         .expect_err("completed is terminal");
     assert_eq!(late.code(), Code::FailedPrecondition);
@@ -306,5 +292,81 @@ async fn a_medication_review_for_the_practice_team_is_claimed_completed_and_its_
     .await
     .expect("audit");
     assert_eq!(audited, 4, "created, claimed, commented, completed");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_hospital_team_of_the_same_name_neither_claims_the_practice_teams_task_nor_reads_the_record_through_it()
+ {
+    let stack = TestStack::start().await;
+    let jane = stack.register(jane_smith()).await;
+    let mut tasks = stack.tasks();
+    // Given a medication review the practice gave its own pharmacists
+    let created = tasks
+        .create_task(stack.req(medication_review(
+            &jane.patient_id,
+            AUTHORISATION,
+            team(PRACTICE_TEAM),
+        )))
+        .await
+        .expect("create")
+        .into_inner();
+    // Then the task names the team with its organisation
+    let performer = created.performer.as_ref().and_then(|p| p.performer.clone());
+    assert_eq!(
+        performer,
+        Some(pb::performer::Performer::TeamId(format!(
+            "A81001/{PRACTICE_TEAM}"
+        )))
+    );
+
+    // When a hospital pharmacist, whose token names a hospital team of the
+    // same name, claims it or reads it, then the task opens nothing to
+    // them: they have no relationship with the patient
+    let at_hospital = |message| req_in_teams(&stack, "ph-ward", "RR8", &[PRACTICE_TEAM], message);
+    let refused = tasks
+        .claim_task(at_hospital(action(&created, "")))
+        .await
+        .expect_err("another organisation's team");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert_eq!(reason(&refused), "NO_LEGITIMATE_RELATIONSHIP");
+    // and their own team's work list does not hold it
+    let hospital_list = tasks
+        .list_tasks(req_in_teams(
+            &stack,
+            "ph-ward",
+            "RR8",
+            &[PRACTICE_TEAM],
+            pb::ListTasksRequest {
+                team_id: PRACTICE_TEAM.into(),
+                min_sequence: created.stream_sequence,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("the hospital team's work list")
+        .into_inner();
+    assert!(hospital_list.tasks.is_empty());
+
+    // while a practice pharmacist claims it, the practice's work list naming
+    // the team either way
+    for named in [PRACTICE_TEAM.to_owned(), format!("a81001/{PRACTICE_TEAM}")] {
+        let listed = tasks
+            .list_tasks(stack.req(pb::ListTasksRequest {
+                team_id: named,
+                min_sequence: created.stream_sequence,
+                ..Default::default()
+            }))
+            .await
+            .expect("the practice team's work list")
+            .into_inner();
+        assert_eq!(listed.tasks.len(), 1);
+    }
+    let claimed = tasks
+        .claim_task(as_practice_pharmacist(&stack, action(&created, "")))
+        .await
+        .expect("claimed by the practice's pharmacist")
+        .into_inner();
+    assert_eq!(claimed.owner_user_id, "ph-patel");
     stack.stop().await;
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 use carelog_proto::tasks::v1 as pb;
 use carelog_tests::harness::{TestStack, jane_smith};
 use carelog_tests::tasks::{
-    AUTHORISATION, PRACTICE_TEAM, action, medication_review, organisation, req_in_teams, team,
+    AUTHORISATION, PRACTICE_TEAM, action, as_practice_pharmacist, medication_review, organisation,
+    team,
 };
 
 async fn dump(pool: &sqlx::PgPool) -> Vec<String> {
@@ -51,22 +52,13 @@ async fn the_tasks_read_models_rebuilt_from_the_start_are_identical() {
             .await
             .expect("patientless");
         tasks
-            .claim_task(req_in_teams(
-                &stack,
-                "ph-patel",
-                "A81001",
-                &[PRACTICE_TEAM],
-                action(&created, ""),
-            ))
+            .claim_task(as_practice_pharmacist(&stack, action(&created, "")))
             .await
             .expect("claim");
         if i % 2 == 0 {
             tasks
-                .complete_task(req_in_teams(
+                .complete_task(as_practice_pharmacist(
                     &stack,
-                    "ph-patel",
-                    "A81001",
-                    &[PRACTICE_TEAM],
                     pb::CompleteTaskRequest {
                         patient_id: created.patient_id.clone(),
                         task_id: created.task_id.clone(),
