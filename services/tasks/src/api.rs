@@ -15,6 +15,7 @@ use carelog_proto::tasks::v1 as pb;
 use pb::tasks_service_server::TasksService;
 use tonic::{Code, Request, Response, Status};
 
+use crate::domain::decide::is_party;
 use crate::domain::{Command, Error, NewTask, Patient, TaskList, decide, status};
 use crate::input::{
     TEXT_MAX, TITLE_MAX, check_focus, check_performer, due_date, new_task_id, optional_patient,
@@ -133,7 +134,9 @@ impl<Q: TasksQueries> TasksApi<Q> {
     /// task is the review of an emergency access and the caller performs it
     /// (ADR 0022), lets them work on it without access to the record: the
     /// review must reach its privacy officer even where no rule admits
-    /// them (a patient with no practice, or registered elsewhere since).
+    /// them (a patient with no practice, or registered elsewhere since). A
+    /// task about no patient is there only for its parties: to anyone else
+    /// it is NOT_FOUND, as a task that does not exist.
     async fn admit_to_task(
         &self,
         ctx: &mut RequestContext,
@@ -141,13 +144,15 @@ impl<Q: TasksQueries> TasksApi<Q> {
         task: TaskId,
     ) -> Result<(), Failure> {
         let list = self.executor.load(partition(patient, task)).await?;
-        let reviewer = list
-            .state
-            .task(&task.to_string())
-            .is_some_and(|t| crate::domain::decide::reviewed_by(t, &who(ctx)));
-        if reviewer {
+        let id = task.to_string();
+        let who = who(ctx);
+        let found = list.state.task(&id);
+        if found.is_some_and(|t| crate::domain::decide::reviewed_by(t, &who)) {
             ctx.access_rule = REVIEW_RULE.to_owned();
             return Ok(());
+        }
+        if patient.is_none() && !found.is_some_and(|t| is_party(t, &who)) {
+            return Err(Failure::not_found("task", &id));
         }
         self.admit(ctx, patient).await
     }
@@ -292,7 +297,7 @@ impl<Q: TasksQueries> TasksApi<Q> {
         let tasks: Vec<pb::Task> = tasks
             .into_iter()
             .filter(|t| {
-                t.patient_id.is_empty()
+                (t.patient_id.is_empty() && is_party(t, &who))
                     || admitted.contains_key(&t.patient_id)
                     || crate::domain::decide::reviewed_by(t, &who)
             })
@@ -613,7 +618,7 @@ impl<Q: TasksQueries> TasksService for TasksApi<Q> {
         let page = page(r.page_size, r.page_token, &mut v);
         v.into_result()?;
         let task = task.ok_or_else(|| Failure::invalid_field("task_id", "is required"))?;
-        self.admit(&mut ctx, patient).await?;
+        self.admit_to_task(&mut ctx, patient, task).await?;
         let at = Consistency::until_deadline(&ctx, r.min_sequence);
         let found = self.addressed(patient, task, at).await?;
         let (entries, next_page_token) = self.queries.history(task, &page, at).await?;

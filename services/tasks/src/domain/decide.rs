@@ -203,6 +203,12 @@ fn requested(task: &pb::Task, who: &Who) -> bool {
         .is_some_and(|r| r.user_id == who.user_id || r.organisation_ods == who.organisation)
 }
 
+/// Whether `who` is a party to the task: asked for it or performs it. A
+/// task about no patient is its parties' business alone.
+pub fn is_party(task: &pb::Task, who: &Who) -> bool {
+    performs(task, who) || requested(task, who)
+}
+
 /// Refuses `action` to anyone who neither asked for the task nor performs
 /// it (and, `performer_only`, to anyone who does not perform it): being
 /// admitted to the patient is not being a party to their task.
@@ -212,7 +218,11 @@ fn party(
     action: &'static str,
     performer_only: bool,
 ) -> Result<(), Error> {
-    let allowed = performs(task, who) || (!performer_only && requested(task, who));
+    let allowed = if performer_only {
+        performs(task, who)
+    } else {
+        is_party(task, who)
+    };
     if allowed {
         return Ok(());
     }

@@ -79,7 +79,8 @@ async fn a_practice_work_list_shows_overdue_first_then_priority_then_due_date_in
     );
     assert!(second.next_page_token.is_empty());
 
-    // Any user of the organisation may claim; another organisation may not.
+    // Any user of the organisation may claim; to another organisation, a
+    // task about no patient that it is no party to is not there.
     let overdue = ids
         .iter()
         .find(|t| t.title == "Routine, overdue")
@@ -88,7 +89,7 @@ async fn a_practice_work_list_shows_overdue_first_then_priority_then_due_date_in
         .claim_task(stack.req_in_role("dr-far", "B82002", "R8000", action(overdue, "")))
         .await
         .expect_err("other organisation");
-    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert_eq!(refused.code(), Code::NotFound);
     let claimed = tasks
         .claim_task(stack.req_as("rx-clerk", action(overdue, "")))
         .await
@@ -156,5 +157,116 @@ async fn a_practice_work_list_shows_overdue_first_then_priority_then_due_date_in
         .expect("entered in error")
         .into_inner();
     assert_eq!(status(&corrected), pb::TaskStatus::EnteredInError);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_task_about_no_patient_is_its_parties_business_alone() {
+    let stack = TestStack::start().await;
+    let mut tasks = stack.tasks();
+    fn at_hospital<T>(stack: &TestStack, message: T) -> tonic::Request<T> {
+        stack.req_in_role("dr-ward", "RR8", "R8000", message)
+    }
+    // Given the practice's own task about no patient, and one it asks of
+    // the hospital
+    let create = |title: &str, performer: &str| pb::CreateTaskRequest {
+        title: title.into(),
+        description: "Practice business".into(),
+        performer: organisation(performer),
+        ..Default::default()
+    };
+    let own = tasks
+        .create_task(stack.req(create("Restock the vaccine fridge", "A81001")))
+        .await
+        .expect("the practice's own task")
+        .into_inner();
+    let asked = tasks
+        .create_task(stack.req(create("Send the discharge letters", "RR8")))
+        .await
+        .expect("a task for the hospital")
+        .into_inner();
+    let last = own.stream_sequence.max(asked.stream_sequence);
+
+    // When a hospital clinician lists the practice's work list, then the
+    // practice's own task is not in it
+    let practice_list = |request| {
+        let mut tasks = stack.tasks();
+        async move {
+            tasks
+                .list_tasks(request)
+                .await
+                .expect("work list")
+                .into_inner()
+        }
+    };
+    let listing = || pb::ListTasksRequest {
+        organisation_ods: "A81001".into(),
+        min_sequence: last,
+        ..Default::default()
+    };
+    assert!(
+        practice_list(at_hospital(&stack, listing()))
+            .await
+            .tasks
+            .is_empty()
+    );
+    // and reading it, its history or commenting on it is NOT_FOUND, as for
+    // a task that does not exist
+    let get = pb::GetTaskRequest {
+        task_id: own.task_id.clone(),
+        min_sequence: last,
+        ..Default::default()
+    };
+    let refused = [
+        tasks
+            .get_task(at_hospital(&stack, get.clone()))
+            .await
+            .map(|_| ()),
+        tasks
+            .list_task_history(at_hospital(
+                &stack,
+                pb::ListTaskHistoryRequest {
+                    task_id: own.task_id.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(|_| ()),
+        tasks
+            .comment_on_task(at_hospital(
+                &stack,
+                pb::CommentOnTaskRequest {
+                    task_id: own.task_id.clone(),
+                    text: "seen".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(|_| ()),
+    ];
+    for answer in refused {
+        assert_eq!(answer.expect_err("not a party").code(), Code::NotFound);
+    }
+
+    // while the practice sees its own task, and the hospital the one asked
+    // of it
+    assert_eq!(practice_list(stack.req(listing())).await.tasks.len(), 1);
+    let for_hospital = tasks
+        .get_task(at_hospital(
+            &stack,
+            pb::GetTaskRequest {
+                task_id: asked.task_id.clone(),
+                min_sequence: last,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("the hospital performs it")
+        .into_inner();
+    assert_eq!(for_hospital.title, "Send the discharge letters");
+    tasks
+        .get_task(stack.req(get))
+        .await
+        .expect("the practice's own task");
     stack.stop().await;
 }
