@@ -796,6 +796,50 @@ async fn emergency_access_opens_no_standing_way_to_the_record() {
         .await
         .expect_err("an old draft is no standing access");
     assert_eq!(reason(&refused), "NO_LEGITIMATE_RELATIONSHIP");
+    // but its write-up goes on without breaking glass again: the doctor
+    // records the blood pressure and signs it, answered with that
+    // consultation alone
+    let old_id = old
+        .consultation
+        .as_ref()
+        .expect("draft")
+        .consultation_id
+        .clone();
+    let entry = carelog_tests::consultations::add_request(
+        &id,
+        &old_id,
+        "",
+        carelog_tests::consultations::blood_pressure(90, 60),
+    );
+    let refused = cons
+        .add_entry(as_org(&stack, "Y01234", entry.clone()))
+        .await
+        .expect_err("another organisation's draft");
+    assert_eq!(reason(&refused), "NO_LEGITIMATE_RELATIONSHIP");
+    cons.add_entry(as_org(&stack, STRANGER, entry))
+        .await
+        .expect("the write-up of their own draft");
+    let signed = cons
+        .sign_consultation(as_org(
+            &stack,
+            STRANGER,
+            cpb::SignConsultationRequest {
+                patient_id: id.clone(),
+                consultation_id: old_id,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("signed")
+        .into_inner()
+        .consultation
+        .expect("consultation");
+    assert_eq!(signed.status, cpb::ConsultationStatus::Signed as i32);
+    let refused = cons
+        .list_consultations(consultations(None, 0))
+        .await
+        .expect_err("writing up a draft opens no other part of the record");
+    assert_eq!(reason(&refused), "NO_LEGITIMATE_RELATIONSHIP");
 
     // while the encounter in progress does, as the relationship it is
     let now = cons
