@@ -87,7 +87,8 @@ async fn register_consult_refuse_amoxicillin_prescribe_clarithromycin_and_review
         medications_before
     );
 
-    // When clarithromycin is prescribed as a repeat and issued twice
+    // When clarithromycin is prescribed as a repeat and issued twice (the
+    // second the same day, so with a reason)
     let repeat = stack
         .medications()
         .authorise_medication(stack.req(authorise(&patient, repeat(CLARITHROMYCIN_500, 6))))
@@ -98,7 +99,14 @@ async fn register_consult_refuse_amoxicillin_prescribe_clarithromycin_and_review
     for n in 1..=2 {
         let issued = stack
             .medications()
-            .issue_prescription(stack.req(issue(&patient, &repeat.authorisation_id)))
+            .issue_prescription(stack.req(medications::IssuePrescriptionRequest {
+                override_reason: if n == 1 {
+                    String::new()
+                } else {
+                    "supply for the care home".into()
+                },
+                ..issue(&patient, &repeat.authorisation_id)
+            }))
             .await
             .expect("issue")
             .into_inner();

@@ -242,13 +242,15 @@ async fn one_visit(channel: Channel, token: &str, i: u64) -> anyhow::Result<Vec<
     )
     .await?
     .authorisation_id;
-    for _ in 0..2 {
+    // The second issue the same day needs a reason (ISSUED_TODAY).
+    for reason in ["", "supply for the care home"] {
         timed(
             &mut l,
             drugs.issue_prescription(authorised(
                 medications::IssuePrescriptionRequest {
                     patient_id: patient.clone(),
                     authorisation_id: authorisation.clone(),
+                    override_reason: reason.into(),
                     ..Default::default()
                 },
                 token,

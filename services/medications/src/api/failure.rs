@@ -38,6 +38,7 @@ impl From<Error> for Failure {
             Error::ConfidentialDuplicate { .. } => {
                 rule("DUPLICATE_PRESCRIPTION").with("confidential", "true")
             }
+            Error::IssuedToday { id, .. } => rule("ISSUED_TODAY").with("authorisationId", id),
             Error::AuthorisationStopped(id) => {
                 rule("AUTHORISATION_STOPPED").with("authorisationId", id)
             }

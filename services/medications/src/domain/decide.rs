@@ -320,8 +320,11 @@ fn safety_checks(
     overridden(conflicts, reason)
 }
 
-/// The allergy check on an issue: allergies to the authorised product that
-/// its authorisation (or an earlier issue) did not override, recorded since.
+/// The safety checks on an issue: allergies to the authorised product that
+/// its authorisation (or an earlier issue) did not override, recorded
+/// since; and an issue of the same authorisation already made today, which
+/// a second prescriber (or a second click under a new request id) would
+/// otherwise double.
 fn issue_checks(
     record: &MedicationRecord,
     facts: &Facts<'_>,
@@ -344,7 +347,7 @@ fn issue_checks(
             .iter()
             .any(|o| o.kind == pb::safety_override::Kind::Allergy as i32 && o.allergy_id == allergy)
     };
-    let conflicts = allergy_conflicts(record, facts, |code| {
+    let mut conflicts: Vec<_> = allergy_conflicts(record, facts, |code| {
         !code.is_empty() && (code == product.code || ingredients.iter().any(|i| i == code))
     })
     .filter(|(allergy, _)| !acknowledged(&allergy.allergy_id))
@@ -352,6 +355,20 @@ fn issue_checks(
         allergy_conflict(allergy, substance, &product.display, facts, reason)
     })
     .collect();
+    if day(a.last_issued_on.as_ref()) == Some(facts.today) {
+        conflicts.push((
+            Error::IssuedToday {
+                id: a.authorisation_id.clone(),
+                issue: a.issues_made,
+            },
+            pb::SafetyOverride {
+                kind: pb::safety_override::Kind::IssuedToday as i32,
+                authorisation_id: a.authorisation_id.clone(),
+                reason: reason.to_owned(),
+                ..Default::default()
+            },
+        ));
+    }
     overridden(conflicts, reason)
 }
 

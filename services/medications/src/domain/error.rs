@@ -43,6 +43,10 @@ pub enum Error {
         "{product} is already actively authorised, confidentially, by another organisation; give override_reason to prescribe anyway"
     )]
     ConfidentialDuplicate { product: String },
+    #[error(
+        "authorisation {id} was issued today already (issue {issue}); give override_reason to issue it again"
+    )]
+    IssuedToday { id: String, issue: u32 },
     #[error("authorisation {0} was stopped: authorise the medication again to prescribe it")]
     AuthorisationStopped(String),
     #[error("authorisation {id} has used all of its {authorised} authorised issues")]

@@ -69,8 +69,26 @@ async fn medications_allergy_refuses_amoxicillin_then_a_clarithromycin_repeat_is
         .await
         .expect("first issue")
         .into_inner();
-    let second = meds
+    // A second issue the same day is refused, naming the authorisation,
+    // and nothing is appended
+    let before = stack.last_sequence_of("medications").await;
+    let again = meds
         .issue_prescription(stack.req(issue(&id, &clarithromycin.authorisation_id)))
+        .await
+        .expect_err("issued today already");
+    assert_eq!(reason(&again), "ISSUED_TODAY");
+    let info = again.get_details_error_info().expect("error info");
+    assert_eq!(
+        info.metadata.get("authorisationId"),
+        Some(&clarithromycin.authorisation_id)
+    );
+    assert_eq!(stack.last_sequence_of("medications").await, before);
+    // unless the prescriber gives a reason
+    let second = meds
+        .issue_prescription(stack.req(pb::IssuePrescriptionRequest {
+            override_reason: "first prescription lost by the pharmacy".into(),
+            ..issue(&id, &clarithromycin.authorisation_id)
+        }))
         .await
         .expect("second issue")
         .into_inner();

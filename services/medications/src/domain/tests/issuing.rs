@@ -6,8 +6,13 @@ use super::*;
 fn given_a_repeat_of_two_issues_when_issued_twice_then_the_third_is_refused_as_used_up() {
     let id = AuthorisationId::new();
     let mut history = vec![authorised(id, repeat(CLARITHROMYCIN_500, 2))];
+    // a month apart
+    let month = |n: u32| today() + Days::new(28 * u64::from(n));
     for expected in 1..=2 {
-        let events = given(history.clone()).when(issue(id)).expect("issued");
+        let events = given(history.clone())
+            .on(month(expected - 1))
+            .when(issue(id))
+            .expect("issued");
         let E::PrescriptionIssued(e) = only(events.clone()) else {
             panic!("PrescriptionIssued expected");
         };
@@ -21,7 +26,7 @@ fn given_a_repeat_of_two_issues_when_issued_twice_then_the_third_is_refused_as_u
         .expect("authorisation");
     assert_eq!(a.issues_made, 2);
     assert_eq!(g.record.issues.len(), 2);
-    let error = g.when(issue(id)).expect_err("used up");
+    let error = g.on(month(2)).when(issue(id)).expect_err("used up");
     assert!(
         matches!(error, Error::IssuesUsedUp { authorised: 2, .. }),
         "{error:?}"
@@ -183,10 +188,11 @@ fn given_an_amoxicillin_repeat_when_a_penicillin_allergy_is_recorded_later_then_
             .starts_with("reaction was a viral rash")
     );
 
-    // so the issue after it is not refused again for the same allergy
+    // so next month's issue is not refused again for the same allergy
     let mut history = history;
     history.extend(events);
     given(history)
+        .on(today() + Days::new(28))
         .when(issue(repeat_id))
         .expect("the allergy was considered");
 }
@@ -209,4 +215,41 @@ fn given_an_allergy_overridden_when_the_repeat_was_authorised_then_its_issues_ar
     given(history)
         .when(issue(repeat_id))
         .expect("issued: the prescriber overrode this allergy");
+}
+
+#[test]
+fn given_a_repeat_issued_this_morning_when_it_is_issued_again_today_then_it_is_refused_unless_a_reason_is_given()
+ {
+    // Given a clarithromycin repeat issued this morning
+    let id = AuthorisationId::new();
+    let mut history = vec![authorised(id, repeat(CLARITHROMYCIN_500, 6))];
+    history.extend(given(history.clone()).when(issue(id)).expect("issued"));
+    // When another prescriber issues it again today, then it is refused
+    // naming the authorisation and the issue already made
+    let g = given(history);
+    let error = g.when(issue(id)).expect_err("issued today already");
+    assert!(
+        matches!(&error, Error::IssuedToday { id: named, issue: 1 } if *named == id.to_string()),
+        "{error:?}"
+    );
+    // and given a reason, the second issue is made and the override recorded
+    let E::PrescriptionIssued(e) = only(
+        g.when(issue_overriding(
+            id,
+            "first prescription lost by the pharmacy",
+        ))
+        .expect("issued again"),
+    ) else {
+        panic!("PrescriptionIssued expected");
+    };
+    assert_eq!(e.issue_number, 2);
+    assert_eq!(
+        e.overrides[0].kind,
+        pb::safety_override::Kind::IssuedToday as i32
+    );
+    assert_eq!(e.overrides[0].authorisation_id, id.to_string());
+    // while tomorrow it is issued as usual
+    g.on(today() + Days::new(1))
+        .when(issue(id))
+        .expect("the next day");
 }

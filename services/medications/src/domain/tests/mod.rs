@@ -166,12 +166,13 @@ fn authorised(id: AuthorisationId, details: pb::AuthorisationDetails) -> pb::Eve
     events.into_iter().next().expect("one event")
 }
 
+/// An issue made a month before today.
 fn issued(authorisation: AuthorisationId, number: u32) -> pb::Event {
     ev(E::PrescriptionIssued(pb::PrescriptionIssued {
         issue_id: IssueId::new().to_string(),
         authorisation_id: authorisation.to_string(),
         issue_number: number,
-        issued_on: Some(date_proto(today())),
+        issued_on: Some(date_proto(today() - Days::new(28))),
         overrides: vec![],
     }))
 }
