@@ -31,6 +31,133 @@ pub const NAME: &str = "audit_events";
 #[derive(Debug, Default)]
 pub struct AuditEventsProjection;
 
+/// One row of `audit_events`: as the projection writes it, as `audit
+/// verify` recomputes it from JetStream, and as it reads it back.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct AuditRow {
+    pub stream: String,
+    pub stream_sequence: i64,
+    pub event_index: i32,
+    pub event_id: uuid::Uuid,
+    pub event_type: String,
+    pub context: String,
+    pub subject: String,
+    pub aggregate_id: String,
+    pub patient_id: String,
+    pub aggregate_version: i64,
+    pub commit_id: uuid::Uuid,
+    pub actor_user_id: String,
+    pub actor_display_name: String,
+    pub actor_role: String,
+    pub actor_organisation: String,
+    pub on_behalf_of: String,
+    pub purpose_of_use: String,
+    pub reason: String,
+    pub request_id: String,
+    pub correlation_id: String,
+    pub causation_id: String,
+    pub occurred_at: chrono::DateTime<chrono::Utc>,
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
+    pub commit_hash: Vec<u8>,
+    pub previous_hash: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+/// Every column of `audit_events`, in the order of [`AuditRow`].
+macro_rules! columns {
+    () => {
+        "stream, stream_sequence, event_index, event_id, event_type, context, subject, \
+    aggregate_id, patient_id, aggregate_version, commit_id, actor_user_id, actor_display_name, actor_role, \
+    actor_organisation, on_behalf_of, purpose_of_use, reason, request_id, correlation_id, causation_id, \
+    occurred_at, recorded_at, commit_hash, previous_hash, payload"
+    };
+}
+pub const COLUMNS: &str = columns!();
+
+/// Who, on whose behalf, why and when of one event row.
+struct Who {
+    commit_id: uuid::Uuid,
+    patient_id: String,
+    actor: carelog_proto::kernel::v1::Actor,
+    on_behalf_of: String,
+    purpose_of_use: String,
+    correlation_id: String,
+    occurred_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A time as PostgreSQL keeps it (microseconds).
+fn micros(at: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
+}
+
+/// The rows of one stored commit of `stream`: one per event.
+pub fn rows_of(stream: &str, stored: &StoredCommit) -> Result<Vec<AuditRow>, ProjectionError> {
+    let c = &stored.commit;
+    let uuid = |text: &str| {
+        uuid::Uuid::parse_str(text).map_err(|e| ProjectionError::unapplicable(stored, e))
+    };
+    let recorded_at = micros(stored.recorded_at());
+    let commit_id = uuid(&c.commit_id)?;
+    let mut rows = Vec::with_capacity(c.events.len());
+    for (i, e) in c.events.iter().enumerate() {
+        let who = if c.context == ACCESS {
+            // An access message may hold the accesses of several reads
+            // (ADR 0029): each names its own patient, actor and access id.
+            let access = RecordAccessed::decode(e.payload.as_slice())
+                .map_err(|err| ProjectionError::unapplicable(stored, err))?;
+            Who {
+                commit_id: uuid(&access.access_id)?,
+                patient_id: access.patient_id,
+                actor: access.actor.unwrap_or_default(),
+                on_behalf_of: access.on_behalf_of,
+                purpose_of_use: access.purpose_of_use,
+                correlation_id: access.correlation_id,
+                occurred_at: from_timestamp(access.accessed_at.as_ref()),
+            }
+        } else {
+            Who {
+                commit_id,
+                patient_id: c.patient_id.clone(),
+                actor: c.actor.clone().unwrap_or_default(),
+                on_behalf_of: c.on_behalf_of.clone(),
+                purpose_of_use: c.purpose_of_use.clone(),
+                correlation_id: c.correlation_id.clone(),
+                occurred_at: from_timestamp(e.occurred_at.as_ref()),
+            }
+        };
+        rows.push(AuditRow {
+            stream: stream.to_owned(),
+            stream_sequence: stored.stream_sequence as i64,
+            event_index: i as i32,
+            event_id: uuid(&e.event_id)?,
+            event_type: e.event_type.clone(),
+            context: c.context.clone(),
+            subject: stored.subject.clone(),
+            aggregate_id: c.aggregate_id.clone(),
+            patient_id: who.patient_id,
+            aggregate_version: c.aggregate_version as i64,
+            commit_id: who.commit_id,
+            actor_user_id: who.actor.user_id,
+            actor_display_name: who.actor.display_name,
+            actor_role: who.actor.role,
+            actor_organisation: who.actor.organisation_ods,
+            on_behalf_of: who.on_behalf_of,
+            purpose_of_use: who.purpose_of_use,
+            reason: c.reason.clone(),
+            request_id: c.request_id.clone(),
+            correlation_id: who.correlation_id,
+            causation_id: c.causation_id.clone(),
+            occurred_at: who.occurred_at.map_or(recorded_at, micros),
+            recorded_at,
+            commit_hash: stored.hash.to_vec(),
+            previous_hash: c.previous_hash.clone(),
+            payload: e.payload.clone(),
+        });
+    }
+    Ok(rows)
+}
+
+/// Rows as the columns of one `UNNEST` insert.
 #[derive(Default)]
 struct Columns {
     stream: Vec<String>,
@@ -61,92 +188,46 @@ struct Columns {
     payload: Vec<Vec<u8>>,
 }
 
-/// Who, on whose behalf, why and when of one event row.
-struct Who {
-    commit_id: uuid::Uuid,
-    patient_id: String,
-    actor: carelog_proto::kernel::v1::Actor,
-    on_behalf_of: String,
-    purpose_of_use: String,
-    correlation_id: String,
-    occurred_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
 impl Columns {
-    fn push(&mut self, stream: &str, stored: &StoredCommit) -> Result<(), ProjectionError> {
-        let c = &stored.commit;
-        let uuid = |text: &str| {
-            uuid::Uuid::parse_str(text).map_err(|e| ProjectionError::unapplicable(stored, e))
-        };
-        let recorded_at = stored.recorded_at();
-        let commit_id = uuid(&c.commit_id)?;
-        for (i, e) in c.events.iter().enumerate() {
-            let who = if c.context == ACCESS {
-                // An access message may hold the accesses of several reads
-                // (ADR 0029): each names its own patient, actor and access id.
-                let access = RecordAccessed::decode(e.payload.as_slice())
-                    .map_err(|err| ProjectionError::unapplicable(stored, err))?;
-                Who {
-                    commit_id: uuid(&access.access_id)?,
-                    patient_id: access.patient_id,
-                    actor: access.actor.unwrap_or_default(),
-                    on_behalf_of: access.on_behalf_of,
-                    purpose_of_use: access.purpose_of_use,
-                    correlation_id: access.correlation_id,
-                    occurred_at: from_timestamp(access.accessed_at.as_ref()),
-                }
-            } else {
-                Who {
-                    commit_id,
-                    patient_id: c.patient_id.clone(),
-                    actor: c.actor.clone().unwrap_or_default(),
-                    on_behalf_of: c.on_behalf_of.clone(),
-                    purpose_of_use: c.purpose_of_use.clone(),
-                    correlation_id: c.correlation_id.clone(),
-                    occurred_at: from_timestamp(e.occurred_at.as_ref()),
-                }
-            };
-            self.stream.push(stream.to_owned());
-            self.stream_sequence.push(stored.stream_sequence as i64);
-            self.event_index.push(i as i32);
-            self.event_id.push(uuid(&e.event_id)?);
-            self.event_type.push(e.event_type.clone());
-            self.context.push(c.context.clone());
-            self.subject.push(stored.subject.clone());
-            self.aggregate_id.push(c.aggregate_id.clone());
-            self.patient_id.push(who.patient_id);
-            self.aggregate_version.push(c.aggregate_version as i64);
-            self.commit_id.push(who.commit_id);
-            self.actor_user_id.push(who.actor.user_id);
-            self.actor_display_name.push(who.actor.display_name);
-            self.actor_role.push(who.actor.role);
-            self.actor_organisation.push(who.actor.organisation_ods);
-            self.on_behalf_of.push(who.on_behalf_of);
-            self.purpose_of_use.push(who.purpose_of_use);
-            self.reason.push(c.reason.clone());
-            self.request_id.push(c.request_id.clone());
-            self.correlation_id.push(who.correlation_id);
-            self.causation_id.push(c.causation_id.clone());
-            self.occurred_at
-                .push(who.occurred_at.unwrap_or(recorded_at));
-            self.recorded_at.push(recorded_at);
-            self.commit_hash.push(stored.hash.to_vec());
-            self.previous_hash.push(c.previous_hash.clone());
-            self.payload.push(e.payload.clone());
-        }
-        Ok(())
+    fn push(&mut self, r: AuditRow) {
+        self.stream.push(r.stream);
+        self.stream_sequence.push(r.stream_sequence);
+        self.event_index.push(r.event_index);
+        self.event_id.push(r.event_id);
+        self.event_type.push(r.event_type);
+        self.context.push(r.context);
+        self.subject.push(r.subject);
+        self.aggregate_id.push(r.aggregate_id);
+        self.patient_id.push(r.patient_id);
+        self.aggregate_version.push(r.aggregate_version);
+        self.commit_id.push(r.commit_id);
+        self.actor_user_id.push(r.actor_user_id);
+        self.actor_display_name.push(r.actor_display_name);
+        self.actor_role.push(r.actor_role);
+        self.actor_organisation.push(r.actor_organisation);
+        self.on_behalf_of.push(r.on_behalf_of);
+        self.purpose_of_use.push(r.purpose_of_use);
+        self.reason.push(r.reason);
+        self.request_id.push(r.request_id);
+        self.correlation_id.push(r.correlation_id);
+        self.causation_id.push(r.causation_id);
+        self.occurred_at.push(r.occurred_at);
+        self.recorded_at.push(r.recorded_at);
+        self.commit_hash.push(r.commit_hash);
+        self.previous_hash.push(r.previous_hash);
+        self.payload.push(r.payload);
     }
 }
 
-const INSERT: &str = "INSERT INTO audit_events (stream, stream_sequence, event_index, event_id, event_type, context, subject, \
-    aggregate_id, patient_id, aggregate_version, commit_id, actor_user_id, actor_display_name, actor_role, \
-    actor_organisation, on_behalf_of, purpose_of_use, reason, request_id, correlation_id, causation_id, \
-    occurred_at, recorded_at, commit_hash, previous_hash, payload) \
-    SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::int[], $4::uuid[], $5::text[], $6::text[], $7::text[], \
+const INSERT: &str = concat!(
+    "INSERT INTO audit_events (",
+    columns!(),
+    ") SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::int[], $4::uuid[], $5::text[], $6::text[], $7::text[], \
     $8::text[], $9::text[], $10::bigint[], $11::uuid[], $12::text[], $13::text[], $14::text[], $15::text[], \
     $16::text[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[], $22::timestamptz[], \
     $23::timestamptz[], $24::bytea[], $25::bytea[], $26::bytea[]) \
-    ON CONFLICT (stream, stream_sequence, event_index) DO NOTHING";
+    ON CONFLICT (stream, stream_sequence, event_index) DO NOTHING"
+);
 
 impl Projection for AuditEventsProjection {
     fn name(&self) -> &'static str {
@@ -181,7 +262,9 @@ impl Projection for AuditEventsProjection {
         async move {
             let mut c = Columns::default();
             for stored in batch {
-                c.push(stream, stored)?;
+                for row in rows_of(stream, stored)? {
+                    c.push(row);
+                }
             }
             if c.stream.is_empty() {
                 return Ok(());

@@ -8,7 +8,9 @@ use carelog_kernel::envelope::{GENESIS, StoredCommit};
 use carelog_kernel::merkle::checkpoint::{Checkpoint, VerifyingKey};
 use carelog_kernel::merkle::{Hash, Tree, leaf_hash};
 use carelog_kernel::store::{ContextStream, EventStore};
-use sqlx::PgPool;
+use sqlx::{AssertSqlSafe, PgPool};
+
+use crate::audit::{AuditRow, COLUMNS};
 
 use super::{
     AuditError, HISTORY, LOGS, LogRow, NAME, StoredCheckpoint, all_checkpoints, is_chained, rows,
@@ -58,6 +60,15 @@ pub enum Finding {
     },
     /// The latest signed checkpoint does not hold for the recomputed log.
     Checkpoint { log: String, reason: String },
+    /// The first row of the `audit_events` read model (what the audit
+    /// queries answer from) of a stream that differs from its event in
+    /// JetStream.
+    AuditEvent {
+        stream: String,
+        stream_sequence: u64,
+        event_index: i32,
+        kind: Tamper,
+    },
 }
 
 impl std::fmt::Display for Finding {
@@ -84,6 +95,15 @@ impl std::fmt::Display for Finding {
                 "log {log}: the hash chain of {subject} is broken at stream sequence {stream_sequence}"
             ),
             Self::Checkpoint { log, reason } => write!(f, "log {log}: checkpoint: {reason}"),
+            Self::AuditEvent {
+                stream,
+                stream_sequence,
+                event_index,
+                kind,
+            } => write!(
+                f,
+                "audit_events: {stream} sequence {stream_sequence} event {event_index}: {kind}"
+            ),
         }
     }
 }
@@ -106,6 +126,8 @@ pub struct LogVerified {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerifyReport {
     pub logs: Vec<LogVerified>,
+    /// Rows of the `audit_events` read model compared with JetStream.
+    pub audit_events: u64,
     /// At most one entry finding per log (the first that differs).
     pub findings: Vec<Finding>,
 }
@@ -225,15 +247,39 @@ pub async fn verify(
             .await?;
             let applied = applied.map_or(0, |(s,)| s as u64);
             let stored = rows(&mut *tx, log).await?;
-            snapshot.push((log, stream, applied, stored));
+            let events = audit_events(&mut tx, &stream).await?;
+            snapshot.push((log, stream, applied, stored, events));
         }
         checkpoints = all_checkpoints(&mut *tx).await?;
         tx.commit().await?;
     }
     let mut report = VerifyReport::default();
     let mut trees = HashMap::new();
-    for (log, stream, applied, stored) in snapshot {
-        let commits = replay(store, &stream, applied).await?;
+    for (log, stream, applied, stored, (events_applied, events)) in snapshot {
+        let commits = replay(store, &stream, applied.max(events_applied)).await?;
+        let mut recomputed = Vec::new();
+        for c in commits
+            .iter()
+            .filter(|c| c.stream_sequence <= events_applied)
+        {
+            recomputed.extend(
+                crate::audit::rows_of(&stream, c)
+                    .map_err(|e| AuditError::Malformed(e.to_string()))?,
+            );
+        }
+        if let Some((row, kind)) = first_changed_row(&recomputed, &events) {
+            report.findings.push(Finding::AuditEvent {
+                stream: stream.clone(),
+                stream_sequence: row.stream_sequence as u64,
+                event_index: row.event_index,
+                kind,
+            });
+        }
+        report.audit_events += events.len() as u64;
+        let commits: Vec<StoredCommit> = commits
+            .into_iter()
+            .filter(|c| c.stream_sequence <= applied)
+            .collect();
         if is_chained(log)
             && let Some(broken) = first_broken_link(&commits)
         {
@@ -302,6 +348,53 @@ pub async fn verify(
         });
     }
     Ok(report)
+}
+
+/// The `audit_events` projection's checkpoint on `stream` and its rows of
+/// that stream, in key order.
+async fn audit_events(
+    tx: &mut sqlx::PgConnection,
+    stream: &str,
+) -> Result<(u64, Vec<AuditRow>), AuditError> {
+    let applied: Option<(i64,)> = sqlx::query_as(
+        "SELECT last_sequence FROM projection_checkpoints WHERE projection = $1 AND stream = $2",
+    )
+    .bind(crate::audit::NAME)
+    .bind(stream)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let rows = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM audit_events WHERE stream = $1 ORDER BY stream_sequence, event_index"
+    )))
+    .bind(stream)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok((applied.map_or(0, |(s,)| s as u64), rows))
+}
+
+/// The first `audit_events` row (by its key) that is not as recomputed:
+/// changed, deleted, or inserted where JetStream has no such event.
+fn first_changed_row<'a>(
+    expected: &'a [AuditRow],
+    stored: &'a [AuditRow],
+) -> Option<(&'a AuditRow, Tamper)> {
+    let key = |r: &AuditRow| (r.stream_sequence, r.event_index);
+    let (mut e, mut s) = (expected.iter().peekable(), stored.iter().peekable());
+    loop {
+        return match (e.peek(), s.peek()) {
+            (None, None) => None,
+            (Some(x), None) => Some((x, Tamper::Deleted)),
+            (None, Some(y)) => Some((y, Tamper::Inserted)),
+            (Some(x), Some(y)) if key(x) < key(y) => Some((x, Tamper::Deleted)),
+            (Some(x), Some(y)) if key(x) > key(y) => Some((y, Tamper::Inserted)),
+            (Some(x), Some(y)) if x != y => Some((y, Tamper::Changed)),
+            _ => {
+                e.next();
+                s.next();
+                continue;
+            }
+        };
+    }
 }
 
 /// The first commit whose `previous_hash` is not its aggregate's last hash.

@@ -318,6 +318,10 @@ async fn verify_command(args: &VerifyArgs) -> anyhow::Result<()> {
                 ))
         );
     }
+    println!(
+        "audit_events: {} rows compared with their events in JetStream",
+        report.audit_events
+    );
     if key.is_none() {
         println!("checkpoint signatures not checked (no --public-key)");
     }
@@ -327,7 +331,7 @@ async fn verify_command(args: &VerifyArgs) -> anyhow::Result<()> {
         report.entries() as f64 / elapsed
     );
     if report.ok() {
-        println!("verified: every log matches JetStream");
+        println!("verified: every log and every audit_events row matches JetStream");
         return Ok(());
     }
     for finding in &report.findings {

@@ -652,3 +652,93 @@ async fn a_sharing_agreement_is_an_entry_of_the_sharing_log_and_verified_with_th
     );
     stack.stop().await;
 }
+
+/// The `audit_events` finding of `audit verify` on the demographics stream.
+async fn audit_event_finding(stack: &TestStack) -> Option<(u64, i32, Tamper)> {
+    let report = audit_log::verify(&stack.pool, &stack.store, None)
+        .await
+        .expect("verify runs");
+    assert!(report.audit_events > 0);
+    report.findings.iter().find_map(|f| match f {
+        Finding::AuditEvent {
+            stream,
+            stream_sequence,
+            event_index,
+            kind,
+        } if stream == "CARELOG_DEMOGRAPHICS" => Some((*stream_sequence, *event_index, *kind)),
+        _ => None,
+    })
+}
+
+#[tokio::test]
+async fn an_audit_events_row_changed_removed_or_added_is_named_by_audit_verify() {
+    let stack = TestStack::start().await;
+    activity(&stack, 2).await;
+    let last = stack.last_sequence_of("demographics").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    assert!(
+        carelog_projections::checkpoint::wait_for(
+            &stack.pool,
+            carelog_projections::audit::NAME,
+            "CARELOG_DEMOGRAPHICS",
+            last,
+            deadline
+        )
+        .await
+        .expect("checkpoint"),
+        "audit_events did not reach {last}"
+    );
+    // Given the read model the audit queries answer from, untouched
+    assert_eq!(audit_event_finding(&stack).await, None);
+    let (second,): (i64,) = sqlx::query_as(
+        "SELECT stream_sequence FROM audit_events WHERE stream = 'CARELOG_DEMOGRAPHICS' \
+         ORDER BY stream_sequence LIMIT 1 OFFSET 1",
+    )
+    .fetch_one(&stack.pool)
+    .await
+    .expect("a second event");
+    let row = format!("stream = 'CARELOG_DEMOGRAPHICS' AND stream_sequence = {second}");
+    exec(
+        &stack,
+        format!("CREATE TABLE kept AS SELECT * FROM audit_events WHERE {row}"),
+    )
+    .await;
+
+    // When someone with database access makes another user the author of
+    // an update, then verify names that row as changed
+    exec(
+        &stack,
+        format!("UPDATE audit_events SET actor_user_id = 'dr-someone-else' WHERE {row}"),
+    )
+    .await;
+    let second = second as u64;
+    assert_eq!(
+        audit_event_finding(&stack).await,
+        Some((second, 0, Tamper::Changed))
+    );
+    cli_names(
+        &stack,
+        &format!("CARELOG_DEMOGRAPHICS sequence {second} event 0: changed row"),
+    )
+    .await;
+    // when the row is removed, as deleted
+    exec(&stack, format!("DELETE FROM audit_events WHERE {row}")).await;
+    assert_eq!(
+        audit_event_finding(&stack).await,
+        Some((second, 0, Tamper::Deleted))
+    );
+    // put back as it was, nothing is found
+    exec(&stack, "INSERT INTO audit_events SELECT * FROM kept".into()).await;
+    assert_eq!(audit_event_finding(&stack).await, None);
+    // and an event JetStream never held, as inserted
+    exec(
+        &stack,
+        "UPDATE kept SET event_index = 7; INSERT INTO audit_events SELECT * FROM kept".into(),
+    )
+    .await;
+    assert_eq!(
+        audit_event_finding(&stack).await,
+        Some((second, 7, Tamper::Inserted))
+    );
+    stack.stop().await;
+}
