@@ -12,8 +12,9 @@
 //!    a group holding it), and the patient has not objected to sharing;
 //! 3. `task:<id>` / `consultation:<id>`: an open task about the patient
 //!    assigned to the caller, one of the caller's teams or the caller's
-//!    organisation; or a consultation the caller's organisation started and
-//!    has not signed;
+//!    organisation; or a consultation the caller's organisation started in
+//!    the last 24 hours and has not signed (the consultations service also
+//!    admits the write-up of an older draft to that draft alone);
 //! 4. `break_glass`: the caller stated an emergency reason.
 //!
 //! Whether the role may call the RPC at all is `policy::Policy::check`,

@@ -122,37 +122,44 @@ impl<Q: ConsultationsQueries> ConsultationsApi<Q> {
         }
     }
 
-    /// Admits the caller to the patient of a command. A clinician writing
-    /// up a draft their organisation started (adding, editing or marking
-    /// in error its entries, signing it) is admitted to that consultation
-    /// whenever no ordinary rule admits them, however long ago it started:
-    /// a draft opens the record for 24 hours only (ADR 0020), and its
-    /// write-up must not need the glass broken. Nothing else of the record
-    /// is opened to them: the answer is that consultation.
+    /// Admits the caller to the patient of a command. The write-up of a
+    /// draft is admitted to that consultation alone whenever no ordinary
+    /// rule admits the caller, however long ago it started: its author may
+    /// add, edit or mark in error its entries and sign it, and a user of
+    /// its organisation may sign it (`decide` then allows only the author
+    /// or a supervising clinician). A draft opens the record for 24 hours
+    /// only (ADR 0020), and its write-up must not need the glass broken.
+    /// Nothing else of the record is opened: the answer is that
+    /// consultation.
     async fn admit(
         &self,
         ctx: &mut RequestContext,
         patient: PatientId,
         command: &Command,
     ) -> Result<(), Failure> {
-        let draft = match command {
+        let (id, signing) = match command {
             Command::AddEntry { consultation, .. }
             | Command::EditEntry { consultation, .. }
-            | Command::MarkEntryInError { consultation, .. }
-            | Command::Sign { consultation } => Some(consultation.to_string()),
-            _ => None,
+            | Command::MarkEntryInError { consultation, .. } => (Some(consultation), false),
+            Command::Sign { consultation } => (Some(consultation), true),
+            _ => (None, false),
         };
-        if let Some(id) = draft
+        if let Some(id) = id.map(ToString::to_string)
             && ctx.break_glass.is_empty()
             && let Some(facts) = self.guard.patient_facts(&patient.to_string()).await?
             && !self.guard.try_admit_on(ctx, &facts).await
         {
             let loaded = self.executor.load(patient).await?;
-            let own_draft = loaded.state.get(&id).is_some_and(|c| {
+            let writes_up = loaded.state.get(&id).is_some_and(|c| {
                 c.status == pb::ConsultationStatus::Draft as i32
+                    && !c.entered_in_error
                     && c.organisation_ods == ctx.actor.organisation.as_str()
+                    && (signing
+                        || c.author
+                            .as_ref()
+                            .is_some_and(|a| a.user_id == ctx.actor.user_id))
             });
-            if own_draft {
+            if writes_up {
                 ctx.registered_organisation = facts.registered_practice;
                 ctx.access_rule = Rule::Consultation(id).to_string();
                 return Ok(());

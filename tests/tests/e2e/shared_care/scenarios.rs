@@ -816,6 +816,11 @@ async fn emergency_access_opens_no_standing_way_to_the_record() {
         .await
         .expect_err("another organisation's draft");
     assert_eq!(reason(&refused), "NO_LEGITIMATE_RELATIONSHIP");
+    let refused = cons
+        .add_entry(in_role(&stack, STRANGER, "R8000", entry.clone()))
+        .await
+        .expect_err("a colleague's old draft is no way into the record");
+    assert_eq!(reason(&refused), "NO_LEGITIMATE_RELATIONSHIP");
     cons.add_entry(as_org(&stack, STRANGER, entry))
         .await
         .expect("the write-up of their own draft");
