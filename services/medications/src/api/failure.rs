@@ -49,14 +49,23 @@ impl From<Error> for Failure {
             Error::ReviewOverdue { id, .. } => rule("REVIEW_OVERDUE").with("authorisationId", id),
             Error::NothingToReview => rule("NOTHING_TO_REVIEW"),
             // Told as the first conflict (its reason and ids), with every
-            // conflict in the message and their number.
+            // conflict in the message, their number, and every rule that
+            // refused (`reasons`): one override_reason overrides them all.
             Error::SafetyConflicts(conflicts) => {
                 let count = conflicts.len();
-                match conflicts.into_iter().next() {
-                    Some(first) => {
-                        let mut failure = Failure::from(first);
+                let mut told = conflicts.into_iter().map(Failure::from);
+                match told.next() {
+                    Some(mut failure) => {
+                        let mut reasons = vec![failure.reason];
+                        for other in told {
+                            if !reasons.contains(&other.reason) {
+                                reasons.push(other.reason);
+                            }
+                        }
                         failure.message = message;
-                        failure.with("conflictCount", count.to_string())
+                        failure
+                            .with("conflictCount", count.to_string())
+                            .with("reasons", reasons.join(","))
                     }
                     None => rule("SAFETY_CONFLICT"),
                 }

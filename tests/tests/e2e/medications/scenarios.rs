@@ -188,11 +188,20 @@ async fn medications_a_repeat_authorised_before_a_penicillin_allergy_is_not_issu
         .await
         .expect_err("an allergy the authorisation never saw");
 
-    // Then it is refused naming the allergy, and nothing is appended
+    // Then it is refused naming the allergy, and, as it was issued this
+    // morning, that too: both rules are told, and nothing is appended
     assert_eq!(refused.code(), Code::FailedPrecondition);
     assert_eq!(reason(&refused), "ALLERGY_CONFLICT");
     let info = refused.get_details_error_info().expect("error info");
     assert_eq!(info.metadata.get("allergyId"), Some(&allergy.allergy_id));
+    assert_eq!(
+        info.metadata.get("reasons").map(String::as_str),
+        Some("ALLERGY_CONFLICT,ISSUED_TODAY")
+    );
+    assert_eq!(
+        info.metadata.get("conflictCount").map(String::as_str),
+        Some("2")
+    );
     assert_eq!(stack.last_sequence_of("medications").await, before);
 
     // And with the prescriber's reason it is issued, the override shown on
