@@ -522,10 +522,19 @@ mod tests {
                 ..case("a task owned by the caller", "B82002", "A81001")
             },
             Case {
-                teams: &["district-nurses"],
-                relationships: vec![task("t2", "", "district-nurses", "")],
+                teams: &["B82002/district-nurses"],
+                relationships: vec![task("t2", "", "B82002/district-nurses", "")],
                 expect: Ok(Rule::Task("t2".into())),
                 ..case("a task for the caller's team", "B82002", "A81001")
+            },
+            Case {
+                teams: &["B82002/district-nurses"],
+                relationships: vec![task("t2", "", "A81001/district-nurses", "")],
+                ..case(
+                    "a task for another organisation's team of the same name",
+                    "B82002",
+                    "A81001",
+                )
             },
             Case {
                 relationships: vec![task("t3", "", "", "B82002")],

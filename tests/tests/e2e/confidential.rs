@@ -717,7 +717,35 @@ async fn a_confidential_penicillin_allergy_refuses_the_hospitals_amoxicillin_wit
         .into_iter()
         .find(|a| a.authorisation_id == overridden.authorisation_id)
         .expect("the hospital's own prescription");
-    for shown in [&overridden, &listed[0], &from_history] {
+    let mut history =
+        carelog_proto::audit::v1::record_history_service_client::RecordHistoryServiceClient::new(
+            stack.channel.clone(),
+        );
+    let changes = history
+        .list_patient_changes(at_hospital(
+            &stack,
+            carelog_proto::audit::v1::ListPatientChangesRequest {
+                patient_id: id.clone(),
+                page_size: 200,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("changes")
+        .into_inner()
+        .changes;
+    let changed = changes
+        .iter()
+        .flat_map(|c| &c.resources)
+        .filter_map(
+            |r| match r.after.as_ref().and_then(|a| a.resource.as_ref()) {
+                Some(carelog_proto::audit::v1::resource::Resource::Authorisation(a)) => Some(a),
+                _ => None,
+            },
+        )
+        .find(|a| a.authorisation_id == overridden.authorisation_id)
+        .expect("the prescription's change");
+    for shown in [&overridden, &listed[0], &from_history, changed] {
         let o = &shown.overrides[0];
         assert!(o.confidential);
         assert_eq!(

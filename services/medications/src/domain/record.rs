@@ -45,6 +45,35 @@ impl MedicationRecord {
         self.allergies.iter_mut().find(|a| a.allergy_id == id)
     }
 
+    /// Overrides with the marking of the item each overrode. An override
+    /// recorded before overrides carried it takes it from the allergy or
+    /// authorisation of this record it names, so that reads withhold it
+    /// alike (ADR 0024); one of a merged record's allergy keeps none.
+    fn marked(&self, overrides: &[pb::SafetyOverride]) -> Vec<pb::SafetyOverride> {
+        use pb::safety_override::Kind;
+        overrides
+            .iter()
+            .map(|o| {
+                let mut o = o.clone();
+                let item = match Kind::try_from(o.kind) {
+                    _ if !o.author_organisation_ods.is_empty() => None,
+                    Ok(Kind::Allergy) => self
+                        .allergy(&o.allergy_id)
+                        .map(|a| (a.confidential, &a.author_organisation_ods)),
+                    Ok(Kind::Duplicate) => self
+                        .authorisation(&o.authorisation_id)
+                        .map(|a| (a.confidential, &a.author_organisation_ods)),
+                    _ => None,
+                };
+                if let Some((confidential, author)) = item {
+                    o.confidential = confidential;
+                    o.author_organisation_ods = author.clone();
+                }
+                o
+            })
+            .collect()
+    }
+
     pub fn active_allergies(&self) -> impl Iterator<Item = &pb::Allergy> {
         self.allergies
             .iter()
@@ -119,25 +148,27 @@ impl Aggregate for MedicationRecord {
             Some(E::MedicationAuthorised(e)) => {
                 self.ingredients
                     .insert(e.authorisation_id.clone(), e.ingredient_codes.clone());
+                let overrides = self.marked(&e.overrides);
                 self.authorisations.push(pb::Authorisation {
                     authorisation_id: e.authorisation_id.clone(),
                     details: e.details.clone(),
                     status: pb::AuthorisationStatus::Active as i32,
                     authorised_on: e.authorised_on,
                     replaces_authorisation_id: e.replaces_authorisation_id.clone(),
-                    overrides: e.overrides.clone(),
+                    overrides,
                     confidential: e.confidential,
                     author_organisation_ods: e.author_organisation_ods.clone(),
                     ..Default::default()
                 });
             }
             Some(E::PrescriptionIssued(e)) => {
+                let overrides = self.marked(&e.overrides);
                 let Some(a) = self.authorisation_mut(&e.authorisation_id) else {
                     return;
                 };
                 a.issues_made = a.issues_made.max(e.issue_number);
                 a.last_issued_on = e.issued_on;
-                a.overrides.extend(e.overrides.iter().cloned());
+                a.overrides.extend(overrides);
                 let details = a.details.clone().unwrap_or_default();
                 let (confidential, author_organisation_ods) =
                     (a.confidential, a.author_organisation_ods.clone());

@@ -81,6 +81,23 @@ impl Aggregate for TaskList {
 
     fn apply(&mut self, event: &pb::Event) {
         use pb::TaskStatus as S;
+        /// A team performer recorded before team ids were qualified by
+        /// their organisation (ADR 0012) names a team of the requester's
+        /// organisation, which created the task: it reads as qualified so.
+        fn qualified(
+            performer: Option<pb::Performer>,
+            requester: Option<&pb::Participant>,
+        ) -> Option<pb::Performer> {
+            use pb::performer::Performer as P;
+            let mut performer = performer?;
+            if let (Some(P::TeamId(team)), Some(r)) = (performer.performer.as_mut(), requester)
+                && !team.contains('/')
+                && !r.organisation_ods.is_empty()
+            {
+                *team = format!("{}/{team}", r.organisation_ods);
+            }
+            Some(performer)
+        }
         if let Some(E::TaskCreated(e)) = &event.event {
             self.tasks.insert(
                 e.task_id.clone(),
@@ -94,7 +111,7 @@ impl Aggregate for TaskList {
                     focus: e.focus.clone(),
                     requester: e.requester.clone(),
                     owner_user_id: e.owner_user_id.clone(),
-                    performer: e.performer.clone(),
+                    performer: qualified(e.performer.clone(), e.requester.as_ref()),
                     due_date: e.due_date,
                     created_at: e.authored_on,
                     version: 1,

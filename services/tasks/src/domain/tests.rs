@@ -53,7 +53,7 @@ fn review() -> NewTask {
             reference: "01930000-0000-7000-8000-0000000000bb".into(),
             display: "Atorvastatin 20mg".into(),
         }),
-        performer: team("pharmacists"),
+        performer: team("A81001/pharmacists"),
         priority: pb::TaskPriority::Urgent,
         ..Default::default()
     }
@@ -229,7 +229,7 @@ fn given_a_task_when_it_is_created_again_then_it_is_refused() {
 #[test]
 fn given_a_team_task_when_a_team_member_claims_it_then_it_is_theirs_and_accepted() {
     let g = given(&[created()]);
-    let pharmacist = in_team("ph-patel", "pharmacists");
+    let pharmacist = in_team("ph-patel", "A81001/pharmacists");
     assert_eq!(g.then_status(&pharmacist, claim()), S::Accepted);
     let events = g.when(&pharmacist, claim()).expect("claimed");
     assert!(matches!(&events[0].event, Some(E::TaskClaimed(c)) if c.owner_user_id == "ph-patel"));
@@ -238,8 +238,8 @@ fn given_a_team_task_when_a_team_member_claims_it_then_it_is_theirs_and_accepted
 #[test]
 fn given_a_team_task_when_someone_outside_the_team_claims_it_then_it_is_refused() {
     assert!(matches!(
-        given(&[created()]).when(&in_team("dr-bloggs", "nurses"), claim()),
-        Err(Error::NotTeamMember { team, .. }) if team == "pharmacists"
+        given(&[created()]).when(&in_team("dr-bloggs", "A81001/nurses"), claim()),
+        Err(Error::NotTeamMember { team, .. }) if team == "A81001/pharmacists"
     ));
 }
 
@@ -266,13 +266,16 @@ fn given_a_task_for_the_practice_when_a_user_of_another_organisation_claims_it_t
 
 #[test]
 fn given_a_task_owned_by_a_user_when_someone_claims_it_then_they_are_told_to_reassign() {
-    let g = given(&[created(), act(in_team("ph-patel", "pharmacists"), claim())]);
+    let g = given(&[
+        created(),
+        act(in_team("ph-patel", "A81001/pharmacists"), claim()),
+    ]);
     assert!(matches!(
-        g.when(&in_team("ph-khan", "pharmacists"), claim()),
+        g.when(&in_team("ph-khan", "A81001/pharmacists"), claim()),
         Err(Error::AlreadyOwned { owner, .. }) if owner == "ph-patel"
     ));
     assert_eq!(
-        g.when(&in_team("ph-patel", "pharmacists"), claim())
+        g.when(&in_team("ph-patel", "A81001/pharmacists"), claim())
             .expect("repeat claim")
             .len(),
         0,
@@ -298,7 +301,10 @@ fn given_a_task_for_one_user_when_it_is_claimed_then_it_is_not_claimable() {
 
 #[test]
 fn given_a_claimed_task_when_it_is_reassigned_then_the_new_owner_and_the_previous_are_recorded() {
-    let g = given(&[created(), act(in_team("ph-patel", "pharmacists"), claim())]);
+    let g = given(&[
+        created(),
+        act(in_team("ph-patel", "A81001/pharmacists"), claim()),
+    ]);
     let events = g
         .when(
             &who("dr-jones"),
@@ -316,7 +322,7 @@ fn given_a_claimed_task_when_it_is_reassigned_then_the_new_owner_and_the_previou
         (a.owner_user_id.as_str(), a.previous_owner_user_id.as_str()),
         ("ph-khan", "ph-patel")
     );
-    assert_eq!(a.performer, team("pharmacists"), "the team stays");
+    assert_eq!(a.performer, team("A81001/pharmacists"), "the team stays");
 }
 
 #[test]
@@ -334,7 +340,7 @@ fn when_an_assignment_would_leave_the_task_with_no_one_then_it_is_refused() {
 
 #[test]
 fn given_a_completed_task_when_it_is_assigned_then_it_is_closed() {
-    let ph = in_team("ph-patel", "pharmacists");
+    let ph = in_team("ph-patel", "A81001/pharmacists");
     let g = given(&[
         created(),
         act(ph.clone(), claim()),
@@ -364,7 +370,7 @@ fn given_an_unchanged_assignment_then_nothing_is_recorded() {
             Command::Assign {
                 task_id: TASK.into(),
                 owner: None,
-                performer: Some(team("pharmacists")),
+                performer: Some(team("A81001/pharmacists")),
             },
         )
         .expect("no-op");
@@ -374,7 +380,7 @@ fn given_an_unchanged_assignment_then_nothing_is_recorded() {
 #[test]
 fn given_a_claimed_task_when_its_owner_starts_holds_resumes_and_completes_it_then_each_status_follows()
  {
-    let ph = in_team("ph-patel", "pharmacists");
+    let ph = in_team("ph-patel", "A81001/pharmacists");
     let claimed = given(&[created(), act(ph.clone(), claim())]);
     assert_eq!(claimed.then_status(&ph, start()), S::InProgress);
     let started = given(&[
@@ -398,7 +404,7 @@ fn given_a_claimed_task_when_its_owner_starts_holds_resumes_and_completes_it_the
 
 #[test]
 fn given_a_claimed_task_when_its_owner_completes_it_at_once_then_it_is_completed() {
-    let ph = in_team("ph-patel", "pharmacists");
+    let ph = in_team("ph-patel", "A81001/pharmacists");
     let g = given(&[created(), act(ph.clone(), claim())]);
     assert_eq!(
         g.then_status(&ph, complete("Reviewed: no change")),
@@ -408,7 +414,7 @@ fn given_a_claimed_task_when_its_owner_completes_it_at_once_then_it_is_completed
 
 #[test]
 fn given_an_owned_task_when_someone_else_starts_or_completes_it_then_only_the_owner_may() {
-    let ph = in_team("ph-patel", "pharmacists");
+    let ph = in_team("ph-patel", "A81001/pharmacists");
     let g = given(&[created(), act(ph, claim())]);
     assert!(matches!(
         g.when(&who("dr-jones"), start()),
@@ -423,7 +429,7 @@ fn given_an_owned_task_when_someone_else_starts_or_completes_it_then_only_the_ow
 #[test]
 fn given_an_unclaimed_team_task_when_someone_starts_it_then_they_must_claim_it_first() {
     let g = given(&[created()]);
-    let ph = in_team("ph-patel", "pharmacists");
+    let ph = in_team("ph-patel", "A81001/pharmacists");
     assert!(matches!(g.when(&ph, start()), Err(Error::Unowned(_))));
     let owned = given(&[
         created(),
@@ -448,7 +454,7 @@ fn given_an_unclaimed_team_task_when_someone_starts_it_then_they_must_claim_it_f
 
 #[test]
 fn when_a_task_is_completed_without_an_outcome_then_it_is_refused() {
-    let ph = in_team("ph-patel", "pharmacists");
+    let ph = in_team("ph-patel", "A81001/pharmacists");
     let g = given(&[created(), act(ph.clone(), claim())]);
     assert_eq!(invalid_field(g.when(&ph, complete("  "))), "outcome");
 }
@@ -466,7 +472,7 @@ fn given_a_requested_task_when_it_is_completed_then_the_transition_is_refused_na
 fn given_a_claimed_task_when_it_is_rejected_then_it_must_be_cancelled_instead() {
     // Accepted means the performer agreed; FHIR's rejected is a refusal
     // before that.
-    let ph = in_team("ph-patel", "pharmacists");
+    let ph = in_team("ph-patel", "A81001/pharmacists");
     let g = given(&[created(), act(ph.clone(), claim())]);
     assert_eq!(
         transition(g.when(&ph, reject("not ours"))),
@@ -477,7 +483,7 @@ fn given_a_claimed_task_when_it_is_rejected_then_it_must_be_cancelled_instead() 
 
 #[test]
 fn given_an_in_progress_task_when_it_is_resumed_then_it_was_not_on_hold() {
-    let ph = in_team("ph-patel", "pharmacists");
+    let ph = in_team("ph-patel", "A81001/pharmacists");
     let g = given(&[
         created(),
         act(ph.clone(), claim()),
@@ -505,7 +511,7 @@ fn given_a_requested_task_when_it_is_cancelled_or_rejected_then_a_reason_is_requ
         invalid_field(g.when(&who("dr-jones"), cancel(""))),
         "reason"
     );
-    let ph = in_team("ph-patel", "pharmacists");
+    let ph = in_team("ph-patel", "A81001/pharmacists");
     assert_eq!(
         g.then_status(&ph, reject("Needs a GP, not a pharmacist")),
         S::Rejected
@@ -515,7 +521,7 @@ fn given_a_requested_task_when_it_is_cancelled_or_rejected_then_a_reason_is_requ
 
 #[test]
 fn given_a_cancelled_task_when_anything_but_entered_in_error_happens_then_it_is_terminal() {
-    let ph = in_team("ph-patel", "pharmacists");
+    let ph = in_team("ph-patel", "A81001/pharmacists");
     let g = given(&[created(), act(who("dr-jones"), cancel("duplicate"))]);
     assert_eq!(transition(g.when(&ph, claim())), ("cancelled", "accepted"));
     assert_eq!(
@@ -660,7 +666,10 @@ fn given_the_practices_review_when_a_user_of_another_organisation_reassigns_canc
     );
     // while a pharmacist of the team may reject it
     assert_eq!(
-        g.then_status(&in_team("ph-khan", "pharmacists"), reject("no capacity")),
+        g.then_status(
+            &in_team("ph-khan", "A81001/pharmacists"),
+            reject("no capacity")
+        ),
         S::Rejected
     );
 }
@@ -671,7 +680,7 @@ fn given_a_claimed_task_handed_back_to_its_team_when_a_member_claims_it_then_it_
     // team with no owner
     let g = given(&[
         created(),
-        act(in_team("ph-khan", "pharmacists"), claim()),
+        act(in_team("ph-khan", "A81001/pharmacists"), claim()),
         act(
             who("dr-jones"),
             Command::Assign {
@@ -683,11 +692,48 @@ fn given_a_claimed_task_handed_back_to_its_team_when_a_member_claims_it_then_it_
     ]);
     assert!(g.0.task(TASK).expect("task").owner_user_id.is_empty());
     // When another pharmacist claims it, then it is theirs and accepted
-    let colleague = in_team("ph-ali", "pharmacists");
+    let colleague = in_team("ph-ali", "A81001/pharmacists");
     assert_eq!(g.then_status(&colleague, claim()), S::Accepted);
     let events = g.when(&colleague, claim()).expect("claimed");
     assert!(matches!(
         events.first().and_then(|e| e.event.as_ref()),
         Some(E::TaskClaimed(c)) if c.owner_user_id == "ph-ali"
+    ));
+}
+
+#[test]
+fn a_team_task_recorded_before_teams_were_qualified_belongs_to_the_requesters_organisations_team() {
+    // Given a task created for "pharmacists" before team ids named their
+    // organisation
+    let mut list = TaskList::default();
+    list.apply(&pb::Event {
+        event: Some(E::TaskCreated(pb::TaskCreated {
+            task_id: TASK.into(),
+            title: "Medication review".into(),
+            requester: Some(pb::Participant {
+                user_id: "dr-jones".into(),
+                organisation_ods: "A81001".into(),
+                ..Default::default()
+            }),
+            performer: team("pharmacists"),
+            ..Default::default()
+        })),
+    });
+    // Then it is the practice's pharmacists' task: theirs to claim
+    let task = list.task(TASK).expect("task");
+    assert_eq!(task.performer, team("A81001/pharmacists"));
+    let g = Given(list);
+    assert_eq!(
+        g.then_status(&in_team("ph-patel", "A81001/pharmacists"), claim()),
+        S::Accepted
+    );
+    // and not a hospital team's of the same name
+    let hospital = Who {
+        organisation: "RR8".into(),
+        ..in_team("ph-ward", "RR8/pharmacists")
+    };
+    assert!(matches!(
+        g.when(&hospital, claim()),
+        Err(Error::NotTeamMember { .. })
     ));
 }

@@ -369,3 +369,42 @@ fn given_a_clinics_confidential_clarithromycin_repeat_when_the_practice_authoris
     assert!(e.overrides[0].confidential);
     assert_eq!(e.overrides[0].author_organisation_ods, CLINIC);
 }
+
+#[test]
+fn an_override_recorded_before_overrides_carried_their_marking_takes_the_confidential_allergys() {
+    // Given the clinic's confidential penicillin allergy, and amoxicillin
+    // authorised over it by an event of before overrides were marked
+    let allergy = AllergyId::new();
+    let authorisation = AuthorisationId::new();
+    let old_override = pb::SafetyOverride {
+        kind: pb::safety_override::Kind::Allergy as i32,
+        allergy_id: allergy.to_string(),
+        substance: Some(pb::Coding {
+            code: PENICILLIN.into(),
+            display: "Penicillin".into(),
+        }),
+        reason: "tolerated it last year".into(),
+        ..Default::default()
+    };
+    let g = given(vec![
+        confidential_at_clinic(allergy_recorded(allergy)),
+        ev(E::MedicationAuthorised(pb::MedicationAuthorised {
+            authorisation_id: authorisation.to_string(),
+            details: Some(acute(AMOXICILLIN_500)),
+            overrides: vec![old_override],
+            ..Default::default()
+        })),
+    ]);
+    // When the practice is shown the authorisation
+    let mut shown = g
+        .record
+        .authorisation(&authorisation.to_string())
+        .expect("authorisation")
+        .clone();
+    super::super::views::withhold_overrides(&mut shown, PRACTICE);
+    // Then the override is marked as the clinic's allergy and withheld
+    let o = &shown.overrides[0];
+    assert!(o.confidential);
+    assert!(o.allergy_id.is_empty() && o.substance.is_none());
+    assert_eq!(o.reason, "tolerated it last year");
+}
