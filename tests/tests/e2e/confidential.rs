@@ -439,24 +439,8 @@ async fn another_organisation_sees_the_rest_of_the_record_and_that_items_were_wi
 
     // When the hospital clinician asks the record's history instead: the
     // record as it stands, and every change to it
-    let mut history =
-        carelog_proto::audit::v1::record_history_service_client::RecordHistoryServiceClient::new(
-            stack.channel.clone(),
-        );
     let as_of = history_as_of(&stack, &id, at_hospital).await;
-    let changes = history
-        .list_patient_changes(at_hospital(
-            &stack,
-            carelog_proto::audit::v1::ListPatientChangesRequest {
-                patient_id: id.clone(),
-                page_size: 200,
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("changes")
-        .into_inner()
-        .changes;
+    let changes = hospital_changes(&stack, &id).await;
     // Then the history withholds the same items, and says so
     let snapshot = as_of.record.as_ref().expect("record");
     assert_eq!(
@@ -717,23 +701,7 @@ async fn a_confidential_penicillin_allergy_refuses_the_hospitals_amoxicillin_wit
         .into_iter()
         .find(|a| a.authorisation_id == overridden.authorisation_id)
         .expect("the hospital's own prescription");
-    let mut history =
-        carelog_proto::audit::v1::record_history_service_client::RecordHistoryServiceClient::new(
-            stack.channel.clone(),
-        );
-    let changes = history
-        .list_patient_changes(at_hospital(
-            &stack,
-            carelog_proto::audit::v1::ListPatientChangesRequest {
-                patient_id: id.clone(),
-                page_size: 200,
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("changes")
-        .into_inner()
-        .changes;
+    let changes = hospital_changes(&stack, &id).await;
     let changed = changes
         .iter()
         .flat_map(|c| &c.resources)
@@ -780,6 +748,36 @@ async fn a_confidential_penicillin_allergy_refuses_the_hospitals_amoxicillin_wit
     stack.stop().await;
 }
 
+fn history_client(
+    stack: &TestStack,
+) -> carelog_proto::audit::v1::record_history_service_client::RecordHistoryServiceClient<
+    tonic::transport::Channel,
+> {
+    carelog_proto::audit::v1::record_history_service_client::RecordHistoryServiceClient::new(
+        stack.channel.clone(),
+    )
+}
+
+/// Every change to the record, as the hospital clinician is shown them.
+async fn hospital_changes(
+    stack: &TestStack,
+    patient_id: &str,
+) -> Vec<carelog_proto::audit::v1::PatientChange> {
+    history_client(stack)
+        .list_patient_changes(at_hospital(
+            stack,
+            carelog_proto::audit::v1::ListPatientChangesRequest {
+                patient_id: patient_id.into(),
+                page_size: 200,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("changes")
+        .into_inner()
+        .changes
+}
+
 /// The record as it stands now, asked of its history by `at`'s caller.
 async fn history_as_of(
     stack: &TestStack,
@@ -789,11 +787,7 @@ async fn history_as_of(
         carelog_proto::audit::v1::GetRecordAsOfRequest,
     ) -> tonic::Request<carelog_proto::audit::v1::GetRecordAsOfRequest>,
 ) -> carelog_proto::audit::v1::RecordAsOf {
-    let mut history =
-        carelog_proto::audit::v1::record_history_service_client::RecordHistoryServiceClient::new(
-            stack.channel.clone(),
-        );
-    history
+    history_client(stack)
         .get_record_as_of(at(
             stack,
             carelog_proto::audit::v1::GetRecordAsOfRequest {
