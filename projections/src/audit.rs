@@ -85,9 +85,13 @@ struct Who {
     occurred_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// A time as PostgreSQL keeps it (microseconds).
+/// A time as PostgreSQL keeps it once sqlx has bound it: whole
+/// microseconds since 2000-01-01, the rest dropped toward that epoch.
 fn micros(at: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
+    let epoch = chrono::DateTime::UNIX_EPOCH + chrono::TimeDelta::seconds(946_684_800);
+    (at - epoch)
+        .num_microseconds()
+        .map_or(at, |m| epoch + chrono::TimeDelta::microseconds(m))
 }
 
 /// The rows of one stored commit of `stream`: one per event.
@@ -301,5 +305,32 @@ impl Projection for AuditEventsProjection {
             Ok(())
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::micros;
+
+    #[test]
+    fn a_time_is_kept_to_the_microsecond_as_postgresql_keeps_it_either_side_of_2000() {
+        let at = |text: &str| {
+            chrono::DateTime::parse_from_rfc3339(text)
+                .expect("time")
+                .to_utc()
+        };
+        assert_eq!(
+            micros(at("2026-12-06T10:00:00.123456789Z")),
+            at("2026-12-06T10:00:00.123456Z")
+        );
+        // before 2000 the dropped nanoseconds go toward 2000, not toward 1970
+        assert_eq!(
+            micros(at("1990-01-01T00:00:00.000000500Z")),
+            at("1990-01-01T00:00:00.000001Z")
+        );
+        assert_eq!(
+            micros(at("1850-06-01T12:00:00.999999999Z")),
+            at("1850-06-01T12:00:01Z")
+        );
     }
 }

@@ -236,6 +236,11 @@ pub async fn verify(
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
             .await?;
+        // Before the snapshot is taken (LOCK takes none): a rebuild cannot
+        // swap a table in between, which would hide its catch-up rows.
+        sqlx::query("LOCK TABLE audit_log, audit_events, audit_checkpoints IN ACCESS SHARE MODE")
+            .execute(&mut *tx)
+            .await?;
         for log in LOGS {
             let stream = ContextStream::new(log).name;
             let applied: Option<(i64,)> = sqlx::query_as(
@@ -257,11 +262,12 @@ pub async fn verify(
     let mut trees = HashMap::new();
     for (log, stream, applied, stored, (events_applied, events)) in snapshot {
         let commits = replay(store, &stream, applied.max(events_applied)).await?;
+        // The two audit projections commit together (ADR 0030): rows
+        // missing up to either checkpoint are missing, whichever was
+        // lowered with them.
         let mut recomputed = Vec::new();
-        for c in commits
-            .iter()
-            .filter(|c| c.stream_sequence <= events_applied)
-        {
+        let until = applied.max(events_applied);
+        for c in commits.iter().filter(|c| c.stream_sequence <= until) {
             recomputed.extend(
                 crate::audit::rows_of(&stream, c)
                     .map_err(|e| AuditError::Malformed(e.to_string()))?,

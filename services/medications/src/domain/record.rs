@@ -48,26 +48,33 @@ impl MedicationRecord {
     /// Overrides with the marking of the item each overrode. An override
     /// recorded before overrides carried it takes it from the allergy or
     /// authorisation of this record it names, so that reads withhold it
-    /// alike (ADR 0024); one of a merged record's allergy keeps none.
+    /// alike (ADR 0024). One naming an item this record does not hold (a
+    /// merged record's allergy) is marked confidential to no organisation:
+    /// withheld from every reader rather than shown unchecked.
     fn marked(&self, overrides: &[pb::SafetyOverride]) -> Vec<pb::SafetyOverride> {
         use pb::safety_override::Kind;
+        let unknown = (true, String::new());
         overrides
             .iter()
             .map(|o| {
                 let mut o = o.clone();
-                let item = match Kind::try_from(o.kind) {
+                let marking = match Kind::try_from(o.kind) {
                     _ if !o.author_organisation_ods.is_empty() => None,
-                    Ok(Kind::Allergy) => self
-                        .allergy(&o.allergy_id)
-                        .map(|a| (a.confidential, &a.author_organisation_ods)),
-                    Ok(Kind::Duplicate) => self
-                        .authorisation(&o.authorisation_id)
-                        .map(|a| (a.confidential, &a.author_organisation_ods)),
+                    Ok(Kind::Allergy) => Some(self.allergy(&o.allergy_id).map_or_else(
+                        || unknown.clone(),
+                        |a| (a.confidential, a.author_organisation_ods.clone()),
+                    )),
+                    Ok(Kind::Duplicate) => {
+                        Some(self.authorisation(&o.authorisation_id).map_or_else(
+                            || unknown.clone(),
+                            |a| (a.confidential, a.author_organisation_ods.clone()),
+                        ))
+                    }
                     _ => None,
                 };
-                if let Some((confidential, author)) = item {
+                if let Some((confidential, author)) = marking {
                     o.confidential = confidential;
-                    o.author_organisation_ods = author.clone();
+                    o.author_organisation_ods = author;
                 }
                 o
             })

@@ -408,3 +408,33 @@ fn an_override_recorded_before_overrides_carried_their_marking_takes_the_confide
     assert!(o.allergy_id.is_empty() && o.substance.is_none());
     assert_eq!(o.reason, "tolerated it last year");
 }
+
+#[test]
+fn an_old_override_of_an_allergy_this_record_does_not_hold_is_withheld_from_every_reader() {
+    // Given amoxicillin authorised, before overrides were marked, over an
+    // allergy of a record since merged in (not in this record's events)
+    let authorisation = AuthorisationId::new();
+    let g = given(vec![ev(E::MedicationAuthorised(
+        pb::MedicationAuthorised {
+            authorisation_id: authorisation.to_string(),
+            details: Some(acute(AMOXICILLIN_500)),
+            overrides: vec![pb::SafetyOverride {
+                kind: pb::safety_override::Kind::Allergy as i32,
+                allergy_id: AllergyId::new().to_string(),
+                reason: "tolerated it last year".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+    ))]);
+    // Then whoever reads it is not told which allergy it was
+    for reader in [PRACTICE, CLINIC] {
+        let mut shown = g
+            .record
+            .authorisation(&authorisation.to_string())
+            .expect("authorisation")
+            .clone();
+        super::super::views::withhold_overrides(&mut shown, reader);
+        assert!(shown.overrides[0].allergy_id.is_empty(), "{reader}");
+    }
+}
