@@ -8,67 +8,81 @@ use tonic::Code;
 use crate::domain::Error;
 
 impl From<Error> for Failure {
+    /// A safety conflict always carries `conflictCount` and `reasons`, one
+    /// conflict as several, so a client reads them alike.
     fn from(error: Error) -> Self {
-        let message = error.to_string();
-        let rule = |reason| Failure::new(Code::FailedPrecondition, reason, message.clone());
-        match error {
-            Error::Invalid(v) => Failure::invalid(v),
-            Error::AllergyNotFound(id) => Failure::not_found("allergy", &id),
-            Error::AuthorisationNotFound(id) => Failure::not_found("authorisation", &id),
-            Error::AllergyNotActive { id, .. } | Error::AllergyEnteredInError { id } => {
-                rule("ALLERGY_NOT_ACTIVE").with("allergyId", id)
-            }
-            Error::AllergyConflict {
-                allergy_id,
-                substance_code,
-                substance_display,
-                ..
-            } => rule("ALLERGY_CONFLICT")
-                .with("allergyId", allergy_id)
-                .with("substanceCode", substance_code)
-                .with("substanceDisplay", substance_display),
-            Error::DuplicatePrescription {
-                authorisation_id, ..
-            } => rule("DUPLICATE_PRESCRIPTION").with("authorisationId", authorisation_id),
-            // The same rules, saying the item is confidential and naming
-            // nothing of it.
-            Error::ConfidentialAllergyConflict { .. } => {
-                rule("ALLERGY_CONFLICT").with("confidential", "true")
-            }
-            Error::ConfidentialDuplicate { .. } => {
-                rule("DUPLICATE_PRESCRIPTION").with("confidential", "true")
-            }
-            Error::IssuedToday { id, .. } => rule("ISSUED_TODAY").with("authorisationId", id),
-            Error::AuthorisationStopped(id) => {
-                rule("AUTHORISATION_STOPPED").with("authorisationId", id)
-            }
-            Error::IssuesUsedUp { id, .. } => rule("ISSUES_USED_UP").with("authorisationId", id),
-            Error::AuthorisationExpired { id, .. } => {
-                rule("AUTHORISATION_EXPIRED").with("authorisationId", id)
-            }
-            Error::ReviewOverdue { id, .. } => rule("REVIEW_OVERDUE").with("authorisationId", id),
-            Error::NothingToReview => rule("NOTHING_TO_REVIEW"),
-            // Told as the first conflict (its reason and ids), with every
-            // conflict in the message, their number, and every rule that
-            // refused (`reasons`): one override_reason overrides them all.
-            Error::SafetyConflicts(conflicts) => {
-                let count = conflicts.len();
-                let mut told = conflicts.into_iter().map(Failure::from);
-                match told.next() {
-                    Some(mut failure) => {
-                        let mut reasons = vec![failure.reason];
-                        for other in told {
-                            if !reasons.contains(&other.reason) {
-                                reasons.push(other.reason);
-                            }
+        let single_conflict = error.is_safety_conflict();
+        let failure = told(error);
+        if single_conflict {
+            let reason = failure.reason;
+            failure.with("conflictCount", "1").with("reasons", reason)
+        } else {
+            failure
+        }
+    }
+}
+
+/// The refusal as told, without the conflict counts of a single conflict.
+fn told(error: Error) -> Failure {
+    let message = error.to_string();
+    let rule = |reason| Failure::new(Code::FailedPrecondition, reason, message.clone());
+    match error {
+        Error::Invalid(v) => Failure::invalid(v),
+        Error::AllergyNotFound(id) => Failure::not_found("allergy", &id),
+        Error::AuthorisationNotFound(id) => Failure::not_found("authorisation", &id),
+        Error::AllergyNotActive { id, .. } | Error::AllergyEnteredInError { id } => {
+            rule("ALLERGY_NOT_ACTIVE").with("allergyId", id)
+        }
+        Error::AllergyConflict {
+            allergy_id,
+            substance_code,
+            substance_display,
+            ..
+        } => rule("ALLERGY_CONFLICT")
+            .with("allergyId", allergy_id)
+            .with("substanceCode", substance_code)
+            .with("substanceDisplay", substance_display),
+        Error::DuplicatePrescription {
+            authorisation_id, ..
+        } => rule("DUPLICATE_PRESCRIPTION").with("authorisationId", authorisation_id),
+        // The same rules, saying the item is confidential and naming
+        // nothing of it.
+        Error::ConfidentialAllergyConflict { .. } => {
+            rule("ALLERGY_CONFLICT").with("confidential", "true")
+        }
+        Error::ConfidentialDuplicate { .. } => {
+            rule("DUPLICATE_PRESCRIPTION").with("confidential", "true")
+        }
+        Error::IssuedToday { id, .. } => rule("ISSUED_TODAY").with("authorisationId", id),
+        Error::AuthorisationStopped(id) => {
+            rule("AUTHORISATION_STOPPED").with("authorisationId", id)
+        }
+        Error::IssuesUsedUp { id, .. } => rule("ISSUES_USED_UP").with("authorisationId", id),
+        Error::AuthorisationExpired { id, .. } => {
+            rule("AUTHORISATION_EXPIRED").with("authorisationId", id)
+        }
+        Error::ReviewOverdue { id, .. } => rule("REVIEW_OVERDUE").with("authorisationId", id),
+        Error::NothingToReview => rule("NOTHING_TO_REVIEW"),
+        // Told as the first conflict (its reason and ids), with every
+        // conflict in the message, their number, and every rule that
+        // refused (`reasons`): one override_reason overrides them all.
+        Error::SafetyConflicts(conflicts) => {
+            let count = conflicts.len();
+            let mut each = conflicts.into_iter().map(told);
+            match each.next() {
+                Some(mut failure) => {
+                    let mut reasons = vec![failure.reason];
+                    for other in each {
+                        if !reasons.contains(&other.reason) {
+                            reasons.push(other.reason);
                         }
-                        failure.message = message;
-                        failure
-                            .with("conflictCount", count.to_string())
-                            .with("reasons", reasons.join(","))
                     }
-                    None => rule("SAFETY_CONFLICT"),
+                    failure.message = message;
+                    failure
+                        .with("conflictCount", count.to_string())
+                        .with("reasons", reasons.join(","))
                 }
+                None => rule("SAFETY_CONFLICT"),
             }
         }
     }

@@ -85,6 +85,18 @@ impl Error {
         }
     }
 
+    /// One safety conflict (an override_reason would override it).
+    pub fn is_safety_conflict(&self) -> bool {
+        matches!(
+            self,
+            Self::AllergyConflict { .. }
+                | Self::ConfidentialAllergyConflict { .. }
+                | Self::DuplicatePrescription { .. }
+                | Self::ConfidentialDuplicate { .. }
+                | Self::IssuedToday { .. }
+        )
+    }
+
     pub fn invalid(field: &str, rule: &str) -> Self {
         let mut v = Violations::new();
         v.add(field, rule);

@@ -44,6 +44,13 @@ async fn medications_allergy_refuses_amoxicillin_then_a_clarithromycin_repeat_is
         info.metadata.get("substanceCode").map(String::as_str),
         Some(PENICILLIN)
     );
+    assert_eq!(
+        (
+            info.metadata.get("conflictCount").map(String::as_str),
+            info.metadata.get("reasons").map(String::as_str)
+        ),
+        (Some("1"), Some("ALLERGY_CONFLICT"))
+    );
     assert!(
         refused.message().contains("Penicillin"),
         "{}",
