@@ -228,39 +228,33 @@ pub async fn verify(
 ) -> Result<VerifyReport, AuditError> {
     // One snapshot of the projector's checkpoints, the rows and the signed
     // checkpoints (they commit together), so a projector running meanwhile
-    // cannot make rows appear that the replay does not reach.
-    let mut snapshot = Vec::new();
-    let checkpoints;
-    {
-        let mut tx = pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        // Before the snapshot is taken (LOCK takes none): a rebuild cannot
-        // swap a table in between, which would hide its catch-up rows.
-        sqlx::query("LOCK TABLE audit_log, audit_events, audit_checkpoints IN ACCESS SHARE MODE")
-            .execute(&mut *tx)
-            .await?;
-        for log in LOGS {
-            let stream = ContextStream::new(log).name;
-            let applied: Option<(i64,)> = sqlx::query_as(
-                "SELECT last_sequence FROM projection_checkpoints WHERE projection = $1 AND stream = $2",
-            )
-            .bind(NAME)
-            .bind(&stream)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let applied = applied.map_or(0, |(s,)| s as u64);
-            let stored = rows(&mut *tx, log).await?;
-            let events = audit_events(&mut tx, &stream).await?;
-            snapshot.push((log, stream, applied, stored, events));
-        }
-        checkpoints = all_checkpoints(&mut *tx).await?;
-        tx.commit().await?;
-    }
+    // cannot make rows appear that the replay does not reach. It stays open
+    // while each stream is compared in turn, so only one stream's rows and
+    // commits are held at a time.
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    // Before the snapshot is taken (LOCK takes none): a rebuild cannot
+    // swap a table in between, which would hide its catch-up rows.
+    sqlx::query("LOCK TABLE audit_log, audit_events, audit_checkpoints IN ACCESS SHARE MODE")
+        .execute(&mut *tx)
+        .await?;
+    let checkpoints = all_checkpoints(&mut *tx).await?;
     let mut report = VerifyReport::default();
     let mut trees = HashMap::new();
-    for (log, stream, applied, stored, (events_applied, events)) in snapshot {
+    for log in LOGS {
+        let stream = ContextStream::new(log).name;
+        let applied: Option<(i64,)> = sqlx::query_as(
+            "SELECT last_sequence FROM projection_checkpoints WHERE projection = $1 AND stream = $2",
+        )
+        .bind(NAME)
+        .bind(&stream)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let applied = applied.map_or(0, |(s,)| s as u64);
+        let stored = rows(&mut *tx, log).await?;
+        let (events_applied, events) = audit_events(&mut tx, &stream).await?;
         let commits = replay(store, &stream, applied.max(events_applied)).await?;
         // The two audit projections commit together (ADR 0030): rows
         // missing up to either checkpoint are missing, whichever was
@@ -309,6 +303,7 @@ pub async fn verify(
             Tree::from_entries(expected.iter().map(|r| r.entry.as_slice())),
         );
     }
+    tx.commit().await?;
     // The history: every other log's checkpoints, in row order.
     let history: Vec<LogRow> = checkpoints
         .iter()
