@@ -218,8 +218,8 @@ pub struct DevTokenArgs {
     /// Display name.
     #[arg(long, default_value = "")]
     pub name: String,
-    /// A team the user is a member of (the token's `teams` claim);
-    /// repeat for several.
+    /// A team of the user's organisation they are a member of (the
+    /// token's `teams` claim); repeat for several.
     #[arg(long = "team")]
     pub teams: Vec<String>,
     #[arg(long, default_value = "8h", value_parser = humantime)]
