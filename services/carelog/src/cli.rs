@@ -131,6 +131,12 @@ pub struct UpArgs {
     /// docs/access-policy.md). Without it the built-in default is used.
     #[arg(long, env = "CARELOG_ACCESS_POLICY")]
     pub access_policy: Option<PathBuf>,
+    /// The organisation (ODS code) whose privacy officer reviews an
+    /// emergency access to a patient with no registered practice, such as
+    /// a shared-care host's information governance team. Without it, the
+    /// organisation that broke glass reviews it (ADR 0022).
+    #[arg(long, env = "CARELOG_BREAK_GLASS_REVIEWER", value_parser = ods_code)]
+    pub break_glass_reviewer: Option<carelog_kernel::OdsCode>,
     #[command(flatten)]
     pub connections: Connections,
     #[command(flatten)]
@@ -163,6 +169,12 @@ pub struct ServeArgs {
     /// docs/access-policy.md). Without it the built-in default is used.
     #[arg(long, env = "CARELOG_ACCESS_POLICY")]
     pub access_policy: Option<PathBuf>,
+    /// The organisation (ODS code) whose privacy officer reviews an
+    /// emergency access to a patient with no registered practice, such as
+    /// a shared-care host's information governance team. Without it, the
+    /// organisation that broke glass reviews it (ADR 0022).
+    #[arg(long, env = "CARELOG_BREAK_GLASS_REVIEWER", value_parser = ods_code)]
+    pub break_glass_reviewer: Option<carelog_kernel::OdsCode>,
     #[command(flatten)]
     pub connections: Connections,
     #[command(flatten)]
@@ -245,4 +257,9 @@ pub fn humantime(text: &str) -> Result<Duration, String> {
         "h" => Ok(Duration::from_secs(n * 3600)),
         _ => Err(format!("'{text}' is not a duration such as 30s, 10m or 2h")),
     }
+}
+
+/// An ODS code given on the command line.
+fn ods_code(text: &str) -> Result<carelog_kernel::OdsCode, String> {
+    carelog_kernel::OdsCode::parse(text).map_err(|e| e.to_string())
 }

@@ -168,6 +168,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.drug_catalogue.as_deref(),
         args.access_policy.as_deref(),
     )?;
+    settings.break_glass_reviewer = args.break_glass_reviewer.clone();
     let store = stack::event_store(&nats, store_options(&args.connections)).await?;
     let pool = stack::database(&db, args.connections.db_pool).await?;
     let listener = TcpListener::bind(args.listen)
@@ -330,6 +331,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         args.drug_catalogue.as_deref(),
         args.access_policy.as_deref(),
     )?;
+    settings.break_glass_reviewer = args.break_glass_reviewer.clone();
     settings.health_listener = health_listener(args.health_listen).await?;
     settings.metrics_listener = metrics_listener(args.metrics_listen).await?;
     settings.tls = tls(&args.tls)?;

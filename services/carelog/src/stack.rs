@@ -161,6 +161,9 @@ pub struct Settings {
     /// TLS (and, with a client CA, mutual TLS) on the API port; the health
     /// and metrics ports stay plaintext.
     pub tls: Option<tonic::transport::ServerTlsConfig>,
+    /// Whose privacy officer reviews an emergency access to a patient with
+    /// no registered practice; `None`: the organisation that broke glass.
+    pub break_glass_reviewer: Option<carelog_kernel::OdsCode>,
 }
 
 impl Default for Settings {
@@ -176,6 +179,7 @@ impl Default for Settings {
             access_log: None,
             access_policy: Arc::new(carelog_kernel::policy::Policy::default()),
             tls: None,
+            break_glass_reviewer: None,
         }
     }
 }
@@ -302,7 +306,10 @@ pub async fn start_with(
             Arc::new(PgAccessFacts::new(gate.clone(), pool.clone())),
             access_log.clone(),
         )
-        .with_break_glass(Arc::new(PrivacyReview::new(task_executor.clone())));
+        .with_break_glass(Arc::new(
+            PrivacyReview::new(task_executor.clone())
+                .with_reviewer(settings.break_glass_reviewer.clone()),
+        ));
         let demographics = serves(PatientRecord::CONTEXT).then(|| {
             DemographicsServiceServer::with_interceptor(
                 DemographicsApi::new(

@@ -26,11 +26,24 @@ pub const REVIEW_TITLE: &str = "Review emergency access (break glass)";
 #[derive(Debug, Clone)]
 pub struct PrivacyReview {
     executor: Arc<Executor<TaskList>>,
+    /// Reviews emergency access to a patient with no registered practice.
+    reviewer: Option<OdsCode>,
 }
 
 impl PrivacyReview {
     pub fn new(executor: Arc<Executor<TaskList>>) -> Self {
-        Self { executor }
+        Self {
+            executor,
+            reviewer: None,
+        }
+    }
+
+    /// The organisation (a shared-care host's information governance) whose
+    /// privacy officer reviews an emergency access to a patient with no
+    /// registered practice; without one, the organisation that broke glass.
+    pub fn with_reviewer(mut self, reviewer: Option<OdsCode>) -> Self {
+        self.reviewer = reviewer;
+        self
     }
 
     async fn raise_task(&self, event: &RecordAccessed) -> Result<(), Failure> {
@@ -38,9 +51,12 @@ impl PrivacyReview {
             .map_err(|_| Failure::invalid_field("patient_id", "is not a patient id"))?;
         let caller = event.actor.clone().unwrap_or_default();
         // The review belongs to the registered organisation; a patient with
-        // none is reviewed where the glass was broken.
+        // none is reviewed by the configured reviewer, or else where the
+        // glass was broken.
         let organisation = OdsCode::parse(&event.registered_organisation)
-            .or_else(|_| OdsCode::parse(&caller.organisation_ods))
+            .ok()
+            .or_else(|| self.reviewer.clone())
+            .map_or_else(|| OdsCode::parse(&caller.organisation_ods), Ok)
             .map_err(|_| Failure::invalid_field("organisation", "no organisation to review"))?;
         let actor = Actor {
             user_id: SYSTEM_USER.to_owned(),

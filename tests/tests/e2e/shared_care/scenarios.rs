@@ -860,3 +860,78 @@ async fn emergency_access_opens_no_standing_way_to_the_record() {
         .expect("their encounter in progress");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn emergency_access_to_a_patient_with_no_practice_is_reviewed_by_the_configured_host() {
+    // Given a shared-care host whose information governance team reviews
+    // emergency access to patients with no practice
+    const HOST: &str = "Y12345";
+    let stack = TestStack::start_with(
+        carelog::stack::Parts {
+            api: true,
+            projectors: true,
+        },
+        carelog::stack::Settings {
+            break_glass_reviewer: Some(carelog_kernel::OdsCode::parse(HOST).expect("ods")),
+            ..Default::default()
+        },
+    )
+    .await;
+    let jane = register_at_home(&stack).await;
+    let id = jane.patient_id.clone();
+    // and Jane, who has left her practice and has none
+    let mut details = jane_smith();
+    details.registered_practice_ods.clear();
+    stack
+        .client()
+        .update_demographics(as_org(
+            &stack,
+            HOME,
+            update_request(&id, details, &["registered_practice_ods"]),
+        ))
+        .await
+        .expect("deducted");
+
+    // When an A&E doctor breaks glass
+    let reason_given = "unconscious in A&E, no history available";
+    stack
+        .consultations()
+        .list_consultations(breaking_glass(
+            &stack,
+            STRANGER,
+            reason_given,
+            consultations_of(&id),
+        ))
+        .await
+        .expect("emergency access");
+
+    // Then the review is in the host's work list, not the A&E's own
+    let work_list = |org: &'static str| {
+        let stack = &stack;
+        async move {
+            let sequence = stack.last_sequence_of("tasks").await;
+            stack
+                .tasks()
+                .list_tasks(in_role(
+                    stack,
+                    org,
+                    "LOCAL-PRIVACY-OFFICER",
+                    tpb::ListTasksRequest {
+                        organisation_ods: org.into(),
+                        min_sequence: sequence,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("work list")
+                .into_inner()
+                .tasks
+        }
+    };
+    let at_host = work_list(HOST).await;
+    assert_eq!(at_host.len(), 1, "{at_host:?}");
+    assert_eq!(at_host[0].patient_id, id);
+    assert!(at_host[0].description.contains(reason_given));
+    assert!(work_list(STRANGER).await.iter().all(|t| t.patient_id != id));
+    stack.stop().await;
+}
