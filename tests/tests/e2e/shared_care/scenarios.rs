@@ -32,6 +32,23 @@ async fn register_at_home(stack: &TestStack) -> dpb::Patient {
         .into_inner()
 }
 
+/// Jane, registered at home and then deducted: a patient with no practice.
+async fn registered_nowhere(stack: &TestStack) -> String {
+    let id = register_at_home(stack).await.patient_id;
+    let mut details = jane_smith();
+    details.registered_practice_ods.clear();
+    stack
+        .client()
+        .update_demographics(as_org(
+            stack,
+            HOME,
+            update_request(&id, details, &["registered_practice_ods"]),
+        ))
+        .await
+        .expect("deducted");
+    id
+}
+
 fn consultations_of(patient_id: &str) -> cpb::ListConsultationsRequest {
     cpb::ListConsultationsRequest {
         patient_id: patient_id.to_owned(),
@@ -684,20 +701,8 @@ async fn an_objection_recorded_on_the_survivor_after_a_merge_protects_the_merged
 #[tokio::test]
 async fn emergency_access_opens_no_standing_way_to_the_record() {
     let stack = TestStack::start().await;
-    let jane = register_at_home(&stack).await;
-    let id = jane.patient_id.clone();
     // Given Jane has left her practice and has none
-    let mut details = jane_smith();
-    details.registered_practice_ods.clear();
-    stack
-        .client()
-        .update_demographics(as_org(
-            &stack,
-            HOME,
-            update_request(&id, details, &["registered_practice_ods"]),
-        ))
-        .await
-        .expect("deducted");
+    let id = registered_nowhere(&stack).await;
     let reason_given = "unconscious in A&E, no history available";
     let consultations = |org_glass: Option<&str>, sequence: u64| {
         let request = consultations_of(&id);
@@ -877,20 +882,8 @@ async fn emergency_access_to_a_patient_with_no_practice_is_reviewed_by_the_confi
         },
     )
     .await;
-    let jane = register_at_home(&stack).await;
-    let id = jane.patient_id.clone();
     // and Jane, who has left her practice and has none
-    let mut details = jane_smith();
-    details.registered_practice_ods.clear();
-    stack
-        .client()
-        .update_demographics(as_org(
-            &stack,
-            HOME,
-            update_request(&id, details, &["registered_practice_ods"]),
-        ))
-        .await
-        .expect("deducted");
+    let id = registered_nowhere(&stack).await;
 
     // When an A&E doctor breaks glass
     let reason_given = "unconscious in A&E, no history available";
