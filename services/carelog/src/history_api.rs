@@ -14,7 +14,7 @@ use carelog_kernel::edge::required;
 use carelog_kernel::envelope::from_timestamp;
 use carelog_kernel::guard::Guard;
 use carelog_kernel::{Actor, Failure, PatientId, RequestContext, Violations};
-use carelog_medications::domain::views::withhold_overrides;
+use carelog_medications::domain::views::{withhold_authorisations, withhold_overrides};
 use carelog_projections::history::RecordHistory;
 use carelog_proto::audit::v1 as pb;
 use carelog_proto::audit::v1::record_history_service_server::RecordHistoryService;
@@ -85,12 +85,7 @@ fn withhold_snapshot(s: &mut pb::PatientRecordSnapshot, actor: &Actor) {
     withheld += withhold(&mut s.allergies, actor, |x| {
         (x.confidential, x.author_organisation_ods.as_str())
     });
-    withheld += withhold(&mut s.authorisations, actor, |x| {
-        (x.confidential, x.author_organisation_ods.as_str())
-    });
-    for a in &mut s.authorisations {
-        withhold_overrides(a, actor.organisation.as_str());
-    }
+    withheld += withhold_authorisations(&mut s.authorisations, actor);
     withheld += withhold(&mut s.issues, actor, |x| {
         (x.confidential, x.author_organisation_ods.as_str())
     });

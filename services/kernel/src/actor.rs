@@ -227,11 +227,7 @@ impl RequestContext {
     /// at most 64 characters of letters, digits, `-`, `_`, `.` and `:`.
     pub fn with_request(mut self, request_id: &str, reason: &str) -> Result<Self, Failure> {
         let request_id = request_id.trim();
-        let ok = request_id.len() <= 64
-            && request_id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-        if !ok {
+        if !crate::ids::is_key(request_id) {
             return Err(Failure::invalid_field(
                 "request_id",
                 "must be at most 64 letters, digits, '-', '_', '.' or ':' (a UUID is recommended)",

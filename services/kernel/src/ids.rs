@@ -231,6 +231,15 @@ impl fmt::Display for OdsCode {
     }
 }
 
+/// Whether `text` is a key a client chooses (a request id, a team id): at
+/// most 64 letters, digits, `-`, `_`, `.` and `:`.
+pub fn is_key(text: &str) -> bool {
+    text.len() <= 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
 /// A team, qualified by the organisation whose team it is: `<ODS>/<team>`.
 /// Two organisations' teams of the same name ("district-nurses") are two
 /// teams: a task performed by one is not the other's work.
@@ -246,11 +255,7 @@ impl TeamId {
             Some((ods, team)) => (OdsCode::parse(ods).map_err(|_| IdError::TeamFormat)?, team),
             None => (organisation.clone(), text),
         };
-        let ok = (1..=64).contains(&team.len())
-            && team
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-        if ok {
+        if !team.is_empty() && is_key(team) {
             Ok(Self(format!("{ods}/{team}")))
         } else {
             Err(IdError::TeamFormat)

@@ -11,7 +11,7 @@ use carelog_proto::medications::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::{MedicationsApi, missing, patient_id, typed};
-use crate::domain::views::withhold_overrides;
+use crate::domain::views::withhold_authorisations;
 use crate::queries::{AllergyFilter, Consistency, MedicationsQueries};
 
 pub(super) const SERVICE: &str = "carelog.medications.v1.MedicationsService";
@@ -64,10 +64,7 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
                 Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
-        let withheld_count = withhold(&mut authorisations, &ctx.actor, marking!());
-        for a in &mut authorisations {
-            withhold_overrides(a, ctx.actor.organisation.as_str());
-        }
+        let withheld_count = withhold_authorisations(&mut authorisations, &ctx.actor);
         let read = reads(
             authorisations.iter().map(|x| {
                 (

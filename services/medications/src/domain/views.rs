@@ -1,7 +1,21 @@
 //! Medication resources as a reader may see them (ADR 0024).
 
-use carelog_kernel::confidential;
+use carelog_kernel::Actor;
+use carelog_kernel::confidential::{self, withhold};
 use carelog_proto::medications::v1 as pb;
+
+/// The authorisations `actor` may see, each as they may see it: another
+/// organisation's confidential ones left out (their number returned), and
+/// of the rest, the overrides withheld as [`withhold_overrides`] says.
+pub fn withhold_authorisations(authorisations: &mut Vec<pb::Authorisation>, actor: &Actor) -> i32 {
+    let withheld = withhold(authorisations, actor, |a| {
+        (a.confidential, a.author_organisation_ods.as_str())
+    });
+    for a in authorisations {
+        withhold_overrides(a, actor.organisation.as_str());
+    }
+    withheld
+}
 
 /// Leaves out of an authorisation's overridden safety checks which allergy
 /// or authorisation each was, when another organisation than the reader's

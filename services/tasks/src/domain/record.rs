@@ -91,10 +91,10 @@ impl Aggregate for TaskList {
             use pb::performer::Performer as P;
             let mut performer = performer?;
             if let (Some(P::TeamId(team)), Some(r)) = (performer.performer.as_mut(), requester)
-                && !team.contains('/')
-                && !r.organisation_ods.is_empty()
+                && let Ok(organisation) = carelog_kernel::OdsCode::parse(&r.organisation_ods)
+                && let Ok(qualified) = carelog_kernel::ids::TeamId::parse(&organisation, team)
             {
-                *team = format!("{}/{team}", r.organisation_ods);
+                *team = qualified.to_string();
             }
             Some(performer)
         }
