@@ -33,7 +33,7 @@ pub struct AuditEventsProjection;
 
 /// One row of `audit_events`: as the projection writes it, as `audit
 /// verify` recomputes it from JetStream, and as it reads it back.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]
 pub struct AuditRow {
     pub stream: String,
     pub stream_sequence: i64,

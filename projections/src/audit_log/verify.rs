@@ -2,7 +2,7 @@
 //! PostgreSQL, entry by entry, and every signed checkpoint checked against
 //! the recomputed trees.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use carelog_kernel::envelope::{GENESIS, StoredCommit};
 use carelog_kernel::merkle::checkpoint::{Checkpoint, VerifyingKey};
@@ -13,7 +13,7 @@ use sqlx::{AssertSqlSafe, PgPool};
 use crate::audit::{AuditRow, COLUMNS};
 
 use super::{
-    AuditError, HISTORY, LOGS, LogRow, NAME, StoredCheckpoint, all_checkpoints, is_chained, rows,
+    AuditError, HISTORY, LOGS, LogRow, NAME, StoredCheckpoint, all_checkpoints, is_chained,
 };
 
 /// How a PostgreSQL row differs from the log recomputed from JetStream.
@@ -142,48 +142,53 @@ impl VerifyReport {
     }
 }
 
-/// The commits of `stream` up to `until` (inclusive), as stored, in order.
-async fn replay(
+/// How many messages or rows [`verify`] reads at a time.
+pub const PAGE: usize = 1000;
+
+/// The commits of `stream` from `from` up to `until` (inclusive), as
+/// stored, in order: one Direct Get range of up to `page` messages, and
+/// where the next range starts (past `until` when the replay is done).
+async fn replay_page(
     store: &EventStore,
     stream: &str,
+    from: u64,
     until: u64,
-) -> Result<Vec<StoredCommit>, AuditError> {
-    const FETCH: usize = 1000;
-    let mut commits = Vec::new();
-    let mut next = 1;
-    while next <= until {
-        let messages = store
-            .read_range(stream, next, FETCH)
-            .await
-            .map_err(|e| AuditError::Store(e.to_string()))?;
-        let Some(last) = messages.last().map(|m| m.stream_sequence) else {
-            break;
-        };
-        for m in messages
-            .iter()
-            .filter(|m| m.stream_sequence <= until && m.is_commit())
-        {
-            commits.push(StoredCommit::decode(m).map_err(|e| {
-                AuditError::Malformed(format!(
-                    "{stream} sequence {} is not a commit: {e}",
-                    m.stream_sequence
-                ))
-            })?);
-        }
-        next = last + 1;
+    page: usize,
+) -> Result<(Vec<StoredCommit>, u64), AuditError> {
+    let messages = store
+        .read_range(stream, from, page)
+        .await
+        .map_err(|e| AuditError::Store(e.to_string()))?;
+    let Some(last) = messages.last().map(|m| m.stream_sequence) else {
+        return Ok((Vec::new(), until + 1));
+    };
+    let mut commits = Vec::with_capacity(messages.len());
+    for m in messages
+        .iter()
+        .filter(|m| m.stream_sequence <= until && m.is_commit())
+    {
+        commits.push(StoredCommit::decode(m).map_err(|e| {
+            AuditError::Malformed(format!(
+                "{stream} sequence {} is not a commit: {e}",
+                m.stream_sequence
+            ))
+        })?);
     }
-    Ok(commits)
+    Ok((commits, last + 1))
+}
+
+/// Whether a stored log row is exactly the recomputed one: the same bytes,
+/// at the same stream sequence, under the leaf hash of those bytes.
+fn exact(expected: &LogRow, row: &LogRow) -> bool {
+    expected.entry == row.entry
+        && expected.stream_sequence == row.stream_sequence
+        && row.leaf_hash == leaf_hash(&row.entry).to_vec()
 }
 
 /// The first place where `rows` (PostgreSQL) differ from `expected`
 /// (recomputed), classified.
 pub fn first_difference(expected: &[LogRow], rows: &[LogRow]) -> Option<(usize, Tamper)> {
     let same = |a: &LogRow, b: &LogRow| a.entry == b.entry;
-    let exact = |a: &LogRow, b: &LogRow| {
-        a.entry == b.entry
-            && a.stream_sequence == b.stream_sequence
-            && b.leaf_hash == leaf_hash(&b.entry).to_vec()
-    };
     let i = (0..expected.len().max(rows.len()))
         .find(|&i| !matches!((expected.get(i), rows.get(i)), (Some(e), Some(r)) if exact(e, r)))?;
     let kind = match (expected.get(i), rows.get(i)) {
@@ -214,23 +219,159 @@ pub fn first_difference(expected: &[LogRow], rows: &[LogRow]) -> Option<(usize, 
     Some((i, kind))
 }
 
+/// A recomputed sequence and the stored one walked side by side, each fed a
+/// page at a time, so that neither is ever held whole: what is matched is
+/// dropped, and once a difference is found nothing more is kept.
+#[derive(Debug)]
+struct Walk<T> {
+    expected: VecDeque<T>,
+    stored: VecDeque<T>,
+    /// Items matched so far: the log's leaf index of the fronts.
+    matched: u64,
+    /// Stored rows read.
+    rows: u64,
+    found: bool,
+}
+
+impl<T> Default for Walk<T> {
+    fn default() -> Self {
+        Self {
+            expected: VecDeque::new(),
+            stored: VecDeque::new(),
+            matched: 0,
+            rows: 0,
+            found: false,
+        }
+    }
+}
+
+impl<T> Walk<T> {
+    fn expect(&mut self, items: impl IntoIterator<Item = T>) {
+        if !self.found {
+            self.expected.extend(items);
+        }
+    }
+
+    fn store(&mut self, rows: Vec<T>) {
+        self.rows += rows.len() as u64;
+        if !self.found {
+            self.stored.extend(rows);
+        }
+    }
+
+    /// Whether the walk wants another page of stored rows: it keeps up to
+    /// a window more of them than of the recomputed items, no more.
+    fn wants_rows(&self, window: usize) -> bool {
+        self.found || self.stored.len() <= self.expected.len() + window
+    }
+
+    fn found(&mut self) {
+        self.found = true;
+        self.expected.clear();
+        self.stored.clear();
+    }
+}
+
+/// The log walked as far as its buffers allow. A difference is classified
+/// by what follows it ([`first_difference`]), so each side must hold more
+/// than `window` items beyond the front, or all it has (`*_done`): a
+/// reordering further apart than that is named a change. Returns the first
+/// difference: its leaf index, kind, and the stream sequence JetStream has
+/// there.
+fn walk_log(
+    w: &mut Walk<LogRow>,
+    expected_done: bool,
+    stored_done: bool,
+    window: usize,
+) -> Option<(u64, Tamper, Option<u64>)> {
+    let ready = |len: usize, done: bool| done || len > window;
+    while !w.found && ready(w.expected.len(), expected_done) && ready(w.stored.len(), stored_done) {
+        match (w.expected.front(), w.stored.front()) {
+            (None, None) => return None,
+            (Some(e), Some(r)) if exact(e, r) => {
+                w.expected.pop_front();
+                w.stored.pop_front();
+                w.matched += 1;
+            }
+            _ => {
+                let (i, kind) =
+                    first_difference(w.expected.make_contiguous(), w.stored.make_contiguous())?;
+                let found = (
+                    w.matched + i as u64,
+                    kind,
+                    w.expected.get(i).map(|r| r.stream_sequence),
+                );
+                w.found();
+                return Some(found);
+            }
+        }
+    }
+    None
+}
+
+/// The `audit_events` rows walked in key order as far as the buffers allow:
+/// the first row that is not as recomputed (changed, deleted, or inserted
+/// where JetStream has no such event), by its key.
+fn walk_events(
+    w: &mut Walk<AuditRow>,
+    expected_done: bool,
+    stored_done: bool,
+) -> Option<(i64, i32, Tamper)> {
+    let key = |r: &AuditRow| (r.stream_sequence, r.event_index);
+    while !w.found {
+        let found = match (w.expected.front(), w.stored.front()) {
+            (None, _) if !expected_done => return None,
+            (_, None) if !stored_done => return None,
+            (None, None) => return None,
+            (Some(x), None) => (x, Tamper::Deleted),
+            (None, Some(y)) => (y, Tamper::Inserted),
+            (Some(x), Some(y)) if key(x) < key(y) => (x, Tamper::Deleted),
+            (Some(x), Some(y)) if key(x) > key(y) => (y, Tamper::Inserted),
+            (Some(x), Some(y)) if x != y => (y, Tamper::Changed),
+            _ => {
+                w.expected.pop_front();
+                w.stored.pop_front();
+                w.matched += 1;
+                continue;
+            }
+        };
+        let found = (found.0.stream_sequence, found.0.event_index, found.1);
+        w.found();
+        return Some(found);
+    }
+    None
+}
+
 /// Recomputes every log from JetStream (up to what the projector has
 /// applied), checks every aggregate's hash chain (in the chained logs),
 /// compares every entry with the PostgreSQL log, and checks every signed
 /// checkpoint of every log against the recomputed tree (its signature too,
 /// given the public key); the `history` log is recomputed from the stored
 /// checkpoints, so a checkpoint removed or altered after the history named
-/// it is found too.
+/// it is found too. Reads [`PAGE`] messages or rows at a time.
 pub async fn verify(
     pool: &PgPool,
     store: &EventStore,
     key: Option<&VerifyingKey>,
 ) -> Result<VerifyReport, AuditError> {
+    verify_in_pages(pool, store, key, PAGE).await
+}
+
+/// [`verify`], reading `page` messages or rows at a time. What is held in
+/// memory is a few pages of entries and rows, each log's tree (64 bytes an
+/// entry, as the projector holds it), the last hash of each aggregate
+/// (while its chain is checked) and the signed checkpoints.
+pub async fn verify_in_pages(
+    pool: &PgPool,
+    store: &EventStore,
+    key: Option<&VerifyingKey>,
+    page: usize,
+) -> Result<VerifyReport, AuditError> {
+    let page = page.max(1);
     // One snapshot of the projector's checkpoints, the rows and the signed
     // checkpoints (they commit together), so a projector running meanwhile
     // cannot make rows appear that the replay does not reach. It stays open
-    // while each stream is compared in turn, so only one stream's rows and
-    // commits are held at a time.
+    // while each stream is read in turn, a page at a time.
     let mut tx = pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
@@ -242,108 +383,37 @@ pub async fn verify(
         .await?;
     let checkpoints = all_checkpoints(&mut *tx).await?;
     let mut report = VerifyReport::default();
-    let mut trees = HashMap::new();
+    let mut trees = Vec::new();
     for log in LOGS {
         let stream = ContextStream::new(log).name;
-        let applied: Option<(i64,)> = sqlx::query_as(
-            "SELECT last_sequence FROM projection_checkpoints WHERE projection = $1 AND stream = $2",
-        )
-        .bind(NAME)
-        .bind(&stream)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let applied = applied.map_or(0, |(s,)| s as u64);
-        let stored = rows(&mut *tx, log).await?;
-        let (events_applied, events) = audit_events(&mut tx, &stream).await?;
-        let commits = replay(store, &stream, applied.max(events_applied)).await?;
-        // The two audit projections commit together (ADR 0030): rows
-        // missing up to either checkpoint are missing, whichever was
-        // lowered with them.
-        let mut recomputed = Vec::new();
-        let until = applied.max(events_applied);
-        for c in commits.iter().filter(|c| c.stream_sequence <= until) {
-            recomputed.extend(
-                crate::audit::rows_of(&stream, c)
-                    .map_err(|e| AuditError::Malformed(e.to_string()))?,
-            );
-        }
-        if let Some((row, kind)) = first_changed_row(&recomputed, &events) {
-            report.findings.push(Finding::AuditEvent {
-                stream: stream.clone(),
-                stream_sequence: row.stream_sequence as u64,
-                event_index: row.event_index,
-                kind,
-            });
-        }
-        report.audit_events += events.len() as u64;
-        let commits: Vec<StoredCommit> = commits
-            .into_iter()
-            .filter(|c| c.stream_sequence <= applied)
-            .collect();
-        if is_chained(log)
-            && let Some(broken) = first_broken_link(&commits)
-        {
-            report.findings.push(Finding::Chain {
-                log: log.to_owned(),
-                subject: broken.subject.clone(),
-                stream_sequence: broken.stream_sequence,
-            });
-        }
-        let expected: Vec<LogRow> = commits
-            .iter()
-            .map(|c| LogRow {
-                stream_sequence: c.stream_sequence,
-                entry: c.bytes.to_vec(),
-                leaf_hash: leaf_hash(&c.bytes).to_vec(),
-            })
-            .collect();
-        compare(&mut report, log, &expected, &stored);
-        trees.insert(
-            log,
-            Tree::from_entries(expected.iter().map(|r| r.entry.as_slice())),
-        );
+        let (tree, rows) = verify_stream(&mut tx, store, &mut report, log, &stream, page).await?;
+        trees.push((log, tree, rows));
     }
     tx.commit().await?;
     // The history: every other log's checkpoints, in row order.
-    let history: Vec<LogRow> = checkpoints
-        .iter()
-        .filter(|c| c.log != HISTORY)
-        .map(|c| LogRow {
-            stream_sequence: c.id,
-            leaf_hash: leaf_hash(c.stored.note.as_bytes()).to_vec(),
-            entry: c.stored.note.clone().into_bytes(),
-        })
-        .collect();
-    trees.insert(
-        HISTORY,
-        Tree::from_entries(history.iter().map(|r| r.entry.as_slice())),
+    let history = Tree::from_entries(
+        checkpoints
+            .iter()
+            .filter(|c| c.log != HISTORY)
+            .map(|c| c.stored.note.as_bytes()),
     );
-    for log in LOGS.iter().copied().chain([HISTORY]) {
-        let tree = &trees[log];
+    let rows = history.len();
+    trees.push((HISTORY, history, rows));
+    for (log, tree, rows) in trees {
         let mine: Vec<_> = checkpoints.iter().filter(|c| c.log == log).collect();
         if let Some(reason) = mine
             .iter()
-            .find_map(|c| checkpoint_fails(&c.stored, tree, key))
+            .find_map(|c| checkpoint_fails(&c.stored, &tree, key))
         {
             report.findings.push(Finding::Checkpoint {
                 log: log.to_owned(),
                 reason,
             });
         }
-        let rows = if log == HISTORY {
-            history.len()
-        } else {
-            report
-                .logs
-                .iter()
-                .find(|l| l.log == log)
-                .map_or(0, |l| l.rows as usize)
-        };
-        report.logs.retain(|l| l.log != log);
         report.logs.push(LogVerified {
             log: log.to_owned(),
             entries: tree.len(),
-            rows: rows as u64,
+            rows,
             root: tree.root(),
             checkpoint_size: mine.iter().map(|c| c.stored.tree_size).max(),
         });
@@ -351,84 +421,171 @@ pub async fn verify(
     Ok(report)
 }
 
-/// The `audit_events` projection's checkpoint on `stream` and its rows of
-/// that stream, in key order.
-async fn audit_events(
+/// A projection's checkpoint on `stream` (0 before its first batch).
+async fn applied(
     tx: &mut sqlx::PgConnection,
+    projection: &str,
     stream: &str,
-) -> Result<(u64, Vec<AuditRow>), AuditError> {
+) -> Result<u64, AuditError> {
     let applied: Option<(i64,)> = sqlx::query_as(
         "SELECT last_sequence FROM projection_checkpoints WHERE projection = $1 AND stream = $2",
     )
-    .bind(crate::audit::NAME)
+    .bind(projection)
     .bind(stream)
     .fetch_optional(&mut *tx)
     .await?;
-    let rows = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM audit_events WHERE stream = $1 ORDER BY stream_sequence, event_index"
-    )))
-    .bind(stream)
-    .fetch_all(&mut *tx)
-    .await?;
-    Ok((applied.map_or(0, |(s,)| s as u64), rows))
+    Ok(applied.map_or(0, |(s,)| s as u64))
 }
 
-/// The first `audit_events` row (by its key) that is not as recomputed:
-/// changed, deleted, or inserted where JetStream has no such event.
-fn first_changed_row<'a>(
-    expected: &'a [AuditRow],
-    stored: &'a [AuditRow],
-) -> Option<(&'a AuditRow, Tamper)> {
-    let key = |r: &AuditRow| (r.stream_sequence, r.event_index);
-    let (mut e, mut s) = (expected.iter().peekable(), stored.iter().peekable());
+/// One stream replayed a page at a time: its log's entries compared with
+/// `audit_log` and its events with `audit_events`, its hash chains checked,
+/// each first difference reported. Returns the recomputed tree and the
+/// number of `audit_log` rows.
+async fn verify_stream(
+    tx: &mut sqlx::PgConnection,
+    store: &EventStore,
+    report: &mut VerifyReport,
+    log: &str,
+    stream: &str,
+    page: usize,
+) -> Result<(Tree, u64), AuditError> {
+    let applied_log = applied(&mut *tx, NAME, stream).await?;
+    // The two audit projections commit together (ADR 0030): rows missing
+    // up to either checkpoint are missing, whichever was lowered with them.
+    let until = applied_log.max(applied(&mut *tx, crate::audit::NAME, stream).await?);
+    let mut tree = Tree::new();
+    let mut last_hash: HashMap<String, Hash> = HashMap::new();
+    let mut broken = None;
+    let (mut entries, mut events) = (Walk::default(), Walk::default());
+    let (mut entries_after, mut events_after) = (Some(0), Some((0, -1)));
+    let mut next = 1;
     loop {
-        return match (e.peek(), s.peek()) {
-            (None, None) => None,
-            (Some(x), None) => Some((x, Tamper::Deleted)),
-            (None, Some(y)) => Some((y, Tamper::Inserted)),
-            (Some(x), Some(y)) if key(x) < key(y) => Some((x, Tamper::Deleted)),
-            (Some(x), Some(y)) if key(x) > key(y) => Some((y, Tamper::Inserted)),
-            (Some(x), Some(y)) if x != y => Some((y, Tamper::Changed)),
-            _ => {
-                e.next();
-                s.next();
-                continue;
+        if next <= until {
+            let (commits, after) = replay_page(store, stream, next, until, page).await?;
+            next = after;
+            for c in &commits {
+                events.expect(
+                    crate::audit::rows_of(stream, c)
+                        .map_err(|e| AuditError::Malformed(e.to_string()))?,
+                );
+                if c.stream_sequence > applied_log {
+                    continue;
+                }
+                if is_chained(log) && broken.is_none() {
+                    let previous = last_hash.get(c.subject.as_str()).unwrap_or(&GENESIS);
+                    if c.previous_hash() == *previous {
+                        last_hash.insert(c.subject.clone(), c.hash);
+                    } else {
+                        broken = Some((c.subject.clone(), c.stream_sequence));
+                        last_hash = HashMap::new();
+                    }
+                }
+                tree.append_entry(&c.bytes);
+                entries.expect([LogRow {
+                    stream_sequence: c.stream_sequence,
+                    entry: c.bytes.to_vec(),
+                    leaf_hash: leaf_hash(&c.bytes).to_vec(),
+                }]);
             }
-        };
-    }
-}
-
-/// The first commit whose `previous_hash` is not its aggregate's last hash.
-fn first_broken_link(commits: &[StoredCommit]) -> Option<&StoredCommit> {
-    let mut last: HashMap<&str, Hash> = HashMap::new();
-    for c in commits {
-        let previous = last.get(c.subject.as_str()).copied().unwrap_or(GENESIS);
-        if c.previous_hash() != previous {
-            return Some(c);
         }
-        last.insert(c.subject.as_str(), c.hash);
+        let replayed = next > until;
+        while let Some(after) = entries_after.filter(|_| entries.wants_rows(page)) {
+            let rows = log_rows_after(&mut *tx, log, after, page).await?;
+            entries_after = rows
+                .last()
+                .map(|r| r.stream_sequence)
+                .filter(|_| rows.len() == page);
+            entries.store(rows);
+        }
+        while let Some(after) = events_after.filter(|_| events.wants_rows(page)) {
+            let rows = events_after_key(&mut *tx, stream, after, page).await?;
+            events_after = rows
+                .last()
+                .map(|r| (r.stream_sequence, r.event_index))
+                .filter(|_| rows.len() == page);
+            events.store(rows);
+        }
+        if let Some((index, kind, expected_sequence)) =
+            walk_log(&mut entries, replayed, entries_after.is_none(), page)
+        {
+            report.findings.push(Finding::Entry {
+                log: log.to_owned(),
+                index,
+                kind,
+                expected_sequence,
+            });
+        }
+        if let Some((stream_sequence, event_index, kind)) =
+            walk_events(&mut events, replayed, events_after.is_none())
+        {
+            report.findings.push(Finding::AuditEvent {
+                stream: stream.to_owned(),
+                stream_sequence: stream_sequence as u64,
+                event_index,
+                kind,
+            });
+        }
+        if replayed && entries_after.is_none() && events_after.is_none() {
+            break;
+        }
     }
-    None
-}
-
-/// Records the first difference between the recomputed and stored log, and
-/// the log's counts (its root and checkpoint are filled in afterwards).
-fn compare(report: &mut VerifyReport, log: &str, expected: &[LogRow], stored: &[LogRow]) {
-    if let Some((index, kind)) = first_difference(expected, stored) {
-        report.findings.push(Finding::Entry {
+    if let Some((subject, stream_sequence)) = broken {
+        report.findings.push(Finding::Chain {
             log: log.to_owned(),
-            index: index as u64,
-            kind,
-            expected_sequence: expected.get(index).map(|r| r.stream_sequence),
+            subject,
+            stream_sequence,
         });
     }
-    report.logs.push(LogVerified {
-        log: log.to_owned(),
-        entries: expected.len() as u64,
-        rows: stored.len() as u64,
-        root: [0; 32],
-        checkpoint_size: None,
-    });
+    report.audit_events += events.rows;
+    Ok((tree, entries.rows))
+}
+
+/// Up to `limit` rows of the PostgreSQL log of `log` after stream sequence
+/// `after`, in leaf order.
+async fn log_rows_after(
+    tx: &mut sqlx::PgConnection,
+    log: &str,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<LogRow>, AuditError> {
+    let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+        "SELECT stream_sequence, entry, leaf_hash FROM audit_log \
+         WHERE log = $1 AND stream_sequence > $2 ORDER BY stream_sequence LIMIT $3",
+    )
+    .bind(log)
+    .bind(after as i64)
+    .bind(limit as i64)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(s, entry, leaf_hash)| LogRow {
+            stream_sequence: s as u64,
+            entry,
+            leaf_hash,
+        })
+        .collect())
+}
+
+/// Up to `limit` rows of `audit_events` of `stream` after the key `after`
+/// (stream sequence, event index), in key order.
+async fn events_after_key(
+    tx: &mut sqlx::PgConnection,
+    stream: &str,
+    after: (i64, i32),
+    limit: usize,
+) -> Result<Vec<AuditRow>, AuditError> {
+    Ok(sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM audit_events WHERE stream = $1 \
+         AND (stream_sequence, event_index) > ($2, $3) \
+         ORDER BY stream_sequence, event_index LIMIT $4"
+    )))
+    .bind(stream)
+    .bind(after.0)
+    .bind(after.1)
+    .bind(limit as i64)
+    .fetch_all(&mut *tx)
+    .await?)
 }
 
 /// Why a signed checkpoint does not hold for the recomputed tree, if it
@@ -491,62 +648,150 @@ mod tests {
         assert_eq!(first_difference(&[], &[]), None);
     }
 
-    #[test]
-    fn classifies_the_first_difference() {
-        let expected = log(5);
+    /// The ways a log can be tampered with, each with the first difference
+    /// verify names.
+    fn tamperings() -> Vec<(&'static str, Vec<LogRow>, (usize, Tamper))> {
         let mut changed = log(5);
         changed[2].entry = b"forged".to_vec();
         changed[2].leaf_hash = leaf_hash(b"forged").to_vec();
-        assert_eq!(
-            first_difference(&expected, &changed),
-            Some((2, Tamper::Changed))
-        );
         let mut hash_only = log(5);
         hash_only[1].leaf_hash = vec![0; 32];
-        assert_eq!(
-            first_difference(&expected, &hash_only),
-            Some((1, Tamper::Changed))
-        );
         let mut deleted = log(5);
         deleted.remove(1);
-        assert_eq!(
-            first_difference(&expected, &deleted),
-            Some((1, Tamper::Deleted))
-        );
         let mut last_deleted = log(5);
         last_deleted.pop();
-        assert_eq!(
-            first_difference(&expected, &last_deleted),
-            Some((4, Tamper::Deleted))
-        );
         let mut inserted = log(5);
         inserted.insert(3, row(3, b"extra"));
-        assert_eq!(
-            first_difference(&expected, &inserted),
-            Some((3, Tamper::Inserted))
-        );
         let mut appended = log(5);
         appended.push(row(9, b"extra"));
-        assert_eq!(
-            first_difference(&expected, &appended),
-            Some((5, Tamper::Inserted))
-        );
         let mut swapped = log(5);
         let (a, b) = (swapped[1].entry.clone(), swapped[2].entry.clone());
         swapped[1].entry = b;
         swapped[2].entry = a;
         swapped[1].leaf_hash = leaf_hash(&swapped[1].entry).to_vec();
         swapped[2].leaf_hash = leaf_hash(&swapped[2].entry).to_vec();
-        assert_eq!(
-            first_difference(&expected, &swapped),
-            Some((1, Tamper::Reordered))
-        );
         let mut far = log(5);
         far.swap(0, 4);
+        vec![
+            ("changed", changed, (2, Tamper::Changed)),
+            ("hash only", hash_only, (1, Tamper::Changed)),
+            ("deleted", deleted, (1, Tamper::Deleted)),
+            ("last deleted", last_deleted, (4, Tamper::Deleted)),
+            ("inserted", inserted, (3, Tamper::Inserted)),
+            ("appended", appended, (5, Tamper::Inserted)),
+            ("swapped", swapped, (1, Tamper::Reordered)),
+            ("far", far, (0, Tamper::Reordered)),
+        ]
+    }
+
+    #[test]
+    fn classifies_the_first_difference() {
+        for (name, stored, found) in tamperings() {
+            assert_eq!(first_difference(&log(5), &stored), Some(found), "{name}");
+        }
+    }
+
+    /// Walks `expected` and `stored` fed `page` items at a time, as verify
+    /// feeds a replay page and the rows it wants.
+    fn walked<T: Clone>(
+        expected: &[T],
+        stored: &[T],
+        page: usize,
+        mut walk: impl FnMut(&mut Walk<T>, bool, bool) -> Option<(u64, Tamper)>,
+    ) -> (Option<(u64, Tamper)>, u64) {
+        let mut w = Walk::default();
+        let (mut pages, mut rows) = (expected.chunks(page), stored.chunks(page));
+        let (mut replayed, mut read) = (false, false);
+        let mut found = None;
+        while !(replayed && read) {
+            match pages.next() {
+                Some(p) => w.expect(p.to_vec()),
+                None => replayed = true,
+            }
+            while !read && w.wants_rows(page) {
+                match rows.next() {
+                    Some(r) => w.store(r.to_vec()),
+                    None => read = true,
+                }
+            }
+            found = found.or_else(|| walk(&mut w, replayed, read));
+            assert!(
+                w.expected.len() <= expected.len().min(2 * page + 1),
+                "expected held whole"
+            );
+            assert!(w.stored.len() <= 4 * page + 1, "rows held whole");
+        }
+        (found, w.rows)
+    }
+
+    #[test]
+    fn a_log_walked_a_page_at_a_time_finds_what_the_whole_log_does() {
         assert_eq!(
-            first_difference(&expected, &far),
-            Some((0, Tamper::Reordered))
+            walked(&log(7), &log(7), 2, |w, e, s| walk_log(w, e, s, 2)
+                .map(|(i, k, _)| (i, k))),
+            (None, 7)
         );
+        for page in 1..=6 {
+            for (name, stored, (index, kind)) in tamperings() {
+                let (found, rows) = walked(&log(5), &stored, page, |w, e, s| {
+                    walk_log(w, e, s, page).map(|(i, k, _)| (i, k))
+                });
+                // A reordering more than a page apart may be named a
+                // change: it lies beyond what the walk holds.
+                let kind = if name == "far" && page < 3 {
+                    Tamper::Changed
+                } else {
+                    kind
+                };
+                assert_eq!(found, Some((index as u64, kind)), "{name}, page {page}");
+                assert_eq!(rows, stored.len() as u64, "{name}, page {page}");
+            }
+        }
+    }
+
+    fn event(sequence: i64, index: i32, actor: &str) -> AuditRow {
+        AuditRow {
+            stream_sequence: sequence,
+            event_index: index,
+            actor_user_id: actor.to_owned(),
+            ..AuditRow::default()
+        }
+    }
+
+    #[test]
+    fn audit_events_walked_a_page_at_a_time_name_the_first_row_not_as_recomputed() {
+        let events: Vec<_> = (1..=6)
+            .flat_map(|s| [event(s, 0, "dr-patel"), event(s, 1, "dr-patel")])
+            .collect();
+        let mut changed = events.clone();
+        changed[5].actor_user_id = "dr-someone-else".into();
+        let mut deleted = events.clone();
+        deleted.remove(7);
+        let mut inserted = events.clone();
+        inserted.insert(4, event(2, 7, "dr-patel"));
+        let mut appended = events.clone();
+        appended.push(event(9, 0, "dr-patel"));
+        let mut last_deleted = events.clone();
+        last_deleted.pop();
+        let cases = [
+            ("untouched", events.clone(), None),
+            ("changed", changed, Some((3, 1, Tamper::Changed))),
+            ("deleted", deleted, Some((4, 1, Tamper::Deleted))),
+            ("inserted", inserted, Some((2, 7, Tamper::Inserted))),
+            ("appended", appended, Some((9, 0, Tamper::Inserted))),
+            ("last deleted", last_deleted, Some((6, 1, Tamper::Deleted))),
+        ];
+        for page in 1..=13 {
+            for (name, stored, expected) in &cases {
+                let mut found = None;
+                let (_, rows) = walked(&events, stored, page, |w, e, s| {
+                    found = found.or(walk_events(w, e, s));
+                    None
+                });
+                assert_eq!(found, *expected, "{name}, page {page}");
+                assert_eq!(rows, stored.len() as u64, "{name}, page {page}");
+            }
+        }
     }
 
     #[test]
