@@ -17,6 +17,8 @@ use tonic_types::StatusExt as _;
 
 const PRACTICE: &str = "A81001";
 const HOSPITAL: &str = "RR8";
+/// A community health service.
+const COMMUNITY: &str = "RY6";
 const CLINICIAN: &str = "R8000";
 
 fn at_practice<T>(stack: &TestStack, message: T) -> tonic::Request<T> {
@@ -690,8 +692,8 @@ async fn a_confidential_penicillin_allergy_refuses_the_hospitals_amoxicillin_wit
         .expect("overridden")
         .into_inner();
     // Then the answer, the hospital's medication list and the record's
-    // history show a confidential allergy overridden, with the reason, and
-    // not which allergy or substance it was
+    // history show a confidential allergy overridden, with the hospital's
+    // own reason, and not which allergy or substance it was
     let as_of = history_as_of(&stack, &id, at_hospital).await;
     let listed = hospital_medications(&stack, &id, overridden.stream_sequence).await;
     let from_history = as_of
@@ -726,7 +728,35 @@ async fn a_confidential_penicillin_allergy_refuses_the_hospitals_amoxicillin_wit
                 && o.author_organisation_ods.is_empty()
         );
     }
-    // while the practice that recorded the allergy sees which it was
+    // while a community service the practice also shares with is shown
+    // the override without the hospital's reason, which may name the
+    // allergy, and told that it was withheld
+    crate::shared_care::share(
+        &stack,
+        PRACTICE,
+        carelog_proto::sharing::v1::party::Party::OrganisationOds(PRACTICE.into()),
+        COMMUNITY,
+    )
+    .await;
+    let at_community = meds
+        .list_medications(stack.req_in_role(
+            "nurse-ali",
+            COMMUNITY,
+            CLINICIAN,
+            mpb::ListMedicationsRequest {
+                patient_id: id.clone(),
+                min_sequence: overridden.stream_sequence,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("the community service's list")
+        .into_inner();
+    let o = &at_community.authorisations[0].overrides[0];
+    assert!(o.confidential && o.reason_withheld);
+    assert!(o.reason.is_empty() && o.allergy_id.is_empty());
+    assert_eq!(o.prescriber_organisation_ods, HOSPITAL);
+    // and the practice that recorded the allergy sees which it was
     let at_practice_list = meds
         .list_medications(at_practice(
             &stack,

@@ -253,15 +253,23 @@ fn shown(facts: &Facts<'_>, confidential: bool, author_organisation: &str) -> bo
 }
 
 /// Every conflict refuses together, naming each, unless the prescriber gave
-/// a reason: then each is recorded as overridden.
+/// a reason: then each is recorded as overridden by the prescriber's
+/// organisation.
 fn overridden(
     conflicts: Vec<(Error, pb::SafetyOverride)>,
     reason: &str,
+    facts: &Facts<'_>,
 ) -> Result<Vec<pb::SafetyOverride>, Error> {
     let (refusals, overrides): (Vec<_>, Vec<_>) = conflicts.into_iter().unzip();
     match Error::conflicts(refusals) {
         Some(refused) if reason.is_empty() => Err(refused),
-        _ => Ok(overrides),
+        _ => Ok(overrides
+            .into_iter()
+            .map(|o| pb::SafetyOverride {
+                prescriber_organisation_ods: facts.organisation.to_owned(),
+                ..o
+            })
+            .collect()),
     }
 }
 
@@ -317,7 +325,7 @@ fn safety_checks(
             },
         ));
     }
-    overridden(conflicts, reason)
+    overridden(conflicts, reason, facts)
 }
 
 /// The safety checks on an issue: allergies to the authorised product that
@@ -369,7 +377,7 @@ fn issue_checks(
             },
         ));
     }
-    overridden(conflicts, reason)
+    overridden(conflicts, reason, facts)
 }
 
 /// The authorisation event for checked details, after the safety checks.

@@ -50,8 +50,15 @@ impl MedicationRecord {
     /// authorisation of this record it names, so that reads withhold it
     /// alike (ADR 0024). One naming an item this record does not hold (a
     /// merged record's allergy) is marked confidential to no organisation:
-    /// withheld from every reader rather than shown unchecked.
-    fn marked(&self, overrides: &[pb::SafetyOverride]) -> Vec<pb::SafetyOverride> {
+    /// withheld from every reader rather than shown unchecked. One recorded
+    /// before overrides named the prescriber's organisation is taken as
+    /// given by `prescriber`'s (the authorisation's author's: the events
+    /// do not say who issued).
+    fn marked(
+        &self,
+        overrides: &[pb::SafetyOverride],
+        prescriber: &str,
+    ) -> Vec<pb::SafetyOverride> {
         use pb::safety_override::Kind;
         let unknown = (true, String::new());
         overrides
@@ -75,6 +82,9 @@ impl MedicationRecord {
                 if let Some((confidential, author)) = marking {
                     o.confidential = confidential;
                     o.author_organisation_ods = author;
+                }
+                if o.prescriber_organisation_ods.is_empty() {
+                    o.prescriber_organisation_ods = prescriber.to_owned();
                 }
                 o
             })
@@ -155,7 +165,7 @@ impl Aggregate for MedicationRecord {
             Some(E::MedicationAuthorised(e)) => {
                 self.ingredients
                     .insert(e.authorisation_id.clone(), e.ingredient_codes.clone());
-                let overrides = self.marked(&e.overrides);
+                let overrides = self.marked(&e.overrides, &e.author_organisation_ods);
                 self.authorisations.push(pb::Authorisation {
                     authorisation_id: e.authorisation_id.clone(),
                     details: e.details.clone(),
@@ -169,7 +179,13 @@ impl Aggregate for MedicationRecord {
                 });
             }
             Some(E::PrescriptionIssued(e)) => {
-                let overrides = self.marked(&e.overrides);
+                let Some(prescriber) = self
+                    .authorisation(&e.authorisation_id)
+                    .map(|a| a.author_organisation_ods.clone())
+                else {
+                    return;
+                };
+                let overrides = self.marked(&e.overrides, &prescriber);
                 let Some(a) = self.authorisation_mut(&e.authorisation_id) else {
                     return;
                 };

@@ -19,8 +19,10 @@ pub fn withhold_authorisations(authorisations: &mut Vec<pb::Authorisation>, acto
 
 /// Leaves out of an authorisation's overridden safety checks which allergy
 /// or authorisation each was, when another organisation than the reader's
-/// recorded it confidentially: its id, its substance and its author. The
-/// override itself, its kind and the prescriber's reason stay.
+/// recorded it confidentially: its id, its substance and its author, and
+/// the prescriber's reason, which may name it, unless the reader's
+/// organisation gave it (`reason_withheld`). The override itself and its
+/// kind stay.
 pub fn withhold_overrides(authorisation: &mut pb::Authorisation, organisation: &str) {
     for o in &mut authorisation.overrides {
         if !confidential::visible_to_organisation(
@@ -32,6 +34,10 @@ pub fn withhold_overrides(authorisation: &mut pb::Authorisation, organisation: &
             o.substance = None;
             o.authorisation_id.clear();
             o.author_organisation_ods.clear();
+            if o.prescriber_organisation_ods != organisation {
+                o.reason.clear();
+                o.reason_withheld = true;
+            }
         }
     }
 }
@@ -53,13 +59,15 @@ mod tests {
                     reason: "tolerated amoxicillin last year".into(),
                     confidential: true,
                     author_organisation_ods: "RYJ01".into(),
-                    authorisation_id: String::new(),
+                    prescriber_organisation_ods: "A81001".into(),
+                    ..Default::default()
                 },
                 pb::SafetyOverride {
                     kind: pb::safety_override::Kind::Duplicate as i32,
                     authorisation_id: "practice-repeat".into(),
                     reason: "second supply while away".into(),
                     author_organisation_ods: "A81001".into(),
+                    prescriber_organisation_ods: "A81001".into(),
                     ..Default::default()
                 },
             ],
@@ -69,27 +77,41 @@ mod tests {
 
     #[test]
     fn an_override_of_a_confidential_allergy_names_it_only_inside_its_authors_organisation() {
-        // Given a prescription that overrode the sexual health clinic's
-        // confidential penicillin allergy and a practice repeat
+        // Given a practice prescription that overrode the sexual health
+        // clinic's confidential penicillin allergy and a practice repeat
         let mut at_clinic = overridden_against_the_clinics_allergy();
         let mut at_practice = at_clinic.clone();
-        // When the clinic and the practice read it
+        let mut at_hospital = at_clinic.clone();
+        // When the clinic, the practice and a hospital read it
         withhold_overrides(&mut at_clinic, "RYJ01");
         withhold_overrides(&mut at_practice, "A81001");
+        withhold_overrides(&mut at_hospital, "RR8");
         // Then the clinic sees what it recorded
         assert_eq!(at_clinic, overridden_against_the_clinics_allergy());
         // and the practice sees that a confidential allergy was overridden,
-        // and why, but not which allergy, substance or organisation
+        // and its own reason, but not which allergy, substance or
+        // organisation
         let allergy = &at_practice.overrides[0];
         assert!(allergy.confidential);
         assert_eq!(allergy.kind, pb::safety_override::Kind::Allergy as i32);
         assert_eq!(allergy.reason, "tolerated amoxicillin last year");
+        assert!(!allergy.reason_withheld);
         assert!(allergy.allergy_id.is_empty());
         assert!(allergy.substance.is_none());
         assert!(allergy.author_organisation_ods.is_empty());
         // and the ordinary duplicate override whole
         assert_eq!(
             at_practice.overrides[1],
+            overridden_against_the_clinics_allergy().overrides[1]
+        );
+        // while the hospital is not shown the practice's reason either,
+        // which may name the allergy, and is told it was withheld
+        let allergy = &at_hospital.overrides[0];
+        assert!(allergy.confidential && allergy.reason_withheld);
+        assert!(allergy.reason.is_empty() && allergy.allergy_id.is_empty());
+        assert_eq!(allergy.prescriber_organisation_ods, "A81001");
+        assert_eq!(
+            at_hospital.overrides[1],
             overridden_against_the_clinics_allergy().overrides[1]
         );
     }

@@ -69,6 +69,8 @@ fn samples() -> Vec<pb::Event> {
                 reason: "allergy label doubtful".into(),
                 confidential: false,
                 author_organisation_ods: String::new(),
+                prescriber_organisation_ods: String::new(),
+                reason_withheld: false,
             }],
             ingredient_codes: vec!["372709008".into()],
         }),

@@ -368,6 +368,8 @@ fn given_a_clinics_confidential_clarithromycin_repeat_when_the_practice_authoris
     assert_eq!(e.overrides[0].authorisation_id, first.to_string());
     assert!(e.overrides[0].confidential);
     assert_eq!(e.overrides[0].author_organisation_ods, CLINIC);
+    // and given by the practice, which is shown its own reason
+    assert_eq!(e.overrides[0].prescriber_organisation_ods, PRACTICE);
 }
 
 #[test]
@@ -392,21 +394,31 @@ fn an_override_recorded_before_overrides_carried_their_marking_takes_the_confide
             authorisation_id: authorisation.to_string(),
             details: Some(acute(AMOXICILLIN_500)),
             overrides: vec![old_override],
+            author_organisation_ods: PRACTICE.into(),
             ..Default::default()
         })),
     ]);
-    // When the practice is shown the authorisation
-    let mut shown = g
-        .record
-        .authorisation(&authorisation.to_string())
-        .expect("authorisation")
-        .clone();
-    super::super::views::withhold_overrides(&mut shown, PRACTICE);
-    // Then the override is marked as the clinic's allergy and withheld
-    let o = &shown.overrides[0];
+    // When the practice that authorised it, and a hospital, are shown the
+    // authorisation
+    let shown = |reader| {
+        let mut shown = g
+            .record
+            .authorisation(&authorisation.to_string())
+            .expect("authorisation")
+            .clone();
+        super::super::views::withhold_overrides(&mut shown, reader);
+        shown.overrides[0].clone()
+    };
+    // Then the override is marked as the clinic's allergy and withheld,
+    // and taken as the practice's: the practice is shown its reason
+    let o = shown(PRACTICE);
     assert!(o.confidential);
     assert!(o.allergy_id.is_empty() && o.substance.is_none());
+    assert_eq!(o.prescriber_organisation_ods, PRACTICE);
     assert_eq!(o.reason, "tolerated it last year");
+    // and the hospital is not
+    let o = shown("RR8");
+    assert!(o.reason.is_empty() && o.reason_withheld);
 }
 
 #[test]
