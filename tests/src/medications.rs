@@ -54,6 +54,7 @@ pub fn repeat(product: &str, issues: u32) -> pb::AuthorisationDetails {
         authorised_issues: issues,
         review_date: Some(in_days(90)),
         expiry_date: Some(in_days(180)),
+        supply_days: 0,
     }
 }
 

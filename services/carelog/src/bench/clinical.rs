@@ -234,6 +234,7 @@ async fn one_visit(channel: Channel, token: &str, i: u64) -> anyhow::Result<Vec<
                     authorised_issues: 6,
                     review_date: Some(in_days(90)),
                     expiry_date: Some(in_days(180)),
+                    supply_days: 7,
                 }),
                 ..Default::default()
             },

@@ -54,6 +54,15 @@ fn told(error: Error) -> Failure {
             rule("DUPLICATE_PRESCRIPTION").with("confidential", "true")
         }
         Error::IssuedToday { id, .. } => rule("ISSUED_TODAY").with("authorisationId", id),
+        Error::IssuedEarly {
+            id,
+            last_issued,
+            due,
+            ..
+        } => rule("ISSUED_EARLY")
+            .with("authorisationId", id)
+            .with("lastIssuedOn", last_issued)
+            .with("dueOn", due),
         Error::AuthorisationStopped(id) => {
             rule("AUTHORISATION_STOPPED").with("authorisationId", id)
         }

@@ -363,21 +363,43 @@ fn issue_checks(
         allergy_conflict(allergy, substance, &product.display, facts, reason)
     })
     .collect();
-    if day(a.last_issued_on.as_ref()) == Some(facts.today) {
+    let again = |kind: pb::safety_override::Kind| pb::SafetyOverride {
+        kind: kind as i32,
+        authorisation_id: a.authorisation_id.clone(),
+        reason: reason.to_owned(),
+        ..Default::default()
+    };
+    let last = day(a.last_issued_on.as_ref());
+    if last == Some(facts.today) {
         conflicts.push((
             Error::IssuedToday {
                 id: a.authorisation_id.clone(),
                 issue: a.issues_made,
             },
-            pb::SafetyOverride {
-                kind: pb::safety_override::Kind::IssuedToday as i32,
-                authorisation_id: a.authorisation_id.clone(),
-                reason: reason.to_owned(),
-                ..Default::default()
+            again(pb::safety_override::Kind::IssuedToday),
+        ));
+    } else if let Some((last, supply_days)) = last.zip(a.details.as_ref().map(|d| d.supply_days))
+        && let Some(due) = issuable_again(last, supply_days)
+        && facts.today < due
+    {
+        conflicts.push((
+            Error::IssuedEarly {
+                id: a.authorisation_id.clone(),
+                last_issued: last.to_string(),
+                supply_days,
+                due: due.to_string(),
             },
+            again(pb::safety_override::Kind::IssuedEarly),
         ));
     }
     overridden(conflicts, reason, facts)
+}
+
+/// The first day a repeat last issued on `last` for `supply_days` may be
+/// issued again without a reason: once three quarters of the supply have
+/// passed (a 28-day supply, 21 days on). None when no supply is stated.
+fn issuable_again(last: NaiveDate, supply_days: u32) -> Option<NaiveDate> {
+    (supply_days > 0).then(|| last + chrono::Days::new(u64::from(supply_days) * 3 / 4))
 }
 
 /// The authorisation event for checked details, after the safety checks.

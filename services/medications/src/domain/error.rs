@@ -47,6 +47,15 @@ pub enum Error {
         "authorisation {id} was issued today already (issue {issue}); give override_reason to issue it again"
     )]
     IssuedToday { id: String, issue: u32 },
+    #[error(
+        "authorisation {id} was last issued on {last_issued} for {supply_days} days: an issue before {due} is early; give override_reason to issue it anyway"
+    )]
+    IssuedEarly {
+        id: String,
+        last_issued: String,
+        supply_days: u32,
+        due: String,
+    },
     #[error("authorisation {0} was stopped: authorise the medication again to prescribe it")]
     AuthorisationStopped(String),
     #[error("authorisation {id} has used all of its {authorised} authorised issues")]
@@ -94,6 +103,7 @@ impl Error {
                 | Self::DuplicatePrescription { .. }
                 | Self::ConfidentialDuplicate { .. }
                 | Self::IssuedToday { .. }
+                | Self::IssuedEarly { .. }
         )
     }
 

@@ -12,7 +12,7 @@ use chrono::NaiveDate;
 use crate::catalogue::{DrugCatalogue, Product};
 
 /// The paths of `AuthorisationDetails` a change may name.
-pub const CHANGEABLE_PATHS: [&str; 8] = [
+pub const CHANGEABLE_PATHS: [&str; 9] = [
     "product",
     "dose_instructions",
     "quantity",
@@ -21,12 +21,15 @@ pub const CHANGEABLE_PATHS: [&str; 8] = [
     "authorised_issues",
     "review_date",
     "expiry_date",
+    "supply_days",
 ];
 
 /// Longest free text of a reaction, dose instructions or quantity unit.
 pub const MAX_TEXT: usize = 500;
 /// Most issues a repeat may authorise.
 pub const MAX_ISSUES: u32 = 99;
+/// Longest supply an issue may be expected to last, in days.
+pub const MAX_SUPPLY_DAYS: u32 = 365;
 
 fn text(field: &str, value: &str, v: &mut Violations) -> String {
     let value = value.trim();
@@ -169,6 +172,12 @@ pub fn check_authorisation<'c>(
         }
         Some(date)
     };
+    if d.supply_days > MAX_SUPPLY_DAYS {
+        v.add(
+            f("supply_days"),
+            format!("must be 0 (not stated) to {MAX_SUPPLY_DAYS}"),
+        );
+    }
     let mut review = None;
     let mut expiry = None;
     match kind {
@@ -218,6 +227,7 @@ pub fn check_authorisation<'c>(
         authorised_issues: issues,
         review_date: review.map(date_proto),
         expiry_date: expiry.map(date_proto),
+        supply_days: d.supply_days,
     };
     (details, product)
 }
@@ -238,7 +248,45 @@ pub fn apply_mask(
             "authorised_issues" => base.authorised_issues = new.authorised_issues,
             "review_date" => base.review_date = new.review_date,
             "expiry_date" => base.expiry_date = new.expiry_date,
+            "supply_days" => base.supply_days = new.supply_days,
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_changeable_path_takes_its_value_from_the_change() {
+        let day = |d| {
+            Some(date_proto(
+                NaiveDate::from_ymd_opt(2027, 1, d).expect("a date"),
+            ))
+        };
+        let new = pb::AuthorisationDetails {
+            product: Some(pb::Coding {
+                code: "39732311000001104".into(),
+                display: String::new(),
+            }),
+            dose_instructions: "one at night".into(),
+            quantity: "56".into(),
+            quantity_unit: "capsule".into(),
+            prescription_type: pb::PrescriptionType::Repeat as i32,
+            authorised_issues: 3,
+            review_date: day(2),
+            expiry_date: day(3),
+            supply_days: 28,
+        };
+        for path in CHANGEABLE_PATHS {
+            let mut changed = pb::AuthorisationDetails::default();
+            apply_mask(&mut changed, &new, &[path.to_owned()]);
+            assert_ne!(changed, pb::AuthorisationDetails::default(), "{path}");
+        }
+        let mut all = pb::AuthorisationDetails::default();
+        let paths: Vec<_> = CHANGEABLE_PATHS.iter().map(|p| p.to_string()).collect();
+        apply_mask(&mut all, &new, &paths);
+        assert_eq!(all, new);
     }
 }

@@ -57,9 +57,32 @@ async fn medications_allergy_refuses_amoxicillin_then_a_clarithromycin_repeat_is
         refused.message()
     );
 
-    // And an alternative as a repeat is issued twice
+    // And an alternative as a repeat of 7 days' supply, its supply
+    // checked (a year at most) with nothing appended when wrong
+    let week = pb::AuthorisationDetails {
+        supply_days: 7,
+        ..repeat(CLARITHROMYCIN_500, 6)
+    };
+    let before = stack.last_sequence_of("medications").await;
+    let too_long = meds
+        .authorise_medication(stack.req(authorise(
+            &id,
+            pb::AuthorisationDetails {
+                supply_days: 400,
+                ..week.clone()
+            },
+        )))
+        .await
+        .expect_err("more than a year");
+    assert_eq!(too_long.code(), Code::InvalidArgument);
+    assert_eq!(
+        carelog_tests::assert::violated_fields(&too_long),
+        ["authorisation.supply_days"]
+    );
+    assert_eq!(stack.last_sequence_of("medications").await, before);
+    // is issued twice
     let clarithromycin = meds
-        .authorise_medication(stack.req(authorise(&id, repeat(CLARITHROMYCIN_500, 6))))
+        .authorise_medication(stack.req(authorise(&id, week)))
         .await
         .expect("repeat authorised")
         .into_inner();
@@ -83,8 +106,13 @@ async fn medications_allergy_refuses_amoxicillin_then_a_clarithromycin_repeat_is
         .issue_prescription(stack.req(issue(&id, &clarithromycin.authorisation_id)))
         .await
         .expect_err("issued today already");
+    // (issued today, which is not also told as early)
     assert_eq!(reason(&again), "ISSUED_TODAY");
     let info = again.get_details_error_info().expect("error info");
+    assert_eq!(
+        info.metadata.get("reasons").map(String::as_str),
+        Some("ISSUED_TODAY")
+    );
     assert_eq!(
         info.metadata.get("authorisationId"),
         Some(&clarithromycin.authorisation_id)
@@ -127,6 +155,7 @@ async fn medications_allergy_refuses_amoxicillin_then_a_clarithromycin_repeat_is
         current.details.as_ref().and_then(|d| d.review_date),
         Some(in_days(90))
     );
+    assert_eq!(current.details.as_ref().map(|d| d.supply_days), Some(7));
     let issues = meds
         .list_issues(stack.req(pb::ListIssuesRequest {
             patient_id: id.clone(),

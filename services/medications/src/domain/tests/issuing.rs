@@ -253,3 +253,71 @@ fn given_a_repeat_issued_this_morning_when_it_is_issued_again_today_then_it_is_r
         .when(issue(id))
         .expect("the next day");
 }
+
+#[test]
+fn given_a_28_day_repeat_issued_ten_days_ago_when_it_is_issued_again_then_it_is_refused_as_early_unless_a_reason_is_given()
+ {
+    // Given a clarithromycin repeat of 28 days' supply, issued ten days ago
+    let id = AuthorisationId::new();
+    let last = today() - Days::new(10);
+    let mut history = vec![authorised(
+        id,
+        pb::AuthorisationDetails {
+            supply_days: 28,
+            ..repeat(CLARITHROMYCIN_500, 6)
+        },
+    )];
+    history.extend(
+        given(history.clone())
+            .on(last)
+            .when(issue(id))
+            .expect("issued"),
+    );
+    // When it is issued again today, then it is refused as early, naming
+    // the last issue's day and the day three quarters of the supply have
+    // passed
+    let due = last + Days::new(21);
+    let error = given(history.clone()).when(issue(id)).expect_err("early");
+    assert!(
+        matches!(&error, Error::IssuedEarly { id: named, last_issued, supply_days: 28, due: on }
+            if *named == id.to_string() && *last_issued == last.to_string() && *on == due.to_string()),
+        "{error:?}"
+    );
+    // as it still is the day before it falls due
+    assert!(matches!(
+        given(history.clone())
+            .on(due - Days::new(1))
+            .when(issue(id)),
+        Err(Error::IssuedEarly { .. })
+    ));
+    // and given a reason, it is issued and the override recorded
+    let E::PrescriptionIssued(e) = only(
+        given(history.clone())
+            .when(issue_overriding(id, "travelling abroad for six weeks"))
+            .expect("issued early"),
+    ) else {
+        panic!("PrescriptionIssued expected");
+    };
+    assert_eq!(e.issue_number, 2);
+    assert_eq!(
+        e.overrides[0].kind,
+        pb::safety_override::Kind::IssuedEarly as i32
+    );
+    assert_eq!(e.overrides[0].reason, "travelling abroad for six weeks");
+    // while once it falls due it is issued as usual
+    given(history).on(due).when(issue(id)).expect("due");
+}
+
+#[test]
+fn given_a_repeat_stating_no_supply_issued_yesterday_when_it_is_issued_today_then_it_is_not_judged_early()
+ {
+    let id = AuthorisationId::new();
+    let mut history = vec![authorised(id, repeat(CLARITHROMYCIN_500, 6))];
+    history.extend(
+        given(history.clone())
+            .on(today() - Days::new(1))
+            .when(issue(id))
+            .expect("issued"),
+    );
+    given(history).when(issue(id)).expect("issued again");
+}

@@ -140,6 +140,8 @@ fn repeat(product: &str, issues: u32) -> pb::AuthorisationDetails {
         authorised_issues: issues,
         review_date: Some(in_days(90)),
         expiry_date: Some(in_days(180)),
+        // No supply stated: not judged early unless a test says so.
+        supply_days: 0,
     }
 }
 

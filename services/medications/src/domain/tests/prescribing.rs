@@ -138,6 +138,7 @@ fn when_an_authorisation_is_malformed_then_every_field_is_named() {
             month: 0,
             day: 0,
         }),
+        supply_days: 400,
     };
     let error = given(vec![])
         .when(authorise(details, ""))
@@ -149,6 +150,7 @@ fn when_an_authorisation_is_malformed_then_every_field_is_named() {
             "authorisation.dose_instructions",
             "authorisation.quantity",
             "authorisation.quantity_unit",
+            "authorisation.supply_days",
             "authorisation.authorised_issues",
             "authorisation.review_date",
             "authorisation.expiry_date"
