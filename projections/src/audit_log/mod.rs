@@ -207,6 +207,17 @@ pub struct LogRow {
     pub leaf_hash: Vec<u8>,
 }
 
+impl LogRow {
+    /// A row of `audit_log` from its `stream_sequence, entry, leaf_hash`.
+    fn from_columns((stream_sequence, entry, leaf_hash): (i64, Vec<u8>, Vec<u8>)) -> Self {
+        Self {
+            stream_sequence: stream_sequence as u64,
+            entry,
+            leaf_hash,
+        }
+    }
+}
+
 /// The whole PostgreSQL log of `log`, in leaf order.
 pub async fn rows(db: impl sqlx::PgExecutor<'_>, log: &str) -> Result<Vec<LogRow>, AuditError> {
     if log == HISTORY {
@@ -226,14 +237,7 @@ pub async fn rows(db: impl sqlx::PgExecutor<'_>, log: &str) -> Result<Vec<LogRow
     .bind(log)
     .fetch_all(db)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(s, entry, leaf_hash)| LogRow {
-            stream_sequence: s as u64,
-            entry,
-            leaf_hash,
-        })
-        .collect())
+    Ok(rows.into_iter().map(LogRow::from_columns).collect())
 }
 
 /// The log's tree, from the stored leaf hashes (for `history`, from the

@@ -557,14 +557,7 @@ async fn log_rows_after(
     .bind(limit as i64)
     .fetch_all(&mut *tx)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(s, entry, leaf_hash)| LogRow {
-            stream_sequence: s as u64,
-            entry,
-            leaf_hash,
-        })
-        .collect())
+    Ok(rows.into_iter().map(LogRow::from_columns).collect())
 }
 
 /// Up to `limit` rows of `audit_events` of `stream` after the key `after`

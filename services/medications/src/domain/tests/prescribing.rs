@@ -402,15 +402,7 @@ fn an_override_recorded_before_overrides_carried_their_marking_takes_the_confide
     ]);
     // When the practice that authorised it, and a hospital, are shown the
     // authorisation
-    let shown = |reader| {
-        let mut shown = g
-            .record
-            .authorisation(&authorisation.to_string())
-            .expect("authorisation")
-            .clone();
-        super::super::views::withhold_overrides(&mut shown, reader);
-        shown.overrides[0].clone()
-    };
+    let shown = |reader| shown_to(&g, authorisation, reader).overrides[0].clone();
     // Then the override is marked as the clinic's allergy and withheld,
     // and taken as the practice's: the practice is shown its reason
     let o = shown(PRACTICE);
@@ -443,12 +435,18 @@ fn an_old_override_of_an_allergy_this_record_does_not_hold_is_withheld_from_ever
     ))]);
     // Then whoever reads it is not told which allergy it was
     for reader in [PRACTICE, CLINIC] {
-        let mut shown = g
-            .record
-            .authorisation(&authorisation.to_string())
-            .expect("authorisation")
-            .clone();
-        super::super::views::withhold_overrides(&mut shown, reader);
+        let shown = shown_to(&g, authorisation, reader);
         assert!(shown.overrides[0].allergy_id.is_empty(), "{reader}");
     }
+}
+
+/// The authorisation as a user of `reader` is shown it.
+fn shown_to(g: &Given, authorisation: AuthorisationId, reader: &str) -> pb::Authorisation {
+    let mut shown = g
+        .record
+        .authorisation(&authorisation.to_string())
+        .expect("authorisation")
+        .clone();
+    super::super::views::withhold_overrides(&mut shown, reader);
+    shown
 }
