@@ -65,7 +65,8 @@ pub enum Finding {
     /// JetStream.
     AuditEvent {
         stream: String,
-        stream_sequence: u64,
+        /// As the row has it (an inserted row may have any).
+        stream_sequence: i64,
         event_index: i32,
         kind: Tamper,
     },
@@ -147,20 +148,20 @@ pub const PAGE: usize = 1000;
 
 /// The commits of `stream` from `from` up to `until` (inclusive), as
 /// stored, in order: one Direct Get range of up to `page` messages, and
-/// where the next range starts (past `until` when the replay is done).
+/// where the next range starts (None when the replay is done).
 async fn replay_page(
     store: &EventStore,
     stream: &str,
     from: u64,
     until: u64,
     page: usize,
-) -> Result<(Vec<StoredCommit>, u64), AuditError> {
+) -> Result<(Vec<StoredCommit>, Option<u64>), AuditError> {
     let messages = store
         .read_range(stream, from, page)
         .await
         .map_err(|e| AuditError::Store(e.to_string()))?;
     let Some(last) = messages.last().map(|m| m.stream_sequence) else {
-        return Ok((Vec::new(), until + 1));
+        return Ok((Vec::new(), None));
     };
     let mut commits = Vec::with_capacity(messages.len());
     for m in messages
@@ -174,7 +175,7 @@ async fn replay_page(
             ))
         })?);
     }
-    Ok((commits, last + 1))
+    Ok((commits, (last < until).then(|| last + 1)))
 }
 
 /// Whether a stored log row is exactly the recomputed one: the same bytes,
@@ -434,7 +435,9 @@ async fn applied(
     .bind(stream)
     .fetch_optional(&mut *tx)
     .await?;
-    Ok(applied.map_or(0, |(s,)| s as u64))
+    // A checkpoint below 0 (altered) is taken as 0: every row is then one
+    // JetStream does not account for.
+    Ok(applied.map_or(0, |(s,)| s.max(0) as u64))
 }
 
 /// One stream replayed a page at a time: its log's entries compared with
@@ -457,11 +460,14 @@ async fn verify_stream(
     let mut last_hash: HashMap<String, Hash> = HashMap::new();
     let mut broken = None;
     let (mut entries, mut events) = (Walk::default(), Walk::default());
-    let (mut entries_after, mut events_after) = (Some(0), Some((0, -1)));
-    let mut next = 1;
+    // Rows are read from the lowest key up, below sequence 1 too: a row
+    // inserted there is one JetStream never held.
+    let (mut entries_after, mut events_after) = (Some(i64::MIN), Some((i64::MIN, i32::MIN)));
+    let (mut entry_finding, mut event_finding) = (None, None);
+    let mut next = (until > 0).then_some(1);
     loop {
-        if next <= until {
-            let (commits, after) = replay_page(store, stream, next, until, page).await?;
+        if let Some(from) = next {
+            let (commits, after) = replay_page(store, stream, from, until, page).await?;
             next = after;
             for c in &commits {
                 events.expect(
@@ -488,12 +494,13 @@ async fn verify_stream(
                 }]);
             }
         }
-        let replayed = next > until;
+        let replayed = next.is_none();
         while let Some(after) = entries_after.filter(|_| entries.wants_rows(page)) {
             let rows = log_rows_after(&mut *tx, log, after, page).await?;
+            // As stored (a sequence below 0 read back as it was).
             entries_after = rows
                 .last()
-                .map(|r| r.stream_sequence)
+                .map(|r| r.stream_sequence as i64)
                 .filter(|_| rows.len() == page);
             entries.store(rows);
         }
@@ -505,35 +512,36 @@ async fn verify_stream(
                 .filter(|_| rows.len() == page);
             events.store(rows);
         }
-        if let Some((index, kind, expected_sequence)) =
-            walk_log(&mut entries, replayed, entries_after.is_none(), page)
-        {
-            report.findings.push(Finding::Entry {
-                log: log.to_owned(),
-                index,
-                kind,
-                expected_sequence,
-            });
-        }
-        if let Some((stream_sequence, event_index, kind)) =
-            walk_events(&mut events, replayed, events_after.is_none())
-        {
-            report.findings.push(Finding::AuditEvent {
-                stream: stream.to_owned(),
-                stream_sequence: stream_sequence as u64,
-                event_index,
-                kind,
-            });
-        }
+        entry_finding = entry_finding
+            .or_else(|| walk_log(&mut entries, replayed, entries_after.is_none(), page));
+        event_finding =
+            event_finding.or_else(|| walk_events(&mut events, replayed, events_after.is_none()));
         if replayed && entries_after.is_none() && events_after.is_none() {
             break;
         }
+    }
+    // In the same order whatever the page size.
+    if let Some((stream_sequence, event_index, kind)) = event_finding {
+        report.findings.push(Finding::AuditEvent {
+            stream: stream.to_owned(),
+            stream_sequence,
+            event_index,
+            kind,
+        });
     }
     if let Some((subject, stream_sequence)) = broken {
         report.findings.push(Finding::Chain {
             log: log.to_owned(),
             subject,
             stream_sequence,
+        });
+    }
+    if let Some((index, kind, expected_sequence)) = entry_finding {
+        report.findings.push(Finding::Entry {
+            log: log.to_owned(),
+            index,
+            kind,
+            expected_sequence,
         });
     }
     report.audit_events += events.rows;
@@ -545,7 +553,7 @@ async fn verify_stream(
 async fn log_rows_after(
     tx: &mut sqlx::PgConnection,
     log: &str,
-    after: u64,
+    after: i64,
     limit: usize,
 ) -> Result<Vec<LogRow>, AuditError> {
     let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = sqlx::query_as(
@@ -553,7 +561,7 @@ async fn log_rows_after(
          WHERE log = $1 AND stream_sequence > $2 ORDER BY stream_sequence LIMIT $3",
     )
     .bind(log)
-    .bind(after as i64)
+    .bind(after)
     .bind(limit as i64)
     .fetch_all(&mut *tx)
     .await?;

@@ -314,6 +314,22 @@ async fn proofs_from_the_log_verify_and_tampering_is_named_and_classified() {
     .await;
     assert_eq!(first_entry_finding(&stack).await, None);
 
+    // A row forged below the stream's first sequence.
+    exec(&stack, "INSERT INTO audit_log (log, stream_sequence, subject, aggregate_id, aggregate_version, recorded_at, entry, leaf_hash) \
+         SELECT log, 0, subject, aggregate_id, aggregate_version, recorded_at, 'forged'::bytea, sha256('\\x00'::bytea || 'forged'::bytea) \
+         FROM audit_log WHERE log = 'demographics' ORDER BY stream_sequence LIMIT 1".into())
+    .await;
+    assert_eq!(
+        first_entry_finding(&stack).await,
+        Some((0, Tamper::Inserted))
+    );
+    exec(
+        &stack,
+        "DELETE FROM audit_log WHERE log = 'demographics' AND stream_sequence = 0".into(),
+    )
+    .await;
+    assert_eq!(first_entry_finding(&stack).await, None);
+
     // Two rows swapped (their positions in the log exchanged).
     let swap = |a: i64, b: i64| {
         format!(
@@ -652,7 +668,7 @@ async fn a_sharing_agreement_is_an_entry_of_the_sharing_log_and_verified_with_th
 }
 
 /// The `audit_events` finding of `audit verify` on the demographics stream.
-async fn audit_event_finding(stack: &TestStack) -> Option<(u64, i32, Tamper)> {
+async fn audit_event_finding(stack: &TestStack) -> Option<(i64, i32, Tamper)> {
     let report = verify(stack, None).await;
     assert!(report.audit_events > 0);
     report.findings.iter().find_map(|f| match f {
@@ -707,7 +723,6 @@ async fn an_audit_events_row_changed_removed_or_added_is_named_by_audit_verify()
         format!("UPDATE audit_events SET actor_user_id = 'dr-someone-else' WHERE {row}"),
     )
     .await;
-    let second = second as u64;
     assert_eq!(
         audit_event_finding(&stack).await,
         Some((second, 0, Tamper::Changed))
@@ -735,6 +750,18 @@ async fn an_audit_events_row_changed_removed_or_added_is_named_by_audit_verify()
     assert_eq!(
         audit_event_finding(&stack).await,
         Some((second, 7, Tamper::Inserted))
+    );
+    // and so is one forged below the stream's first sequence
+    exec(
+        &stack,
+        "DELETE FROM audit_events WHERE stream = 'CARELOG_DEMOGRAPHICS' AND event_index = 7; \
+         UPDATE kept SET stream_sequence = -1, event_index = 0; INSERT INTO audit_events SELECT * FROM kept"
+            .into(),
+    )
+    .await;
+    assert_eq!(
+        audit_event_finding(&stack).await,
+        Some((-1, 0, Tamper::Inserted))
     );
     stack.stop().await;
 }
