@@ -321,6 +321,7 @@ pub fn change(stream: &str, commit: &StoredCommit) -> pb::PatientChange {
         resources: Vec::new(),
         patient_id: c.patient_id.clone(),
         withheld_count: 0,
+        reason_withheld: false,
     }
 }
 

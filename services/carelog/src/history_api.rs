@@ -93,12 +93,13 @@ fn withhold_snapshot(s: &mut pb::PatientRecordSnapshot, actor: &Actor) {
 }
 
 /// Leaves out of each change the confidential items the caller may not see:
-/// a medication item whole, a consultation's confidential entries. A change
-/// that withheld anything also leaves out its reason, which may say what
-/// the item was.
+/// a medication item whole, a consultation's confidential entries, an
+/// override's reason. A change that withheld anything also leaves out its
+/// reason, which may say what the item was (or be the override's reason).
 fn withhold_changes(changes: &mut [pb::PatientChange], actor: &Actor) {
     for change in changes {
         let mut withheld = 0;
+        let mut reasons = 0;
         change.resources.retain_mut(|r| {
             let mut entries = 0;
             let mut shown = true;
@@ -113,7 +114,7 @@ fn withhold_changes(changes: &mut [pb::PatientChange], actor: &Actor) {
                     }
                     Some(R::Authorisation(a)) => {
                         shown &= visible(a.confidential, &a.author_organisation_ods);
-                        withhold_overrides(a, actor.organisation.as_str());
+                        reasons += withhold_overrides(a, actor.organisation.as_str());
                     }
                     Some(R::Issue(i)) => {
                         shown &= visible(i.confidential, &i.author_organisation_ods)
@@ -124,9 +125,10 @@ fn withhold_changes(changes: &mut [pb::PatientChange], actor: &Actor) {
             withheld += if shown { entries } else { 1 };
             shown
         });
-        if withheld > 0 {
+        if withheld > 0 || reasons > 0 {
             change.withheld_count = withheld;
             change.reason.clear();
+            change.reason_withheld = true;
         }
     }
 }

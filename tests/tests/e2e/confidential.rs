@@ -29,6 +29,10 @@ fn at_hospital<T>(stack: &TestStack, message: T) -> tonic::Request<T> {
     stack.req_in_role("dr-ward", HOSPITAL, CLINICIAN, message)
 }
 
+fn at_community<T>(stack: &TestStack, message: T) -> tonic::Request<T> {
+    stack.req_in_role("nurse-ali", COMMUNITY, CLINICIAN, message)
+}
+
 /// The practice shares its records with the hospital for direct care.
 async fn share_with_hospital(stack: &TestStack) {
     crate::shared_care::share(
@@ -442,7 +446,7 @@ async fn another_organisation_sees_the_rest_of_the_record_and_that_items_were_wi
     // When the hospital clinician asks the record's history instead: the
     // record as it stands, and every change to it
     let as_of = history_as_of(&stack, &id, at_hospital).await;
-    let changes = hospital_changes(&stack, &id).await;
+    let changes = changes_seen(&stack, &id, at_hospital).await;
     // Then the history withholds the same items, and says so
     let snapshot = as_of.record.as_ref().expect("record");
     assert_eq!(
@@ -703,7 +707,7 @@ async fn a_confidential_penicillin_allergy_refuses_the_hospitals_amoxicillin_wit
         .into_iter()
         .find(|a| a.authorisation_id == overridden.authorisation_id)
         .expect("the hospital's own prescription");
-    let changes = hospital_changes(&stack, &id).await;
+    let changes = changes_seen(&stack, &id, at_hospital).await;
     let changed = changes
         .iter()
         .flat_map(|c| &c.resources)
@@ -738,11 +742,9 @@ async fn a_confidential_penicillin_allergy_refuses_the_hospitals_amoxicillin_wit
         COMMUNITY,
     )
     .await;
-    let at_community = meds
-        .list_medications(stack.req_in_role(
-            "nurse-ali",
-            COMMUNITY,
-            CLINICIAN,
+    let at_community_list = meds
+        .list_medications(at_community(
+            &stack,
             mpb::ListMedicationsRequest {
                 patient_id: id.clone(),
                 min_sequence: overridden.stream_sequence,
@@ -752,10 +754,25 @@ async fn a_confidential_penicillin_allergy_refuses_the_hospitals_amoxicillin_wit
         .await
         .expect("the community service's list")
         .into_inner();
-    let o = &at_community.authorisations[0].overrides[0];
+    let o = &at_community_list.authorisations[0].overrides[0];
     assert!(o.confidential && o.reason_withheld);
     assert!(o.reason.is_empty() && o.allergy_id.is_empty());
     assert_eq!(o.prescriber_organisation_ods, HOSPITAL);
+    // nor in the record's changes, where the override's reason was the
+    // commit's
+    let prescribed = changes_seen(&stack, &id, at_community)
+        .await
+        .into_iter()
+        .find(|c| c.context == "medications" && c.stream_sequence == overridden.stream_sequence)
+        .expect("the prescription's change");
+    assert!(
+        prescribed.reason.is_empty() && prescribed.reason_withheld,
+        "{prescribed:?}"
+    );
+    assert!(
+        !format!("{prescribed:?}").contains("amoxicillin in 2024"),
+        "{prescribed:?}"
+    );
     // and the practice that recorded the allergy sees which it was
     let at_practice_list = meds
         .list_medications(at_practice(
@@ -788,13 +805,17 @@ fn history_client(
     )
 }
 
-/// Every change to the record, as the hospital clinician is shown them.
-async fn hospital_changes(
+/// Every change to the record, as `at`'s caller is shown them.
+async fn changes_seen(
     stack: &TestStack,
     patient_id: &str,
+    at: fn(
+        &TestStack,
+        carelog_proto::audit::v1::ListPatientChangesRequest,
+    ) -> tonic::Request<carelog_proto::audit::v1::ListPatientChangesRequest>,
 ) -> Vec<carelog_proto::audit::v1::PatientChange> {
     history_client(stack)
-        .list_patient_changes(at_hospital(
+        .list_patient_changes(at(
             stack,
             carelog_proto::audit::v1::ListPatientChangesRequest {
                 patient_id: patient_id.into(),

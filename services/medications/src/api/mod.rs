@@ -519,8 +519,9 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
     }
 }
 
-/// An override's reason: recorded on the event and shown to every reader of
-/// the medication, so bounded like every reason.
+/// An override's reason: recorded on the event and shown to readers of the
+/// medication (not to another organisation's, when the check was over a
+/// confidential item: ADR 0024), so bounded like every reason.
 fn override_reason(reason: &str, v: &mut Violations) {
     carelog_kernel::edge::check_text(
         "override_reason",

@@ -52,8 +52,9 @@ impl MedicationRecord {
     /// merged record's allergy) is marked confidential to no organisation:
     /// withheld from every reader rather than shown unchecked. One recorded
     /// before overrides named the prescriber's organisation is taken as
-    /// given by `prescriber`'s (the authorisation's author's: the events
-    /// do not say who issued).
+    /// given by `prescriber` (none, for an issue's: its event does not say
+    /// who issued, so its reason is shown only inside the item's
+    /// organisation).
     fn marked(
         &self,
         overrides: &[pb::SafetyOverride],
@@ -179,13 +180,7 @@ impl Aggregate for MedicationRecord {
                 });
             }
             Some(E::PrescriptionIssued(e)) => {
-                let Some(prescriber) = self
-                    .authorisation(&e.authorisation_id)
-                    .map(|a| a.author_organisation_ods.clone())
-                else {
-                    return;
-                };
-                let overrides = self.marked(&e.overrides, &prescriber);
+                let overrides = self.marked(&e.overrides, "");
                 let Some(a) = self.authorisation_mut(&e.authorisation_id) else {
                     return;
                 };

@@ -21,9 +21,12 @@ pub fn withhold_authorisations(authorisations: &mut Vec<pb::Authorisation>, acto
 /// or authorisation each was, when another organisation than the reader's
 /// recorded it confidentially: its id, its substance and its author, and
 /// the prescriber's reason, which may name it, unless the reader's
-/// organisation gave it (`reason_withheld`). The override itself and its
-/// kind stay.
-pub fn withhold_overrides(authorisation: &mut pb::Authorisation, organisation: &str) {
+/// organisation gave it (`reason_withheld`). One reason is given for every
+/// check a command overrode, so the same words are left out of the other
+/// overrides too. The override itself and its kind stay. Returns how many
+/// reasons were left out.
+pub fn withhold_overrides(authorisation: &mut pb::Authorisation, organisation: &str) -> usize {
+    let mut reasons = Vec::new();
     for o in &mut authorisation.overrides {
         if !confidential::visible_to_organisation(
             organisation,
@@ -35,11 +38,19 @@ pub fn withhold_overrides(authorisation: &mut pb::Authorisation, organisation: &
             o.authorisation_id.clear();
             o.author_organisation_ods.clear();
             if o.prescriber_organisation_ods != organisation {
-                o.reason.clear();
-                o.reason_withheld = true;
+                reasons.push(o.reason.clone());
             }
         }
     }
+    let mut withheld = 0;
+    for o in &mut authorisation.overrides {
+        if o.reason_withheld || reasons.contains(&o.reason) {
+            o.reason.clear();
+            o.reason_withheld = true;
+            withheld += 1;
+        }
+    }
+    withheld
 }
 
 #[cfg(test)]
@@ -114,5 +125,25 @@ mod tests {
             at_hospital.overrides[1],
             overridden_against_the_clinics_allergy().overrides[1]
         );
+    }
+
+    #[test]
+    fn one_reason_given_for_two_checks_is_withheld_from_both() {
+        // Given the practice's single reason for overriding the clinic's
+        // confidential allergy and its own duplicate repeat
+        let mut shown = overridden_against_the_clinics_allergy();
+        shown.overrides[1].reason = shown.overrides[0].reason.clone();
+        // When a hospital reads it
+        let withheld = withhold_overrides(&mut shown, "RR8");
+        // Then the reason is left out of both overrides, the duplicate
+        // still named
+        assert_eq!(withheld, 2);
+        assert!(
+            shown
+                .overrides
+                .iter()
+                .all(|o| o.reason.is_empty() && o.reason_withheld)
+        );
+        assert_eq!(shown.overrides[1].authorisation_id, "practice-repeat");
     }
 }

@@ -416,6 +416,44 @@ fn an_override_recorded_before_overrides_carried_their_marking_takes_the_confide
 }
 
 #[test]
+fn an_old_issues_override_of_a_confidential_allergy_shows_its_reason_only_inside_the_allergys_organisation()
+ {
+    // Given the practice's repeat, and an issue of it recorded before
+    // overrides named who gave them, overriding the clinic's confidential
+    // penicillin allergy (the event does not say who issued)
+    let allergy = AllergyId::new();
+    let authorisation = AuthorisationId::new();
+    let g = given(vec![
+        confidential_at_clinic(allergy_recorded(allergy)),
+        ev(E::MedicationAuthorised(pb::MedicationAuthorised {
+            authorisation_id: authorisation.to_string(),
+            details: Some(repeat(AMOXICILLIN_500, 6)),
+            author_organisation_ods: PRACTICE.into(),
+            ..Default::default()
+        })),
+        ev(E::PrescriptionIssued(pb::PrescriptionIssued {
+            issue_id: IssueId::new().to_string(),
+            authorisation_id: authorisation.to_string(),
+            issue_number: 1,
+            issued_on: Some(date_proto(today())),
+            overrides: vec![pb::SafetyOverride {
+                kind: pb::safety_override::Kind::Allergy as i32,
+                allergy_id: allergy.to_string(),
+                reason: "clinic confirms the penicillin label is wrong".into(),
+                ..Default::default()
+            }],
+        })),
+    ]);
+    // Then the practice that authorised it is not shown the reason, which
+    // the issuer may have been the clinic to give
+    let o = shown_to(&g, authorisation, PRACTICE).overrides[0].clone();
+    assert!(o.reason.is_empty() && o.reason_withheld);
+    // while the clinic is
+    let o = shown_to(&g, authorisation, CLINIC).overrides[0].clone();
+    assert_eq!(o.reason, "clinic confirms the penicillin label is wrong");
+}
+
+#[test]
 fn an_old_override_of_an_allergy_this_record_does_not_hold_is_withheld_from_every_reader() {
     // Given amoxicillin authorised, before overrides were marked, over an
     // allergy of a record since merged in (not in this record's events)
