@@ -278,7 +278,7 @@ pub struct Folded<A> {
     /// The last stream sequence folded in (0: nothing).
     pub last_sequence: u64,
     /// Commits after the cut's instant whose corrections were applied, with
-    /// what they corrected.
+    /// what they corrected, before and after.
     pub corrections: Vec<pb::PatientChange>,
     /// Every commit folded, with its resources before and after (when
     /// asked for).
@@ -375,7 +375,9 @@ pub fn fold<A: Recorded>(
                 }
             }
         }
-        let before: Vec<Option<R>> = if with_changes {
+        // A correction is listed like a change, with its resources before
+        // and after it, so that reads withhold them alike.
+        let before: Vec<Option<R>> = if with_changes || corrections_only {
             touched
                 .iter()
                 .map(|(kind, id)| folded.state.resource(kind, id))
@@ -386,22 +388,15 @@ pub fn fold<A: Recorded>(
         events.iter().for_each(|e| folded.state.apply(e));
         folded.state.stamp(patient_id, commit, &touched);
         folded.last_sequence = commit.stream_sequence;
-        if corrections_only {
-            let mut c = change(&stream, commit);
-            c.resources = touched
-                .iter()
-                .map(|(kind, id)| pb::ResourceChange {
-                    resource_type: (*kind).to_owned(),
-                    resource_id: id.clone(),
-                    ..Default::default()
-                })
-                .collect();
-            folded.corrections.push(c);
-        }
-        if with_changes {
+        if corrections_only || with_changes {
             let mut c = change(&stream, commit);
             c.resources = resource_changes(&folded.state, &touched, before);
-            folded.changes.push(c);
+            if with_changes {
+                folded.changes.push(c.clone());
+            }
+            if corrections_only {
+                folded.corrections.push(c);
+            }
         }
     }
     Ok(folded)

@@ -194,6 +194,7 @@ fn change_reads(reads: &mut Reads, patient: &str, changes: &[pb::PatientChange])
         };
         for r in &c.resources {
             let withheld = c.withheld_count > 0
+                || c.reason_withheld
                 || [&r.before, &r.after]
                     .into_iter()
                     .flatten()
@@ -245,12 +246,17 @@ impl RecordHistoryService for RecordHistoryApi {
                 disclose_snapshot(s, shown);
                 withhold_snapshot(s, &ctx.actor);
             });
+        // The corrections applied are changes like ListPatientChanges's,
+        // shown and withheld alike.
+        disclose_changes(&mut answer.corrections, shown);
+        withhold_changes(&mut answer.corrections, &ctx.actor);
         let mut reads = Reads::new();
         answer
             .record
             .iter()
             .chain(&answer.merged_records)
             .for_each(|s| snapshot_reads(&mut reads, s));
+        change_reads(&mut reads, &patient.to_string(), &answer.corrections);
         access::audit(&*self.access, &ctx, SERVICE, "GetRecordAsOf", &reads).await?;
         Ok(Response::new(answer))
     }

@@ -495,6 +495,47 @@ async fn another_organisation_sees_the_rest_of_the_record_and_that_items_were_wi
             .iter()
             .all(|e| !e.withheld)
     );
+
+    // When the practice marks its confidential allergy entered in error,
+    // and the hospital asks for the record as it stood before, corrected
+    let before_correction = chrono::Utc::now();
+    let corrected = meds
+        .mark_allergy_entered_in_error(at_practice(
+            &stack,
+            mpb::MarkAllergyEnteredInErrorRequest {
+                patient_id: id.clone(),
+                allergy_id: allergy.allergy_id.clone(),
+                reason: "the clinic's penicillin label was another patient's".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("marked entered in error")
+        .into_inner();
+    let as_corrected = history_client(&stack)
+        .get_record_as_of(at_hospital(
+            &stack,
+            carelog_proto::audit::v1::GetRecordAsOfRequest {
+                patient_id: id.clone(),
+                as_of: Some(carelog_kernel::envelope::timestamp(before_correction)),
+                view: carelog_proto::audit::v1::RecordView::AsCorrected as i32,
+            },
+        ))
+        .await
+        .expect("record as corrected")
+        .into_inner();
+    // Then the correction is listed, withholding the allergy and the
+    // practice's reason, which names it
+    let correction = as_corrected
+        .corrections
+        .iter()
+        .find(|c| c.context == "medications" && c.stream_sequence == corrected.stream_sequence)
+        .expect("the correction");
+    assert!(correction.resources.is_empty(), "{correction:?}");
+    assert_eq!(correction.withheld_count, 1);
+    assert!(correction.reason.is_empty() && correction.reason_withheld);
+    let told = format!("{as_corrected:?}");
+    assert!(!told.contains(&allergy.allergy_id) && !told.contains("enicillin"));
     stack.stop().await;
 }
 
