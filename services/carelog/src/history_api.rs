@@ -54,15 +54,24 @@ fn disclose_snapshot(s: &mut pb::PatientRecordSnapshot, disclosure: Disclosure) 
 }
 
 /// The patient's demographic records before and after each change, as the
-/// caller may see them now.
+/// caller may see them now. A change whose record is withheld does not name
+/// the organisation that wrote it, most often the registered practice (as
+/// `ListPatientVersions`).
 fn disclose_changes(changes: &mut [pb::PatientChange], disclosure: Disclosure) {
-    let resources = changes.iter_mut().flat_map(|c| c.resources.iter_mut());
-    for state in resources.flat_map(|r| [r.before.as_mut(), r.after.as_mut()]) {
-        if let Some(pb::Resource {
-            resource: Some(R::Patient(p)),
-        }) = state
-        {
-            *p = PatientRecord::shown_resource(std::mem::take(p), disclosure);
+    for change in changes {
+        let mut withheld = false;
+        let resources = change.resources.iter_mut();
+        for state in resources.flat_map(|r| [r.before.as_mut(), r.after.as_mut()]) {
+            if let Some(pb::Resource {
+                resource: Some(R::Patient(p)),
+            }) = state
+            {
+                *p = PatientRecord::shown_resource(std::mem::take(p), disclosure);
+                withheld |= p.withheld;
+            }
+        }
+        if withheld && let Some(actor) = change.actor.as_mut() {
+            actor.organisation_ods.clear();
         }
     }
 }
@@ -94,12 +103,15 @@ fn withhold_snapshot(s: &mut pb::PatientRecordSnapshot, actor: &Actor) {
 
 /// Leaves out of each change the confidential items the caller may not see:
 /// a medication item whole, a consultation's confidential entries, an
-/// override's reason. A change that withheld anything also leaves out its
-/// reason, which may say what the item was (or be the override's reason).
+/// override's reason. A change that withheld an item also leaves out its
+/// reason, which may say what the item was, as does one whose reason is an
+/// override's reason withheld. A change withheld whole does not say who
+/// made it or what it was: that another organisation (a sexual health
+/// clinic, say) wrote to the record is itself what it keeps confidential.
 fn withhold_changes(changes: &mut [pb::PatientChange], actor: &Actor) {
     for change in changes {
         let mut withheld = 0;
-        let mut reasons = 0;
+        let mut reasons = Vec::new();
         change.resources.retain_mut(|r| {
             let mut entries = 0;
             let mut shown = true;
@@ -114,7 +126,7 @@ fn withhold_changes(changes: &mut [pb::PatientChange], actor: &Actor) {
                     }
                     Some(R::Authorisation(a)) => {
                         shown &= visible(a.confidential, &a.author_organisation_ods);
-                        reasons += withhold_overrides(a, actor.organisation.as_str());
+                        reasons.extend(withhold_overrides(a, actor.organisation.as_str()));
                     }
                     Some(R::Issue(i)) => {
                         shown &= visible(i.confidential, &i.author_organisation_ods)
@@ -125,10 +137,15 @@ fn withhold_changes(changes: &mut [pb::PatientChange], actor: &Actor) {
             withheld += if shown { entries } else { 1 };
             shown
         });
-        if withheld > 0 || reasons > 0 {
+        if withheld > 0 || reasons.iter().any(|r| r == change.reason.trim()) {
             change.withheld_count = withheld;
             change.reason.clear();
             change.reason_withheld = true;
+        }
+        if withheld > 0 && change.resources.is_empty() {
+            change.actor = None;
+            change.on_behalf_of.clear();
+            change.event_types.clear();
         }
     }
 }
@@ -192,6 +209,10 @@ fn change_reads(reads: &mut Reads, patient: &str, changes: &[pb::PatientChange])
             "" => patient,
             id => id,
         };
+        if c.resources.is_empty() && c.withheld_count > 0 {
+            // Withheld whole: still a read of the record, marked withheld.
+            reads.record(holder, "", &c.context, c.stream_sequence, true);
+        }
         for r in &c.resources {
             let withheld = c.withheld_count > 0
                 || c.reason_withheld

@@ -462,6 +462,44 @@ async fn another_organisation_sees_the_rest_of_the_record_and_that_items_were_wi
         changes.iter().filter(|c| c.withheld_count > 0).count() >= 3,
         "the changes that wrote confidential items say they withheld them"
     );
+    // and a change withheld whole says neither who made it nor what it was
+    let whole: Vec<_> = changes.iter().filter(|c| c.resources.is_empty()).collect();
+    assert!(!whole.is_empty());
+    for c in whole {
+        assert!(c.withheld_count > 0 && c.reason_withheld, "{c:?}");
+        assert!(c.actor.is_none() && c.event_types.is_empty(), "{c:?}");
+    }
+    // and asked for a window holding nothing but the allergy, the read is
+    // still audited, marked withheld
+    let recorded = changes_seen(&stack, &id, at_practice)
+        .await
+        .into_iter()
+        .find(|c| c.event_types.iter().any(|t| t == "AllergyRecorded"))
+        .and_then(|c| carelog_kernel::envelope::from_timestamp(c.recorded_at.as_ref()))
+        .expect("the allergy's change");
+    let window = history_client(&stack)
+        .list_patient_changes(at_hospital(
+            &stack,
+            carelog_proto::audit::v1::ListPatientChangesRequest {
+                patient_id: id.clone(),
+                from: Some(carelog_kernel::envelope::timestamp(recorded)),
+                to: Some(carelog_kernel::envelope::timestamp(
+                    recorded + chrono::TimeDelta::microseconds(1),
+                )),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("the window")
+        .into_inner();
+    assert_eq!(window.changes.len(), 1, "{window:?}");
+    assert!(window.changes[0].resources.is_empty());
+    let last = accesses_by(&stack, &id, "dr-ward")
+        .await
+        .pop()
+        .expect("audited");
+    assert_eq!(last.method, "ListPatientChanges");
+    assert!(last.withheld);
 
     // When a colleague at the practice reads the same record
     let Answers {
@@ -833,6 +871,28 @@ async fn a_confidential_penicillin_allergy_refuses_the_hospitals_amoxicillin_wit
         o.substance.as_ref().map(|s| s.code.as_str()),
         Some(PENICILLIN)
     );
+    // When the hospital stops its prescription with a reason of its own,
+    // then the community service is shown that reason
+    let stopped = meds
+        .discontinue_medication(at_hospital(
+            &stack,
+            mpb::DiscontinueMedicationRequest {
+                patient_id: id.clone(),
+                authorisation_id: overridden.authorisation_id.clone(),
+                reason: "course complete".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("discontinued")
+        .into_inner();
+    let discontinued = changes_seen(&stack, &id, at_community)
+        .await
+        .into_iter()
+        .find(|c| c.context == "medications" && c.stream_sequence == stopped.stream_sequence)
+        .expect("the discontinuation");
+    assert_eq!(discontinued.reason, "course complete");
+    assert!(!discontinued.reason_withheld);
     stack.stop().await;
 }
 

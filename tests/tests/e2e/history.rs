@@ -888,6 +888,18 @@ async fn history_a_restricted_patients_earlier_versions_are_withheld_from_those_
     };
     assert!(registered.withheld);
     assert!(registered.details.expect("details").addresses.is_empty());
+    // nor does a change of her withheld record name the organisation that
+    // wrote it, most often her practice
+    assert!(
+        changes
+            .iter()
+            .filter(|c| c.context == "demographics")
+            .all(|c| c
+                .actor
+                .as_ref()
+                .is_some_and(|a| a.organisation_ods.is_empty())),
+        "{changes:?}"
+    );
 
     // While her practice's clinician, who manages demographics, sees them
     let whole = history(&stack)

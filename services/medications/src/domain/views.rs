@@ -23,9 +23,12 @@ pub fn withhold_authorisations(authorisations: &mut Vec<pb::Authorisation>, acto
 /// the prescriber's reason, which may name it, unless the reader's
 /// organisation gave it (`reason_withheld`). One reason is given for every
 /// check a command overrode, so the same words are left out of the other
-/// overrides too. The override itself and its kind stay. Returns how many
-/// reasons were left out.
-pub fn withhold_overrides(authorisation: &mut pb::Authorisation, organisation: &str) -> usize {
+/// overrides too. The override itself and its kind stay. Returns the
+/// reasons left out.
+pub fn withhold_overrides(
+    authorisation: &mut pb::Authorisation,
+    organisation: &str,
+) -> Vec<String> {
     let mut reasons = Vec::new();
     for o in &mut authorisation.overrides {
         if !confidential::visible_to_organisation(
@@ -37,20 +40,18 @@ pub fn withhold_overrides(authorisation: &mut pb::Authorisation, organisation: &
             o.substance = None;
             o.authorisation_id.clear();
             o.author_organisation_ods.clear();
-            if o.prescriber_organisation_ods != organisation {
+            if o.prescriber_organisation_ods != organisation && !o.reason.is_empty() {
                 reasons.push(o.reason.clone());
             }
         }
     }
-    let mut withheld = 0;
     for o in &mut authorisation.overrides {
-        if o.reason_withheld || reasons.contains(&o.reason) {
+        if reasons.contains(&o.reason) {
             o.reason.clear();
             o.reason_withheld = true;
-            withheld += 1;
         }
     }
-    withheld
+    reasons
 }
 
 #[cfg(test)]
@@ -137,7 +138,7 @@ mod tests {
         let withheld = withhold_overrides(&mut shown, "RR8");
         // Then the reason is left out of both overrides, the duplicate
         // still named
-        assert_eq!(withheld, 2);
+        assert_eq!(withheld, ["tolerated amoxicillin last year"]);
         assert!(
             shown
                 .overrides
