@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use carelog_demographics::api::disclosure;
 use carelog_demographics::queries::{Consistency, PageRequest};
 use carelog_kernel::access::{self, AccessSink, Reads};
 use carelog_kernel::envelope::from_timestamp;
@@ -197,9 +198,10 @@ impl AuditService for AuditApi {
         let page = page(r.page_size, r.page_token, &mut v);
         v.into_result()?;
         let patient = patient.ok_or_else(|| Failure::invalid_field("patient_id", "is required"))?;
-        self.guard.admit(&mut ctx, patient).await?;
+        let facts = self.guard.admit(&mut ctx, patient).await?;
+        let hides = disclosure(&self.guard, &ctx, &facts).hides(false);
         let patient_id = patient.to_string();
-        let (accesses, next_page_token) = audit_queries::patient_access(
+        let (mut accesses, next_page_token) = audit_queries::patient_access(
             &self.pool,
             &patient_id,
             range,
@@ -207,6 +209,9 @@ impl AuditService for AuditApi {
             Consistency::until_deadline(&ctx, r.min_sequence),
         )
         .await?;
+        for a in &mut accesses {
+            disclose_access(a.access.as_mut(), hides, &ctx);
+        }
         let mut reads = Reads::new();
         for a in &accesses {
             let (id, position) = (
@@ -248,6 +253,17 @@ impl AuditService for AuditApi {
             .await?;
         let listed = activities.len();
         activities.retain(|a| a.patient_id.is_empty() || admitted.contains_key(&a.patient_id));
+        let mut hidden = std::collections::HashSet::new();
+        for patient in admitted.keys() {
+            if let Some(facts) = self.guard.patient_facts(patient).await?
+                && disclosure(&self.guard, &ctx, &facts).hides(false)
+            {
+                hidden.insert(patient.clone());
+            }
+        }
+        for a in &mut activities {
+            disclose_access(a.access.as_mut(), hidden.contains(&a.patient_id), &ctx);
+        }
         let withheld_count = i32::try_from(listed - activities.len()).unwrap_or(i32::MAX);
         let mut reads = Reads::new();
         for a in activities.iter().filter(|a| !a.patient_id.is_empty()) {
@@ -269,5 +285,21 @@ impl AuditService for AuditApi {
             next_page_token,
             withheld_count,
         }))
+    }
+}
+
+/// An access event as the caller may see it: the registered practice of a
+/// restricted patient, which the event names, is withheld from a caller who
+/// may not see it (`hides`, ADR 0034), unless it is the caller's own.
+fn disclose_access(
+    event: Option<&mut carelog_proto::access::v1::RecordAccessed>,
+    hides: bool,
+    ctx: &RequestContext,
+) {
+    if let Some(event) = event
+        && hides
+        && event.registered_organisation != ctx.actor.organisation.as_str()
+    {
+        event.registered_organisation.clear();
     }
 }

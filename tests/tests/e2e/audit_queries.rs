@@ -331,3 +331,97 @@ async fn a_privacy_officer_sees_who_read_a_record_and_what_each_user_did() {
     assert_eq!(blank.code(), Code::InvalidArgument);
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_restricted_patients_practice_is_not_named_to_another_organisation_by_the_access_history()
+{
+    // Given Jane, her practice sharing its records with the hospital, and
+    // restricted (the S flag hides her practice), read by a hospital
+    // clinician
+    let stack = TestStack::start().await;
+    let jane = stack.register(jane_smith()).await;
+    crate::shared_care::share(
+        &stack,
+        OFFICER_ORG,
+        carelog_proto::sharing::v1::party::Party::OrganisationOds(OFFICER_ORG.into()),
+        "RR8",
+    )
+    .await;
+    stack
+        .client()
+        .mark_restricted(stack.req(pb::PatientFlagRequest {
+            patient_id: jane.patient_id.clone(),
+            reason: "at risk of harm".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("restricted");
+    fn at_hospital<T>(stack: &TestStack, m: T) -> tonic::Request<T> {
+        stack.req_in_role("dr-ward", "RR8", "R8000", m)
+    }
+    let read = stack
+        .client()
+        .get_patient(at_hospital(
+            &stack,
+            pb::GetPatientRequest {
+                patient_id: jane.patient_id.clone(),
+                min_sequence: 0,
+            },
+        ))
+        .await
+        .expect("the hospital reads her record")
+        .into_inner();
+    assert!(
+        read.details
+            .expect("details")
+            .registered_practice_ods
+            .is_empty()
+    );
+    caught_up(&stack, carelog_projections::audit::NAME).await;
+    let mut audit = AuditServiceClient::new(stack.channel.clone());
+    let accesses = |m: tonic::Request<apb::ListPatientAccessRequest>| async {
+        AuditServiceClient::new(stack.channel.clone())
+            .list_patient_access(m)
+            .await
+            .expect("accesses")
+            .into_inner()
+            .accesses
+    };
+    let asked = || apb::ListPatientAccessRequest {
+        patient_id: jane.patient_id.clone(),
+        ..Default::default()
+    };
+
+    // When the hospital clinician asks who looked at her record, and what
+    // they themselves did
+    let listed = accesses(at_hospital(&stack, asked())).await;
+    let activity = audit
+        .list_actor_activity(at_hospital(
+            &stack,
+            apb::ListActorActivityRequest {
+                user_id: "dr-ward".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("activity")
+        .into_inner();
+
+    // Then no access event names her practice
+    assert!(!listed.is_empty());
+    let events = listed
+        .iter()
+        .filter_map(|a| a.access.as_ref())
+        .chain(activity.activities.iter().filter_map(|a| a.access.as_ref()));
+    for event in events {
+        assert!(event.registered_organisation.is_empty(), "{event:?}");
+    }
+    // while her practice's clinician, who manages demographics, is told it
+    let own = accesses(stack.req(asked())).await;
+    assert!(
+        own.iter()
+            .filter_map(|a| a.access.as_ref())
+            .any(|e| e.registered_organisation == OFFICER_ORG),
+        "{own:?}"
+    );
+}
