@@ -259,6 +259,7 @@ fn activities(
             commit_id: row.commit_id.to_string(),
             event_id: row.event_id.to_string(),
             access,
+            reason_withheld: false,
         };
         Ok((activity, key))
     })

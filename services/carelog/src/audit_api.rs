@@ -263,6 +263,7 @@ impl AuditService for AuditApi {
         }
         for a in &mut activities {
             disclose_access(a.access.as_mut(), hidden.contains(&a.patient_id), &ctx);
+            withhold_reason(a, &ctx);
         }
         let withheld_count = i32::try_from(listed - activities.len()).unwrap_or(i32::MAX);
         let mut reads = Reads::new();
@@ -301,5 +302,22 @@ fn disclose_access(
         && event.registered_organisation != ctx.actor.organisation.as_str()
     {
         event.registered_organisation.clear();
+    }
+}
+
+/// A write's reason is left out for a caller of another organisation than
+/// the writer's, in the contexts that hold confidential items: the audit
+/// history cannot tell whether it names one (ADR 0024).
+fn withhold_reason(activity: &mut pb::ActorActivity, ctx: &RequestContext) {
+    let other = activity
+        .actor
+        .as_ref()
+        .is_some_and(|a| a.organisation_ods != ctx.actor.organisation.as_str());
+    if other
+        && matches!(activity.context.as_str(), "consultations" | "medications")
+        && !activity.reason.is_empty()
+    {
+        activity.reason.clear();
+        activity.reason_withheld = true;
     }
 }

@@ -425,3 +425,67 @@ async fn a_restricted_patients_practice_is_not_named_to_another_organisation_by_
         "{own:?}"
     );
 }
+
+#[tokio::test]
+async fn another_organisation_is_not_shown_the_reasons_of_a_users_clinical_writes() {
+    // Given the practice's clinician recording a confidential penicillin
+    // allergy for Jane and then marking it entered in error, with a reason
+    // that names it, and the practice sharing its records with the hospital
+    let stack = TestStack::start().await;
+    let jane = stack.register(jane_smith()).await;
+    crate::shared_care::share(
+        &stack,
+        OFFICER_ORG,
+        carelog_proto::sharing::v1::party::Party::OrganisationOds(OFFICER_ORG.into()),
+        "RR8",
+    )
+    .await;
+    let mut meds = stack.medications();
+    let allergy = meds
+        .record_allergy(
+            stack.req(carelog_proto::medications::v1::RecordAllergyRequest {
+                confidential: true,
+                ..carelog_tests::medications::record_penicillin_allergy(&jane.patient_id)
+            }),
+        )
+        .await
+        .expect("allergy")
+        .into_inner();
+    let reason = "the clinic's penicillin label was another patient's";
+    meds.mark_allergy_entered_in_error(stack.req(
+        carelog_proto::medications::v1::MarkAllergyEnteredInErrorRequest {
+            patient_id: jane.patient_id.clone(),
+            allergy_id: allergy.allergy_id.clone(),
+            reason: reason.into(),
+            ..Default::default()
+        },
+    ))
+    .await
+    .expect("entered in error");
+    caught_up(&stack, carelog_projections::audit::NAME).await;
+    let activity_of = |caller: tonic::Request<apb::ListActorActivityRequest>| async {
+        AuditServiceClient::new(stack.channel.clone())
+            .list_actor_activity(caller)
+            .await
+            .expect("activity")
+            .into_inner()
+            .activities
+            .into_iter()
+            .find(|a| a.event_type == "AllergyEnteredInError")
+            .expect("the correction")
+    };
+    let asked = || apb::ListActorActivityRequest {
+        user_id: "dr-jones".into(),
+        ..Default::default()
+    };
+
+    // When a hospital clinician lists what the practice's clinician did
+    let seen = activity_of(stack.req_in_role("dr-ward", "RR8", "R8000", asked())).await;
+    // Then the correction is listed without its reason, said withheld
+    assert!(seen.reason.is_empty() && seen.reason_withheld, "{seen:?}");
+    // while the practice's privacy officer is shown it
+    let own =
+        activity_of(stack.req_in_role("po-ahmed", OFFICER_ORG, PRIVACY_OFFICER, asked())).await;
+    assert_eq!(own.reason, reason);
+    assert!(!own.reason_withheld);
+}
