@@ -397,9 +397,10 @@ fn issue_checks(
 
 /// The first day a repeat last issued on `last` for `supply_days` may be
 /// issued again without a reason: once three quarters of the supply have
-/// passed (a 28-day supply, 21 days on). None when no supply is stated.
+/// passed, in whole days (a 28-day supply 21 days on, a 30-day supply 23).
+/// None when no supply is stated.
 fn issuable_again(last: NaiveDate, supply_days: u32) -> Option<NaiveDate> {
-    (supply_days > 0).then(|| last + chrono::Days::new(u64::from(supply_days) * 3 / 4))
+    (supply_days > 0).then(|| last + chrono::Days::new((u64::from(supply_days) * 3).div_ceil(4)))
 }
 
 /// The authorisation event for checked details, after the safety checks.

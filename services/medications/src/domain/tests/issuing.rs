@@ -309,6 +309,38 @@ fn given_a_28_day_repeat_issued_ten_days_ago_when_it_is_issued_again_then_it_is_
 }
 
 #[test]
+fn a_30_day_supply_falls_due_once_three_quarters_of_it_have_wholly_passed() {
+    // Given a repeat of 30 days' supply issued on a day
+    let id = AuthorisationId::new();
+    let last = today() - Days::new(30);
+    let mut history = vec![authorised(
+        id,
+        pb::AuthorisationDetails {
+            supply_days: 30,
+            ..repeat(CLARITHROMYCIN_500, 6)
+        },
+    )];
+    history.extend(
+        given(history.clone())
+            .on(last)
+            .when(issue(id))
+            .expect("issued"),
+    );
+    // Then 22 days on (22.5 days are three quarters) it is still early,
+    // and 23 days on it is due
+    assert!(matches!(
+        given(history.clone())
+            .on(last + Days::new(22))
+            .when(issue(id)),
+        Err(Error::IssuedEarly { .. })
+    ));
+    given(history)
+        .on(last + Days::new(23))
+        .when(issue(id))
+        .expect("due");
+}
+
+#[test]
 fn given_a_repeat_stating_no_supply_issued_yesterday_when_it_is_issued_today_then_it_is_not_judged_early()
  {
     let id = AuthorisationId::new();
