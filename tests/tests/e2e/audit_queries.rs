@@ -339,14 +339,7 @@ async fn a_restricted_patients_practice_is_not_named_to_another_organisation_by_
     // restricted (the S flag hides her practice), read by a hospital
     // clinician
     let stack = TestStack::start().await;
-    let jane = stack.register(jane_smith()).await;
-    crate::shared_care::share(
-        &stack,
-        OFFICER_ORG,
-        carelog_proto::sharing::v1::party::Party::OrganisationOds(OFFICER_ORG.into()),
-        "RR8",
-    )
-    .await;
+    let jane = registered_and_shared_with_the_hospital(&stack).await;
     stack
         .client()
         .mark_restricted(stack.req(pb::PatientFlagRequest {
@@ -432,14 +425,7 @@ async fn another_organisation_is_not_shown_the_reasons_of_a_users_clinical_write
     // allergy for Jane and then marking it entered in error, with a reason
     // that names it, and the practice sharing its records with the hospital
     let stack = TestStack::start().await;
-    let jane = stack.register(jane_smith()).await;
-    crate::shared_care::share(
-        &stack,
-        OFFICER_ORG,
-        carelog_proto::sharing::v1::party::Party::OrganisationOds(OFFICER_ORG.into()),
-        "RR8",
-    )
-    .await;
+    let jane = registered_and_shared_with_the_hospital(&stack).await;
     let mut meds = stack.medications();
     let allergy = meds
         .record_allergy(
@@ -488,4 +474,18 @@ async fn another_organisation_is_not_shown_the_reasons_of_a_users_clinical_write
         activity_of(stack.req_in_role("po-ahmed", OFFICER_ORG, PRIVACY_OFFICER, asked())).await;
     assert_eq!(own.reason, reason);
     assert!(!own.reason_withheld);
+}
+
+/// Jane, registered at the practice, which shares its records with the
+/// hospital (RR8) for direct care.
+async fn registered_and_shared_with_the_hospital(stack: &TestStack) -> pb::Patient {
+    let jane = stack.register(jane_smith()).await;
+    crate::shared_care::share(
+        stack,
+        OFFICER_ORG,
+        carelog_proto::sharing::v1::party::Party::OrganisationOds(OFFICER_ORG.into()),
+        "RR8",
+    )
+    .await;
+    jane
 }

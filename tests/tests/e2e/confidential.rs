@@ -705,14 +705,16 @@ async fn a_hospitals_review_of_every_repeat_does_not_return_the_practices_confid
     stack.stop().await;
 }
 
-/// The hospital's medication list for the patient, read at `at`.
-async fn hospital_medications(
+/// The patient's medication list as `who`'s caller sees it, read at
+/// `at`.
+async fn medications_seen(
     stack: &TestStack,
     patient_id: &str,
     at: u64,
+    who: fn(&TestStack, mpb::ListMedicationsRequest) -> tonic::Request<mpb::ListMedicationsRequest>,
 ) -> Vec<mpb::Authorisation> {
     let mut meds = stack.medications();
-    meds.list_medications(at_hospital(
+    meds.list_medications(who(
         stack,
         mpb::ListMedicationsRequest {
             patient_id: patient_id.into(),
@@ -778,7 +780,7 @@ async fn a_confidential_penicillin_allergy_refuses_the_hospitals_amoxicillin_wit
     // history show a confidential allergy overridden, with the hospital's
     // own reason, and not which allergy or substance it was
     let as_of = history_as_of(&stack, &id, at_hospital).await;
-    let listed = hospital_medications(&stack, &id, overridden.stream_sequence).await;
+    let listed = medications_seen(&stack, &id, overridden.stream_sequence, at_hospital).await;
     let from_history = as_of
         .record
         .expect("record")
@@ -821,19 +823,9 @@ async fn a_confidential_penicillin_allergy_refuses_the_hospitals_amoxicillin_wit
         COMMUNITY,
     )
     .await;
-    let at_community_list = meds
-        .list_medications(at_community(
-            &stack,
-            mpb::ListMedicationsRequest {
-                patient_id: id.clone(),
-                min_sequence: overridden.stream_sequence,
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("the community service's list")
-        .into_inner();
-    let o = &at_community_list.authorisations[0].overrides[0];
+    let at_community_list =
+        medications_seen(&stack, &id, overridden.stream_sequence, at_community).await;
+    let o = &at_community_list[0].overrides[0];
     assert!(o.confidential && o.reason_withheld);
     assert!(o.reason.is_empty() && o.allergy_id.is_empty());
     assert_eq!(o.prescriber_organisation_ods, HOSPITAL);
@@ -853,19 +845,9 @@ async fn a_confidential_penicillin_allergy_refuses_the_hospitals_amoxicillin_wit
         "{prescribed:?}"
     );
     // and the practice that recorded the allergy sees which it was
-    let at_practice_list = meds
-        .list_medications(at_practice(
-            &stack,
-            mpb::ListMedicationsRequest {
-                patient_id: id.clone(),
-                min_sequence: overridden.stream_sequence,
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("the practice's list")
-        .into_inner();
-    let o = &at_practice_list.authorisations[0].overrides[0];
+    let at_practice_list =
+        medications_seen(&stack, &id, overridden.stream_sequence, at_practice).await;
+    let o = &at_practice_list[0].overrides[0];
     assert_eq!(o.allergy_id, allergy.allergy_id);
     assert_eq!(
         o.substance.as_ref().map(|s| s.code.as_str()),

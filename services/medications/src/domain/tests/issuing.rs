@@ -258,21 +258,8 @@ fn given_a_repeat_issued_this_morning_when_it_is_issued_again_today_then_it_is_r
 fn given_a_28_day_repeat_issued_ten_days_ago_when_it_is_issued_again_then_it_is_refused_as_early_unless_a_reason_is_given()
  {
     // Given a clarithromycin repeat of 28 days' supply, issued ten days ago
-    let id = AuthorisationId::new();
     let last = today() - Days::new(10);
-    let mut history = vec![authorised(
-        id,
-        pb::AuthorisationDetails {
-            supply_days: 28,
-            ..repeat(CLARITHROMYCIN_500, 6)
-        },
-    )];
-    history.extend(
-        given(history.clone())
-            .on(last)
-            .when(issue(id))
-            .expect("issued"),
-    );
+    let (id, history) = issued_on(28, last);
     // When it is issued again today, then it is refused as early, naming
     // the last issue's day and the day three quarters of the supply have
     // passed
@@ -311,21 +298,8 @@ fn given_a_28_day_repeat_issued_ten_days_ago_when_it_is_issued_again_then_it_is_
 #[test]
 fn a_30_day_supply_falls_due_once_three_quarters_of_it_have_wholly_passed() {
     // Given a repeat of 30 days' supply issued on a day
-    let id = AuthorisationId::new();
     let last = today() - Days::new(30);
-    let mut history = vec![authorised(
-        id,
-        pb::AuthorisationDetails {
-            supply_days: 30,
-            ..repeat(CLARITHROMYCIN_500, 6)
-        },
-    )];
-    history.extend(
-        given(history.clone())
-            .on(last)
-            .when(issue(id))
-            .expect("issued"),
-    );
+    let (id, history) = issued_on(30, last);
     // Then 22 days on (22.5 days are three quarters) it is still early,
     // and 23 days on it is due
     assert!(matches!(
@@ -343,13 +317,26 @@ fn a_30_day_supply_falls_due_once_three_quarters_of_it_have_wholly_passed() {
 #[test]
 fn given_a_repeat_stating_no_supply_issued_yesterday_when_it_is_issued_today_then_it_is_not_judged_early()
  {
+    let (id, history) = issued_on(0, today() - Days::new(1));
+    given(history).when(issue(id)).expect("issued again");
+}
+
+/// A clarithromycin repeat of `supply_days` (0: not stated), issued once on
+/// `day`: its id and its events.
+fn issued_on(supply_days: u32, day: NaiveDate) -> (AuthorisationId, Vec<pb::Event>) {
     let id = AuthorisationId::new();
-    let mut history = vec![authorised(id, repeat(CLARITHROMYCIN_500, 6))];
+    let mut history = vec![authorised(
+        id,
+        pb::AuthorisationDetails {
+            supply_days,
+            ..repeat(CLARITHROMYCIN_500, 6)
+        },
+    )];
     history.extend(
         given(history.clone())
-            .on(today() - Days::new(1))
+            .on(day)
             .when(issue(id))
             .expect("issued"),
     );
-    given(history).when(issue(id)).expect("issued again");
+    (id, history)
 }
