@@ -292,7 +292,7 @@ impl AuditService for AuditApi {
 /// An access event as the caller may see it: the registered practice of a
 /// restricted patient, which the event names, is withheld from a caller who
 /// may not see it (`hides`, ADR 0034), unless it is the caller's own.
-fn disclose_access(
+pub(crate) fn disclose_access(
     event: Option<&mut carelog_proto::access::v1::RecordAccessed>,
     hides: bool,
     ctx: &RequestContext,

@@ -337,7 +337,10 @@ impl RecordHistoryService for RecordHistoryApi {
             .as_ref()
             .and_then(|a| PatientId::parse(&a.patient_id).ok())
             .ok_or_else(|| Failure::not_found("access", &sequence.to_string()))?;
-        self.guard.admit(&mut ctx, patient).await?;
+        let facts = self.guard.admit(&mut ctx, patient).await?;
+        let hides = disclosure(&self.guard, &ctx, &facts).hides(false);
+        let mut answer = answer;
+        crate::audit_api::disclose_access(answer.access.as_mut(), hides, &ctx);
         // What the reader was shown: nothing confidential of another
         // organisation than theirs; and of that, what the caller may see.
         let reader = answer
@@ -349,7 +352,6 @@ impl RecordHistoryService for RecordHistoryApi {
                 organisation,
                 ..ctx.actor.clone()
             });
-        let mut answer = answer;
         for s in answer.record.iter_mut() {
             let by_reader = reader.as_ref().map_or(0, |r| {
                 withhold_snapshot(s, r);

@@ -340,7 +340,7 @@ async fn a_restricted_patients_practice_is_not_named_to_another_organisation_by_
     // clinician
     let stack = TestStack::start().await;
     let jane = registered_and_shared_with_the_hospital(&stack).await;
-    stack
+    let restricted = stack
         .client()
         .mark_restricted(stack.req(pb::PatientFlagRequest {
             patient_id: jane.patient_id.clone(),
@@ -348,7 +348,8 @@ async fn a_restricted_patients_practice_is_not_named_to_another_organisation_by_
             ..Default::default()
         }))
         .await
-        .expect("restricted");
+        .expect("restricted")
+        .into_inner();
     fn at_hospital<T>(stack: &TestStack, m: T) -> tonic::Request<T> {
         stack.req_in_role("dr-ward", "RR8", "R8000", m)
     }
@@ -358,7 +359,7 @@ async fn a_restricted_patients_practice_is_not_named_to_another_organisation_by_
             &stack,
             pb::GetPatientRequest {
                 patient_id: jane.patient_id.clone(),
-                min_sequence: 0,
+                min_sequence: restricted.stream_sequence,
             },
         ))
         .await
@@ -409,6 +410,35 @@ async fn a_restricted_patients_practice_is_not_named_to_another_organisation_by_
     for event in events {
         assert!(event.registered_organisation.is_empty(), "{event:?}");
     }
+    // nor does the access record asked for by its id
+    let access_id = listed
+        .iter()
+        .filter_map(|a| a.access.as_ref())
+        .map(|e| e.access_id.clone())
+        .next()
+        .expect("an access id");
+    let accessed =
+        carelog_proto::audit::v1::record_history_service_client::RecordHistoryServiceClient::new(
+            stack.channel.clone(),
+        )
+        .get_accessed_record(at_hospital(
+            &stack,
+            apb::GetAccessedRecordRequest {
+                access_id,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("the accessed record")
+        .into_inner();
+    assert!(
+        accessed
+            .access
+            .as_ref()
+            .is_some_and(|e| e.registered_organisation.is_empty()),
+        "{:?}",
+        accessed.access
+    );
     // while her practice's clinician, who manages demographics, is told it
     let own = accesses(stack.req(asked())).await;
     assert!(
@@ -417,6 +447,7 @@ async fn a_restricted_patients_practice_is_not_named_to_another_organisation_by_
             .any(|e| e.registered_organisation == OFFICER_ORG),
         "{own:?}"
     );
+    stack.stop().await;
 }
 
 #[tokio::test]
@@ -474,6 +505,7 @@ async fn another_organisation_is_not_shown_the_reasons_of_a_users_clinical_write
         activity_of(stack.req_in_role("po-ahmed", OFFICER_ORG, PRIVACY_OFFICER, asked())).await;
     assert_eq!(own.reason, reason);
     assert!(!own.reason_withheld);
+    stack.stop().await;
 }
 
 /// Jane, registered at the practice, which shares its records with the

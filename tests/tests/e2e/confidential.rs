@@ -477,6 +477,7 @@ async fn another_organisation_sees_the_rest_of_the_record_and_that_items_were_wi
         .find(|c| c.event_types.iter().any(|t| t == "AllergyRecorded"))
         .and_then(|c| carelog_kernel::envelope::from_timestamp(c.recorded_at.as_ref()))
         .expect("the allergy's change");
+    let audited_before = accesses_by(&stack, &id, "dr-ward").await.len();
     let window = history_client(&stack)
         .list_patient_changes(at_hospital(
             &stack,
@@ -494,10 +495,13 @@ async fn another_organisation_sees_the_rest_of_the_record_and_that_items_were_wi
         .into_inner();
     assert_eq!(window.changes.len(), 1, "{window:?}");
     assert!(window.changes[0].resources.is_empty());
-    let last = accesses_by(&stack, &id, "dr-ward")
-        .await
-        .pop()
-        .expect("audited");
+    let mut audited = accesses_by(&stack, &id, "dr-ward").await;
+    assert_eq!(
+        audited.len(),
+        audited_before + 1,
+        "the window's read is audited"
+    );
+    let last = audited.pop().expect("audited");
     assert_eq!(last.method, "ListPatientChanges");
     assert!(last.withheld);
 
