@@ -249,20 +249,15 @@ impl AuditService for AuditApi {
         // as every read of their record (no emergency access through here).
         let admitted = self
             .guard
-            .admitted(&ctx, activities.iter().map(|a| a.patient_id.as_str()))
+            .admitted_with_facts(&ctx, activities.iter().map(|a| a.patient_id.as_str()))
             .await?;
         let listed = activities.len();
         activities.retain(|a| a.patient_id.is_empty() || admitted.contains_key(&a.patient_id));
-        let mut hidden = std::collections::HashSet::new();
-        for patient in admitted.keys() {
-            if let Some(facts) = self.guard.patient_facts(patient).await?
-                && disclosure(&self.guard, &ctx, &facts).hides(false)
-            {
-                hidden.insert(patient.clone());
-            }
-        }
         for a in &mut activities {
-            disclose_access(a.access.as_mut(), hidden.contains(&a.patient_id), &ctx);
+            let hides = admitted
+                .get(&a.patient_id)
+                .is_some_and(|(_, facts)| disclosure(&self.guard, &ctx, facts).hides(false));
+            disclose_access(a.access.as_mut(), hides, &ctx);
             withhold_reason(a, &ctx);
         }
         let withheld_count = i32::try_from(listed - activities.len()).unwrap_or(i32::MAX);
@@ -277,7 +272,7 @@ impl AuditService for AuditApi {
                 false,
             );
         }
-        for (patient, rule) in &admitted {
+        for (patient, (rule, _)) in &admitted {
             reads.rule(patient, rule);
         }
         access::audit(&*self.access, &ctx, SERVICE, "ListActorActivity", &reads).await?;

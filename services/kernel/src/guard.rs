@@ -167,6 +167,21 @@ impl Guard {
         ctx: &RequestContext,
         patients: impl IntoIterator<Item = &'a str>,
     ) -> Result<std::collections::HashMap<String, String>, Failure> {
+        Ok(self
+            .admitted_with_facts(ctx, patients)
+            .await?
+            .into_iter()
+            .map(|(id, (rule, _))| (id, rule))
+            .collect())
+    }
+
+    /// [`Guard::admitted`], each patient with the access facts it was
+    /// decided on (its restriction, for what the caller is shown of it).
+    pub async fn admitted_with_facts<'a>(
+        &self,
+        ctx: &RequestContext,
+        patients: impl IntoIterator<Item = &'a str>,
+    ) -> Result<std::collections::HashMap<String, (String, PatientAccess)>, Failure> {
         let mut ids: Vec<&str> = patients.into_iter().filter(|p| !p.is_empty()).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -180,7 +195,11 @@ impl Guard {
         Ok(facts
             .into_iter()
             .zip(verdicts)
-            .filter_map(|(f, verdict)| verdict.ok().map(|rule| (f.patient_id, rule.to_string())))
+            .filter_map(|(f, verdict)| {
+                verdict
+                    .ok()
+                    .map(|rule| (f.patient_id.clone(), (rule.to_string(), f)))
+            })
             .collect())
     }
 
