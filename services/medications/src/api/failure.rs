@@ -53,16 +53,25 @@ fn told(error: Error) -> Failure {
         Error::ConfidentialDuplicate { .. } => {
             rule("DUPLICATE_PRESCRIPTION").with("confidential", "true")
         }
-        Error::IssuedToday { id, .. } => rule("ISSUED_TODAY").with("authorisationId", id),
+        Error::IssuedToday { id, issued, .. } => replaced(
+            rule("ISSUED_TODAY").with("authorisationId", &id),
+            &id,
+            issued,
+        ),
         Error::IssuedEarly {
             id,
+            issued,
             last_issued,
             due,
             ..
-        } => rule("ISSUED_EARLY")
-            .with("authorisationId", id)
-            .with("lastIssuedOn", last_issued)
-            .with("dueOn", due),
+        } => replaced(
+            rule("ISSUED_EARLY")
+                .with("authorisationId", &id)
+                .with("lastIssuedOn", last_issued)
+                .with("dueOn", due),
+            &id,
+            issued,
+        ),
         Error::AuthorisationStopped(id) => {
             rule("AUTHORISATION_STOPPED").with("authorisationId", id)
         }
@@ -72,9 +81,10 @@ fn told(error: Error) -> Failure {
         }
         Error::ReviewOverdue { id, .. } => rule("REVIEW_OVERDUE").with("authorisationId", id),
         Error::NothingToReview => rule("NOTHING_TO_REVIEW"),
-        // Told as the first conflict (its reason and ids), with every
-        // conflict in the message, their number, and every rule that
-        // refused (`reasons`): one override_reason overrides them all.
+        // Told as the first conflict (its reason and ids, and what later
+        // ones add), with every conflict in the message, their number, and
+        // every rule that refused (`reasons`): one override_reason
+        // overrides them all.
         Error::SafetyConflicts(conflicts) => {
             let count = conflicts.len();
             let mut each = conflicts.into_iter().map(told);
@@ -85,6 +95,13 @@ fn told(error: Error) -> Failure {
                         if !reasons.contains(&other.reason) {
                             reasons.push(other.reason);
                         }
+                        // What the first conflict does not say (an early
+                        // issue's days beside an allergy's ids).
+                        for (key, value) in other.metadata {
+                            if !failure.metadata.iter().any(|(k, _)| *k == key) {
+                                failure.metadata.push((key, value));
+                            }
+                        }
                     }
                     failure.message = message;
                     failure
@@ -94,5 +111,85 @@ fn told(error: Error) -> Failure {
                 None => rule("SAFETY_CONFLICT"),
             }
         }
+    }
+}
+
+/// A check that judged the issue of the authorisation `id` replaced
+/// (`ChangeMedication`) names that one too.
+fn replaced(failure: Failure, id: &str, issued: String) -> Failure {
+    if issued == id {
+        failure
+    } else {
+        failure.with("replacedAuthorisationId", issued)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metadata(failure: &Failure) -> Vec<(&str, &str)> {
+        failure
+            .metadata
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn an_early_issue_beside_an_allergy_keeps_its_days_and_names_the_authorisation_replaced() {
+        let told = Failure::from(Error::SafetyConflicts(vec![
+            Error::AllergyConflict {
+                allergy_id: "allergy-1".into(),
+                substance_code: "764146007".into(),
+                substance_display: "Penicillin".into(),
+                product: "Amoxicillin 500mg capsules".into(),
+            },
+            Error::IssuedEarly {
+                id: "new".into(),
+                issued: "old".into(),
+                last_issued: "2026-11-26".into(),
+                supply_days: 28,
+                due: "2026-12-17".into(),
+            },
+        ]));
+        assert_eq!(told.reason, "ALLERGY_CONFLICT");
+        assert_eq!(
+            metadata(&told),
+            [
+                ("allergyId", "allergy-1"),
+                ("substanceCode", "764146007"),
+                ("substanceDisplay", "Penicillin"),
+                ("authorisationId", "new"),
+                ("lastIssuedOn", "2026-11-26"),
+                ("dueOn", "2026-12-17"),
+                ("replacedAuthorisationId", "old"),
+                ("conflictCount", "2"),
+                ("reasons", "ALLERGY_CONFLICT,ISSUED_EARLY"),
+            ]
+        );
+        assert!(
+            told.message
+                .contains("authorisation old, which new replaced,"),
+            "{}",
+            told.message
+        );
+    }
+
+    #[test]
+    fn an_issue_judged_by_its_own_last_issue_names_no_other() {
+        let told = Failure::from(Error::IssuedToday {
+            id: "a".into(),
+            issued: "a".into(),
+            issue: 1,
+        });
+        assert_eq!(
+            metadata(&told),
+            [
+                ("authorisationId", "a"),
+                ("conflictCount", "1"),
+                ("reasons", "ISSUED_TODAY")
+            ]
+        );
     }
 }

@@ -330,9 +330,11 @@ fn safety_checks(
 
 /// The safety checks on an issue: allergies to the authorised product that
 /// its authorisation (or an earlier issue) did not override, recorded
-/// since; and an issue of the same authorisation already made today, which
-/// a second prescriber (or a second click under a new request id) would
-/// otherwise double.
+/// since; an issue of the same authorisation already made today, which a
+/// second prescriber (or a second click under a new request id) would
+/// otherwise double; and an issue before three quarters of the last one's
+/// supply have passed. The last issue is the authorisation's own or, before
+/// its first, that of the one of the same product it replaced.
 fn issue_checks(
     record: &MedicationRecord,
     facts: &Facts<'_>,
@@ -369,22 +371,27 @@ fn issue_checks(
         reason: reason.to_owned(),
         ..Default::default()
     };
-    let last = day(a.last_issued_on.as_ref());
+    let issued = last_issued(record, a);
+    let last = issued.and_then(|i| day(i.last_issued_on.as_ref()));
+    let issued = issued.unwrap_or(a);
     if last == Some(facts.today) {
         conflicts.push((
             Error::IssuedToday {
                 id: a.authorisation_id.clone(),
-                issue: a.issues_made,
+                issued: issued.authorisation_id.clone(),
+                issue: issued.issues_made,
             },
             again(pb::safety_override::Kind::IssuedToday),
         ));
-    } else if let Some((last, supply_days)) = last.zip(a.details.as_ref().map(|d| d.supply_days))
+    } else if let Some((last, supply_days)) =
+        last.zip(issued.details.as_ref().map(|d| d.supply_days))
         && let Some(due) = issuable_again(last, supply_days)
         && facts.today < due
     {
         conflicts.push((
             Error::IssuedEarly {
                 id: a.authorisation_id.clone(),
+                issued: issued.authorisation_id.clone(),
                 last_issued: last.to_string(),
                 supply_days,
                 due: due.to_string(),
@@ -393,6 +400,37 @@ fn issue_checks(
         ));
     }
     overridden(conflicts, reason, facts)
+}
+
+/// The authorisation whose last issue the next issue of `a` follows: `a`
+/// once issued; before that, the authorisation of the same product that
+/// `a` replaced (`ChangeMedication` of dose, quantity or supply), and so
+/// back, so that a change does not restart the count of what the patient
+/// already holds. A change of product starts afresh. None when nothing of
+/// the line was issued.
+fn last_issued<'r>(
+    record: &'r MedicationRecord,
+    a: &'r pb::Authorisation,
+) -> Option<&'r pb::Authorisation> {
+    let product = |a: &pb::Authorisation| {
+        a.details
+            .as_ref()
+            .and_then(|d| d.product.as_ref())
+            .map(|p| p.code.clone())
+    };
+    let mut line = a;
+    // Each step goes to another authorisation: bounded by their number.
+    for _ in 0..=record.authorisations.len() {
+        if line.last_issued_on.is_some() {
+            return Some(line);
+        }
+        let replaced = record.authorisation(&line.replaces_authorisation_id)?;
+        if product(replaced) != product(a) {
+            return None;
+        }
+        line = replaced;
+    }
+    None
 }
 
 /// The first day a repeat last issued on `last` for `supply_days` may be

@@ -43,15 +43,25 @@ pub enum Error {
         "{product} is already actively authorised, confidentially, by another organisation; give override_reason to prescribe anyway"
     )]
     ConfidentialDuplicate { product: String },
+    /// `id` is the authorisation to issue; `issued` the one whose issue
+    /// counts: `id` itself, or the authorisation of the same product it
+    /// replaced (`ChangeMedication`) when `id` has not been issued yet.
     #[error(
-        "authorisation {id} was issued today already (issue {issue}); give override_reason to issue it again"
+        "{} was issued today already (issue {issue}); give override_reason to issue it again",
+        line(.id, .issued)
     )]
-    IssuedToday { id: String, issue: u32 },
+    IssuedToday {
+        id: String,
+        issued: String,
+        issue: u32,
+    },
     #[error(
-        "authorisation {id} was last issued on {last_issued} for {supply_days} days: an issue before {due} is early; give override_reason to issue it anyway"
+        "{} was last issued on {last_issued} for {supply_days} days: an issue before {due} is early; give override_reason to issue it anyway",
+        line(.id, .issued)
     )]
     IssuedEarly {
         id: String,
+        issued: String,
         last_issued: String,
         supply_days: u32,
         due: String,
@@ -72,6 +82,16 @@ pub enum Error {
     /// override_reason is given having seen them all.
     #[error("{} safety conflicts: {}", .0.len(), list(.0))]
     SafetyConflicts(Vec<Error>),
+}
+
+/// The authorisation whose last issue a check judged, as told: itself, or
+/// the one it replaced.
+fn line(id: &str, issued: &str) -> String {
+    if id == issued {
+        format!("authorisation {id}")
+    } else {
+        format!("authorisation {issued}, which {id} replaced,")
+    }
 }
 
 fn list(errors: &[Error]) -> String {

@@ -292,6 +292,9 @@ async fn medications_change_review_discontinue_and_allergy_resolution_reach_the_
         .await
         .expect("paracetamol")
         .into_inner();
+    meds.issue_prescription(stack.req(issue(&id, &paracetamol.authorisation_id)))
+        .await
+        .expect("issued this morning");
 
     // A change of dose stops the old and links the new, in one commit
     let before = stack.last_sequence_of("medications").await;
@@ -316,6 +319,23 @@ async fn medications_change_review_discontinue_and_allergy_resolution_reach_the_
         started.replaces_authorisation_id,
         paracetamol.authorisation_id
     );
+    // and the new one, issued the same day, is refused as issued today,
+    // naming the one it replaced, whose issue the patient holds
+    let again = meds
+        .issue_prescription(stack.req(issue(&id, &started.authorisation_id)))
+        .await
+        .expect_err("the old one was issued today");
+    assert_eq!(reason(&again), "ISSUED_TODAY");
+    let info = again.get_details_error_info().expect("error info");
+    assert_eq!(
+        info.metadata.get("authorisationId"),
+        Some(&started.authorisation_id)
+    );
+    assert_eq!(
+        info.metadata.get("replacedAuthorisationId"),
+        Some(&paracetamol.authorisation_id)
+    );
+    assert_eq!(stack.last_sequence_of("medications").await, before + 1);
 
     // A review resets the review date
     let reviewed = meds
@@ -425,7 +445,10 @@ async fn medications_change_review_discontinue_and_allergy_resolution_reach_the_
     .await
     .expect("caught up");
     let before = dump(&stack.pool).await;
-    assert!(before[2].lines().count() == 2, "one issue: {before:?}");
+    assert!(
+        before[2].lines().count() == 3,
+        "two issues (and the header): {before:?}"
+    );
     stack.rebuild("medications").await;
     assert_eq!(dump(&stack.pool).await, before);
     stack.stop().await;

@@ -229,7 +229,7 @@ fn given_a_repeat_issued_this_morning_when_it_is_issued_again_today_then_it_is_r
     let g = given(history);
     let error = g.when(issue(id)).expect_err("issued today already");
     assert!(
-        matches!(&error, Error::IssuedToday { id: named, issue: 1 } if *named == id.to_string()),
+        matches!(&error, Error::IssuedToday { id: named, issued, issue: 1 } if *named == id.to_string() && issued == named),
         "{error:?}"
     );
     // and given a reason, the second issue is made and the override recorded
@@ -266,8 +266,8 @@ fn given_a_28_day_repeat_issued_ten_days_ago_when_it_is_issued_again_then_it_is_
     let due = last + Days::new(21);
     let error = given(history.clone()).when(issue(id)).expect_err("early");
     assert!(
-        matches!(&error, Error::IssuedEarly { id: named, last_issued, supply_days: 28, due: on }
-            if *named == id.to_string() && *last_issued == last.to_string() && *on == due.to_string()),
+        matches!(&error, Error::IssuedEarly { id: named, issued, last_issued, supply_days: 28, due: on }
+            if *named == id.to_string() && issued == named && *last_issued == last.to_string() && *on == due.to_string()),
         "{error:?}"
     );
     // as it still is the day before it falls due
@@ -319,6 +319,129 @@ fn given_a_repeat_stating_no_supply_issued_yesterday_when_it_is_issued_today_the
  {
     let (id, history) = issued_on(0, today() - Days::new(1));
     given(history).when(issue(id)).expect("issued again");
+}
+
+#[test]
+fn given_a_28_day_repeat_issued_ten_days_ago_whose_dose_is_changed_today_when_the_new_one_is_issued_then_it_is_early_naming_the_one_it_replaced()
+ {
+    // Given a clarithromycin repeat of 28 days' supply, issued ten days ago
+    let last = today() - Days::new(10);
+    let (old, mut history) = issued_on(28, last);
+    // whose dose is changed today
+    let new = AuthorisationId::new();
+    history.extend(
+        given(history.clone())
+            .when(change(
+                old,
+                new,
+                "one tablet once a day",
+                &["dose_instructions"],
+            ))
+            .expect("changed"),
+    );
+    // When the new authorisation is issued, then it is refused as early:
+    // the patient holds what the one it replaced supplied
+    let error = given(history.clone()).when(issue(new)).expect_err("early");
+    assert!(
+        matches!(&error, Error::IssuedEarly { id, issued, last_issued, supply_days: 28, .. }
+            if *id == new.to_string() && *issued == old.to_string() && *last_issued == last.to_string()),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains(&format!(
+            "authorisation {old}, which {new} replaced, was last issued on {last}"
+        )),
+        "{error}"
+    );
+    // and given a reason, it is issued, its first issue
+    let E::PrescriptionIssued(e) = only(
+        given(history.clone())
+            .when(issue_overriding(
+                new,
+                "dose halved: tablets to be halved are not suitable",
+            ))
+            .expect("issued early"),
+    ) else {
+        panic!("PrescriptionIssued expected");
+    };
+    assert_eq!(e.issue_number, 1);
+    assert_eq!(
+        e.overrides[0].kind,
+        pb::safety_override::Kind::IssuedEarly as i32
+    );
+    // while its own issues are judged from its own from then on
+    history.extend(
+        given(history.clone())
+            .when(issue_overriding(new, "dose halved"))
+            .expect("issued"),
+    );
+    assert!(matches!(
+        given(history).on(today() + Days::new(1)).when(issue(new)),
+        Err(Error::IssuedEarly { id, issued, .. }) if id == issued
+    ));
+}
+
+#[test]
+fn given_a_repeat_issued_this_morning_whose_quantity_is_changed_when_the_new_one_is_issued_today_then_it_is_refused_as_issued_today()
+ {
+    let (old, mut history) = issued_on(0, today());
+    let new = AuthorisationId::new();
+    history.extend(
+        given(history.clone())
+            .when(change(old, new, "", &["quantity"]))
+            .expect("changed"),
+    );
+    let error = given(history).when(issue(new)).expect_err("issued today");
+    assert!(
+        matches!(&error, Error::IssuedToday { id, issued, issue: 1 }
+            if *id == new.to_string() && *issued == old.to_string()),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn given_a_repeat_issued_this_morning_changed_to_another_drug_when_the_new_one_is_issued_then_it_is_judged_afresh()
+ {
+    // Given clarithromycin issued this morning, switched to paracetamol
+    let (old, mut history) = issued_on(28, today());
+    let new = AuthorisationId::new();
+    history.extend(
+        given(history.clone())
+            .when(Command::Change {
+                authorisation_id: old,
+                new_authorisation_id: new,
+                details: pb::AuthorisationDetails {
+                    product: Some(pb::Coding {
+                        code: PARACETAMOL_500.into(),
+                        display: String::new(),
+                    }),
+                    ..Default::default()
+                },
+                paths: vec!["product".into()],
+                reason: "switched".into(),
+                override_reason: String::new(),
+            })
+            .expect("changed"),
+    );
+    // Then the new product's first issue is not judged by the old one's
+    given(history).when(issue(new)).expect("a new drug");
+}
+
+/// `ChangeMedication` of the authorisation `old` into `new`: these mask
+/// paths, with a dose of `dose` and a quantity of 14.
+fn change(old: AuthorisationId, new: AuthorisationId, dose: &str, paths: &[&str]) -> Command {
+    Command::Change {
+        authorisation_id: old,
+        new_authorisation_id: new,
+        details: pb::AuthorisationDetails {
+            dose_instructions: dose.into(),
+            quantity: "14".into(),
+            ..Default::default()
+        },
+        paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+        reason: "dose reduced".into(),
+        override_reason: String::new(),
+    }
 }
 
 /// A clarithromycin repeat of `supply_days` (0: not stated), issued once on
