@@ -14,7 +14,9 @@ use carelog_kernel::edge::required;
 use carelog_kernel::envelope::from_timestamp;
 use carelog_kernel::guard::Guard;
 use carelog_kernel::{Actor, Failure, PatientId, RequestContext, Violations};
-use carelog_medications::domain::views::{withhold_authorisations, withhold_overrides};
+use carelog_medications::domain::views::{
+    overrides_withheld, withhold_authorisations, withhold_overrides,
+};
 use carelog_projections::history::RecordHistory;
 use carelog_proto::audit::v1 as pb;
 use carelog_proto::audit::v1::record_history_service_server::RecordHistoryService;
@@ -186,7 +188,7 @@ fn snapshot_reads(reads: &mut Reads, s: &pb::PatientRecordSnapshot) {
             &a.authorisation_id,
             "medications",
             a.stream_sequence,
-            false,
+            overrides_withheld(a),
         );
     }
     for i in &s.issues {
@@ -219,7 +221,11 @@ fn change_reads(reads: &mut Reads, patient: &str, changes: &[pb::PatientChange])
                 || [&r.before, &r.after]
                     .into_iter()
                     .flatten()
-                    .any(|x| matches!(&x.resource, Some(R::Patient(p)) if p.withheld));
+                    .any(|x| match &x.resource {
+                        Some(R::Patient(p)) => p.withheld,
+                        Some(R::Authorisation(a)) => overrides_withheld(a),
+                        _ => false,
+                    });
             reads.record(
                 holder,
                 &r.resource_id,
@@ -338,11 +344,14 @@ impl RecordHistoryService for RecordHistoryApi {
             .and_then(|a| PatientId::parse(&a.patient_id).ok())
             .ok_or_else(|| Failure::not_found("access", &sequence.to_string()))?;
         let facts = self.guard.admit(&mut ctx, patient).await?;
-        let hides = disclosure(&self.guard, &ctx, &facts).hides(false);
+        let shown = disclosure(&self.guard, &ctx, &facts);
         let mut answer = answer;
-        crate::audit_api::disclose_access(answer.access.as_mut(), hides, &ctx);
+        crate::audit_api::disclose_access(answer.access.as_mut(), shown.hides(false), &ctx);
         // What the reader was shown: nothing confidential of another
-        // organisation than theirs; and of that, what the caller may see.
+        // organisation than theirs; and of that, what the caller may see
+        // now. (A version restricted then is hidden from every reader of the
+        // record's history; one restricted since is hidden from a caller
+        // who may not see it now, ADR 0034.)
         let reader = answer
             .access
             .as_ref()
@@ -357,6 +366,7 @@ impl RecordHistoryService for RecordHistoryApi {
                 withhold_snapshot(s, r);
                 s.withheld_count
             });
+            disclose_snapshot(s, shown);
             withhold_snapshot(s, &ctx.actor);
             s.withheld_count += by_reader;
         }

@@ -340,6 +340,18 @@ async fn a_restricted_patients_practice_is_not_named_to_another_organisation_by_
     // clinician
     let stack = TestStack::start().await;
     let jane = registered_and_shared_with_the_hospital(&stack).await;
+    // (her practice read her record, address and all, before the
+    // restriction)
+    let before_restriction = stack
+        .client()
+        .get_patient(stack.req(pb::GetPatientRequest {
+            patient_id: jane.patient_id.clone(),
+            min_sequence: jane.stream_sequence,
+        }))
+        .await
+        .expect("the practice reads her record")
+        .into_inner();
+    assert!(!before_restriction.withheld);
     let restricted = stack
         .client()
         .mark_restricted(stack.req(pb::PatientFlagRequest {
@@ -410,36 +422,62 @@ async fn a_restricted_patients_practice_is_not_named_to_another_organisation_by_
     for event in events {
         assert!(event.registered_organisation.is_empty(), "{event:?}");
     }
-    // nor does the access record asked for by its id
-    let access_id = listed
-        .iter()
-        .filter_map(|a| a.access.as_ref())
-        .map(|e| e.access_id.clone())
-        .next()
-        .expect("an access id");
-    let accessed =
+    // nor does the hospital's read asked for by its id, whose record is
+    // shown as the hospital saw it: without her address or practice
+    let read_by = |user: &'static str| {
+        move |accesses: &[apb::PatientAccess]| {
+            accesses
+                .iter()
+                .filter_map(|a| a.access.as_ref())
+                .find(|e| {
+                    e.method == "GetPatient" && e.actor.as_ref().is_some_and(|a| a.user_id == user)
+                })
+                .map(|e| e.access_id.clone())
+                .expect("the read")
+        }
+    };
+    let accessed = |m: tonic::Request<apb::GetAccessedRecordRequest>| async {
         carelog_proto::audit::v1::record_history_service_client::RecordHistoryServiceClient::new(
             stack.channel.clone(),
         )
-        .get_accessed_record(at_hospital(
-            &stack,
-            apb::GetAccessedRecordRequest {
-                access_id,
-                ..Default::default()
-            },
-        ))
+        .get_accessed_record(m)
         .await
         .expect("the accessed record")
-        .into_inner();
+        .into_inner()
+    };
+    let asking_for = |access_id: String| apb::GetAccessedRecordRequest {
+        access_id,
+        ..Default::default()
+    };
+    let hospitals_read = read_by("dr-ward")(&listed);
+    let asked_by_hospital = accessed(at_hospital(&stack, asking_for(hospitals_read.clone()))).await;
     assert!(
-        accessed
+        asked_by_hospital
             .access
             .as_ref()
             .is_some_and(|e| e.registered_organisation.is_empty()),
         "{:?}",
-        accessed.access
+        asked_by_hospital.access
     );
-    // while her practice's clinician, who manages demographics, is told it
+    let hidden = |answer: &carelog_proto::audit::v1::AccessedRecord| {
+        let patient = answer
+            .record
+            .as_ref()
+            .and_then(|r| r.patient.as_ref())
+            .expect("the patient read");
+        let details = patient.details.as_ref().expect("details");
+        patient.withheld
+            && details.registered_practice_ods.is_empty()
+            && details.addresses.is_empty()
+    };
+    assert!(hidden(&asked_by_hospital), "{asked_by_hospital:?}");
+    // and shown her practice's read from before she was restricted
+    // without them either, as she is now
+    let practices_read = read_by("dr-jones")(&listed);
+    let earlier = accessed(at_hospital(&stack, asking_for(practices_read.clone()))).await;
+    assert!(hidden(&earlier), "{earlier:?}");
+    // while her practice's clinician is told her practice, and shown that
+    // read as it was
     let own = accesses(stack.req(asked())).await;
     assert!(
         own.iter()
@@ -447,6 +485,15 @@ async fn a_restricted_patients_practice_is_not_named_to_another_organisation_by_
             .any(|e| e.registered_organisation == OFFICER_ORG),
         "{own:?}"
     );
+    let own_accessed = accessed(stack.req(asking_for(practices_read))).await;
+    assert!(!hidden(&own_accessed), "{own_accessed:?}");
+    let shown = own_accessed
+        .record
+        .and_then(|r| r.patient)
+        .and_then(|p| p.details)
+        .expect("details");
+    assert_eq!(shown.registered_practice_ods, OFFICER_ORG);
+    assert!(!shown.addresses.is_empty());
     stack.stop().await;
 }
 

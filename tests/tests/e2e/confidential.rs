@@ -212,6 +212,20 @@ async fn accesses_by(stack: &TestStack, patient_id: &str, user: &str) -> Vec<Rec
         .collect()
 }
 
+/// `user`'s last `method` read of the patient's record, as audited.
+async fn last_read(
+    stack: &TestStack,
+    patient_id: &str,
+    user: &str,
+    method: &str,
+) -> RecordAccessed {
+    accesses_by(stack, patient_id, user)
+        .await
+        .into_iter()
+        .rfind(|e| e.method == method)
+        .expect("the read audited")
+}
+
 fn entry_ids(c: &cpb::Consultation) -> Vec<String> {
     c.topics
         .iter()
@@ -817,6 +831,13 @@ async fn a_confidential_penicillin_allergy_refuses_the_hospitals_amoxicillin_wit
                 && o.author_organisation_ods.is_empty()
         );
     }
+    // and the hospital's read of its medication list, which left out which
+    // allergy was overridden, is audited as withheld
+    assert!(
+        last_read(&stack, &id, "dr-ward", "ListMedications")
+            .await
+            .withheld
+    );
     // while a community service the practice also shares with is shown
     // the override without the hospital's reason, which may name the
     // allergy, and told that it was withheld
@@ -856,6 +877,12 @@ async fn a_confidential_penicillin_allergy_refuses_the_hospitals_amoxicillin_wit
     assert_eq!(
         o.substance.as_ref().map(|s| s.code.as_str()),
         Some(PENICILLIN)
+    );
+    // and its read withheld nothing
+    assert!(
+        !last_read(&stack, &id, "dr-jones", "ListMedications")
+            .await
+            .withheld
     );
     // When the hospital stops its prescription with a reason of its own,
     // then the community service is shown that reason

@@ -11,25 +11,26 @@ use carelog_proto::medications::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::{MedicationsApi, missing, patient_id, typed};
-use crate::domain::views::withhold_authorisations;
+use crate::domain::views::{overrides_withheld, withhold_authorisations};
 use crate::queries::{AllergyFilter, Consistency, MedicationsQueries};
 
 pub(super) const SERVICE: &str = "carelog.medications.v1.MedicationsService";
 pub(super) const CONTEXT: &str = "medications";
 
 /// The resources of an answer (id, patient, sequence), for the access log;
-/// `withheld` items (confidential to another organisation) were left out of
-/// it, and the read of `patient` is marked so even when nothing is left.
+/// something was `withheld` from it (an item confidential to another
+/// organisation, or what an override was over), and the read of `patient`
+/// is marked so even when nothing is left.
 fn reads<'a>(
     resources: impl Iterator<Item = (&'a str, &'a str, u64)>,
     patient: &PatientId,
-    withheld: i32,
+    withheld: bool,
 ) -> Reads {
     let mut reads = Reads::new();
     for (id, patient, sequence) in resources {
-        reads.record(patient, id, CONTEXT, sequence, withheld > 0);
+        reads.record(patient, id, CONTEXT, sequence, withheld);
     }
-    if withheld > 0 && reads.is_empty() {
+    if withheld && reads.is_empty() {
         reads.record(&patient.to_string(), "", CONTEXT, 0, true);
     }
     reads
@@ -65,6 +66,7 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
             )
             .await?;
         let withheld_count = withhold_authorisations(&mut authorisations, &ctx.actor);
+        let withheld = withheld_count > 0 || authorisations.iter().any(overrides_withheld);
         let read = reads(
             authorisations.iter().map(|x| {
                 (
@@ -74,7 +76,7 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
                 )
             }),
             &patient,
-            withheld_count,
+            withheld,
         );
         access::audit(&*self.access, &ctx, SERVICE, "ListMedications", &read).await?;
         Ok(Response::new(pb::ListMedicationsResponse {
@@ -120,7 +122,7 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
                 )
             }),
             &patient,
-            withheld_count,
+            withheld_count > 0,
         );
         access::audit(&*self.access, &ctx, SERVICE, "ListIssues", &read).await?;
         Ok(Response::new(pb::ListIssuesResponse {
@@ -174,7 +176,7 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
                 )
             }),
             &patient,
-            withheld_count,
+            withheld_count > 0,
         );
         access::audit(&*self.access, &ctx, SERVICE, "ListAllergies", &read).await?;
         Ok(Response::new(pb::ListAllergiesResponse {

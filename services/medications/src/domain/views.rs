@@ -54,6 +54,16 @@ pub fn withhold_overrides(
     reasons
 }
 
+/// Whether [`withhold_overrides`] left something out of this
+/// authorisation's overrides (which item one overrode, or its reason): a
+/// read of it is then audited as withheld.
+pub fn overrides_withheld(authorisation: &pb::Authorisation) -> bool {
+    authorisation
+        .overrides
+        .iter()
+        .any(|o| o.reason_withheld || (o.confidential && o.author_organisation_ods.is_empty()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,8 +108,12 @@ mod tests {
         withhold_overrides(&mut at_clinic, "RYJ01");
         withhold_overrides(&mut at_practice, "A81001");
         withhold_overrides(&mut at_hospital, "RR8");
-        // Then the clinic sees what it recorded
+        // Then the clinic sees what it recorded, and its read withheld
+        // nothing
         assert_eq!(at_clinic, overridden_against_the_clinics_allergy());
+        assert!(!overrides_withheld(&at_clinic));
+        // while the practice's and the hospital's reads withheld something
+        assert!(overrides_withheld(&at_practice) && overrides_withheld(&at_hospital));
         // and the practice sees that a confidential allergy was overridden,
         // and its own reason, but not which allergy, substance or
         // organisation
