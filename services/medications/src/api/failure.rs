@@ -81,10 +81,10 @@ fn told(error: Error) -> Failure {
         }
         Error::ReviewOverdue { id, .. } => rule("REVIEW_OVERDUE").with("authorisationId", id),
         Error::NothingToReview => rule("NOTHING_TO_REVIEW"),
-        // Told as the first conflict (its reason and ids, and what later
-        // ones add), with every conflict in the message, their number, and
-        // every rule that refused (`reasons`): one override_reason
-        // overrides them all.
+        // Told as the first conflict (its reason and ids, and what
+        // conflicts of other rules add), with every conflict in the
+        // message, their number, and every rule that refused (`reasons`):
+        // one override_reason overrides them all.
         Error::SafetyConflicts(conflicts) => {
             let count = conflicts.len();
             let mut each = conflicts.into_iter().map(told);
@@ -95,11 +95,16 @@ fn told(error: Error) -> Failure {
                         if !reasons.contains(&other.reason) {
                             reasons.push(other.reason);
                         }
-                        // What the first conflict does not say (an early
-                        // issue's days beside an allergy's ids).
-                        for (key, value) in other.metadata {
-                            if !failure.metadata.iter().any(|(k, _)| *k == key) {
-                                failure.metadata.push((key, value));
+                        // What a conflict of another rule adds that the
+                        // first does not say (an early issue's days beside
+                        // an allergy's ids); never its `confidential`, which
+                        // says the first names nothing.
+                        if other.reason != failure.reason {
+                            for (key, value) in other.metadata {
+                                let said = failure.metadata.iter().any(|(k, _)| *k == key);
+                                if !said && key != "confidential" {
+                                    failure.metadata.push((key, value));
+                                }
                             }
                         }
                     }
@@ -114,13 +119,14 @@ fn told(error: Error) -> Failure {
     }
 }
 
-/// A check that judged the issue of the authorisation `id` replaced
-/// (`ChangeMedication`) names that one too.
+/// A check that judged the issue of an authorisation `id` replaced
+/// (`ChangeMedication`, directly or through further changes) names that one
+/// too.
 fn replaced(failure: Failure, id: &str, issued: String) -> Failure {
     if issued == id {
         failure
     } else {
-        failure.with("replacedAuthorisationId", issued)
+        failure.with("lastIssuedAuthorisationId", issued)
     }
 }
 
@@ -163,16 +169,46 @@ mod tests {
                 ("authorisationId", "new"),
                 ("lastIssuedOn", "2026-11-26"),
                 ("dueOn", "2026-12-17"),
-                ("replacedAuthorisationId", "old"),
+                ("lastIssuedAuthorisationId", "old"),
                 ("conflictCount", "2"),
                 ("reasons", "ALLERGY_CONFLICT,ISSUED_EARLY"),
             ]
         );
         assert!(
             told.message
-                .contains("authorisation old, which new replaced,"),
+                .contains("authorisation old, of which new is a changed version,"),
             "{}",
             told.message
+        );
+    }
+
+    #[test]
+    fn a_named_allergy_beside_a_confidential_one_is_not_told_as_confidential() {
+        let told = Failure::from(Error::SafetyConflicts(vec![
+            Error::AllergyConflict {
+                allergy_id: "allergy-1".into(),
+                substance_code: "764146007".into(),
+                substance_display: "Penicillin".into(),
+                product: "Amoxicillin 500mg capsules".into(),
+            },
+            Error::ConfidentialAllergyConflict {
+                product: "Amoxicillin 500mg capsules".into(),
+            },
+            Error::ConfidentialDuplicate {
+                product: "Amoxicillin 500mg capsules".into(),
+            },
+        ]));
+        assert!(
+            !told.metadata.iter().any(|(k, _)| *k == "confidential"),
+            "{:?}",
+            told.metadata
+        );
+        assert_eq!(
+            told.metadata.last(),
+            Some(&(
+                "reasons",
+                "ALLERGY_CONFLICT,DUPLICATE_PRESCRIPTION".to_owned()
+            ))
         );
     }
 

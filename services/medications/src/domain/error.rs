@@ -44,8 +44,9 @@ pub enum Error {
     )]
     ConfidentialDuplicate { product: String },
     /// `id` is the authorisation to issue; `issued` the one whose issue
-    /// counts: `id` itself, or the authorisation of the same product it
-    /// replaced (`ChangeMedication`) when `id` has not been issued yet.
+    /// counts: `id` itself or, when `id` has not been issued yet, the
+    /// authorisation of the same product it replaced (`ChangeMedication`),
+    /// directly or through further changes.
     #[error(
         "{} was issued today already (issue {issue}); give override_reason to issue it again",
         line(.id, .issued)
@@ -90,7 +91,7 @@ fn line(id: &str, issued: &str) -> String {
     if id == issued {
         format!("authorisation {id}")
     } else {
-        format!("authorisation {issued}, which {id} replaced,")
+        format!("authorisation {issued}, of which {id} is a changed version,")
     }
 }
 

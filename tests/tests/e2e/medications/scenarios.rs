@@ -332,7 +332,7 @@ async fn medications_change_review_discontinue_and_allergy_resolution_reach_the_
         Some(&started.authorisation_id)
     );
     assert_eq!(
-        info.metadata.get("replacedAuthorisationId"),
+        info.metadata.get("lastIssuedAuthorisationId"),
         Some(&paracetamol.authorisation_id)
     );
     assert_eq!(stack.last_sequence_of("medications").await, before + 1);

@@ -327,20 +327,26 @@ fn given_a_28_day_repeat_issued_ten_days_ago_whose_dose_is_changed_today_when_th
     // Given a clarithromycin repeat of 28 days' supply, issued ten days ago
     let last = today() - Days::new(10);
     let (old, mut history) = issued_on(28, last);
-    // whose dose is changed today
+    // whose dose is changed today, to a week's supply at a time
     let new = AuthorisationId::new();
     history.extend(
         given(history.clone())
-            .when(change(
-                old,
-                new,
-                "one tablet once a day",
-                &["dose_instructions"],
-            ))
+            .when(Command::Change {
+                authorisation_id: old,
+                new_authorisation_id: new,
+                details: pb::AuthorisationDetails {
+                    dose_instructions: "one tablet once a day".into(),
+                    supply_days: 7,
+                    ..Default::default()
+                },
+                paths: vec!["dose_instructions".into(), "supply_days".into()],
+                reason: "dose reduced".into(),
+                override_reason: String::new(),
+            })
             .expect("changed"),
     );
-    // When the new authorisation is issued, then it is refused as early:
-    // the patient holds what the one it replaced supplied
+    // When the new authorisation is issued, then it is refused as early,
+    // by the 28 days the one it replaced supplied, which the patient holds
     let error = given(history.clone()).when(issue(new)).expect_err("early");
     assert!(
         matches!(&error, Error::IssuedEarly { id, issued, last_issued, supply_days: 28, .. }
@@ -349,17 +355,14 @@ fn given_a_28_day_repeat_issued_ten_days_ago_whose_dose_is_changed_today_when_th
     );
     assert!(
         error.to_string().contains(&format!(
-            "authorisation {old}, which {new} replaced, was last issued on {last}"
+            "authorisation {old}, of which {new} is a changed version, was last issued on {last}"
         )),
         "{error}"
     );
     // and given a reason, it is issued, its first issue
     let E::PrescriptionIssued(e) = only(
         given(history.clone())
-            .when(issue_overriding(
-                new,
-                "dose halved: tablets to be halved are not suitable",
-            ))
+            .when(issue_overriding(new, "dose reduced: new supply needed"))
             .expect("issued early"),
     ) else {
         panic!("PrescriptionIssued expected");
@@ -369,16 +372,94 @@ fn given_a_28_day_repeat_issued_ten_days_ago_whose_dose_is_changed_today_when_th
         e.overrides[0].kind,
         pb::safety_override::Kind::IssuedEarly as i32
     );
-    // while its own issues are judged from its own from then on
+    // while its own issues are judged by its own week's supply from then on
     history.extend(
         given(history.clone())
-            .when(issue_overriding(new, "dose halved"))
+            .when(issue_overriding(new, "dose reduced"))
             .expect("issued"),
     );
     assert!(matches!(
-        given(history).on(today() + Days::new(1)).when(issue(new)),
-        Err(Error::IssuedEarly { id, issued, .. }) if id == issued
+        given(history.clone()).on(today() + Days::new(1)).when(issue(new)),
+        Err(Error::IssuedEarly { id, issued, supply_days: 7, .. }) if id == issued
     ));
+    given(history)
+        .on(today() + Days::new(6))
+        .when(issue(new))
+        .expect("a week's supply falls due after six days");
+}
+
+#[test]
+fn given_a_repeat_changed_twice_since_its_last_issue_when_the_latest_is_issued_then_it_is_judged_by_that_issue()
+ {
+    // Given a 28-day repeat issued ten days ago, its dose changed and then
+    // its quantity
+    let last = today() - Days::new(10);
+    let (first, mut history) = issued_on(28, last);
+    let (second, third) = (AuthorisationId::new(), AuthorisationId::new());
+    for (from, to, paths) in [
+        (first, second, &["dose_instructions"][..]),
+        (second, third, &["quantity"][..]),
+    ] {
+        history.extend(
+            given(history.clone())
+                .when(change(from, to, "one tablet once a day", paths))
+                .expect("changed"),
+        );
+    }
+    // When the latest is issued, then it is early by the first one's issue
+    let error = given(history).when(issue(third)).expect_err("early");
+    assert!(
+        matches!(&error, Error::IssuedEarly { id, issued, .. }
+            if *id == third.to_string() && *issued == first.to_string()),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains(&format!(
+            "authorisation {first}, of which {third} is a changed version"
+        )),
+        "{error}"
+    );
+}
+
+#[test]
+fn given_a_repeat_issued_this_morning_switched_to_another_drug_and_then_changed_when_issued_then_the_first_drugs_issue_does_not_count()
+ {
+    // Given clarithromycin issued this morning, switched to paracetamol,
+    // whose dose is then changed
+    let (first, mut history) = issued_on(28, today());
+    let (second, third) = (AuthorisationId::new(), AuthorisationId::new());
+    history.extend(
+        given(history.clone())
+            .when(Command::Change {
+                authorisation_id: first,
+                new_authorisation_id: second,
+                details: pb::AuthorisationDetails {
+                    product: Some(pb::Coding {
+                        code: PARACETAMOL_500.into(),
+                        display: String::new(),
+                    }),
+                    ..Default::default()
+                },
+                paths: vec!["product".into()],
+                reason: "switched".into(),
+                override_reason: String::new(),
+            })
+            .expect("switched"),
+    );
+    history.extend(
+        given(history.clone())
+            .when(change(
+                second,
+                third,
+                "two tablets four times a day",
+                &["dose_instructions"],
+            ))
+            .expect("changed"),
+    );
+    // Then the paracetamol is issued today without a reason
+    given(history)
+        .when(issue(third))
+        .expect("a new drug's first issue");
 }
 
 #[test]
