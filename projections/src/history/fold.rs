@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use carelog_consultations::domain::views::{latest_observations, problems};
 use carelog_consultations::domain::{PatientConsultations, consultation_of, current_view};
-use carelog_demographics::domain::{Disclosure, PatientRecord};
+use carelog_demographics::domain::PatientRecord;
 use carelog_kernel::Aggregate;
 use carelog_kernel::envelope::{GENESIS, StoredCommit, timestamp};
 use carelog_kernel::store::ContextStream;
@@ -137,8 +137,9 @@ impl Recorded for PatientRecord {
     }
 
     fn resource(&self, kind: &str, _id: &str) -> Option<R> {
-        (kind == "Patient" && self.is_registered())
-            .then(|| R::Patient(self.shown(Disclosure::ORDINARY)))
+        // Whole: the record history's API shows each caller what they may
+        // see of a restricted patient (ADR 0034).
+        (kind == "Patient" && self.is_registered()).then(|| R::Patient(self.patient.clone()))
     }
 }
 
@@ -458,7 +459,7 @@ impl FoldedRecord {
                 .demographics
                 .state
                 .is_registered()
-                .then(|| self.demographics.state.shown(Disclosure::ORDINARY)),
+                .then(|| self.demographics.state.patient.clone()),
             consultations,
             problems: problems(&self.consultations.state),
             latest_observations: latest_observations(&self.consultations.state),

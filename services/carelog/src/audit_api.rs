@@ -209,11 +209,9 @@ impl AuditService for AuditApi {
             Consistency::until_deadline(&ctx, r.min_sequence),
         )
         .await?;
-        for a in &mut accesses {
-            disclose_access(a.access.as_mut(), hides, &ctx);
-        }
         let mut reads = Reads::new();
-        for a in &accesses {
+        for a in &mut accesses {
+            let withheld = disclose_access(a.access.as_mut(), hides, &ctx);
             let (id, position) = (
                 a.access.as_ref().map_or("", |e| e.access_id.as_str()),
                 a.position.as_ref(),
@@ -223,7 +221,7 @@ impl AuditService for AuditApi {
                 id,
                 access::ACCESS,
                 position.map_or(0, |p| p.stream_sequence),
-                false,
+                withheld,
             );
         }
         access::audit(&*self.access, &ctx, SERVICE, "ListPatientAccess", &reads).await?;
@@ -253,24 +251,24 @@ impl AuditService for AuditApi {
             .await?;
         let listed = activities.len();
         activities.retain(|a| a.patient_id.is_empty() || admitted.contains_key(&a.patient_id));
+        let withheld_count = i32::try_from(listed - activities.len()).unwrap_or(i32::MAX);
+        let mut reads = Reads::new();
         for a in &mut activities {
             let hides = admitted
                 .get(&a.patient_id)
                 .is_some_and(|(_, facts)| disclosure(&self.guard, &ctx, facts).hides(false));
-            disclose_access(a.access.as_mut(), hides, &ctx);
+            let withheld = disclose_access(a.access.as_mut(), hides, &ctx);
             withhold_reason(a, &ctx);
-        }
-        let withheld_count = i32::try_from(listed - activities.len()).unwrap_or(i32::MAX);
-        let mut reads = Reads::new();
-        for a in activities.iter().filter(|a| !a.patient_id.is_empty()) {
-            let position = a.position.as_ref();
-            reads.record(
-                &a.patient_id,
-                &a.event_id,
-                &a.context,
-                position.map_or(0, |p| p.stream_sequence),
-                false,
-            );
+            if !a.patient_id.is_empty() {
+                let position = a.position.as_ref();
+                reads.record(
+                    &a.patient_id,
+                    &a.event_id,
+                    &a.context,
+                    position.map_or(0, |p| p.stream_sequence),
+                    withheld || a.reason_withheld,
+                );
+            }
         }
         for (patient, (rule, _)) in &admitted {
             reads.rule(patient, rule);
@@ -287,17 +285,21 @@ impl AuditService for AuditApi {
 /// An access event as the caller may see it: the registered practice of a
 /// restricted patient, which the event names, is withheld from a caller who
 /// may not see it (`hides`, ADR 0034), unless it is the caller's own.
+/// Whether it was withheld (the read is then audited as withheld).
 pub(crate) fn disclose_access(
     event: Option<&mut carelog_proto::access::v1::RecordAccessed>,
     hides: bool,
     ctx: &RequestContext,
-) {
+) -> bool {
     if let Some(event) = event
         && hides
+        && !event.registered_organisation.is_empty()
         && event.registered_organisation != ctx.actor.organisation.as_str()
     {
         event.registered_organisation.clear();
+        return true;
     }
+    false
 }
 
 /// A write's reason is left out for a caller of another organisation than

@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use carelog_consultations::domain::views::withhold_entries;
-use carelog_demographics::api::{disclosure, page};
+use carelog_demographics::api::{disclosure, disclosure_as, page};
 use carelog_demographics::domain::{Disclosure, PatientRecord};
+use carelog_demographics::gate::access_of;
 use carelog_kernel::access::{self, AccessSink, Reads};
 use carelog_kernel::confidential::{self, withhold};
 use carelog_kernel::edge::required;
@@ -346,22 +347,31 @@ impl RecordHistoryService for RecordHistoryApi {
         let facts = self.guard.admit(&mut ctx, patient).await?;
         let shown = disclosure(&self.guard, &ctx, &facts);
         let mut answer = answer;
-        crate::audit_api::disclose_access(answer.access.as_mut(), shown.hides(false), &ctx);
+        let access_withheld =
+            crate::audit_api::disclose_access(answer.access.as_mut(), shown.hides(false), &ctx);
         // What the reader was shown: nothing confidential of another
-        // organisation than theirs; and of that, what the caller may see
-        // now. (A version restricted then is hidden from every reader of the
-        // record's history; one restricted since is hidden from a caller
-        // who may not see it now, ADR 0034.)
+        // organisation than theirs, nor a restricted patient's hidden fields
+        // unless they might see them then; and of that, what the caller may
+        // see now.
         let reader = answer
             .access
             .as_ref()
             .and_then(|a| a.actor.as_ref())
-            .and_then(|a| carelog_kernel::OdsCode::parse(&a.organisation_ods).ok())
-            .map(|organisation| Actor {
-                organisation,
-                ..ctx.actor.clone()
+            .and_then(|a| {
+                let organisation = carelog_kernel::OdsCode::parse(&a.organisation_ods).ok()?;
+                Some(Actor {
+                    user_id: a.user_id.clone(),
+                    role: a.role.clone(),
+                    organisation,
+                    ..ctx.actor.clone()
+                })
             });
         for s in answer.record.iter_mut() {
+            let as_read = match (&reader, &s.patient) {
+                (Some(r), Some(p)) => disclosure_as(&self.guard, r, &access_of(&p.patient_id, p)),
+                _ => Disclosure::ORDINARY,
+            };
+            disclose_snapshot(s, as_read);
             let by_reader = reader.as_ref().map_or(0, |r| {
                 withhold_snapshot(s, r);
                 s.withheld_count
@@ -383,7 +393,7 @@ impl RecordHistoryService for RecordHistoryApi {
             &access_id,
             access::ACCESS,
             sequence,
-            false,
+            access_withheld,
         );
         answer
             .record

@@ -10,7 +10,7 @@ use carelog_kernel::date::PartialDate;
 use carelog_kernel::edge;
 use carelog_kernel::guard::Guard;
 use carelog_kernel::{
-    Committed, Decision, Executor, Failure, Loaded, PatientId, RequestContext, Violations,
+    Actor, Committed, Decision, Executor, Failure, Loaded, PatientId, RequestContext, Violations,
 };
 use carelog_proto::demographics::v1 as pb;
 use pb::demographics_service_server::DemographicsService;
@@ -109,13 +109,19 @@ fn disclosure_of(guard: &Guard, ctx: &RequestContext, patient: &pb::Patient) -> 
 /// What this caller sees of the restricted fields of the patient whose
 /// access facts are `facts`, in the current record or any earlier version.
 pub fn disclosure(guard: &Guard, ctx: &RequestContext, facts: &PatientAccess) -> Disclosure {
+    disclosure_as(guard, &ctx.actor, facts)
+}
+
+/// The same for `actor`, who need not be the caller: the reader an audit
+/// query shows, with the patient's facts as they stood when they read.
+pub fn disclosure_as(guard: &Guard, actor: &Actor, facts: &PatientAccess) -> Disclosure {
     let restricted = PatientAccess {
         restricted: true,
         ..facts.clone()
     };
     Disclosure {
         restricted_now: facts.restricted,
-        privileged: guard.sees_restricted(ctx, &restricted),
+        privileged: guard.sees_restricted_as(actor, &restricted),
     }
 }
 

@@ -274,10 +274,16 @@ impl Guard {
 
     /// Whether this caller sees a restricted patient's hidden fields.
     pub fn sees_restricted(&self, ctx: &RequestContext, patient: &PatientAccess) -> bool {
+        self.sees_restricted_as(&ctx.actor, patient)
+    }
+
+    /// Whether `actor` (the caller, or a reader an audit query shows) sees
+    /// a restricted patient's hidden fields.
+    pub fn sees_restricted_as(&self, actor: &Actor, patient: &PatientAccess) -> bool {
         access_control::sees_restricted(
-            ctx.actor.organisation.as_str(),
+            actor.organisation.as_str(),
             self.policy
-                .grants(&ctx.actor.role, Permission::ManageDemographics),
+                .grants(&actor.role, Permission::ManageDemographics),
             patient,
         )
     }

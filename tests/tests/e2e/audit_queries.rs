@@ -422,6 +422,23 @@ async fn a_restricted_patients_practice_is_not_named_to_another_organisation_by_
     for event in events {
         assert!(event.registered_organisation.is_empty(), "{event:?}");
     }
+    // and both questions are audited as reads that withheld something
+    let audited = |user: &'static str, method: &'static str| {
+        let stack = &stack;
+        let patient_id = jane.patient_id.clone();
+        async move {
+            stack
+                .access_events(&patient_id)
+                .await
+                .into_iter()
+                .rev()
+                .map(|(_, e)| e)
+                .find(|e| e.method == method && e.actor.as_ref().is_some_and(|a| a.user_id == user))
+                .expect("the question audited")
+        }
+    };
+    assert!(audited("dr-ward", "ListPatientAccess").await.withheld);
+    assert!(audited("dr-ward", "ListActorActivity").await.withheld);
     // nor does the hospital's read asked for by its id, whose record is
     // shown as the hospital saw it: without her address or practice
     let read_by = |user: &'static str| {
@@ -485,6 +502,7 @@ async fn a_restricted_patients_practice_is_not_named_to_another_organisation_by_
             .any(|e| e.registered_organisation == OFFICER_ORG),
         "{own:?}"
     );
+    assert!(!audited("dr-jones", "ListPatientAccess").await.withheld);
     let own_accessed = accessed(stack.req(asking_for(practices_read))).await;
     assert!(!hidden(&own_accessed), "{own_accessed:?}");
     let shown = own_accessed
@@ -494,6 +512,41 @@ async fn a_restricted_patients_practice_is_not_named_to_another_organisation_by_
         .expect("details");
     assert_eq!(shown.registered_practice_ods, OFFICER_ORG);
     assert!(!shown.addresses.is_empty());
+    // and the hospital's read as the hospital saw it, without them
+    let as_the_hospital_saw_it = accessed(stack.req(asking_for(hospitals_read))).await;
+    assert!(
+        hidden(&as_the_hospital_saw_it),
+        "{as_the_hospital_saw_it:?}"
+    );
+    // and their own read since the restriction whole, as they saw it
+    stack
+        .client()
+        .get_patient(stack.req(pb::GetPatientRequest {
+            patient_id: jane.patient_id.clone(),
+            min_sequence: restricted.stream_sequence,
+        }))
+        .await
+        .expect("the practice reads her record again");
+    caught_up(&stack, carelog_projections::audit::NAME).await;
+    let since = accesses(stack.req(asked())).await;
+    let latest = since
+        .iter()
+        .filter_map(|a| a.access.as_ref())
+        .filter(|e| {
+            e.method == "GetPatient" && e.actor.as_ref().is_some_and(|a| a.user_id == "dr-jones")
+        })
+        .max_by_key(|e| e.accessed_at.as_ref().map(|t| (t.seconds, t.nanos)))
+        .map(|e| e.access_id.clone())
+        .expect("the read since");
+    let restricted_read = accessed(stack.req(asking_for(latest))).await;
+    assert!(!hidden(&restricted_read), "{restricted_read:?}");
+    assert!(
+        restricted_read
+            .record
+            .and_then(|r| r.patient)
+            .is_some_and(|p| p.restricted),
+        "the version read was restricted"
+    );
     stack.stop().await;
 }
 

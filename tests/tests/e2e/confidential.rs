@@ -838,6 +838,36 @@ async fn a_confidential_penicillin_allergy_refuses_the_hospitals_amoxicillin_wit
             .await
             .withheld
     );
+    // as is its read of the record's changes over nothing but its
+    // prescription, whose reason is its own
+    let prescribed_at = changes
+        .iter()
+        .find(|c| c.context == "medications" && c.stream_sequence == overridden.stream_sequence)
+        .and_then(|c| carelog_kernel::envelope::from_timestamp(c.recorded_at.as_ref()))
+        .expect("the prescription's change");
+    let window = history_client(&stack)
+        .list_patient_changes(at_hospital(
+            &stack,
+            carelog_proto::audit::v1::ListPatientChangesRequest {
+                patient_id: id.clone(),
+                from: Some(carelog_kernel::envelope::timestamp(prescribed_at)),
+                to: Some(carelog_kernel::envelope::timestamp(
+                    prescribed_at + chrono::TimeDelta::microseconds(1),
+                )),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("the window")
+        .into_inner();
+    assert_eq!(window.changes.len(), 1, "{window:?}");
+    assert_eq!(window.changes[0].withheld_count, 0);
+    assert!(!window.changes[0].reason_withheld);
+    assert!(
+        last_read(&stack, &id, "dr-ward", "ListPatientChanges")
+            .await
+            .withheld
+    );
     // while a community service the practice also shares with is shown
     // the override without the hospital's reason, which may name the
     // allergy, and told that it was withheld

@@ -910,5 +910,43 @@ async fn history_a_restricted_patients_earlier_versions_are_withheld_from_those_
     let patient = whole.record.and_then(|r| r.patient).expect("patient");
     assert!(!patient.withheld);
     assert_eq!(patient.details.expect("details").addresses.len(), 1);
+    // in the restricted version too, as in her record now
+    let now = history(&stack)
+        .get_record_as_of(stack.req(hpb::GetRecordAsOfRequest {
+            as_of: Some(timestamp(Utc::now())),
+            ..asked()
+        }))
+        .await
+        .expect("record as of now")
+        .into_inner();
+    let patient = now.record.and_then(|r| r.patient).expect("patient");
+    assert!(patient.restricted && !patient.withheld, "{patient:?}");
+    assert_eq!(patient.details.expect("details").addresses.len(), 1);
+    // and in her changes, each naming the practice that wrote it
+    let changes = history(&stack)
+        .list_patient_changes(stack.req(hpb::ListPatientChangesRequest {
+            patient_id: jane.patient_id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .expect("changes")
+        .into_inner()
+        .changes;
+    let restriction = changes.last().expect("the restriction");
+    let Some(hpb::resource::Resource::Patient(after)) = restriction.resources[0]
+        .after
+        .clone()
+        .and_then(|r| r.resource)
+    else {
+        panic!("{restriction:?}");
+    };
+    assert!(after.restricted && !after.withheld, "{after:?}");
+    assert!(
+        changes.iter().all(|c| c
+            .actor
+            .as_ref()
+            .is_some_and(|a| a.organisation_ods == "A81001")),
+        "{changes:?}"
+    );
     stack.stop().await;
 }
