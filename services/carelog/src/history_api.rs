@@ -3,6 +3,7 @@
 //! rebuilt from JetStream (`carelog_projections::history`). Each answer is
 //! itself audited as a read of the patient's record (ADR 0018).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use carelog_consultations::domain::views::withhold_entries;
@@ -56,12 +57,67 @@ fn disclose_snapshot(s: &mut pb::PatientRecordSnapshot, disclosure: Disclosure) 
         .map(|p| PatientRecord::shown_resource(p, disclosure));
 }
 
+/// What the caller may see of each record an answer holds: the patient
+/// asked about as admitted (`shown`), and each other record (a duplicate
+/// merged into it, then or now) by its own access facts, which while merged
+/// are its flags or the survivor's and the survivor's practice (ADR 0034).
+/// A record whose facts cannot be found is withheld whole.
+struct Disclosures {
+    asked: String,
+    shown: Disclosure,
+    others: HashMap<String, Disclosure>,
+}
+
+impl Disclosures {
+    /// Hides the fields whatever the version says.
+    const HIDDEN: Disclosure = Disclosure {
+        restricted_now: true,
+        privileged: false,
+    };
+
+    async fn of<'a>(
+        guard: &Guard,
+        ctx: &RequestContext,
+        asked: PatientId,
+        shown: Disclosure,
+        holders: impl Iterator<Item = &'a str>,
+    ) -> Result<Self, Failure> {
+        let asked = asked.to_string();
+        let mut others = HashMap::new();
+        for id in holders {
+            if id.is_empty() || id == asked || others.contains_key(id) {
+                continue;
+            }
+            let disclosure = match guard.patient_facts(id).await? {
+                Some(facts) => disclosure(guard, ctx, &facts),
+                None => Self::HIDDEN,
+            };
+            others.insert(id.to_owned(), disclosure);
+        }
+        Ok(Self {
+            asked,
+            shown,
+            others,
+        })
+    }
+
+    /// The disclosure of the record `holder` (empty: the one asked about).
+    fn get(&self, holder: &str) -> Disclosure {
+        if holder.is_empty() || holder == self.asked {
+            self.shown
+        } else {
+            self.others.get(holder).copied().unwrap_or(Self::HIDDEN)
+        }
+    }
+}
+
 /// The patient's demographic records before and after each change, as the
-/// caller may see them now. A change whose record is withheld does not name
-/// the organisation that wrote it, most often the registered practice (as
-/// `ListPatientVersions`).
-fn disclose_changes(changes: &mut [pb::PatientChange], disclosure: Disclosure) {
+/// caller may see them now, each by its holder's disclosure. A change whose
+/// record is withheld does not name the organisation that wrote it, most
+/// often the registered practice (as `ListPatientVersions`).
+fn disclose_changes(changes: &mut [pb::PatientChange], disclosures: &Disclosures) {
     for change in changes {
+        let disclosure = disclosures.get(&change.patient_id);
         let mut withheld = false;
         let resources = change.resources.iter_mut();
         for state in resources.flat_map(|r| [r.before.as_mut(), r.after.as_mut()]) {
@@ -266,17 +322,20 @@ impl RecordHistoryService for RecordHistoryApi {
         let facts = self.guard.admit(&mut ctx, patient).await?;
         let shown = disclosure(&self.guard, &ctx, &facts);
         let mut answer = self.history.record_as_of(patient, as_of, view).await?;
+        let holders = answer.merged_records.iter().map(|s| s.patient_id.as_str());
+        let holders = holders.chain(answer.corrections.iter().map(|c| c.patient_id.as_str()));
+        let shown = Disclosures::of(&self.guard, &ctx, patient, shown, holders).await?;
         answer
             .record
             .iter_mut()
             .chain(answer.merged_records.iter_mut())
             .for_each(|s| {
-                disclose_snapshot(s, shown);
+                disclose_snapshot(s, shown.get(&s.patient_id));
                 withhold_snapshot(s, &ctx.actor);
             });
         // The corrections applied are changes like ListPatientChanges's,
         // shown and withheld alike.
-        disclose_changes(&mut answer.corrections, shown);
+        disclose_changes(&mut answer.corrections, &shown);
         withhold_changes(&mut answer.corrections, &ctx.actor);
         let mut reads = Reads::new();
         answer
@@ -309,7 +368,9 @@ impl RecordHistoryService for RecordHistoryApi {
         let facts = self.guard.admit(&mut ctx, patient).await?;
         let shown = disclosure(&self.guard, &ctx, &facts);
         let (mut changes, next_page_token) = self.history.changes(patient, from, to, &page).await?;
-        disclose_changes(&mut changes, shown);
+        let holders = changes.iter().map(|c| c.patient_id.as_str());
+        let shown = Disclosures::of(&self.guard, &ctx, patient, shown, holders).await?;
+        disclose_changes(&mut changes, &shown);
         withhold_changes(&mut changes, &ctx.actor);
         let mut reads = Reads::new();
         change_reads(&mut reads, &patient.to_string(), &changes);

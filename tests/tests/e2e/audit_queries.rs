@@ -488,6 +488,7 @@ async fn a_restricted_patients_practice_is_not_named_to_another_organisation_by_
             && details.addresses.is_empty()
     };
     assert!(hidden(&asked_by_hospital), "{asked_by_hospital:?}");
+    assert!(audited("dr-ward", "GetAccessedRecord").await.withheld);
     // and shown her practice's read from before she was restricted
     // without them either, as she is now
     let practices_read = read_by("dr-jones")(&listed);
@@ -505,6 +506,7 @@ async fn a_restricted_patients_practice_is_not_named_to_another_organisation_by_
     assert!(!audited("dr-jones", "ListPatientAccess").await.withheld);
     let own_accessed = accessed(stack.req(asking_for(practices_read))).await;
     assert!(!hidden(&own_accessed), "{own_accessed:?}");
+    assert!(!audited("dr-jones", "GetAccessedRecord").await.withheld);
     let shown = own_accessed
         .record
         .and_then(|r| r.patient)

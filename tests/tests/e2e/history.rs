@@ -901,6 +901,48 @@ async fn history_a_restricted_patients_earlier_versions_are_withheld_from_those_
         "{changes:?}"
     );
 
+    // and so, once her restriction is cleared, in the versions written
+    // while she was restricted
+    let restricted_at = Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    stack
+        .client()
+        .clear_restricted(stack.req(pb::PatientFlagRequest {
+            patient_id: jane.patient_id.clone(),
+            reason: "no longer at risk".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("cleared");
+    let while_restricted = history(&stack)
+        .get_record_as_of(officer(hpb::GetRecordAsOfRequest {
+            as_of: Some(timestamp(restricted_at)),
+            ..asked()
+        }))
+        .await
+        .expect("record as of")
+        .into_inner()
+        .record
+        .and_then(|r| r.patient)
+        .expect("patient");
+    assert!(while_restricted.restricted && while_restricted.withheld);
+    assert!(
+        while_restricted
+            .details
+            .expect("details")
+            .addresses
+            .is_empty()
+    );
+    stack
+        .client()
+        .mark_restricted(stack.req(pb::PatientFlagRequest {
+            patient_id: jane.patient_id.clone(),
+            reason: "at risk again".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("restricted again");
+
     // While her practice's clinician, who manages demographics, sees them
     let whole = history(&stack)
         .get_record_as_of(stack.req(asked()))
@@ -948,5 +990,110 @@ async fn history_a_restricted_patients_earlier_versions_are_withheld_from_those_
             .is_some_and(|a| a.organisation_ods == "A81001")),
         "{changes:?}"
     );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn history_a_merged_duplicate_still_restricted_is_withheld_though_the_survivor_no_longer_is()
+{
+    // Given Jane and a duplicate of her, both restricted, the duplicate
+    // merged into Jane, and Jane's restriction cleared since: the
+    // duplicate, closed, keeps its own
+    let stack = TestStack::start().await;
+    let mut demographics = stack.client();
+    let (j, d) = jane_and_a_duplicate(&stack).await;
+    let flag = |patient: &str| pb::PatientFlagRequest {
+        patient_id: patient.to_owned(),
+        reason: "at risk of harm".into(),
+        ..Default::default()
+    };
+    for patient in [&j, &d] {
+        demographics
+            .mark_restricted(stack.req(flag(patient)))
+            .await
+            .expect("restricted");
+    }
+    demographics
+        .merge_patient(stack.req(pb::MergePatientRequest {
+            duplicate_patient_id: d.clone(),
+            survivor_patient_id: j.clone(),
+            reason: "same person registered twice".into(),
+            request_id: "restricted-merge".into(),
+        }))
+        .await
+        .expect("merged");
+    let cleared = demographics
+        .clear_restricted(stack.req(pb::PatientFlagRequest {
+            reason: "no longer at risk".into(),
+            ..flag(&j)
+        }))
+        .await
+        .expect("cleared")
+        .into_inner();
+    assert!(!cleared.restricted);
+    fn officer<T>(stack: &TestStack, m: T) -> tonic::Request<T> {
+        stack.req_in_role("po-ahmed", "A81001", "LOCAL-PRIVACY-OFFICER", m)
+    }
+
+    // When the practice's privacy officer, who does not manage
+    // demographics, reads Jane's changes and her record now
+    let changes = history(&stack)
+        .list_patient_changes(officer(
+            &stack,
+            hpb::ListPatientChangesRequest {
+                patient_id: j.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("changes")
+        .into_inner()
+        .changes;
+    let now = history(&stack)
+        .get_record_as_of(officer(
+            &stack,
+            hpb::GetRecordAsOfRequest {
+                patient_id: j.clone(),
+                as_of: Some(timestamp(Utc::now())),
+                view: AsRecorded as i32,
+            },
+        ))
+        .await
+        .expect("record now")
+        .into_inner();
+
+    // Then every version of the duplicate, even its registration from
+    // before any restriction, is withheld, as GetPatient withholds it
+    let duplicate_versions: Vec<pb::Patient> = changes
+        .iter()
+        .filter(|c| c.patient_id == d)
+        .flat_map(|c| &c.resources)
+        .flat_map(|r| [r.before.clone(), r.after.clone()])
+        .filter_map(|x| match x.and_then(|x| x.resource) {
+            Some(hpb::resource::Resource::Patient(p)) => Some(p),
+            _ => None,
+        })
+        .collect();
+    assert!(!duplicate_versions.is_empty(), "{changes:?}");
+    for p in &duplicate_versions {
+        let details = p.details.as_ref().expect("details");
+        assert!(
+            p.withheld
+                && details.addresses.is_empty()
+                && details.registered_practice_ods.is_empty(),
+            "{p:?}"
+        );
+    }
+    let merged = now
+        .merged_records
+        .iter()
+        .find(|s| s.patient_id == d)
+        .and_then(|s| s.patient.as_ref())
+        .expect("the duplicate merged in");
+    assert!(merged.withheld, "{merged:?}");
+    // while Jane's record now, no longer restricted, is shown whole
+    let jane_now = now.record.and_then(|r| r.patient).expect("Jane");
+    assert!(!jane_now.withheld);
+    assert_eq!(jane_now.details.expect("details").addresses.len(), 1);
     stack.stop().await;
 }
