@@ -165,6 +165,7 @@ impl PatientQueries for PgPatientQueries {
                     reason,
                     recorded_at: Some(carelog_kernel::envelope::timestamp(at)),
                     patient: Some(decode(&bytes)?),
+                    reason_withheld: false,
                 };
                 Ok((v, version.to_string()))
             },

@@ -258,7 +258,7 @@ impl AuditService for AuditApi {
                 .get(&a.patient_id)
                 .is_some_and(|(_, facts)| disclosure(&self.guard, &ctx, facts).hides(false));
             let withheld = disclose_access(a.access.as_mut(), hides, &ctx);
-            withhold_reason(a, &ctx);
+            withhold_reason(a, hides, &ctx);
             if !a.patient_id.is_empty() {
                 let position = a.position.as_ref();
                 reads.record(
@@ -304,16 +304,19 @@ pub(crate) fn disclose_access(
 
 /// A write's reason is left out for a caller of another organisation than
 /// the writer's, in the contexts that hold confidential items: the audit
-/// history cannot tell whether it names one (ADR 0024).
-fn withhold_reason(activity: &mut pb::ActorActivity, ctx: &RequestContext) {
+/// history cannot tell whether it names one (ADR 0024); and the reason of a
+/// write to a restricted patient's demographics from a caller who may not
+/// see what the restriction hides (`hides`, ADR 0034): it may say where the
+/// patient went.
+fn withhold_reason(activity: &mut pb::ActorActivity, hides: bool, ctx: &RequestContext) {
     let other = activity
         .actor
         .as_ref()
         .is_some_and(|a| a.organisation_ods != ctx.actor.organisation.as_str());
-    if other
-        && matches!(activity.context.as_str(), "consultations" | "medications")
-        && !activity.reason.is_empty()
-    {
+    let confidential =
+        other && matches!(activity.context.as_str(), "consultations" | "medications");
+    let restricted = hides && activity.context == "demographics";
+    if (confidential || restricted) && !activity.reason.is_empty() {
         activity.reason.clear();
         activity.reason_withheld = true;
     }

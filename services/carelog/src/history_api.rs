@@ -114,7 +114,8 @@ impl Disclosures {
 /// The patient's demographic records before and after each change, as the
 /// caller may see them now, each by its holder's disclosure. A change whose
 /// record is withheld does not name the organisation that wrote it, most
-/// often the registered practice (as `ListPatientVersions`).
+/// often the registered practice, nor give its reason, which may say where
+/// the patient went (as `ListPatientVersions`).
 fn disclose_changes(changes: &mut [pb::PatientChange], disclosures: &Disclosures) {
     for change in changes {
         let disclosure = disclosures.get(&change.patient_id);
@@ -129,8 +130,14 @@ fn disclose_changes(changes: &mut [pb::PatientChange], disclosures: &Disclosures
                 withheld |= p.withheld;
             }
         }
-        if withheld && let Some(actor) = change.actor.as_mut() {
-            actor.organisation_ods.clear();
+        if withheld {
+            if let Some(actor) = change.actor.as_mut() {
+                actor.organisation_ods.clear();
+            }
+            if !change.reason.is_empty() {
+                change.reason.clear();
+                change.reason_withheld = true;
+            }
         }
     }
 }

@@ -439,6 +439,32 @@ async fn a_restricted_patients_practice_is_not_named_to_another_organisation_by_
     };
     assert!(audited("dr-ward", "ListPatientAccess").await.withheld);
     assert!(audited("dr-ward", "ListActorActivity").await.withheld);
+    // and the practice's restriction of her record is listed without its
+    // reason, which may say what it protects
+    let practice_activity = |m| async {
+        AuditServiceClient::new(stack.channel.clone())
+            .list_actor_activity(m)
+            .await
+            .expect("activity")
+            .into_inner()
+            .activities
+    };
+    let asked_about_the_practice = || apb::ListActorActivityRequest {
+        user_id: "dr-jones".into(),
+        ..Default::default()
+    };
+    let restriction = |activities: Vec<apb::ActorActivity>| {
+        activities
+            .into_iter()
+            .find(|a| a.event_type == "RestrictionMarked")
+            .expect("the restriction")
+    };
+    let seen_by_hospital =
+        restriction(practice_activity(at_hospital(&stack, asked_about_the_practice())).await);
+    assert!(seen_by_hospital.reason.is_empty() && seen_by_hospital.reason_withheld);
+    let seen_by_practice =
+        restriction(practice_activity(stack.req(asked_about_the_practice())).await);
+    assert_eq!(seen_by_practice.reason, "at risk of harm");
     // nor does the hospital's read asked for by its id, whose record is
     // shown as the hospital saw it: without her address or practice
     let read_by = |user: &'static str| {

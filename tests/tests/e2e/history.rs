@@ -900,6 +900,12 @@ async fn history_a_restricted_patients_earlier_versions_are_withheld_from_those_
                 .is_some_and(|a| a.organisation_ods.is_empty())),
         "{changes:?}"
     );
+    // nor give the restriction's reason, which may say what it protects
+    let restriction = changes
+        .iter()
+        .find(|c| c.event_types.iter().any(|t| t == "RestrictionMarked"))
+        .expect("the restriction");
+    assert!(restriction.reason.is_empty() && restriction.reason_withheld);
 
     // and so, once her restriction is cleared, in the versions written
     // while she was restricted
@@ -983,6 +989,7 @@ async fn history_a_restricted_patients_earlier_versions_are_withheld_from_those_
         panic!("{restriction:?}");
     };
     assert!(after.restricted && !after.withheld, "{after:?}");
+    assert!(!restriction.reason.is_empty() && !restriction.reason_withheld);
     assert!(
         changes.iter().all(|c| c
             .actor

@@ -656,6 +656,9 @@ async fn a_restriction_hides_what_earlier_versions_and_postcode_searches_would_t
         assert_eq!(version.actor_organisation_ods, "");
         assert_eq!(d.name.as_ref().map(|n| n.family.as_str()), Some("Smith"));
     }
+    // nor the restriction's reason, which may say what it protects
+    let restriction = listed.last().expect("the restriction");
+    assert!(restriction.reason.is_empty() && restriction.reason_withheld);
     // while the practice's demographics staff still see every address she had
     let whole = client
         .list_patient_versions(stack.req(versions()))
@@ -673,6 +676,8 @@ async fn a_restriction_hides_what_earlier_versions_and_postcode_searches_would_t
         .collect();
     assert_eq!(postcodes, ["LS1 5AB", "LS2 7EW", "LS2 7EW"]);
     assert!(whole.iter().all(|v| v.actor_organisation_ods == "A81001"));
+    assert_eq!(whole[2].reason, "at risk of harm");
+    assert!(!whole[2].reason_withheld);
 
     // When anyone searches her postcode, even her own practice
     let found = client
