@@ -430,20 +430,7 @@ fn given_a_repeat_issued_this_morning_switched_to_another_drug_and_then_changed_
     let (second, third) = (AuthorisationId::new(), AuthorisationId::new());
     history.extend(
         given(history.clone())
-            .when(Command::Change {
-                authorisation_id: first,
-                new_authorisation_id: second,
-                details: pb::AuthorisationDetails {
-                    product: Some(pb::Coding {
-                        code: PARACETAMOL_500.into(),
-                        display: String::new(),
-                    }),
-                    ..Default::default()
-                },
-                paths: vec!["product".into()],
-                reason: "switched".into(),
-                override_reason: String::new(),
-            })
+            .when(switched_to_paracetamol(first, second))
             .expect("switched"),
     );
     history.extend(
@@ -488,24 +475,30 @@ fn given_a_repeat_issued_this_morning_changed_to_another_drug_when_the_new_one_i
     let new = AuthorisationId::new();
     history.extend(
         given(history.clone())
-            .when(Command::Change {
-                authorisation_id: old,
-                new_authorisation_id: new,
-                details: pb::AuthorisationDetails {
-                    product: Some(pb::Coding {
-                        code: PARACETAMOL_500.into(),
-                        display: String::new(),
-                    }),
-                    ..Default::default()
-                },
-                paths: vec!["product".into()],
-                reason: "switched".into(),
-                override_reason: String::new(),
-            })
+            .when(switched_to_paracetamol(old, new))
             .expect("changed"),
     );
     // Then the new product's first issue is not judged by the old one's
     given(history).when(issue(new)).expect("a new drug");
+}
+
+/// `ChangeMedication` of the authorisation `old` into `new`, a paracetamol
+/// repeat: another product.
+fn switched_to_paracetamol(old: AuthorisationId, new: AuthorisationId) -> Command {
+    Command::Change {
+        authorisation_id: old,
+        new_authorisation_id: new,
+        details: pb::AuthorisationDetails {
+            product: Some(pb::Coding {
+                code: PARACETAMOL_500.into(),
+                display: String::new(),
+            }),
+            ..Default::default()
+        },
+        paths: vec!["product".into()],
+        reason: "switched".into(),
+        override_reason: String::new(),
+    }
 }
 
 /// `ChangeMedication` of the authorisation `old` into `new`: these mask
