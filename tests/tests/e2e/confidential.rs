@@ -783,14 +783,13 @@ async fn a_confidential_penicillin_allergy_refuses_the_hospitals_amoxicillin_wit
     assert_eq!(stack.last_sequence_of("medications").await, before);
 
     // When the clinician, having asked the patient, overrides it
+    let overriding = mpb::AuthoriseMedicationRequest {
+        override_reason: "patient took amoxicillin in 2024 without reaction".into(),
+        request_id: "hospital-amoxicillin".into(),
+        ..authorise(&id, acute(AMOXICILLIN_500))
+    };
     let overridden = meds
-        .authorise_medication(at_hospital(
-            &stack,
-            mpb::AuthoriseMedicationRequest {
-                override_reason: "patient took amoxicillin in 2024 without reaction".into(),
-                ..authorise(&id, acute(AMOXICILLIN_500))
-            },
-        ))
+        .authorise_medication(at_hospital(&stack, overriding.clone()))
         .await
         .expect("overridden")
         .into_inner();
@@ -831,6 +830,21 @@ async fn a_confidential_penicillin_allergy_refuses_the_hospitals_amoxicillin_wit
                 && o.author_organisation_ods.is_empty()
         );
     }
+    // and the answer to the same request sent again, which writes nothing
+    // and is a read of the record, is audited as withheld too
+    let before = stack.last_sequence_of("medications").await;
+    let again = meds
+        .authorise_medication(at_hospital(&stack, overriding))
+        .await
+        .expect("answered again")
+        .into_inner();
+    assert_eq!(again.authorisation_id, overridden.authorisation_id);
+    assert_eq!(stack.last_sequence_of("medications").await, before);
+    assert!(
+        last_read(&stack, &id, "dr-ward", "AuthoriseMedication")
+            .await
+            .withheld
+    );
     // and the hospital's read of its medication list, which left out which
     // allergy was overridden, is audited as withheld
     assert!(

@@ -21,7 +21,7 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::catalogue::DrugCatalogue;
 use crate::domain::values::CHANGEABLE_PATHS;
-use crate::domain::views::withhold_overrides;
+use crate::domain::views::{answer_withholds, withhold_overrides};
 use crate::domain::{Command, Facts, MedicationRecord, decide};
 use crate::queries::MedicationsQueries;
 
@@ -154,13 +154,16 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
             })
             .await?;
         if !committed.appended {
+            let withheld = state(&committed).is_ok_and(|record| {
+                answer_withholds(record, &command, ctx.actor.organisation.as_str())
+            });
             let mut reads = carelog_kernel::access::Reads::new();
             reads.record(
                 &patient.to_string(),
                 "",
                 reads::CONTEXT,
                 committed.sequence,
-                false,
+                withheld,
             );
             carelog_kernel::access::audit_unwritten(&*self.access, ctx, reads::SERVICE, &reads)
                 .await?;

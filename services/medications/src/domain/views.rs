@@ -4,6 +4,8 @@ use carelog_kernel::Actor;
 use carelog_kernel::confidential::{self, withhold};
 use carelog_proto::medications::v1 as pb;
 
+use super::{Command, MedicationRecord};
+
 /// The authorisations `actor` may see, each as they may see it: another
 /// organisation's confidential ones left out (their number returned), and
 /// of the rest, the overrides withheld as [`withhold_overrides`] says.
@@ -62,6 +64,47 @@ pub fn overrides_withheld(authorisation: &pb::Authorisation) -> bool {
         .overrides
         .iter()
         .any(|o| o.reason_withheld || (o.confidential && o.author_organisation_ods.is_empty()))
+}
+
+/// Whether the answer to `command`, repeated under its request id, withholds
+/// something of the authorisations it shows from a reader of
+/// `organisation` (which item an override was over, or its reason): the
+/// read it is then is audited as withheld.
+pub fn answer_withholds(record: &MedicationRecord, command: &Command, organisation: &str) -> bool {
+    let shown: Vec<String> = match command {
+        Command::Authorise {
+            authorisation_id, ..
+        }
+        | Command::Discontinue {
+            authorisation_id, ..
+        } => vec![authorisation_id.to_string()],
+        Command::Change {
+            authorisation_id,
+            new_authorisation_id,
+            ..
+        } => vec![
+            authorisation_id.to_string(),
+            new_authorisation_id.to_string(),
+        ],
+        Command::Review {
+            authorisation_ids, ..
+        } if authorisation_ids.is_empty() => record
+            .active_authorisations()
+            .map(|a| a.authorisation_id.clone())
+            .collect(),
+        Command::Review {
+            authorisation_ids, ..
+        } => authorisation_ids.iter().map(ToString::to_string).collect(),
+        _ => return false,
+    };
+    shown
+        .iter()
+        .filter_map(|id| record.authorisation(id))
+        .any(|a| {
+            let mut a = a.clone();
+            withhold_overrides(&mut a, organisation);
+            overrides_withheld(&a)
+        })
 }
 
 #[cfg(test)]
@@ -160,5 +203,44 @@ mod tests {
                 .all(|o| o.reason.is_empty() && o.reason_withheld)
         );
         assert_eq!(shown.overrides[1].authorisation_id, "practice-repeat");
+    }
+
+    #[test]
+    fn a_repeated_prescription_over_the_clinics_allergy_is_an_answer_that_withholds_outside_the_clinic()
+     {
+        // Given the practice's repeat that overrode the clinic's
+        // confidential penicillin allergy
+        let id = carelog_kernel::ids::AuthorisationId::new();
+        let record = MedicationRecord {
+            authorisations: vec![pb::Authorisation {
+                authorisation_id: id.to_string(),
+                status: pb::AuthorisationStatus::Active as i32,
+                ..overridden_against_the_clinics_allergy()
+            }],
+            ..Default::default()
+        };
+        let authorised = Command::Authorise {
+            authorisation_id: id,
+            details: pb::AuthorisationDetails::default(),
+            override_reason: String::new(),
+            confidential: false,
+        };
+        let review_all = Command::Review {
+            authorisation_ids: Vec::new(),
+            next_review_date: None,
+            note: String::new(),
+        };
+        // Then its answer, repeated, withholds something from the practice
+        // and the hospital, and nothing from the clinic
+        assert!(answer_withholds(&record, &authorised, "A81001"));
+        assert!(answer_withholds(&record, &review_all, "RR8"));
+        assert!(!answer_withholds(&record, &authorised, "RYJ01"));
+        // while an answer that shows no authorisation withholds nothing
+        let resolved = Command::ResolveAllergy {
+            allergy_id: carelog_kernel::ids::AllergyId::new(),
+            resolved_on: None,
+            reason: String::new(),
+        };
+        assert!(!answer_withholds(&record, &resolved, "RR8"));
     }
 }
