@@ -1104,3 +1104,86 @@ async fn history_a_merged_duplicate_still_restricted_is_withheld_though_the_surv
     assert_eq!(jane_now.details.expect("details").addresses.len(), 1);
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn history_a_duplicate_unmerged_since_is_shown_as_its_own_practice_would_show_it() {
+    // Given Jane and a duplicate of her, both restricted, merged, then
+    // unmerged as not the same person, the duplicate since registered
+    // elsewhere
+    let stack = TestStack::start().await;
+    let mut demographics = stack.client();
+    let (j, d) = jane_and_a_duplicate(&stack).await;
+    for patient in [&j, &d] {
+        demographics
+            .mark_restricted(stack.req(pb::PatientFlagRequest {
+                patient_id: patient.clone(),
+                reason: "at risk of harm".into(),
+                ..Default::default()
+            }))
+            .await
+            .expect("restricted");
+    }
+    demographics
+        .merge_patient(stack.req(pb::MergePatientRequest {
+            duplicate_patient_id: d.clone(),
+            survivor_patient_id: j.clone(),
+            reason: "same person registered twice".into(),
+            request_id: "restricted-merge-then-unmerge".into(),
+        }))
+        .await
+        .expect("merged");
+    let while_merged = Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    demographics
+        .unmerge_patient(stack.req(pb::UnmergePatientRequest {
+            duplicate_patient_id: d.clone(),
+            reason: "not the same person".into(),
+            request_id: "restricted-unmerge".into(),
+        }))
+        .await
+        .expect("unmerged");
+    demographics
+        .update_demographics(stack.req(pb::UpdateDemographicsRequest {
+            patient_id: d.clone(),
+            details: Some(pb::PatientDetails {
+                registered_practice_ods: "B82001".into(),
+                ..Default::default()
+            }),
+            update_mask: mask(&["registered_practice_ods"]),
+            reason: "registered with another practice".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("registered elsewhere");
+
+    // When Jane's practice's clinician, who manages demographics, asks for
+    // Jane's record as it stood while the two were merged
+    let then = history(&stack)
+        .get_record_as_of(stack.req(hpb::GetRecordAsOfRequest {
+            patient_id: j.clone(),
+            as_of: Some(timestamp(while_merged)),
+            view: AsRecorded as i32,
+        }))
+        .await
+        .expect("record as of")
+        .into_inner();
+
+    // Then Jane's record is whole, and the other person's, restricted and no
+    // longer theirs to see, is withheld
+    let jane = then.record.and_then(|r| r.patient).expect("Jane");
+    assert!(!jane.withheld && !jane.details.expect("details").addresses.is_empty());
+    let other = then
+        .merged_records
+        .iter()
+        .find(|s| s.patient_id == d)
+        .and_then(|s| s.patient.as_ref())
+        .expect("the record merged in then");
+    let details = other.details.as_ref().expect("details");
+    assert!(
+        other.withheld
+            && details.addresses.is_empty()
+            && details.registered_practice_ods.is_empty(),
+        "{other:?}"
+    );
+    stack.stop().await;
+}

@@ -21,7 +21,7 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::catalogue::DrugCatalogue;
 use crate::domain::values::CHANGEABLE_PATHS;
-use crate::domain::views::{answer_withholds, withhold_overrides};
+use crate::domain::views::{answer_withholds, reviewed, withhold_overrides};
 use crate::domain::{Command, Facts, MedicationRecord, decide};
 use crate::queries::MedicationsQueries;
 
@@ -154,9 +154,8 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
             })
             .await?;
         if !committed.appended {
-            let withheld = state(&committed).is_ok_and(|record| {
-                answer_withholds(record, &command, ctx.actor.organisation.as_str())
-            });
+            let withheld = state(&committed)
+                .is_ok_and(|record| answer_withholds(record, &command, &ctx.actor, today));
             let mut reads = carelog_kernel::access::Reads::new();
             reads.record(
                 &patient.to_string(),
@@ -465,31 +464,13 @@ impl<Q: MedicationsQueries> MedicationsService for MedicationsApi<Q> {
         };
         let committed = self.run(&mut ctx, patient, false, command).await?;
         // The authorisations this review (or the first one with the same
-        // request id) touched: reviewed today, next due on the date it set.
-        let today = Some(crate::domain::values::date_proto(
-            carelog_kernel::date::uk_today(),
-        ));
-        // Only those the caller may see (a review of "every repeat" covers
-        // only those), and those it named when it named some.
+        // request id) touched.
+        let today = carelog_kernel::date::uk_today();
         let record = state(&committed)?;
-        let reviewed_ids: Vec<String> = record
-            .active_authorisations()
-            .filter(|a| {
-                carelog_kernel::confidential::visible_to(
-                    &ctx.actor,
-                    a.confidential,
-                    &a.author_organisation_ods,
-                )
-            })
-            .filter(|a| named.is_empty() || named.contains(&a.authorisation_id))
-            .filter(|a| a.last_reviewed_on == today)
-            .filter(|a| {
-                a.details
-                    .as_ref()
-                    .is_some_and(|d| d.review_date == r.next_review_date)
-            })
-            .map(|a| a.authorisation_id.clone())
-            .collect();
+        let reviewed_ids: Vec<String> =
+            reviewed(record, &ctx.actor, &named, today, r.next_review_date)
+                .map(|a| a.authorisation_id.clone())
+                .collect();
         let mut reviewed = Vec::new();
         for id in reviewed_ids {
             reviewed.push(authorisation_of(&committed, patient, &id, &ctx.actor)?);

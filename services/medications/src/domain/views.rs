@@ -2,8 +2,12 @@
 
 use carelog_kernel::Actor;
 use carelog_kernel::confidential::{self, withhold};
+use carelog_kernel::ids::AuthorisationId;
+use carelog_proto::kernel::v1 as kpb;
 use carelog_proto::medications::v1 as pb;
+use chrono::NaiveDate;
 
+use super::values::date_proto;
 use super::{Command, MedicationRecord};
 
 /// The authorisations `actor` may see, each as they may see it: another
@@ -66,45 +70,73 @@ pub fn overrides_withheld(authorisation: &pb::Authorisation) -> bool {
         .any(|o| o.reason_withheld || (o.confidential && o.author_organisation_ods.is_empty()))
 }
 
+/// The authorisations a medication review answers with, for `actor`: the
+/// active ones they may see (a review of "every repeat" covers only those),
+/// those it `named` when it named some, reviewed `today` and next due on
+/// the date it set (`next_review_date`). The same for a review repeated
+/// under its request id, which shows the first one's.
+pub fn reviewed<'r: 'a, 'a>(
+    record: &'r MedicationRecord,
+    actor: &'a Actor,
+    named: &'a [String],
+    today: NaiveDate,
+    next_review_date: Option<kpb::PartialDate>,
+) -> impl Iterator<Item = &'r pb::Authorisation> + 'a {
+    let today = Some(date_proto(today));
+    record
+        .active_authorisations()
+        .filter(|a| confidential::visible_to(actor, a.confidential, &a.author_organisation_ods))
+        .filter(move |a| named.is_empty() || named.contains(&a.authorisation_id))
+        .filter(move |a| a.last_reviewed_on == today)
+        .filter(move |a| {
+            a.details
+                .as_ref()
+                .is_some_and(|d| d.review_date == next_review_date)
+        })
+}
+
 /// Whether the answer to `command`, repeated under its request id, withholds
-/// something of the authorisations it shows from a reader of
-/// `organisation` (which item an override was over, or its reason): the
-/// read it is then is audited as withheld.
-pub fn answer_withholds(record: &MedicationRecord, command: &Command, organisation: &str) -> bool {
-    let shown: Vec<String> = match command {
+/// something of the authorisations it shows from `actor` (which item an
+/// override was over, or its reason): the read it is then is audited as
+/// withheld.
+pub fn answer_withholds(
+    record: &MedicationRecord,
+    command: &Command,
+    actor: &Actor,
+    today: NaiveDate,
+) -> bool {
+    let withholds = |a: &pb::Authorisation| {
+        let mut a = a.clone();
+        withhold_overrides(&mut a, actor.organisation.as_str());
+        overrides_withheld(&a)
+    };
+    let any_of = |ids: &[&AuthorisationId]| {
+        ids.iter()
+            .filter_map(|id| record.authorisation(&id.to_string()))
+            .any(withholds)
+    };
+    match command {
         Command::Authorise {
             authorisation_id, ..
         }
         | Command::Discontinue {
             authorisation_id, ..
-        } => vec![authorisation_id.to_string()],
+        } => any_of(&[authorisation_id]),
         Command::Change {
             authorisation_id,
             new_authorisation_id,
             ..
-        } => vec![
-            authorisation_id.to_string(),
-            new_authorisation_id.to_string(),
-        ],
+        } => any_of(&[authorisation_id, new_authorisation_id]),
         Command::Review {
-            authorisation_ids, ..
-        } if authorisation_ids.is_empty() => record
-            .active_authorisations()
-            .map(|a| a.authorisation_id.clone())
-            .collect(),
-        Command::Review {
-            authorisation_ids, ..
-        } => authorisation_ids.iter().map(ToString::to_string).collect(),
-        _ => return false,
-    };
-    shown
-        .iter()
-        .filter_map(|id| record.authorisation(id))
-        .any(|a| {
-            let mut a = a.clone();
-            withhold_overrides(&mut a, organisation);
-            overrides_withheld(&a)
-        })
+            authorisation_ids,
+            next_review_date,
+            ..
+        } => {
+            let named: Vec<String> = authorisation_ids.iter().map(ToString::to_string).collect();
+            reviewed(record, actor, &named, today, *next_review_date).any(withholds)
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -205,18 +237,40 @@ mod tests {
         assert_eq!(shown.overrides[1].authorisation_id, "practice-repeat");
     }
 
+    fn reader(organisation: &str) -> Actor {
+        Actor {
+            user_id: "reader".into(),
+            display_name: String::new(),
+            role: "R8000".into(),
+            organisation: carelog_kernel::OdsCode::parse(organisation).expect("ods"),
+            purpose_of_use: "DIRECT_CARE".into(),
+        }
+    }
+
     #[test]
     fn a_repeated_prescription_over_the_clinics_allergy_is_an_answer_that_withholds_outside_the_clinic()
      {
-        // Given the practice's repeat that overrode the clinic's
-        // confidential penicillin allergy
-        let id = carelog_kernel::ids::AuthorisationId::new();
+        // Given the practice's repeat, reviewed today and next due in three
+        // months, that overrode the clinic's confidential penicillin allergy
+        let today = NaiveDate::from_ymd_opt(2026, 12, 6).expect("date");
+        let next = Some(date_proto(
+            NaiveDate::from_ymd_opt(2027, 3, 6).expect("date"),
+        ));
+        let id = AuthorisationId::new();
+        let repeat = pb::Authorisation {
+            authorisation_id: id.to_string(),
+            status: pb::AuthorisationStatus::Active as i32,
+            last_reviewed_on: Some(date_proto(today)),
+            details: Some(pb::AuthorisationDetails {
+                prescription_type: pb::PrescriptionType::Repeat as i32,
+                review_date: next,
+                ..Default::default()
+            }),
+            author_organisation_ods: "A81001".into(),
+            ..overridden_against_the_clinics_allergy()
+        };
         let record = MedicationRecord {
-            authorisations: vec![pb::Authorisation {
-                authorisation_id: id.to_string(),
-                status: pb::AuthorisationStatus::Active as i32,
-                ..overridden_against_the_clinics_allergy()
-            }],
+            authorisations: vec![repeat.clone()],
             ..Default::default()
         };
         let authorised = Command::Authorise {
@@ -225,22 +279,30 @@ mod tests {
             override_reason: String::new(),
             confidential: false,
         };
-        let review_all = Command::Review {
+        let review = |next_review_date| Command::Review {
             authorisation_ids: Vec::new(),
-            next_review_date: None,
+            next_review_date,
             note: String::new(),
         };
         // Then its answer, repeated, withholds something from the practice
         // and the hospital, and nothing from the clinic
-        assert!(answer_withholds(&record, &authorised, "A81001"));
-        assert!(answer_withholds(&record, &review_all, "RR8"));
-        assert!(!answer_withholds(&record, &authorised, "RYJ01"));
-        // while an answer that shows no authorisation withholds nothing
+        let withholds = |command: &Command, organisation: &str| {
+            answer_withholds(&record, command, &reader(organisation), today)
+        };
+        assert!(withholds(&authorised, "A81001"));
+        assert!(withholds(&review(next), "RR8"));
+        assert!(!withholds(&authorised, "RYJ01"));
+        // while a review whose answer does not show it (another date set)
+        // withholds nothing, nor does an answer that shows no authorisation
+        assert!(!withholds(&review(None), "RR8"));
         let resolved = Command::ResolveAllergy {
             allergy_id: carelog_kernel::ids::AllergyId::new(),
             resolved_on: None,
             reason: String::new(),
         };
-        assert!(!answer_withholds(&record, &resolved, "RR8"));
+        assert!(!withholds(&resolved, "RR8"));
+        // and no more than the review itself shows
+        let shown: Vec<_> = reviewed(&record, &reader("RR8"), &[], today, next).collect();
+        assert_eq!(shown, [&repeat]);
     }
 }
