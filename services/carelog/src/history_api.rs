@@ -119,15 +119,23 @@ impl Disclosures {
 fn disclose_changes(changes: &mut [pb::PatientChange], disclosures: &Disclosures) {
     for change in changes {
         let disclosure = disclosures.get(&change.patient_id);
+        // Judged by the version the change wrote, as `ListPatientVersions`
+        // judges it: lifting a restriction hides the version before it, not
+        // who lifted it or why.
         let mut withheld = false;
-        let resources = change.resources.iter_mut();
-        for state in resources.flat_map(|r| [r.before.as_mut(), r.after.as_mut()]) {
-            if let Some(pb::Resource {
-                resource: Some(R::Patient(p)),
-            }) = state
+        for r in &mut change.resources {
+            let wrote = if r.after.is_some() { 1 } else { 0 };
+            for (i, state) in [r.before.as_mut(), r.after.as_mut()]
+                .into_iter()
+                .enumerate()
             {
-                *p = PatientRecord::shown_resource(std::mem::take(p), disclosure);
-                withheld |= p.withheld;
+                if let Some(pb::Resource {
+                    resource: Some(R::Patient(p)),
+                }) = state
+                {
+                    *p = PatientRecord::shown_resource(std::mem::take(p), disclosure);
+                    withheld |= i == wrote && p.withheld;
+                }
             }
         }
         if withheld {

@@ -939,6 +939,35 @@ async fn history_a_restricted_patients_earlier_versions_are_withheld_from_those_
             .addresses
             .is_empty()
     );
+    // and among her changes the restriction's reason stays withheld, while
+    // who lifted it and why are told, as her versions tell them
+    let changes = history(&stack)
+        .list_patient_changes(stack.req_in_role(
+            "po-ahmed",
+            "A81001",
+            "LOCAL-PRIVACY-OFFICER",
+            hpb::ListPatientChangesRequest {
+                patient_id: jane.patient_id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("changes")
+        .into_inner()
+        .changes;
+    let with_type = |t: &str| {
+        changes
+            .iter()
+            .find(|c| c.event_types.iter().any(|e| e == t))
+            .expect("the change")
+    };
+    assert!(with_type("RestrictionMarked").reason_withheld);
+    let lifted = with_type("RestrictionCleared");
+    assert_eq!(lifted.reason, "no longer at risk");
+    assert_eq!(
+        lifted.actor.as_ref().map(|a| a.organisation_ods.as_str()),
+        Some("A81001")
+    );
     stack
         .client()
         .mark_restricted(stack.req(pb::PatientFlagRequest {
