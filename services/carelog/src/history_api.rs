@@ -124,7 +124,7 @@ fn disclose_changes(changes: &mut [pb::PatientChange], disclosures: &Disclosures
         // who lifted it or why.
         let mut withheld = false;
         for r in &mut change.resources {
-            let wrote = if r.after.is_some() { 1 } else { 0 };
+            let wrote = usize::from(r.after.is_some());
             for (i, state) in [r.before.as_mut(), r.after.as_mut()]
                 .into_iter()
                 .enumerate()
