@@ -827,6 +827,32 @@ async fn history_what_a_clinician_was_shown_is_rebuilt_after_later_changes() {
     assert!(asked.contains(&denied.access_id), "{asked:?}");
 }
 
+/// A request as the practice's privacy officer, who audits the record but
+/// does not manage demographics.
+fn officer<T>(stack: &TestStack, m: T) -> tonic::Request<T> {
+    stack.req_in_role("po-ahmed", "A81001", "LOCAL-PRIVACY-OFFICER", m)
+}
+
+/// Every change to the patient's record, as the practice's privacy officer
+/// is shown them.
+async fn changes_seen_by_the_officer(
+    stack: &TestStack,
+    patient_id: &str,
+) -> Vec<hpb::PatientChange> {
+    history(stack)
+        .list_patient_changes(officer(
+            stack,
+            hpb::ListPatientChangesRequest {
+                patient_id: patient_id.to_owned(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("changes")
+        .into_inner()
+        .changes
+}
+
 #[tokio::test]
 async fn history_a_restricted_patients_earlier_versions_are_withheld_from_those_who_may_not_see_them()
  {
@@ -844,7 +870,6 @@ async fn history_a_restricted_patients_earlier_versions_are_withheld_from_those_
         }))
         .await
         .expect("restricted");
-    let officer = |m| stack.req_in_role("po-ahmed", "A81001", "LOCAL-PRIVACY-OFFICER", m);
     let asked = || hpb::GetRecordAsOfRequest {
         patient_id: jane.patient_id.clone(),
         as_of: Some(timestamp(before_restriction)),
@@ -854,7 +879,7 @@ async fn history_a_restricted_patients_earlier_versions_are_withheld_from_those_
     // When the practice's privacy officer, who audits but does not manage
     // demographics, asks for her record as it stood before the restriction
     let then = history(&stack)
-        .get_record_as_of(officer(asked()))
+        .get_record_as_of(officer(&stack, asked()))
         .await
         .expect("record as of")
         .into_inner();
@@ -865,20 +890,7 @@ async fn history_a_restricted_patients_earlier_versions_are_withheld_from_those_
     let d = patient.details.expect("details");
     assert!(d.addresses.is_empty() && d.telecom.is_empty() && d.registered_practice_ods.is_empty());
     // and so in the registration among her changes
-    let changes = history(&stack)
-        .list_patient_changes(stack.req_in_role(
-            "po-ahmed",
-            "A81001",
-            "LOCAL-PRIVACY-OFFICER",
-            hpb::ListPatientChangesRequest {
-                patient_id: jane.patient_id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("changes")
-        .into_inner()
-        .changes;
+    let changes = changes_seen_by_the_officer(&stack, &jane.patient_id).await;
     let registered = changes[0].resources[0]
         .after
         .clone()
@@ -921,10 +933,13 @@ async fn history_a_restricted_patients_earlier_versions_are_withheld_from_those_
         .await
         .expect("cleared");
     let while_restricted = history(&stack)
-        .get_record_as_of(officer(hpb::GetRecordAsOfRequest {
-            as_of: Some(timestamp(restricted_at)),
-            ..asked()
-        }))
+        .get_record_as_of(officer(
+            &stack,
+            hpb::GetRecordAsOfRequest {
+                as_of: Some(timestamp(restricted_at)),
+                ..asked()
+            },
+        ))
         .await
         .expect("record as of")
         .into_inner()
@@ -941,20 +956,7 @@ async fn history_a_restricted_patients_earlier_versions_are_withheld_from_those_
     );
     // and among her changes the restriction's reason stays withheld, while
     // who lifted it and why are told, as her versions tell them
-    let changes = history(&stack)
-        .list_patient_changes(stack.req_in_role(
-            "po-ahmed",
-            "A81001",
-            "LOCAL-PRIVACY-OFFICER",
-            hpb::ListPatientChangesRequest {
-                patient_id: jane.patient_id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("changes")
-        .into_inner()
-        .changes;
+    let changes = changes_seen_by_the_officer(&stack, &jane.patient_id).await;
     let with_type = |t: &str| {
         changes
             .iter()
@@ -1067,24 +1069,10 @@ async fn history_a_merged_duplicate_still_restricted_is_withheld_though_the_surv
         .expect("cleared")
         .into_inner();
     assert!(!cleared.restricted);
-    fn officer<T>(stack: &TestStack, m: T) -> tonic::Request<T> {
-        stack.req_in_role("po-ahmed", "A81001", "LOCAL-PRIVACY-OFFICER", m)
-    }
 
     // When the practice's privacy officer, who does not manage
     // demographics, reads Jane's changes and her record now
-    let changes = history(&stack)
-        .list_patient_changes(officer(
-            &stack,
-            hpb::ListPatientChangesRequest {
-                patient_id: j.clone(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("changes")
-        .into_inner()
-        .changes;
+    let changes = changes_seen_by_the_officer(&stack, &j).await;
     let now = history(&stack)
         .get_record_as_of(officer(
             &stack,
