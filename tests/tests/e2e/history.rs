@@ -1031,23 +1031,18 @@ async fn history_a_restricted_patients_earlier_versions_are_withheld_from_those_
     stack.stop().await;
 }
 
-#[tokio::test]
-async fn history_a_merged_duplicate_still_restricted_is_withheld_though_the_survivor_no_longer_is()
-{
-    // Given Jane and a duplicate of her, both restricted, the duplicate
-    // merged into Jane, and Jane's restriction cleared since: the
-    // duplicate, closed, keeps its own
-    let stack = TestStack::start().await;
+/// Jane and a duplicate of her, both restricted, the duplicate merged into
+/// Jane: their patient ids.
+async fn restricted_and_merged(stack: &TestStack) -> (String, String) {
     let mut demographics = stack.client();
-    let (j, d) = jane_and_a_duplicate(&stack).await;
-    let flag = |patient: &str| pb::PatientFlagRequest {
-        patient_id: patient.to_owned(),
-        reason: "at risk of harm".into(),
-        ..Default::default()
-    };
+    let (j, d) = jane_and_a_duplicate(stack).await;
     for patient in [&j, &d] {
         demographics
-            .mark_restricted(stack.req(flag(patient)))
+            .mark_restricted(stack.req(pb::PatientFlagRequest {
+                patient_id: patient.clone(),
+                reason: "at risk of harm".into(),
+                ..Default::default()
+            }))
             .await
             .expect("restricted");
     }
@@ -1056,14 +1051,27 @@ async fn history_a_merged_duplicate_still_restricted_is_withheld_though_the_surv
             duplicate_patient_id: d.clone(),
             survivor_patient_id: j.clone(),
             reason: "same person registered twice".into(),
-            request_id: "restricted-merge".into(),
+            request_id: format!("merge-{d}"),
         }))
         .await
         .expect("merged");
+    (j, d)
+}
+
+#[tokio::test]
+async fn history_a_merged_duplicate_still_restricted_is_withheld_though_the_survivor_no_longer_is()
+{
+    // Given Jane and a duplicate of her, both restricted, the duplicate
+    // merged into Jane, and Jane's restriction cleared since: the
+    // duplicate, closed, keeps its own
+    let stack = TestStack::start().await;
+    let mut demographics = stack.client();
+    let (j, d) = restricted_and_merged(&stack).await;
     let cleared = demographics
         .clear_restricted(stack.req(pb::PatientFlagRequest {
+            patient_id: j.clone(),
             reason: "no longer at risk".into(),
-            ..flag(&j)
+            ..Default::default()
         }))
         .await
         .expect("cleared")
@@ -1129,26 +1137,7 @@ async fn history_a_duplicate_unmerged_since_is_shown_as_its_own_practice_would_s
     // elsewhere
     let stack = TestStack::start().await;
     let mut demographics = stack.client();
-    let (j, d) = jane_and_a_duplicate(&stack).await;
-    for patient in [&j, &d] {
-        demographics
-            .mark_restricted(stack.req(pb::PatientFlagRequest {
-                patient_id: patient.clone(),
-                reason: "at risk of harm".into(),
-                ..Default::default()
-            }))
-            .await
-            .expect("restricted");
-    }
-    demographics
-        .merge_patient(stack.req(pb::MergePatientRequest {
-            duplicate_patient_id: d.clone(),
-            survivor_patient_id: j.clone(),
-            reason: "same person registered twice".into(),
-            request_id: "restricted-merge-then-unmerge".into(),
-        }))
-        .await
-        .expect("merged");
+    let (j, d) = restricted_and_merged(&stack).await;
     let while_merged = Utc::now();
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     demographics
