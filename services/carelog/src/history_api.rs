@@ -69,12 +69,6 @@ struct Disclosures {
 }
 
 impl Disclosures {
-    /// Hides the fields whatever the version says.
-    const HIDDEN: Disclosure = Disclosure {
-        restricted_now: true,
-        privileged: false,
-    };
-
     async fn of<'a>(
         guard: &Guard,
         ctx: &RequestContext,
@@ -90,7 +84,7 @@ impl Disclosures {
             }
             let disclosure = match guard.patient_facts(id).await? {
                 Some(facts) => disclosure(guard, ctx, &facts),
-                None => Self::HIDDEN,
+                None => Disclosure::HIDDEN,
             };
             others.insert(id.to_owned(), disclosure);
         }
@@ -106,16 +100,18 @@ impl Disclosures {
         if holder.is_empty() || holder == self.asked {
             self.shown
         } else {
-            self.others.get(holder).copied().unwrap_or(Self::HIDDEN)
+            self.others
+                .get(holder)
+                .copied()
+                .unwrap_or(Disclosure::HIDDEN)
         }
     }
 }
 
 /// The patient's demographic records before and after each change, as the
 /// caller may see them now, each by its holder's disclosure. A change whose
-/// record is withheld does not name the organisation that wrote it, most
-/// often the registered practice, nor give its reason, which may say where
-/// the patient went (as `ListPatientVersions`).
+/// version is withheld says neither who wrote it nor why
+/// ([`Disclosure::withhold_writing`], as `ListPatientVersions`).
 fn disclose_changes(changes: &mut [pb::PatientChange], disclosures: &Disclosures) {
     for change in changes {
         let disclosure = disclosures.get(&change.patient_id);
@@ -139,13 +135,13 @@ fn disclose_changes(changes: &mut [pb::PatientChange], disclosures: &Disclosures
             }
         }
         if withheld {
-            if let Some(actor) = change.actor.as_mut() {
-                actor.organisation_ods.clear();
-            }
-            if !change.reason.is_empty() {
-                change.reason.clear();
-                change.reason_withheld = true;
-            }
+            let mut no_actor = String::new();
+            let organisation = change
+                .actor
+                .as_mut()
+                .map_or(&mut no_actor, |a| &mut a.organisation_ods);
+            change.reason_withheld |=
+                Disclosure::withhold_writing(organisation, &mut change.reason);
         }
     }
 }

@@ -692,12 +692,10 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
                 .map(|p| PatientRecord::shown_resource(p, disclosure));
             let withheld = version.patient.as_ref().is_some_and(|p| p.withheld);
             if withheld {
-                // The organisation that wrote a version of a restricted
-                // record is most often its registered practice; its reason
-                // may say where the patient went.
-                version.actor_organisation_ods.clear();
-                version.reason_withheld = !version.reason.is_empty();
-                version.reason.clear();
+                version.reason_withheld = Disclosure::withhold_writing(
+                    &mut version.actor_organisation_ods,
+                    &mut version.reason,
+                );
             }
             reads.record(
                 &id.to_string(),

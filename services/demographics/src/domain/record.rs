@@ -30,6 +30,24 @@ impl Disclosure {
         privileged: false,
     };
 
+    /// Hides the fields whatever the version says: for a record whose
+    /// access facts cannot be found.
+    pub const HIDDEN: Self = Self {
+        restricted_now: true,
+        privileged: false,
+    };
+
+    /// What a version withheld this way does not say of how it was written:
+    /// the writing organisation, most often the registered practice, and
+    /// the reason, which may say where the patient went ("moved to a refuge
+    /// in Leeds"). Whether a reason was left out.
+    pub fn withhold_writing(organisation: &mut String, reason: &mut String) -> bool {
+        organisation.clear();
+        let given = !reason.is_empty();
+        reason.clear();
+        given
+    }
+
     /// Whether a version that is (or is not) `restricted` is shown without
     /// its hidden fields.
     pub fn hides(&self, restricted: bool) -> bool {

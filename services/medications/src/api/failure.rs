@@ -142,15 +142,20 @@ mod tests {
             .collect()
     }
 
+    /// Amoxicillin refused for a penicillin allergy the caller may see.
+    fn penicillin_in_amoxicillin() -> Error {
+        Error::AllergyConflict {
+            allergy_id: "allergy-1".into(),
+            substance_code: "764146007".into(),
+            substance_display: "Penicillin".into(),
+            product: "Amoxicillin 500mg capsules".into(),
+        }
+    }
+
     #[test]
     fn an_early_issue_beside_an_allergy_keeps_its_days_and_names_the_authorisation_replaced() {
         let told = Failure::from(Error::SafetyConflicts(vec![
-            Error::AllergyConflict {
-                allergy_id: "allergy-1".into(),
-                substance_code: "764146007".into(),
-                substance_display: "Penicillin".into(),
-                product: "Amoxicillin 500mg capsules".into(),
-            },
+            penicillin_in_amoxicillin(),
             Error::IssuedEarly {
                 id: "new".into(),
                 issued: "old".into(),
@@ -185,12 +190,7 @@ mod tests {
     #[test]
     fn a_named_allergy_beside_a_confidential_one_is_not_told_as_confidential() {
         let told = Failure::from(Error::SafetyConflicts(vec![
-            Error::AllergyConflict {
-                allergy_id: "allergy-1".into(),
-                substance_code: "764146007".into(),
-                substance_display: "Penicillin".into(),
-                product: "Amoxicillin 500mg capsules".into(),
-            },
+            penicillin_in_amoxicillin(),
             Error::ConfidentialAllergyConflict {
                 product: "Amoxicillin 500mg capsules".into(),
             },
