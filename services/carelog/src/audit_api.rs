@@ -199,7 +199,7 @@ impl AuditService for AuditApi {
         v.into_result()?;
         let patient = patient.ok_or_else(|| Failure::invalid_field("patient_id", "is required"))?;
         let facts = self.guard.admit(&mut ctx, patient).await?;
-        let hides = disclosure(&self.guard, &ctx, &facts).hides(false);
+        let hides = disclosure(&self.guard, &ctx, &facts).hides_now();
         let patient_id = patient.to_string();
         let (mut accesses, next_page_token) = audit_queries::patient_access(
             &self.pool,
@@ -256,7 +256,7 @@ impl AuditService for AuditApi {
         for a in &mut activities {
             let hides = admitted
                 .get(&a.patient_id)
-                .is_some_and(|(_, facts)| disclosure(&self.guard, &ctx, facts).hides(false));
+                .is_some_and(|(_, facts)| disclosure(&self.guard, &ctx, facts).hides_now());
             let withheld = disclose_access(a.access.as_mut(), hides, &ctx);
             withhold_reason(a, hides, &ctx);
             if !a.patient_id.is_empty() {

@@ -420,7 +420,7 @@ impl RecordHistoryService for RecordHistoryApi {
         let shown = disclosure(&self.guard, &ctx, &facts);
         let mut answer = answer;
         let access_withheld =
-            crate::audit_api::disclose_access(answer.access.as_mut(), shown.hides(false), &ctx);
+            crate::audit_api::disclose_access(answer.access.as_mut(), shown.hides_now(), &ctx);
         // What the reader was shown: nothing confidential of another
         // organisation than theirs, nor a restricted patient's hidden fields
         // unless they might see them then; and of that, what the caller may

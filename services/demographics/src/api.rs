@@ -536,7 +536,7 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         let (mut ctx, r) = RequestContext::command(request, |r| (&r.request_id, &r.reason))?;
         let duplicate = required_id("duplicate_patient_id", &r.duplicate_patient_id)?;
         self.guard.admit(&mut ctx, duplicate).await?;
-        let record = self.executor.load(duplicate).await?;
+        let record = self.executor.load_current(duplicate).await?;
         if !record.exists() {
             return Err(Failure::from(Error::NotFound(duplicate)).into());
         }

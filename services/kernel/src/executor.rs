@@ -133,6 +133,9 @@ pub struct ExecutorStats {
     pub duplicates: AtomicU64,
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
+    /// Refusals or answers that change nothing decided again because the
+    /// cached state they were decided on was stale.
+    pub stale: AtomicU64,
 }
 
 const STRIPES: usize = 1024;
@@ -185,8 +188,10 @@ impl<A: Aggregate> Executor<A> {
         &self.store
     }
 
-    /// The aggregate from the cache, or from its subject.
-    pub async fn load(&self, id: PatientId) -> Result<Loaded<A>, Failure> {
+    /// The aggregate from the cache, or from its subject: possibly stale,
+    /// so only for the executor's own decisions, which a guarded append
+    /// or [`Self::stale`] confirms.
+    async fn load(&self, id: PatientId) -> Result<Loaded<A>, Failure> {
         if let Some(hit) = self.cache_get(id) {
             self.count(&self.stats.cache_hits, "carelog_aggregate_cache_hits_total");
             return Ok(hit);
@@ -283,10 +288,48 @@ impl<A: Aggregate> Executor<A> {
         self.cache.lock().ok()?.get(&id).cloned()
     }
 
+    /// Caches `loaded` unless the cache holds a later state of it: a read
+    /// that finished after a command's append must not put back what the
+    /// command replaced.
     fn cache_put(&self, loaded: Loaded<A>) {
         if let Ok(mut cache) = self.cache.lock() {
+            if cache
+                .peek(&loaded.id)
+                .is_some_and(|held| held.last_sequence > loaded.last_sequence)
+            {
+                return;
+            }
             cache.put(loaded.id, loaded);
         }
+    }
+
+    /// Whether the store holds anything newer than `loaded` of any of them
+    /// (one Direct Get of each subject's last message). Asked before a
+    /// refusal, or an answer that changes nothing, decided on a cached or
+    /// assumed state: no guarded append would catch that it was stale (a
+    /// write through another replica, or a command whose caller went away
+    /// before its append was acknowledged). If the store cannot say, the
+    /// answer stands.
+    async fn stale(&self, loaded: &[Loaded<A>]) -> bool {
+        for l in loaded {
+            let last = self
+                .store
+                .last_on_subject(&self.stream.name, &self.stream.subject(&l.id))
+                .await
+                .map(|m| m.map_or(0, |m| m.stream_sequence));
+            match last {
+                Ok(last) if last != l.last_sequence => {
+                    self.count(&self.stats.stale, "carelog_stale_decisions_total");
+                    return true;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(aggregate = %l.id, error = %e, "could not check the cached state");
+                    return false;
+                }
+            }
+        }
+        false
     }
 
     fn cache_forget(&self, ids: &[PatientId]) {
@@ -352,8 +395,13 @@ impl<A: Aggregate> Executor<A> {
             if attempt > 0 {
                 loaded.iter().for_each(|l| self.cache_put(l.clone()));
             }
+            // A command over several aggregates (a merge) answered with
+            // its last commit's sequence: the latest of them.
             if let Some(key) = &key
-                && let Some((sequence, digest)) = loaded.iter().find_map(|l| l.requests.get(key))
+                && let Some((sequence, digest)) = loaded
+                    .iter()
+                    .filter_map(|l| l.requests.get(key))
+                    .max_by_key(|(sequence, _)| *sequence)
             {
                 ctx.check_retry(digest)?;
                 let sequence = *sequence;
@@ -365,9 +413,21 @@ impl<A: Aggregate> Executor<A> {
                     aggregates: loaded,
                 });
             }
+            // The first attempt decides on the cached (or an assumed
+            // empty) state; only an append is guarded against its being
+            // stale, so an answer without one is given only once the store
+            // has nothing newer, else decided again on what it holds.
+            let unchecked = attempt == 0;
             let refs: Vec<&Loaded<A>> = loaded.iter().collect();
-            let decision = decide(&refs)?;
+            let decision = match decide(&refs) {
+                Ok(decision) => decision,
+                Err(_) if unchecked && self.stale(&loaded).await => continue,
+                Err(refused) => return Err(refused),
+            };
             if decision.changes.iter().all(|c| c.events.is_empty()) && decision.claims.is_empty() {
+                if unchecked && self.stale(&loaded).await {
+                    continue;
+                }
                 let sequence = loaded.iter().map(|l| l.last_sequence).max().unwrap_or(0);
                 return Ok(Committed {
                     sequence,
@@ -377,7 +437,13 @@ impl<A: Aggregate> Executor<A> {
                 });
             }
             let recorded_at = Utc::now();
-            let (writes, sealed) = self.writes(ctx, &loaded, &decision, recorded_at).await?;
+            // A claim refused (an NHS number taken since) may be the
+            // command's own, repeated: its aggregate then has a history.
+            let (writes, sealed) = match self.writes(ctx, &loaded, &decision, recorded_at).await {
+                Ok(writes) => writes,
+                Err(_) if unchecked && self.stale(&loaded).await => continue,
+                Err(refused) => return Err(refused),
+            };
             let written = writes.len() as u64;
             match self.store.append(writes).await {
                 Ok(ack) if ack.duplicate => {

@@ -143,7 +143,7 @@ impl<Q: TasksQueries> TasksApi<Q> {
         patient: Option<PatientId>,
         task: TaskId,
     ) -> Result<(), Failure> {
-        let list = self.executor.load(partition(patient, task)).await?;
+        let list = self.executor.load_current(partition(patient, task)).await?;
         let id = task.to_string();
         let who = who(ctx);
         let found = list.state.task(&id);

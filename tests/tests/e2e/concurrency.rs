@@ -6,8 +6,10 @@ use std::sync::Arc;
 use carelog_demographics::domain::{Command, PatientRecord, decide};
 use carelog_kernel::{Actor, Executor, Failure, OdsCode, PatientId, RequestContext};
 use carelog_proto::access::v1::AccessOutcome;
+use carelog_proto::consultations::v1::consultations_service_client::ConsultationsServiceClient;
 use carelog_proto::demographics::v1 as pb;
 use carelog_proto::demographics::v1::demographics_service_client::DemographicsServiceClient;
+use carelog_tests::consultations;
 use carelog_tests::harness::{Servers, TestStack, jane_smith, new_phone, update_request};
 use futures::future::join_all;
 use tonic::Code;
@@ -43,7 +45,7 @@ async fn concurrent_updates_to_one_patient_from_two_replicas_lose_nothing() {
         .await
         .expect("registered");
     // Both replicas have the record cached at version 1.
-    replica_b.load(id).await.expect("warm cache");
+    replica_b.load_current(id).await.expect("warm cache");
 
     let updates = (0..24).map(|i| {
         let executor = if i % 2 == 0 {
@@ -105,7 +107,7 @@ async fn concurrent_updates_to_one_patient_from_two_replicas_lose_nothing() {
         );
     }
     let fresh = Executor::<PatientRecord>::new(store, 10)
-        .load(id)
+        .load_current(id)
         .await
         .expect("reload");
     assert_eq!(fresh.version, 1 + won.len() as u64);
@@ -220,4 +222,118 @@ async fn an_objection_withdrawn_through_another_replica_is_recorded_again_throug
         .stop(std::time::Duration::from_secs(10))
         .await
         .expect("replica B stops");
+}
+
+/// A refusal is given only on what the store holds: a consultation started
+/// through another replica is not "not found" through the first, which held
+/// the patient's consultations from before it.
+#[tokio::test]
+async fn an_entry_is_added_through_one_replica_to_a_consultation_started_through_another() {
+    // Given Jane's morning consultation started through replica A, which
+    // then holds her consultations,
+    let stack = TestStack::start().await;
+    let jane = stack.register(jane_smith()).await;
+    consultations::start(&stack, &jane.patient_id).await;
+    // and an afternoon one started through replica B,
+    let (replica_b, channel_b) = stack.replica().await;
+    let afternoon = ConsultationsServiceClient::new(channel_b)
+        .start_consultation(stack.req(consultations::start_request(&jane.patient_id)))
+        .await
+        .expect("the afternoon consultation through replica B")
+        .into_inner();
+    let consultation_id = afternoon
+        .consultation
+        .expect("consultation")
+        .consultation_id;
+
+    // when the GP records a blood pressure in it through replica A,
+    let added = stack
+        .consultations()
+        .add_entry(stack.req(consultations::add_request(
+            &jane.patient_id,
+            &consultation_id,
+            "",
+            consultations::blood_pressure(150, 95),
+        )))
+        .await
+        .expect("the entry through replica A")
+        .into_inner();
+
+    // then it is stored in that consultation, after its start.
+    assert_eq!(
+        added.consultation.map(|c| c.consultation_id),
+        Some(consultation_id)
+    );
+    assert!(added.stream_sequence > afternoon.stream_sequence);
+    assert_eq!(
+        stack.last_sequence_of("consultations").await,
+        added.stream_sequence
+    );
+    replica_b
+        .stop(std::time::Duration::from_secs(10))
+        .await
+        .expect("replica B stops");
+}
+
+/// A command that would change nothing on a replica's cached record is
+/// decided again on the stored one before it is answered: a restriction
+/// marked through replica B is cleared through replica A, which still held
+/// the record unrestricted.
+#[tokio::test]
+async fn a_restriction_marked_through_another_replica_is_cleared_through_the_first() {
+    let servers = Servers::start().await;
+    let store = carelog::stack::event_store(&servers.nats.url, Default::default())
+        .await
+        .expect("store");
+    let replica_a = Executor::<PatientRecord>::new(store.clone(), 1000);
+    let replica_b = Executor::<PatientRecord>::new(store.clone(), 1000);
+    let id = PatientId::new();
+    let run = |executor: &'static str, command: Command| {
+        let executor = if executor == "A" {
+            &replica_a
+        } else {
+            &replica_b
+        };
+        async move {
+            executor
+                .execute(&ctx("dr-jones"), &[id], |l| {
+                    decide(id, &l[0].state, &command).map_err(Failure::from)
+                })
+                .await
+        }
+    };
+    // Given Jane registered through replica A, which holds her record,
+    let register = Command::Register {
+        details: jane_smith(),
+    };
+    replica_a
+        .create(&ctx("admin"), id, |l| {
+            decide(id, &l[0].state, &register).map_err(Failure::from)
+        })
+        .await
+        .expect("registered");
+    // and restricted through replica B,
+    run("B", Command::MarkRestricted).await.expect("restricted");
+
+    // when the restriction is cleared through replica A,
+    let cleared = run(
+        "A",
+        Command::ClearRestricted {
+            reason: "Patient asked for the restriction to be lifted".into(),
+        },
+    )
+    .await
+    .expect("cleared");
+
+    // then the clearing is stored after the restriction.
+    assert!(
+        cleared.appended,
+        "stored, not taken for a change already made"
+    );
+    let stored = Executor::<PatientRecord>::new(store, 10)
+        .load_current(id)
+        .await
+        .expect("reload");
+    assert_eq!(stored.version, 3);
+    assert!(!stored.state.patient.restricted);
 }

@@ -5,7 +5,7 @@ use carelog_proto::demographics::v1 as pb;
 use carelog_proto::kernel::v1::PartialDate;
 use carelog_tests::assert::{reason, violated_fields};
 use carelog_tests::consultations::mask;
-use carelog_tests::harness::{TestStack, jane_smith, new_phone, test_nhs_number};
+use carelog_tests::harness::{TestStack, jane_smith, new_phone, test_nhs_number, update_request};
 use tonic::Code;
 use tonic_types::StatusExt as _;
 
@@ -439,6 +439,72 @@ async fn a_request_id_sent_again_with_a_different_request_is_refused_and_appends
         merged.duplicate.map(|d| d.merged_into_patient_id),
         Some(jane.patient_id.clone())
     );
+    // and sent again, it answers with the same position (the survivor's
+    // commit, the later of its two) and appends nothing
+    let after_merge = stack.last_sequence().await;
+    let again = client
+        .merge_patient(stack.req(merge("merge-1")))
+        .await
+        .expect("the merge again")
+        .into_inner();
+    assert_eq!(again.stream_sequence, merged.stream_sequence);
+    assert_eq!(stack.last_sequence().await, after_merge, "nothing appended");
+    stack.stop().await;
+}
+
+/// A repeated registration answers with the patient it registered, even
+/// once the NHS number it claimed was corrected away and taken by another
+/// patient: the claim is not judged again for a command already stored.
+#[tokio::test]
+async fn a_registration_sent_again_after_its_nhs_number_went_to_another_patient_returns_the_first_patient()
+ {
+    // Given Jane registered under "reg-jane" with NHS number V,
+    let stack = TestStack::start().await;
+    let mut client = stack.client();
+    let details = jane_smith();
+    let number = details.nhs_number.clone();
+    let register = || pb::RegisterPatientRequest {
+        details: Some(details.clone()),
+        request_id: "reg-jane".into(),
+        reason: String::new(),
+    };
+    let jane = client
+        .register_patient(stack.req(register()))
+        .await
+        .expect("register Jane")
+        .into_inner();
+    // her number corrected to W, and V then given to John,
+    let corrected = pb::PatientDetails {
+        nhs_number: test_nhs_number(),
+        ..jane_smith()
+    };
+    let corrected = client
+        .update_demographics(stack.req(update_request(
+            &jane.patient_id,
+            corrected,
+            &["nhs_number", "nhs_number_verification_status"],
+        )))
+        .await
+        .expect("Jane's number corrected")
+        .into_inner();
+    let mut john = jane_smith();
+    john.name.as_mut().expect("name").given = vec!["John".into()];
+    john.nhs_number = number;
+    stack.register(john).await;
+    let before = stack.last_sequence().await;
+
+    // when Jane's registration is sent again,
+    let again = client
+        .register_patient(stack.req(register()))
+        .await
+        .expect("the registration again")
+        .into_inner();
+
+    // then it answers with Jane's record as it stands, not John's claim,
+    // and appends nothing
+    assert_eq!(again.patient_id, jane.patient_id);
+    assert_eq!(again.stream_sequence, corrected.stream_sequence);
+    assert_eq!(stack.last_sequence().await, before, "nothing appended");
     stack.stop().await;
 }
 

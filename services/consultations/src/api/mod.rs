@@ -149,7 +149,7 @@ impl<Q: ConsultationsQueries> ConsultationsApi<Q> {
             && let Some(facts) = self.guard.patient_facts(&patient.to_string()).await?
             && !self.guard.try_admit_on(ctx, &facts).await
         {
-            let loaded = self.executor.load(patient).await?;
+            let loaded = self.executor.load_current(patient).await?;
             let writes_up = loaded.state.get(&id).is_some_and(|c| {
                 c.status == pb::ConsultationStatus::Draft as i32
                     && !c.entered_in_error

@@ -53,6 +53,12 @@ impl Disclosure {
     pub fn hides(&self, restricted: bool) -> bool {
         (restricted || self.restricted_now) && !self.privileged
     }
+
+    /// Whether the hidden fields are hidden from this caller now, whatever
+    /// a version says: what an access event's practice and a reason follow.
+    pub fn hides_now(&self) -> bool {
+        self.hides(false)
+    }
 }
 
 /// A patient's demographic record (the patient id and version bookkeeping
