@@ -32,6 +32,17 @@ impl ProjectionError {
         }
     }
 
+    /// `message` does not follow on from `at`: a message between them was
+    /// not delivered. The streams deny deletes and purges, so every
+    /// sequence holds a message and none may be passed over.
+    pub fn gap(message: &StoredMessage, at: u64) -> Self {
+        Self::Unapplicable {
+            sequence: message.stream_sequence,
+            subject: message.subject.clone(),
+            reason: format!("gap in the stream: expected sequence {} next", at + 1),
+        }
+    }
+
     /// The commit PostgreSQL refused to store (see
     /// [`database_unavailable`]): it stops the projector, naming the commit
     /// and PostgreSQL's message.

@@ -250,11 +250,7 @@ async fn replay_parallel(
         let mut parts: Vec<Vec<StoredCommit>> = (0..PARTITIONS).map(|_| Vec::new()).collect();
         for message in &pending {
             if message.stream_sequence != at + 1 {
-                return Err(ProjectionError::Unapplicable {
-                    sequence: message.stream_sequence,
-                    subject: message.subject.clone(),
-                    reason: format!("gap in the stream: expected sequence {} next", at + 1),
-                });
+                return Err(ProjectionError::gap(message, at));
             }
             at = message.stream_sequence;
             if !message.is_commit() {

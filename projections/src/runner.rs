@@ -634,14 +634,14 @@ pub async fn apply_messages(
     let Some(last) = fresh.last().map(|m| m.stream_sequence) else {
         return Ok(None);
     };
-    if let Some(first) = fresh.first()
-        && first.stream_sequence != at + 1
-    {
-        return Err(ProjectionError::Unapplicable {
-            sequence: first.stream_sequence,
-            subject: first.subject.clone(),
-            reason: format!("gap in the stream: expected sequence {} next", at + 1),
-        });
+    // Each message follows on from the one before: a batch missing one
+    // would otherwise move the checkpoint (and the ack) past it.
+    let mut expected = at;
+    for message in &fresh {
+        if message.stream_sequence != expected + 1 {
+            return Err(ProjectionError::gap(message, expected));
+        }
+        expected = message.stream_sequence;
     }
     let mut commits = Vec::with_capacity(fresh.len());
     for message in fresh.into_iter().filter(|m| m.is_commit()) {

@@ -90,10 +90,25 @@ async fn apply_one(
     if let Some((bytes,)) = agreement {
         record.agreement = Some(stored_resource("agreement", id, &bytes)?);
     }
-    for event in &stored.commit.events {
-        let event = pb::Event::decode(event.payload.as_slice())
+    for record_event in &stored.commit.events {
+        let event = pb::Event::decode(record_event.payload.as_slice())
             .map_err(|e| ProjectionError::unapplicable(stored, e))?;
+        // An event of a later carelog than this projector (a new kind of
+        // change to an agreement, say) stops it: passed over, the access
+        // guard would go on reading a row that no longer holds.
+        if event.event.is_none() {
+            return Err(ProjectionError::unapplicable(
+                stored,
+                format!("unknown event type {}", record_event.event_type),
+            ));
+        }
         record.apply(&event);
+    }
+    if record.group.is_none() && record.agreement.is_none() {
+        return Err(ProjectionError::unapplicable(
+            stored,
+            "a change to a group or agreement that was never made",
+        ));
     }
     let recorded_at = stored.recorded_at();
     let sequence = stored.stream_sequence as i64;

@@ -710,3 +710,115 @@ async fn projectors_go_on_after_nats_server_restarts_under_them() {
     assert_eq!(projected as usize, ids.len(), "answered: {answered:?}");
     stack.stop().await;
 }
+
+/// A batch that lacks a message (one lost in its delivery) is refused whole:
+/// the projector stops on the message after the gap, naming the one it
+/// expected, and its checkpoint does not pass over the one it never saw.
+#[tokio::test]
+async fn a_batch_missing_a_message_is_refused_and_its_checkpoint_does_not_pass_it() {
+    // Given three registrations stored, and a batch of them lacking the second message
+    let stack = TestStack::without_projectors().await;
+    let stream = "CARELOG_DEMOGRAPHICS";
+    for _ in 0..3 {
+        stack.register(jane_smith()).await;
+    }
+    let mut messages = stack.store.read_range(stream, 1, 1000).await.expect("read");
+    let lost = messages.remove(1).stream_sequence;
+
+    // When the patients projection is given that batch
+    let mut tx = stack.pool.begin().await.expect("begin");
+    let refused = carelog_projections::runner::apply_messages(
+        &mut tx,
+        &carelog_projections::patients::PatientsProjection,
+        stream,
+        &messages,
+    )
+    .await
+    .expect_err("a batch with a gap");
+    tx.rollback().await.expect("rollback");
+
+    // Then it names the message after the gap and the one it expected
+    match refused {
+        carelog_projections::ProjectionError::Unapplicable {
+            sequence, reason, ..
+        } => {
+            assert_eq!(sequence, lost + 1);
+            assert_eq!(
+                reason,
+                format!("gap in the stream: expected sequence {lost} next")
+            );
+        }
+        other => panic!("not refused as unapplicable: {other}"),
+    }
+    // and nothing of it is projected
+    let at = carelog_projections::checkpoint::read(&stack.pool, "patients", stream)
+        .await
+        .expect("checkpoint");
+    assert_eq!(at, 0);
+    let (projected,): (i64,) = sqlx::query_as("SELECT count(*) FROM patients")
+        .fetch_one(&stack.pool)
+        .await
+        .expect("count");
+    assert_eq!(projected, 0);
+}
+
+/// A sharing commit this projector does not know stops it: passed over, the
+/// access guard would go on reading agreements as they were before it.
+#[tokio::test]
+async fn a_sharing_event_of_a_later_carelog_stops_the_sharing_projector() {
+    // Given a commit on an agreement holding an event of a kind this
+    // carelog does not know (field 99 of the sharing event envelope)
+    let stack = TestStack::without_projectors().await;
+    let agreement = uuid::Uuid::now_v7();
+    let unknown = |event_type: &str| carelog_proto::kernel::v1::EventRecord {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        event_type: event_type.into(),
+        occurred_at: None,
+        payload: vec![0x98, 0x06, 0x01],
+    };
+    let commit = |events| carelog_kernel::envelope::StoredCommit {
+        stream_sequence: 1,
+        subject: format!("carelog.sharing.{agreement}"),
+        commit: carelog_proto::kernel::v1::Commit {
+            context: "sharing".into(),
+            aggregate_id: agreement.to_string(),
+            aggregate_version: 1,
+            events,
+            ..Default::default()
+        },
+        hash: [0; 32],
+        published: chrono::Utc::now(),
+        bytes: Default::default(),
+    };
+    let projection = carelog_projections::sharing::SharingProjection;
+    for (stored, why) in [
+        (
+            commit(vec![unknown("AgreementSuspended")]),
+            "unknown event type AgreementSuspended",
+        ),
+        // and a commit with no event of a group or agreement never made
+        (
+            commit(vec![]),
+            "a change to a group or agreement that was never made",
+        ),
+    ] {
+        // When the sharing projection is given it
+        let mut tx = stack.pool.begin().await.expect("begin");
+        let refused = carelog_projections::Projection::apply(
+            &projection,
+            &mut tx,
+            "CARELOG_SHARING",
+            std::slice::from_ref(&stored),
+        )
+        .await
+        .expect_err("an event it cannot apply");
+        tx.rollback().await.expect("rollback");
+        // Then it refuses it as one it cannot apply, saying why, and
+        // stops (the runner does not retry it)
+        assert!(!refused.is_transient());
+        assert_eq!(
+            refused.to_string(),
+            format!("cannot apply stream sequence 1 (carelog.sharing.{agreement}): {why}")
+        );
+    }
+}
