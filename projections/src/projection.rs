@@ -21,6 +21,9 @@ pub enum ProjectionError {
     Database(#[from] sqlx::Error),
     #[error("event store: {0}")]
     Store(String),
+    /// A rebuild was asked for while another ran on the same database.
+    #[error("another rebuild is running on this database; rebuild one projection at a time")]
+    RebuildRunning,
 }
 
 impl ProjectionError {
@@ -70,7 +73,7 @@ impl ProjectionError {
         match self {
             Self::Store(_) => true,
             Self::Database(e) => database_unavailable(e),
-            Self::Unapplicable { .. } => false,
+            Self::Unapplicable { .. } | Self::RebuildRunning => false,
         }
     }
 }

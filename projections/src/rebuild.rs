@@ -55,9 +55,27 @@ pub async fn rebuild(
         otel.name = %format!("rebuild {}", projection.name()),
         carelog.projection = projection.name(),
     );
-    rebuild_in_span(pool, store, projection, progress)
-        .instrument(span)
-        .await
+    async {
+        // Every rebuild builds in the one schema `carelog_rebuild`: a second
+        // at the same time would drop the first's tables under it, or write
+        // into them from elsewhere in the stream. The lock is held by a
+        // connection of its own, released when it closes, however the
+        // rebuild ends.
+        let mut lock =
+            <PgConnection as sqlx::Connection>::connect_with(&pool.connect_options()).await?;
+        let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock(hashtext($1))")
+            .bind(SCHEMA)
+            .fetch_one(&mut lock)
+            .await?;
+        if !locked {
+            return Err(ProjectionError::RebuildRunning);
+        }
+        let rebuilt = rebuild_in_span(pool, store, projection, progress).await;
+        let _ = sqlx::Connection::close(lock).await;
+        rebuilt
+    }
+    .instrument(span)
+    .await
 }
 
 async fn rebuild_in_span(

@@ -360,6 +360,46 @@ async fn a_commit_postgresql_refuses_fails_readiness() {
     );
 }
 
+/// Waits until a rebuild waits for a projection's lock (at the tail).
+async fn until_the_rebuild_waits_for_the_lock(pool: &sqlx::PgPool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("locks");
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rebuild never waited for the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The rebuild of patients, run in the background.
+fn rebuild_patients(
+    stack: &TestStack,
+) -> tokio::task::JoinHandle<
+    Result<carelog_projections::rebuild::RebuildReport, carelog_projections::ProjectionError>,
+> {
+    let (pool, store) = (stack.pool.clone(), stack.store.clone());
+    tokio::spawn(async move {
+        carelog_projections::rebuild::rebuild(
+            &pool,
+            &store,
+            &carelog_projections::patients::PatientsProjection,
+            &|_, _| {},
+        )
+        .await
+    })
+}
+
 #[tokio::test]
 async fn a_rebuild_reads_the_tail_only_once_the_live_projector_has_committed() {
     let stack = TestStack::without_projectors().await;
@@ -376,36 +416,8 @@ async fn a_rebuild_reads_the_tail_only_once_the_live_projector_has_committed() {
         .expect("lock");
 
     // When a rebuild of patients runs, and reaches the tail
-    let rebuild = {
-        let (pool, store) = (stack.pool.clone(), stack.store.clone());
-        tokio::spawn(async move {
-            carelog_projections::rebuild::rebuild(
-                &pool,
-                &store,
-                &carelog_projections::patients::PatientsProjection,
-                &|_, _| {},
-            )
-            .await
-        })
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let (waiting,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
-             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-        )
-        .fetch_one(&stack.pool)
-        .await
-        .expect("locks");
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the rebuild never waited for the lock"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let rebuild = rebuild_patients(&stack);
+    until_the_rebuild_waits_for_the_lock(&stack.pool).await;
     // while the live projector applies, and commits, a registration stored
     // meanwhile
     let late = stack.register(jane_smith()).await;
@@ -821,4 +833,65 @@ async fn a_sharing_event_of_a_later_carelog_stops_the_sharing_projector() {
             format!("cannot apply stream sequence 1 (carelog.sharing.{agreement}): {why}")
         );
     }
+}
+
+/// One rebuild at a time: every rebuild builds in the same schema, so a
+/// second started while one runs is refused, and the first goes on.
+#[tokio::test]
+async fn a_rebuild_started_while_another_runs_is_refused_and_the_first_completes() {
+    // Given a rebuild of patients waiting at the tail for the live
+    // projector, which holds the projection's lock
+    let stack = TestStack::without_projectors().await;
+    for _ in 0..3 {
+        stack.register(jane_smith()).await;
+    }
+    let mut live = stack.pool.begin().await.expect("begin");
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('patients'))")
+        .execute(&mut *live)
+        .await
+        .expect("lock");
+    let first = rebuild_patients(&stack);
+    until_the_rebuild_waits_for_the_lock(&stack.pool).await;
+
+    // When a rebuild of the tasks projection is started meanwhile
+    let second = carelog_projections::rebuild::rebuild(
+        &stack.pool,
+        &stack.store,
+        &carelog_projections::tasks::TasksProjection,
+        &|_, _| {},
+    )
+    .await;
+
+    // Then it is refused, saying why
+    let refused = second.expect_err("a second rebuild at the same time");
+    assert!(
+        matches!(
+            refused,
+            carelog_projections::ProjectionError::RebuildRunning
+        ),
+        "{refused}"
+    );
+    assert!(!refused.is_transient());
+    // and the first, once the live projector commits, swaps its tables in
+    live.commit().await.expect("commit");
+    let report = tokio::time::timeout(Duration::from_secs(120), first)
+        .await
+        .expect("the first rebuild ended within 120 s")
+        .expect("join")
+        .expect("the first rebuild");
+    assert!(report.messages > 0);
+    let (patients,): (i64,) = sqlx::query_as("SELECT count(*) FROM patients")
+        .fetch_one(&stack.pool)
+        .await
+        .expect("count");
+    assert_eq!(patients, 3);
+    // And once it has ended, another rebuild runs
+    carelog_projections::rebuild::rebuild(
+        &stack.pool,
+        &stack.store,
+        &carelog_projections::tasks::TasksProjection,
+        &|_, _| {},
+    )
+    .await
+    .expect("a rebuild after the first");
 }
