@@ -628,10 +628,30 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
                 Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
-        let facts: Vec<_> = patients
-            .iter()
-            .map(|p| crate::gate::access_of(&p.patient_id, p))
-            .collect();
+        // A record merged into a survivor is the survivor's person (ADR
+        // 0034): a flag recorded on the survivor since protects it too,
+        // which its own row does not show.
+        let mut facts = Vec::with_capacity(patients.len());
+        for p in &patients {
+            let own = crate::gate::access_of(&p.patient_id, p);
+            facts.push(if p.merged_into_patient_id.is_empty() {
+                own
+            } else {
+                self.guard
+                    .patient_facts(&p.patient_id)
+                    .await?
+                    .unwrap_or(own)
+            });
+        }
+        // A restricted patient is not found by a postcode, whoever asks: a
+        // hit would say where they live. The projection leaves their
+        // postcodes out; a merged record's are left out here.
+        let by_postcode = matches!(search, Search::Postcode(_));
+        let (patients, facts): (Vec<_>, Vec<_>) = patients
+            .into_iter()
+            .zip(facts)
+            .filter(|(_, f)| !(by_postcode && f.restricted))
+            .unzip();
         let verdicts = self.guard.verdicts(&ctx, &facts).await?;
         let mut reads = Reads::new();
         let patients: Vec<_> = patients

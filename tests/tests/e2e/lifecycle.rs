@@ -663,6 +663,86 @@ async fn a_restricted_record_shows_no_address_telecom_or_practice() {
     stack.stop().await;
 }
 
+/// A duplicate merged into Jane is Jane (ADR 0034): once she is restricted,
+/// the duplicate's postcode no longer finds it, and a search by her name
+/// shows it without its address.
+#[tokio::test]
+async fn a_restriction_of_the_survivor_hides_the_merged_duplicates_address_from_searches() {
+    // Given a temporary registration of Jane at her refuge's postcode,
+    // merged into her record, and Jane restricted since
+    let stack = TestStack::start().await;
+    let mut client = stack.client();
+    let jane = stack.register(jane_smith()).await;
+    let mut temporary = jane_smith();
+    temporary.nhs_number.clear();
+    temporary.nhs_number_verification_status = pb::NhsNumberVerificationStatus::NotPresent as i32;
+    temporary.addresses[0].lines = vec!["2 Refuge Lane".into()];
+    temporary.addresses[0].postcode = "LS2 7EW".into();
+    let duplicate = stack.register(temporary).await;
+    client
+        .merge_patient(stack.req(pb::MergePatientRequest {
+            duplicate_patient_id: duplicate.patient_id.clone(),
+            survivor_patient_id: jane.patient_id.clone(),
+            reason: "same person registered twice".into(),
+            request_id: "merge-refuge".into(),
+        }))
+        .await
+        .expect("merged");
+    let marked = client
+        .mark_restricted(stack.req(pb::PatientFlagRequest {
+            patient_id: jane.patient_id.clone(),
+            reason: "at risk of harm".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("restricted")
+        .into_inner();
+    let as_nurse = |search: pb::SearchPatientsRequest| {
+        stack.req_in_role(
+            "nurse-khan",
+            "A81001",
+            "R8001",
+            pb::SearchPatientsRequest {
+                min_sequence: marked.stream_sequence,
+                ..search
+            },
+        )
+    };
+
+    // When a nurse of the practice searches the refuge's postcode
+    let found = client
+        .search_patients(as_nurse(pb::SearchPatientsRequest {
+            postcode: "LS2 7EW".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("search")
+        .into_inner()
+        .patients;
+    // Then the search does not find the duplicate there
+    assert!(found.is_empty(), "{found:?}");
+
+    // And when she searches Jane's name and date of birth
+    let by_name = client
+        .search_patients(as_nurse(pb::SearchPatientsRequest {
+            family_name: "Smith".into(),
+            birth_date: jane_smith().birth_date,
+            ..Default::default()
+        }))
+        .await
+        .expect("search")
+        .into_inner()
+        .patients;
+    // Then both records are found, neither with an address
+    assert_eq!(by_name.len(), 2);
+    for patient in &by_name {
+        let d = patient.details.as_ref().expect("details");
+        assert!(patient.withheld, "{}", patient.patient_id);
+        assert!(d.addresses.is_empty(), "{d:?}");
+    }
+    stack.stop().await;
+}
+
 #[tokio::test]
 async fn a_restriction_hides_what_earlier_versions_and_postcode_searches_would_tell() {
     // Given Jane, who moved house, and was then restricted (the S flag)
