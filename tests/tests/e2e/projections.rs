@@ -360,6 +360,30 @@ async fn a_commit_postgresql_refuses_fails_readiness() {
     );
 }
 
+/// Three registrations, the live projector of patients in the middle of a
+/// batch (the transaction holding the projection's lock), and a rebuild of
+/// patients waiting for that lock at the tail.
+async fn a_rebuild_waiting_for_the_live_projector(
+    stack: &TestStack,
+) -> (
+    sqlx::Transaction<'static, sqlx::Postgres>,
+    tokio::task::JoinHandle<
+        Result<carelog_projections::rebuild::RebuildReport, carelog_projections::ProjectionError>,
+    >,
+) {
+    for _ in 0..3 {
+        stack.register(jane_smith()).await;
+    }
+    let mut live = stack.pool.begin().await.expect("begin");
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('patients'))")
+        .execute(&mut *live)
+        .await
+        .expect("lock");
+    let rebuild = rebuild_patients(stack);
+    until_the_rebuild_waits_for_the_lock(&stack.pool).await;
+    (live, rebuild)
+}
+
 /// Waits until a rebuild waits for a projection's lock (at the tail).
 async fn until_the_rebuild_waits_for_the_lock(pool: &sqlx::PgPool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -404,20 +428,10 @@ fn rebuild_patients(
 async fn a_rebuild_reads_the_tail_only_once_the_live_projector_has_committed() {
     let stack = TestStack::without_projectors().await;
     let stream = "CARELOG_DEMOGRAPHICS";
-    for _ in 0..3 {
-        stack.register(jane_smith()).await;
-    }
     // Given the live projector in the middle of a batch: it holds the
     // projection's lock
-    let mut live = stack.pool.begin().await.expect("begin");
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('patients'))")
-        .execute(&mut *live)
-        .await
-        .expect("lock");
-
     // When a rebuild of patients runs, and reaches the tail
-    let rebuild = rebuild_patients(&stack);
-    until_the_rebuild_waits_for_the_lock(&stack.pool).await;
+    let (mut live, rebuild) = a_rebuild_waiting_for_the_live_projector(&stack).await;
     // while the live projector applies, and commits, a registration stored
     // meanwhile
     let late = stack.register(jane_smith()).await;
@@ -842,16 +856,7 @@ async fn a_rebuild_started_while_another_runs_is_refused_and_the_first_completes
     // Given a rebuild of patients waiting at the tail for the live
     // projector, which holds the projection's lock
     let stack = TestStack::without_projectors().await;
-    for _ in 0..3 {
-        stack.register(jane_smith()).await;
-    }
-    let mut live = stack.pool.begin().await.expect("begin");
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('patients'))")
-        .execute(&mut *live)
-        .await
-        .expect("lock");
-    let first = rebuild_patients(&stack);
-    until_the_rebuild_waits_for_the_lock(&stack.pool).await;
+    let (live, first) = a_rebuild_waiting_for_the_live_projector(&stack).await;
 
     // When a rebuild of the tasks projection is started meanwhile
     let second = carelog_projections::rebuild::rebuild(
