@@ -369,6 +369,12 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
                 decide(id, &loaded[0].state, &command).map_err(Failure::from)
             })
             .await?;
+        // A repeated registration answers with the patient as they stand,
+        // who may have moved to another practice since: a read of their
+        // record, for a caller the guard admits to it now.
+        if !committed.appended {
+            self.guard.admit(&mut ctx, id).await?;
+        }
         self.answer(&ctx, &committed, id).await
     }
 

@@ -318,7 +318,9 @@ impl<A: Aggregate> Executor<A> {
                 .await
                 .map(|m| m.map_or(0, |m| m.stream_sequence));
             match last {
-                Ok(last) if last != l.last_sequence => {
+                // Only a later commit: a replica of the stream answering
+                // the Direct Get may lag one just acknowledged to us.
+                Ok(last) if last > l.last_sequence => {
                     self.count(&self.stats.stale, "carelog_stale_decisions_total");
                     return true;
                 }

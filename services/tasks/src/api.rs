@@ -231,7 +231,9 @@ impl<Q: TasksQueries> TasksApi<Q> {
             .task(&task.to_string())
             .cloned()
             .ok_or_else(|| Failure::not_found("task", &task.to_string()))?;
-        resource.stream_sequence = committed.sequence;
+        // The task as it stands, at its own position: a repeated request is
+        // answered with the task now, not as its first answer showed it.
+        resource.stream_sequence = loaded.last_sequence;
         resource.updated_at = loaded
             .last_recorded_at
             .map(carelog_kernel::envelope::timestamp);

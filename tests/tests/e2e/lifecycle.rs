@@ -508,6 +508,67 @@ async fn a_registration_sent_again_after_its_nhs_number_went_to_another_patient_
     stack.stop().await;
 }
 
+/// A repeated registration shows the patient as they stand: once they have
+/// moved to another practice, the old practice's repeat is refused as any
+/// read of the record would be, and the refusal recorded.
+#[tokio::test]
+async fn a_registration_sent_again_after_the_patient_moved_practice_is_refused_to_the_old_practice()
+{
+    // Given Jane registered at A81001 under "reg-jane", who has moved to
+    // B82002 since
+    let stack = TestStack::start().await;
+    let mut client = stack.client();
+    let details = jane_smith();
+    let register = || pb::RegisterPatientRequest {
+        details: Some(details.clone()),
+        request_id: "reg-jane".into(),
+        reason: String::new(),
+    };
+    let jane = client
+        .register_patient(stack.req(register()))
+        .await
+        .expect("register Jane")
+        .into_inner();
+    let moved = pb::PatientDetails {
+        registered_practice_ods: "B82002".into(),
+        ..details.clone()
+    };
+    client
+        .update_demographics(stack.req(update_request(
+            &jane.patient_id,
+            moved,
+            &["registered_practice_ods"],
+        )))
+        .await
+        .expect("moved to B82002");
+    let before = stack.last_sequence().await;
+
+    // When the old practice sends her registration again
+    let status = client
+        .register_patient(stack.req(register()))
+        .await
+        .expect_err("her old practice no longer has access");
+
+    // Then it is refused, as a read of her record would be, nothing is
+    // appended, and the refusal is recorded
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert_eq!(
+        status.get_details_error_info().map(|i| i.reason),
+        Some("NO_LEGITIMATE_RELATIONSHIP".into())
+    );
+    assert_eq!(stack.last_sequence().await, before);
+    let refusals: Vec<_> = stack
+        .access_events(&jane.patient_id)
+        .await
+        .into_iter()
+        .map(|(_, event)| event)
+        .filter(|event| event.outcome() == carelog_proto::access::v1::AccessOutcome::Denied)
+        .collect();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert_eq!(refusals[0].method, "RegisterPatient");
+    stack.stop().await;
+}
+
 #[tokio::test]
 async fn an_nhs_number_belongs_to_one_patient_only() {
     let stack = TestStack::start().await;

@@ -370,3 +370,52 @@ async fn a_hospital_team_of_the_same_name_neither_claims_the_practice_teams_task
     assert_eq!(claimed.owner_user_id, "ph-patel");
     stack.stop().await;
 }
+
+/// A repeated CreateTask is answered with the task as it stands, at its own
+/// position, and audited at that position: the audit then shows the task
+/// as the answer showed it.
+#[tokio::test]
+async fn a_repeated_task_creation_answers_with_the_task_now_and_is_audited_there() {
+    // Given Jane's medication review created under its request id, and
+    // claimed since by the practice pharmacist
+    let stack = TestStack::start().await;
+    let jane = stack.register(jane_smith()).await;
+    let mut tasks = stack.tasks();
+    let create = medication_review(&jane.patient_id, AUTHORISATION, team(PRACTICE_TEAM));
+    let created = tasks
+        .create_task(stack.req(create.clone()))
+        .await
+        .expect("created")
+        .into_inner();
+    let claimed = tasks
+        .claim_task(as_practice_pharmacist(&stack, action(&created, "")))
+        .await
+        .expect("claimed")
+        .into_inner();
+
+    // When the creation is sent again
+    let again = tasks
+        .create_task(stack.req(create))
+        .await
+        .expect("the creation again")
+        .into_inner();
+
+    // Then it answers with the task claimed, at the claim's position
+    assert_eq!(again.task_id, created.task_id);
+    assert_eq!(again.owner_user_id, "ph-patel");
+    assert_eq!(again.stream_sequence, claimed.stream_sequence);
+    // and its read is audited at that position
+    let (_, read) = stack
+        .access_events(&jane.patient_id)
+        .await
+        .into_iter()
+        .rfind(|(_, e)| e.method == "CreateTask")
+        .expect("the repeated creation's answer is audited");
+    assert_eq!(read.resource_ids, [created.task_id.as_str()]);
+    let position = read
+        .positions
+        .iter()
+        .find(|p| p.stream == "CARELOG_TASKS")
+        .map(|p| p.sequence);
+    assert_eq!(position, Some(claimed.stream_sequence));
+}

@@ -21,7 +21,7 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::catalogue::DrugCatalogue;
 use crate::domain::values::CHANGEABLE_PATHS;
-use crate::domain::views::{answer_withholds, reviewed, withhold_overrides};
+use crate::domain::views::{answer_ids, answer_withholds, reviewed, withhold_overrides};
 use crate::domain::{Command, Facts, MedicationRecord, decide};
 use crate::queries::MedicationsQueries;
 
@@ -153,17 +153,23 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
                     .map_err(Failure::from)
             })
             .await?;
-        if !committed.appended {
-            let withheld = state(&committed)
-                .is_ok_and(|record| answer_withholds(record, &command, &ctx.actor, today));
+        // An answer that stored nothing (a repeated request, a change
+        // already made) reads the record as it stands: audited naming the
+        // items it shows, at the position it was read at.
+        if !committed.appended
+            && let Some(loaded) = committed.aggregates.first()
+        {
+            let record = &loaded.state;
+            let withheld = answer_withholds(record, &command, &ctx.actor, today);
+            let shown = answer_ids(record, &command, &ctx.actor, today);
+            let patient = patient.to_string();
             let mut reads = carelog_kernel::access::Reads::new();
-            reads.record(
-                &patient.to_string(),
-                "",
-                reads::CONTEXT,
-                committed.sequence,
-                withheld,
-            );
+            for id in &shown {
+                reads.record(&patient, id, reads::CONTEXT, loaded.last_sequence, withheld);
+            }
+            if shown.is_empty() {
+                reads.record(&patient, "", reads::CONTEXT, loaded.last_sequence, withheld);
+            }
             carelog_kernel::access::audit_unwritten(&*self.access, ctx, reads::SERVICE, &reads)
                 .await?;
         }

@@ -2,7 +2,6 @@
 
 use carelog_kernel::Actor;
 use carelog_kernel::confidential::{self, withhold};
-use carelog_kernel::ids::AuthorisationId;
 use carelog_proto::kernel::v1 as kpb;
 use carelog_proto::medications::v1 as pb;
 use chrono::NaiveDate;
@@ -95,6 +94,47 @@ pub fn reviewed<'r: 'a, 'a>(
         })
 }
 
+/// The items the answer to `command` shows `actor`, by id: what the answer
+/// to the command repeated under its request id reads of the record, and
+/// its access event names (ADR 0018).
+pub fn answer_ids(
+    record: &MedicationRecord,
+    command: &Command,
+    actor: &Actor,
+    today: NaiveDate,
+) -> Vec<String> {
+    match command {
+        Command::RecordAllergy { allergy_id, .. }
+        | Command::ResolveAllergy { allergy_id, .. }
+        | Command::MarkAllergyEnteredInError { allergy_id, .. } => vec![allergy_id.to_string()],
+        Command::Authorise {
+            authorisation_id, ..
+        }
+        | Command::Discontinue {
+            authorisation_id, ..
+        } => vec![authorisation_id.to_string()],
+        Command::Change {
+            authorisation_id,
+            new_authorisation_id,
+            ..
+        } => vec![
+            authorisation_id.to_string(),
+            new_authorisation_id.to_string(),
+        ],
+        Command::Issue { issue_id, .. } => vec![issue_id.to_string()],
+        Command::Review {
+            authorisation_ids,
+            next_review_date,
+            ..
+        } => {
+            let named: Vec<String> = authorisation_ids.iter().map(ToString::to_string).collect();
+            reviewed(record, actor, &named, today, *next_review_date)
+                .map(|a| a.authorisation_id.clone())
+                .collect()
+        }
+    }
+}
+
 /// Whether the answer to `command`, repeated under its request id, withholds
 /// something of the authorisations it shows from `actor` (which item an
 /// override was over, or its reason): the read it is then is audited as
@@ -105,43 +145,20 @@ pub fn answer_withholds(
     actor: &Actor,
     today: NaiveDate,
 ) -> bool {
-    let withholds = |a: &pb::Authorisation| {
-        let mut a = a.clone();
-        withhold_overrides(&mut a, actor.organisation.as_str());
-        overrides_withheld(&a)
-    };
-    let any_of = |ids: &[&AuthorisationId]| {
-        ids.iter()
-            .filter_map(|id| record.authorisation(&id.to_string()))
-            .any(withholds)
-    };
-    match command {
-        Command::Authorise {
-            authorisation_id, ..
-        }
-        | Command::Discontinue {
-            authorisation_id, ..
-        } => any_of(&[authorisation_id]),
-        Command::Change {
-            authorisation_id,
-            new_authorisation_id,
-            ..
-        } => any_of(&[authorisation_id, new_authorisation_id]),
-        Command::Review {
-            authorisation_ids,
-            next_review_date,
-            ..
-        } => {
-            let named: Vec<String> = authorisation_ids.iter().map(ToString::to_string).collect();
-            reviewed(record, actor, &named, today, *next_review_date).any(withholds)
-        }
-        _ => false,
-    }
+    answer_ids(record, command, actor, today)
+        .iter()
+        .filter_map(|id| record.authorisation(id))
+        .any(|a| {
+            let mut a = a.clone();
+            withhold_overrides(&mut a, actor.organisation.as_str());
+            overrides_withheld(&a)
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use carelog_kernel::ids::AuthorisationId;
 
     fn overridden_against_the_clinics_allergy() -> pb::Authorisation {
         pb::Authorisation {

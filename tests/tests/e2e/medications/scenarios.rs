@@ -547,3 +547,59 @@ async fn medications_a_penicillin_allergy_on_a_merged_duplicate_refuses_amoxicil
         .expect("no allergy now");
     stack.stop().await;
 }
+
+/// A repeated command is answered with the record as it stands, and that
+/// answer is audited as the read it is: naming the allergy it shows, at the
+/// position it was read at, so the audit can say what the clinician saw.
+#[tokio::test]
+async fn a_repeated_allergy_recording_answers_with_the_allergy_now_and_its_read_names_it() {
+    // Given Jane's penicillin allergy recorded under "allergy-1", and
+    // resolved since
+    let stack = TestStack::start().await;
+    let jane = stack.register(jane_smith()).await;
+    let mut meds = stack.medications();
+    let record = pb::RecordAllergyRequest {
+        request_id: "allergy-1".into(),
+        ..record_penicillin_allergy(&jane.patient_id)
+    };
+    let allergy = meds
+        .record_allergy(stack.req(record.clone()))
+        .await
+        .expect("recorded")
+        .into_inner();
+    let resolved = meds
+        .resolve_allergy(stack.req(pb::ResolveAllergyRequest {
+            patient_id: jane.patient_id.clone(),
+            allergy_id: allergy.allergy_id.clone(),
+            reason: "negative challenge test".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("resolved")
+        .into_inner();
+
+    // When the recording is sent again
+    let again = meds
+        .record_allergy(stack.req(record))
+        .await
+        .expect("the recording again")
+        .into_inner();
+
+    // Then it answers with the allergy as it stands, resolved
+    assert_eq!(again.allergy_id, allergy.allergy_id);
+    assert_eq!(again.status, pb::AllergyStatus::Resolved as i32);
+    // and its read is audited naming the allergy, read after its resolution
+    let (_, read) = stack
+        .access_events(&jane.patient_id)
+        .await
+        .into_iter()
+        .rfind(|(_, e)| e.method == "RecordAllergy")
+        .expect("the repeated recording's answer is audited");
+    assert_eq!(read.resource_ids, [allergy.allergy_id.as_str()]);
+    let position = read
+        .positions
+        .iter()
+        .find(|p| p.stream == "CARELOG_MEDICATIONS")
+        .map(|p| p.sequence);
+    assert_eq!(position, Some(resolved.stream_sequence));
+}
