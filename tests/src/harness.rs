@@ -359,8 +359,15 @@ impl TestStack {
 
 /// A valid NHS number from the 999 test range, different each call.
 pub fn test_nhs_number() -> String {
+    // From a random start, one after another: never the same number twice
+    // in a test (each test is a process of its own), which random numbers
+    // alone would give now and then.
+    static NEXT: std::sync::OnceLock<std::sync::atomic::AtomicU32> = std::sync::OnceLock::new();
+    let next = NEXT.get_or_init(|| {
+        std::sync::atomic::AtomicU32::new((uuid::Uuid::new_v4().as_u128() % 1_000_000) as u32)
+    });
     loop {
-        let n = 999_000_000 + (uuid::Uuid::new_v4().as_u128() % 1_000_000) as u32;
+        let n = 999_000_000 + next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1_000_000;
         let digits: Vec<u32> = n
             .to_string()
             .chars()

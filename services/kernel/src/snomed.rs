@@ -1,7 +1,9 @@
 //! SNOMED CT identifiers (SCTIDs) and dm+d codes, which are SCTIDs in the
 //! UK namespace: 6 to 18 digits, no leading zero, a Verhoeff check digit
 //! last, and a partition identifier (the two digits before it) saying what
-//! the id names. Coded clinical data stores concepts: partition 00 or 10.
+//! the id names. Coded clinical data stores concepts: partition 00 (short
+//! format) or 10 (long format, an extension's: an item, a 7-digit namespace,
+//! the partition and the check digit, so 11 digits or more).
 
 use std::fmt;
 
@@ -15,6 +17,10 @@ pub enum SctIdError {
     CheckDigit,
     #[error("is not a concept identifier (partition {0}; a concept has 00 or 10)")]
     NotAConcept(String),
+    #[error(
+        "is too short for its partition 10: an extension's identifier holds an item, a 7-digit namespace, the partition and the check digit (11 digits or more)"
+    )]
+    NoNamespace,
 }
 
 /// Verhoeff multiplication table (dihedral group D5).
@@ -82,6 +88,11 @@ impl ConceptId {
         if partition != "00" && partition != "10" {
             return Err(SctIdError::NotAConcept(partition.to_owned()));
         }
+        // The long format (an extension's, such as the UK's dm+d codes)
+        // puts a namespace between the item and the partition.
+        if partition == "10" && text.len() < 11 {
+            return Err(SctIdError::NoNamespace);
+        }
         Ok(Self(text.to_owned()))
     }
 
@@ -109,6 +120,29 @@ mod tests {
         }
         // A dm+d VMP in the UK namespace: amoxicillin 500mg capsules.
         assert!(ConceptId::parse("323509004").is_ok());
+        // A dm+d AMP in the long format: item, UK namespace 1000001, 10.
+        assert!(ConceptId::parse("39732311000001104").is_ok());
+    }
+
+    /// `body` with its Verhoeff check digit, as text.
+    fn with_check_digit(body: &[u8]) -> String {
+        body.iter()
+            .chain(std::iter::once(&verhoeff_digit(body)))
+            .map(|d| char::from(b'0' + d))
+            .collect()
+    }
+
+    #[test]
+    fn a_long_format_id_without_room_for_a_namespace_is_refused() {
+        // partition 10 with a valid check digit, but 6 and 10 digits: no
+        // 7-digit namespace between an item and the partition
+        for body in [&[1, 2, 3, 1, 0][..], &[1, 2, 3, 4, 5, 6, 7, 1, 0]] {
+            let id = with_check_digit(body);
+            assert_eq!(ConceptId::parse(&id), Err(SctIdError::NoNamespace), "{id}");
+        }
+        // while 11 digits hold one
+        let id = with_check_digit(&[1, 1, 0, 0, 0, 0, 0, 1, 1, 0]);
+        assert_eq!(ConceptId::parse(&id).map(|c| c.to_string()), Ok(id));
     }
 
     #[test]
@@ -117,12 +151,7 @@ mod tests {
         assert_eq!(ConceptId::parse("01959670"), Err(SctIdError::Format));
         assert_eq!(ConceptId::parse("12345"), Err(SctIdError::Format));
         // A description id (partition 01) is not a concept.
-        let body = [1, 4, 8, 2, 0, 1];
-        let id: String = body
-            .iter()
-            .chain(std::iter::once(&verhoeff_digit(&body)))
-            .map(|d| char::from(b'0' + d))
-            .collect();
+        let id = with_check_digit(&[1, 4, 8, 2, 0, 1]);
         assert!(matches!(ConceptId::parse(&id), Err(SctIdError::NotAConcept(p)) if p == "01"));
     }
 

@@ -209,6 +209,14 @@ fn changed(
         merged.effective_time = c.start_time;
     }
     let mut v = Violations::new();
+    // The display term names the concept: a new concept needs its own, or
+    // the record would carry one code under another's name.
+    if merged.concept_id != old_content.concept_id.trim() && !paths.iter().any(|p| p == "display") {
+        v.add(
+            "entry.display",
+            "must be in the update mask with a changed concept_id: the display term of the new concept",
+        );
+    }
     check_content(&merged, "entry", ctx.now, &mut v);
     if !v.is_empty() {
         return Err(Error::Invalid(v));

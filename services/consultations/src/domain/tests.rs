@@ -551,12 +551,49 @@ fn when_an_edit_would_leave_an_invalid_concept_then_it_is_refused_naming_the_fie
             entry,
             content: pb::EntryContent {
                 concept_id: "38341004".into(),
+                display: "Essential hypertension".into(),
                 ..Default::default()
             },
-            paths: vec!["concept_id".into()],
+            paths: vec!["concept_id".into(), "display".into()],
         })
         .expect_err("refused");
     assert_eq!(fields(err), ["entry.concept_id"]);
+}
+
+#[test]
+fn when_an_edit_changes_a_problems_concept_but_not_its_term_then_it_is_refused_naming_the_display()
+{
+    // Given a draft hypertension problem
+    let entry = EntryId::new();
+    let s = Scenario::started();
+    let add = s.add(entry, problem(pb::ProblemStatus::Active));
+    let s = s.given(add);
+    let to_asthma = |display: &str, paths: &[&str]| Command::EditEntry {
+        consultation: s.consultation,
+        entry,
+        content: pb::EntryContent {
+            concept_id: "195967001".into(),
+            display: display.into(),
+            ..Default::default()
+        },
+        paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+    };
+    // When its concept is changed to asthma alone, then the edit is refused
+    // naming the display term, which would still say hypertension
+    let err = s.when(to_asthma("", &["concept_id"])).expect_err("refused");
+    assert_eq!(fields(err), ["entry.display"]);
+    // and with asthma's own term, it is made
+    let events = s
+        .when(to_asthma("Asthma", &["concept_id", "display"]))
+        .expect("edited");
+    let E::EntryEdited(edited) = one(events) else {
+        panic!("not an edit");
+    };
+    let content = edited.content.expect("content");
+    assert_eq!(
+        (content.concept_id.as_str(), content.display.as_str()),
+        ("195967001", "Asthma")
+    );
 }
 
 // Entered in error
