@@ -22,7 +22,7 @@ use tonic::{Code, Request, Response, Status};
 use crate::catalogue::DrugCatalogue;
 use crate::domain::values::CHANGEABLE_PATHS;
 use crate::domain::views::{answer_ids, answer_withholds, reviewed, withhold_overrides};
-use crate::domain::{Command, Facts, MedicationRecord, decide};
+use crate::domain::{Command, Error, Facts, MedicationRecord, decide};
 use crate::queries::MedicationsQueries;
 
 fn patient_id(text: &str, v: &mut Violations) -> Option<PatientId> {
@@ -138,6 +138,9 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
             merged_allergies.extend(record.state.active_allergies().cloned());
         }
         let today = carelog_kernel::date::uk_today();
+        // What the last decision's refusal names of the record, if it
+        // refused (the closure may run again on a reloaded record).
+        let named = std::sync::Mutex::new(Vec::new());
         let committed = self
             .executor
             .execute(&*ctx, &[patient], |loaded| {
@@ -148,11 +151,29 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
                     organisation: ctx.actor.organisation.as_str(),
                     merged_allergies: &merged_allergies,
                 };
-                decide(&loaded[0].state, &facts, &command)
+                let decided = decide(&loaded[0].state, &facts, &command);
+                if let Ok(mut named) = named.lock() {
+                    *named = decided
+                        .as_ref()
+                        .err()
+                        .map(Error::items_named)
+                        .unwrap_or_default();
+                }
+                decided
                     .map(|events| Decision::single(patient, events))
                     .map_err(Failure::from)
             })
-            .await?;
+            .await;
+        let committed = match committed {
+            Ok(committed) => committed,
+            Err(refused) => {
+                let named = named.into_inner().unwrap_or_default();
+                if refused.code == Code::FailedPrecondition && !named.is_empty() {
+                    self.audit_refusal(ctx, patient, &named).await?;
+                }
+                return Err(refused.into());
+            }
+        };
         // An answer that stored nothing (a repeated request, a change
         // already made) reads the record as it stands: audited naming the
         // items it shows, at the position it was read at.
@@ -174,6 +195,26 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
                 .await?;
         }
         Ok(committed)
+    }
+
+    /// A refusal that names items of the record (an allergy, another
+    /// authorisation, a last issue) tells the caller of them: audited as a
+    /// read of them, at the record's position, before the refusal is
+    /// answered (ADR 0018).
+    async fn audit_refusal(
+        &self,
+        ctx: &RequestContext,
+        patient: PatientId,
+        named: &[String],
+    ) -> Result<(), Status> {
+        let position = self.executor.load_current(patient).await?.last_sequence;
+        let patient = patient.to_string();
+        let mut reads = carelog_kernel::access::Reads::new();
+        for id in named {
+            reads.record(&patient, id, reads::CONTEXT, position, false);
+        }
+        carelog_kernel::access::audit_unwritten(&*self.access, ctx, reads::SERVICE, &reads).await?;
+        Ok(())
     }
 }
 

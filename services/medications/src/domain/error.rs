@@ -133,4 +133,77 @@ impl Error {
         v.add(field, rule);
         Self::Invalid(v)
     }
+
+    /// The items of the patient's record this refusal tells the caller of
+    /// (an allergy the product conflicts with, an authorisation already
+    /// active, when one was last issued, that one expired): a read of them,
+    /// audited as one. A confidential item is named by none.
+    pub fn items_named(&self) -> Vec<String> {
+        let mut named = match self {
+            Self::AllergyConflict { allergy_id, .. } => vec![allergy_id.clone()],
+            Self::DuplicatePrescription {
+                authorisation_id, ..
+            } => vec![authorisation_id.clone()],
+            Self::IssuedToday { id, issued, .. } | Self::IssuedEarly { id, issued, .. } => {
+                vec![id.clone(), issued.clone()]
+            }
+            Self::AllergyNotActive { id, .. }
+            | Self::AllergyEnteredInError { id }
+            | Self::AuthorisationStopped(id)
+            | Self::IssuesUsedUp { id, .. }
+            | Self::AuthorisationExpired { id, .. }
+            | Self::ReviewOverdue { id, .. } => vec![id.clone()],
+            Self::SafetyConflicts(conflicts) => {
+                conflicts.iter().flat_map(Self::items_named).collect()
+            }
+            Self::Invalid(_)
+            | Self::AllergyNotFound(_)
+            | Self::AuthorisationNotFound(_)
+            | Self::ConfidentialAllergyConflict { .. }
+            | Self::ConfidentialDuplicate { .. }
+            | Self::NothingToReview => Vec::new(),
+        };
+        named.sort();
+        named.dedup();
+        named
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_names_the_items_it_tells_of_and_never_a_confidential_one() {
+        // Given amoxicillin refused for the practice's penicillin allergy,
+        // the clinic's confidential one and an issue already made today
+        let refused = Error::SafetyConflicts(vec![
+            Error::AllergyConflict {
+                allergy_id: "practice-allergy".into(),
+                substance_code: "764146007".into(),
+                substance_display: "Penicillin".into(),
+                product: "Amoxicillin 500mg capsules".into(),
+            },
+            Error::ConfidentialAllergyConflict {
+                product: "Amoxicillin 500mg capsules".into(),
+            },
+            Error::IssuedToday {
+                id: "changed-repeat".into(),
+                issued: "first-repeat".into(),
+                issue: 3,
+            },
+        ]);
+        // Then it names the practice's allergy and both authorisations,
+        // once each, and nothing of the clinic's
+        assert_eq!(
+            refused.items_named(),
+            ["changed-repeat", "first-repeat", "practice-allergy"]
+        );
+        // while a refusal of input names nothing of the record
+        assert!(
+            Error::invalid("details.supply_days", "at most 365")
+                .items_named()
+                .is_empty()
+        );
+    }
 }

@@ -56,6 +56,26 @@ async fn medications_allergy_refuses_amoxicillin_then_a_clarithromycin_repeat_is
         "{}",
         refused.message()
     );
+    // and the prescriber being told of the allergy is audited as a read of
+    // it, at the position of the record it was decided on
+    let (_, told) = stack
+        .access_events(&id)
+        .await
+        .into_iter()
+        .rfind(|(_, e)| e.method == "AuthoriseMedication")
+        .expect("the refusal naming the allergy is audited");
+    assert_eq!(
+        told.actor.as_ref().map(|a| a.user_id.as_str()),
+        Some("dr-jones")
+    );
+    assert_eq!(told.resource_ids, [allergy.allergy_id.as_str()]);
+    assert_eq!(
+        told.positions
+            .iter()
+            .find(|p| p.stream == "CARELOG_MEDICATIONS")
+            .map(|p| p.sequence),
+        Some(allergy.stream_sequence)
+    );
 
     // And an alternative as a repeat of 7 days' supply, its supply
     // checked (a year at most) with nothing appended when wrong
