@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use futures::future::BoxFuture;
+use tonic::Code;
 
 use carelog_proto::access::v1 as pb;
 
@@ -295,20 +296,36 @@ impl Guard {
         patient_id: &str,
         refusal: Refusal,
     ) -> Failure {
+        self.record_refusal_of(ctx, patient_id, refusal.code())
+            .await;
+        refusal.failure()
+    }
+
+    /// Records `failure` when it is a refusal by a rule of the context
+    /// (`PERMISSION_DENIED`: not a party to the task, not the
+    /// consultation's author), as every refusal is recorded (ADR 0021);
+    /// any other failure is not a refusal and records nothing.
+    pub async fn record_refusal(&self, ctx: &RequestContext, patient_id: &str, failure: &Failure) {
+        if failure.code == Code::PermissionDenied {
+            self.record_refusal_of(ctx, patient_id, &failure.reason)
+                .await;
+        }
+    }
+
+    async fn record_refusal_of(&self, ctx: &RequestContext, patient_id: &str, reason_code: &str) {
         let (service, method) = ctx.service_and_method();
-        let event = access::refused(ctx, service, method, patient_id, refusal.code());
+        let event = access::refused(ctx, service, method, patient_id, reason_code);
         tracing::warn!(
             user_id = %ctx.actor.user_id,
             organisation = %ctx.actor.organisation,
             rpc = %ctx.rpc,
-            reason = refusal.code(),
+            reason = reason_code,
             "access refused"
         );
         // The refusal stands whether or not it could be recorded.
         if let Err(e) = self.log.append(vec![event]).await {
             tracing::error!(error = %e, rpc = %ctx.rpc, "a refusal could not be recorded");
         }
-        refusal.failure()
     }
 
     /// Records an emergency access and raises the privacy officer's task;

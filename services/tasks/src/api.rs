@@ -218,9 +218,21 @@ impl<Q: TasksQueries> TasksApi<Q> {
             .map_err(Failure::from)
         };
         let committed = if create {
-            self.executor.create(&ctx, aggregate, decide).await?
+            self.executor.create(&ctx, aggregate, decide).await
         } else {
-            self.executor.execute(&ctx, &[aggregate], decide).await?
+            self.executor.execute(&ctx, &[aggregate], decide).await
+        };
+        // A task about no patient is no patient's record: its refusals
+        // concern the task alone.
+        let committed = match (committed, patient) {
+            (Ok(committed), _) => committed,
+            (Err(refused), Some(patient)) => {
+                self.guard
+                    .record_refusal(&ctx, &patient.to_string(), &refused)
+                    .await;
+                return Err(refused.into());
+            }
+            (Err(refused), None) => return Err(refused.into()),
         };
         let loaded = committed
             .aggregates

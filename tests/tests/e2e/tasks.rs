@@ -70,6 +70,26 @@ async fn a_medication_review_for_the_practice_team_is_claimed_completed_and_its_
         .expect_err("not a member");
     assert_eq!(outsider.code(), Code::PermissionDenied);
     assert_eq!(reason(&outsider), "NOT_TEAM_MEMBER");
+    // and the refusal is recorded, as every refusal is (ADR 0021)
+    let refusals: Vec<_> = stack
+        .access_events(&jane.patient_id)
+        .await
+        .into_iter()
+        .map(|(_, e)| e)
+        .filter(|e| e.outcome() == carelog_proto::access::v1::AccessOutcome::Denied)
+        .collect();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert_eq!(
+        (
+            refusals[0].method.as_str(),
+            refusals[0].reason_code.as_str()
+        ),
+        ("ClaimTask", "NOT_TEAM_MEMBER")
+    );
+    assert_eq!(
+        refusals[0].actor.as_ref().map(|a| a.user_id.as_str()),
+        Some("nurse-lee")
+    );
 
     let unclaimed = tasks
         .start_task(stack.req(action(&created, "")))

@@ -187,12 +187,21 @@ impl<Q: ConsultationsQueries> ConsultationsApi<Q> {
             organisation: ctx.actor.organisation.as_str(),
             now: Utc::now(),
         };
-        let committed = self
+        let committed = match self
             .executor
             .execute(&ctx, &[patient], |loaded| {
                 decide(&loaded[0].state, &command, &context).map_err(Failure::from)
             })
-            .await?;
+            .await
+        {
+            Ok(committed) => committed,
+            Err(refused) => {
+                self.guard
+                    .record_refusal(&ctx, &patient.to_string(), &refused)
+                    .await;
+                return Err(refused.into());
+            }
+        };
         let (id, topic_id, entry_id) = match &command {
             Command::Start { consultation, .. } => (*consultation, String::new(), String::new()),
             Command::AddEntry {

@@ -52,6 +52,22 @@ async fn consultations_only_the_author_or_a_supervising_gp_signs_and_a_repeat_ap
         .await
         .expect_err("not the author");
     assert_eq!(other.code(), Code::PermissionDenied);
+    // and that refusal is recorded, naming its rule
+    let refusals: Vec<_> = stack
+        .access_events(&patient)
+        .await
+        .into_iter()
+        .map(|(_, e)| e)
+        .filter(|e| e.outcome() == carelog_proto::access::v1::AccessOutcome::Denied)
+        .collect();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert_eq!(
+        (
+            refusals[0].method.as_str(),
+            refusals[0].reason_code.as_str()
+        ),
+        ("SignConsultation", "NOT_AUTHOR_OR_SUPERVISOR")
+    );
     let supervised = client
         .sign_consultation(stack.req_in_role("dr-lead", "A81001", "R0260", sign))
         .await
