@@ -307,7 +307,7 @@ impl Guard {
     /// any other failure is not a refusal and records nothing.
     pub async fn record_refusal(&self, ctx: &RequestContext, patient_id: &str, failure: &Failure) {
         if failure.code == Code::PermissionDenied {
-            self.record_refusal_of(ctx, patient_id, &failure.reason)
+            self.record_refusal_of(ctx, patient_id, failure.reason)
                 .await;
         }
     }
