@@ -46,7 +46,7 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct Connections {
     /// NATS server with JetStream (2.14 or newer).
-    #[arg(long, env = "NATS_URL")]
+    #[arg(long, env = "NATS_URL", hide_env_values = true)]
     pub nats_url: Option<String>,
     /// PostgreSQL for the read models.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -250,11 +250,16 @@ pub fn humantime(text: &str) -> Result<Duration, String> {
     let n: u64 = digits
         .parse()
         .map_err(|_| format!("'{text}' is not a duration such as 30s, 10m or 2h"))?;
+    let seconds = |per: u64| {
+        n.checked_mul(per)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("'{text}' is too long a duration"))
+    };
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
-        "s" | "" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
+        "s" | "" => seconds(1),
+        "m" => seconds(60),
+        "h" => seconds(3600),
         _ => Err(format!("'{text}' is not a duration such as 30s, 10m or 2h")),
     }
 }
@@ -262,4 +267,19 @@ pub fn humantime(text: &str) -> Result<Duration, String> {
 /// An ODS code given on the command line.
 fn ods_code(text: &str) -> Result<carelog_kernel::OdsCode, String> {
     carelog_kernel::OdsCode::parse(text).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::humantime;
+    use std::time::Duration;
+
+    #[test]
+    fn a_duration_is_read_in_its_unit_and_one_too_long_is_refused() {
+        assert_eq!(humantime("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(humantime("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(humantime("2h"), Ok(Duration::from_secs(7200)));
+        assert!(humantime("6000000000000000h").is_err_and(|e| e.contains("too long")));
+        assert!(humantime("ten minutes").is_err());
+    }
 }

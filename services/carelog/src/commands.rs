@@ -482,6 +482,12 @@ async fn start_up(
 
 fn print_banner(args: &UpArgs, data: &Path, nats_url: &str, own_nats: bool, own_pg: bool) {
     let listen = args.listen;
+    let nats_url = carelog_kernel::store::redacted_url(nats_url);
+    // With TLS, grpcurl is given the API's certificate authority.
+    let grpcurl = match &args.tls.tls_cert {
+        Some(cert) => format!("-cacert {}", cert.display()),
+        None => "-plaintext".to_owned(),
+    };
     let own = |yes: bool| if yes { " (started by carelog up)" } else { "" };
     println!(
         "carelog is up
@@ -492,11 +498,11 @@ fn print_banner(args: &UpArgs, data: &Path, nats_url: &str, own_nats: bool, own_
   token issuer  {DEV_ISSUER} (audience {DEV_AUDIENCE}), keys in {}
 
 Get a token:
-  TOKEN=$(carelog dev-token --user dev-clinician --org A81001 --role R8000 --name 'Dr Dev')
+  TOKEN=$(carelog dev-token --data-dir {} --user dev-clinician --org A81001 --role R8000 --name 'Dr Dev')
 
 Try it:
-  grpcurl -plaintext {listen} list
-  grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" -d '{{\"details\":{{\"name\":{{\"family\":\"Smith\",\"given\":[\"Jane\"]}},\"birthDate\":{{\"year\":1950,\"month\":3,\"day\":14}},\"gender\":\"ADMINISTRATIVE_GENDER_FEMALE\",\"nhsNumber\":\"9434765919\"}}}}' {listen} carelog.demographics.v1.DemographicsService/RegisterPatient
+  grpcurl {grpcurl} {listen} list
+  grpcurl {grpcurl} -H \"authorization: Bearer $TOKEN\" -d '{{\"details\":{{\"name\":{{\"family\":\"Smith\",\"given\":[\"Jane\"]}},\"birthDate\":{{\"year\":1950,\"month\":3,\"day\":14}},\"gender\":\"ADMINISTRATIVE_GENDER_FEMALE\",\"nhsNumber\":\"9434765919\"}}}}' {listen} carelog.demographics.v1.DemographicsService/RegisterPatient
 
 Ctrl-C stops everything.",
         own(own_nats),
@@ -504,6 +510,7 @@ Ctrl-C stops everything.",
         own(own_pg),
         data.display(),
         data.join("dev-issuer").display(),
+        data.display(),
     );
 }
 

@@ -49,17 +49,23 @@ fn valid_inward(b: &[u8]) -> bool {
 }
 
 fn valid_outward(b: &[u8]) -> bool {
-    let a = |c: u8| c.is_ascii_uppercase();
     let d = |c: u8| c.is_ascii_digit();
-    // Area: one or two letters (first never Q, V or X); district: a digit,
-    // then an optional digit or letter.
-    if b.is_empty() || b"QVX".contains(&b[0]) {
-        return false;
-    }
-    match b {
-        [l, n] => a(*l) && d(*n),
-        [l, n, x] => a(*l) && d(*n) && (d(*x) || a(*x)) || a(*l) && a(*n) && d(*x),
-        [l, m, n, x] => a(*l) && a(*m) && d(*n) && (d(*x) || a(*x)),
+    let of = |c: u8, letters: &[u8]| letters.contains(&c);
+    // Area: one letter, never Q, V or X, and maybe a second, never I, J or
+    // Z; district: a digit, then maybe a digit or, after a one-letter area,
+    // one of ABCDEFGHJKPSTUW ("W1A"), after a two-letter one, one of
+    // ABEHMNPRVWXY ("EC1A").
+    const FIRST: &[u8] = b"ABCDEFGHIJKLMNOPRSTUWYZ";
+    const SECOND: &[u8] = b"ABCDEFGHKLMNOPQRSTUVWXY";
+    const AFTER_ONE: &[u8] = b"ABCDEFGHJKPSTUW";
+    const AFTER_TWO: &[u8] = b"ABEHMNPRVWXY";
+    match *b {
+        [l, n] => of(l, FIRST) && d(n),
+        [l, n, x] => {
+            of(l, FIRST) && d(n) && (d(x) || of(x, AFTER_ONE))
+                || of(l, FIRST) && of(n, SECOND) && d(x)
+        }
+        [l, m, n, x] => of(l, FIRST) && of(m, SECOND) && d(n) && (d(x) || of(x, AFTER_TWO)),
         _ => false,
     }
 }
@@ -184,9 +190,9 @@ pub fn check_details(
         if pb::AddressUse::try_from(address.r#use).is_err() {
             v.add(at("use"), "is not a known address use");
         }
-        if !address.postcode.trim().is_empty()
-            && let Some(p) = v.check(&at("postcode"), Postcode::parse(&address.postcode))
-        {
+        if address.postcode.trim().is_empty() {
+            out.addresses[i].postcode = String::new();
+        } else if let Some(p) = v.check(&at("postcode"), Postcode::parse(&address.postcode)) {
             out.addresses[i].postcode = p.as_str().to_owned();
         }
         if address.lines.iter().all(|l| l.trim().is_empty()) && address.postcode.trim().is_empty() {
@@ -295,6 +301,11 @@ mod tests {
             Postcode::parse("EC1A 1BB").map(|p| p.0),
             Ok("EC1A 1BB".into())
         );
+        for valid in [
+            "CR2 6XH", "DN55 1PT", "B33 8TH", "GIR 0AA", "E1W 1AA", "WC2H 7LT",
+        ] {
+            assert_eq!(Postcode::parse(valid).map(|p| p.0), Ok(valid.into()));
+        }
     }
 
     #[test]
@@ -309,9 +320,32 @@ mod tests {
             "LS12345",
             "LS1 4AP X",
             "ŁS1 4AP",
+            // a second area letter I, J or Z; a district letter no
+            // postcode uses after a one- or two-letter area
+            "AZ1 1AA",
+            "LI1 1AA",
+            "W1Z 1AA",
+            "EC1Z 1BB",
+            "SW1C 1AA",
         ] {
             assert_eq!(Postcode::parse(bad), Err(PostcodeError), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_address_with_a_blank_postcode_keeps_no_postcode() {
+        let details = pb::PatientDetails {
+            addresses: vec![pb::Address {
+                lines: vec!["1 Park Row".into()],
+                postcode: "   ".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut v = Violations::new();
+        let checked = check_details(&details, "details", &mut v);
+        assert!(v.iter().all(|x| x.field != "details.addresses[0].postcode"));
+        assert_eq!(checked.addresses[0].postcode, "");
     }
 
     fn outward() -> impl Strategy<Value = String> {

@@ -2,7 +2,9 @@
 //! "Subjects and streams"), and the check that an existing stream is not
 //! weaker than it.
 
-use async_nats::jetstream::stream::{Config, DiscardPolicy, RetentionPolicy, StorageType};
+use async_nats::jetstream::stream::{
+    Config, DiscardPolicy, PersistenceMode, RetentionPolicy, StorageType,
+};
 use thiserror::Error;
 
 use super::StoreOptions;
@@ -120,7 +122,7 @@ pub fn check(found: &Config, wanted: &Config) -> Result<(), StreamCheckError> {
         required,
     };
     let unlimited = |v: i64| v <= 0;
-    let checks: [(&'static str, bool, String, String); 18] = [
+    let checks: [(&'static str, bool, String, String); 19] = [
         (
             "deny_delete",
             found.deny_delete,
@@ -193,11 +195,20 @@ pub fn check(found: &Config, wanted: &Config) -> Result<(), StreamCheckError> {
             format!("{:?}", found.max_age),
             "0 (no limit)".into(),
         ),
+        // More replicas than asked for are stronger, not weaker.
         (
             "num_replicas",
-            found.num_replicas.max(1) == wanted.num_replicas.max(1),
+            found.num_replicas.max(1) >= wanted.num_replicas.max(1),
             found.num_replicas.to_string(),
-            wanted.num_replicas.to_string(),
+            format!("{} or more", wanted.num_replicas.max(1)),
+        ),
+        // Asynchronous persistence acknowledges an append before it is
+        // stored: a command would be answered for a commit a crash loses.
+        (
+            "persist_mode",
+            found.persist_mode != Some(PersistenceMode::Async),
+            format!("{:?}", found.persist_mode.unwrap_or_default()).to_lowercase(),
+            "default (acknowledged once stored)".into(),
         ),
         (
             "allow_msg_ttl",
@@ -359,6 +370,10 @@ mod tests {
         .expect_err("subject_transform");
         assert_eq!(setting, "subject_transform");
         assert!(message.contains("elsewhere.>"));
+        let (setting, message) =
+            weaker(&|c| c.persist_mode = Some(PersistenceMode::Async)).expect_err("persist_mode");
+        assert_eq!(setting, "persist_mode");
+        assert!(message.contains("has persist_mode: async"), "{message}");
     }
 
     #[test]
@@ -374,6 +389,20 @@ mod tests {
         assert_eq!(check(&found, &wanted), Ok(()));
         found.duplicate_window = wanted.duplicate_window / 2;
         assert_eq!(check(&found, &wanted), Ok(()));
+        // more replicas than asked for, persisted before each acknowledgement
+        found.num_replicas = 3;
+        found.persist_mode = Some(PersistenceMode::Default);
+        assert_eq!(check(&found, &wanted), Ok(()));
+        // while fewer are weaker
+        let three = Config {
+            num_replicas: 3,
+            ..wanted.clone()
+        };
+        let err = check(&wanted, &three).expect_err("one replica of three");
+        assert_eq!(
+            (err.setting, err.required.as_str()),
+            ("num_replicas", "3 or more")
+        );
     }
 
     #[test]

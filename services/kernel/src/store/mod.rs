@@ -112,6 +112,17 @@ pub struct EventStore {
     committers: std::sync::Arc<group::Committers>,
 }
 
+/// `url` as it may be printed or logged: any user and password in it
+/// (`nats://user:secret@host:4222`) replaced by `***`.
+pub fn redacted_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme + 3 => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
 impl EventStore {
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
         let client = async_nats::ConnectOptions::new()
@@ -120,7 +131,7 @@ impl EventStore {
             .connect(url)
             .await
             .map_err(|e| StoreError::Connect {
-                url: url.to_owned(),
+                url: redacted_url(url),
                 reason: e.to_string(),
             })?;
         Self::from_client(client, options)
@@ -290,5 +301,23 @@ impl EventStore {
             client: self.client.clone(),
             timeout: self.options.timeout,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted_url;
+
+    #[test]
+    fn a_nats_url_is_printed_without_its_credentials() {
+        assert_eq!(
+            redacted_url("nats://carelog:s3cret@nats.carelog:4222"),
+            "nats://***@nats.carelog:4222"
+        );
+        assert_eq!(redacted_url("tls://token@nats:4222"), "tls://***@nats:4222");
+        assert_eq!(
+            redacted_url("nats://127.0.0.1:4222"),
+            "nats://127.0.0.1:4222"
+        );
     }
 }
