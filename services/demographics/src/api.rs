@@ -634,20 +634,20 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
                 Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
-        // A record merged into a survivor is the survivor's person (ADR
-        // 0034): a flag recorded on the survivor since protects it too,
-        // which its own row does not show.
+        // Each hit is judged by its facts as the event store holds them
+        // (ADR 0020), not by its row: a restriction, an objection or a
+        // transfer recorded a moment ago, which the row may not show yet,
+        // and for a record merged into a survivor, the survivor's flags
+        // since (ADR 0034).
         let mut facts = Vec::with_capacity(patients.len());
         for p in &patients {
-            let own = crate::gate::access_of(&p.patient_id, p);
-            facts.push(if p.merged_into_patient_id.is_empty() {
-                own
-            } else {
+            let row = || crate::gate::access_of(&p.patient_id, p);
+            facts.push(
                 self.guard
                     .patient_facts(&p.patient_id)
                     .await?
-                    .unwrap_or(own)
-            });
+                    .unwrap_or_else(row),
+            );
         }
         // A restricted patient is not found by a postcode, whoever asks: a
         // hit would say where they live. The projection leaves their

@@ -804,6 +804,79 @@ async fn a_restriction_of_the_survivor_hides_the_merged_duplicates_address_from_
     stack.stop().await;
 }
 
+/// A search judges each patient by the event store, not by a read-model row
+/// that has not caught up: a restriction recorded a moment ago hides the
+/// address at once.
+#[tokio::test]
+async fn a_restriction_not_yet_projected_already_hides_the_address_from_a_search() {
+    // Given Jane registered and projected, then the projectors stopped
+    let stack = TestStack::without_projectors().await;
+    let jane = stack.register(jane_smith()).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let projecting = tokio::spawn(
+        carelog_projections::Runner::new(stack.pool.clone(), stack.store.clone())
+            .run(carelog_projections::all(), stop.clone()),
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let projected = carelog_projections::checkpoint::wait_for(
+        &stack.pool,
+        "patients",
+        "CARELOG_DEMOGRAPHICS",
+        jane.stream_sequence,
+        deadline,
+    )
+    .await
+    .expect("checkpoint");
+    assert!(projected, "Jane's registration is projected");
+    stop.cancel();
+    projecting
+        .await
+        .expect("join")
+        .expect("the projectors stop");
+    // and her restriction recorded since, which her row does not show
+    let mut client = stack.client();
+    client
+        .mark_restricted(stack.req(pb::PatientFlagRequest {
+            patient_id: jane.patient_id.clone(),
+            reason: "at risk of harm".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("restricted");
+    let nurse = |search: pb::SearchPatientsRequest| {
+        stack.req_in_role("nurse-khan", "A81001", "R8001", search)
+    };
+
+    // When a nurse of the practice searches her NHS number
+    let found = client
+        .search_patients(nurse(pb::SearchPatientsRequest {
+            nhs_number: jane.details.as_ref().expect("details").nhs_number.clone(),
+            ..Default::default()
+        }))
+        .await
+        .expect("search")
+        .into_inner()
+        .patients;
+
+    // Then she is shown without her address
+    assert_eq!(found.len(), 1);
+    assert!(found[0].withheld);
+    let d = found[0].details.as_ref().expect("details");
+    assert!(d.addresses.is_empty(), "{d:?}");
+    // and her postcode does not find her
+    let by_postcode = client
+        .search_patients(nurse(pb::SearchPatientsRequest {
+            postcode: "LS1 5AB".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("search")
+        .into_inner()
+        .patients;
+    assert!(by_postcode.is_empty(), "{by_postcode:?}");
+    stack.stop().await;
+}
+
 #[tokio::test]
 async fn a_restriction_hides_what_earlier_versions_and_postcode_searches_would_tell() {
     // Given Jane, who moved house, and was then restricted (the S flag)
