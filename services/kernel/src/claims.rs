@@ -30,7 +30,40 @@ pub enum ClaimChange {
         kind: &'static str,
         value: String,
         owner: PatientId,
+        /// Aggregates merged into the owner: a value the owner took over
+        /// from one of them goes back to it, whose record still shows it,
+        /// and to no one else (ADR 0005).
+        merged_in: Vec<PatientId>,
     },
+}
+
+/// The holder before the current one, when the current holder took the
+/// value over from a record merged into it that is still merged: the
+/// value goes back to that record.
+async fn taken_over_from(
+    store: &EventStore,
+    stream: &ContextStream,
+    kind: &str,
+    value: &str,
+    merged_in: &[PatientId],
+) -> Result<Option<String>, Failure> {
+    if merged_in.is_empty() {
+        return Ok(None);
+    }
+    let history = store
+        .read_subject(&stream.name, &stream.claim_subject(kind, value), 0)
+        .await
+        .map_err(|e| Failure::unavailable(format!("event store: {e}")))?;
+    let before = history
+        .iter()
+        .rev()
+        .nth(1)
+        .map(|m| pb::Claim::decode(m.payload.as_ref()))
+        .transpose()
+        .map_err(|e| Failure::internal(&e))?;
+    Ok(before
+        .filter(|c| !c.released && merged_in.iter().any(|d| d.to_string() == c.owner_id))
+        .map(|c| c.owner_id))
 }
 
 /// Who holds a value now, if anyone.
@@ -67,14 +100,16 @@ pub(crate) async fn resolve(
         let (kind, value, owner, released) = match change {
             ClaimChange::Take {
                 kind, value, owner, ..
-            } => (*kind, value, *owner, false),
-            ClaimChange::Release { kind, value, owner } => (*kind, value, *owner, true),
+            } => (*kind, value, owner.to_string(), false),
+            ClaimChange::Release {
+                kind, value, owner, ..
+            } => (*kind, value, owner.to_string(), true),
         };
         let current = holder(store, stream, kind, value).await?;
         let expected = match (change, &current) {
             (ClaimChange::Take { .. }, None) => 0,
             (ClaimChange::Take { .. }, Some((c, seq))) if c.released => *seq,
-            (ClaimChange::Take { .. }, Some((c, _))) if c.owner_id == owner.to_string() => continue,
+            (ClaimChange::Take { .. }, Some((c, _))) if c.owner_id == owner => continue,
             (ClaimChange::Take { merged_in, .. }, Some((c, seq)))
                 if merged_in.iter().any(|d| d.to_string() == c.owner_id) =>
             {
@@ -89,16 +124,25 @@ pub(crate) async fn resolve(
                 .with("field", *field)
                 .with("existingPatientId", c.owner_id.clone()));
             }
-            (ClaimChange::Release { .. }, Some((c, seq)))
-                if !c.released && c.owner_id == owner.to_string() =>
-            {
+            (ClaimChange::Release { .. }, Some((c, seq))) if !c.released && c.owner_id == owner => {
                 *seq
             }
             (ClaimChange::Release { .. }, _) => continue,
         };
+        // A value taken over from a record merged into its owner goes back
+        // to that record instead of being released.
+        let (owner, released) = match change {
+            ClaimChange::Release { merged_in, .. } => {
+                match taken_over_from(store, stream, kind, value, merged_in).await? {
+                    Some(previous) => (previous, false),
+                    None => (owner, released),
+                }
+            }
+            ClaimChange::Take { .. } => (owner, released),
+        };
         let claim = pb::Claim {
             kind: kind.to_owned(),
-            owner_id: owner.to_string(),
+            owner_id: owner,
             released,
             recorded_at: Some(timestamp(chrono::Utc::now())),
             request_id: ctx.request_id.clone(),

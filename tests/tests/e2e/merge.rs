@@ -282,6 +282,12 @@ async fn a_survivor_takes_over_its_duplicates_nhs_number_and_gives_it_back_to_un
         }))
         .await
         .expect("number removed");
+    // the number goes back to the duplicate whose record shows it, not to
+    // whoever registers it next
+    assert_eq!(
+        holder_of(&stack, &number).await,
+        Some(duplicate.patient_id.clone())
+    );
 
     // Then the unmerge goes through and the duplicate holds its number again
     let unmerged = client

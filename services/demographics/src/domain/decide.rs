@@ -83,7 +83,8 @@ pub fn alive(id: PatientId, record: &PatientRecord) -> Result<(), Error> {
 /// The claims of a change of NHS number from `before` to `after`. The new
 /// number may be taken over from a record merged into this one (`record`):
 /// the same person's, closed, so a survivor can adopt its duplicate's traced
-/// number.
+/// number; and the old one, if it was so taken over, goes back to that
+/// record, which still shows it.
 fn nhs_claims(
     id: PatientId,
     record: &PatientRecord,
@@ -96,6 +97,7 @@ fn nhs_claims(
             kind: NHS_NUMBER_CLAIM,
             value: before.to_owned(),
             owner: id,
+            merged_in: record.merged_patient_ids(),
         });
     }
     if before != after && !after.is_empty() {
