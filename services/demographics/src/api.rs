@@ -417,7 +417,9 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
                 apply_mask(&mut merged, &new, &paths);
                 let mut v = Violations::new();
                 let details = check_details(&merged, "details", &mut v);
-                if record.is_registered() {
+                // A merged record is closed whatever is sent: the domain
+                // refuses it naming the survivor, before input or transfer.
+                if record.is_registered() && record.merged_into().is_none() {
                     v.into_result()?;
                     // Compared as checked (an ODS code trimmed, upper case).
                     let caller = Caller {

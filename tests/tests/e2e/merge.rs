@@ -68,6 +68,44 @@ async fn merge_then_edit_then_unmerge_keeps_every_edit_on_the_right_patient() {
         info.metadata.get("survivorPatientId"),
         Some(&survivor.patient_id)
     );
+    // and so does a transfer of the duplicate to another practice, or input
+    // it would refuse, rather than a refusal of the transfer or the input
+    for (details, paths) in [
+        (
+            pb::PatientDetails {
+                registered_practice_ods: "B82002".into(),
+                ..jane_smith()
+            },
+            ["registered_practice_ods"],
+        ),
+        (
+            pb::PatientDetails {
+                nhs_number: "1234567890".into(),
+                ..jane_smith()
+            },
+            ["nhs_number"],
+        ),
+    ] {
+        let refused = client
+            .update_demographics(stack.req(pb::UpdateDemographicsRequest {
+                patient_id: duplicate.patient_id.clone(),
+                details: Some(details),
+                update_mask: mask(&paths),
+                ..Default::default()
+            }))
+            .await
+            .expect_err("merged away");
+        let info = refused.get_details_error_info().expect("error info");
+        assert_eq!(
+            (refused.code(), info.reason.as_str()),
+            (Code::FailedPrecondition, "PATIENT_MERGED"),
+            "{refused:?}"
+        );
+        assert_eq!(
+            info.metadata.get("survivorPatientId"),
+            Some(&survivor.patient_id)
+        );
+    }
 
     // A query for the duplicate says where it went
     let found = client
