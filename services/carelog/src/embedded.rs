@@ -199,7 +199,7 @@ impl NatsServer {
 
         let log_path = store_dir.join("nats.log");
         let (stdout, stderr) = log_stdio(&log_path)?;
-        let mut child = Command::new(&bin)
+        let mut child = ended_with_us(&bin, "TERM")
             .arg("-c")
             .arg(&conf_path)
             .stdin(Stdio::null())
@@ -386,7 +386,7 @@ impl Postgres {
         };
 
         if !data_dir.join("PG_VERSION").is_file() {
-            let mut initdb = command_as(run_as, &bin_dir.join("initdb"));
+            let mut initdb = command_as(run_as, &bin_dir.join("initdb"), None);
             initdb
                 .arg("-D")
                 .arg(&data_dir)
@@ -423,7 +423,8 @@ impl Postgres {
         };
 
         let (stdout, stderr) = log_stdio(&log_path)?;
-        let mut postgres = command_as(run_as, &bin_dir.join("postgres"));
+        // Fast shutdown (SIGINT) should carelog die without stopping it.
+        let mut postgres = command_as(run_as, &bin_dir.join("postgres"), Some("INT"));
         postgres
             .arg("-D")
             .arg(&data_dir)
@@ -674,18 +675,36 @@ impl RunAs {
     }
 }
 
-fn command_as(run_as: Option<RunAs>, program: &Path) -> Command {
+/// `program`, run so that it is sent `signal` should carelog die without
+/// stopping it (killed outright, out of memory): a server left running on
+/// the data directory would keep the next `carelog up` from starting. Where
+/// util-linux's setpriv is missing, `program` is run as it is.
+fn ended_with_us(program: &Path, signal: &str) -> Command {
+    if find_on_path("setpriv").is_none() {
+        return Command::new(program);
+    }
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--pdeathsig", signal, "--"]).arg(program);
+    cmd
+}
+
+fn command_as(run_as: Option<RunAs>, program: &Path, end_signal: Option<&str>) -> Command {
     match run_as {
-        None => Command::new(program),
+        None => match end_signal {
+            Some(signal) => ended_with_us(program, signal),
+            None => Command::new(program),
+        },
         Some(RunAs::Setpriv) => {
             let mut cmd = Command::new("setpriv");
             cmd.args([
                 &format!("--reuid={PG_USER}"),
                 &format!("--regid={PG_USER}"),
                 "--init-groups",
-                "--",
-            ])
-            .arg(program);
+            ]);
+            if let Some(signal) = end_signal {
+                cmd.args(["--pdeathsig", signal]);
+            }
+            cmd.arg("--").arg(program);
             cmd
         }
         Some(RunAs::Runuser) => {

@@ -409,3 +409,40 @@ async fn a_signal_during_start_up_stops_the_servers_carelog_up_started() {
     assert!(left.is_empty(), "still running: {left:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_carelog_up_killed_outright_leaves_no_server_behind_and_the_next_one_starts() {
+    let dir = std::env::temp_dir().join(format!("carelog-up-killed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = dir.join("data");
+
+    // Given `carelog up` running with its own nats-server and PostgreSQL,
+    let (mut up, mut stdout, _stderr) = start_up(&data);
+    wait_line(&mut stdout, "carelog is up").await;
+    assert!(!processes_under(&data).is_empty(), "its servers run");
+    // when it is killed outright, with no chance to stop them (SIGKILL, or
+    // the kernel out of memory),
+    let pid = up.id().expect("pid").to_string();
+    let killed = Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .await
+        .expect("kill");
+    assert!(killed.success());
+    exits(&mut up).await;
+    // its servers stop too, PostgreSQL with a fast shutdown,
+    let left = nothing_left_under(&data, 30).await;
+    assert!(left.is_empty(), "still running: {left:?}");
+    assert!(!data.join("pg/postmaster.pid").exists());
+
+    // and the next `carelog up` on the same directory comes up and stops.
+    let (mut up, mut stdout, _stderr) = start_up(&data);
+    wait_line(&mut stdout, "carelog is up").await;
+    sigterm(&up).await;
+    let status = exits(&mut up).await;
+    let said = rest(&mut stdout).await;
+    assert!(status.success(), "exit {status}; {said}");
+    let left = nothing_left_under(&data, 10).await;
+    assert!(left.is_empty(), "still running: {left:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
