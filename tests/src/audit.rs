@@ -40,3 +40,12 @@ pub async fn caught_up(stack: &TestStack, projection: &str) {
         assert!(reached, "{projection} did not reach {stream} {last}");
     }
 }
+
+/// The position in `stream` an access event says its answer was built from.
+pub fn position(event: &carelog_proto::access::v1::RecordAccessed, stream: &str) -> Option<u64> {
+    event
+        .positions
+        .iter()
+        .find(|p| p.stream == stream)
+        .map(|p| p.sequence)
+}

@@ -295,6 +295,33 @@ impl TestStack {
             .collect()
     }
 
+    /// The refusals recorded for a patient, oldest first.
+    pub async fn refusals(
+        &self,
+        patient_id: &str,
+    ) -> Vec<carelog_proto::access::v1::RecordAccessed> {
+        self.access_events(patient_id)
+            .await
+            .into_iter()
+            .map(|(_, event)| event)
+            .filter(|event| event.outcome() == carelog_proto::access::v1::AccessOutcome::Denied)
+            .collect()
+    }
+
+    /// The last access recorded for a patient by `method`.
+    pub async fn last_access(
+        &self,
+        patient_id: &str,
+        method: &str,
+    ) -> carelog_proto::access::v1::RecordAccessed {
+        self.access_events(patient_id)
+            .await
+            .into_iter()
+            .map(|(_, event)| event)
+            .rfind(|event| event.method == method)
+            .unwrap_or_else(|| panic!("no access by {method} recorded"))
+    }
+
     /// A request carrying a clinician's token.
     pub fn req<T>(&self, message: T) -> tonic::Request<T> {
         self.req_as("dr-jones", message)

@@ -358,6 +358,20 @@ async fn exits(up: &mut tokio::process::Child) -> std::process::ExitStatus {
         .expect("wait")
 }
 
+/// A `carelog up` on `data` comes up, stops on SIGTERM and leaves nothing
+/// running.
+async fn the_next_up_comes_up_and_stops(data: &std::path::Path) {
+    let (mut up, mut stdout, _stderr) = start_up(data);
+    wait_line(&mut stdout, "carelog is up").await;
+    sigterm(&up).await;
+    let status = exits(&mut up).await;
+    let said = rest(&mut stdout).await;
+    assert!(status.success(), "exit {status}; {said}");
+    assert!(said.contains("carelog stopped"), "{said}");
+    let left = nothing_left_under(data, 10).await;
+    assert!(left.is_empty(), "still running: {left:?}");
+}
+
 #[tokio::test]
 async fn a_signal_during_start_up_stops_the_servers_carelog_up_started() {
     let dir = std::env::temp_dir().join(format!("carelog-up-signal-{}", std::process::id()));
@@ -381,15 +395,7 @@ async fn a_signal_during_start_up_stops_the_servers_carelog_up_started() {
     assert!(!data.join("pg/postmaster.pid").exists());
 
     // and the next `carelog up` on the same directory comes up and stops.
-    let (mut up, mut stdout, _stderr) = start_up(&data);
-    wait_line(&mut stdout, "carelog is up").await;
-    sigterm(&up).await;
-    let status = exits(&mut up).await;
-    let said = rest(&mut stdout).await;
-    assert!(status.success(), "exit {status}; {said}");
-    assert!(said.contains("carelog stopped"), "{said}");
-    let left = nothing_left_under(&data, 10).await;
-    assert!(left.is_empty(), "still running: {left:?}");
+    the_next_up_comes_up_and_stops(&data).await;
 
     // A second signal exits at once, having passed a stop signal on to the
     // servers: none outlives carelog for long. (Should the start-up finish
@@ -436,13 +442,6 @@ async fn a_carelog_up_killed_outright_leaves_no_server_behind_and_the_next_one_s
     assert!(!data.join("pg/postmaster.pid").exists());
 
     // and the next `carelog up` on the same directory comes up and stops.
-    let (mut up, mut stdout, _stderr) = start_up(&data);
-    wait_line(&mut stdout, "carelog is up").await;
-    sigterm(&up).await;
-    let status = exits(&mut up).await;
-    let said = rest(&mut stdout).await;
-    assert!(status.success(), "exit {status}; {said}");
-    let left = nothing_left_under(&data, 10).await;
-    assert!(left.is_empty(), "still running: {left:?}");
+    the_next_up_comes_up_and_stops(&data).await;
     let _ = std::fs::remove_dir_all(&dir);
 }

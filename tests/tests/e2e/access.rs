@@ -7,6 +7,7 @@ use carelog_proto::access::v1::RecordAccessed;
 use carelog_proto::consultations::v1 as cpb;
 use carelog_proto::demographics::v1 as pb;
 use carelog_proto::medications::v1 as mpb;
+use carelog_tests::audit::position;
 use carelog_tests::consultations::start_request;
 use carelog_tests::harness::{TestStack, jane_smith};
 use carelog_tests::medications::{CLARITHROMYCIN_500, authorise, repeat};
@@ -21,14 +22,6 @@ async fn accesses(stack: &TestStack, patient_id: &str) -> Vec<RecordAccessed> {
         .into_iter()
         .map(|(_, event)| event)
         .collect()
-}
-
-fn position(event: &RecordAccessed, stream: &str) -> Option<u64> {
-    event
-        .positions
-        .iter()
-        .find(|p| p.stream == stream)
-        .map(|p| p.sequence)
 }
 
 #[tokio::test]

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use carelog_demographics::domain::{Command, PatientRecord, decide};
 use carelog_kernel::{Actor, Executor, Failure, OdsCode, PatientId, RequestContext};
-use carelog_proto::access::v1::AccessOutcome;
 use carelog_proto::consultations::v1::consultations_service_client::ConsultationsServiceClient;
 use carelog_proto::demographics::v1 as pb;
 use carelog_proto::demographics::v1::demographics_service_client::DemographicsServiceClient;
@@ -156,13 +155,7 @@ async fn a_patient_who_moved_practice_through_another_replica_is_refused_to_her_
     // nothing is appended,
     assert_eq!(stack.last_sequence().await, before);
     // and the refusal is recorded, once.
-    let refusals: Vec<_> = stack
-        .access_events(&jane.patient_id)
-        .await
-        .into_iter()
-        .map(|(_, event)| event)
-        .filter(|event| event.outcome() == AccessOutcome::Denied)
-        .collect();
+    let refusals = stack.refusals(&jane.patient_id).await;
     assert_eq!(refusals.len(), 1, "{refusals:?}");
     assert_eq!(refusals[0].method, "UpdateDemographics");
     assert_eq!(refusals[0].reason_code, "NO_LEGITIMATE_RELATIONSHIP");

@@ -208,16 +208,21 @@ async fn every_version_is_kept_with_who_when_and_why() {
     stack.stop().await;
 }
 
+/// A registration of `details` under `request_id`.
+fn registration(details: &pb::PatientDetails, request_id: &str) -> pb::RegisterPatientRequest {
+    pb::RegisterPatientRequest {
+        details: Some(details.clone()),
+        request_id: request_id.into(),
+        reason: String::new(),
+    }
+}
+
 #[tokio::test]
 async fn the_same_request_id_sent_twice_appends_once_and_returns_the_first_result() {
     let stack = TestStack::start().await;
     let mut client = stack.client();
     let details = jane_smith();
-    let request = || pb::RegisterPatientRequest {
-        details: Some(details.clone()),
-        request_id: "reg-7f3a".into(),
-        reason: String::new(),
-    };
+    let request = || registration(&details, "reg-7f3a");
     let first = client
         .register_patient(stack.req(request()))
         .await
@@ -463,11 +468,7 @@ async fn a_registration_sent_again_after_its_nhs_number_went_to_another_patient_
     let mut client = stack.client();
     let details = jane_smith();
     let number = details.nhs_number.clone();
-    let register = || pb::RegisterPatientRequest {
-        details: Some(details.clone()),
-        request_id: "reg-jane".into(),
-        reason: String::new(),
-    };
+    let register = || registration(&details, "reg-jane");
     let jane = client
         .register_patient(stack.req(register()))
         .await
@@ -519,11 +520,7 @@ async fn a_registration_sent_again_after_the_patient_moved_practice_is_refused_t
     let stack = TestStack::start().await;
     let mut client = stack.client();
     let details = jane_smith();
-    let register = || pb::RegisterPatientRequest {
-        details: Some(details.clone()),
-        request_id: "reg-jane".into(),
-        reason: String::new(),
-    };
+    let register = || registration(&details, "reg-jane");
     let jane = client
         .register_patient(stack.req(register()))
         .await
@@ -557,13 +554,7 @@ async fn a_registration_sent_again_after_the_patient_moved_practice_is_refused_t
         Some("NO_LEGITIMATE_RELATIONSHIP".into())
     );
     assert_eq!(stack.last_sequence().await, before);
-    let refusals: Vec<_> = stack
-        .access_events(&jane.patient_id)
-        .await
-        .into_iter()
-        .map(|(_, event)| event)
-        .filter(|event| event.outcome() == carelog_proto::access::v1::AccessOutcome::Denied)
-        .collect();
+    let refusals = stack.refusals(&jane.patient_id).await;
     assert_eq!(refusals.len(), 1, "{refusals:?}");
     assert_eq!(refusals[0].method, "RegisterPatient");
     stack.stop().await;

@@ -12,6 +12,7 @@ mod work_lists;
 use std::time::Duration;
 
 use carelog_proto::tasks::v1 as pb;
+use carelog_tests::audit::position;
 use carelog_tests::harness::{TestStack, jane_smith};
 use carelog_tests::tasks::{
     AUTHORISATION, PRACTICE_TEAM, action, as_practice_pharmacist, medication_review, reason,
@@ -71,13 +72,7 @@ async fn a_medication_review_for_the_practice_team_is_claimed_completed_and_its_
     assert_eq!(outsider.code(), Code::PermissionDenied);
     assert_eq!(reason(&outsider), "NOT_TEAM_MEMBER");
     // and the refusal is recorded, as every refusal is (ADR 0021)
-    let refusals: Vec<_> = stack
-        .access_events(&jane.patient_id)
-        .await
-        .into_iter()
-        .map(|(_, e)| e)
-        .filter(|e| e.outcome() == carelog_proto::access::v1::AccessOutcome::Denied)
-        .collect();
+    let refusals = stack.refusals(&jane.patient_id).await;
     assert_eq!(refusals.len(), 1, "{refusals:?}");
     assert_eq!(
         (
@@ -425,17 +420,10 @@ async fn a_repeated_task_creation_answers_with_the_task_now_and_is_audited_there
     assert_eq!(again.owner_user_id, "ph-patel");
     assert_eq!(again.stream_sequence, claimed.stream_sequence);
     // and its read is audited at that position
-    let (_, read) = stack
-        .access_events(&jane.patient_id)
-        .await
-        .into_iter()
-        .rfind(|(_, e)| e.method == "CreateTask")
-        .expect("the repeated creation's answer is audited");
+    let read = stack.last_access(&jane.patient_id, "CreateTask").await;
     assert_eq!(read.resource_ids, [created.task_id.as_str()]);
-    let position = read
-        .positions
-        .iter()
-        .find(|p| p.stream == "CARELOG_TASKS")
-        .map(|p| p.sequence);
-    assert_eq!(position, Some(claimed.stream_sequence));
+    assert_eq!(
+        position(&read, "CARELOG_TASKS"),
+        Some(claimed.stream_sequence)
+    );
 }

@@ -53,13 +53,7 @@ async fn consultations_only_the_author_or_a_supervising_gp_signs_and_a_repeat_ap
         .expect_err("not the author");
     assert_eq!(other.code(), Code::PermissionDenied);
     // and that refusal is recorded, naming its rule
-    let refusals: Vec<_> = stack
-        .access_events(&patient)
-        .await
-        .into_iter()
-        .map(|(_, e)| e)
-        .filter(|e| e.outcome() == carelog_proto::access::v1::AccessOutcome::Denied)
-        .collect();
+    let refusals = stack.refusals(&patient).await;
     assert_eq!(refusals.len(), 1, "{refusals:?}");
     assert_eq!(
         (

@@ -2,6 +2,7 @@
 //! rebuild of the read models that ends where the projector ended.
 
 use carelog_proto::medications::v1 as pb;
+use carelog_tests::audit::position;
 use carelog_tests::harness::{TestStack, jane_smith};
 use carelog_tests::medications::{
     AMOXICILLIN_500, CLARITHROMYCIN_500, PARACETAMOL_500, PENICILLIN, acute, authorise, in_days,
@@ -58,22 +59,14 @@ async fn medications_allergy_refuses_amoxicillin_then_a_clarithromycin_repeat_is
     );
     // and the prescriber being told of the allergy is audited as a read of
     // it, at the position of the record it was decided on
-    let (_, told) = stack
-        .access_events(&id)
-        .await
-        .into_iter()
-        .rfind(|(_, e)| e.method == "AuthoriseMedication")
-        .expect("the refusal naming the allergy is audited");
+    let told = stack.last_access(&id, "AuthoriseMedication").await;
     assert_eq!(
         told.actor.as_ref().map(|a| a.user_id.as_str()),
         Some("dr-jones")
     );
     assert_eq!(told.resource_ids, [allergy.allergy_id.as_str()]);
     assert_eq!(
-        told.positions
-            .iter()
-            .find(|p| p.stream == "CARELOG_MEDICATIONS")
-            .map(|p| p.sequence),
+        position(&told, "CARELOG_MEDICATIONS"),
         Some(allergy.stream_sequence)
     );
 
@@ -609,17 +602,10 @@ async fn a_repeated_allergy_recording_answers_with_the_allergy_now_and_its_read_
     assert_eq!(again.allergy_id, allergy.allergy_id);
     assert_eq!(again.status, pb::AllergyStatus::Resolved as i32);
     // and its read is audited naming the allergy, read after its resolution
-    let (_, read) = stack
-        .access_events(&jane.patient_id)
-        .await
-        .into_iter()
-        .rfind(|(_, e)| e.method == "RecordAllergy")
-        .expect("the repeated recording's answer is audited");
+    let read = stack.last_access(&jane.patient_id, "RecordAllergy").await;
     assert_eq!(read.resource_ids, [allergy.allergy_id.as_str()]);
-    let position = read
-        .positions
-        .iter()
-        .find(|p| p.stream == "CARELOG_MEDICATIONS")
-        .map(|p| p.sequence);
-    assert_eq!(position, Some(resolved.stream_sequence));
+    assert_eq!(
+        position(&read, "CARELOG_MEDICATIONS"),
+        Some(resolved.stream_sequence)
+    );
 }
