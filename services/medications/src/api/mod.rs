@@ -133,14 +133,26 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
         // The allergies of records merged into this one are the same
         // person's: closed, so read once, outside the command's lock.
         let mut merged_allergies = Vec::new();
+        // Where each of them is: (record, its position, its allergy ids).
+        let mut merged_records = Vec::new();
         for duplicate in &facts.merged_patient_ids {
             let record = self.executor.load_current(*duplicate).await?;
-            merged_allergies.extend(record.state.active_allergies().cloned());
+            let allergies: Vec<_> = record.state.active_allergies().cloned().collect();
+            merged_records.push((
+                *duplicate,
+                record.last_sequence,
+                allergies
+                    .iter()
+                    .map(|a| a.allergy_id.clone())
+                    .collect::<Vec<_>>(),
+            ));
+            merged_allergies.extend(allergies);
         }
         let today = carelog_kernel::date::uk_today();
-        // What the last decision's refusal names of the record, if it
-        // refused (the closure may run again on a reloaded record).
-        let named = std::sync::Mutex::new(Vec::new());
+        // What the last decision's refusal tells of the record, if it
+        // refused, and the position of the record it was decided on (the
+        // closure may run again on a reloaded record).
+        let named = std::sync::Mutex::new(Told::default());
         let committed = self
             .executor
             .execute(&*ctx, &[patient], |loaded| {
@@ -153,11 +165,15 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
                 };
                 let decided = decide(&loaded[0].state, &facts, &command);
                 if let Ok(mut named) = named.lock() {
-                    *named = decided
-                        .as_ref()
-                        .err()
-                        .map(Error::items_named)
-                        .unwrap_or_default();
+                    *named = Told {
+                        items: decided
+                            .as_ref()
+                            .err()
+                            .map(Error::items_named)
+                            .unwrap_or_default(),
+                        withheld: decided.as_ref().is_err_and(Error::withholds),
+                        position: loaded[0].last_sequence,
+                    };
                 }
                 decided
                     .map(|events| Decision::single(patient, events))
@@ -167,9 +183,12 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
         let committed = match committed {
             Ok(committed) => committed,
             Err(refused) => {
-                let named = named.into_inner().unwrap_or_default();
-                if refused.code == Code::FailedPrecondition && !named.is_empty() {
-                    self.audit_refusal(ctx, patient, &named).await?;
+                let told = named.into_inner().unwrap_or_default();
+                if refused.code == Code::FailedPrecondition
+                    && (!told.items.is_empty() || told.withheld)
+                {
+                    self.audit_refusal(ctx, patient, &told, &merged_records)
+                        .await?;
                 }
                 return Err(refused.into());
             }
@@ -199,23 +218,48 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
 
     /// A refusal that names items of the record (an allergy, another
     /// authorisation, a last issue) tells the caller of them: audited as a
-    /// read of them, at the record's position, before the refusal is
-    /// answered (ADR 0018).
+    /// read of them, at the position of the record it was decided on, before
+    /// the refusal is answered (ADR 0018). An allergy of a record merged
+    /// into this one is read there, at that record's position; a refusal
+    /// for an item confidential to another organisation marks the read
+    /// withheld.
     async fn audit_refusal(
         &self,
         ctx: &RequestContext,
         patient: PatientId,
-        named: &[String],
+        told: &Told,
+        merged: &[(PatientId, u64, Vec<String>)],
     ) -> Result<(), Status> {
-        let position = self.executor.load_current(patient).await?.last_sequence;
         let patient = patient.to_string();
         let mut reads = carelog_kernel::access::Reads::new();
-        for id in named {
-            reads.record(&patient, id, reads::CONTEXT, position, false);
+        for id in &told.items {
+            match merged.iter().find(|(_, _, ids)| ids.contains(id)) {
+                Some((duplicate, position, _)) => reads.record(
+                    &duplicate.to_string(),
+                    id,
+                    reads::CONTEXT,
+                    *position,
+                    told.withheld,
+                ),
+                None => reads.record(&patient, id, reads::CONTEXT, told.position, told.withheld),
+            };
+        }
+        if told.items.is_empty() {
+            reads.record(&patient, "", reads::CONTEXT, told.position, told.withheld);
         }
         carelog_kernel::access::audit_unwritten(&*self.access, ctx, reads::SERVICE, &reads).await?;
         Ok(())
     }
+}
+
+/// What a refusal told the caller of the record: the items it named,
+/// whether it held back a confidential one, and the position of the record
+/// it was decided on.
+#[derive(Debug, Default)]
+struct Told {
+    items: Vec<String>,
+    withheld: bool,
+    position: u64,
 }
 
 fn state(committed: &Committed<MedicationRecord>) -> Result<&MedicationRecord, Status> {

@@ -134,6 +134,16 @@ impl Error {
         Self::Invalid(v)
     }
 
+    /// Whether this refusal held back an item confidential to another
+    /// organisation (it says one conflicts, naming nothing of it).
+    pub fn withholds(&self) -> bool {
+        match self {
+            Self::ConfidentialAllergyConflict { .. } | Self::ConfidentialDuplicate { .. } => true,
+            Self::SafetyConflicts(conflicts) => conflicts.iter().any(Self::withholds),
+            _ => false,
+        }
+    }
+
     /// The items of the patient's record this refusal tells the caller of
     /// (an allergy the product conflicts with, an authorisation already
     /// active, when one was last issued, that one expired): a read of them,
@@ -194,11 +204,12 @@ mod tests {
             },
         ]);
         // Then it names the practice's allergy and both authorisations,
-        // once each, and nothing of the clinic's
+        // once each, and nothing of the clinic's, which it holds back
         assert_eq!(
             refused.items_named(),
             ["changed-repeat", "first-repeat", "practice-allergy"]
         );
+        assert!(refused.withholds());
         // while a refusal of input names nothing of the record
         assert!(
             Error::invalid("details.supply_days", "at most 365")

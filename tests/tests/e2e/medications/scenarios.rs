@@ -525,6 +525,16 @@ async fn medications_a_penicillin_allergy_on_a_merged_duplicate_refuses_amoxicil
     let info = refused.get_details_error_info().expect("error info");
     assert_eq!(info.metadata.get("allergyId"), Some(&allergy.allergy_id));
     assert_eq!(stack.last_sequence_of("medications").await, before);
+    // and the prescriber being told of it is audited as a read of the
+    // record that holds it, at that record's position
+    let told = stack
+        .last_access(&duplicate.patient_id, "AuthoriseMedication")
+        .await;
+    assert_eq!(told.resource_ids, [allergy.allergy_id.as_str()]);
+    assert_eq!(
+        position(&told, "CARELOG_MEDICATIONS"),
+        Some(allergy.stream_sequence)
+    );
 
     // And the survivor's allergy list shows it, naming the record it is on
     let listed = meds
