@@ -250,18 +250,25 @@ pub fn humantime(text: &str) -> Result<Duration, String> {
     let n: u64 = digits
         .parse()
         .map_err(|_| format!("'{text}' is not a duration such as 30s, 10m or 2h"))?;
+    // A hundred years at most: added to a time, no longer one overflows.
+    const MAX: Duration = Duration::from_secs(100 * 366 * 24 * 3600);
+    let too_long = || format!("'{text}' is too long a duration (a hundred years at most)");
     let seconds = |per: u64| {
         n.checked_mul(per)
             .map(Duration::from_secs)
-            .ok_or_else(|| format!("'{text}' is too long a duration"))
+            .ok_or_else(too_long)
     };
-    match unit {
+    let duration = match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "s" | "" => seconds(1),
         "m" => seconds(60),
         "h" => seconds(3600),
         _ => Err(format!("'{text}' is not a duration such as 30s, 10m or 2h")),
+    }?;
+    if duration > MAX {
+        return Err(too_long());
     }
+    Ok(duration)
 }
 
 /// An ODS code given on the command line.
@@ -280,6 +287,7 @@ mod tests {
         assert_eq!(humantime("10m"), Ok(Duration::from_secs(600)));
         assert_eq!(humantime("2h"), Ok(Duration::from_secs(7200)));
         assert!(humantime("6000000000000000h").is_err_and(|e| e.contains("too long")));
+        assert!(humantime("18446744073709551615s").is_err_and(|e| e.contains("too long")));
         assert!(humantime("ten minutes").is_err());
     }
 }

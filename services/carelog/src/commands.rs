@@ -484,9 +484,13 @@ fn print_banner(args: &UpArgs, data: &Path, nats_url: &str, own_nats: bool, own_
     let listen = args.listen;
     let nats_url = carelog_kernel::store::redacted_url(nats_url);
     // With TLS, grpcurl is given the API's certificate authority.
-    let grpcurl = match &args.tls.tls_cert {
-        Some(cert) => format!("-cacert {}", cert.display()),
-        None => "-plaintext".to_owned(),
+    let grpcurl = match (&args.tls.tls_cert, &args.tls.tls_client_ca) {
+        (Some(cert), None) => format!("-cacert {}", cert.display()),
+        (Some(cert), Some(_)) => format!(
+            "-cacert {} -cert <your client certificate> -key <its key>",
+            cert.display()
+        ),
+        (None, _) => "-plaintext".to_owned(),
     };
     let own = |yes: bool| if yes { " (started by carelog up)" } else { "" };
     println!(

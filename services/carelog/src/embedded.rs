@@ -675,12 +675,28 @@ impl RunAs {
     }
 }
 
+/// Whether setpriv is here and knows `--pdeathsig` (util-linux 2.33 and
+/// later; not busybox's), asked once.
+fn setpriv_has_pdeathsig() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        find_on_path("setpriv").is_some()
+            && std::process::Command::new("setpriv")
+                .args(["--pdeathsig", "TERM", "--", "true"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+    })
+}
+
 /// `program`, run so that it is sent `signal` should carelog die without
 /// stopping it (killed outright, out of memory): a server left running on
 /// the data directory would keep the next `carelog up` from starting. Where
 /// util-linux's setpriv is missing, `program` is run as it is.
 fn ended_with_us(program: &Path, signal: &str) -> Command {
-    if find_on_path("setpriv").is_none() {
+    if !setpriv_has_pdeathsig() {
         return Command::new(program);
     }
     let mut cmd = Command::new("setpriv");
@@ -701,7 +717,7 @@ fn command_as(run_as: Option<RunAs>, program: &Path, end_signal: Option<&str>) -
                 &format!("--regid={PG_USER}"),
                 "--init-groups",
             ]);
-            if let Some(signal) = end_signal {
+            if let Some(signal) = end_signal.filter(|_| setpriv_has_pdeathsig()) {
                 cmd.args(["--pdeathsig", signal]);
             }
             cmd.arg("--").arg(program);

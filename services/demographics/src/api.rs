@@ -641,16 +641,18 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         // transfer recorded a moment ago, which the row may not show yet,
         // and for a record merged into a survivor, the survivor's flags
         // since (ADR 0034).
-        let mut facts = Vec::with_capacity(patients.len());
-        for p in &patients {
-            let row = || crate::gate::access_of(&p.patient_id, p);
-            facts.push(
-                self.guard
-                    .patient_facts(&p.patient_id)
-                    .await?
-                    .unwrap_or_else(row),
-            );
-        }
+        // (Looked up together: one Direct Get each, a page of up to 200.)
+        let facts: Vec<PatientAccess> =
+            futures::future::try_join_all(patients.iter().map(|p| async move {
+                let row = || crate::gate::access_of(&p.patient_id, p);
+                Ok::<_, Failure>(
+                    self.guard
+                        .patient_facts(&p.patient_id)
+                        .await?
+                        .unwrap_or_else(row),
+                )
+            }))
+            .await?;
         // A restricted patient is not found by a postcode, whoever asks: a
         // hit would say where they live. The projection leaves their
         // postcodes out; a merged record's are left out here.

@@ -115,12 +115,19 @@ pub struct EventStore {
 /// `url` as it may be printed or logged: any user and password in it
 /// (`nats://user:secret@host:4222`) replaced by `***`.
 pub fn redacted_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme + 3 => {
-            format!("{}***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
+    // A list of servers, each with or without its scheme.
+    url.split(',')
+        .map(|server| {
+            let start = server.find("://").map_or(0, |scheme| scheme + 3);
+            match server.rfind('@') {
+                Some(at) if at >= start => {
+                    format!("{}***{}", &server[..start], &server[at..])
+                }
+                _ => server.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl EventStore {
@@ -318,6 +325,12 @@ mod tests {
         assert_eq!(
             redacted_url("nats://127.0.0.1:4222"),
             "nats://127.0.0.1:4222"
+        );
+        // without a scheme, and a list of servers
+        assert_eq!(redacted_url("carelog:s3cret@nats:4222"), "***@nats:4222");
+        assert_eq!(
+            redacted_url("nats://a:x@n1:4222,nats://a:x@n2:4222"),
+            "nats://***@n1:4222,nats://***@n2:4222"
         );
     }
 }
