@@ -24,6 +24,12 @@ pub enum ProjectionError {
     /// A rebuild was asked for while another ran on the same database.
     #[error("another rebuild is running on this database; rebuild one projection at a time")]
     RebuildRunning,
+    /// The connection holding the rebuild's lock was closed while it ran:
+    /// nothing was swapped in.
+    #[error(
+        "the rebuild lost its lock (its database connection was closed); nothing was swapped in: run it again"
+    )]
+    RebuildLockLost,
 }
 
 impl ProjectionError {
@@ -73,7 +79,7 @@ impl ProjectionError {
         match self {
             Self::Store(_) => true,
             Self::Database(e) => database_unavailable(e),
-            Self::Unapplicable { .. } | Self::RebuildRunning => false,
+            Self::Unapplicable { .. } | Self::RebuildRunning | Self::RebuildLockLost => false,
         }
     }
 }

@@ -70,7 +70,10 @@ pub async fn rebuild(
         if !locked {
             return Err(ProjectionError::RebuildRunning);
         }
-        let rebuilt = rebuild_in_span(pool, store, projection, progress).await;
+        let (holder,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
+            .fetch_one(&mut lock)
+            .await?;
+        let rebuilt = rebuild_in_span(pool, store, projection, progress, holder).await;
         let _ = sqlx::Connection::close(lock).await;
         rebuilt
     }
@@ -83,6 +86,7 @@ async fn rebuild_in_span(
     store: &EventStore,
     projection: &dyn Projection,
     progress: &(dyn Fn(u64, u64) + Sync),
+    lock_holder: i32,
 ) -> Result<RebuildReport, ProjectionError> {
     let started = Instant::now();
     let mut conn = pool.acquire().await?;
@@ -150,6 +154,17 @@ async fn rebuild_in_span(
     // rebuild reads, so the checkpoint swapped in is never behind its own.
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     lock_projection(&mut tx, projection.name()).await?;
+    // Nothing is swapped in unless this rebuild still holds the lock that
+    // kept others out: its connection may have been cut while it ran (an
+    // idle timeout, a proxy), and another rebuild started since.
+    let (held,): (bool,) =
+        sqlx::query_as("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)")
+            .bind(lock_holder)
+            .fetch_one(&mut *tx)
+            .await?;
+    if !held {
+        return Err(ProjectionError::RebuildLockLost);
+    }
     for stream in &streams {
         done += catch_up(&mut tx, store, projection, stream).await?;
     }

@@ -900,3 +900,44 @@ async fn a_rebuild_started_while_another_runs_is_refused_and_the_first_completes
     .await
     .expect("a rebuild after the first");
 }
+
+/// A rebuild whose lock was lost while it ran (its connection cut by an
+/// idle timeout or a proxy) swaps nothing in: another rebuild may have
+/// started since.
+#[tokio::test]
+async fn a_rebuild_that_lost_its_lock_swaps_nothing_in() {
+    // Given a rebuild of patients waiting at the tail for the live projector
+    let stack = TestStack::without_projectors().await;
+    let (live, rebuild) = a_rebuild_waiting_for_the_live_projector(&stack).await;
+    // when the connection holding its lock is cut
+    let (terminated,): (bool,) = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE (query LIKE 'SELECT pg_try_advisory_lock%' OR query LIKE 'SELECT pg_backend_pid()%') \
+         AND state = 'idle' AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&stack.pool)
+    .await
+    .expect("the rebuild's lock connection");
+    assert!(terminated);
+    live.commit().await.expect("commit");
+
+    // then it ends refused, saying why
+    let refused = tokio::time::timeout(Duration::from_secs(120), rebuild)
+        .await
+        .expect("the rebuild ended within 120 s")
+        .expect("join")
+        .expect_err("no lock, no swap");
+    assert!(
+        matches!(
+            refused,
+            carelog_projections::ProjectionError::RebuildLockLost
+        ),
+        "{refused}"
+    );
+    // and the live tables are the ones still in place
+    let (patients,): (i64,) = sqlx::query_as("SELECT count(*) FROM patients")
+        .fetch_one(&stack.pool)
+        .await
+        .expect("count");
+    assert_eq!(patients, 0, "nothing projected was swapped in");
+}
