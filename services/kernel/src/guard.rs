@@ -301,15 +301,23 @@ impl Guard {
         refusal.failure()
     }
 
-    /// Records `failure` when it is a refusal by a rule of the context
-    /// (`PERMISSION_DENIED`: not a party to the task, not the
-    /// consultation's author), as every refusal is recorded (ADR 0021);
-    /// any other failure is not a refusal and records nothing.
-    pub async fn record_refusal(&self, ctx: &RequestContext, patient_id: &str, failure: &Failure) {
-        if failure.code == Code::PermissionDenied {
-            self.record_refusal_of(ctx, patient_id, failure.reason)
+    /// `outcome` of a command on `patient`, its refusal recorded when it is
+    /// one by a rule of the context (`PERMISSION_DENIED`: not a party to
+    /// the task, not the consultation's author), as every refusal is
+    /// (ADR 0021); any other failure is not a refusal and records nothing.
+    pub async fn recorded<T>(
+        &self,
+        ctx: &RequestContext,
+        patient: PatientId,
+        outcome: Result<T, Failure>,
+    ) -> Result<T, Failure> {
+        if let Err(failure) = &outcome
+            && failure.code == Code::PermissionDenied
+        {
+            self.record_refusal_of(ctx, &patient.to_string(), failure.reason)
                 .await;
         }
+        outcome
     }
 
     async fn record_refusal_of(&self, ctx: &RequestContext, patient_id: &str, reason_code: &str) {

@@ -217,22 +217,16 @@ impl<Q: TasksQueries> TasksApi<Q> {
             .map(|events| Decision::single(aggregate, events))
             .map_err(Failure::from)
         };
-        let committed = if create {
+        let executed = if create {
             self.executor.create(&ctx, aggregate, decide).await
         } else {
             self.executor.execute(&ctx, &[aggregate], decide).await
         };
         // A task about no patient is no patient's record: its refusals
         // concern the task alone.
-        let committed = match (committed, patient) {
-            (Ok(committed), _) => committed,
-            (Err(refused), Some(patient)) => {
-                self.guard
-                    .record_refusal(&ctx, &patient.to_string(), &refused)
-                    .await;
-                return Err(refused.into());
-            }
-            (Err(refused), None) => return Err(refused.into()),
+        let committed = match patient {
+            Some(patient) => self.guard.recorded(&ctx, patient, executed).await?,
+            None => executed?,
         };
         let loaded = committed
             .aggregates

@@ -187,21 +187,13 @@ impl<Q: ConsultationsQueries> ConsultationsApi<Q> {
             organisation: ctx.actor.organisation.as_str(),
             now: Utc::now(),
         };
-        let committed = match self
+        let executed = self
             .executor
             .execute(&ctx, &[patient], |loaded| {
                 decide(&loaded[0].state, &command, &context).map_err(Failure::from)
             })
-            .await
-        {
-            Ok(committed) => committed,
-            Err(refused) => {
-                self.guard
-                    .record_refusal(&ctx, &patient.to_string(), &refused)
-                    .await;
-                return Err(refused.into());
-            }
-        };
+            .await;
+        let committed = self.guard.recorded(&ctx, patient, executed).await?;
         let (id, topic_id, entry_id) = match &command {
             Command::Start { consultation, .. } => (*consultation, String::new(), String::new()),
             Command::AddEntry {

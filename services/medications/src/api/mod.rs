@@ -132,21 +132,15 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
         };
         // The allergies of records merged into this one are the same
         // person's: closed, so read once, outside the command's lock.
+        // Where each is held, for the audit of a refusal naming one.
         let mut merged_allergies = Vec::new();
-        // Where each of them is: (record, its position, its allergy ids).
-        let mut merged_records = Vec::new();
+        let mut held = Vec::new();
         for duplicate in &facts.merged_patient_ids {
             let record = self.executor.load_current(*duplicate).await?;
-            let allergies: Vec<_> = record.state.active_allergies().cloned().collect();
-            merged_records.push((
-                *duplicate,
-                record.last_sequence,
-                allergies
-                    .iter()
-                    .map(|a| a.allergy_id.clone())
-                    .collect::<Vec<_>>(),
-            ));
-            merged_allergies.extend(allergies);
+            for allergy in record.state.active_allergies() {
+                held.push((allergy.allergy_id.clone(), *duplicate, record.last_sequence));
+                merged_allergies.push(allergy.clone());
+            }
         }
         let today = carelog_kernel::date::uk_today();
         // What the last decision's refusal tells of the record, if it
@@ -184,11 +178,21 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
             Ok(committed) => committed,
             Err(refused) => {
                 let told = named.into_inner().unwrap_or_default();
+                // A refusal that names items of the record (an allergy,
+                // another authorisation, a last issue) tells the caller of
+                // them, or that a confidential one conflicts: a read of
+                // them, audited before the refusal is answered (ADR 0018).
                 if refused.code == Code::FailedPrecondition
                     && (!told.items.is_empty() || told.withheld)
                 {
-                    self.audit_refusal(ctx, patient, &told, &merged_records)
-                        .await?;
+                    let reads = reads_of(patient, &told.items, told.position, told.withheld, &held);
+                    carelog_kernel::access::audit_unwritten(
+                        &*self.access,
+                        ctx,
+                        reads::SERVICE,
+                        &reads,
+                    )
+                    .await?;
                 }
                 return Err(refused.into());
             }
@@ -202,54 +206,38 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
             let record = &loaded.state;
             let withheld = answer_withholds(record, &command, &ctx.actor, today);
             let shown = answer_ids(record, &command, &ctx.actor, today);
-            let patient = patient.to_string();
-            let mut reads = carelog_kernel::access::Reads::new();
-            for id in &shown {
-                reads.record(&patient, id, reads::CONTEXT, loaded.last_sequence, withheld);
-            }
-            if shown.is_empty() {
-                reads.record(&patient, "", reads::CONTEXT, loaded.last_sequence, withheld);
-            }
+            let reads = reads_of(patient, &shown, loaded.last_sequence, withheld, &[]);
             carelog_kernel::access::audit_unwritten(&*self.access, ctx, reads::SERVICE, &reads)
                 .await?;
         }
         Ok(committed)
     }
+}
 
-    /// A refusal that names items of the record (an allergy, another
-    /// authorisation, a last issue) tells the caller of them: audited as a
-    /// read of them, at the position of the record it was decided on, before
-    /// the refusal is answered (ADR 0018). An allergy of a record merged
-    /// into this one is read there, at that record's position; a refusal
-    /// for an item confidential to another organisation marks the read
-    /// withheld.
-    async fn audit_refusal(
-        &self,
-        ctx: &RequestContext,
-        patient: PatientId,
-        told: &Told,
-        merged: &[(PatientId, u64, Vec<String>)],
-    ) -> Result<(), Status> {
-        let patient = patient.to_string();
-        let mut reads = carelog_kernel::access::Reads::new();
-        for id in &told.items {
-            match merged.iter().find(|(_, _, ids)| ids.contains(id)) {
-                Some((duplicate, position, _)) => reads.record(
-                    &duplicate.to_string(),
-                    id,
-                    reads::CONTEXT,
-                    *position,
-                    told.withheld,
-                ),
-                None => reads.record(&patient, id, reads::CONTEXT, told.position, told.withheld),
-            };
-        }
-        if told.items.is_empty() {
-            reads.record(&patient, "", reads::CONTEXT, told.position, told.withheld);
-        }
-        carelog_kernel::access::audit_unwritten(&*self.access, ctx, reads::SERVICE, &reads).await?;
-        Ok(())
+/// The reads of `items` of `patient`'s record at `position`, or of the
+/// record alone when there are none; an item `held` by a record merged into
+/// it (item, record, position) is read on that record, at its position.
+fn reads_of(
+    patient: PatientId,
+    items: &[String],
+    position: u64,
+    withheld: bool,
+    held: &[(String, PatientId, u64)],
+) -> carelog_kernel::access::Reads {
+    let patient = patient.to_string();
+    let mut reads = carelog_kernel::access::Reads::new();
+    for item in items {
+        match held.iter().find(|(id, _, _)| id == item) {
+            Some((_, record, at)) => {
+                reads.record(&record.to_string(), item, reads::CONTEXT, *at, withheld)
+            }
+            None => reads.record(&patient, item, reads::CONTEXT, position, withheld),
+        };
     }
+    if items.is_empty() {
+        reads.record(&patient, "", reads::CONTEXT, position, withheld);
+    }
+    reads
 }
 
 /// What a refusal told the caller of the record: the items it named,
