@@ -59,8 +59,8 @@ pub async fn rebuild(
         // Every rebuild builds in the one schema `carelog_rebuild`: a second
         // at the same time would drop the first's tables under it, or write
         // into them from elsewhere in the stream. The lock is held by a
-        // connection of its own, released when it closes, however the
-        // rebuild ends.
+        // connection of its own: unlocked when the rebuild ends, and released
+        // by the server if that connection is cut.
         let mut lock =
             <PgConnection as sqlx::Connection>::connect_with(&pool.connect_options()).await?;
         let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock(hashtext($1))")
@@ -74,6 +74,13 @@ pub async fn rebuild(
             .fetch_one(&mut lock)
             .await?;
         let rebuilt = rebuild_in_span(pool, store, projection, progress, holder).await;
+        // Unlocked before the rebuild returns: a closed connection's lock is
+        // released only once its server process has gone, which a rebuild
+        // started straight after this one could beat.
+        let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
+            .bind(SCHEMA)
+            .execute(&mut lock)
+            .await;
         let _ = sqlx::Connection::close(lock).await;
         rebuilt
     }

@@ -350,6 +350,34 @@ impl TestStack {
         .expect("rebuild");
     }
 
+    /// On a stack without projectors: runs every projector until the
+    /// patients read model has applied `sequence` of the demographics
+    /// stream, then stops them, so what is recorded next is in the event
+    /// store but not yet in the read model.
+    pub async fn project_patients_until(&self, sequence: u64) {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let projecting = tokio::spawn(
+            carelog_projections::Runner::new(self.pool.clone(), self.store.clone())
+                .run(carelog_projections::all(), stop.clone()),
+        );
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        let projected = carelog_projections::checkpoint::wait_for(
+            &self.pool,
+            "patients",
+            "CARELOG_DEMOGRAPHICS",
+            sequence,
+            deadline,
+        )
+        .await
+        .expect("checkpoint");
+        assert!(projected, "sequence {sequence} projected within 20 s");
+        stop.cancel();
+        projecting
+            .await
+            .expect("join")
+            .expect("the projectors stop");
+    }
+
     /// The demographics stream's last sequence.
     pub async fn last_sequence(&self) -> u64 {
         self.store

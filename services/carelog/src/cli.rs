@@ -137,6 +137,11 @@ pub struct UpArgs {
     /// organisation that broke glass reviews it (ADR 0022).
     #[arg(long, env = "CARELOG_BREAK_GLASS_REVIEWER", value_parser = ods_code)]
     pub break_glass_reviewer: Option<carelog_kernel::OdsCode>,
+    /// How long to wait for the nats-server and PostgreSQL `up` starts to
+    /// take connections: recovering a large data directory after a crash
+    /// can take longer than the default.
+    #[arg(long, env = "CARELOG_START_TIMEOUT", default_value = "60s", value_parser = humantime)]
+    pub start_timeout: Duration,
     #[command(flatten)]
     pub connections: Connections,
     #[command(flatten)]

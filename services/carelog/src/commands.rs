@@ -398,10 +398,15 @@ impl Children {
     }
 }
 
+/// What `carelog up` was doing when one of its servers failed to start.
+fn started_within(server: &str, timeout: Duration) -> String {
+    format!("starting {server}, waiting up to {timeout:?} for it (--start-timeout)")
+}
+
 /// Starts `carelog up`'s servers (into `children`, for the caller to stop
 /// whatever happens) and then carelog itself. `None` when a signal arrived
 /// before it was running. A child server being started is left to finish
-/// starting (bounded by its readiness timeout) and is then stopped
+/// starting (bounded by --start-timeout) and is then stopped
 /// cleanly, never killed half-started.
 async fn start_up(
     args: &UpArgs,
@@ -414,7 +419,9 @@ async fn start_up(
     let nats_url = match &args.connections.nats_url {
         Some(url) => url.clone(),
         None => {
-            let server = NatsServer::start(&data.join("nats"), None).await?;
+            let server = NatsServer::start_within(&data.join("nats"), None, args.start_timeout)
+                .await
+                .with_context(|| started_within("nats-server", args.start_timeout))?;
             let url = server.url.clone();
             children.nats = Some(server);
             url
@@ -426,7 +433,9 @@ async fn start_up(
     let db_url = match &args.connections.database_url {
         Some(url) => url.clone(),
         None => {
-            let server = Postgres::start(&data.join("pg"), None).await?;
+            let server = Postgres::start_within(&data.join("pg"), None, args.start_timeout)
+                .await
+                .with_context(|| started_within("PostgreSQL", args.start_timeout))?;
             let url = server.url.clone();
             children.pg = Some(server);
             url

@@ -163,6 +163,16 @@ impl NatsServer {
     /// Starts nats-server with its JetStream store in `<store_dir>/js`, its config and log
     /// in `store_dir`, on `port` or a free one. Returns once it accepts TCP connections.
     pub async fn start(store_dir: &Path, port: Option<u16>) -> Result<NatsServer> {
+        Self::start_within(store_dir, port, NATS_READY_TIMEOUT).await
+    }
+
+    /// [`NatsServer::start`], waiting up to `ready_within` for it to accept
+    /// connections (recovering a large store takes a while).
+    pub async fn start_within(
+        store_dir: &Path,
+        port: Option<u16>,
+        ready_within: Duration,
+    ) -> Result<NatsServer> {
         let bin = tokio::task::spawn_blocking(find_nats_server).await??;
         tokio::fs::create_dir_all(store_dir)
             .await
@@ -210,7 +220,7 @@ impl NatsServer {
             .with_context(|| format!("starting {}", bin.display()))?;
         let tracked = child.id().map(|pid| crate::shutdown::track(pid, "TERM"));
 
-        let deadline = Instant::now() + NATS_READY_TIMEOUT;
+        let deadline = Instant::now() + ready_within;
         loop {
             if let Some(status) = child.try_wait()? {
                 bail!(
@@ -228,7 +238,7 @@ impl NatsServer {
                 bail!(
                     "nats-server did not accept connections on 127.0.0.1:{port} within {:?}; \
                      log {}:\n{}",
-                    NATS_READY_TIMEOUT,
+                    ready_within,
                     log_path.display(),
                     log_tail(&log_path)
                 );
@@ -364,6 +374,16 @@ impl Postgres {
     /// When running as root, the data dir is given to the `postgres` OS user and the
     /// server runs as that user, since PostgreSQL refuses to run as root.
     pub async fn start(data_dir: &Path, port: Option<u16>) -> Result<Postgres> {
+        Self::start_within(data_dir, port, PG_READY_TIMEOUT).await
+    }
+
+    /// [`Postgres::start`], waiting up to `ready_within` for it to accept
+    /// sessions (crash recovery of a large cluster takes a while).
+    pub async fn start_within(
+        data_dir: &Path,
+        port: Option<u16>,
+        ready_within: Duration,
+    ) -> Result<Postgres> {
         let bin_dir = pg_bin_dir().await?;
         tokio::fs::create_dir_all(data_dir)
             .await
@@ -460,7 +480,7 @@ impl Postgres {
             child: Some(child),
             tracked,
         };
-        pg.wait_ready().await?;
+        pg.wait_ready(ready_within).await?;
         pg.postmaster_pid = pg.read_postmaster_pid().await;
         if let Some(pid) = pg.postmaster_pid
             && pg.child.as_ref().and_then(Child::id) != Some(pid)
@@ -476,8 +496,8 @@ impl Postgres {
     /// Waits until the postmaster takes TCP connections and pg_isready says it accepts
     /// sessions (after crash recovery, TCP is up before sessions are allowed), and checks
     /// that the server answering is ours, not another one on the same port.
-    async fn wait_ready(&mut self) -> Result<()> {
-        let deadline = Instant::now() + PG_READY_TIMEOUT;
+    async fn wait_ready(&mut self, within: Duration) -> Result<()> {
+        let deadline = Instant::now() + within;
         loop {
             self.fail_if_exited()?;
             if tcp_accepts(self.port).await {
@@ -504,7 +524,7 @@ impl Postgres {
                 bail!(
                     "postgres did not accept connections on 127.0.0.1:{} within {:?}; log {}:\n{}",
                     self.port,
-                    PG_READY_TIMEOUT,
+                    within,
                     self.log_path.display(),
                     log_tail(&self.log_path)
                 );

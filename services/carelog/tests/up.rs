@@ -261,11 +261,25 @@ fn start_up(
     tokio::sync::mpsc::UnboundedReceiver<String>,
     tokio::sync::mpsc::UnboundedReceiver<String>,
 ) {
+    start_up_with(data, &[])
+}
+
+/// [`start_up`] with more arguments.
+fn start_up_with(
+    data: &std::path::Path,
+    more: &[&str],
+) -> (
+    tokio::process::Child,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
     let port = carelog::embedded::free_port().expect("free port");
     let mut up = Command::new(env!("CARGO_BIN_EXE_carelog"))
         .args(["up", "--data-dir"])
         .arg(data)
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(more)
+        .env_remove("CARELOG_START_TIMEOUT")
         .env_remove("NATS_URL")
         .env_remove("DATABASE_URL")
         .env_remove("CARELOG_METRICS_LISTEN")
@@ -442,6 +456,36 @@ async fn a_carelog_up_killed_outright_leaves_no_server_behind_and_the_next_one_s
     assert!(!data.join("pg/postmaster.pid").exists());
 
     // and the next `carelog up` on the same directory comes up and stops.
+    the_next_up_comes_up_and_stops(&data).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_server_that_does_not_come_up_within_the_start_timeout_is_stopped_naming_the_setting() {
+    let dir = std::env::temp_dir().join(format!("carelog-up-timeout-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = dir.join("data");
+
+    // Given `carelog up` told to wait no longer than a millisecond for its
+    // servers, far less than a nats-server needs to start
+    let (mut up, _stdout, mut stderr) = start_up_with(&data, &["--start-timeout", "1ms"]);
+    let status = exits(&mut up).await;
+    let said = rest(&mut stderr).await;
+
+    // Then it fails, saying which server did not come up, how long it
+    // waited and which setting gives it longer
+    assert!(!status.success(), "exit {status}; {said}");
+    assert!(
+        said.contains("nats-server did not accept connections"),
+        "{said}"
+    );
+    assert!(said.contains("waiting up to 1ms"), "{said}");
+    assert!(said.contains("--start-timeout"), "{said}");
+    // and leaves no server running on its data directory
+    let left = nothing_left_under(&data, 10).await;
+    assert!(left.is_empty(), "still running: {left:?}");
+
+    // And with the default wait, the next `carelog up` comes up and stops.
     the_next_up_comes_up_and_stops(&data).await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -345,6 +345,63 @@ impl<Q: PatientQueries> DemographicsApi<Q> {
     }
 }
 
+impl<Q: PatientQueries> DemographicsApi<Q> {
+    /// A page of a search's hits, each with its facts as the event store
+    /// holds them (ADR 0020), not as its row says: a restriction, an
+    /// objection or a transfer recorded a moment ago, which the row may not
+    /// show yet, and for a record merged into a survivor, the survivor's
+    /// flags since (ADR 0034).
+    ///
+    /// A restricted patient is not found by a postcode, whoever asks: a hit
+    /// would say where they live. The projection leaves their postcodes
+    /// out; a merged record's, or a restriction not yet projected, are left
+    /// out here, and the page is filled from the rows after them, so a
+    /// caller is not handed a short page while more follow. After
+    /// [`FILL_ROUNDS`] fetches the page is returned as it is, with its token
+    /// (AIP-158 allows a short page).
+    async fn hits(
+        &self,
+        search: &Search,
+        mut page: PageRequest,
+        at: Consistency,
+    ) -> Result<(Vec<pb::Patient>, Vec<PatientAccess>, String), Failure> {
+        let by_postcode = matches!(search, Search::Postcode(_));
+        let wanted = page.size as usize;
+        let (mut patients, mut facts) = (Vec::new(), Vec::new());
+        for _ in 0..FILL_ROUNDS {
+            let (rows, next) = self.queries.search(search, &page, at).await?;
+            // (Looked up together: one Direct Get each, a page of up to 200.)
+            let found: Vec<PatientAccess> =
+                futures::future::try_join_all(rows.iter().map(|p| async move {
+                    let row = || crate::gate::access_of(&p.patient_id, p);
+                    Ok::<_, Failure>(
+                        self.guard
+                            .patient_facts(&p.patient_id)
+                            .await?
+                            .unwrap_or_else(row),
+                    )
+                }))
+                .await?;
+            for (patient, fact) in rows.into_iter().zip(found) {
+                if !(by_postcode && fact.restricted) {
+                    patients.push(patient);
+                    facts.push(fact);
+                }
+            }
+            page.token = next;
+            if patients.len() >= wanted || page.token.is_empty() {
+                break;
+            }
+            page.size = u32::try_from(wanted - patients.len()).unwrap_or(page.size);
+        }
+        Ok((patients, facts, page.token))
+    }
+}
+
+/// How many fetches a search makes at most to fill a page whose hits were
+/// left out.
+const FILL_ROUNDS: usize = 4;
+
 #[tonic::async_trait]
 impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
     async fn register_patient(
@@ -628,40 +685,13 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         v.into_result()?;
         let search = search
             .ok_or_else(|| Failure::invalid_field("nhs_number", "name one way of searching"))?;
-        let (patients, next_page_token) = self
-            .queries
-            .search(
+        let (patients, facts, next_page_token) = self
+            .hits(
                 &search,
-                &page,
+                page,
                 Consistency::until_deadline(&ctx, r.min_sequence),
             )
             .await?;
-        // Each hit is judged by its facts as the event store holds them
-        // (ADR 0020), not by its row: a restriction, an objection or a
-        // transfer recorded a moment ago, which the row may not show yet,
-        // and for a record merged into a survivor, the survivor's flags
-        // since (ADR 0034).
-        // (Looked up together: one Direct Get each, a page of up to 200.)
-        let facts: Vec<PatientAccess> =
-            futures::future::try_join_all(patients.iter().map(|p| async move {
-                let row = || crate::gate::access_of(&p.patient_id, p);
-                Ok::<_, Failure>(
-                    self.guard
-                        .patient_facts(&p.patient_id)
-                        .await?
-                        .unwrap_or_else(row),
-                )
-            }))
-            .await?;
-        // A restricted patient is not found by a postcode, whoever asks: a
-        // hit would say where they live. The projection leaves their
-        // postcodes out; a merged record's are left out here.
-        let by_postcode = matches!(search, Search::Postcode(_));
-        let (patients, facts): (Vec<_>, Vec<_>) = patients
-            .into_iter()
-            .zip(facts)
-            .filter(|(_, f)| !(by_postcode && f.restricted))
-            .unzip();
         let verdicts = self.guard.verdicts(&ctx, &facts).await?;
         let mut reads = Reads::new();
         let patients: Vec<_> = patients

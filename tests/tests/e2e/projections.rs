@@ -941,3 +941,30 @@ async fn a_rebuild_that_lost_its_lock_swaps_nothing_in() {
         .expect("count");
     assert_eq!(patients, 0, "nothing projected was swapped in");
 }
+
+/// An operator rebuilding every projection one after another, as
+/// `carelog rebuild` in a loop does: each rebuild is let in once the one
+/// before has returned, not refused as still running while its
+/// connection's server process is going away.
+#[tokio::test]
+async fn rebuilds_run_one_straight_after_another_are_each_let_in() {
+    let stack = TestStack::without_projectors().await;
+    for round in 0..40 {
+        carelog_projections::rebuild::rebuild(
+            &stack.pool,
+            &stack.store,
+            &carelog_projections::tasks::TasksProjection,
+            &|_, _| {},
+        )
+        .await
+        .unwrap_or_else(|e| panic!("rebuild {round}: {e}"));
+        // Its lock is let go of by the time it returns.
+        let (held,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+                .fetch_one(&stack.pool)
+                .await
+                .expect("locks");
+        assert_eq!(held, 0, "rebuild {round} still holds its lock");
+    }
+    stack.stop().await;
+}
