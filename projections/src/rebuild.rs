@@ -63,24 +63,25 @@ pub async fn rebuild(
         // by the server if that connection is cut.
         let mut lock =
             <PgConnection as sqlx::Connection>::connect_with(&pool.connect_options()).await?;
-        let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock(hashtext($1))")
-            .bind(SCHEMA)
-            .fetch_one(&mut lock)
-            .await?;
+        let (locked, holder): (bool, i32) =
+            sqlx::query_as("SELECT pg_try_advisory_lock(hashtext($1)), pg_backend_pid()")
+                .bind(SCHEMA)
+                .fetch_one(&mut lock)
+                .await?;
         if !locked {
             return Err(ProjectionError::RebuildRunning);
         }
-        let (holder,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
-            .fetch_one(&mut lock)
-            .await?;
         let rebuilt = rebuild_in_span(pool, store, projection, progress, holder).await;
         // Unlocked before the rebuild returns: a closed connection's lock is
         // released only once its server process has gone, which a rebuild
         // started straight after this one could beat.
-        let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
             .bind(SCHEMA)
             .execute(&mut lock)
             .await;
+        if let Err(e) = unlocked {
+            tracing::warn!(error = %e, "the rebuild's lock is left to its connection's close");
+        }
         let _ = sqlx::Connection::close(lock).await;
         rebuilt
     }
@@ -163,12 +164,16 @@ async fn rebuild_in_span(
     lock_projection(&mut tx, projection.name()).await?;
     // Nothing is swapped in unless this rebuild still holds the lock that
     // kept others out: its connection may have been cut while it ran (an
-    // idle timeout, a proxy), and another rebuild started since.
-    let (held,): (bool,) =
-        sqlx::query_as("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)")
-            .bind(lock_holder)
-            .fetch_one(&mut *tx)
-            .await?;
+    // idle timeout, a proxy), and another rebuild started since. The lock
+    // itself is looked for: a server process that is exiting lets go of
+    // its locks before it leaves the list of sessions.
+    let (held,): (bool,) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND pid = $1 AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+    )
+    .bind(lock_holder)
+    .fetch_one(&mut *tx)
+    .await?;
     if !held {
         return Err(ProjectionError::RebuildLockLost);
     }

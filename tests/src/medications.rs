@@ -4,7 +4,7 @@
 
 use carelog_proto::kernel::v1::PartialDate;
 use carelog_proto::medications::v1 as pb;
-use chrono::{Datelike as _, Days, Utc};
+use chrono::Days;
 
 /// Penicillin (substance), SNOMED CT.
 pub const PENICILLIN: &str = "764146007";
@@ -15,14 +15,13 @@ pub const CLARITHROMYCIN_500: &str = "324430000";
 /// Paracetamol 500mg tablets (sample catalogue).
 pub const PARACETAMOL_500: &str = "322236009";
 
-/// The date `days` from today (UTC).
+/// The date `days` from today in the UK, the day carelog dates an issue
+/// or a review by (`date::uk_today`).
 pub fn in_days(days: u64) -> PartialDate {
-    let d = Utc::now().date_naive() + Days::new(days);
-    PartialDate {
-        year: d.year(),
-        month: d.month() as i32,
-        day: d.day() as i32,
-    }
+    carelog_kernel::date::PartialDate::from_naive(
+        carelog_kernel::date::uk_today() + Days::new(days),
+    )
+    .to_proto()
 }
 
 /// A confirmed, moderate penicillin allergy (urticaria).

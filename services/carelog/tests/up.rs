@@ -472,11 +472,14 @@ async fn a_server_that_does_not_come_up_within_the_start_timeout_is_stopped_nami
     let status = exits(&mut up).await;
     let said = rest(&mut stderr).await;
 
-    // Then it fails, saying which server did not come up, how long it
-    // waited and which setting gives it longer
+    // Then it fails, saying which server did not come up (nats-server, or
+    // PostgreSQL should a loaded machine have let nats-server start before
+    // it was first asked), how long it waited and which setting gives it
+    // longer
     assert!(!status.success(), "exit {status}; {said}");
     assert!(
-        said.contains("nats-server did not accept connections"),
+        said.contains("nats-server did not accept connections")
+            || said.contains("postgres did not accept connections"),
         "{said}"
     );
     assert!(said.contains("waiting up to 1ms"), "{said}");

@@ -714,6 +714,16 @@ async fn projectors_go_on_after_nats_server_restarts_under_them() {
     // its connection; a fetch lost with it is given up after 10 s, ADR 0033):
     // what was stored before and after the restart reaches the read models
     // and the audit history
+    // (once carelog's client has reconnected: its attempts back off to
+    // seconds apart, and a command sent before is refused UNAVAILABLE)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while stack.store.client().connection_state() != async_nats::connection::State::Connected {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "carelog's NATS client reconnected within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     answered.push(stack.register(jane_smith()).await.patient_id);
     let last = stack.last_sequence().await;
     // (a lost fetch, a consumer re-created on a reconnecting client and
@@ -909,11 +919,12 @@ async fn a_rebuild_that_lost_its_lock_swaps_nothing_in() {
     // Given a rebuild of patients waiting at the tail for the live projector
     let stack = TestStack::without_projectors().await;
     let (live, rebuild) = a_rebuild_waiting_for_the_live_projector(&stack).await;
-    // when the connection holding its lock is cut
+    // when the connection holding its lock is cut (and its server process
+    // has gone: the call waits up to 10 s for it)
     let (terminated,): (bool,) = sqlx::query_as(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE (query LIKE 'SELECT pg_try_advisory_lock%' OR query LIKE 'SELECT pg_backend_pid()%') \
-         AND state = 'idle' AND pid <> pg_backend_pid()",
+        "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity \
+         WHERE query LIKE 'SELECT pg_try_advisory_lock%' AND state = 'idle' \
+         AND datname = current_database() AND pid <> pg_backend_pid()",
     )
     .fetch_one(&stack.pool)
     .await
@@ -959,11 +970,13 @@ async fn rebuilds_run_one_straight_after_another_are_each_let_in() {
         .await
         .unwrap_or_else(|e| panic!("rebuild {round}: {e}"));
         // Its lock is let go of by the time it returns.
-        let (held,): (i64,) =
-            sqlx::query_as("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
-                .fetch_one(&stack.pool)
-                .await
-                .expect("locks");
+        let (held,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_one(&stack.pool)
+        .await
+        .expect("locks");
         assert_eq!(held, 0, "rebuild {round} still holds its lock");
     }
     stack.stop().await;

@@ -209,10 +209,16 @@ async fn register_consult_refuse_amoxicillin_prescribe_clarithromycin_and_review
         .fetch_all(&stack.pool)
         .await
         .expect("audit events");
+        // (each stream's audit is projected on its own: both issues, not
+        // only the first, before the count below)
         let complete = expected.iter().all(|(c, e, a)| {
             rows.iter()
                 .any(|(rc, re, ra)| rc == c && re == e && ra == a)
-        });
+        }) && rows
+            .iter()
+            .filter(|(_, e, _)| e == "PrescriptionIssued")
+            .count()
+            >= 2;
         if complete || tokio::time::Instant::now() > deadline {
             break rows;
         }

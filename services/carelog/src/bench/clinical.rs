@@ -17,7 +17,7 @@ use carelog_proto::medications::v1 as medications;
 use carelog_proto::medications::v1::medications_service_client::MedicationsServiceClient;
 use carelog_proto::tasks::v1 as tasks;
 use carelog_proto::tasks::v1::tasks_service_client::TasksServiceClient;
-use chrono::{Datelike as _, Days, Utc};
+use chrono::Days;
 use tonic::transport::Channel;
 
 use super::{Phase, authorised, details, drive};
@@ -39,13 +39,12 @@ where
     Ok(response.into_inner())
 }
 
+/// The date `days` from today in the UK (`date::uk_today`).
 fn in_days(days: u64) -> PartialDate {
-    let d = Utc::now().date_naive() + Days::new(days);
-    PartialDate {
-        year: d.year(),
-        month: d.month() as i32,
-        day: d.day() as i32,
-    }
+    carelog_kernel::date::PartialDate::from_naive(
+        carelog_kernel::date::uk_today() + Days::new(days),
+    )
+    .to_proto()
 }
 
 fn entry(
@@ -147,7 +146,7 @@ async fn one_visit(channel: Channel, token: &str, i: u64) -> anyhow::Result<Vec<
                 patient_id: patient.clone(),
                 r#type: consultations::ConsultationType::FaceToFace as i32,
                 start_time: Some(carelog_kernel::envelope::timestamp(
-                    Utc::now() - chrono::Duration::minutes(10),
+                    chrono::Utc::now() - chrono::Duration::minutes(10),
                 )),
                 ..Default::default()
             },
