@@ -343,9 +343,7 @@ impl<Q: PatientQueries> DemographicsApi<Q> {
             stream_sequence: committed.sequence,
         }))
     }
-}
 
-impl<Q: PatientQueries> DemographicsApi<Q> {
     /// A page of a search's hits, each with its facts as the event store
     /// holds them (ADR 0020), not as its row says: a restriction, an
     /// objection or a transfer recorded a moment ago, which the row may not

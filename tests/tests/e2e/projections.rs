@@ -869,13 +869,7 @@ async fn a_rebuild_started_while_another_runs_is_refused_and_the_first_completes
     let (live, first) = a_rebuild_waiting_for_the_live_projector(&stack).await;
 
     // When a rebuild of the tasks projection is started meanwhile
-    let second = carelog_projections::rebuild::rebuild(
-        &stack.pool,
-        &stack.store,
-        &carelog_projections::tasks::TasksProjection,
-        &|_, _| {},
-    )
-    .await;
+    let second = rebuild_tasks(&stack).await;
 
     // Then it is refused, saying why
     let refused = second.expect_err("a second rebuild at the same time");
@@ -901,14 +895,9 @@ async fn a_rebuild_started_while_another_runs_is_refused_and_the_first_completes
         .expect("count");
     assert_eq!(patients, 3);
     // And once it has ended, another rebuild runs
-    carelog_projections::rebuild::rebuild(
-        &stack.pool,
-        &stack.store,
-        &carelog_projections::tasks::TasksProjection,
-        &|_, _| {},
-    )
-    .await
-    .expect("a rebuild after the first");
+    rebuild_tasks(&stack)
+        .await
+        .expect("a rebuild after the first");
 }
 
 /// A rebuild whose lock was lost while it ran (its connection cut by an
@@ -961,14 +950,9 @@ async fn a_rebuild_that_lost_its_lock_swaps_nothing_in() {
 async fn rebuilds_run_one_straight_after_another_are_each_let_in() {
     let stack = TestStack::without_projectors().await;
     for round in 0..40 {
-        carelog_projections::rebuild::rebuild(
-            &stack.pool,
-            &stack.store,
-            &carelog_projections::tasks::TasksProjection,
-            &|_, _| {},
-        )
-        .await
-        .unwrap_or_else(|e| panic!("rebuild {round}: {e}"));
+        rebuild_tasks(&stack)
+            .await
+            .unwrap_or_else(|e| panic!("rebuild {round}: {e}"));
         // Its lock is let go of by the time it returns.
         let (held,): (i64,) = sqlx::query_as(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
@@ -980,4 +964,17 @@ async fn rebuilds_run_one_straight_after_another_are_each_let_in() {
         assert_eq!(held, 0, "rebuild {round} still holds its lock");
     }
     stack.stop().await;
+}
+
+/// `carelog rebuild tasks` (a small projection: quick to rebuild).
+async fn rebuild_tasks(
+    stack: &TestStack,
+) -> Result<carelog_projections::rebuild::RebuildReport, carelog_projections::ProjectionError> {
+    carelog_projections::rebuild::rebuild(
+        &stack.pool,
+        &stack.store,
+        &carelog_projections::tasks::TasksProjection,
+        &|_, _| {},
+    )
+    .await
 }
