@@ -392,10 +392,6 @@ impl Postgres {
             .await
             .with_context(|| format!("resolving {}", data_dir.display()))?;
         let log_path = sibling_log_path(&data_dir)?;
-        let port = match port {
-            Some(port) => port,
-            None => free_port()?,
-        };
 
         let run_as = if is_root().await? {
             let uid = pg_user_uid().await?;
@@ -430,6 +426,12 @@ impl Postgres {
             }
             tracing::info!(data_dir = %data_dir.display(), "initdb done");
         }
+        // Picked after initdb, just before the server binds it: the port is
+        // free only while nothing else takes it.
+        let port = match port {
+            Some(port) => port,
+            None => free_port()?,
+        };
 
         // The Unix socket goes into the data dir so it never collides with a system server's
         // socket in /var/run/postgresql (which we may not be able to write either). Socket
