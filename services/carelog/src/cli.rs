@@ -154,7 +154,7 @@ pub struct UpArgs {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// The context whose gRPC service to serve.
-    #[arg(value_parser = ["demographics", "consultations", "medications", "tasks"])]
+    #[arg(value_parser = ["demographics", "consultations", "medications", "tasks", "sharing"])]
     pub context: String,
     #[arg(long, env = "CARELOG_LISTEN", default_value = "0.0.0.0:50051")]
     pub listen: SocketAddr,

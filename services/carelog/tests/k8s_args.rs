@@ -81,6 +81,7 @@ fn every_container_in_k8s_runs_arguments_the_binary_accepts() {
             "serve consultations",
             "serve demographics",
             "serve medications",
+            "serve sharing",
             "serve tasks"
         ],
         "every part of carelog has its container"

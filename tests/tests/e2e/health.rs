@@ -80,3 +80,45 @@ async fn a_tasks_replica_serves_tasks_alone_and_reports_health_on_its_own_port()
     assert_eq!(refused.code(), Code::Unimplemented);
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_sharing_replica_serves_sharing_agreements_alone() {
+    // Given carelog started as `serve sharing` (its projectors run apart,
+    // as on Kubernetes; here in the same process)
+    let stack = TestStack::start_with(
+        Parts {
+            api: true,
+            projectors: true,
+        },
+        Settings {
+            contexts: vec!["sharing"],
+            ..Settings::default()
+        },
+    )
+    .await;
+
+    // When the practice's privacy officer agrees to share its records with
+    // the hospital trust for direct care
+    let agreement = crate::shared_care::share(
+        &stack,
+        "A81001",
+        carelog_proto::sharing::v1::party::Party::OrganisationOds("A81001".into()),
+        "RR8",
+    )
+    .await;
+
+    // Then the agreement is made and read back through this replica
+    assert!(!agreement.agreement_id.is_empty());
+    assert!(agreement.stream_sequence > 0);
+    // and it serves no patient record
+    let refused = stack
+        .client()
+        .get_patient(stack.req(pb::GetPatientRequest {
+            patient_id: uuid::Uuid::now_v7().to_string(),
+            ..Default::default()
+        }))
+        .await
+        .expect_err("demographics is not served here");
+    assert_eq!(refused.code(), Code::Unimplemented);
+    stack.stop().await;
+}
