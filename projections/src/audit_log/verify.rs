@@ -353,9 +353,9 @@ fn walk_events(
 pub async fn verify(
     pool: &PgPool,
     store: &EventStore,
-    key: Option<&VerifyingKey>,
+    keys: &[VerifyingKey],
 ) -> Result<VerifyReport, AuditError> {
-    verify_in_pages(pool, store, key, PAGE).await
+    verify_in_pages(pool, store, keys, PAGE).await
 }
 
 /// [`verify`], reading `page` messages or rows at a time. What is held in
@@ -365,7 +365,7 @@ pub async fn verify(
 pub async fn verify_in_pages(
     pool: &PgPool,
     store: &EventStore,
-    key: Option<&VerifyingKey>,
+    keys: &[VerifyingKey],
     page: usize,
 ) -> Result<VerifyReport, AuditError> {
     let page = page.max(1);
@@ -404,7 +404,7 @@ pub async fn verify_in_pages(
         let mine: Vec<_> = checkpoints.iter().filter(|c| c.log == log).collect();
         if let Some(reason) = mine
             .iter()
-            .find_map(|c| checkpoint_fails(&c.stored, &tree, key))
+            .find_map(|c| checkpoint_fails(&c.stored, &tree, keys))
         {
             report.findings.push(Finding::Checkpoint {
                 log: log.to_owned(),
@@ -590,27 +590,40 @@ async fn events_after_key(
 }
 
 /// Why a signed checkpoint does not hold for the recomputed tree, if it
-/// does not. Without the public key, the stored size and root are taken as
-/// they are (the signature is not checked).
-fn checkpoint_fails(
-    cp: &StoredCheckpoint,
-    tree: &Tree,
-    key: Option<&VerifyingKey>,
-) -> Option<String> {
+/// does not. Its signature must be valid for one of `keys` (every key the
+/// log was signed with, old ones after a rotation); without any, the stored
+/// size and root are taken as they are (the signature is not checked).
+fn checkpoint_fails(cp: &StoredCheckpoint, tree: &Tree, keys: &[VerifyingKey]) -> Option<String> {
     let signed_at = cp
         .signed_at
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let (size, signed_root) = match key {
-        Some(key) => match Checkpoint::verify(&cp.note, key) {
-            Ok(c) => (c.size, c.root),
-            Err(e) => {
+    let (size, signed_root) = if keys.is_empty() {
+        (cp.tree_size, cp.root_hash)
+    } else {
+        let mut refused = None;
+        let verified = keys
+            .iter()
+            .find_map(|key| match Checkpoint::verify(&cp.note, key) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    refused.get_or_insert(e);
+                    None
+                }
+            });
+        match verified {
+            Some(c) => (c.size, c.root),
+            None => {
+                let with = match keys.len() {
+                    1 => String::new(),
+                    n => format!(" (with none of the {n} public keys)"),
+                };
                 return Some(format!(
-                    "the checkpoint of size {} signed {signed_at}: {e}",
-                    cp.tree_size
+                    "the checkpoint of size {} signed {signed_at}: {}{with}",
+                    cp.tree_size,
+                    refused.map(|e| e.to_string()).unwrap_or_default()
                 ));
             }
-        },
-        None => (cp.tree_size, cp.root_hash),
+        }
     };
     match tree.root_at(size) {
         Ok(root) if root == signed_root => None,
@@ -805,5 +818,38 @@ mod tests {
             log_origin("x.example/audit/", "tasks"),
             "x.example/audit/tasks"
         );
+    }
+
+    /// After the signing key is rotated, the log holds checkpoints signed
+    /// by the old key and by the new: each verifies with the keys of its
+    /// time given together, and fails, naming why, without its own.
+    #[test]
+    fn checkpoints_signed_before_and_after_a_key_rotation_verify_with_both_keys() {
+        use carelog_kernel::merkle::checkpoint::generate_signing_key;
+        let (old, new) = (generate_signing_key(), generate_signing_key());
+        let tree = Tree::from_entries(["e1", "e2", "e3"].iter().map(|e| e.as_bytes()));
+        let signed = |size: u64, key: &carelog_kernel::merkle::checkpoint::SigningKey| {
+            let root = tree.root_at(size).expect("root");
+            let at = chrono::Utc::now();
+            let cp = Checkpoint::new("carelog.example/audit/tasks", size, root, at).expect("cp");
+            StoredCheckpoint {
+                log: "tasks".into(),
+                origin: cp.origin.clone(),
+                tree_size: size,
+                root_hash: root,
+                signed_at: at,
+                note: cp.sign(key),
+            }
+        };
+        let before = signed(2, &old);
+        let after = signed(3, &new);
+        let both = [old.verifying_key(), new.verifying_key()];
+        assert_eq!(checkpoint_fails(&before, &tree, &both), None);
+        assert_eq!(checkpoint_fails(&after, &tree, &both), None);
+        let refused = checkpoint_fails(&before, &tree, &both[1..]).expect("not the new key's");
+        assert!(refused.contains("size 2"), "{refused}");
+        assert!(checkpoint_fails(&after, &tree, &both[..1]).is_some());
+        // With no key, the stored size and root are compared alone.
+        assert_eq!(checkpoint_fails(&before, &tree, &[]), None);
     }
 }

@@ -56,10 +56,13 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub connections: crate::cli::Connections,
     /// The log's public key (PEM): checkpoint signatures are checked with
-    /// it. Without it (and without a signing key) the stored checkpoints'
-    /// sizes and roots are compared but their signatures are not checked.
+    /// it. After a key rotation give every key the log was signed with
+    /// (`--public-key old.pem --public-key new.pem`): each checkpoint must
+    /// be signed by one of them. Without any (and without a signing key)
+    /// the stored checkpoints' sizes and roots are compared but their
+    /// signatures are not checked.
     #[arg(long)]
-    pub public_key: Option<PathBuf>,
+    pub public_key: Vec<PathBuf>,
     #[command(flatten)]
     pub signing: SigningKeyArgs,
 }
@@ -284,9 +287,14 @@ pub async fn connect(
 pub async fn verify(
     pool: &sqlx::PgPool,
     store: &carelog_kernel::store::EventStore,
-    key: Option<&VerifyingKey>,
+    keys: &[VerifyingKey],
 ) -> anyhow::Result<carelog_projections::audit_log::VerifyReport> {
-    Ok(carelog_projections::audit_log::verify(pool, store, key).await?)
+    Ok(carelog_projections::audit_log::verify(pool, store, keys).await?)
+}
+
+/// The public keys given (`--public-key`, repeatable), each loaded.
+pub fn load_public_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<VerifyingKey>> {
+    paths.iter().map(|p| load_public_key(p)).collect()
 }
 
 /// Loads the log's public key from a SubjectPublicKeyInfo PEM file.
@@ -296,14 +304,15 @@ pub fn load_public_key(path: &Path) -> anyhow::Result<VerifyingKey> {
 }
 
 async fn verify_command(args: &VerifyArgs) -> anyhow::Result<()> {
-    let key = match (&args.public_key, signing_key(&args.signing)?) {
-        (Some(path), _) => Some(load_public_key(path)?),
-        (None, Some((key, _))) => Some(key.verifying_key()),
-        (None, None) => None,
-    };
+    let mut keys = load_public_keys(&args.public_key)?;
+    if keys.is_empty()
+        && let Some((key, _)) = signing_key(&args.signing)?
+    {
+        keys.push(key.verifying_key());
+    }
     let (pool, store) = connect(&args.connections).await?;
     let started = std::time::Instant::now();
-    let report = verify(&pool, &store, key.as_ref()).await?;
+    let report = verify(&pool, &store, &keys).await?;
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
     for log in &report.logs {
         println!(
@@ -322,7 +331,7 @@ async fn verify_command(args: &VerifyArgs) -> anyhow::Result<()> {
         "audit_events: {} rows compared with their events in JetStream",
         report.audit_events
     );
-    if key.is_none() {
+    if keys.is_empty() {
         println!("checkpoint signatures not checked (no --public-key)");
     }
     println!(

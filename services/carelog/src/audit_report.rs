@@ -36,8 +36,10 @@ pub struct ReportArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// The audit log's public key (PEM): checkpoint signatures are checked.
+    /// After a key rotation give every key the log was signed with
+    /// (repeat the flag).
     #[arg(long)]
-    pub public_key: Option<PathBuf>,
+    pub public_key: Vec<PathBuf>,
 }
 
 /// Everything the report shows.
@@ -91,13 +93,9 @@ pub async fn run(args: &ReportArgs) -> anyhow::Result<()> {
             .transpose()
             .map_err(|e| config(format!("--to: {e}")))?,
     };
-    let key = args
-        .public_key
-        .as_deref()
-        .map(crate::audit_cli::load_public_key)
-        .transpose()?;
+    let keys = crate::audit_cli::load_public_keys(&args.public_key)?;
     let (pool, store) = crate::audit_cli::connect(&args.connections).await?;
-    let report = gather(&pool, &store, patient, range, key.as_ref()).await?;
+    let report = gather(&pool, &store, patient, range, &keys).await?;
     let html = render(&report);
     match &args.out {
         Some(path) => std::fs::write(path, html)
@@ -136,7 +134,7 @@ pub async fn gather(
     store: &carelog_kernel::store::EventStore,
     patient: PatientId,
     range: TimeRange,
-    key: Option<&VerifyingKey>,
+    keys: &[VerifyingKey],
 ) -> anyhow::Result<Report> {
     let id = patient.to_string();
     let now = Consistency {
@@ -170,7 +168,7 @@ pub async fn gather(
             checkpoints.push(cp);
         }
     }
-    let verification = audit_log::verify(pool, store, key).await?;
+    let verification = audit_log::verify(pool, store, keys).await?;
     Ok(Report {
         patient_id: id,
         name,
@@ -181,7 +179,7 @@ pub async fn gather(
         changes,
         checkpoints,
         verification,
-        signatures_checked: key.is_some(),
+        signatures_checked: !keys.is_empty(),
     })
 }
 

@@ -56,11 +56,11 @@ async fn activity(stack: &TestStack, n: usize) {
 /// What `audit verify` reports. Read two messages and rows at a time, the
 /// stream and the tables give the same findings as read a page of a
 /// thousand at a time: the pages' edges hide nothing.
-async fn verify(stack: &TestStack, key: Option<&VerifyingKey>) -> audit_log::VerifyReport {
-    let report = audit_log::verify(&stack.pool, &stack.store, key)
+async fn verify(stack: &TestStack, keys: &[VerifyingKey]) -> audit_log::VerifyReport {
+    let report = audit_log::verify(&stack.pool, &stack.store, keys)
         .await
         .expect("verify runs");
-    let paged = audit_log::verify_in_pages(&stack.pool, &stack.store, key, 2)
+    let paged = audit_log::verify_in_pages(&stack.pool, &stack.store, keys, 2)
         .await
         .expect("verify runs two at a time");
     assert_eq!(paged.findings, report.findings, "read two at a time");
@@ -68,7 +68,7 @@ async fn verify(stack: &TestStack, key: Option<&VerifyingKey>) -> audit_log::Ver
 }
 
 async fn first_entry_finding(stack: &TestStack) -> Option<(u64, Tamper)> {
-    let report = verify(stack, None).await;
+    let report = verify(stack, &[]).await;
     report.findings.iter().find_map(|f| match f {
         Finding::Entry {
             log, index, kind, ..
@@ -223,7 +223,7 @@ async fn proofs_from_the_log_verify_and_tampering_is_named_and_classified() {
     assert_eq!(latest, new);
 
     // Untouched: everything verifies, signatures included.
-    let report = verify(&stack, Some(&public)).await;
+    let report = verify(&stack, std::slice::from_ref(&public)).await;
     assert!(report.ok(), "{:?}", report.findings);
     let demographics = report.logs.iter().find(|l| l.log == LOG).expect("log");
     assert_eq!((demographics.entries, demographics.rows), (12, 12));
@@ -463,7 +463,7 @@ async fn a_rebuilt_audit_log_has_the_same_entries_and_its_checkpoints_still_hold
         audit_log::rows(&stack.pool, LOG).await.expect("rows"),
         before
     );
-    let report = verify(&stack, Some(&key.verifying_key())).await;
+    let report = verify(&stack, &[key.verifying_key()]).await;
     assert!(report.ok(), "{:?}", report.findings);
     assert_eq!(
         audit_log::latest_checkpoint(&stack.pool, LOG)
@@ -562,7 +562,7 @@ async fn reads_are_entries_of_the_access_log_and_one_history_signs_every_log() {
     assert_eq!(entry, signed[1].note.as_bytes());
 
     // And everything verifies, signatures included
-    let report = verify(&stack, Some(&public)).await;
+    let report = verify(&stack, std::slice::from_ref(&public)).await;
     assert!(report.ok(), "{:?}", report.findings);
     let access = report.logs.iter().find(|l| l.log == "access").expect("log");
     assert_eq!((access.entries, access.rows), (3, 3));
@@ -586,7 +586,7 @@ async fn reads_are_entries_of_the_access_log_and_one_history_signs_every_log() {
     )
     .await;
     // Then verify names it
-    let report = verify(&stack, Some(&public)).await;
+    let report = verify(&stack, std::slice::from_ref(&public)).await;
     assert!(
         report.findings.contains(&Finding::Entry {
             log: "access".into(),
@@ -610,7 +610,7 @@ async fn reads_are_entries_of_the_access_log_and_one_history_signs_every_log() {
     )
     .await;
     // Then the history's signed checkpoint no longer holds
-    let report = verify(&stack, Some(&public)).await;
+    let report = verify(&stack, std::slice::from_ref(&public)).await;
     assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
     assert!(
         matches!(&report.findings[0], Finding::Checkpoint { log, .. } if log == "history"),
@@ -640,7 +640,7 @@ async fn a_sharing_agreement_is_an_entry_of_the_sharing_log_and_verified_with_th
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].stream_sequence, agreement.stream_sequence);
     // and `audit verify` recomputes that log from JetStream and finds it whole
-    let report = verify(&stack, None).await;
+    let report = verify(&stack, &[]).await;
     assert!(report.ok(), "{:?}", report.findings);
     let sharing = report
         .logs
@@ -655,7 +655,7 @@ async fn a_sharing_agreement_is_an_entry_of_the_sharing_log_and_verified_with_th
         "UPDATE audit_log SET entry = entry || '\\x00'::bytea WHERE log = 'sharing'".into(),
     )
     .await;
-    let report = verify(&stack, None).await;
+    let report = verify(&stack, &[]).await;
     assert!(
         report
             .findings
@@ -669,7 +669,7 @@ async fn a_sharing_agreement_is_an_entry_of_the_sharing_log_and_verified_with_th
 
 /// The `audit_events` finding of `audit verify` on the demographics stream.
 async fn audit_event_finding(stack: &TestStack) -> Option<(i64, i32, Tamper)> {
-    let report = verify(stack, None).await;
+    let report = verify(stack, &[]).await;
     assert!(report.audit_events > 0);
     report.findings.iter().find_map(|f| match f {
         Finding::AuditEvent {

@@ -293,7 +293,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if !args.skip_verify {
         let started = Instant::now();
-        let report = carelog_projections::audit_log::verify(&pool, &store, None).await?;
+        let report = carelog_projections::audit_log::verify(&pool, &store, &[]).await?;
         let elapsed = started.elapsed().as_secs_f64();
         println!(
             "{:<28} {:>9.0} entries/s ({} entries of {} logs in {:.1}s, {})",
