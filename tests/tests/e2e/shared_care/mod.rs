@@ -2,6 +2,7 @@
 //! see and change which patient's record, on every RPC of every service.
 
 mod every_rpc;
+mod golden;
 mod scenarios;
 
 use carelog_kernel::access::{self, access_stream};
