@@ -603,9 +603,17 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         if !record.exists() {
             return Err(Failure::from(Error::NotFound(duplicate)).into());
         }
+        // A repeat of an unmerge that was made finds the record unmerged:
+        // it is answered with that unmerge (by the executor), not refused.
         let survivor = record
             .state
             .merged_into()
+            .or_else(|| {
+                record
+                    .holds_request(&ctx)
+                    .then(|| record.state.last_unmerged_from())
+                    .flatten()
+            })
             .and_then(|s| PatientId::parse(s).ok())
             .ok_or_else(|| Failure::from(Error::NotMerged(duplicate)))?;
         self.merge(

@@ -67,6 +67,16 @@ impl<A: Default> Loaded<A> {
     pub fn exists(&self) -> bool {
         self.version > 0
     }
+
+    /// Whether one of this record's commits was made by the caller's
+    /// request (its user and `request_id`): a repeat of it is answered by
+    /// the executor with that commit, whatever the record holds since.
+    pub fn holds_request(&self, ctx: &RequestContext) -> bool {
+        !ctx.request_id.is_empty()
+            && self
+                .requests
+                .contains_key(&request_key(&ctx.actor.user_id, &ctx.request_id))
+    }
 }
 
 /// The events decided for one aggregate, each with its clinical time.

@@ -161,6 +161,34 @@ async fn merge_then_edit_then_unmerge_keeps_every_edit_on_the_right_patient() {
         surv.details.and_then(|d| d.name).map(|n| n.family),
         Some("Smith-Jones".into())
     );
+    // and the unmerge sent again (its answer was lost) is answered with
+    // that unmerge, not refused as not merged, and appends nothing
+    let before = stack.last_sequence().await;
+    let again = client
+        .unmerge_patient(stack.req(pb::UnmergePatientRequest {
+            duplicate_patient_id: duplicate.patient_id.clone(),
+            reason: "not the same person: different mother's maiden name".into(),
+            request_id: "unmerge-1".into(),
+        }))
+        .await
+        .expect("the repeated unmerge is answered")
+        .into_inner();
+    assert_eq!(again.stream_sequence, unmerged.stream_sequence);
+    assert_eq!(
+        again.survivor.map(|s| s.patient_id),
+        Some(survivor.patient_id.clone())
+    );
+    assert_eq!(stack.last_sequence().await, before, "nothing appended");
+    // while the same request id with another reason is refused as reused
+    let reused = client
+        .unmerge_patient(stack.req(pb::UnmergePatientRequest {
+            duplicate_patient_id: duplicate.patient_id.clone(),
+            reason: "another reason".into(),
+            request_id: "unmerge-1".into(),
+        }))
+        .await
+        .expect_err("a request id reused for another request");
+    assert_eq!(reused.code(), Code::InvalidArgument, "{reused:?}");
 
     let versions = client
         .list_patient_versions(stack.req(pb::ListPatientVersionsRequest {
