@@ -22,8 +22,17 @@ pub use projection::{Projection, ProjectionError};
 pub use query::db as read_model_failure;
 pub use runner::{ProjectorStatus, Runner};
 
-/// Every read-model migration, embedded at compile time.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// Every read-model migration, embedded at compile time. A migration the
+/// database holds that this carelog does not know (applied by a newer
+/// carelog) is passed over rather than refused: an older carelog restarted
+/// during a rolling update, or after a rollback, runs on the newer schema,
+/// which migrations only ever add to (docs/operations.md).
+pub static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> =
+    std::sync::LazyLock::new(|| {
+        let mut migrator = sqlx::migrate!("./migrations");
+        migrator.set_ignore_missing(true);
+        migrator
+    });
 
 /// Every projection carelog runs.
 pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {

@@ -978,3 +978,31 @@ async fn rebuild_tasks(
     )
     .await
 }
+
+/// A pod of the previous release restarted during a rolling update, or a
+/// rollback: the database holds a migration this carelog does not know,
+/// and it starts on that schema instead of refusing to.
+#[tokio::test]
+async fn a_carelog_older_than_the_database_schema_still_starts() {
+    // Given a database migrated by a newer carelog
+    let stack = TestStack::without_projectors().await;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99990101000000, 'a newer carelog''s migration', true, '\\x00', 1)",
+    )
+    .execute(&stack.pool)
+    .await
+    .expect("a newer migration");
+
+    // When this carelog connects and migrates
+    let pool = carelog::stack::database(&stack.servers.database_url, 2).await;
+
+    // Then it starts, on the schema as it is
+    let pool = pool.expect("an older carelog starts on a newer schema");
+    let (patients,): (i64,) = sqlx::query_as("SELECT count(*) FROM patients")
+        .fetch_one(&pool)
+        .await
+        .expect("the read model");
+    assert_eq!(patients, 0);
+    stack.stop().await;
+}
