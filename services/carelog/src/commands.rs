@@ -216,6 +216,11 @@ async fn project(args: ProjectArgs) -> anyhow::Result<()> {
             every,
             shutdown.clone(),
         ));
+    } else {
+        tracing::warn!(
+            "no --audit-signing-key (CARELOG_AUDIT_SIGNING_KEY): the audit log is projected \
+             but no checkpoint is signed, so nothing proves it has not been altered since"
+        );
     }
     let issuer = Arc::new(DevIssuer::ephemeral().authenticator()?);
     let settings = Settings {
