@@ -71,8 +71,8 @@ pub struct VerifyArgs {
 pub struct ProveArgs {
     #[command(flatten)]
     pub connections: crate::cli::Connections,
-    /// The log: demographics, consultations, medications, tasks, access or
-    /// history.
+    /// The log: demographics, consultations, medications, tasks, sharing,
+    /// access or history.
     #[arg(long)]
     pub log: String,
     /// The entry's index in the log (from 0).
