@@ -246,3 +246,77 @@ async fn with_mutual_tls_only_a_client_with_a_certificate_from_the_ca_is_served(
     health_is_plaintext(&stack).await;
     stack.stop().await;
 }
+
+/// carelog's connections to PostgreSQL are encrypted, and the server is
+/// verified, when the URL (or PGSSLMODE / PGSSLROOTCERT) asks for it, as the
+/// production overlay does: patient data never crosses the network in clear.
+#[tokio::test]
+async fn connections_to_postgresql_are_encrypted_and_verified_when_asked() {
+    let servers = carelog_tests::harness::Servers::start().await;
+    let Some(pg) = servers.postgres.as_ref() else {
+        // DATABASE_URL names a server this test cannot configure.
+        return;
+    };
+    // Given PostgreSQL serving TLS with a certificate from the region's CA
+    let authority = ca("carelog test CA");
+    let (cert, key) = leaf(
+        &authority,
+        vec!["localhost".into()],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let ca_file = write(&servers.dir.0, "pg-ca.crt", &authority.pem());
+    let stranger_ca = write(
+        &servers.dir.0,
+        "other-ca.crt",
+        &ca("someone else's CA").pem(),
+    );
+    {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        let owner = std::fs::metadata(&pg.data_dir).expect("data dir");
+        for (name, text) in [("server.crt", &cert), ("server.key", &key)] {
+            let path = write(&pg.data_dir, name, text);
+            std::os::unix::fs::chown(&path, Some(owner.uid()), Some(owner.gid())).expect("chown");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+    }
+    for setting in [
+        "ALTER SYSTEM SET ssl_cert_file = 'server.crt'",
+        "ALTER SYSTEM SET ssl_key_file = 'server.key'",
+        "ALTER SYSTEM SET ssl = on",
+        "SELECT pg_reload_conf()",
+    ] {
+        pg.psql("postgres", setting).await.expect(setting);
+    }
+    let url = |root: &Path| {
+        format!(
+            "{}?sslmode=verify-full&sslrootcert={}",
+            servers.database_url,
+            root.display()
+        )
+    };
+
+    // When carelog connects asking for a verified server
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let pool = loop {
+        match stack::database(&url(&ca_file), 2).await {
+            Ok(pool) => break pool,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "PostgreSQL not yet serving TLS");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("no verified TLS connection: {e:#}"),
+        }
+    };
+
+    // Then its connection is encrypted
+    let (encrypted,): (bool,) =
+        sqlx::query_as("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&pool)
+            .await
+            .expect("pg_stat_ssl");
+    assert!(encrypted);
+    pool.close().await;
+    // and a server whose certificate another CA signed is refused
+    let refused = stack::database(&url(&stranger_ca), 2).await;
+    assert!(refused.is_err(), "a server the CA did not certify");
+}
