@@ -69,15 +69,7 @@ async fn a_tasks_replica_serves_tasks_alone_and_reports_health_on_its_own_port()
     );
 
     // And the API port does not serve demographics
-    let refused = stack
-        .client()
-        .get_patient(stack.req(pb::GetPatientRequest {
-            patient_id: uuid::Uuid::now_v7().to_string(),
-            ..Default::default()
-        }))
-        .await
-        .expect_err("demographics is not served here");
-    assert_eq!(refused.code(), Code::Unimplemented);
+    demographics_is_not_served(&stack).await;
     stack.stop().await;
 }
 
@@ -111,6 +103,13 @@ async fn a_sharing_replica_serves_sharing_agreements_alone() {
     assert!(!agreement.agreement_id.is_empty());
     assert!(agreement.stream_sequence > 0);
     // and it serves no patient record
+    demographics_is_not_served(&stack).await;
+    stack.stop().await;
+}
+
+/// A GetPatient sent to a replica that does not serve demographics is
+/// UNIMPLEMENTED.
+async fn demographics_is_not_served(stack: &TestStack) {
     let refused = stack
         .client()
         .get_patient(stack.req(pb::GetPatientRequest {
@@ -120,5 +119,4 @@ async fn a_sharing_replica_serves_sharing_agreements_alone() {
         .await
         .expect_err("demographics is not served here");
     assert_eq!(refused.code(), Code::Unimplemented);
-    stack.stop().await;
 }
