@@ -352,6 +352,18 @@ impl<A: Aggregate> Executor<A> {
         }
     }
 
+    /// Whether the caller's request was already made on `id` (a repeat,
+    /// which [`Executor::execute`] answers with its first commit): a gate
+    /// that refuses the patient as they are now (deceased, merged) lets a
+    /// repeat of what was done before through to that answer. A lookup of
+    /// the current record: for after a refusal, not on every command.
+    pub async fn repeats(&self, ctx: &RequestContext, id: PatientId) -> Result<bool, Failure> {
+        if ctx.request_id.is_empty() {
+            return Ok(false);
+        }
+        Ok(self.load_current(id).await?.holds_request(ctx))
+    }
+
     /// Runs a command over the aggregates `ids` (in that order in `decide`).
     pub async fn execute<F>(
         &self,

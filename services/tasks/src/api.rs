@@ -171,12 +171,12 @@ impl<Q: TasksQueries> TasksApi<Q> {
     async fn patient(
         &self,
         id: Option<PatientId>,
-        command: &Command,
+        closes: bool,
     ) -> Result<Option<Patient>, Failure> {
         match id {
             None => Ok(None),
             Some(id) => {
-                let facts = if command.closes() {
+                let facts = if closes {
                     self.gate.registered(id).await?
                 } else {
                     self.gate.open(id).await?
@@ -203,8 +203,18 @@ impl<Q: TasksQueries> TasksApi<Q> {
         } else {
             self.admit_to_task(&mut ctx, patient, task).await?;
         }
-        let facts = self.patient(patient, &command).await?;
         let aggregate = partition(patient, task);
+        let facts = match self.patient(patient, command.closes()).await {
+            // Done before the patient was merged: answered as it was, not
+            // refused as if new.
+            Err(refused)
+                if refused.code == Code::FailedPrecondition
+                    && self.executor.repeats(&ctx, aggregate).await? =>
+            {
+                self.patient(patient, true).await?
+            }
+            facts => facts?,
+        };
         let who = who(&ctx);
         let decide = |loaded: &[&carelog_kernel::Loaded<TaskList>]| {
             decide(

@@ -180,7 +180,17 @@ impl<Q: ConsultationsQueries> ConsultationsApi<Q> {
         command: Command,
     ) -> Result<Response<pb::ConsultationCommandResponse>, Status> {
         self.admit(&mut ctx, patient, &command).await?;
-        let facts = self.facts(patient, activity).await?;
+        let facts = match self.facts(patient, activity).await {
+            // Done before the patient died or was merged: answered as it
+            // was, not refused as if new.
+            Err(refused)
+                if refused.code == tonic::Code::FailedPrecondition
+                    && self.executor.repeats(&ctx, patient).await? =>
+            {
+                self.gate.registered(patient).await?
+            }
+            facts => facts?,
+        };
         let context = Context {
             patient: &facts,
             clinician: caller(&ctx),

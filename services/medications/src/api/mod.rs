@@ -123,12 +123,23 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
             command,
             Command::ResolveAllergy { .. } | Command::MarkAllergyEnteredInError { .. }
         );
-        let facts: PatientFacts = if alive {
-            self.gate.alive(patient).await?
+        let gated = if alive {
+            self.gate.alive(patient).await
         } else if corrects_allergy {
-            self.gate.registered(patient).await?
+            self.gate.registered(patient).await
         } else {
-            self.gate.open(patient).await?
+            self.gate.open(patient).await
+        };
+        let facts: PatientFacts = match gated {
+            // Done before the patient died or was merged: answered as it
+            // was, not refused as if new.
+            Err(refused)
+                if refused.code == Code::FailedPrecondition
+                    && self.executor.repeats(ctx, patient).await? =>
+            {
+                self.gate.registered(patient).await?
+            }
+            facts => facts?,
         };
         // The allergies of records merged into this one are the same
         // person's: closed, so read once, outside the command's lock.

@@ -43,7 +43,15 @@ async fn consultations_unknown_merged_and_deceased_patients_are_refused() {
 
     // A deceased patient: no new clinical activity, corrections go on
     let jane = stack.register(jane_smith()).await;
-    let started = start(&stack, &jane.patient_id).await;
+    let visit = pb::StartConsultationRequest {
+        request_id: "visit-1".into(),
+        ..start_request(&jane.patient_id)
+    };
+    let started = client
+        .start_consultation(stack.req(visit.clone()))
+        .await
+        .expect("start consultation")
+        .into_inner();
     let consultation = started.consultation.expect("c").consultation_id;
     demographics_client
         .record_death(stack.req(demographics::RecordDeathRequest {
@@ -63,6 +71,18 @@ async fn consultations_unknown_merged_and_deceased_patients_are_refused() {
         .await
         .expect_err("deceased");
     assert_eq!(reason(&refused), "PATIENT_DECEASED");
+    // The start made before the death, sent again (its answer was lost), is
+    // answered with that consultation, not refused as new activity
+    let again = client
+        .start_consultation(stack.req(visit))
+        .await
+        .expect("the repeated start is answered")
+        .into_inner();
+    assert_eq!(
+        again.consultation.map(|c| c.consultation_id),
+        Some(consultation.clone())
+    );
+    assert_eq!(again.stream_sequence, started.stream_sequence);
     // An entry timed after the death (the consultation started after the
     // date of death recorded) is refused naming its time
     let refused = client

@@ -60,8 +60,12 @@ async fn medications_refuse_unknown_merged_and_for_new_activity_deceased_patient
         .await
         .expect("authorised")
         .into_inner();
+    let recorded = pb::RecordAllergyRequest {
+        request_id: "penicillin-1".into(),
+        ..record_penicillin_allergy(&id)
+    };
     let allergy = meds
-        .record_allergy(stack.req(record_penicillin_allergy(&id)))
+        .record_allergy(stack.req(recorded.clone()))
         .await
         .expect("allergy")
         .into_inner();
@@ -92,6 +96,15 @@ async fn medications_refuse_unknown_merged_and_for_new_activity_deceased_patient
         assert_eq!(status.code(), Code::FailedPrecondition);
         assert_eq!(reason(&status), "PATIENT_DECEASED");
     }
+    assert_eq!(stack.last_sequence_of("medications").await, before);
+    // The allergy recorded before the death, sent again (its answer was
+    // lost), is answered with that allergy, not refused as new activity
+    let again = meds
+        .record_allergy(stack.req(recorded))
+        .await
+        .expect("the repeated recording is answered")
+        .into_inner();
+    assert_eq!(again.allergy_id, allergy.allergy_id);
     assert_eq!(stack.last_sequence_of("medications").await, before);
     meds.discontinue_medication(stack.req(pb::DiscontinueMedicationRequest {
         patient_id: id.clone(),

@@ -27,6 +27,16 @@ async fn tasks_refuse_unknown_and_merged_patients_but_not_deceased_ones() {
 
     let duplicate = stack.register(jane_smith()).await;
     let survivor = stack.register(jane_smith()).await;
+    // (a review asked for on the duplicate before the merge)
+    let review = pb::CreateTaskRequest {
+        request_id: "review-1".into(),
+        ..medication_review(&duplicate.patient_id, AUTHORISATION, team(PRACTICE_TEAM))
+    };
+    let asked = tasks
+        .create_task(stack.req(review.clone()))
+        .await
+        .expect("review asked for")
+        .into_inner();
     stack
         .client()
         .merge_patient(stack.req(dpb::MergePatientRequest {
@@ -52,6 +62,16 @@ async fn tasks_refuse_unknown_and_merged_patients_but_not_deceased_ones() {
         info.metadata.get("survivorPatientId"),
         Some(&survivor.patient_id)
     );
+    // while the review asked for before the merge, sent again (its answer
+    // was lost), is answered with that task, not refused as new
+    let before = stack.last_sequence_of("tasks").await;
+    let again = tasks
+        .create_task(stack.req(review))
+        .await
+        .expect("the repeated creation is answered")
+        .into_inner();
+    assert_eq!(again.task_id, asked.task_id);
+    assert_eq!(stack.last_sequence_of("tasks").await, before);
 
     // Administration continues after death: closing the record's loose ends.
     stack
