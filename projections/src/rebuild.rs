@@ -169,9 +169,11 @@ async fn rebuild_in_span(
     // its locks before it leaves the list of sessions.
     let (held,): (bool,) = sqlx::query_as(
         "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
-         AND pid = $1 AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+         AND pid = $1 AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND objsubid = 1 AND objid = (hashtext($2)::bigint & 4294967295)::oid)",
     )
     .bind(lock_holder)
+    .bind(SCHEMA)
     .fetch_one(&mut *tx)
     .await?;
     if !held {

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use carelog_kernel::envelope::{GENESIS, StoredCommit};
-use carelog_kernel::merkle::checkpoint::{Checkpoint, VerifyingKey};
+use carelog_kernel::merkle::checkpoint::{Checkpoint, CheckpointError, VerifyingKey};
 use carelog_kernel::merkle::{Hash, Tree, leaf_hash};
 use carelog_kernel::store::{ContextStream, EventStore};
 use sqlx::{AssertSqlSafe, PgPool};
@@ -606,7 +606,12 @@ fn checkpoint_fails(cp: &StoredCheckpoint, tree: &Tree, keys: &[VerifyingKey]) -
             .find_map(|key| match Checkpoint::verify(&cp.note, key) {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    refused.get_or_insert(e);
+                    // A key that signed it and finds it altered says more
+                    // than one that did not sign it.
+                    let unsigned = matches!(e, CheckpointError::NoSignature { .. });
+                    if refused.is_none() || !unsigned {
+                        refused = Some(e);
+                    }
                     None
                 }
             });
@@ -849,6 +854,12 @@ mod tests {
         let refused = checkpoint_fails(&before, &tree, &both[1..]).expect("not the new key's");
         assert!(refused.contains("size 2"), "{refused}");
         assert!(checkpoint_fails(&after, &tree, &both[..1]).is_some());
+        // A checkpoint the new key signed, altered since, is reported as
+        // such, not as signed by neither key.
+        let mut altered = signed(3, &new);
+        altered.note = altered.note.replacen("\n3\n", "\n2\n", 1);
+        let refused = checkpoint_fails(&altered, &tree, &both).expect("altered");
+        assert!(refused.contains("not valid"), "{refused}");
         // With no key, the stored size and root are compared alone.
         assert_eq!(checkpoint_fails(&before, &tree, &[]), None);
     }

@@ -603,17 +603,19 @@ impl<Q: PatientQueries> DemographicsService for DemographicsApi<Q> {
         if !record.exists() {
             return Err(Failure::from(Error::NotFound(duplicate)).into());
         }
-        // A repeat of an unmerge that was made finds the record unmerged:
-        // it is answered with that unmerge (by the executor), not refused.
-        let survivor = record
-            .state
-            .merged_into()
-            .or_else(|| {
-                record
-                    .holds_request(&ctx)
-                    .then(|| record.state.last_unmerged_from())
-                    .flatten()
+        // A repeat of an unmerge that was made is answered with that unmerge
+        // (by the executor), from the survivor it named, whatever the record
+        // went through since: not refused as not merged, nor told of
+        // another survivor.
+        let repeated = self.executor.events_of_request(&ctx, &record).await?;
+        let survivor = repeated
+            .iter()
+            .flatten()
+            .find_map(|e| match &e.event {
+                Some(pb::event::Event::PatientUnmerged(u)) => Some(u.survivor_patient_id.as_str()),
+                _ => None,
             })
+            .or_else(|| record.state.merged_into())
             .and_then(|s| PatientId::parse(s).ok())
             .ok_or_else(|| Failure::from(Error::NotMerged(duplicate)))?;
         self.merge(

@@ -352,6 +352,47 @@ impl<A: Aggregate> Executor<A> {
         }
     }
 
+    /// The events the caller's request committed to `loaded`'s aggregate,
+    /// if it was made there: what a repeat of it did, whatever the record
+    /// holds since.
+    pub async fn events_of_request(
+        &self,
+        ctx: &RequestContext,
+        loaded: &Loaded<A>,
+    ) -> Result<Option<Vec<A::Event>>, Failure> {
+        if ctx.request_id.is_empty() {
+            return Ok(None);
+        }
+        let Some((sequence, _)) = loaded
+            .requests
+            .get(&request_key(&ctx.actor.user_id, &ctx.request_id))
+        else {
+            return Ok(None);
+        };
+        let message = self
+            .store
+            .get(&self.stream.name, *sequence)
+            .await
+            .map_err(|e| Failure::unavailable(format!("event store: {e}")))?
+            .ok_or_else(|| {
+                Failure::new(
+                    Code::Internal,
+                    "INTERNAL",
+                    format!("the commit of a request, at {sequence}, is missing"),
+                )
+            })?;
+        let stored = StoredCommit::decode(&message).map_err(|e| Failure::internal(&e))?;
+        stored
+            .commit
+            .events
+            .iter()
+            .map(|record| {
+                A::Event::decode(record.payload.as_slice()).map_err(|e| Failure::internal(&e))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
     /// Whether the caller's request was already made on `id` (a repeat,
     /// which [`Executor::execute`] answers with its first commit): a gate
     /// that refuses the patient as they are now (deceased, merged) lets a

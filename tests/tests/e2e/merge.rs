@@ -232,6 +232,49 @@ async fn merge_then_edit_then_unmerge_keeps_every_edit_on_the_right_patient() {
         vec!["PatientRegistered", "PatientMerged", "PatientUnmerged"]
     );
 
+    // And after the duplicate was merged into another record and unmerged
+    // from it again, the first unmerge sent once more is still answered
+    // with that unmerge, from its own survivor
+    let other = stack.register(jane_smith()).await;
+    for (is_merged, request_id) in [(true, "merge-2"), (false, "unmerge-2")] {
+        if is_merged {
+            client
+                .merge_patient(stack.req(pb::MergePatientRequest {
+                    duplicate_patient_id: duplicate.patient_id.clone(),
+                    survivor_patient_id: other.patient_id.clone(),
+                    reason: "same person registered twice".into(),
+                    request_id: request_id.into(),
+                }))
+                .await
+                .expect("merged into another record");
+        }
+        let again = client
+            .unmerge_patient(stack.req(pb::UnmergePatientRequest {
+                duplicate_patient_id: duplicate.patient_id.clone(),
+                reason: "not the same person: different mother's maiden name".into(),
+                request_id: "unmerge-1".into(),
+            }))
+            .await
+            .expect("the first unmerge sent again")
+            .into_inner();
+        assert_eq!(
+            again.survivor.map(|s| s.patient_id),
+            Some(survivor.patient_id.clone()),
+            "while merged into another: {is_merged}"
+        );
+        assert_eq!(again.stream_sequence, unmerged.stream_sequence);
+        if is_merged {
+            client
+                .unmerge_patient(stack.req(pb::UnmergePatientRequest {
+                    duplicate_patient_id: duplicate.patient_id.clone(),
+                    reason: "not the same person either".into(),
+                    request_id: "unmerge-2".into(),
+                }))
+                .await
+                .expect("unmerged from the other record");
+        }
+    }
+
     // And the duplicate accepts commands again
     client
         .mark_restricted(stack.req(pb::PatientFlagRequest {

@@ -67,15 +67,12 @@ impl Disclosure {
 pub struct PatientRecord {
     pub patient: pb::Patient,
     registered: bool,
-    /// The survivors this record was unmerged from, the latest last.
-    unmerged_from: Vec<String>,
 }
 
 impl PatientRecord {
     pub fn from_resource(patient: pb::Patient) -> Self {
         Self {
             registered: patient.details.is_some(),
-            unmerged_from: Vec::new(),
             patient,
         }
     }
@@ -90,11 +87,6 @@ impl PatientRecord {
             .details
             .as_ref()
             .unwrap_or_else(|| EMPTY.get_or_init(Default::default))
-    }
-
-    /// The survivor this record was last unmerged from.
-    pub fn last_unmerged_from(&self) -> Option<&str> {
-        self.unmerged_from.last().map(String::as_str)
     }
 
     pub fn merged_into(&self) -> Option<&str> {
@@ -194,10 +186,7 @@ impl Aggregate for PatientRecord {
                 p.date_of_death = None;
             }
             Some(E::PatientMerged(e)) => p.merged_into_patient_id = e.survivor_patient_id.clone(),
-            Some(E::PatientUnmerged(e)) => {
-                p.merged_into_patient_id.clear();
-                self.unmerged_from.push(e.survivor_patient_id.clone());
-            }
+            Some(E::PatientUnmerged(_)) => p.merged_into_patient_id.clear(),
             Some(E::DuplicateMergedIn(e)) => {
                 p.merged_patient_ids.push(e.duplicate_patient_id.clone())
             }
