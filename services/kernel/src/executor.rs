@@ -369,20 +369,8 @@ impl<A: Aggregate> Executor<A> {
         else {
             return Ok(None);
         };
-        let message = self
-            .store
-            .get(&self.stream.name, *sequence)
-            .await
-            .map_err(|e| Failure::unavailable(format!("event store: {e}")))?
-            .ok_or_else(|| {
-                Failure::new(
-                    Code::Internal,
-                    "INTERNAL",
-                    format!("the commit of a request, at {sequence}, is missing"),
-                )
-            })?;
-        let stored = StoredCommit::decode(&message).map_err(|e| Failure::internal(&e))?;
-        stored
+        self.stored_commit(*sequence)
+            .await?
             .commit
             .events
             .iter()
@@ -637,14 +625,8 @@ impl<A: Aggregate> Executor<A> {
         Ok((writes, sealed))
     }
 
-    /// The result of the original of a duplicate request: the aggregate of
-    /// its commit first, then the others the command named.
-    async fn original(
-        &self,
-        ctx: &RequestContext,
-        sequence: u64,
-        ids: &[PatientId],
-    ) -> Result<Committed<A>, Failure> {
+    /// The commit a request made, at `sequence` of this context's stream.
+    async fn stored_commit(&self, sequence: u64) -> Result<StoredCommit, Failure> {
         let message = self
             .store
             .get(&self.stream.name, sequence)
@@ -654,10 +636,21 @@ impl<A: Aggregate> Executor<A> {
                 Failure::new(
                     Code::Internal,
                     "INTERNAL",
-                    "the original of a duplicate request is missing",
+                    format!("the commit of a request, at {sequence}, is missing"),
                 )
             })?;
-        let stored = StoredCommit::decode(&message).map_err(|e| Failure::internal(&e))?;
+        StoredCommit::decode(&message).map_err(|e| Failure::internal(&e))
+    }
+
+    /// The result of the original of a duplicate request: the aggregate of
+    /// its commit first, then the others the command named.
+    async fn original(
+        &self,
+        ctx: &RequestContext,
+        sequence: u64,
+        ids: &[PatientId],
+    ) -> Result<Committed<A>, Failure> {
+        let stored = self.stored_commit(sequence).await?;
         ctx.check_retry(&stored.commit.request_digest)?;
         let first =
             PatientId::parse(&stored.commit.aggregate_id).map_err(|e| Failure::internal(&e))?;

@@ -140,12 +140,13 @@ async fn merge_then_edit_then_unmerge_keeps_every_edit_on_the_right_patient() {
         .expect("survivor edited");
 
     // Then the unmerge reopens the duplicate as it was, and the edit stays on the survivor
+    let unmerge_1 = pb::UnmergePatientRequest {
+        duplicate_patient_id: duplicate.patient_id.clone(),
+        reason: "not the same person: different mother's maiden name".into(),
+        request_id: "unmerge-1".into(),
+    };
     let unmerged = client
-        .unmerge_patient(stack.req(pb::UnmergePatientRequest {
-            duplicate_patient_id: duplicate.patient_id.clone(),
-            reason: "not the same person: different mother's maiden name".into(),
-            request_id: "unmerge-1".into(),
-        }))
+        .unmerge_patient(stack.req(unmerge_1.clone()))
         .await
         .expect("unmerged")
         .into_inner();
@@ -165,11 +166,7 @@ async fn merge_then_edit_then_unmerge_keeps_every_edit_on_the_right_patient() {
     // that unmerge, not refused as not merged, and appends nothing
     let before = stack.last_sequence().await;
     let again = client
-        .unmerge_patient(stack.req(pb::UnmergePatientRequest {
-            duplicate_patient_id: duplicate.patient_id.clone(),
-            reason: "not the same person: different mother's maiden name".into(),
-            request_id: "unmerge-1".into(),
-        }))
+        .unmerge_patient(stack.req(unmerge_1.clone()))
         .await
         .expect("the repeated unmerge is answered")
         .into_inner();
@@ -182,9 +179,8 @@ async fn merge_then_edit_then_unmerge_keeps_every_edit_on_the_right_patient() {
     // while the same request id with another reason is refused as reused
     let reused = client
         .unmerge_patient(stack.req(pb::UnmergePatientRequest {
-            duplicate_patient_id: duplicate.patient_id.clone(),
             reason: "another reason".into(),
-            request_id: "unmerge-1".into(),
+            ..unmerge_1.clone()
         }))
         .await
         .expect_err("a request id reused for another request");
@@ -236,44 +232,42 @@ async fn merge_then_edit_then_unmerge_keeps_every_edit_on_the_right_patient() {
     // from it again, the first unmerge sent once more is still answered
     // with that unmerge, from its own survivor
     let other = stack.register(jane_smith()).await;
-    for (is_merged, request_id) in [(true, "merge-2"), (false, "unmerge-2")] {
-        if is_merged {
-            client
-                .merge_patient(stack.req(pb::MergePatientRequest {
-                    duplicate_patient_id: duplicate.patient_id.clone(),
-                    survivor_patient_id: other.patient_id.clone(),
-                    reason: "same person registered twice".into(),
-                    request_id: request_id.into(),
-                }))
-                .await
-                .expect("merged into another record");
-        }
-        let again = client
-            .unmerge_patient(stack.req(pb::UnmergePatientRequest {
-                duplicate_patient_id: duplicate.patient_id.clone(),
-                reason: "not the same person: different mother's maiden name".into(),
-                request_id: "unmerge-1".into(),
-            }))
-            .await
-            .expect("the first unmerge sent again")
-            .into_inner();
-        assert_eq!(
-            again.survivor.map(|s| s.patient_id),
-            Some(survivor.patient_id.clone()),
-            "while merged into another: {is_merged}"
-        );
-        assert_eq!(again.stream_sequence, unmerged.stream_sequence);
-        if is_merged {
-            client
-                .unmerge_patient(stack.req(pb::UnmergePatientRequest {
-                    duplicate_patient_id: duplicate.patient_id.clone(),
-                    reason: "not the same person either".into(),
-                    request_id: "unmerge-2".into(),
-                }))
-                .await
-                .expect("unmerged from the other record");
-        }
-    }
+    let answered_from = |answer: pb::MergePatientResponse| {
+        assert_eq!(answer.stream_sequence, unmerged.stream_sequence);
+        answer.survivor.map(|s| s.patient_id)
+    };
+    client
+        .merge_patient(stack.req(pb::MergePatientRequest {
+            duplicate_patient_id: duplicate.patient_id.clone(),
+            survivor_patient_id: other.patient_id.clone(),
+            reason: "same person registered twice".into(),
+            request_id: "merge-2".into(),
+        }))
+        .await
+        .expect("merged into another record");
+    let while_merged = client
+        .unmerge_patient(stack.req(unmerge_1.clone()))
+        .await
+        .expect("the first unmerge sent again while merged")
+        .into_inner();
+    assert_eq!(
+        answered_from(while_merged),
+        Some(survivor.patient_id.clone())
+    );
+    client
+        .unmerge_patient(stack.req(pb::UnmergePatientRequest {
+            duplicate_patient_id: duplicate.patient_id.clone(),
+            reason: "not the same person either".into(),
+            request_id: "unmerge-2".into(),
+        }))
+        .await
+        .expect("unmerged from the other record");
+    let after = client
+        .unmerge_patient(stack.req(unmerge_1.clone()))
+        .await
+        .expect("the first unmerge sent again after")
+        .into_inner();
+    assert_eq!(answered_from(after), Some(survivor.patient_id.clone()));
 
     // And the duplicate accepts commands again
     client
