@@ -6,5 +6,6 @@ pub mod assert;
 pub mod audit;
 pub mod consultations;
 pub mod harness;
+pub mod http;
 pub mod medications;
 pub mod tasks;

@@ -173,7 +173,7 @@ async fn one_registration_is_one_trace_from_grpc_through_the_nats_header_into_th
     // channel, inside a span of its own
     let read = {
         let mut traced = pb::demographics_service_client::DemographicsServiceClient::new(
-            carelog::rpc::traced(stack.channel.clone()),
+            carelog_kernel::trace::traced(stack.channel.clone()),
         );
         let request = stack.req(pb::GetPatientRequest {
             patient_id: patient.patient_id.clone(),

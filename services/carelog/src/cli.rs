@@ -41,6 +41,40 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// The verifiable audit log's tools (keygen, check-proof).
     Audit(crate::audit_cli::AuditArgs),
+    /// Serves the FHIR R4 API (HTTP, JSON) over the gRPC services.
+    Gateway(GatewayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// The HTTP address of the FHIR API (`/fhir/r4`), with `/healthz`
+    /// and `/readyz`.
+    #[arg(long, env = "CARELOG_GATEWAY_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// The demographics gRPC service (`https://` needs --api-ca).
+    #[arg(
+        long,
+        env = "CARELOG_DEMOGRAPHICS_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub demographics_url: String,
+    /// The FHIR base URL callers reach the gateway at, for the links in
+    /// its answers (e.g. https://fhir.example.nhs.uk/fhir/r4). Without it,
+    /// each request's Host.
+    #[arg(long, env = "CARELOG_GATEWAY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// PEM CA certificate(s) the services' TLS certificates must chain to.
+    #[arg(long, env = "CARELOG_GATEWAY_API_CA")]
+    pub api_ca: Option<PathBuf>,
+    /// PEM client certificate for services that require mutual TLS.
+    #[arg(long, env = "CARELOG_GATEWAY_API_CERT", requires = "api_key")]
+    pub api_cert: Option<PathBuf>,
+    /// PEM private key of --api-cert.
+    #[arg(long, env = "CARELOG_GATEWAY_API_KEY", requires = "api_cert")]
+    pub api_key: Option<PathBuf>,
+    /// The admin port serving Prometheus metrics on `/metrics`.
+    #[arg(long, env = "CARELOG_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -137,6 +171,10 @@ pub struct UpArgs {
     /// organisation that broke glass reviews it (ADR 0022).
     #[arg(long, env = "CARELOG_BREAK_GLASS_REVIEWER", value_parser = ods_code)]
     pub break_glass_reviewer: Option<carelog_kernel::OdsCode>,
+    /// The FHIR R4 gateway's HTTP address (`off`: none). Not started when
+    /// the API speaks TLS (run `carelog gateway --api-ca` then).
+    #[arg(long, env = "CARELOG_GATEWAY_LISTEN", default_value = "127.0.0.1:8080", value_parser = listen_or_off)]
+    pub gateway_listen: MaybeListen,
     /// How long to wait for the nats-server and PostgreSQL `up` starts to
     /// take connections: recovering a large data directory after a crash
     /// can take longer than the default.
@@ -295,4 +333,17 @@ mod tests {
         assert!(humantime("18446744073709551615s").is_err_and(|e| e.contains("too long")));
         assert!(humantime("ten minutes").is_err());
     }
+}
+
+/// An address to listen on, or none (`off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaybeListen(pub Option<SocketAddr>);
+
+fn listen_or_off(text: &str) -> Result<MaybeListen, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(MaybeListen(None));
+    }
+    text.parse()
+        .map(|a| MaybeListen(Some(a)))
+        .map_err(|e| format!("'{text}' is not an address such as 127.0.0.1:8080, nor off: {e}"))
 }

@@ -13,7 +13,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
-    Command, Connections, DevTokenArgs, Identity, ProjectArgs, RebuildArgs, ServeArgs, UpArgs,
+    Command, Connections, DevTokenArgs, GatewayArgs, Identity, ProjectArgs, RebuildArgs, ServeArgs,
+    UpArgs,
 };
 use crate::embedded::{NatsServer, Postgres};
 use crate::stack::{self, Parts, Settings};
@@ -94,7 +95,66 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::DevToken(args) => dev_token(args),
         Command::Bench(args) => crate::bench::run(args).await,
         Command::Audit(args) => crate::audit_cli::run(args).await,
+        Command::Gateway(args) => gateway(args).await,
     }
+}
+
+/// `carelog gateway`: the FHIR R4 API over the demographics service.
+async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
+    let mut endpoint = tonic::transport::Endpoint::from_shared(args.demographics_url.clone())
+        .map_err(|e| {
+            config(format!(
+                "--demographics-url '{}' is not a URL such as http://carelog-demographics:50051: {e}",
+                args.demographics_url
+            ))
+        })?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
+    if args.demographics_url.starts_with("https://") {
+        endpoint = endpoint
+            .tls_config(gateway_tls(&args)?)
+            .context("--demographics-url: TLS")?;
+    } else if args.api_ca.is_some() || args.api_cert.is_some() {
+        return Err(config(
+            "--api-ca and --api-cert are for an https:// --demographics-url",
+        ));
+    }
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
+    let metrics = metrics_listener(args.metrics_listen).await?;
+    let shutdown = CancellationToken::new();
+    crate::shutdown::on_signal(shutdown.clone());
+    if let Some(metrics) = metrics {
+        tokio::spawn(crate::metrics::serve(metrics, shutdown.clone()));
+    }
+    let gateway = carelog_gateway::Gateway::new(endpoint.connect_lazy(), args.public_url);
+    tracing::info!(listen = %args.listen, demographics = %args.demographics_url, "FHIR gateway serving");
+    carelog_gateway::serve(listener, gateway, shutdown)
+        .await
+        .context("FHIR gateway")
+}
+
+/// TLS to the services: their CA, and a client certificate for mutual TLS.
+fn gateway_tls(args: &GatewayArgs) -> anyhow::Result<tonic::transport::ClientTlsConfig> {
+    let read = |path: &Path, flag: &str| {
+        std::fs::read(path).with_context(|| format!("cannot read {} ({flag})", path.display()))
+    };
+    let Some(ca) = &args.api_ca else {
+        return Err(config(
+            "an https:// --demographics-url needs --api-ca (CARELOG_GATEWAY_API_CA), the CA the services' certificates chain to",
+        ));
+    };
+    let mut tls = tonic::transport::ClientTlsConfig::new().ca_certificate(
+        tonic::transport::Certificate::from_pem(read(ca, "--api-ca")?),
+    );
+    if let (Some(cert), Some(key)) = (&args.api_cert, &args.api_key) {
+        tls = tls.identity(tonic::transport::Identity::from_pem(
+            read(cert, "--api-cert")?,
+            read(key, "--api-key")?,
+        ));
+    }
+    Ok(tls)
 }
 
 pub(crate) fn store_options(c: &Connections) -> StoreOptions {
@@ -346,10 +406,32 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    // The gateway calls the API in plaintext; with TLS it is run apart.
+    let gateway_listen = args
+        .gateway_listen
+        .0
+        .filter(|_| args.tls.tls_cert.is_none());
+    let gateway_listener = match gateway_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} (--gateway-listen; `off` runs no gateway)")
+        })?),
+        None => None,
+    };
     let mut children = Children::default();
     let started = start_up(&args, &data, listener, settings, &shutdown, &mut children).await;
     let result = match started {
         Ok(Some((mut running, nats_url))) => {
+            let gateway = gateway_listener.map(|listener| {
+                let api =
+                    tonic::transport::Endpoint::from_shared(format!("http://{}", args.listen))
+                        .map(|e| e.tcp_nodelay(true).connect_lazy());
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    let gateway = carelog_gateway::Gateway::new(api?, None);
+                    carelog_gateway::serve(listener, gateway, shutdown).await?;
+                    anyhow::Ok(())
+                })
+            });
             if !shutdown.is_cancelled() {
                 print_banner(
                     &args,
@@ -360,7 +442,16 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
                 );
             }
             running.wait().await;
-            running.stop(GRACE).await
+            let stopped = running.stop(GRACE).await;
+            if let Some(gateway) = gateway {
+                shutdown.cancel();
+                match gateway.await {
+                    Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "FHIR gateway"),
+                    Err(e) => tracing::error!(error = %e, "FHIR gateway"),
+                    Ok(Ok(())) => {}
+                }
+            }
+            stopped
         }
         Ok(None) => {
             tracing::info!("start-up interrupted by a signal");
@@ -507,9 +598,21 @@ fn print_banner(args: &UpArgs, data: &Path, nats_url: &str, own_nats: bool, own_
         (None, _) => "-plaintext".to_owned(),
     };
     let own = |yes: bool| if yes { " (started by carelog up)" } else { "" };
+    let gateway = match (args.gateway_listen.0, &args.tls.tls_cert) {
+        (Some(addr), None) => format!("http://{addr}/fhir/r4"),
+        (Some(_), Some(_)) => "off: the API speaks TLS (run carelog gateway --api-ca)".to_owned(),
+        (None, _) => "off".to_owned(),
+    };
+    let fhir_try = match (args.gateway_listen.0, &args.tls.tls_cert) {
+        (Some(addr), None) => format!(
+            "\n  curl -H \"Authorization: Bearer $TOKEN\" 'http://{addr}/fhir/r4/Patient?identifier=9434765919'"
+        ),
+        _ => String::new(),
+    };
     println!(
         "carelog is up
   gRPC API      {listen}  (health, reflection v1 and v1alpha)
+  FHIR R4       {gateway}
   NATS          {nats_url}{}
   PostgreSQL    {}{}
   data          {}
@@ -520,7 +623,7 @@ Get a token:
 
 Try it:
   grpcurl {grpcurl} {listen} list
-  grpcurl {grpcurl} -H \"authorization: Bearer $TOKEN\" -d '{{\"details\":{{\"name\":{{\"family\":\"Smith\",\"given\":[\"Jane\"]}},\"birthDate\":{{\"year\":1950,\"month\":3,\"day\":14}},\"gender\":\"ADMINISTRATIVE_GENDER_FEMALE\",\"nhsNumber\":\"9434765919\"}}}}' {listen} carelog.demographics.v1.DemographicsService/RegisterPatient
+  grpcurl {grpcurl} -H \"authorization: Bearer $TOKEN\" -d '{{\"details\":{{\"name\":{{\"family\":\"Smith\",\"given\":[\"Jane\"]}},\"birthDate\":{{\"year\":1950,\"month\":3,\"day\":14}},\"gender\":\"ADMINISTRATIVE_GENDER_FEMALE\",\"nhsNumber\":\"9434765919\"}}}}' {listen} carelog.demographics.v1.DemographicsService/RegisterPatient{fhir_try}
 
 Ctrl-C stops everything.",
         own(own_nats),

@@ -7,9 +7,9 @@
 //! `carelog_rpc_duration_seconds`. No request or response metadata is
 //! recorded.
 //!
-//! [`RpcClientLayer`] is the client side: a `CLIENT` span per call with the
-//! same attributes, whose context travels to the server in the request's
-//! `traceparent` header, so a caller's trace continues into carelog.
+//! The client side, `carelog_kernel::trace::RpcClientLayer`, gives a
+//! caller (the FHIR gateway) a `CLIENT` span per call whose context
+//! travels in the request's `traceparent` header.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,12 +17,12 @@ use std::sync::Arc;
 
 use carelog_kernel::access::AccessSink;
 use carelog_kernel::guard::{RoleRefusal, record_role_refusal};
+use carelog_kernel::trace::grpc_status_of;
+pub use carelog_kernel::trace::service_and_method;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
 use opentelemetry::trace::TraceContextExt as _;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
@@ -57,18 +57,6 @@ pub struct RpcService<S> {
     access_log: Arc<dyn AccessSink>,
 }
 
-struct Headers<'a>(&'a http::HeaderMap);
-
-impl Extractor for Headers<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(|k| k.as_str()).collect()
-    }
-}
-
 /// gRPC services whose names label metrics as they are; any other path is
 /// `_OTHER`, so a caller cannot add label values at will.
 const KNOWN_SERVICES: [&str; 3] = [
@@ -76,15 +64,6 @@ const KNOWN_SERVICES: [&str; 3] = [
     "grpc.reflection.v1.ServerReflection",
     "grpc.reflection.v1alpha.ServerReflection",
 ];
-
-/// `(service, method)` of a gRPC path `/package.Service/Method`.
-pub fn service_and_method(path: &str) -> (&str, &str) {
-    let path = path.strip_prefix('/').unwrap_or(path);
-    match path.split_once('/') {
-        Some((service, method)) if !service.is_empty() && !method.is_empty() => (service, method),
-        _ => ("_OTHER", "_OTHER"),
-    }
-}
 
 fn known(service: &str) -> bool {
     crate::stack::SERVICES.contains(&service) || KNOWN_SERVICES.contains(&service)
@@ -117,22 +96,6 @@ pub fn code_name(code: i32) -> &'static str {
 /// Codes that are a server error (the conventions' list for servers).
 fn server_error(code: i32) -> bool {
     matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
-}
-
-/// The gRPC status of an answer. A failed call is answered trailers only
-/// (`grpc-status` in the headers); a successful one carries status 0 in its
-/// trailers, which the layers do not wait for. A transport error is
-/// `on_error`.
-fn status_of<RB, E>(result: &Result<http::Response<RB>, E>, on_error: i32) -> i32 {
-    match result {
-        Ok(response) => response
-            .headers()
-            .get("grpc-status")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<i32>().ok())
-            .unwrap_or(0),
-        Err(_) => on_error,
-    }
 }
 
 impl<S, B, RB> tower_service::Service<http::Request<B>> for RpcService<S>
@@ -173,7 +136,7 @@ where
             rpc.method = %method,
             rpc.grpc.status_code = tracing::field::Empty,
         );
-        let parent = TraceContextPropagator::new().extract(&Headers(request.headers()));
+        let parent = carelog_kernel::trace::extract_http(request.headers());
         if parent.span().span_context().is_valid() {
             let _ = span.set_parent(parent);
         }
@@ -187,7 +150,7 @@ where
             if let Some(actor) = refusal.take() {
                 record_role_refusal(&*access_log, actor, &rpc).await;
             }
-            let code = status_of(&result, 2);
+            let code = grpc_status_of(&result, 2);
             span.record("rpc.grpc.status_code", code);
             if server_error(code) {
                 span.record("otel.status_code", "ERROR");
@@ -206,88 +169,6 @@ where
             metrics::counter!("carelog_rpc_requests_total", &labels).increment(1);
             metrics::histogram!("carelog_rpc_duration_seconds", &labels)
                 .record(started.elapsed().as_secs_f64());
-            result
-        })
-    }
-}
-
-/// Adds a client span to every call made through the wrapped channel, and
-/// injects its context as the request's `traceparent`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RpcClientLayer;
-
-impl<S> tower_layer::Layer<S> for RpcClientLayer {
-    type Service = RpcClient<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RpcClient { inner }
-    }
-}
-
-/// A channel whose calls are traced (see [`RpcClientLayer`]).
-#[derive(Debug, Clone)]
-pub struct RpcClient<S> {
-    inner: S,
-}
-
-/// A tonic channel with client spans.
-pub fn traced(channel: tonic::transport::Channel) -> RpcClient<tonic::transport::Channel> {
-    tower_layer::Layer::layer(&RpcClientLayer, channel)
-}
-
-struct HeadersMut<'a>(&'a mut http::HeaderMap);
-
-impl Injector for HeadersMut<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (
-            http::header::HeaderName::from_bytes(key.as_bytes()),
-            http::HeaderValue::from_str(&value),
-        ) {
-            self.0.insert(name, value);
-        }
-    }
-}
-
-impl<S, B, RB> tower_service::Service<http::Request<B>> for RpcClient<S>
-where
-    S: tower_service::Service<http::Request<B>, Response = http::Response<RB>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    RB: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let (service, method) = service_and_method(request.uri().path());
-        let span = tracing::info_span!(
-            "grpc.client",
-            otel.name = %format!("{service}/{method}"),
-            otel.kind = "client",
-            otel.status_code = tracing::field::Empty,
-            rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
-            rpc.grpc.status_code = tracing::field::Empty,
-        );
-        TraceContextPropagator::new()
-            .inject_context(&span.context(), &mut HeadersMut(request.headers_mut()));
-        let future = {
-            let _entered = span.enter();
-            self.inner.call(request)
-        };
-        Box::pin(async move {
-            let result = future.instrument(span.clone()).await;
-            let code = status_of(&result, 14);
-            span.record("rpc.grpc.status_code", code);
-            if code != 0 {
-                span.record("otel.status_code", "ERROR");
-            }
             result
         })
     }

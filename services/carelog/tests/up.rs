@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::process::Command;
 
 /// An OTLP/gRPC trace receiver, as a collector runs it: it keeps every
@@ -94,11 +94,15 @@ async fn carelog_up_serves_a_reflection_only_client_and_stops_on_sigterm() {
     let data = dir.join("data");
     let port = carelog::embedded::free_port().expect("free port");
     let listen = format!("127.0.0.1:{port}");
+    let fhir = format!(
+        "127.0.0.1:{}",
+        carelog::embedded::free_port().expect("free port")
+    );
     let (collector, collector_addr) = start_collector().await;
     let mut up = Command::new(env!("CARGO_BIN_EXE_carelog"))
         .args(["up", "--data-dir"])
         .arg(&data)
-        .args(["--listen", &listen])
+        .args(["--listen", &listen, "--gateway-listen", &fhir])
         .env_remove("NATS_URL")
         .env_remove("DATABASE_URL")
         .env(
@@ -176,6 +180,20 @@ async fn carelog_up_serves_a_reflection_only_client_and_stops_on_sigterm() {
     );
     assert!(said.contains("found patient"), "{said}");
 
+    // The same patient, found over FHIR through up's gateway.
+    let mut http = tokio::net::TcpStream::connect(&fhir)
+        .await
+        .expect("connect to the FHIR gateway");
+    let request = format!(
+        "GET /fhir/r4/Patient?family=Reflection&birthdate=1971-05-02 HTTP/1.1\r\nHost: {fhir}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    http.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = String::new();
+    http.read_to_string(&mut answer).await.expect("read");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"resourceType\":\"Bundle\""), "{answer}");
+    assert!(answer.contains("\"family\":\"Reflection\""), "{answer}");
+
     let pid = up.id().expect("pid").to_string();
     let killed = Command::new("kill")
         .args(["-TERM", &pid])
@@ -209,6 +227,11 @@ async fn carelog_up_serves_a_reflection_only_client_and_stops_on_sigterm() {
         ),
         ("publish carelog.demographics", 4),
         ("process CARELOG_DEMOGRAPHICS", 5),
+        ("GET /fhir/r4/Patient", 2),
+        (
+            "carelog.demographics.v1.DemographicsService/SearchPatients",
+            3,
+        ),
     ] {
         assert!(
             spans
@@ -279,6 +302,7 @@ fn start_up_with(
         .args(["up", "--data-dir"])
         .arg(data)
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--gateway-listen", "off"])
         .args(more)
         .envs(env.iter().copied())
         .env_remove("CARELOG_START_TIMEOUT")

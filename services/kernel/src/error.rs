@@ -1,8 +1,8 @@
 //! The one error vocabulary of carelog: a `Failure` is what a caller is told
 //! (canonical code, stable reason, message naming the field and the rule,
 //! field violations), and it becomes a `tonic::Status` in exactly one place.
-//! A planned HTTP/FHIR gateway would read the same table
-//! (`Failure::http_status`); nothing calls it yet.
+//! The FHIR gateway reads the same vocabulary back from a `tonic::Status`
+//! (`violations_of`, `reason_of`) and answers with `http_status`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -20,6 +20,15 @@ pub struct Violation {
     pub field: String,
     /// The rule it broke, in words a clinician's integrator understands.
     pub rule: String,
+}
+
+impl Violation {
+    pub fn new(field: impl Into<String>, rule: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            rule: rule.into(),
+        }
+    }
 }
 
 /// Collects every field violation of a request before answering, so a
@@ -145,21 +154,26 @@ impl Failure {
 
     /// The HTTP status the gateway answers with for this failure.
     pub fn http_status(&self) -> u16 {
-        match self.code {
-            Code::Ok => 200,
-            Code::InvalidArgument | Code::OutOfRange => 400,
-            Code::Unauthenticated => 401,
-            Code::PermissionDenied => 403,
-            Code::NotFound => 404,
-            Code::AlreadyExists | Code::Aborted => 409,
-            Code::FailedPrecondition => 400,
-            Code::ResourceExhausted => 429,
-            Code::Cancelled => 499,
-            Code::Unimplemented => 501,
-            Code::Unavailable => 503,
-            Code::DeadlineExceeded => 504,
-            _ => 500,
-        }
+        http_status(self.code)
+    }
+}
+
+/// The HTTP status for a gRPC code, as the gateway answers.
+pub fn http_status(code: Code) -> u16 {
+    match code {
+        Code::Ok => 200,
+        Code::InvalidArgument | Code::OutOfRange => 400,
+        Code::Unauthenticated => 401,
+        Code::PermissionDenied => 403,
+        Code::NotFound => 404,
+        Code::AlreadyExists | Code::Aborted => 409,
+        Code::FailedPrecondition => 400,
+        Code::ResourceExhausted => 429,
+        Code::Cancelled => 499,
+        Code::Unimplemented => 501,
+        Code::Unavailable => 503,
+        Code::DeadlineExceeded => 504,
+        _ => 500,
     }
 }
 
@@ -190,6 +204,28 @@ impl From<Failure> for tonic::Status {
         }
         tonic::Status::with_error_details(failure.code, failure.message, details)
     }
+}
+
+/// The field violations a `tonic::Status` carries (none when it has no
+/// `BadRequest` detail).
+pub fn violations_of(status: &tonic::Status) -> Vec<Violation> {
+    status
+        .get_details_bad_request()
+        .map(|b| {
+            b.field_violations
+                .into_iter()
+                .map(|f| Violation::new(f.field, f.description))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The stable reason of a carelog `tonic::Status` (its `ErrorInfo`).
+pub fn reason_of(status: &tonic::Status) -> Option<String> {
+    status
+        .get_details_error_info()
+        .filter(|i| i.domain == ERROR_DOMAIN)
+        .map(|i| i.reason)
 }
 
 #[cfg(test)]

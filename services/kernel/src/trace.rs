@@ -4,11 +4,16 @@
 //! JetStream into the projector's transaction. Spans carry surrogate ids
 //! only (patient UUIDs, sequences), never names, NHS numbers or addresses.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
 use async_nats::HeaderMap;
 use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
 use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// The `messaging.system` of every NATS span ("nats" is not yet a
@@ -94,6 +99,130 @@ pub fn trace_id_of(traceparent: &str) -> Option<String> {
     let span = cx.span();
     let sc = span.span_context();
     sc.is_valid().then(|| sc.trace_id().to_string())
+}
+
+/// The remote context carried by HTTP (or gRPC) request headers.
+pub fn extract_http(headers: &http::HeaderMap) -> Context {
+    TraceContextPropagator::new().extract(&HttpHeaders(headers))
+}
+
+struct HttpHeaders<'a>(&'a http::HeaderMap);
+
+impl Extractor for HttpHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// `(service, method)` of a gRPC path `/package.Service/Method`.
+pub fn service_and_method(path: &str) -> (&str, &str) {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    match path.split_once('/') {
+        Some((service, method)) if !service.is_empty() && !method.is_empty() => (service, method),
+        _ => ("_OTHER", "_OTHER"),
+    }
+}
+
+/// The gRPC status of an answer. A failed call is answered trailers only
+/// (`grpc-status` in the headers); a successful one carries status 0 in its
+/// trailers, which the layers do not wait for. A transport error is
+/// `on_error`.
+pub fn grpc_status_of<RB, E>(result: &Result<http::Response<RB>, E>, on_error: i32) -> i32 {
+    match result {
+        Ok(response) => response
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i32>().ok())
+            .unwrap_or(0),
+        Err(_) => on_error,
+    }
+}
+
+/// Adds a client span to every call made through the wrapped channel, and
+/// injects its context as the request's `traceparent`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RpcClientLayer;
+
+impl<S> tower_layer::Layer<S> for RpcClientLayer {
+    type Service = RpcClient<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RpcClient { inner }
+    }
+}
+
+/// A channel whose calls are traced (see [`RpcClientLayer`]).
+#[derive(Debug, Clone)]
+pub struct RpcClient<S> {
+    inner: S,
+}
+
+/// A tonic channel with client spans.
+pub fn traced(channel: tonic::transport::Channel) -> RpcClient<tonic::transport::Channel> {
+    tower_layer::Layer::layer(&RpcClientLayer, channel)
+}
+
+struct HeadersMut<'a>(&'a mut http::HeaderMap);
+
+impl Injector for HeadersMut<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            http::header::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+impl<S, B, RB> tower_service::Service<http::Request<B>> for RpcClient<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    RB: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let (service, method) = service_and_method(request.uri().path());
+        let span = tracing::info_span!(
+            "grpc.client",
+            otel.name = %format!("{service}/{method}"),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            rpc.system = "grpc",
+            rpc.service = %service,
+            rpc.method = %method,
+            rpc.grpc.status_code = tracing::field::Empty,
+        );
+        TraceContextPropagator::new()
+            .inject_context(&span.context(), &mut HeadersMut(request.headers_mut()));
+        let future = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        Box::pin(async move {
+            let result = future.instrument(span.clone()).await;
+            let code = grpc_status_of(&result, 14);
+            span.record("rpc.grpc.status_code", code);
+            if code != 0 {
+                span.record("otel.status_code", "ERROR");
+            }
+            result
+        })
+    }
 }
 
 #[cfg(test)]

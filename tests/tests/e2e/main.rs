@@ -10,6 +10,7 @@ mod bad_input;
 mod concurrency;
 mod confidential;
 mod consultations;
+mod gateway;
 mod golden;
 mod health;
 mod history;

@@ -1,0 +1,64 @@
+//! The CapabilityStatement: what this FHIR server does, and nothing more.
+
+use serde_json::{Value, json};
+
+use crate::search::PARAMETERS;
+
+/// The statement for a server reached at `base`.
+pub fn statement(base: &str) -> Value {
+    let parameters: Vec<Value> = PARAMETERS
+        .iter()
+        .filter(|(name, _, _)| !name.starts_with('_'))
+        .map(|(name, kind, documentation)| {
+            json!({ "name": name, "type": kind, "documentation": documentation })
+        })
+        .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": chrono::Utc::now().format("%Y-%m-%d").to_string(),
+        "kind": "instance",
+        "software": { "name": "carelog", "version": env!("CARGO_PKG_VERSION") },
+        "implementation": { "description": "carelog FHIR R4 gateway", "url": base },
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": "Every request needs an OAuth bearer token (Authorization: Bearer), checked by carelog's services; every read of a patient is audited. An emergency access states its reason in x-carelog-break-glass.",
+            "security": {
+                "service": [{ "coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                    "code": "OAuth"
+                }] }]
+            },
+            "resource": [{
+                "type": "Patient",
+                "profile": "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient",
+                "interaction": [{ "code": "read" }, { "code": "search-type" }],
+                "versioning": "versioned",
+                "readHistory": false,
+                "searchParam": parameters
+            }]
+        }]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_statement_offers_patient_read_and_search_over_fhir_4_0_1() {
+        let s = statement("http://localhost:8080/fhir/r4");
+        assert_eq!(s["fhirVersion"], "4.0.1");
+        assert_eq!(s["rest"][0]["resource"][0]["type"], "Patient");
+        let names: Vec<&str> = s["rest"][0]["resource"][0]["searchParam"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|p| p["name"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            names,
+            ["identifier", "family", "birthdate", "address-postalcode"]
+        );
+    }
+}

@@ -1,0 +1,398 @@
+//! carelog-gateway: the HTTP edge. FHIR R4 (JSON) over carelog's gRPC
+//! services, for integrations that speak FHIR rather than gRPC (ADR 0035).
+//!
+//! The gateway holds no state and decides nothing: every request becomes
+//! one gRPC call with the caller's own bearer token (and break-glass,
+//! on-behalf-of and correlation headers), so the service authenticates,
+//! applies the access policy and audits the read exactly as for a gRPC
+//! caller. Its answer is mapped to FHIR (`patient`, `outcome`). The HTTP
+//! request's span continues the caller's `traceparent`, and the gRPC call
+//! carries it on to the service.
+
+pub mod capability;
+pub mod outcome;
+pub mod patient;
+pub mod search;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use carelog_kernel::actor::{
+    BREAK_GLASS_HEADER, CORRELATION_ID_HEADER, ON_BEHALF_OF_HEADER, TRACEPARENT_HEADER,
+};
+use carelog_kernel::trace::{RpcClient, traced};
+use carelog_proto::demographics::v1 as pb;
+use carelog_proto::demographics::v1::demographics_service_client::DemographicsServiceClient;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+pub use outcome::Outcome;
+
+/// Where the FHIR R4 API lives on the gateway.
+pub const FHIR_BASE: &str = "/fhir/r4";
+/// The media type of every FHIR answer.
+pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+/// `_format` values meaning FHIR JSON.
+pub const JSON_FORMATS: [&str; 4] = [
+    "json",
+    "application/json",
+    "application/fhir+json",
+    "application/json+fhir",
+];
+/// A request header asking the read model to have applied this stream
+/// sequence first (read-your-writes after a gRPC command, whose answer
+/// carries the sequence): the gRPC queries' `min_sequence`.
+pub const MIN_SEQUENCE_HEADER: &str = "x-carelog-min-sequence";
+/// How long a call to a service may take when the caller sets no deadline.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The gateway's one connection to the services.
+#[derive(Clone)]
+pub struct Gateway {
+    demographics: DemographicsServiceClient<RpcClient<Channel>>,
+    health: HealthClient<RpcClient<Channel>>,
+    /// The base URL callers reach the FHIR API at (links and `fullUrl`s),
+    /// e.g. `https://fhir.example.nhs.uk/fhir/r4`; without it, the
+    /// request's own `Host`.
+    public_url: Option<String>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("public_url", &self.public_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// A gateway calling the demographics service over `channel`.
+    pub fn new(channel: Channel, public_url: Option<String>) -> Self {
+        let channel = traced(channel);
+        Self {
+            demographics: DemographicsServiceClient::new(channel.clone()),
+            health: HealthClient::new(channel),
+            public_url: public_url.map(|u| u.trim_end_matches('/').to_owned()),
+        }
+    }
+
+    /// The FHIR API's routes, `/healthz` (the gateway is up) and `/readyz`
+    /// (the demographics service answers its health check).
+    pub fn router(self) -> Router {
+        let fhir = Router::new()
+            .route("/metadata", get(metadata))
+            .route("/Patient", get(search_patients))
+            .route("/Patient/{id}", get(read_patient))
+            .fallback(unsupported);
+        Router::new()
+            .nest(FHIR_BASE, fhir)
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/readyz", get(ready))
+            .layer(middleware::from_fn(traced_request))
+            .with_state(self)
+    }
+
+    /// The FHIR base URL for links in an answer to a request with `headers`.
+    fn base(&self, headers: &HeaderMap) -> String {
+        if let Some(url) = &self.public_url {
+            return url.clone();
+        }
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| {
+                !h.is_empty()
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+            })
+            .unwrap_or("localhost");
+        format!("http://{host}{FHIR_BASE}")
+    }
+}
+
+/// Serves the gateway on `listener` until `shutdown`, letting requests in
+/// flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Gateway,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = gateway.router();
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
+}
+
+/// A span per HTTP request, continuing the caller's `traceparent`. Only
+/// the route template is recorded, never the path or query, which hold
+/// patient ids and NHS numbers.
+async fn traced_request(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "_OTHER".to_owned());
+    let method = request.method().as_str().to_owned();
+    let span = tracing::info_span!(
+        "http.server",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let parent = carelog_kernel::trace::extract_http(request.headers());
+    {
+        use opentelemetry::trace::TraceContextExt as _;
+        if parent.span().span_context().is_valid() {
+            let _ = span.set_parent(parent);
+        }
+    }
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "ERROR");
+    }
+    response
+}
+
+/// A FHIR JSON answer.
+fn fhir(status: u16, body: &Value, extra: &[(header::HeaderName, String)]) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, body.to_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    for (name, value) in extra {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name.clone(), value);
+        }
+    }
+    response
+}
+
+impl IntoResponse for Outcome {
+    fn into_response(self) -> Response {
+        let mut extra = Vec::new();
+        if self.status == 401 {
+            extra.push((header::WWW_AUTHENTICATE, "Bearer".to_owned()));
+        }
+        fhir(self.status, &self.body, &extra)
+    }
+}
+
+/// A gRPC request carrying what the caller sent that the service reads:
+/// the bearer token, break-glass reason, on-behalf-of and correlation id,
+/// and the caller's trace context (which the traced channel replaces with
+/// the gateway's own span's, a child of it, when traces are exported).
+fn call<T>(headers: &HeaderMap, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(DEFAULT_TIMEOUT);
+    for name in [
+        header::AUTHORIZATION.as_str(),
+        BREAK_GLASS_HEADER,
+        ON_BEHALF_OF_HEADER,
+        CORRELATION_ID_HEADER,
+        TRACEPARENT_HEADER,
+        "tracestate",
+    ] {
+        if let Some(value) = headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+        {
+            request.metadata_mut().insert(name, value);
+        }
+    }
+    request
+}
+
+/// The caller's `x-carelog-min-sequence`, or a refusal naming it.
+fn min_sequence(headers: &HeaderMap) -> Result<u64, Outcome> {
+    match headers.get(MIN_SEQUENCE_HEADER) {
+        None => Ok(0),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| {
+                Outcome::invalid(&[outcome::Violation::new(
+                    MIN_SEQUENCE_HEADER,
+                    "must be a stream sequence (a whole number)",
+                )])
+            }),
+    }
+}
+
+/// Refuses a caller who accepts only something other than JSON.
+fn accepts_json(headers: &HeaderMap) -> Result<(), Outcome> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Ok(());
+    };
+    let json = accept.split(',').any(|media| {
+        let media = media.split(';').next().unwrap_or("").trim();
+        media == "*/*"
+            || media == "application/*"
+            || JSON_FORMATS.contains(&media)
+            || media.is_empty()
+    });
+    if json {
+        Ok(())
+    } else {
+        let mut refusal = Outcome::new(
+            tonic::Code::InvalidArgument,
+            "Accept: carelog speaks FHIR JSON only (application/fhir+json)",
+            None,
+            &[],
+        );
+        refusal.status = 406;
+        Err(refusal)
+    }
+}
+
+/// `GET /fhir/r4/metadata`: what this server supports. Open to anyone, as
+/// FHIR expects of a capability statement; it names no patient.
+async fn metadata(State(gateway): State<Gateway>, headers: HeaderMap) -> Response {
+    fhir(200, &capability::statement(&gateway.base(&headers)), &[])
+}
+
+/// `GET /fhir/r4/Patient/{id}`: GetPatient, audited by the service.
+async fn read_patient(
+    State(mut gateway): State<Gateway>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Outcome> {
+    accepts_json(&headers)?;
+    let min_sequence = min_sequence(&headers)?;
+    let answer = gateway
+        .demographics
+        .get_patient(call(
+            &headers,
+            pb::GetPatientRequest {
+                patient_id: id,
+                min_sequence,
+            },
+        ))
+        .await
+        .map_err(|status| {
+            Outcome::from_status(&status, |field| match field {
+                "patient_id" => "id",
+                other => other,
+            })
+        })?
+        .into_inner();
+    let mut extra = vec![(header::ETAG, format!("W/\"{}\"", answer.version))];
+    if let Some(at) = answer
+        .updated_at
+        .as_ref()
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+    {
+        extra.push((
+            header::LAST_MODIFIED,
+            at.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+        ));
+    }
+    Ok(fhir(200, &patient::patient(&answer), &extra))
+}
+
+/// `GET /fhir/r4/Patient?...`: SearchPatients as a searchset Bundle, one
+/// page at a time (a `next` link while there is more).
+async fn search_patients(
+    State(mut gateway): State<Gateway>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, Outcome> {
+    accepts_json(&headers)?;
+    let pairs: Vec<(String, String)> =
+        form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+    let mut request = search::request(&pairs).map_err(|v| Outcome::invalid(&v))?;
+    request.min_sequence = min_sequence(&headers)?;
+    let answer = gateway
+        .demographics
+        .search_patients(call(&headers, request))
+        .await
+        .map_err(|status| Outcome::from_status(&status, search::parameter_of))?
+        .into_inner();
+    let base = gateway.base(&headers);
+    let link = |pairs: &[(String, String)]| {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in pairs {
+            query.append_pair(k, v);
+        }
+        format!("{base}/Patient?{}", query.finish())
+    };
+    let mut links = vec![json!({ "relation": "self", "url": link(&pairs) })];
+    if !answer.next_page_token.is_empty() {
+        let mut next: Vec<(String, String)> = pairs
+            .iter()
+            .filter(|(k, _)| k != "_page_token")
+            .cloned()
+            .collect();
+        next.push(("_page_token".to_owned(), answer.next_page_token.clone()));
+        links.push(json!({ "relation": "next", "url": link(&next) }));
+    }
+    let entries: Vec<Value> = answer
+        .patients
+        .iter()
+        .map(|p| {
+            json!({
+                "fullUrl": format!("{base}/Patient/{}", p.patient_id),
+                "resource": patient::patient(p),
+                "search": { "mode": "match" },
+            })
+        })
+        .collect();
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "link": links,
+        "entry": entries,
+    });
+    Ok(fhir(200, &bundle, &[]))
+}
+
+/// Anything else under the FHIR base.
+async fn unsupported() -> Outcome {
+    Outcome::new(
+        tonic::Code::NotFound,
+        "not supported: this carelog gateway serves GET metadata, GET Patient/{id} and GET Patient?search (see metadata)",
+        None,
+        &[],
+    )
+}
+
+/// `/readyz`: ready while the demographics service says it is serving.
+async fn ready(State(mut gateway): State<Gateway>) -> (StatusCode, &'static str) {
+    let mut request = tonic::Request::new(tonic_health::pb::HealthCheckRequest {
+        service: "carelog.demographics.v1.DemographicsService".to_owned(),
+    });
+    request.set_timeout(Duration::from_secs(2));
+    match gateway.health.check(request).await {
+        Ok(answer) if answer.get_ref().status == ServingStatus::Serving as i32 => {
+            (StatusCode::OK, "ready\n")
+        }
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the demographics service is not serving\n",
+        ),
+    }
+}

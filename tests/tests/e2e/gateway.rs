@@ -1,0 +1,381 @@
+//! The FHIR R4 gateway over the real demographics service: a FHIR client
+//! reads and searches patients with its own bearer token, each read is
+//! audited as a gRPC read is, and every refusal is an OperationOutcome
+//! naming the parameter and the rule.
+
+use std::net::SocketAddr;
+
+use carelog_proto::demographics::v1 as pb;
+use carelog_tests::harness::{TestStack, jane_smith};
+use carelog_tests::http::{Answer, get};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const NHS: &str = "https://fhir.nhs.uk/Id/nhs-number";
+
+/// The gateway in front of the stack's API, on a port of its own.
+async fn gateway(stack: &TestStack) -> (SocketAddr, CancellationToken) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the gateway");
+    let addr = listener.local_addr().expect("address");
+    let stop = CancellationToken::new();
+    let gateway = carelog_gateway::Gateway::new(stack.channel.clone(), None);
+    tokio::spawn(carelog_gateway::serve(listener, gateway, stop.clone()));
+    (addr, stop)
+}
+
+fn bearer(stack: &TestStack, user: &str) -> String {
+    format!("Bearer {}", stack.token(user, "A81001"))
+}
+
+/// The issues of an OperationOutcome as (code, expression, diagnostics).
+fn issues(answer: &Answer) -> Vec<(String, Value, String)> {
+    let body = answer.json();
+    assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
+    body["issue"]
+        .as_array()
+        .expect("issues")
+        .iter()
+        .map(|i| {
+            (
+                i["code"].as_str().unwrap_or_default().to_owned(),
+                i["expression"].clone(),
+                i["diagnostics"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_clinician_reads_a_registered_patient_over_fhir_and_the_read_is_audited() {
+    let stack = TestStack::start().await;
+    let (addr, _stop) = gateway(&stack).await;
+    let details = jane_smith();
+    let nhs_number = details.nhs_number.clone();
+    let jane = stack.register(details).await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    let answer = get(
+        addr,
+        &format!("/fhir/r4/Patient/{}", jane.patient_id),
+        &[
+            ("Authorization", &bearer(&stack, "dr-jones")),
+            ("Accept", "application/fhir+json"),
+            ("x-carelog-min-sequence", &jane.stream_sequence.to_string()),
+            ("x-correlation-id", "fhir-read-1"),
+            ("traceparent", traceparent),
+        ],
+    )
+    .await;
+
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        answer.header("content-type"),
+        Some("application/fhir+json; charset=utf-8")
+    );
+    assert_eq!(answer.header("etag"), Some("W/\"1\""));
+    assert!(answer.header("last-modified").is_some());
+    let patient = answer.json();
+    assert_eq!(patient["resourceType"], "Patient");
+    assert_eq!(patient["id"], jane.patient_id.as_str());
+    assert_eq!(
+        patient["identifier"][0],
+        json!({
+            "system": NHS,
+            "value": nhs_number,
+            "extension": [{
+                "url": "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-NHSNumberVerificationStatus",
+                "valueCodeableConcept": { "coding": [{
+                    "system": "https://fhir.hl7.org.uk/CodeSystem/UKCore-NHSNumberVerificationStatusEngland",
+                    "code": "01",
+                    "display": "Number present and verified"
+                }] }
+            }]
+        })
+    );
+    assert_eq!(patient["name"][0]["family"], "Smith");
+    assert_eq!(patient["birthDate"], "1950-03-14");
+    assert_eq!(patient["gender"], "female");
+    assert_eq!(patient["address"][0]["postalCode"], "LS1 5AB");
+    assert_eq!(
+        patient["generalPractitioner"][0]["identifier"]["value"],
+        "A81001"
+    );
+    assert_eq!(patient["active"], true);
+
+    // The service audited the read as its caller's, with the caller's
+    // correlation id and trace.
+    let access = stack.last_access(&jane.patient_id, "GetPatient").await;
+    assert_eq!(access.actor.map(|a| a.user_id).as_deref(), Some("dr-jones"));
+    assert_eq!(access.correlation_id, "fhir-read-1");
+    assert_eq!(
+        carelog_kernel::trace::trace_id_of(&access.traceparent).as_deref(),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
+}
+
+#[tokio::test]
+async fn a_restricted_or_merged_record_reads_over_fhir_as_it_does_over_grpc() {
+    let stack = TestStack::start().await;
+    let (addr, _stop) = gateway(&stack).await;
+    let mut client = stack.client();
+    let jane = stack.register(jane_smith()).await;
+    let restricted = client
+        .mark_restricted(stack.req(pb::PatientFlagRequest {
+            patient_id: jane.patient_id.clone(),
+            reason: "At risk of harm".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("restricted")
+        .into_inner();
+
+    // A practice nurse does not manage demographics: address, telecom and
+    // practice are withheld, and the resource says so.
+    let nurse = format!(
+        "Bearer {}",
+        stack
+            .issuer
+            .token(
+                "nurse-patel",
+                "Nurse Patel",
+                "A81001",
+                "R8001",
+                std::time::Duration::from_secs(600)
+            )
+            .expect("token")
+    );
+    let answer = get(
+        addr,
+        &format!("/fhir/r4/Patient/{}", jane.patient_id),
+        &[
+            ("Authorization", &nurse),
+            (
+                "x-carelog-min-sequence",
+                &restricted.stream_sequence.to_string(),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let patient = answer.json();
+    assert_eq!(patient["meta"]["security"][0]["code"], "R");
+    assert_eq!(patient["meta"]["tag"][0]["code"], "SUBSETTED");
+    assert!(patient.get("address").is_none(), "{patient}");
+    assert!(patient.get("telecom").is_none(), "{patient}");
+    assert!(patient.get("generalPractitioner").is_none(), "{patient}");
+
+    // A duplicate merged into its survivor is inactive and points at it.
+    let survivor = stack.register(jane_smith()).await;
+    let duplicate = stack.register(jane_smith()).await;
+    let merged = client
+        .merge_patient(stack.req(pb::MergePatientRequest {
+            duplicate_patient_id: duplicate.patient_id.clone(),
+            survivor_patient_id: survivor.patient_id.clone(),
+            reason: "same person registered twice".into(),
+            request_id: "merge-fhir-1".into(),
+        }))
+        .await
+        .expect("merged")
+        .into_inner();
+    let answer = get(
+        addr,
+        &format!("/fhir/r4/Patient/{}", duplicate.patient_id),
+        &[
+            ("Authorization", &bearer(&stack, "dr-jones")),
+            (
+                "x-carelog-min-sequence",
+                &merged.stream_sequence.to_string(),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let patient = answer.json();
+    assert_eq!(patient["active"], false);
+    assert_eq!(
+        patient["link"],
+        json!([{
+            "other": { "reference": format!("Patient/{}", survivor.patient_id) },
+            "type": "replaced-by"
+        }])
+    );
+}
+
+#[tokio::test]
+async fn a_search_returns_a_searchset_bundle_a_page_at_a_time() {
+    let stack = TestStack::start().await;
+    let (addr, _stop) = gateway(&stack).await;
+    let mut last = 0;
+    let mut ids = Vec::new();
+    let mut first_nhs = String::new();
+    for given in ["Ann", "Beth", "Cara"] {
+        let mut details = jane_smith();
+        if let Some(name) = details.name.as_mut() {
+            name.family = "Fhirson".into();
+            name.given = vec![given.into()];
+        }
+        if first_nhs.is_empty() {
+            first_nhs = details.nhs_number.clone();
+        }
+        let p = stack.register(details).await;
+        last = last.max(p.stream_sequence);
+        ids.push(p.patient_id);
+    }
+    let token = bearer(&stack, "dr-jones");
+    let consistent = last.to_string();
+    let headers = [
+        ("Authorization", token.as_str()),
+        ("x-carelog-min-sequence", consistent.as_str()),
+    ];
+
+    // By NHS number, with its system.
+    let answer = get(
+        addr,
+        &format!(
+            "/fhir/r4/Patient?identifier=https%3A%2F%2Ffhir.nhs.uk%2FId%2Fnhs-number%7C{first_nhs}"
+        ),
+        &headers,
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let bundle = answer.json();
+    assert_eq!(bundle["resourceType"], "Bundle");
+    assert_eq!(bundle["type"], "searchset");
+    assert_eq!(bundle["entry"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        bundle["entry"][0]["fullUrl"],
+        format!("http://{addr}/fhir/r4/Patient/{}", ids[0])
+    );
+    assert_eq!(bundle["entry"][0]["search"]["mode"], "match");
+
+    // By family name prefix, two a page: the next link gives the third.
+    let mut found = Vec::new();
+    let mut path = "/fhir/r4/Patient?family=Fhirs&_count=2".to_owned();
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        let answer = get(addr, &path, &headers).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let bundle = answer.json();
+        for entry in bundle["entry"].as_array().expect("entries") {
+            found.push(entry["resource"]["id"].as_str().expect("id").to_owned());
+        }
+        let next = bundle["link"]
+            .as_array()
+            .expect("links")
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .and_then(|l| l["url"].as_str())
+            .map(str::to_owned);
+        match next {
+            Some(url) => {
+                let base = format!("http://{addr}");
+                path = url
+                    .strip_prefix(&base)
+                    .expect("a link to the gateway")
+                    .to_owned();
+            }
+            None => break,
+        }
+        assert!(pages < 5, "paging does not end");
+    }
+    found.sort();
+    ids.sort();
+    assert_eq!(found, ids);
+    assert_eq!(pages, 2);
+
+    // By whole family name and a date of birth known to the month.
+    let answer = get(
+        addr,
+        "/fhir/r4/Patient?family=fhirson&birthdate=1950-03",
+        &headers,
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()["entry"].as_array().map(Vec::len), Some(3));
+}
+
+#[tokio::test]
+async fn bad_requests_get_an_operation_outcome_naming_the_parameter_and_nothing_is_read() {
+    let stack = TestStack::start().await;
+    let (addr, _stop) = gateway(&stack).await;
+    let jane = stack.register(jane_smith()).await;
+    let token = bearer(&stack, "dr-jones");
+    let auth = [("Authorization", token.as_str())];
+
+    // No token: 401, and the service refused it, not the gateway.
+    let answer = get(addr, &format!("/fhir/r4/Patient/{}", jane.patient_id), &[]).await;
+    assert_eq!(answer.status, 401);
+    assert_eq!(answer.header("www-authenticate"), Some("Bearer"));
+    assert_eq!(issues(&answer)[0].0, "login");
+
+    // An NHS number failing its check digit.
+    let answer = get(addr, "/fhir/r4/Patient?identifier=9434765918", &auth).await;
+    assert_eq!(answer.status, 400);
+    let found = issues(&answer);
+    assert_eq!(found[0].0, "invalid");
+    assert_eq!(found[0].1, json!(["identifier"]));
+    assert!(found[0].2.starts_with("identifier: "), "{found:?}");
+
+    // A filter carelog cannot apply is refused, not ignored.
+    let answer = get(addr, "/fhir/r4/Patient?family=Smith&given=Jane", &auth).await;
+    assert_eq!(answer.status, 400);
+    assert_eq!(issues(&answer)[0].1, json!(["given"]));
+
+    // A malformed postcode names the FHIR parameter.
+    let answer = get(
+        addr,
+        "/fhir/r4/Patient?address-postalcode=NOTAPOSTCODE",
+        &auth,
+    )
+    .await;
+    assert_eq!(answer.status, 400);
+    assert_eq!(issues(&answer)[0].1, json!(["address-postalcode"]));
+
+    // No such patient; not a patient id at all.
+    let unknown = uuid::Uuid::now_v7();
+    let answer = get(addr, &format!("/fhir/r4/Patient/{unknown}"), &auth).await;
+    assert_eq!(answer.status, 404);
+    assert_eq!(issues(&answer)[0].0, "not-found");
+    let answer = get(addr, "/fhir/r4/Patient/not-a-uuid", &auth).await;
+    assert_eq!(answer.status, 400);
+    assert_eq!(issues(&answer)[0].1, json!(["id"]));
+
+    // XML only, and a resource type carelog does not serve.
+    let answer = get(
+        addr,
+        &format!("/fhir/r4/Patient/{}", jane.patient_id),
+        &[auth[0], ("Accept", "application/fhir+xml")],
+    )
+    .await;
+    assert_eq!(answer.status, 406);
+    let answer = get(addr, "/fhir/r4/Observation", &auth).await;
+    assert_eq!(answer.status, 404);
+    assert_eq!(issues(&answer)[0].0, "not-found");
+
+    // None of these read Jane's record: no granted access is recorded.
+    let granted: Vec<_> = stack
+        .access_events(&jane.patient_id)
+        .await
+        .into_iter()
+        .filter(|(_, e)| e.outcome() != carelog_proto::access::v1::AccessOutcome::Denied)
+        .collect();
+    assert!(granted.is_empty(), "{granted:?}");
+
+    // The capability statement needs no token and names no patient.
+    let answer = get(addr, "/fhir/r4/metadata", &[]).await;
+    assert_eq!(answer.status, 200);
+    let statement = answer.json();
+    assert_eq!(statement["resourceType"], "CapabilityStatement");
+    assert_eq!(statement["fhirVersion"], "4.0.1");
+    assert_eq!(
+        statement["implementation"]["url"],
+        format!("http://{addr}/fhir/r4")
+    );
+
+    // Health: the gateway is up, and ready while the service serves.
+    assert_eq!(get(addr, "/healthz", &[]).await.status, 200);
+    assert_eq!(get(addr, "/readyz", &[]).await.status, 200);
+}
