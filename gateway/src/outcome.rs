@@ -6,6 +6,8 @@
 pub use carelog_kernel::error::Violation;
 use carelog_kernel::error::{http_status, reason_of, violations_of};
 use serde_json::{Value, json};
+use std::error::Error as _;
+
 use tonic::Code;
 
 /// The code system of carelog's stable error reasons (`PATIENT_MERGED`,
@@ -96,6 +98,18 @@ impl Outcome {
             .map(|v| Violation::new(rename(&v.field), v.rule))
             .collect();
         let reason = reason_of(status);
+        // A call that never reached the service (refused connection, TLS
+        // handshake) comes back from tonic as UNKNOWN with the transport
+        // error as its source: to the caller, the service is unavailable.
+        if status.code() == Code::Unknown && status.source().is_some() {
+            tracing::warn!(error = %status, "the service could not be reached");
+            return Self::new(
+                Code::Unavailable,
+                "the service could not be reached; try again later",
+                Some("UNAVAILABLE"),
+                &[],
+            );
+        }
         Self::new(
             status.code(),
             status.message(),

@@ -76,6 +76,7 @@ fn every_container_in_k8s_runs_arguments_the_binary_accepts() {
     assert_eq!(
         checked,
         [
+            "gateway",
             "migrate",
             "project",
             "serve consultations",

@@ -320,3 +320,82 @@ async fn connections_to_postgresql_are_encrypted_and_verified_when_asked() {
     let refused = stack::database(&url(&stranger_ca), 2).await;
     assert!(refused.is_err(), "a server the CA did not certify");
 }
+
+/// `carelog gateway` with these arguments, serving until the test ends.
+async fn gateway(
+    args: &[&str],
+) -> (
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let port = carelog::embedded::free_port().expect("free port");
+    let listen = format!("127.0.0.1:{port}");
+    let argv = ["carelog", "gateway", "--listen", &listen]
+        .into_iter()
+        .chain(args.iter().copied());
+    let cli = <carelog::cli::Cli as clap::Parser>::try_parse_from(argv).expect("gateway arguments");
+    let running = tokio::spawn(carelog::commands::run(cli.command));
+    let addr: std::net::SocketAddr = listen.parse().expect("address");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() || running.is_finished() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    (addr, running)
+}
+
+#[tokio::test]
+async fn the_fhir_gateway_reaches_a_mutual_tls_api_with_its_own_client_certificate() {
+    // Given carelog requiring client certificates, and a gateway given the
+    // CA and a client certificate signed by it
+    let (stack, pki, dir) = tls_stack(true).await;
+    let ca = write(&dir.0, "api-ca.pem", &pki.ca);
+    let cert = write(&dir.0, "gateway.pem", &pki.client_cert);
+    let key = write(&dir.0, "gateway.key", &pki.client_key);
+    let url = format!("https://localhost:{}", port(&stack));
+    let (ca, cert, key) = (
+        ca.to_string_lossy().into_owned(),
+        cert.to_string_lossy().into_owned(),
+        key.to_string_lossy().into_owned(),
+    );
+    let (addr, _running) = gateway(&[
+        "--demographics-url",
+        &url,
+        "--api-ca",
+        &ca,
+        "--api-cert",
+        &cert,
+        "--api-key",
+        &key,
+    ])
+    .await;
+    let token = format!("Bearer {}", stack.token("dr-jones", "A81001"));
+    let nhs = carelog_tests::harness::test_nhs_number();
+    let query = format!("/fhir/r4/Patient?identifier={nhs}");
+
+    // When a clinician searches through it, the search is served
+    let answer = carelog_tests::http::get(addr, &query, &[("Authorization", &token)]).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()["resourceType"], "Bundle");
+    assert_eq!(
+        carelog_tests::http::get(addr, "/readyz", &[]).await.status,
+        200
+    );
+
+    // A gateway without a client certificate is refused by the API: its
+    // caller is told the service is unavailable, and it is not ready
+    let (addr, _running) = gateway(&["--demographics-url", &url, "--api-ca", &ca]).await;
+    let answer = carelog_tests::http::get(addr, &query, &[("Authorization", &token)]).await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(
+        carelog_tests::http::get(addr, "/readyz", &[]).await.status,
+        503
+    );
+
+    // And an https URL without a CA is a configuration error naming the flag
+    let (_, running) = gateway(&["--demographics-url", &url]).await;
+    let refused = running.await.expect("joined").expect_err("refused");
+    assert!(format!("{refused:#}").contains("--api-ca"), "{refused:#}");
+    stack.stop().await;
+}
