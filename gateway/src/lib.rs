@@ -64,9 +64,9 @@ pub struct Gateway {
     demographics: DemographicsServiceClient<RpcClient<Channel>>,
     health: HealthClient<RpcClient<Channel>>,
     /// The base URL callers reach the FHIR API at (links and `fullUrl`s),
-    /// e.g. `https://fhir.example.nhs.uk/fhir/r4`; without it, the
-    /// request's own `Host`.
-    public_url: Option<String>,
+    /// e.g. `https://fhir.example.nhs.uk/fhir/r4`. Never taken from a
+    /// request's `Host`, which a caller chooses.
+    public_url: String,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -78,13 +78,14 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    /// A gateway calling the demographics service over `channel`.
-    pub fn new(channel: Channel, public_url: Option<String>) -> Self {
+    /// A gateway calling the demographics service over `channel`, reached
+    /// by its callers at `public_url`.
+    pub fn new(channel: Channel, public_url: &str) -> Self {
         let channel = traced(channel);
         Self {
             demographics: DemographicsServiceClient::new(channel.clone()),
             health: HealthClient::new(channel),
-            public_url: public_url.map(|u| u.trim_end_matches('/').to_owned()),
+            public_url: public_url.trim_end_matches('/').to_owned(),
         }
     }
 
@@ -95,7 +96,8 @@ impl Gateway {
             .route("/metadata", get(metadata))
             .route("/Patient", get(search_patients))
             .route("/Patient/{id}", get(read_patient))
-            .fallback(unsupported);
+            .fallback(unsupported)
+            .method_not_allowed_fallback(method_not_allowed);
         Router::new()
             .nest(FHIR_BASE, fhir)
             .route("/healthz", get(|| async { "ok\n" }))
@@ -103,39 +105,35 @@ impl Gateway {
             .layer(middleware::from_fn(traced_request))
             .with_state(self)
     }
-
-    /// The FHIR base URL for links in an answer to a request with `headers`.
-    fn base(&self, headers: &HeaderMap) -> String {
-        if let Some(url) = &self.public_url {
-            return url.clone();
-        }
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .filter(|h| {
-                !h.is_empty()
-                    && h.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-            })
-            .unwrap_or("localhost");
-        format!("http://{host}{FHIR_BASE}")
-    }
 }
 
+/// How long requests in flight may take to finish once the gateway is
+/// told to stop; connections still open then are closed.
+pub const DRAIN: Duration = Duration::from_secs(10);
+
 /// Serves the gateway on `listener` until `shutdown`, letting requests in
-/// flight finish.
+/// flight finish for up to `DRAIN`.
 pub async fn serve(
     listener: TcpListener,
     gateway: Gateway,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let app = gateway.router();
-    axum::serve(
+    let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    tokio::select! {
+        served = server => served,
+        () = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(DRAIN).await;
+        } => {
+            tracing::warn!(after = ?DRAIN, "FHIR gateway: connections still open were closed");
+            Ok(())
+        }
+    }
 }
 
 /// A span per HTTP request, continuing the caller's `traceparent`. Only
@@ -200,8 +198,11 @@ impl IntoResponse for Outcome {
 /// A gRPC request carrying what the caller sent that the service reads:
 /// the bearer token, break-glass reason, on-behalf-of and correlation id,
 /// and the caller's trace context (which the traced channel replaces with
-/// the gateway's own span's, a child of it, when traces are exported).
-fn call<T>(headers: &HeaderMap, message: T) -> tonic::Request<T> {
+/// the gateway's own span's, a child of it, when traces are exported). A
+/// value gRPC metadata cannot carry (not printable ASCII) is refused, not
+/// dropped: a break-glass reason lost on the way would be a refusal the
+/// caller could not explain.
+fn call<T>(headers: &HeaderMap, message: T) -> Result<tonic::Request<T>, Outcome> {
     let mut request = tonic::Request::new(message);
     request.set_timeout(DEFAULT_TIMEOUT);
     for name in [
@@ -212,15 +213,22 @@ fn call<T>(headers: &HeaderMap, message: T) -> tonic::Request<T> {
         TRACEPARENT_HEADER,
         "tracestate",
     ] {
-        if let Some(value) = headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
+        let Some(value) = headers.get(name) else {
+            continue;
+        };
+        let value = value
+            .to_str()
+            .ok()
             .and_then(|v| v.parse().ok())
-        {
-            request.metadata_mut().insert(name, value);
-        }
+            .ok_or_else(|| {
+                Outcome::invalid(&[outcome::Violation::new(
+                    name,
+                    "must be printable ASCII (gRPC metadata carries nothing else)",
+                )])
+            })?;
+        request.metadata_mut().insert(name, value);
     }
-    request
+    Ok(request)
 }
 
 /// The caller's `x-carelog-min-sequence`, or a refusal naming it.
@@ -240,55 +248,84 @@ fn min_sequence(headers: &HeaderMap) -> Result<u64, Outcome> {
     }
 }
 
-/// Refuses a caller who accepts only something other than JSON.
-fn accepts_json(headers: &HeaderMap) -> Result<(), Outcome> {
+/// A query string's pairs, decoded.
+fn pairs(query: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// Answers in JSON, or refuses (406) a caller who wants only something
+/// else. `_format` wins over `Accept`, as FHIR says. A `+` left unencoded
+/// in `_format=application/fhir+json` arrives as a space, and is read
+/// back as the `+` it was.
+fn json_wanted(headers: &HeaderMap, pairs: &[(String, String)]) -> Result<(), Outcome> {
+    let refused =
+        || Outcome::not_supported(406, "carelog speaks FHIR JSON only (application/fhir+json)");
+    if let Some((_, format)) = pairs.iter().find(|(k, _)| k == "_format") {
+        let format = format.trim().replace(' ', "+");
+        return if JSON_FORMATS.contains(&format.as_str()) {
+            Ok(())
+        } else {
+            Err(refused())
+        };
+    }
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
         return Ok(());
     };
     let json = accept.split(',').any(|media| {
         let media = media.split(';').next().unwrap_or("").trim();
-        media == "*/*"
+        media.is_empty()
+            || media == "*/*"
             || media == "application/*"
             || JSON_FORMATS.contains(&media)
-            || media.is_empty()
     });
-    if json {
+    if json { Ok(()) } else { Err(refused()) }
+}
+
+/// Refuses any parameter but `_format` (a read takes no other).
+fn only_format(pairs: &[(String, String)]) -> Result<(), Outcome> {
+    let mut violations = Vec::new();
+    let _ = search::checked(pairs, &["_format"], &mut violations);
+    if violations.is_empty() {
         Ok(())
     } else {
-        let mut refusal = Outcome::new(
-            tonic::Code::InvalidArgument,
-            "Accept: carelog speaks FHIR JSON only (application/fhir+json)",
-            None,
-            &[],
-        );
-        refusal.status = 406;
-        Err(refusal)
+        Err(Outcome::invalid(&violations))
     }
 }
 
 /// `GET /fhir/r4/metadata`: what this server supports. Open to anyone, as
 /// FHIR expects of a capability statement; it names no patient.
-async fn metadata(State(gateway): State<Gateway>, headers: HeaderMap) -> Response {
-    fhir(200, &capability::statement(&gateway.base(&headers)), &[])
+async fn metadata(
+    State(gateway): State<Gateway>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, Outcome> {
+    json_wanted(&headers, &pairs(query.as_deref()))?;
+    Ok(fhir(200, &capability::statement(&gateway.public_url), &[]))
 }
 
 /// `GET /fhir/r4/Patient/{id}`: GetPatient, audited by the service.
 async fn read_patient(
     State(mut gateway): State<Gateway>,
     Path(id): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, Outcome> {
-    accepts_json(&headers)?;
+    let pairs = pairs(query.as_deref());
+    json_wanted(&headers, &pairs)?;
+    only_format(&pairs)?;
     let min_sequence = min_sequence(&headers)?;
+    let request = call(
+        &headers,
+        pb::GetPatientRequest {
+            patient_id: id,
+            min_sequence,
+        },
+    )?;
     let answer = gateway
         .demographics
-        .get_patient(call(
-            &headers,
-            pb::GetPatientRequest {
-                patient_id: id,
-                min_sequence,
-            },
-        ))
+        .get_patient(request)
         .await
         .map_err(|status| {
             Outcome::from_status(&status, |field| match field {
@@ -318,20 +355,18 @@ async fn search_patients(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, Outcome> {
-    accepts_json(&headers)?;
-    let pairs: Vec<(String, String)> =
-        form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
+    let pairs = pairs(query.as_deref());
+    json_wanted(&headers, &pairs)?;
     let mut request = search::request(&pairs).map_err(|v| Outcome::invalid(&v))?;
     request.min_sequence = min_sequence(&headers)?;
+    let request = call(&headers, request)?;
     let answer = gateway
         .demographics
-        .search_patients(call(&headers, request))
+        .search_patients(request)
         .await
         .map_err(|status| Outcome::from_status(&status, search::parameter_of))?
         .into_inner();
-    let base = gateway.base(&headers);
+    let base = &gateway.public_url;
     let link = |pairs: &[(String, String)]| {
         let mut query = form_urlencoded::Serializer::new(String::new());
         for (k, v) in pairs {
@@ -360,24 +395,30 @@ async fn search_patients(
             })
         })
         .collect();
-    let bundle = json!({
+    let mut bundle = json!({
         "resourceType": "Bundle",
         "type": "searchset",
         "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "link": links,
-        "entry": entries,
     });
+    // FHIR JSON has no empty arrays: no match, no `entry`.
+    if !entries.is_empty() {
+        bundle["entry"] = Value::Array(entries);
+    }
     Ok(fhir(200, &bundle, &[]))
 }
 
+/// What the gateway serves, for the refusals of anything else.
+const SERVED: &str = "this carelog gateway serves GET metadata, GET Patient/{id} and GET Patient?search (see metadata)";
+
 /// Anything else under the FHIR base.
 async fn unsupported() -> Outcome {
-    Outcome::new(
-        tonic::Code::NotFound,
-        "not supported: this carelog gateway serves GET metadata, GET Patient/{id} and GET Patient?search (see metadata)",
-        None,
-        &[],
-    )
+    Outcome::not_supported(404, &format!("not supported: {SERVED}"))
+}
+
+/// A method other than GET on a path the gateway serves.
+async fn method_not_allowed() -> Outcome {
+    Outcome::not_supported(405, &format!("method not supported: {SERVED}"))
 }
 
 /// `/readyz`: ready while the demographics service says it is serving.

@@ -81,6 +81,19 @@ impl Outcome {
         }
     }
 
+    /// What this server does not do (an interaction, a format, a method),
+    /// answered with `status`.
+    pub fn not_supported(status: u16, message: &str) -> Self {
+        Self {
+            status,
+            body: json!({ "resourceType": "OperationOutcome", "issue": [{
+                "severity": "error",
+                "code": "not-supported",
+                "diagnostics": message,
+            }] }),
+        }
+    }
+
     /// Bad input found by the gateway itself, before any call.
     pub fn invalid(violations: &[Violation]) -> Self {
         Self::new(

@@ -164,7 +164,10 @@ pub fn patient(p: &pb::Patient) -> Value {
         out.insert("identifier".into(), json!([Value::Object(identifier)]));
     }
     // A merged record is no longer in use: its survivor holds the record.
-    out.insert("active".into(), json!(p.merged_into_patient_id.is_empty()));
+    // A search hit shown as minimal identity says nothing of it.
+    if !p.identity_only {
+        out.insert("active".into(), json!(p.merged_into_patient_id.is_empty()));
+    }
     if let Some(name) = &details.name {
         let mut n = Map::new();
         n.insert("use".into(), json!("official"));
@@ -355,5 +358,14 @@ mod tests {
         let r = patient(&survivor);
         assert_eq!(r["active"], true);
         assert_eq!(r["link"][0]["type"], "replaces");
+    }
+
+    #[test]
+    fn a_hit_shown_as_minimal_identity_does_not_claim_to_be_active() {
+        let mut hit = jane();
+        hit.identity_only = true;
+        let r = patient(&hit);
+        assert!(r.get("active").is_none(), "{r}");
+        assert_eq!(r["meta"]["tag"][0]["code"], "SUBSETTED");
     }
 }

@@ -21,12 +21,12 @@ pub const PARAMETERS: [(&str, &str, &str); 6] = [
     (
         "family",
         "string",
-        "With birthdate: the whole family name (any case). Alone: the family name starts with it (two characters at least)",
+        "The family name starts with it (any case, two characters at least). family:exact with birthdate: the whole family name",
     ),
     (
         "birthdate",
         "date",
-        "With family: YYYY, YYYY-MM or YYYY-MM-DD (prefix eq only); a partially known date of birth matches where it may fall",
+        "Only with family:exact: YYYY, YYYY-MM or YYYY-MM-DD (no prefix but eq); a partially known date of birth matches where it may fall",
     ),
     (
         "address-postalcode",
@@ -41,12 +41,28 @@ pub const PARAMETERS: [(&str, &str, &str); 6] = [
     ),
 ];
 
+/// Every parameter name a Patient search accepts.
+const NAMES: [&str; 8] = [
+    "identifier",
+    "family",
+    "family:exact",
+    "birthdate",
+    "address-postalcode",
+    "_count",
+    "_page_token",
+    "_format",
+];
+
+const ONE_WAY: &str =
+    "search one way: identifier; family; family:exact with birthdate; or address-postalcode";
+
 /// The FHIR name of a field of SearchPatientsRequest, for the errors the
 /// service gives.
 pub fn parameter_of(field: &str) -> &str {
     match field {
         "nhs_number" => "identifier",
-        "family_name" | "family_name_prefix" => "family",
+        "family_name" => "family:exact",
+        "family_name_prefix" => "family",
         "birth_date" => "birthdate",
         "postcode" => "address-postalcode",
         "page_size" => "_count",
@@ -55,86 +71,132 @@ pub fn parameter_of(field: &str) -> &str {
     }
 }
 
-/// A query string's pairs as a SearchPatients request.
-pub fn request(pairs: &[(String, String)]) -> Result<pb::SearchPatientsRequest, Vec<Violation>> {
-    let mut violations = Vec::new();
+/// Parameters named once each, every name one of `names`, none empty: the
+/// checks every search shares. Returns the value of a parameter by name.
+pub fn checked<'p>(
+    pairs: &'p [(String, String)],
+    names: &[&str],
+    violations: &mut Vec<Violation>,
+) -> impl Fn(&str) -> Option<&'p str> + use<'p> {
     let mut seen: Vec<&str> = Vec::new();
-    let get = |name: &str| -> Option<String> {
-        pairs
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.trim().to_owned())
-    };
-    for (name, _) in pairs {
-        if seen.contains(&name.as_str()) {
+    for (name, value) in pairs {
+        if name.is_empty() {
+            violations.push(Violation::new("query", "holds a parameter without a name"));
+        } else if seen.contains(&name.as_str()) {
             violations.push(Violation::new(name, "is given more than once"));
-            continue;
-        }
-        seen.push(name);
-        let known = name == "_format" || PARAMETERS.iter().any(|(p, _, _)| p == name);
-        if !known {
-            let supported: Vec<&str> = PARAMETERS.iter().map(|(p, _, _)| *p).collect();
+        } else if !names.contains(&name.as_str()) {
+            let supported: Vec<&str> = names.iter().copied().filter(|n| *n != "_format").collect();
             violations.push(Violation::new(
                 name,
                 format!(
-                    "is not a search parameter carelog supports (supported: {}); it is refused rather than ignored",
+                    "is not a search parameter carelog supports here (supported: {}); it is refused rather than ignored",
                     supported.join(", ")
                 ),
             ));
+        } else if value.trim().is_empty() {
+            violations.push(Violation::new(name, "is empty"));
+        }
+        seen.push(name);
+    }
+    move |name: &str| {
+        pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// `_count`, when given: 1 to 200.
+pub fn page_size(count: Option<&str>, violations: &mut Vec<Violation>) -> i32 {
+    match count.map(str::parse::<i32>) {
+        None => 0,
+        Some(Ok(n)) if (1..=200).contains(&n) => n,
+        Some(_) => {
+            violations.push(Violation::new(
+                "_count",
+                "must be a whole number from 1 to 200",
+            ));
+            0
         }
     }
+}
+
+/// A query string's pairs as a SearchPatients request.
+pub fn request(pairs: &[(String, String)]) -> Result<pb::SearchPatientsRequest, Vec<Violation>> {
+    let mut violations = Vec::new();
+    let get = checked(pairs, &NAMES, &mut violations);
     let mut request = pb::SearchPatientsRequest::default();
     if let Some(identifier) = get("identifier") {
-        match identifier.split_once('|') {
-            Some((system, value)) if system.is_empty() || system == NHS_NUMBER_SYSTEM => {
-                request.nhs_number = value.to_owned();
-            }
-            Some(_) => violations.push(Violation::new(
+        let (system, value) = identifier.split_once('|').unwrap_or(("", identifier));
+        if !system.is_empty() && system != NHS_NUMBER_SYSTEM {
+            violations.push(Violation::new(
                 "identifier",
                 format!("only the NHS number ({NHS_NUMBER_SYSTEM}) is searchable"),
-            )),
-            None => request.nhs_number = identifier,
+            ));
+        } else if value.is_empty() {
+            violations.push(Violation::new("identifier", "names no NHS number"));
+        } else {
+            request.nhs_number = value.to_owned();
         }
     }
     let birth_date = get("birthdate");
     if let Some(family) = get("family") {
         if birth_date.is_some() {
-            request.family_name = family;
+            violations.push(Violation::new(
+                "family",
+                "with birthdate, carelog matches the whole family name: use family:exact",
+            ));
         } else {
-            request.family_name_prefix = family;
+            request.family_name_prefix = family.to_owned();
+        }
+    }
+    if let Some(family) = get("family:exact") {
+        if birth_date.is_none() {
+            violations.push(Violation::new(
+                "family:exact",
+                "is used with birthdate; alone, search by family (the start of the name)",
+            ));
+        } else {
+            request.family_name = family.to_owned();
         }
     }
     if let Some(date) = birth_date {
-        match birthdate(&date) {
-            Some(d) => request.birth_date = Some(d),
-            None => violations.push(Violation::new(
-                "birthdate",
-                "must be YYYY, YYYY-MM or YYYY-MM-DD, with no prefix or eq",
-            )),
+        if get("family:exact").is_none() {
+            // (with family, the violation names family)
+            if get("family").is_none() {
+                violations.push(Violation::new(
+                    "birthdate",
+                    "is used only with family:exact",
+                ));
+            }
+        } else {
+            match birthdate(date) {
+                Some(d) => request.birth_date = Some(d),
+                None => violations.push(Violation::new(
+                    "birthdate",
+                    "must be YYYY, YYYY-MM or YYYY-MM-DD, with no prefix or eq",
+                )),
+            }
         }
     }
     if let Some(postcode) = get("address-postalcode") {
-        request.postcode = postcode;
+        request.postcode = postcode.to_owned();
     }
-    if let Some(count) = get("_count") {
-        match count.parse::<i32>() {
-            Ok(n) if (1..=200).contains(&n) => request.page_size = n,
-            _ => violations.push(Violation::new(
-                "_count",
-                "must be a whole number from 1 to 200",
-            )),
-        }
-    }
+    request.page_size = page_size(get("_count"), &mut violations);
     if let Some(token) = get("_page_token") {
-        request.page_token = token;
+        request.page_token = token.to_owned();
     }
-    if let Some(format) = get("_format")
-        && !crate::JSON_FORMATS.contains(&format.as_str())
-    {
-        violations.push(Violation::new(
-            "_format",
-            "must be json (carelog speaks FHIR JSON only)",
-        ));
+    let ways: Vec<&str> = ["identifier", "family", "family:exact", "address-postalcode"]
+        .into_iter()
+        .filter(|n| get(n).is_some())
+        .collect();
+    match ways.len() {
+        0 if violations.is_empty() => violations.push(Violation::new("identifier", ONE_WAY)),
+        0 | 1 => {}
+        _ => ways
+            .iter()
+            .for_each(|n| violations.push(Violation::new(*n, ONE_WAY))),
     }
     if violations.is_empty() {
         Ok(request)
@@ -211,7 +273,7 @@ mod tests {
 
     #[test]
     fn a_family_name_with_a_birth_date_is_matched_whole_and_alone_as_a_prefix() {
-        let r = request(&query("family=Smith&birthdate=1980-03")).expect("search");
+        let r = request(&query("family%3Aexact=Smith&birthdate=1980-03")).expect("search");
         assert_eq!(r.family_name, "Smith");
         assert_eq!(
             r.birth_date,
@@ -224,16 +286,22 @@ mod tests {
         let r = request(&query("family=Smi&_count=5")).expect("search");
         assert_eq!(r.family_name_prefix, "Smi");
         assert_eq!(r.page_size, 5);
-        let r = request(&query("family=Smith&birthdate=eq1980-03-14")).expect("eq");
+        let r = request(&query("family:exact=Smith&birthdate=eq1980-03-14")).expect("eq");
         assert_eq!(r.birth_date.map(|d| d.day), Some(14));
     }
 
     #[test]
     fn a_parameter_carelog_cannot_honour_is_refused_not_ignored() {
         assert_eq!(refused("family=Smith&given=Jane"), ["given"]);
-        assert_eq!(refused("family:exact=Smith"), ["family:exact"]);
-        assert_eq!(refused("family=Smith&birthdate=ge1980"), ["birthdate"]);
-        assert_eq!(refused("family=Smith&birthdate=14/03/1980"), ["birthdate"]);
+        assert_eq!(refused("family:contains=Smith"), ["family:contains"]);
+        assert_eq!(
+            refused("family:exact=Smith&birthdate=ge1980"),
+            ["birthdate"]
+        );
+        assert_eq!(
+            refused("family:exact=Smith&birthdate=14/03/1980"),
+            ["birthdate"]
+        );
         assert_eq!(
             refused("identifier=https%3A%2F%2Fexample.org%2Fmrn%7C123"),
             ["identifier"]
@@ -241,14 +309,35 @@ mod tests {
         assert_eq!(refused("identifier=1&identifier=2"), ["identifier"]);
         assert_eq!(refused("family=Sm&_count=0"), ["_count"]);
         assert_eq!(refused("family=Sm&_count=201"), ["_count"]);
-        assert_eq!(refused("family=Sm&_format=xml"), ["_format"]);
-        assert!(request(&query("family=Sm&_format=application/fhir%2Bjson")).is_ok());
+    }
+
+    #[test]
+    fn a_search_that_would_lose_a_filter_or_match_differently_is_refused() {
+        // FHIR's family matches the start of the name: with a birth date
+        // carelog matches the whole name, so the caller must say so.
+        assert_eq!(refused("family=Smi&birthdate=1950"), ["family"]);
+        assert_eq!(refused("birthdate=1950"), ["birthdate"]);
+        assert_eq!(refused("family:exact=Smith"), ["family:exact"]);
+        // An empty value names nothing: not "no filter".
+        assert_eq!(
+            refused("identifier=https%3A%2F%2Ffhir.nhs.uk%2FId%2Fnhs-number%7C"),
+            ["identifier"]
+        );
+        assert_eq!(refused("family="), ["family"]);
+        assert_eq!(refused("=x"), ["query"]);
+        // One way of searching, and at least one.
+        assert_eq!(refused(""), ["identifier"]);
+        assert_eq!(
+            refused("identifier=9434765919&address-postalcode=LS1%205HD"),
+            ["identifier", "address-postalcode"]
+        );
     }
 
     #[test]
     fn the_services_field_names_are_given_as_search_parameters() {
         assert_eq!(parameter_of("nhs_number"), "identifier");
         assert_eq!(parameter_of("family_name_prefix"), "family");
+        assert_eq!(parameter_of("family_name"), "family:exact");
         assert_eq!(parameter_of("postcode"), "address-postalcode");
         assert_eq!(parameter_of("page_token"), "_page_token");
     }

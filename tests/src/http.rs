@@ -31,11 +31,22 @@ pub async fn get(
     path_and_query: &str,
     headers: &[(&str, &str)],
 ) -> Answer {
+    request(addr, "GET", path_and_query, headers).await
+}
+
+/// `method path_and_query` at `addr` with `headers` and no body.
+pub async fn request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+) -> Answer {
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connect to the gateway");
-    let mut request =
-        format!("GET {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut request = format!(
+        "{method} {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n"
+    );
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }

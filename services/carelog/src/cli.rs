@@ -59,8 +59,9 @@ pub struct GatewayArgs {
     )]
     pub demographics_url: String,
     /// The FHIR base URL callers reach the gateway at, for the links in
-    /// its answers (e.g. https://fhir.example.nhs.uk/fhir/r4). Without it,
-    /// each request's Host.
+    /// its answers (e.g. https://fhir.example.nhs.uk/fhir/r4). Required: a
+    /// request's Host is the caller's to choose, and behind a TLS ingress
+    /// the gateway cannot see the scheme.
     #[arg(long, env = "CARELOG_GATEWAY_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// PEM CA certificate(s) the services' TLS certificates must chain to.

@@ -101,6 +101,14 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
 
 /// `carelog gateway`: the FHIR R4 API over the demographics service.
 async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
+    let public_url = args.public_url.as_deref().ok_or_else(|| {
+        config("--public-url (CARELOG_GATEWAY_PUBLIC_URL) is required: the URL callers reach the FHIR API at, for the links in its answers")
+    })?;
+    if !public_url.starts_with("https://") && !public_url.starts_with("http://") {
+        return Err(config(format!(
+            "--public-url '{public_url}' is not a URL such as https://fhir.example.nhs.uk/fhir/r4"
+        )));
+    }
     let mut endpoint = tonic::transport::Endpoint::from_shared(args.demographics_url.clone())
         .map_err(|e| {
             config(format!(
@@ -128,7 +136,7 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     if let Some(metrics) = metrics {
         tokio::spawn(crate::metrics::serve(metrics, shutdown.clone()));
     }
-    let gateway = carelog_gateway::Gateway::new(endpoint.connect_lazy(), args.public_url);
+    let gateway = carelog_gateway::Gateway::new(endpoint.connect_lazy(), public_url);
     tracing::info!(listen = %args.listen, demographics = %args.demographics_url, "FHIR gateway serving");
     carelog_gateway::serve(listener, gateway, shutdown)
         .await
@@ -421,17 +429,23 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let started = start_up(&args, &data, listener, settings, &shutdown, &mut children).await;
     let result = match started {
         Ok(Some((mut running, nats_url))) => {
-            let gateway = gateway_listener.map(|listener| {
-                let api =
-                    tonic::transport::Endpoint::from_shared(format!("http://{}", args.listen))
-                        .map(|e| e.tcp_nodelay(true).connect_lazy());
-                let shutdown = shutdown.clone();
-                tokio::spawn(async move {
-                    let gateway = carelog_gateway::Gateway::new(api?, None);
-                    carelog_gateway::serve(listener, gateway, shutdown).await?;
-                    anyhow::Ok(())
+            // The gateway stops before the API it calls, so that requests
+            // in flight through it are answered.
+            let gateway_stop = CancellationToken::new();
+            let mut gateway = gateway_listener
+                .map(|listener| {
+                    let api =
+                        tonic::transport::Endpoint::from_shared(format!("http://{}", args.listen))
+                            .map(|e| e.tcp_nodelay(true).connect_lazy());
+                    let public = format!("http://{}/fhir/r4", listener.local_addr()?);
+                    let stop = gateway_stop.clone();
+                    anyhow::Ok(tokio::spawn(async move {
+                        let gateway = carelog_gateway::Gateway::new(api?, &public);
+                        carelog_gateway::serve(listener, gateway, stop).await?;
+                        anyhow::Ok(())
+                    }))
                 })
-            });
+                .transpose()?;
             if !shutdown.is_cancelled() {
                 print_banner(
                     &args,
@@ -441,17 +455,37 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
                     children.pg.is_some(),
                 );
             }
-            running.wait().await;
-            let stopped = running.stop(GRACE).await;
-            if let Some(gateway) = gateway {
-                shutdown.cancel();
-                match gateway.await {
-                    Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "FHIR gateway"),
-                    Err(e) => tracing::error!(error = %e, "FHIR gateway"),
-                    Ok(Ok(())) => {}
+            // A gateway that fails stops `up` with its error.
+            let mut failed = None;
+            match gateway.as_mut() {
+                Some(task) => tokio::select! {
+                    () = running.wait() => {}
+                    ended = task => {
+                        failed = Some(match ended {
+                            Ok(Ok(())) => anyhow::anyhow!("the FHIR gateway stopped"),
+                            Ok(Err(e)) => e.context("FHIR gateway"),
+                            Err(e) => anyhow::Error::new(e).context("FHIR gateway"),
+                        });
+                        gateway = None;
+                        shutdown.cancel();
+                    }
+                },
+                None => running.wait().await,
+            }
+            if let Some(task) = gateway {
+                gateway_stop.cancel();
+                match tokio::time::timeout(carelog_gateway::DRAIN + GRACE, task).await {
+                    Ok(Ok(Ok(()))) => {}
+                    Ok(Ok(Err(e))) => failed = Some(e.context("FHIR gateway")),
+                    Ok(Err(e)) => failed = Some(anyhow::Error::new(e).context("FHIR gateway")),
+                    Err(_) => tracing::warn!("the FHIR gateway did not stop in time"),
                 }
             }
-            stopped
+            let stopped = running.stop(GRACE).await;
+            match failed {
+                Some(e) => Err(e),
+                None => stopped,
+            }
         }
         Ok(None) => {
             tracing::info!("start-up interrupted by a signal");

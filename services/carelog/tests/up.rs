@@ -185,7 +185,7 @@ async fn carelog_up_serves_a_reflection_only_client_and_stops_on_sigterm() {
         .await
         .expect("connect to the FHIR gateway");
     let request = format!(
-        "GET /fhir/r4/Patient?family=Reflection&birthdate=1971-05-02 HTTP/1.1\r\nHost: {fhir}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        "GET /fhir/r4/Patient?family:exact=Reflection&birthdate=1971-05-02 HTTP/1.1\r\nHost: {fhir}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
     );
     http.write_all(request.as_bytes()).await.expect("send");
     let mut answer = String::new();

@@ -20,7 +20,8 @@ async fn gateway(stack: &TestStack) -> (SocketAddr, CancellationToken) {
         .expect("bind the gateway");
     let addr = listener.local_addr().expect("address");
     let stop = CancellationToken::new();
-    let gateway = carelog_gateway::Gateway::new(stack.channel.clone(), None);
+    let gateway =
+        carelog_gateway::Gateway::new(stack.channel.clone(), &format!("http://{addr}/fhir/r4"));
     tokio::spawn(carelog_gateway::serve(listener, gateway, stop.clone()));
     (addr, stop)
 }
@@ -289,12 +290,20 @@ async fn a_search_returns_a_searchset_bundle_a_page_at_a_time() {
     // By whole family name and a date of birth known to the month.
     let answer = get(
         addr,
-        "/fhir/r4/Patient?family=fhirson&birthdate=1950-03",
+        "/fhir/r4/Patient?family:exact=fhirson&birthdate=1950-03&_format=application/fhir+json",
         &headers,
     )
     .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(answer.json()["entry"].as_array().map(Vec::len), Some(3));
+
+    // No match: a Bundle with no entry at all (FHIR JSON has no empty
+    // arrays).
+    let answer = get(addr, "/fhir/r4/Patient?family=Nobodyhere", &headers).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let bundle = answer.json();
+    assert_eq!(bundle["type"], "searchset");
+    assert!(bundle.get("entry").is_none(), "{bundle}");
 }
 
 #[tokio::test]
@@ -343,26 +352,77 @@ async fn bad_requests_get_an_operation_outcome_naming_the_parameter_and_nothing_
     assert_eq!(answer.status, 400);
     assert_eq!(issues(&answer)[0].1, json!(["id"]));
 
-    // XML only, and a resource type carelog does not serve.
+    // A family name with a birth date must say it is the whole name.
+    let answer = get(addr, "/fhir/r4/Patient?family=Smi&birthdate=1950", &auth).await;
+    assert_eq!(answer.status, 400);
+    assert_eq!(issues(&answer)[0].1, json!(["family"]));
+
+    // XML only, by Accept or by _format (which wins over Accept).
+    let jane_url = format!("/fhir/r4/Patient/{}", jane.patient_id);
     let answer = get(
         addr,
-        &format!("/fhir/r4/Patient/{}", jane.patient_id),
+        &jane_url,
         &[auth[0], ("Accept", "application/fhir+xml")],
     )
     .await;
     assert_eq!(answer.status, 406);
+    assert_eq!(
+        answer.header("content-type"),
+        Some("application/fhir+json; charset=utf-8")
+    );
+    assert_eq!(issues(&answer)[0].0, "not-supported");
+    let answer = get(addr, &format!("{jane_url}?_format=xml"), &auth).await;
+    assert_eq!(answer.status, 406);
+    let answer = get(addr, "/fhir/r4/metadata?_format=xml", &[]).await;
+    assert_eq!(answer.status, 406);
+    let answer = get(
+        addr,
+        &format!("{jane_url}?_format=json"),
+        &[
+            auth[0],
+            ("Accept", "application/fhir+xml"),
+            ("x-carelog-min-sequence", &jane.stream_sequence.to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+
+    // A read takes no search parameters.
+    let answer = get(addr, &format!("{jane_url}?_summary=true"), &auth).await;
+    assert_eq!(answer.status, 400);
+    assert_eq!(issues(&answer)[0].1, json!(["_summary"]));
+
+    // A break-glass reason gRPC cannot carry is refused, not dropped.
+    let answer = get(
+        addr,
+        &jane_url,
+        &[auth[0], ("x-carelog-break-glass", "unconscious – A&E")],
+    )
+    .await;
+    assert_eq!(answer.status, 400);
+    assert_eq!(issues(&answer)[0].1, json!(["x-carelog-break-glass"]));
+
+    // A resource type, interaction or method carelog does not serve.
     let answer = get(addr, "/fhir/r4/Observation", &auth).await;
     assert_eq!(answer.status, 404);
-    assert_eq!(issues(&answer)[0].0, "not-found");
+    assert_eq!(issues(&answer)[0].0, "not-supported");
+    let answer = get(addr, &format!("{jane_url}/_history"), &auth).await;
+    assert_eq!(answer.status, 404);
+    assert_eq!(issues(&answer)[0].0, "not-supported");
+    let answer = carelog_tests::http::request(addr, "DELETE", &jane_url, &auth).await;
+    assert_eq!(answer.status, 405);
+    assert_eq!(issues(&answer)[0].0, "not-supported");
 
-    // None of these read Jane's record: no granted access is recorded.
+    // Of all these, one read of Jane's record was served (`_format=json`),
+    // and it is the one granted access recorded: what the gateway refused
+    // never reached her record.
     let granted: Vec<_> = stack
         .access_events(&jane.patient_id)
         .await
         .into_iter()
         .filter(|(_, e)| e.outcome() != carelog_proto::access::v1::AccessOutcome::Denied)
         .collect();
-    assert!(granted.is_empty(), "{granted:?}");
+    assert_eq!(granted.len(), 1, "{granted:?}");
 
     // The capability statement needs no token and names no patient.
     let answer = get(addr, "/fhir/r4/metadata", &[]).await;

@@ -330,9 +330,17 @@ async fn gateway(
 ) {
     let port = carelog::embedded::free_port().expect("free port");
     let listen = format!("127.0.0.1:{port}");
-    let argv = ["carelog", "gateway", "--listen", &listen]
-        .into_iter()
-        .chain(args.iter().copied());
+    let public = format!("http://{listen}/fhir/r4");
+    let argv = [
+        "carelog",
+        "gateway",
+        "--listen",
+        &listen,
+        "--public-url",
+        &public,
+    ]
+    .into_iter()
+    .chain(args.iter().copied());
     let cli = <carelog::cli::Cli as clap::Parser>::try_parse_from(argv).expect("gateway arguments");
     let running = tokio::spawn(carelog::commands::run(cli.command));
     let addr: std::net::SocketAddr = listen.parse().expect("address");
