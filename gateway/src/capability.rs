@@ -2,17 +2,18 @@
 
 use serde_json::{Value, json};
 
-use crate::search::PARAMETERS;
-
-/// The statement for a server reached at `base`.
-pub fn statement(base: &str) -> Value {
-    let parameters: Vec<Value> = PARAMETERS
+fn search_parameters(parameters: &[(&str, &str, &str)]) -> Vec<Value> {
+    parameters
         .iter()
         .filter(|(name, _, _)| !name.starts_with('_'))
         .map(|(name, kind, documentation)| {
             json!({ "name": name, "type": kind, "documentation": documentation })
         })
-        .collect();
+        .collect()
+}
+
+/// The statement for a server reached at `base`.
+pub fn statement(base: &str) -> Value {
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -24,21 +25,29 @@ pub fn statement(base: &str) -> Value {
         "format": ["application/fhir+json"],
         "rest": [{
             "mode": "server",
-            "documentation": "Every request needs an OAuth bearer token (Authorization: Bearer), checked by carelog's services; every read of a patient is audited. An emergency access states its reason in x-carelog-break-glass.",
+            "documentation": "Every request needs an OAuth bearer token (Authorization: Bearer), checked by carelog's services; every read of a patient's record is audited. An emergency access states its reason in x-carelog-break-glass. A search parameter carelog cannot honour is refused, never ignored.",
             "security": {
                 "service": [{ "coding": [{
                     "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
                     "code": "OAuth"
                 }] }]
             },
-            "resource": [{
-                "type": "Patient",
-                "profile": "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient",
-                "interaction": [{ "code": "read" }, { "code": "search-type" }],
-                "versioning": "versioned",
-                "readHistory": false,
-                "searchParam": parameters
-            }]
+            "resource": [
+                {
+                    "type": "Patient",
+                    "profile": "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient",
+                    "interaction": [{ "code": "read" }, { "code": "search-type" }],
+                    "versioning": "versioned",
+                    "readHistory": false,
+                    "searchParam": search_parameters(&crate::search::PARAMETERS)
+                },
+                {
+                    "type": "AllergyIntolerance",
+                    "profile": "https://fhir.hl7.org.uk/StructureDefinition/UKCore-AllergyIntolerance",
+                    "interaction": [{ "code": "search-type" }],
+                    "searchParam": search_parameters(&crate::allergy::PARAMETERS)
+                }
+            ]
         }]
     })
 }

@@ -9,6 +9,7 @@
 //! request's span continues the caller's `traceparent`, and the gRPC call
 //! carries it on to the service.
 
+pub mod allergy;
 pub mod capability;
 pub mod outcome;
 pub mod patient;
@@ -29,6 +30,7 @@ use carelog_kernel::actor::{
 use carelog_kernel::trace::{RpcClient, traced};
 use carelog_proto::demographics::v1 as pb;
 use carelog_proto::demographics::v1::demographics_service_client::DemographicsServiceClient;
+use carelog_proto::medications::v1::medications_service_client::MedicationsServiceClient;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -58,11 +60,35 @@ pub const MIN_SEQUENCE_HEADER: &str = "x-carelog-min-sequence";
 /// How long a call to a service may take when the caller sets no deadline.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The gateway's one connection to the services.
+/// Where the gateway reaches each service it calls.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub demographics: Channel,
+    pub medications: Channel,
+}
+
+impl Services {
+    /// Every service behind one address (as `carelog up` serves them).
+    pub fn together(channel: Channel) -> Self {
+        Self {
+            demographics: channel.clone(),
+            medications: channel,
+        }
+    }
+}
+
+/// The services whose health `/readyz` asks, with the name each is asked by.
+const HEALTH: [&str; 2] = [
+    "carelog.demographics.v1.DemographicsService",
+    "carelog.medications.v1.MedicationsService",
+];
+
+/// The gateway's connections to the services.
 #[derive(Clone)]
 pub struct Gateway {
     demographics: DemographicsServiceClient<RpcClient<Channel>>,
-    health: HealthClient<RpcClient<Channel>>,
+    medications: MedicationsServiceClient<RpcClient<Channel>>,
+    health: [HealthClient<RpcClient<Channel>>; 2],
     /// The base URL callers reach the FHIR API at (links and `fullUrl`s),
     /// e.g. `https://fhir.example.nhs.uk/fhir/r4`. Never taken from a
     /// request's `Host`, which a caller chooses.
@@ -78,24 +104,29 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    /// A gateway calling the demographics service over `channel`, reached
-    /// by its callers at `public_url`.
-    pub fn new(channel: Channel, public_url: &str) -> Self {
-        let channel = traced(channel);
+    /// A gateway calling `services`, reached by its callers at `public_url`.
+    pub fn new(services: Services, public_url: &str) -> Self {
+        let demographics = traced(services.demographics);
+        let medications = traced(services.medications);
         Self {
-            demographics: DemographicsServiceClient::new(channel.clone()),
-            health: HealthClient::new(channel),
+            demographics: DemographicsServiceClient::new(demographics.clone()),
+            medications: MedicationsServiceClient::new(medications.clone()),
+            health: [
+                HealthClient::new(demographics),
+                HealthClient::new(medications),
+            ],
             public_url: public_url.trim_end_matches('/').to_owned(),
         }
     }
 
     /// The FHIR API's routes, `/healthz` (the gateway is up) and `/readyz`
-    /// (the demographics service answers its health check).
+    /// (every service it calls answers its health check).
     pub fn router(self) -> Router {
         let fhir = Router::new()
             .route("/metadata", get(metadata))
             .route("/Patient", get(search_patients))
             .route("/Patient/{id}", get(read_patient))
+            .route("/AllergyIntolerance", get(search_allergies))
             .fallback(unsupported)
             .method_not_allowed_fallback(method_not_allowed);
         Router::new()
@@ -366,35 +397,107 @@ async fn search_patients(
         .await
         .map_err(|status| Outcome::from_status(&status, search::parameter_of))?
         .into_inner();
-    let base = &gateway.public_url;
+    let entries = answer
+        .patients
+        .iter()
+        .map(|p| (format!("Patient/{}", p.patient_id), patient::patient(p)));
+    let bundle = searchset(
+        &gateway.public_url,
+        "Patient",
+        &pairs,
+        &answer.next_page_token,
+        entries.collect(),
+        0,
+    );
+    Ok(fhir(200, &bundle, &[]))
+}
+
+/// `GET /fhir/r4/AllergyIntolerance?patient=..&clinical-status=..`:
+/// ListAllergies as a searchset Bundle, audited by the service.
+async fn search_allergies(
+    State(mut gateway): State<Gateway>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, Outcome> {
+    let pairs = pairs(query.as_deref());
+    json_wanted(&headers, &pairs)?;
+    let mut request = allergy::request(&pairs).map_err(|v| Outcome::invalid(&v))?;
+    request.min_sequence = min_sequence(&headers)?;
+    let request = call(&headers, request)?;
+    let answer = gateway
+        .medications
+        .list_allergies(request)
+        .await
+        .map_err(|status| Outcome::from_status(&status, allergy::parameter_of))?
+        .into_inner();
+    let entries = answer.allergies.iter().map(|a| {
+        (
+            format!("AllergyIntolerance/{}", a.allergy_id),
+            allergy::allergy(a),
+        )
+    });
+    let bundle = searchset(
+        &gateway.public_url,
+        "AllergyIntolerance",
+        &pairs,
+        &answer.next_page_token,
+        entries.collect(),
+        answer.withheld_count,
+    );
+    Ok(fhir(200, &bundle, &[]))
+}
+
+/// A page of search results as a `searchset` Bundle: `self` and, while
+/// there is more, `next` links; each match under its full URL; and, when
+/// the service left items out that the caller may not see, an outcome
+/// entry saying how many (and nothing else about them).
+fn searchset(
+    base: &str,
+    resource_type: &str,
+    pairs: &[(String, String)],
+    next_page_token: &str,
+    matches: Vec<(String, Value)>,
+    withheld: i32,
+) -> Value {
     let link = |pairs: &[(String, String)]| {
         let mut query = form_urlencoded::Serializer::new(String::new());
         for (k, v) in pairs {
             query.append_pair(k, v);
         }
-        format!("{base}/Patient?{}", query.finish())
+        format!("{base}/{resource_type}?{}", query.finish())
     };
-    let mut links = vec![json!({ "relation": "self", "url": link(&pairs) })];
-    if !answer.next_page_token.is_empty() {
+    let mut links = vec![json!({ "relation": "self", "url": link(pairs) })];
+    if !next_page_token.is_empty() {
         let mut next: Vec<(String, String)> = pairs
             .iter()
             .filter(|(k, _)| k != "_page_token")
             .cloned()
             .collect();
-        next.push(("_page_token".to_owned(), answer.next_page_token.clone()));
+        next.push(("_page_token".to_owned(), next_page_token.to_owned()));
         links.push(json!({ "relation": "next", "url": link(&next) }));
     }
-    let entries: Vec<Value> = answer
-        .patients
-        .iter()
-        .map(|p| {
+    let mut entries: Vec<Value> = matches
+        .into_iter()
+        .map(|(path, resource)| {
             json!({
-                "fullUrl": format!("{base}/Patient/{}", p.patient_id),
-                "resource": patient::patient(p),
+                "fullUrl": format!("{base}/{path}"),
+                "resource": resource,
                 "search": { "mode": "match" },
             })
         })
         .collect();
+    if withheld > 0 {
+        entries.push(json!({
+            "resource": { "resourceType": "OperationOutcome", "issue": [{
+                "severity": "information",
+                "code": "suppressed",
+                "diagnostics": format!(
+                    "{withheld} item(s) on this page were withheld: confidential items of another organisation"
+                ),
+            }] },
+            "search": { "mode": "outcome" },
+        }));
+    }
     let mut bundle = json!({
         "resourceType": "Bundle",
         "type": "searchset",
@@ -405,11 +508,11 @@ async fn search_patients(
     if !entries.is_empty() {
         bundle["entry"] = Value::Array(entries);
     }
-    Ok(fhir(200, &bundle, &[]))
+    bundle
 }
 
 /// What the gateway serves, for the refusals of anything else.
-const SERVED: &str = "this carelog gateway serves GET metadata, GET Patient/{id} and GET Patient?search (see metadata)";
+const SERVED: &str = "this carelog gateway serves GET metadata, GET Patient/{id}, GET Patient?search and GET AllergyIntolerance?patient&clinical-status (see metadata)";
 
 /// Anything else under the FHIR base.
 async fn unsupported() -> Outcome {
@@ -421,19 +524,24 @@ async fn method_not_allowed() -> Outcome {
     Outcome::not_supported(405, &format!("method not supported: {SERVED}"))
 }
 
-/// `/readyz`: ready while the demographics service says it is serving.
-async fn ready(State(mut gateway): State<Gateway>) -> (StatusCode, &'static str) {
-    let mut request = tonic::Request::new(tonic_health::pb::HealthCheckRequest {
-        service: "carelog.demographics.v1.DemographicsService".to_owned(),
-    });
-    request.set_timeout(Duration::from_secs(2));
-    match gateway.health.check(request).await {
-        Ok(answer) if answer.get_ref().status == ServingStatus::Serving as i32 => {
-            (StatusCode::OK, "ready\n")
+/// `/readyz`: ready while every service the gateway calls says it is
+/// serving.
+async fn ready(State(gateway): State<Gateway>) -> (StatusCode, String) {
+    for (mut health, service) in gateway.health.into_iter().zip(HEALTH) {
+        let mut request = tonic::Request::new(tonic_health::pb::HealthCheckRequest {
+            service: service.to_owned(),
+        });
+        request.set_timeout(Duration::from_secs(2));
+        let serving = matches!(
+            health.check(request).await,
+            Ok(answer) if answer.get_ref().status == ServingStatus::Serving as i32
+        );
+        if !serving {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {service} is not serving\n"),
+            );
         }
-        _ => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the demographics service is not serving\n",
-        ),
     }
+    (StatusCode::OK, "ready\n".to_owned())
 }

@@ -30,8 +30,10 @@ async fn a_fhir_read_is_one_trace_from_the_http_caller_into_the_service() {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("address");
-    let gateway =
-        carelog_gateway::Gateway::new(stack.channel.clone(), &format!("http://{addr}/fhir/r4"));
+    let gateway = carelog_gateway::Gateway::new(
+        carelog_gateway::Services::together(stack.channel.clone()),
+        &format!("http://{addr}/fhir/r4"),
+    );
     let stop = CancellationToken::new();
     tokio::spawn(carelog_gateway::serve(listener, gateway, stop.clone()));
     let jane = stack.register(jane_smith()).await;

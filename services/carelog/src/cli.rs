@@ -58,13 +58,21 @@ pub struct GatewayArgs {
         default_value = "http://127.0.0.1:50051"
     )]
     pub demographics_url: String,
+    /// The medications gRPC service (allergies; `https://` needs --api-ca).
+    #[arg(
+        long,
+        env = "CARELOG_MEDICATIONS_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub medications_url: String,
     /// The FHIR base URL callers reach the gateway at, for the links in
     /// its answers (e.g. https://fhir.example.nhs.uk/fhir/r4). Required: a
     /// request's Host is the caller's to choose, and behind a TLS ingress
     /// the gateway cannot see the scheme.
     #[arg(long, env = "CARELOG_GATEWAY_PUBLIC_URL")]
     pub public_url: Option<String>,
-    /// PEM CA certificate(s) the services' TLS certificates must chain to.
+    /// PEM CA certificate(s) the services' TLS certificates must chain to
+    /// (for every https:// service URL).
     #[arg(long, env = "CARELOG_GATEWAY_API_CA")]
     pub api_ca: Option<PathBuf>,
     /// PEM client certificate for services that require mutual TLS.

@@ -99,7 +99,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// `carelog gateway`: the FHIR R4 API over the demographics service.
+/// `carelog gateway`: the FHIR R4 API over the demographics and medications
+/// services.
 async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let public_url = args.public_url.as_deref().ok_or_else(|| {
         config("--public-url (CARELOG_GATEWAY_PUBLIC_URL) is required: the URL callers reach the FHIR API at, for the links in its answers")
@@ -109,22 +110,17 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
             "--public-url '{public_url}' is not a URL such as https://fhir.example.nhs.uk/fhir/r4"
         )));
     }
-    let mut endpoint = tonic::transport::Endpoint::from_shared(args.demographics_url.clone())
-        .map_err(|e| {
-            config(format!(
-                "--demographics-url '{}' is not a URL such as http://carelog-demographics:50051: {e}",
-                args.demographics_url
-            ))
-        })?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true);
-    if args.demographics_url.starts_with("https://") {
-        endpoint = endpoint
-            .tls_config(gateway_tls(&args)?)
-            .context("--demographics-url: TLS")?;
-    } else if args.api_ca.is_some() || args.api_cert.is_some() {
+    let services = carelog_gateway::Services {
+        demographics: service_channel(&args, "--demographics-url", &args.demographics_url)?,
+        medications: service_channel(&args, "--medications-url", &args.medications_url)?,
+    };
+    let https = |url: &str| url.starts_with("https://");
+    if !https(&args.demographics_url)
+        && !https(&args.medications_url)
+        && (args.api_ca.is_some() || args.api_cert.is_some())
+    {
         return Err(config(
-            "--api-ca and --api-cert are for an https:// --demographics-url",
+            "--api-ca and --api-cert are for https:// service URLs",
         ));
     }
     let listener = TcpListener::bind(args.listen)
@@ -136,11 +132,39 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     if let Some(metrics) = metrics {
         tokio::spawn(crate::metrics::serve(metrics, shutdown.clone()));
     }
-    let gateway = carelog_gateway::Gateway::new(endpoint.connect_lazy(), public_url);
-    tracing::info!(listen = %args.listen, demographics = %args.demographics_url, "FHIR gateway serving");
+    let gateway = carelog_gateway::Gateway::new(services, public_url);
+    tracing::info!(
+        listen = %args.listen,
+        demographics = %args.demographics_url,
+        medications = %args.medications_url,
+        "FHIR gateway serving"
+    );
     carelog_gateway::serve(listener, gateway, shutdown)
         .await
         .context("FHIR gateway")
+}
+
+/// A lazily connected channel to the service at `url` (its `flag`), over
+/// TLS for an https:// URL.
+fn service_channel(
+    args: &GatewayArgs,
+    flag: &str,
+    url: &str,
+) -> anyhow::Result<tonic::transport::Channel> {
+    let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .map_err(|e| {
+            config(format!(
+                "{flag} '{url}' is not a URL such as http://carelog-demographics:50051: {e}"
+            ))
+        })?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
+    if url.starts_with("https://") {
+        endpoint = endpoint
+            .tls_config(gateway_tls(args)?)
+            .with_context(|| format!("{flag}: TLS"))?;
+    }
+    Ok(endpoint.connect_lazy())
 }
 
 /// TLS to the services: their CA, and a client certificate for mutual TLS.
@@ -150,7 +174,7 @@ fn gateway_tls(args: &GatewayArgs) -> anyhow::Result<tonic::transport::ClientTls
     };
     let Some(ca) = &args.api_ca else {
         return Err(config(
-            "an https:// --demographics-url needs --api-ca (CARELOG_GATEWAY_API_CA), the CA the services' certificates chain to",
+            "an https:// service URL needs --api-ca (CARELOG_GATEWAY_API_CA), the CA the services' certificates chain to",
         ));
     };
     let mut tls = tonic::transport::ClientTlsConfig::new().ca_certificate(
@@ -440,7 +464,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
                     let public = format!("http://{}/fhir/r4", listener.local_addr()?);
                     let stop = gateway_stop.clone();
                     anyhow::Ok(tokio::spawn(async move {
-                        let gateway = carelog_gateway::Gateway::new(api?, &public);
+                        let services = carelog_gateway::Services::together(api?);
+                        let gateway = carelog_gateway::Gateway::new(services, &public);
                         carelog_gateway::serve(listener, gateway, stop).await?;
                         anyhow::Ok(())
                     }))

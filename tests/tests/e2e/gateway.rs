@@ -20,8 +20,10 @@ async fn gateway(stack: &TestStack) -> (SocketAddr, CancellationToken) {
         .expect("bind the gateway");
     let addr = listener.local_addr().expect("address");
     let stop = CancellationToken::new();
-    let gateway =
-        carelog_gateway::Gateway::new(stack.channel.clone(), &format!("http://{addr}/fhir/r4"));
+    let gateway = carelog_gateway::Gateway::new(
+        carelog_gateway::Services::together(stack.channel.clone()),
+        &format!("http://{addr}/fhir/r4"),
+    );
     tokio::spawn(carelog_gateway::serve(listener, gateway, stop.clone()));
     (addr, stop)
 }
@@ -438,4 +440,143 @@ async fn bad_requests_get_an_operation_outcome_naming_the_parameter_and_nothing_
     // Health: the gateway is up, and ready while the service serves.
     assert_eq!(get(addr, "/healthz", &[]).await.status, 200);
     assert_eq!(get(addr, "/readyz", &[]).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_hospital_sees_a_patients_allergies_over_fhir_without_the_practices_confidential_one() {
+    use carelog_proto::medications::v1 as mpb;
+    use carelog_tests::medications::{PARACETAMOL_500, record_penicillin_allergy};
+
+    // Given Jane, registered at her practice, with a penicillin allergy and
+    // an allergy to paracetamol the practice recorded as confidential
+    let stack = TestStack::start().await;
+    let (addr, _stop) = gateway(&stack).await;
+    let jane = stack.register(jane_smith()).await;
+    let mut medications = stack.medications();
+    let penicillin = medications
+        .record_allergy(stack.req(record_penicillin_allergy(&jane.patient_id)))
+        .await
+        .expect("penicillin allergy")
+        .into_inner();
+    let mut paracetamol = record_penicillin_allergy(&jane.patient_id);
+    if let Some(details) = paracetamol.allergy.as_mut() {
+        details.substance = Some(mpb::Coding {
+            code: PARACETAMOL_500.into(),
+            display: "Paracetamol 500mg tablets".into(),
+        });
+    }
+    paracetamol.confidential = true;
+    let confidential = medications
+        .record_allergy(stack.req(paracetamol))
+        .await
+        .expect("confidential allergy")
+        .into_inner();
+    // and a practice that shares its records with the hospital
+    crate::shared_care::share(
+        &stack,
+        "A81001",
+        carelog_proto::sharing::v1::party::Party::OrganisationOds("A81001".into()),
+        "RR8",
+    )
+    .await;
+    let consistent = confidential.stream_sequence.to_string();
+    let query = format!(
+        "/fhir/r4/AllergyIntolerance?patient=Patient/{}&clinical-status=active",
+        jane.patient_id
+    );
+
+    // When her GP lists her active allergies over FHIR, both are there,
+    // the confidential one labelled restricted
+    let answer = get(
+        addr,
+        &query,
+        &[
+            ("Authorization", &bearer(&stack, "dr-jones")),
+            ("x-carelog-min-sequence", &consistent),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let bundle = answer.json();
+    let entries = bundle["entry"].as_array().expect("entries");
+    assert_eq!(entries.len(), 2, "{bundle}");
+    let gp_sees_confidential = entries.iter().any(|e| {
+        e["resource"]["id"] == confidential.allergy_id.as_str()
+            && e["resource"]["meta"]["security"][0]["code"] == "R"
+    });
+    assert!(gp_sees_confidential, "{bundle}");
+
+    // When a hospital clinician lists them, the penicillin allergy is
+    // there, coded in SNOMED CT, and the confidential one is not: an
+    // outcome entry says one item was withheld, and nothing else about it
+    let hospital = format!("Bearer {}", stack.token("dr-ward", "RR8"));
+    let answer = get(
+        addr,
+        &query,
+        &[
+            ("Authorization", &hospital),
+            ("x-carelog-min-sequence", &consistent),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let bundle = answer.json();
+    assert!(
+        !answer.body.contains(&confidential.allergy_id) && !answer.body.contains("aracetamol"),
+        "{bundle}"
+    );
+    let entries = bundle["entry"].as_array().expect("entries");
+    assert_eq!(entries.len(), 2, "{bundle}");
+    let allergy = &entries[0]["resource"];
+    assert_eq!(allergy["resourceType"], "AllergyIntolerance");
+    assert_eq!(allergy["id"], penicillin.allergy_id.as_str());
+    assert_eq!(
+        allergy["code"]["coding"][0],
+        json!({ "system": "http://snomed.info/sct", "code": "764146007", "display": "Penicillin" })
+    );
+    assert_eq!(allergy["clinicalStatus"]["coding"][0]["code"], "active");
+    assert_eq!(
+        allergy["verificationStatus"]["coding"][0]["code"],
+        "confirmed"
+    );
+    assert_eq!(allergy["reaction"][0]["severity"], "moderate");
+    assert_eq!(
+        entries[0]["fullUrl"],
+        format!(
+            "http://{addr}/fhir/r4/AllergyIntolerance/{}",
+            penicillin.allergy_id
+        )
+    );
+    assert_eq!(entries[1]["search"]["mode"], "outcome");
+    assert_eq!(entries[1]["resource"]["issue"][0]["code"], "suppressed");
+
+    // and the hospital's read is audited as its own
+    let access = stack.last_access(&jane.patient_id, "ListAllergies").await;
+    assert_eq!(access.actor.map(|a| a.user_id).as_deref(), Some("dr-ward"));
+
+    // A list that would pass the active allergies off as all of them is
+    // refused, naming the parameter
+    let answer = get(
+        addr,
+        &format!("/fhir/r4/AllergyIntolerance?patient={}", jane.patient_id),
+        &[("Authorization", &bearer(&stack, "dr-jones"))],
+    )
+    .await;
+    assert_eq!(answer.status, 400);
+    assert_eq!(issues(&answer)[0].1, json!(["clinical-status"]));
+    // and none resolved: a Bundle with no entry
+    let answer = get(
+        addr,
+        &format!(
+            "/fhir/r4/AllergyIntolerance?patient={}&clinical-status=resolved",
+            jane.patient_id
+        ),
+        &[
+            ("Authorization", &bearer(&stack, "dr-jones")),
+            ("x-carelog-min-sequence", &consistent),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(answer.json().get("entry").is_none(), "{}", answer.body);
 }

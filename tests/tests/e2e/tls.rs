@@ -370,6 +370,8 @@ async fn the_fhir_gateway_reaches_a_mutual_tls_api_with_its_own_client_certifica
     let (addr, _running) = gateway(&[
         "--demographics-url",
         &url,
+        "--medications-url",
+        &url,
         "--api-ca",
         &ca,
         "--api-cert",
@@ -393,7 +395,15 @@ async fn the_fhir_gateway_reaches_a_mutual_tls_api_with_its_own_client_certifica
 
     // A gateway without a client certificate is refused by the API: its
     // caller is told the service is unavailable, and it is not ready
-    let (addr, _running) = gateway(&["--demographics-url", &url, "--api-ca", &ca]).await;
+    let (addr, _running) = gateway(&[
+        "--demographics-url",
+        &url,
+        "--medications-url",
+        &url,
+        "--api-ca",
+        &ca,
+    ])
+    .await;
     let answer = carelog_tests::http::get(addr, &query, &[("Authorization", &token)]).await;
     assert_eq!(answer.status, 503, "{}", answer.body);
     assert_eq!(
