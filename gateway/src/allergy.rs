@@ -19,7 +19,7 @@ const CONFIDENTIALITY: &str = "http://terminology.hl7.org/CodeSystem/v3-Confiden
 pub const SNOMED: &str = "http://snomed.info/sct";
 
 /// The search parameters of AllergyIntolerance, with what each does.
-pub const PARAMETERS: [(&str, &str, &str); 4] = [
+pub const PARAMETERS: [(&str, &str, &str); 2] = [
     (
         "patient",
         "reference",
@@ -30,30 +30,16 @@ pub const PARAMETERS: [(&str, &str, &str); 4] = [
         "token",
         "Required: active or resolved (carelog lists one at a time; entries made in error are never listed)",
     ),
-    ("_count", "number", "Page size, 1 to 200 (default 50)"),
-    (
-        "_page_token",
-        "string",
-        "The next page, as given in the Bundle's next link",
-    ),
 ];
 
-const NAMES: [&str; 5] = [
-    "patient",
-    "clinical-status",
-    "_count",
-    "_page_token",
-    "_format",
-];
+const NAMES: [&str; 2] = ["patient", "clinical-status"];
 
 /// The FHIR name of a field of ListAllergiesRequest.
 pub fn parameter_of(field: &str) -> &str {
     match field {
         "patient_id" => "patient",
         "status" => "clinical-status",
-        "page_size" => "_count",
-        "page_token" => "_page_token",
-        other => other,
+        other => crate::search::paging_parameter_of(other),
     }
 }
 
@@ -213,9 +199,7 @@ mod tests {
     use carelog_proto::kernel::v1::PartialDate;
 
     fn query(text: &str) -> Vec<(String, String)> {
-        form_urlencoded::parse(text.as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect()
+        crate::pairs(Some(text))
     }
 
     fn penicillin() -> pb::Allergy {

@@ -25,7 +25,7 @@ pub fn statement(base: &str) -> Value {
         "format": ["application/fhir+json"],
         "rest": [{
             "mode": "server",
-            "documentation": "Every request needs an OAuth bearer token (Authorization: Bearer), checked by carelog's services; every read of a patient's record is audited. An emergency access states its reason in x-carelog-break-glass. A search parameter carelog cannot honour is refused, never ignored.",
+            "documentation": "Every request needs an OAuth bearer token (Authorization: Bearer), checked by carelog's services; every read of a patient's record is audited. An emergency access states its reason in x-carelog-break-glass. A search parameter carelog cannot honour is refused, never ignored. Every search pages with _count (1 to 200, default 50) and the Bundle's next link (_page_token).",
             "security": {
                 "service": [{ "coding": [{
                     "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",

@@ -280,7 +280,7 @@ fn min_sequence(headers: &HeaderMap) -> Result<u64, Outcome> {
 }
 
 /// A query string's pairs, decoded.
-fn pairs(query: Option<&str>) -> Vec<(String, String)> {
+pub(crate) fn pairs(query: Option<&str>) -> Vec<(String, String)> {
     form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
@@ -316,13 +316,34 @@ fn json_wanted(headers: &HeaderMap, pairs: &[(String, String)]) -> Result<(), Ou
 
 /// Refuses any parameter but `_format` (a read takes no other).
 fn only_format(pairs: &[(String, String)]) -> Result<(), Outcome> {
-    let mut violations = Vec::new();
-    let _ = search::checked(pairs, &["_format"], &mut violations);
+    let violations: Vec<outcome::Violation> = pairs
+        .iter()
+        .filter(|(name, _)| name != "_format")
+        .map(|(name, _)| {
+            let name = if name.is_empty() { "query" } else { name };
+            outcome::Violation::new(name, "is not a parameter of a read (only _format is)")
+        })
+        .collect();
     if violations.is_empty() {
         Ok(())
     } else {
         Err(Outcome::invalid(&violations))
     }
+}
+
+/// The gRPC request of a search: JSON wanted, the query's parameters
+/// `parse`d (every violation named), the read-your-writes sequence set,
+/// and the caller's headers passed on.
+fn search_request<T>(
+    headers: &HeaderMap,
+    pairs: &[(String, String)],
+    parse: impl Fn(&[(String, String)]) -> Result<T, Vec<outcome::Violation>>,
+    set_min_sequence: impl FnOnce(&mut T, u64),
+) -> Result<tonic::Request<T>, Outcome> {
+    json_wanted(headers, pairs)?;
+    let mut request = parse(pairs).map_err(|v| Outcome::invalid(&v))?;
+    set_min_sequence(&mut request, min_sequence(headers)?);
+    call(headers, request)
 }
 
 /// `GET /fhir/r4/metadata`: what this server supports. Open to anyone, as
@@ -387,10 +408,9 @@ async fn search_patients(
     headers: HeaderMap,
 ) -> Result<Response, Outcome> {
     let pairs = pairs(query.as_deref());
-    json_wanted(&headers, &pairs)?;
-    let mut request = search::request(&pairs).map_err(|v| Outcome::invalid(&v))?;
-    request.min_sequence = min_sequence(&headers)?;
-    let request = call(&headers, request)?;
+    let request = search_request(&headers, &pairs, search::request, |r, at| {
+        r.min_sequence = at;
+    })?;
     let answer = gateway
         .demographics
         .search_patients(request)
@@ -420,10 +440,9 @@ async fn search_allergies(
     headers: HeaderMap,
 ) -> Result<Response, Outcome> {
     let pairs = pairs(query.as_deref());
-    json_wanted(&headers, &pairs)?;
-    let mut request = allergy::request(&pairs).map_err(|v| Outcome::invalid(&v))?;
-    request.min_sequence = min_sequence(&headers)?;
-    let request = call(&headers, request)?;
+    let request = search_request(&headers, &pairs, allergy::request, |r, at| {
+        r.min_sequence = at;
+    })?;
     let answer = gateway
         .medications
         .list_allergies(request)

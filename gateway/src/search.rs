@@ -12,7 +12,7 @@ use crate::patient::NHS_NUMBER_SYSTEM;
 
 /// The search parameters served, with what each does (also the
 /// CapabilityStatement's documentation).
-pub const PARAMETERS: [(&str, &str, &str); 6] = [
+pub const PARAMETERS: [(&str, &str, &str); 4] = [
     (
         "identifier",
         "token",
@@ -33,25 +33,20 @@ pub const PARAMETERS: [(&str, &str, &str); 6] = [
         "string",
         "A full UK postcode, e.g. LS1 5HD",
     ),
-    ("_count", "number", "Page size, 1 to 200 (default 50)"),
-    (
-        "_page_token",
-        "string",
-        "The next page, as given in the Bundle's next link",
-    ),
 ];
 
-/// Every parameter name a Patient search accepts.
-const NAMES: [&str; 8] = [
+/// Every parameter name a Patient search accepts besides `COMMON`.
+const NAMES: [&str; 5] = [
     "identifier",
     "family",
     "family:exact",
     "birthdate",
     "address-postalcode",
-    "_count",
-    "_page_token",
-    "_format",
 ];
+
+/// The parameters of every search: the page (`_count`, 1 to 200, default
+/// 50; `_page_token`, from the Bundle's next link) and `_format`.
+pub const COMMON: [&str; 3] = ["_count", "_page_token", "_format"];
 
 const ONE_WAY: &str =
     "search one way: identifier; family; family:exact with birthdate; or address-postalcode";
@@ -65,14 +60,22 @@ pub fn parameter_of(field: &str) -> &str {
         "family_name_prefix" => "family",
         "birth_date" => "birthdate",
         "postcode" => "address-postalcode",
+        other => paging_parameter_of(other),
+    }
+}
+
+/// The FHIR name of the page fields every list request has.
+pub fn paging_parameter_of(field: &str) -> &str {
+    match field {
         "page_size" => "_count",
         "page_token" => "_page_token",
         other => other,
     }
 }
 
-/// Parameters named once each, every name one of `names`, none empty: the
-/// checks every search shares. Returns the value of a parameter by name.
+/// Parameters named once each, every name one of `names` or `COMMON`,
+/// none empty: the checks every search shares. Returns the value of a
+/// parameter by name.
 pub fn checked<'p>(
     pairs: &'p [(String, String)],
     names: &[&str],
@@ -84,8 +87,9 @@ pub fn checked<'p>(
             violations.push(Violation::new("query", "holds a parameter without a name"));
         } else if seen.contains(&name.as_str()) {
             violations.push(Violation::new(name, "is given more than once"));
-        } else if !names.contains(&name.as_str()) {
-            let supported: Vec<&str> = names.iter().copied().filter(|n| *n != "_format").collect();
+        } else if !names.contains(&name.as_str()) && !COMMON.contains(&name.as_str()) {
+            let supported: Vec<&str> = names.iter().chain(&COMMON[..2]).copied().collect();
+
             violations.push(Violation::new(
                 name,
                 format!(
@@ -236,9 +240,7 @@ mod tests {
     use super::*;
 
     fn query(text: &str) -> Vec<(String, String)> {
-        form_urlencoded::parse(text.as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect()
+        crate::pairs(Some(text))
     }
 
     fn refused(text: &str) -> Vec<String> {
