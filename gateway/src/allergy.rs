@@ -103,29 +103,26 @@ pub fn allergy(a: &pb::Allergy) -> Value {
     out.insert("meta".into(), Value::Object(meta));
     let status = pb::AllergyStatus::try_from(a.status).unwrap_or(pb::AllergyStatus::Unspecified);
     let details = a.details.clone().unwrap_or_default();
-    let mut extensions = Vec::new();
-    if status == pb::AllergyStatus::Resolved {
-        let mut end = Vec::new();
-        if let Some(on) = partial_date(a.resolved_on.as_ref()) {
-            end.push(json!({ "url": "endDate", "valueDateTime": on }));
-        }
-        if !a.resolution_reason.is_empty() {
-            end.push(json!({ "url": "reasonEnded", "valueString": a.resolution_reason }));
-        }
-        if !end.is_empty() {
-            extensions.push(json!({ "url": ALLERGY_END, "extension": end }));
-        }
-    }
-    if !extensions.is_empty() {
-        out.insert("extension".into(), Value::Array(extensions));
-    }
     // An entry made in error has no clinical status (FHIR's invariant).
+    // A resolved allergy's end (date, reason) is UK Core's extension on
+    // its clinical status.
     match status {
         pb::AllergyStatus::Active => {
             out.insert("clinicalStatus".into(), coding(CLINICAL, "active"));
         }
         pb::AllergyStatus::Resolved => {
-            out.insert("clinicalStatus".into(), coding(CLINICAL, "resolved"));
+            let mut clinical = coding(CLINICAL, "resolved");
+            let mut end = Vec::new();
+            if let Some(on) = partial_date(a.resolved_on.as_ref()) {
+                end.push(json!({ "url": "endDate", "valueDateTime": on }));
+            }
+            if !a.resolution_reason.is_empty() {
+                end.push(json!({ "url": "reasonEnded", "valueString": a.resolution_reason }));
+            }
+            if !end.is_empty() {
+                clinical["extension"] = json!([{ "url": ALLERGY_END, "extension": end }]);
+            }
+            out.insert("clinicalStatus".into(), clinical);
         }
         _ => {}
     }
@@ -249,7 +246,7 @@ mod tests {
         assert_eq!(r["recordedDate"], "2026-11-03");
         assert_eq!(r["reaction"][0]["manifestation"][0]["text"], "urticaria");
         assert_eq!(r["reaction"][0]["severity"], "moderate");
-        assert!(r.get("extension").is_none());
+        assert!(r["clinicalStatus"].get("extension").is_none());
     }
 
     #[test]
@@ -264,9 +261,10 @@ mod tests {
         a.resolution_reason = "tolerated amoxicillin under challenge".into();
         let r = allergy(&a);
         assert_eq!(r["clinicalStatus"]["coding"][0]["code"], "resolved");
-        assert_eq!(r["extension"][0]["url"], ALLERGY_END);
+        let end = &r["clinicalStatus"]["extension"][0];
+        assert_eq!(end["url"], ALLERGY_END);
         assert_eq!(
-            r["extension"][0]["extension"],
+            end["extension"],
             json!([
                 { "url": "endDate", "valueDateTime": "2026-12-01" },
                 { "url": "reasonEnded", "valueString": "tolerated amoxicillin under challenge" }

@@ -46,6 +46,12 @@ pub fn statement(base: &str) -> Value {
                     "profile": "https://fhir.hl7.org.uk/StructureDefinition/UKCore-AllergyIntolerance",
                     "interaction": [{ "code": "search-type" }],
                     "searchParam": search_parameters(&crate::allergy::PARAMETERS)
+                },
+                {
+                    "type": "MedicationRequest",
+                    "profile": "https://fhir.hl7.org.uk/StructureDefinition/UKCore-MedicationRequest",
+                    "interaction": [{ "code": "search-type" }],
+                    "searchParam": search_parameters(&crate::medication::PARAMETERS)
                 }
             ]
         }]

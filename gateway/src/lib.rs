@@ -11,6 +11,7 @@
 
 pub mod allergy;
 pub mod capability;
+pub mod medication;
 pub mod outcome;
 pub mod patient;
 pub mod search;
@@ -127,6 +128,7 @@ impl Gateway {
             .route("/Patient", get(search_patients))
             .route("/Patient/{id}", get(read_patient))
             .route("/AllergyIntolerance", get(search_allergies))
+            .route("/MedicationRequest", get(search_medications))
             .fallback(unsupported)
             .method_not_allowed_fallback(method_not_allowed);
         Router::new()
@@ -466,6 +468,41 @@ async fn search_allergies(
     Ok(fhir(200, &bundle, &[]))
 }
 
+/// `GET /fhir/r4/MedicationRequest?patient=..[&status=active]`:
+/// ListMedications (the authorisations) as a searchset Bundle, audited by
+/// the service.
+async fn search_medications(
+    State(mut gateway): State<Gateway>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, Outcome> {
+    let pairs = pairs(query.as_deref());
+    let request = search_request(&headers, &pairs, medication::request, |r, at| {
+        r.min_sequence = at;
+    })?;
+    let answer = gateway
+        .medications
+        .list_medications(request)
+        .await
+        .map_err(|status| Outcome::from_status(&status, medication::parameter_of))?
+        .into_inner();
+    let entries = answer.authorisations.iter().map(|a| {
+        (
+            format!("MedicationRequest/{}", a.authorisation_id),
+            medication::medication_request(a),
+        )
+    });
+    let bundle = searchset(
+        &gateway.public_url,
+        "MedicationRequest",
+        &pairs,
+        &answer.next_page_token,
+        entries.collect(),
+        answer.withheld_count,
+    );
+    Ok(fhir(200, &bundle, &[]))
+}
+
 /// A page of search results as a `searchset` Bundle: `self` and, while
 /// there is more, `next` links; each match under its full URL; and, when
 /// the service left items out that the caller may not see, an outcome
@@ -531,7 +568,7 @@ fn searchset(
 }
 
 /// What the gateway serves, for the refusals of anything else.
-const SERVED: &str = "this carelog gateway serves GET metadata, GET Patient/{id}, GET Patient?search and GET AllergyIntolerance?patient&clinical-status (see metadata)";
+const SERVED: &str = "this carelog gateway serves GET metadata, GET Patient/{id}, GET Patient?search, GET AllergyIntolerance?patient&clinical-status and GET MedicationRequest?patient (see metadata)";
 
 /// Anything else under the FHIR base.
 async fn unsupported() -> Outcome {

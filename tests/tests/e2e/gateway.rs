@@ -580,3 +580,123 @@ async fn a_hospital_sees_a_patients_allergies_over_fhir_without_the_practices_co
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert!(answer.json().get("entry").is_none(), "{}", answer.body);
 }
+
+#[tokio::test]
+async fn a_patients_medication_list_reads_over_fhir_with_issues_made_and_stopped_items() {
+    use carelog_proto::medications::v1 as mpb;
+    use carelog_tests::medications::{
+        AMOXICILLIN_500, CLARITHROMYCIN_500, acute, authorise, issue, repeat,
+    };
+
+    // Given Jane with a clarithromycin repeat, issued once, and an
+    // amoxicillin acute her GP stopped
+    let stack = TestStack::start().await;
+    let (addr, _stop) = gateway(&stack).await;
+    let jane = stack.register(jane_smith()).await;
+    let mut medications = stack.medications();
+    let clarithromycin = medications
+        .authorise_medication(stack.req(authorise(&jane.patient_id, repeat(CLARITHROMYCIN_500, 6))))
+        .await
+        .expect("repeat authorised")
+        .into_inner();
+    medications
+        .issue_prescription(stack.req(issue(&jane.patient_id, &clarithromycin.authorisation_id)))
+        .await
+        .expect("issued");
+    let amoxicillin = medications
+        .authorise_medication(stack.req(authorise(&jane.patient_id, acute(AMOXICILLIN_500))))
+        .await
+        .expect("acute authorised")
+        .into_inner();
+    let stopped = medications
+        .discontinue_medication(stack.req(mpb::DiscontinueMedicationRequest {
+            patient_id: jane.patient_id.clone(),
+            authorisation_id: amoxicillin.authorisation_id.clone(),
+            reason: "rash on day two".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("stopped")
+        .into_inner();
+    let headers_for = |consistent: String| {
+        [
+            ("Authorization".to_owned(), bearer(&stack, "dr-jones")),
+            ("x-carelog-min-sequence".to_owned(), consistent),
+        ]
+    };
+    let headers = headers_for(stopped.stream_sequence.to_string());
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+
+    // When her current medication is asked for over FHIR, it is the repeat,
+    // a continuous plan coded in dm+d (SNOMED CT), one issue made
+    let answer = get(
+        addr,
+        &format!(
+            "/fhir/r4/MedicationRequest?patient={}&status=active",
+            jane.patient_id
+        ),
+        &headers,
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let bundle = answer.json();
+    let entries = bundle["entry"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1, "{bundle}");
+    let request = &entries[0]["resource"];
+    assert_eq!(request["id"], clarithromycin.authorisation_id.as_str());
+    assert_eq!(request["status"], "active");
+    assert_eq!(request["intent"], "plan");
+    assert_eq!(
+        request["medicationCodeableConcept"]["coding"][0]["code"],
+        CLARITHROMYCIN_500
+    );
+    assert_eq!(
+        request["courseOfTherapyType"]["coding"][0]["code"],
+        "continuous"
+    );
+    assert_eq!(request["dispenseRequest"]["numberOfRepeatsAllowed"], 5);
+    assert_eq!(
+        request["extension"][0]["extension"][0],
+        json!({ "url": "numberOfPrescriptionsIssued", "valueUnsignedInt": 1 })
+    );
+
+    // and with no status, the stopped acute is there too, saying why
+    let answer = get(
+        addr,
+        &format!("/fhir/r4/MedicationRequest?patient={}", jane.patient_id),
+        &headers,
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let bundle = answer.json();
+    let entries = bundle["entry"].as_array().expect("entries");
+    assert_eq!(entries.len(), 2, "{bundle}");
+    let stopped = entries
+        .iter()
+        .map(|e| &e["resource"])
+        .find(|r| r["id"] == amoxicillin.authorisation_id.as_str())
+        .expect("the stopped acute");
+    assert_eq!(stopped["status"], "stopped");
+    assert_eq!(stopped["statusReason"]["text"], "rash on day two");
+    assert_eq!(stopped["courseOfTherapyType"]["coding"][0]["code"], "acute");
+
+    // and the read is audited
+    let access = stack.last_access(&jane.patient_id, "ListMedications").await;
+    assert_eq!(access.actor.map(|a| a.user_id).as_deref(), Some("dr-jones"));
+
+    // Stopped items alone cannot be listed: refused, naming the parameter
+    let answer = get(
+        addr,
+        &format!(
+            "/fhir/r4/MedicationRequest?patient={}&status=stopped",
+            jane.patient_id
+        ),
+        &headers,
+    )
+    .await;
+    assert_eq!(answer.status, 400);
+    assert_eq!(issues(&answer)[0].1, json!(["status"]));
+}

@@ -1,0 +1,319 @@
+//! carelog's medication authorisations as FHIR R4 MedicationRequest
+//! resources (UK Core, intent `plan`: what the prescriber authorised, of
+//! which issues are made), and the search that lists a patient's. Pure.
+
+use carelog_proto::medications::v1 as pb;
+use serde_json::{Map, Value, json};
+
+use crate::allergy::SNOMED;
+use crate::outcome::Violation;
+use crate::patient::partial_date;
+use crate::search::{checked, page_size};
+
+const UK_CORE_MEDICATION_REQUEST: &str =
+    "https://fhir.hl7.org.uk/StructureDefinition/UKCore-MedicationRequest";
+const REPEAT_INFORMATION: &str =
+    "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-MedicationRepeatInformation";
+const COURSE_OF_THERAPY: &str =
+    "http://terminology.hl7.org/CodeSystem/medicationrequest-course-of-therapy";
+const CONFIDENTIALITY: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
+
+/// The search parameters of MedicationRequest, with what each does.
+pub const PARAMETERS: [(&str, &str, &str); 2] = [
+    (
+        "patient",
+        "reference",
+        "Required: the patient, as Patient/<id> or the id",
+    ),
+    (
+        "status",
+        "token",
+        "active: the current medication list. Left out: every authorisation, stopped ones too. carelog cannot list the stopped ones alone",
+    ),
+];
+
+const NAMES: [&str; 2] = ["patient", "status"];
+
+/// The FHIR name of a field of ListMedicationsRequest.
+pub fn parameter_of(field: &str) -> &str {
+    match field {
+        "patient_id" => "patient",
+        "include_discontinued" => "status",
+        other => crate::search::paging_parameter_of(other),
+    }
+}
+
+/// A query string's pairs as a ListMedications request.
+pub fn request(pairs: &[(String, String)]) -> Result<pb::ListMedicationsRequest, Vec<Violation>> {
+    let mut violations = Vec::new();
+    let get = checked(pairs, &NAMES, &mut violations);
+    let mut request = pb::ListMedicationsRequest::default();
+    match get("patient") {
+        Some(patient) => {
+            request.patient_id = patient
+                .strip_prefix("Patient/")
+                .unwrap_or(patient)
+                .to_owned();
+        }
+        None => violations.push(Violation::new(
+            "patient",
+            "is required: the patient whose medication to list",
+        )),
+    }
+    // FHIR: no status is every status.
+    request.include_discontinued = match get("status") {
+        None => true,
+        Some("active") => false,
+        Some(_) => {
+            violations.push(Violation::new(
+                "status",
+                "must be active (the current medication list), or be left out for every authorisation",
+            ));
+            false
+        }
+    };
+    request.page_size = page_size(get("_count"), &mut violations);
+    if let Some(token) = get("_page_token") {
+        request.page_token = token.to_owned();
+    }
+    if violations.is_empty() {
+        Ok(request)
+    } else {
+        Err(violations)
+    }
+}
+
+/// A decimal string as a JSON number (the quantity: "28", "12.5").
+fn decimal(text: &str) -> Option<Value> {
+    text.trim()
+        .parse::<serde_json::Number>()
+        .ok()
+        .map(Value::Number)
+}
+
+/// The MedicationRequest resource for an authorisation as carelog
+/// answered it.
+pub fn medication_request(a: &pb::Authorisation) -> Value {
+    let details = a.details.clone().unwrap_or_default();
+    let repeat = details.prescription_type == pb::PrescriptionType::Repeat as i32;
+    let mut meta = Map::new();
+    meta.insert("profile".into(), json!([UK_CORE_MEDICATION_REQUEST]));
+    if a.confidential {
+        meta.insert(
+            "security".into(),
+            json!([{ "system": CONFIDENTIALITY, "code": "R", "display": "restricted" }]),
+        );
+    }
+    let mut out = Map::new();
+    out.insert("resourceType".into(), json!("MedicationRequest"));
+    out.insert("id".into(), json!(a.authorisation_id));
+    out.insert("meta".into(), Value::Object(meta));
+    if repeat {
+        let mut information = vec![json!({
+            "url": "numberOfPrescriptionsIssued",
+            "valueUnsignedInt": a.issues_made,
+        })];
+        if let Some(expiry) = partial_date(details.expiry_date.as_ref()) {
+            information.push(json!({ "url": "authorisationExpiryDate", "valueDateTime": expiry }));
+        }
+        out.insert(
+            "extension".into(),
+            json!([{ "url": REPEAT_INFORMATION, "extension": information }]),
+        );
+    }
+    let stopped = a.status == pb::AuthorisationStatus::Discontinued as i32;
+    out.insert(
+        "status".into(),
+        json!(if stopped { "stopped" } else { "active" }),
+    );
+    if stopped && !a.discontinued_reason.is_empty() {
+        out.insert(
+            "statusReason".into(),
+            json!({ "text": a.discontinued_reason }),
+        );
+    }
+    out.insert("intent".into(), json!("plan"));
+    if let Some(product) = &details.product {
+        out.insert(
+            "medicationCodeableConcept".into(),
+            json!({
+                "coding": [{ "system": SNOMED, "code": product.code, "display": product.display }],
+                "text": product.display,
+            }),
+        );
+    }
+    out.insert(
+        "subject".into(),
+        json!({ "reference": format!("Patient/{}", a.patient_id) }),
+    );
+    let authorised = partial_date(a.authorised_on.as_ref());
+    if let Some(on) = &authorised {
+        out.insert("authoredOn".into(), json!(on));
+    }
+    let (code, display) = if repeat {
+        ("continuous", "Continuous long term therapy")
+    } else {
+        ("acute", "Short course (acute) therapy")
+    };
+    out.insert(
+        "courseOfTherapyType".into(),
+        json!({ "coding": [{ "system": COURSE_OF_THERAPY, "code": code, "display": display }] }),
+    );
+    if !details.dose_instructions.is_empty() {
+        out.insert(
+            "dosageInstruction".into(),
+            json!([{ "text": details.dose_instructions }]),
+        );
+    }
+    let mut dispense = Map::new();
+    let mut validity = Map::new();
+    if let Some(on) = authorised {
+        validity.insert("start".into(), json!(on));
+    }
+    if let Some(expiry) = partial_date(details.expiry_date.as_ref()) {
+        validity.insert("end".into(), json!(expiry));
+    }
+    if !validity.is_empty() {
+        dispense.insert("validityPeriod".into(), Value::Object(validity));
+    }
+    // Repeats allowed after the first issue.
+    let allowed = if repeat {
+        details.authorised_issues.saturating_sub(1)
+    } else {
+        0
+    };
+    dispense.insert("numberOfRepeatsAllowed".into(), json!(allowed));
+    if let Some(value) = decimal(&details.quantity) {
+        dispense.insert(
+            "quantity".into(),
+            json!({ "value": value, "unit": details.quantity_unit }),
+        );
+    }
+    if details.supply_days > 0 {
+        dispense.insert(
+            "expectedSupplyDuration".into(),
+            json!({
+                "value": details.supply_days,
+                "unit": "day",
+                "system": "http://unitsofmeasure.org",
+                "code": "d",
+            }),
+        );
+    }
+    out.insert("dispenseRequest".into(), Value::Object(dispense));
+    if !a.replaces_authorisation_id.is_empty() {
+        out.insert(
+            "priorPrescription".into(),
+            json!({ "reference": format!("MedicationRequest/{}", a.replaces_authorisation_id) }),
+        );
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use carelog_proto::kernel::v1::PartialDate;
+
+    fn date(year: i32, month: i32, day: i32) -> Option<PartialDate> {
+        Some(PartialDate { year, month, day })
+    }
+
+    fn clarithromycin_repeat() -> pb::Authorisation {
+        pb::Authorisation {
+            authorisation_id: "0193a5b0-7c1e-7000-8000-0000000000b1".into(),
+            patient_id: "0193a5b0-7c1e-7000-8000-000000000001".into(),
+            details: Some(pb::AuthorisationDetails {
+                product: Some(pb::Coding {
+                    code: "324430000".into(),
+                    display: "Clarithromycin 500mg tablets".into(),
+                }),
+                dose_instructions: "one tablet twice a day".into(),
+                quantity: "12.5".into(),
+                quantity_unit: "tablet".into(),
+                prescription_type: pb::PrescriptionType::Repeat as i32,
+                authorised_issues: 6,
+                review_date: date(2027, 3, 1),
+                expiry_date: date(2027, 6, 1),
+                supply_days: 28,
+            }),
+            status: pb::AuthorisationStatus::Active as i32,
+            authorised_on: date(2026, 12, 1),
+            issues_made: 2,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_repeat_is_a_continuous_plan_with_its_repeats_and_issues_made() {
+        let r = medication_request(&clarithromycin_repeat());
+        assert_eq!(r["resourceType"], "MedicationRequest");
+        assert_eq!(r["status"], "active");
+        assert_eq!(r["intent"], "plan");
+        assert_eq!(
+            r["medicationCodeableConcept"]["coding"][0]["system"],
+            SNOMED
+        );
+        assert_eq!(
+            r["medicationCodeableConcept"]["coding"][0]["code"],
+            "324430000"
+        );
+        assert_eq!(r["courseOfTherapyType"]["coding"][0]["code"], "continuous");
+        assert_eq!(r["dosageInstruction"][0]["text"], "one tablet twice a day");
+        assert_eq!(r["authoredOn"], "2026-12-01");
+        let dispense = &r["dispenseRequest"];
+        assert_eq!(dispense["numberOfRepeatsAllowed"], 5);
+        assert_eq!(
+            dispense["quantity"],
+            json!({ "value": 12.5, "unit": "tablet" })
+        );
+        assert_eq!(dispense["validityPeriod"]["end"], "2027-06-01");
+        assert_eq!(dispense["expectedSupplyDuration"]["value"], 28);
+        assert_eq!(r["extension"][0]["url"], REPEAT_INFORMATION);
+        assert_eq!(
+            r["extension"][0]["extension"],
+            json!([
+                { "url": "numberOfPrescriptionsIssued", "valueUnsignedInt": 2 },
+                { "url": "authorisationExpiryDate", "valueDateTime": "2027-06-01" }
+            ])
+        );
+    }
+
+    #[test]
+    fn a_stopped_acute_says_why_and_what_it_replaced() {
+        let mut a = clarithromycin_repeat();
+        if let Some(d) = a.details.as_mut() {
+            d.prescription_type = pb::PrescriptionType::Acute as i32;
+            d.authorised_issues = 1;
+        }
+        a.status = pb::AuthorisationStatus::Discontinued as i32;
+        a.discontinued_reason = "rash on day two".into();
+        a.replaces_authorisation_id = "0193a5b0-7c1e-7000-8000-0000000000b0".into();
+        let r = medication_request(&a);
+        assert_eq!(r["status"], "stopped");
+        assert_eq!(r["statusReason"]["text"], "rash on day two");
+        assert_eq!(r["courseOfTherapyType"]["coding"][0]["code"], "acute");
+        assert_eq!(r["dispenseRequest"]["numberOfRepeatsAllowed"], 0);
+        assert!(r.get("extension").is_none(), "{r}");
+        assert_eq!(
+            r["priorPrescription"]["reference"],
+            "MedicationRequest/0193a5b0-7c1e-7000-8000-0000000000b0"
+        );
+    }
+
+    #[test]
+    fn no_status_lists_every_authorisation_and_active_the_current_list() {
+        let all = request(&crate::pairs(Some("patient=p1"))).expect("all");
+        assert!(all.include_discontinued);
+        let current =
+            request(&crate::pairs(Some("patient=Patient/p1&status=active"))).expect("active");
+        assert!(!current.include_discontinued);
+        assert_eq!(current.patient_id, "p1");
+        let refused: Vec<String> = request(&crate::pairs(Some("patient=p1&status=stopped")))
+            .expect_err("stopped alone")
+            .into_iter()
+            .map(|v| v.field)
+            .collect();
+        assert_eq!(refused, ["status"]);
+    }
+}
