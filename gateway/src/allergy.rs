@@ -4,6 +4,7 @@
 use carelog_proto::medications::v1 as pb;
 use serde_json::{Map, Value, json};
 
+use crate::outcome::Unrepresentable;
 use crate::outcome::Violation;
 use crate::patient::partial_date;
 use crate::search::{checked, page_size};
@@ -44,29 +45,34 @@ pub fn parameter_of(field: &str) -> &str {
 }
 
 /// A query string's pairs as a ListAllergies request.
-pub fn request(pairs: &[(String, String)]) -> Result<pb::ListAllergiesRequest, Vec<Violation>> {
+/// `base` is this server's FHIR base URL (a patient may be referred to by
+/// its full URL).
+pub fn request(
+    pairs: &[(String, String)],
+    base: &str,
+) -> Result<pb::ListAllergiesRequest, Vec<Violation>> {
     let mut violations = Vec::new();
     let get = checked(pairs, &NAMES, &mut violations);
     let mut request = pb::ListAllergiesRequest::default();
-    match get("patient") {
-        Some(patient) => {
-            request.patient_id = patient
-                .strip_prefix("Patient/")
-                .unwrap_or(patient)
-                .to_owned();
-        }
-        None => violations.push(Violation::new(
-            "patient",
-            "is required: the patient whose allergies to list",
-        )),
-    }
-    match get("clinical-status") {
+    request.patient_id = crate::search::patient(pairs, get("patient"), base, &mut violations);
+    // A token: the code, or the code system and the code.
+    let status = get("clinical-status").map(|v| {
+        v.strip_prefix(CLINICAL)
+            .and_then(|v| v.strip_prefix('|'))
+            .unwrap_or(v)
+    });
+    match status {
         Some("active") => request.status = pb::AllergyStatus::Active as i32,
         Some("resolved") => request.status = pb::AllergyStatus::Resolved as i32,
+        Some(v) if v.contains(',') => violations.push(Violation::new(
+            "clinical-status",
+            "names one status: carelog lists active and resolved allergies one at a time",
+        )),
         Some(_) => violations.push(Violation::new(
             "clinical-status",
             "must be active or resolved",
         )),
+        None if pairs.iter().any(|(n, _)| n == "clinical-status") => {}
         None => violations.push(Violation::new(
             "clinical-status",
             "is required (active or resolved): carelog lists one at a time, and a list of the active alone must not pass for all of them",
@@ -87,8 +93,12 @@ fn coding(system: &str, code: &str) -> Value {
     json!({ "coding": [{ "system": system, "code": code }] })
 }
 
-/// The AllergyIntolerance resource for an allergy as carelog answered it.
-pub fn allergy(a: &pb::Allergy) -> Value {
+/// The AllergyIntolerance resource for an allergy as carelog answered it
+/// in a list of `patient`'s: an allergy carried over from a record merged
+/// into theirs is theirs. An allergy the gateway cannot represent
+/// faithfully (no status it knows, no substance) is an error, never a
+/// resource a client could take for an inactive or uncoded one.
+pub fn allergy(a: &pb::Allergy, patient: &str) -> Result<Value, Unrepresentable> {
     let mut meta = Map::new();
     meta.insert("profile".into(), json!([UK_CORE_ALLERGY]));
     if a.confidential {
@@ -101,7 +111,14 @@ pub fn allergy(a: &pb::Allergy) -> Value {
     out.insert("resourceType".into(), json!("AllergyIntolerance"));
     out.insert("id".into(), json!(a.allergy_id));
     out.insert("meta".into(), Value::Object(meta));
-    let status = pb::AllergyStatus::try_from(a.status).unwrap_or(pb::AllergyStatus::Unspecified);
+    let status = match pb::AllergyStatus::try_from(a.status) {
+        Ok(pb::AllergyStatus::Unspecified) | Err(_) => {
+            return Err(Unrepresentable(
+                "an allergy with a status the gateway does not know",
+            ));
+        }
+        Ok(status) => status,
+    };
     let details = a.details.clone().unwrap_or_default();
     // An entry made in error has no clinical status (FHIR's invariant).
     // A resolved allergy's end (date, reason) is UK Core's extension on
@@ -147,18 +164,21 @@ pub fn allergy(a: &pb::Allergy) -> Value {
         }
         pb::AllergyKind::Unspecified => {}
     }
-    if let Some(substance) = &details.substance {
-        out.insert(
-            "code".into(),
-            json!({
-                "coding": [{ "system": SNOMED, "code": substance.code, "display": substance.display }],
-                "text": substance.display,
-            }),
-        );
-    }
+    let substance = details
+        .substance
+        .as_ref()
+        .filter(|s| !s.code.is_empty())
+        .ok_or(Unrepresentable("an allergy with no substance"))?;
+    out.insert(
+        "code".into(),
+        json!({
+            "coding": [{ "system": SNOMED, "code": substance.code, "display": substance.display }],
+            "text": substance.display,
+        }),
+    );
     out.insert(
         "patient".into(),
-        json!({ "reference": format!("Patient/{}", a.patient_id) }),
+        json!({ "reference": format!("Patient/{patient}") }),
     );
     if let Some(onset) = partial_date(details.onset.as_ref()) {
         out.insert("onsetDateTime".into(), json!(onset));
@@ -187,7 +207,7 @@ pub fn allergy(a: &pb::Allergy) -> Value {
         }
         out.insert("reaction".into(), json!([Value::Object(reaction)]));
     }
-    Value::Object(out)
+    Ok(Value::Object(out))
 }
 
 #[cfg(test)]
@@ -195,9 +215,13 @@ mod tests {
     use super::*;
     use carelog_proto::kernel::v1::PartialDate;
 
+    const BASE: &str = "https://fhir.example.org/fhir/r4";
+
     fn query(text: &str) -> Vec<(String, String)> {
         crate::pairs(Some(text))
     }
+
+    const PATIENT: &str = "0193a5b0-7c1e-7000-8000-000000000001";
 
     fn penicillin() -> pb::Allergy {
         pb::Allergy {
@@ -230,7 +254,7 @@ mod tests {
 
     #[test]
     fn a_penicillin_allergy_is_a_uk_core_allergy_intolerance_coded_in_snomed() {
-        let r = allergy(&penicillin());
+        let r = allergy(&penicillin(), PATIENT).expect("represented");
         assert_eq!(r["resourceType"], "AllergyIntolerance");
         assert_eq!(r["clinicalStatus"]["coding"][0]["code"], "active");
         assert_eq!(r["verificationStatus"]["coding"][0]["code"], "confirmed");
@@ -259,7 +283,7 @@ mod tests {
             day: 1,
         });
         a.resolution_reason = "tolerated amoxicillin under challenge".into();
-        let r = allergy(&a);
+        let r = allergy(&a, PATIENT).expect("represented");
         assert_eq!(r["clinicalStatus"]["coding"][0]["code"], "resolved");
         let end = &r["clinicalStatus"]["extension"][0];
         assert_eq!(end["url"], ALLERGY_END);
@@ -271,7 +295,7 @@ mod tests {
             ])
         );
         a.status = pb::AllergyStatus::EnteredInError as i32;
-        let r = allergy(&a);
+        let r = allergy(&a, PATIENT).expect("represented");
         assert!(r.get("clinicalStatus").is_none(), "{r}");
         assert_eq!(
             r["verificationStatus"]["coding"][0]["code"],
@@ -281,15 +305,18 @@ mod tests {
 
     #[test]
     fn a_patients_allergies_are_listed_one_clinical_status_at_a_time() {
-        let r = request(&query(
-            "patient=Patient%2F0193a5b0-7c1e-7000-8000-000000000001&clinical-status=resolved&_count=10",
-        ))
+        let r = request(
+            &query(
+                "patient=Patient%2F0193a5b0-7c1e-7000-8000-000000000001&clinical-status=resolved&_count=10",
+            ),
+            BASE,
+        )
         .expect("search");
         assert_eq!(r.patient_id, "0193a5b0-7c1e-7000-8000-000000000001");
         assert_eq!(r.status, pb::AllergyStatus::Resolved as i32);
         assert_eq!(r.page_size, 10);
         let fields = |text: &str| -> Vec<String> {
-            request(&query(text))
+            request(&query(text), BASE)
                 .expect_err("refused")
                 .into_iter()
                 .map(|v| v.field)
@@ -305,5 +332,50 @@ mod tests {
             fields("patient=x&clinical-status=active&code=764146007"),
             ["code"]
         );
+        assert_eq!(
+            fields("patient=x&clinical-status=active,resolved"),
+            ["clinical-status"]
+        );
+        assert_eq!(
+            fields("patient=&clinical-status="),
+            ["patient", "clinical-status"]
+        );
+        assert_eq!(
+            fields("patient=https://elsewhere.example/fhir/Patient/x&clinical-status=active"),
+            ["patient"]
+        );
+        // A token with its system, and this server's full patient URL
+        let r = request(
+            &query(&format!(
+                "patient={BASE}/Patient/p1&clinical-status={CLINICAL}|active"
+            )),
+            BASE,
+        )
+        .expect("full forms");
+        assert_eq!(r.patient_id, "p1");
+        assert_eq!(r.status, pb::AllergyStatus::Active as i32);
+    }
+
+    #[test]
+    fn an_allergy_the_gateway_cannot_represent_faithfully_is_an_error_not_a_resource() {
+        let mut a = penicillin();
+        a.status = 0;
+        assert!(allergy(&a, PATIENT).is_err());
+        let mut a = penicillin();
+        a.status = 99;
+        assert!(allergy(&a, PATIENT).is_err());
+        let mut a = penicillin();
+        if let Some(d) = a.details.as_mut() {
+            d.substance = None;
+        }
+        assert!(allergy(&a, PATIENT).is_err());
+    }
+
+    #[test]
+    fn an_allergy_carried_over_from_a_merged_record_belongs_to_the_patient_searched() {
+        let mut a = penicillin();
+        a.patient_id = "0193a5b0-7c1e-7000-8000-00000000dead".into();
+        let r = allergy(&a, PATIENT).expect("represented");
+        assert_eq!(r["patient"]["reference"], format!("Patient/{PATIENT}"));
     }
 }

@@ -318,7 +318,7 @@ fn json_wanted(headers: &HeaderMap, pairs: &[(String, String)]) -> Result<(), Ou
 
 /// Refuses any parameter but `_format` (a read takes no other).
 fn only_format(pairs: &[(String, String)]) -> Result<(), Outcome> {
-    let violations: Vec<outcome::Violation> = pairs
+    let mut violations: Vec<outcome::Violation> = pairs
         .iter()
         .filter(|(name, _)| name != "_format")
         .map(|(name, _)| {
@@ -326,6 +326,12 @@ fn only_format(pairs: &[(String, String)]) -> Result<(), Outcome> {
             outcome::Violation::new(name, "is not a parameter of a read (only _format is)")
         })
         .collect();
+    if pairs.iter().filter(|(name, _)| name == "_format").count() > 1 {
+        violations.push(outcome::Violation::new(
+            "_format",
+            "is given more than once",
+        ));
+    }
     if violations.is_empty() {
         Ok(())
     } else {
@@ -442,27 +448,34 @@ async fn search_allergies(
     headers: HeaderMap,
 ) -> Result<Response, Outcome> {
     let pairs = pairs(query.as_deref());
-    let request = search_request(&headers, &pairs, allergy::request, |r, at| {
-        r.min_sequence = at;
-    })?;
+    let base = gateway.public_url.clone();
+    let request = search_request(
+        &headers,
+        &pairs,
+        |p| allergy::request(p, &base),
+        |r, at| r.min_sequence = at,
+    )?;
+    let patient = request.get_ref().patient_id.clone();
     let answer = gateway
         .medications
         .list_allergies(request)
         .await
         .map_err(|status| Outcome::from_status(&status, allergy::parameter_of))?
         .into_inner();
-    let entries = answer.allergies.iter().map(|a| {
-        (
-            format!("AllergyIntolerance/{}", a.allergy_id),
-            allergy::allergy(a),
-        )
-    });
+    let entries = answer
+        .allergies
+        .iter()
+        .map(|a| {
+            allergy::allergy(a, &patient)
+                .map(|r| (format!("AllergyIntolerance/{}", a.allergy_id), r))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let bundle = searchset(
         &gateway.public_url,
         "AllergyIntolerance",
         &pairs,
         &answer.next_page_token,
-        entries.collect(),
+        entries,
         answer.withheld_count,
     );
     Ok(fhir(200, &bundle, &[]))
@@ -477,27 +490,34 @@ async fn search_medications(
     headers: HeaderMap,
 ) -> Result<Response, Outcome> {
     let pairs = pairs(query.as_deref());
-    let request = search_request(&headers, &pairs, medication::request, |r, at| {
-        r.min_sequence = at;
-    })?;
+    let base = gateway.public_url.clone();
+    let request = search_request(
+        &headers,
+        &pairs,
+        |p| medication::request(p, &base),
+        |r, at| r.min_sequence = at,
+    )?;
+    let patient = request.get_ref().patient_id.clone();
     let answer = gateway
         .medications
         .list_medications(request)
         .await
         .map_err(|status| Outcome::from_status(&status, medication::parameter_of))?
         .into_inner();
-    let entries = answer.authorisations.iter().map(|a| {
-        (
-            format!("MedicationRequest/{}", a.authorisation_id),
-            medication::medication_request(a),
-        )
-    });
+    let entries = answer
+        .authorisations
+        .iter()
+        .map(|a| {
+            medication::medication_request(a, &patient)
+                .map(|r| (format!("MedicationRequest/{}", a.authorisation_id), r))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let bundle = searchset(
         &gateway.public_url,
         "MedicationRequest",
         &pairs,
         &answer.next_page_token,
-        entries.collect(),
+        entries,
         answer.withheld_count,
     );
     Ok(fhir(200, &bundle, &[]))

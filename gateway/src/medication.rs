@@ -6,6 +6,7 @@ use carelog_proto::medications::v1 as pb;
 use serde_json::{Map, Value, json};
 
 use crate::allergy::SNOMED;
+use crate::outcome::Unrepresentable;
 use crate::outcome::Violation;
 use crate::patient::partial_date;
 use crate::search::{checked, page_size};
@@ -44,22 +45,16 @@ pub fn parameter_of(field: &str) -> &str {
 }
 
 /// A query string's pairs as a ListMedications request.
-pub fn request(pairs: &[(String, String)]) -> Result<pb::ListMedicationsRequest, Vec<Violation>> {
+/// `base` is this server's FHIR base URL (a patient may be referred to by
+/// its full URL).
+pub fn request(
+    pairs: &[(String, String)],
+    base: &str,
+) -> Result<pb::ListMedicationsRequest, Vec<Violation>> {
     let mut violations = Vec::new();
     let get = checked(pairs, &NAMES, &mut violations);
     let mut request = pb::ListMedicationsRequest::default();
-    match get("patient") {
-        Some(patient) => {
-            request.patient_id = patient
-                .strip_prefix("Patient/")
-                .unwrap_or(patient)
-                .to_owned();
-        }
-        None => violations.push(Violation::new(
-            "patient",
-            "is required: the patient whose medication to list",
-        )),
-    }
+    request.patient_id = crate::search::patient(pairs, get("patient"), base, &mut violations);
     // FHIR: no status is every status.
     request.include_discontinued = match get("status") {
         None => true,
@@ -92,9 +87,25 @@ fn decimal(text: &str) -> Option<Value> {
 }
 
 /// The MedicationRequest resource for an authorisation as carelog
-/// answered it.
-pub fn medication_request(a: &pb::Authorisation) -> Value {
+/// answered it in a list of `patient`'s. An authorisation the gateway
+/// cannot represent faithfully (no status it knows, no product) is an
+/// error, never a resource a client could misread.
+pub fn medication_request(a: &pb::Authorisation, patient: &str) -> Result<Value, Unrepresentable> {
     let details = a.details.clone().unwrap_or_default();
+    let stopped = match pb::AuthorisationStatus::try_from(a.status) {
+        Ok(pb::AuthorisationStatus::Active) => false,
+        Ok(pb::AuthorisationStatus::Discontinued) => true,
+        _ => {
+            return Err(Unrepresentable(
+                "an authorisation with a status the gateway does not know",
+            ));
+        }
+    };
+    let product = details
+        .product
+        .clone()
+        .filter(|p| !p.code.is_empty())
+        .ok_or(Unrepresentable("an authorisation with no product"))?;
     let repeat = details.prescription_type == pb::PrescriptionType::Repeat as i32;
     let mut meta = Map::new();
     meta.insert("profile".into(), json!([UK_CORE_MEDICATION_REQUEST]));
@@ -121,7 +132,6 @@ pub fn medication_request(a: &pb::Authorisation) -> Value {
             json!([{ "url": REPEAT_INFORMATION, "extension": information }]),
         );
     }
-    let stopped = a.status == pb::AuthorisationStatus::Discontinued as i32;
     out.insert(
         "status".into(),
         json!(if stopped { "stopped" } else { "active" }),
@@ -133,18 +143,16 @@ pub fn medication_request(a: &pb::Authorisation) -> Value {
         );
     }
     out.insert("intent".into(), json!("plan"));
-    if let Some(product) = &details.product {
-        out.insert(
-            "medicationCodeableConcept".into(),
-            json!({
-                "coding": [{ "system": SNOMED, "code": product.code, "display": product.display }],
-                "text": product.display,
-            }),
-        );
-    }
+    out.insert(
+        "medicationCodeableConcept".into(),
+        json!({
+            "coding": [{ "system": SNOMED, "code": product.code, "display": product.display }],
+            "text": product.display,
+        }),
+    );
     out.insert(
         "subject".into(),
-        json!({ "reference": format!("Patient/{}", a.patient_id) }),
+        json!({ "reference": format!("Patient/{patient}") }),
     );
     let authorised = partial_date(a.authorised_on.as_ref());
     if let Some(on) = &authorised {
@@ -207,7 +215,7 @@ pub fn medication_request(a: &pb::Authorisation) -> Value {
             json!({ "reference": format!("MedicationRequest/{}", a.replaces_authorisation_id) }),
         );
     }
-    Value::Object(out)
+    Ok(Value::Object(out))
 }
 
 #[cfg(test)]
@@ -246,7 +254,7 @@ mod tests {
 
     #[test]
     fn a_repeat_is_a_continuous_plan_with_its_repeats_and_issues_made() {
-        let r = medication_request(&clarithromycin_repeat());
+        let r = medication_request(&clarithromycin_repeat(), "p1").expect("represented");
         assert_eq!(r["resourceType"], "MedicationRequest");
         assert_eq!(r["status"], "active");
         assert_eq!(r["intent"], "plan");
@@ -289,7 +297,7 @@ mod tests {
         a.status = pb::AuthorisationStatus::Discontinued as i32;
         a.discontinued_reason = "rash on day two".into();
         a.replaces_authorisation_id = "0193a5b0-7c1e-7000-8000-0000000000b0".into();
-        let r = medication_request(&a);
+        let r = medication_request(&a, "p1").expect("represented");
         assert_eq!(r["status"], "stopped");
         assert_eq!(r["statusReason"]["text"], "rash on day two");
         assert_eq!(r["courseOfTherapyType"]["coding"][0]["code"], "acute");
@@ -303,17 +311,29 @@ mod tests {
 
     #[test]
     fn no_status_lists_every_authorisation_and_active_the_current_list() {
-        let all = request(&crate::pairs(Some("patient=p1"))).expect("all");
+        let all = request(&crate::pairs(Some("patient=p1")), "").expect("all");
         assert!(all.include_discontinued);
         let current =
-            request(&crate::pairs(Some("patient=Patient/p1&status=active"))).expect("active");
+            request(&crate::pairs(Some("patient=Patient/p1&status=active")), "").expect("active");
         assert!(!current.include_discontinued);
         assert_eq!(current.patient_id, "p1");
-        let refused: Vec<String> = request(&crate::pairs(Some("patient=p1&status=stopped")))
+        let refused: Vec<String> = request(&crate::pairs(Some("patient=p1&status=stopped")), "")
             .expect_err("stopped alone")
             .into_iter()
             .map(|v| v.field)
             .collect();
         assert_eq!(refused, ["status"]);
+    }
+
+    #[test]
+    fn an_authorisation_the_gateway_cannot_represent_is_an_error() {
+        let mut a = clarithromycin_repeat();
+        a.status = 0;
+        assert!(medication_request(&a, "p1").is_err());
+        let mut a = clarithromycin_repeat();
+        if let Some(d) = a.details.as_mut() {
+            d.product = None;
+        }
+        assert!(medication_request(&a, "p1").is_err());
     }
 }

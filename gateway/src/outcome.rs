@@ -14,6 +14,31 @@ use tonic::Code;
 /// `NOT_YET_CONSISTENT`, ...), as the gRPC API gives them in `ErrorInfo`.
 pub const REASON_SYSTEM: &str = "https://carelog.io/fhir/CodeSystem/error-reason";
 
+/// An item a service answered that the gateway cannot represent faithfully
+/// in FHIR (a status it does not know, say, from a newer service): the
+/// whole answer is refused rather than the item misrepresented or dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unrepresentable(pub &'static str);
+
+impl From<Unrepresentable> for Outcome {
+    fn from(Unrepresentable(what): Unrepresentable) -> Self {
+        tracing::error!(
+            what,
+            "the gateway cannot represent what the service answered"
+        );
+        Self {
+            status: 502,
+            body: json!({ "resourceType": "OperationOutcome", "issue": [{
+                "severity": "error",
+                "code": "exception",
+                "diagnostics": format!(
+                    "the service answered {what}, which this gateway cannot represent; nothing of the answer is shown rather than part of it"
+                ),
+            }] }),
+        }
+    }
+}
+
 /// An answer that is not a resource: HTTP status and OperationOutcome.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {

@@ -111,6 +111,39 @@ pub fn checked<'p>(
     }
 }
 
+/// The patient a search is about, from its `patient` parameter:
+/// `Patient/<id>`, `<base>/Patient/<id>` (this server's) or the bare id.
+/// A reference to another server's patient is refused.
+pub fn patient(
+    pairs: &[(String, String)],
+    value: Option<&str>,
+    base: &str,
+    violations: &mut Vec<Violation>,
+) -> String {
+    let Some(value) = value else {
+        // (an empty one is already refused as empty)
+        if !pairs.iter().any(|(n, _)| n == "patient") {
+            violations.push(Violation::new(
+                "patient",
+                "is required: the patient whose record to list",
+            ));
+        }
+        return String::new();
+    };
+    let local = value
+        .strip_prefix(base)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .unwrap_or(value);
+    if local.contains("://") {
+        violations.push(Violation::new(
+            "patient",
+            format!("refers to another server's patient: give Patient/<id> or {base}/Patient/<id>"),
+        ));
+        return String::new();
+    }
+    local.strip_prefix("Patient/").unwrap_or(local).to_owned()
+}
+
 /// `_count`, when given: 1 to 200.
 pub fn page_size(count: Option<&str>, violations: &mut Vec<Violation>) -> i32 {
     match count.map(str::parse::<i32>) {

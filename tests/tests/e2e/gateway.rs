@@ -549,6 +549,12 @@ async fn a_hospital_sees_a_patients_allergies_over_fhir_without_the_practices_co
     );
     assert_eq!(entries[1]["search"]["mode"], "outcome");
     assert_eq!(entries[1]["resource"]["issue"][0]["code"], "suppressed");
+    assert!(
+        entries[1]["resource"]["issue"][0]["diagnostics"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("1 item")),
+        "{bundle}"
+    );
 
     // and the hospital's read is audited as its own
     let access = stack.last_access(&jane.patient_id, "ListAllergies").await;
@@ -699,4 +705,113 @@ async fn a_patients_medication_list_reads_over_fhir_with_issues_made_and_stopped
     .await;
     assert_eq!(answer.status, 400);
     assert_eq!(issues(&answer)[0].1, json!(["status"]));
+}
+
+#[tokio::test]
+async fn a_duplicates_allergy_lists_under_its_survivor_and_a_resolved_one_says_when_and_why() {
+    use carelog_proto::kernel::v1::PartialDate;
+    use carelog_proto::medications::v1 as mpb;
+    use carelog_tests::medications::{PARACETAMOL_500, record_penicillin_allergy};
+
+    // Given a penicillin allergy recorded on a duplicate record, merged
+    // into its survivor
+    let stack = TestStack::start().await;
+    let (addr, _stop) = gateway(&stack).await;
+    let survivor = stack.register(jane_smith()).await;
+    let duplicate = stack.register(jane_smith()).await;
+    let mut medications = stack.medications();
+    let penicillin = medications
+        .record_allergy(stack.req(record_penicillin_allergy(&duplicate.patient_id)))
+        .await
+        .expect("allergy on the duplicate")
+        .into_inner();
+    stack
+        .client()
+        .merge_patient(stack.req(pb::MergePatientRequest {
+            duplicate_patient_id: duplicate.patient_id.clone(),
+            survivor_patient_id: survivor.patient_id.clone(),
+            reason: "same person registered twice".into(),
+            request_id: "merge-fhir-allergy".into(),
+        }))
+        .await
+        .expect("merged");
+    // and an allergy to paracetamol on the survivor, since resolved
+    let mut paracetamol = record_penicillin_allergy(&survivor.patient_id);
+    if let Some(details) = paracetamol.allergy.as_mut() {
+        details.substance = Some(mpb::Coding {
+            code: PARACETAMOL_500.into(),
+            display: "Paracetamol 500mg tablets".into(),
+        });
+    }
+    let paracetamol = medications
+        .record_allergy(stack.req(paracetamol))
+        .await
+        .expect("allergy")
+        .into_inner();
+    let resolved = medications
+        .resolve_allergy(stack.req(mpb::ResolveAllergyRequest {
+            patient_id: survivor.patient_id.clone(),
+            allergy_id: paracetamol.allergy_id.clone(),
+            resolved_on: Some(PartialDate {
+                year: 2026,
+                month: 11,
+                day: 0,
+            }),
+            reason: "tolerated under supervised challenge".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("resolved")
+        .into_inner();
+    let token = bearer(&stack, "dr-jones");
+    let consistent = resolved.stream_sequence.to_string();
+    let headers = [
+        ("Authorization", token.as_str()),
+        ("x-carelog-min-sequence", consistent.as_str()),
+    ];
+
+    // When the survivor's active allergies are listed over FHIR, the
+    // duplicate's penicillin allergy is there, as the survivor's
+    let answer = get(
+        addr,
+        &format!(
+            "/fhir/r4/AllergyIntolerance?patient=http://{addr}/fhir/r4/Patient/{}&clinical-status=active",
+            survivor.patient_id
+        ),
+        &headers,
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let bundle = answer.json();
+    let entries = bundle["entry"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1, "{bundle}");
+    assert_eq!(entries[0]["resource"]["id"], penicillin.allergy_id.as_str());
+    assert_eq!(
+        entries[0]["resource"]["patient"]["reference"],
+        format!("Patient/{}", survivor.patient_id)
+    );
+
+    // and the resolved list holds the paracetamol allergy, with when and
+    // why it ended on its clinical status
+    let answer = get(
+        addr,
+        &format!(
+            "/fhir/r4/AllergyIntolerance?patient={}&clinical-status=resolved",
+            survivor.patient_id
+        ),
+        &headers,
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let bundle = answer.json();
+    let allergy = &bundle["entry"][0]["resource"];
+    assert_eq!(allergy["id"], paracetamol.allergy_id.as_str());
+    assert_eq!(allergy["clinicalStatus"]["coding"][0]["code"], "resolved");
+    assert_eq!(
+        allergy["clinicalStatus"]["extension"][0]["extension"],
+        json!([
+            { "url": "endDate", "valueDateTime": "2026-11" },
+            { "url": "reasonEnded", "valueString": "tolerated under supervised challenge" }
+        ])
+    );
 }
