@@ -53,8 +53,10 @@ pub fn request(
 ) -> Result<pb::ListAllergiesRequest, Vec<Violation>> {
     let mut violations = Vec::new();
     let get = checked(pairs, &NAMES, &mut violations);
-    let mut request = pb::ListAllergiesRequest::default();
-    request.patient_id = crate::search::patient(pairs, get("patient"), base, &mut violations);
+    let mut request = pb::ListAllergiesRequest {
+        patient_id: crate::search::patient(pairs, get("patient"), base, &mut violations),
+        ..Default::default()
+    };
     // A token: the code, or the code system and the code.
     let status = get("clinical-status").map(|v| {
         v.strip_prefix(CLINICAL)

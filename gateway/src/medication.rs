@@ -53,8 +53,10 @@ pub fn request(
 ) -> Result<pb::ListMedicationsRequest, Vec<Violation>> {
     let mut violations = Vec::new();
     let get = checked(pairs, &NAMES, &mut violations);
-    let mut request = pb::ListMedicationsRequest::default();
-    request.patient_id = crate::search::patient(pairs, get("patient"), base, &mut violations);
+    let mut request = pb::ListMedicationsRequest {
+        patient_id: crate::search::patient(pairs, get("patient"), base, &mut violations),
+        ..Default::default()
+    };
     // FHIR: no status is every status.
     request.include_discontinued = match get("status") {
         None => true,
