@@ -15,7 +15,6 @@ const ALLERGY_END: &str =
     "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-AllergyIntoleranceEnd";
 const CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical";
 const VERIFICATION: &str = "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification";
-const CONFIDENTIALITY: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
 /// SNOMED CT, whose UK edition holds the dm+d products too.
 pub const SNOMED: &str = "http://snomed.info/sct";
 
@@ -58,11 +57,7 @@ pub fn request(
         ..Default::default()
     };
     // A token: the code, or the code system and the code.
-    let status = get("clinical-status").map(|v| {
-        v.strip_prefix(CLINICAL)
-            .and_then(|v| v.strip_prefix('|'))
-            .unwrap_or(v)
-    });
+    let status = get("clinical-status").map(|v| crate::search::token(v, CLINICAL));
     match status {
         Some("active") => request.status = pb::AllergyStatus::Active as i32,
         Some("resolved") => request.status = pb::AllergyStatus::Resolved as i32,
@@ -104,10 +99,7 @@ pub fn allergy(a: &pb::Allergy, patient: &str) -> Result<Value, Unrepresentable>
     let mut meta = Map::new();
     meta.insert("profile".into(), json!([UK_CORE_ALLERGY]));
     if a.confidential {
-        meta.insert(
-            "security".into(),
-            json!([{ "system": CONFIDENTIALITY, "code": "R", "display": "restricted" }]),
-        );
+        meta.insert("security".into(), crate::patient::restricted());
     }
     let mut out = Map::new();
     out.insert("resourceType".into(), json!("AllergyIntolerance"));

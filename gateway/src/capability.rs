@@ -52,6 +52,12 @@ pub fn statement(base: &str) -> Value {
                     "profile": "https://fhir.hl7.org.uk/StructureDefinition/UKCore-MedicationRequest",
                     "interaction": [{ "code": "search-type" }],
                     "searchParam": search_parameters(&crate::medication::PARAMETERS)
+                },
+                {
+                    "type": "Condition",
+                    "profile": "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Condition",
+                    "interaction": [{ "code": "search-type" }],
+                    "searchParam": search_parameters(&crate::condition::PARAMETERS)
                 }
             ]
         }]

@@ -11,6 +11,7 @@
 
 pub mod allergy;
 pub mod capability;
+pub mod condition;
 pub mod medication;
 pub mod outcome;
 pub mod patient;
@@ -29,6 +30,7 @@ use carelog_kernel::actor::{
     BREAK_GLASS_HEADER, CORRELATION_ID_HEADER, ON_BEHALF_OF_HEADER, TRACEPARENT_HEADER,
 };
 use carelog_kernel::trace::{RpcClient, traced};
+use carelog_proto::consultations::v1::consultations_service_client::ConsultationsServiceClient;
 use carelog_proto::demographics::v1 as pb;
 use carelog_proto::demographics::v1::demographics_service_client::DemographicsServiceClient;
 use carelog_proto::medications::v1::medications_service_client::MedicationsServiceClient;
@@ -66,6 +68,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Services {
     pub demographics: Channel,
     pub medications: Channel,
+    pub consultations: Channel,
 }
 
 impl Services {
@@ -73,15 +76,17 @@ impl Services {
     pub fn together(channel: Channel) -> Self {
         Self {
             demographics: channel.clone(),
-            medications: channel,
+            medications: channel.clone(),
+            consultations: channel,
         }
     }
 }
 
 /// The services whose health `/readyz` asks, with the name each is asked by.
-const HEALTH: [&str; 2] = [
+const HEALTH: [&str; 3] = [
     "carelog.demographics.v1.DemographicsService",
     "carelog.medications.v1.MedicationsService",
+    "carelog.consultations.v1.ConsultationsService",
 ];
 
 /// The gateway's connections to the services.
@@ -89,7 +94,8 @@ const HEALTH: [&str; 2] = [
 pub struct Gateway {
     demographics: DemographicsServiceClient<RpcClient<Channel>>,
     medications: MedicationsServiceClient<RpcClient<Channel>>,
-    health: [HealthClient<RpcClient<Channel>>; 2],
+    consultations: ConsultationsServiceClient<RpcClient<Channel>>,
+    health: [HealthClient<RpcClient<Channel>>; 3],
     /// The base URL callers reach the FHIR API at (links and `fullUrl`s),
     /// e.g. `https://fhir.example.nhs.uk/fhir/r4`. Never taken from a
     /// request's `Host`, which a caller chooses.
@@ -109,12 +115,15 @@ impl Gateway {
     pub fn new(services: Services, public_url: &str) -> Self {
         let demographics = traced(services.demographics);
         let medications = traced(services.medications);
+        let consultations = traced(services.consultations);
         Self {
             demographics: DemographicsServiceClient::new(demographics.clone()),
             medications: MedicationsServiceClient::new(medications.clone()),
+            consultations: ConsultationsServiceClient::new(consultations.clone()),
             health: [
                 HealthClient::new(demographics),
                 HealthClient::new(medications),
+                HealthClient::new(consultations),
             ],
             public_url: public_url.trim_end_matches('/').to_owned(),
         }
@@ -129,6 +138,7 @@ impl Gateway {
             .route("/Patient/{id}", get(read_patient))
             .route("/AllergyIntolerance", get(search_allergies))
             .route("/MedicationRequest", get(search_medications))
+            .route("/Condition", get(search_conditions))
             .fallback(unsupported)
             .method_not_allowed_fallback(method_not_allowed);
         Router::new()
@@ -523,6 +533,46 @@ async fn search_medications(
     Ok(fhir(200, &bundle, &[]))
 }
 
+/// `GET /fhir/r4/Condition?patient=..[&clinical-status=..]`: the problem
+/// list (ListProblems) as a searchset Bundle, audited by the service.
+async fn search_conditions(
+    State(mut gateway): State<Gateway>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, Outcome> {
+    let pairs = pairs(query.as_deref());
+    let base = gateway.public_url.clone();
+    let request = search_request(
+        &headers,
+        &pairs,
+        |p| condition::request(p, &base),
+        |r, at| r.min_sequence = at,
+    )?;
+    let patient = request.get_ref().patient_id.clone();
+    let answer = gateway
+        .consultations
+        .list_problems(request)
+        .await
+        .map_err(|status| Outcome::from_status(&status, condition::parameter_of))?
+        .into_inner();
+    let entries = answer
+        .problems
+        .iter()
+        .map(|p| {
+            condition::condition(p, &patient).map(|r| (format!("Condition/{}", p.entry_id), r))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let bundle = searchset(
+        &gateway.public_url,
+        "Condition",
+        &pairs,
+        &answer.next_page_token,
+        entries,
+        answer.withheld_count,
+    );
+    Ok(fhir(200, &bundle, &[]))
+}
+
 /// A page of search results as a `searchset` Bundle: `self` and, while
 /// there is more, `next` links; each match under its full URL; and, when
 /// the service left items out that the caller may not see, an outcome
@@ -588,7 +638,7 @@ fn searchset(
 }
 
 /// What the gateway serves, for the refusals of anything else.
-const SERVED: &str = "this carelog gateway serves GET metadata, GET Patient/{id}, GET Patient?search, GET AllergyIntolerance?patient&clinical-status and GET MedicationRequest?patient (see metadata)";
+const SERVED: &str = "this carelog gateway serves GET metadata, GET Patient/{id}, GET Patient?search, GET AllergyIntolerance?patient&clinical-status, GET MedicationRequest?patient and GET Condition?patient (see metadata)";
 
 /// Anything else under the FHIR base.
 async fn unsupported() -> Outcome {

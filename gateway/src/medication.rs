@@ -17,7 +17,6 @@ const REPEAT_INFORMATION: &str =
     "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-MedicationRepeatInformation";
 const COURSE_OF_THERAPY: &str =
     "http://terminology.hl7.org/CodeSystem/medicationrequest-course-of-therapy";
-const CONFIDENTIALITY: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
 
 /// The search parameters of MedicationRequest, with what each does.
 pub const PARAMETERS: [(&str, &str, &str); 2] = [
@@ -112,10 +111,7 @@ pub fn medication_request(a: &pb::Authorisation, patient: &str) -> Result<Value,
     let mut meta = Map::new();
     meta.insert("profile".into(), json!([UK_CORE_MEDICATION_REQUEST]));
     if a.confidential {
-        meta.insert(
-            "security".into(),
-            json!([{ "system": CONFIDENTIALITY, "code": "R", "display": "restricted" }]),
-        );
+        meta.insert("security".into(), crate::patient::restricted());
     }
     let mut out = Map::new();
     out.insert("resourceType".into(), json!("MedicationRequest"));

@@ -17,6 +17,12 @@ const VERIFICATION_SYSTEM: &str =
 const CONFIDENTIALITY: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
 const OBSERVATION_VALUE: &str = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue";
 
+/// The confidentiality label of a restricted record or a confidential
+/// item (`meta.security`).
+pub(crate) fn restricted() -> Value {
+    json!([{ "system": CONFIDENTIALITY, "code": "R", "display": "restricted" }])
+}
+
 /// A partial date as FHIR writes it: `YYYY`, `YYYY-MM` or `YYYY-MM-DD`
 /// (valid as `date` and as `dateTime`). None for an empty one.
 pub fn partial_date(date: Option<&PartialDate>) -> Option<String> {
@@ -130,10 +136,7 @@ pub fn patient(p: &pb::Patient) -> Value {
         meta.insert("lastUpdated".into(), json!(at));
     }
     if p.restricted {
-        meta.insert(
-            "security".into(),
-            json!([{ "system": CONFIDENTIALITY, "code": "R", "display": "restricted" }]),
-        );
+        meta.insert("security".into(), restricted());
     }
     if p.withheld || p.identity_only {
         meta.insert(

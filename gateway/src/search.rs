@@ -144,6 +144,14 @@ pub fn patient(
     local.strip_prefix("Patient/").unwrap_or(local).to_owned()
 }
 
+/// A token parameter's code, given bare or as `system|code`.
+pub fn token<'v>(value: &'v str, system: &str) -> &'v str {
+    value
+        .strip_prefix(system)
+        .and_then(|v| v.strip_prefix('|'))
+        .unwrap_or(value)
+}
+
 /// `_count`, when given: 1 to 200.
 pub fn page_size(count: Option<&str>, violations: &mut Vec<Violation>) -> i32 {
     match count.map(str::parse::<i32>) {

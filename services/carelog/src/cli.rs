@@ -65,6 +65,14 @@ pub struct GatewayArgs {
         default_value = "http://127.0.0.1:50051"
     )]
     pub medications_url: String,
+    /// The consultations gRPC service (the problem list; `https://` needs
+    /// --api-ca).
+    #[arg(
+        long,
+        env = "CARELOG_CONSULTATIONS_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub consultations_url: String,
     /// The FHIR base URL callers reach the gateway at, for the links in
     /// its answers (e.g. https://fhir.example.nhs.uk/fhir/r4). Required: a
     /// request's Host is the caller's to choose, and behind a TLS ingress

@@ -99,8 +99,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// `carelog gateway`: the FHIR R4 API over the demographics and medications
-/// services.
+/// `carelog gateway`: the FHIR R4 API over the demographics, medications
+/// and consultations services.
 async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let public_url = args.public_url.as_deref().ok_or_else(|| {
         config("--public-url (CARELOG_GATEWAY_PUBLIC_URL) is required: the URL callers reach the FHIR API at, for the links in its answers")
@@ -113,10 +113,12 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let services = carelog_gateway::Services {
         demographics: service_channel(&args, "--demographics-url", &args.demographics_url)?,
         medications: service_channel(&args, "--medications-url", &args.medications_url)?,
+        consultations: service_channel(&args, "--consultations-url", &args.consultations_url)?,
     };
     let https = |url: &str| url.starts_with("https://");
     if !https(&args.demographics_url)
         && !https(&args.medications_url)
+        && !https(&args.consultations_url)
         && (args.api_ca.is_some() || args.api_cert.is_some())
     {
         return Err(config(
@@ -137,6 +139,7 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         listen = %args.listen,
         demographics = %args.demographics_url,
         medications = %args.medications_url,
+        consultations = %args.consultations_url,
         "FHIR gateway serving"
     );
     carelog_gateway::serve(listener, gateway, shutdown)

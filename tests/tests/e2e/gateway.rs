@@ -815,3 +815,98 @@ async fn a_duplicates_allergy_lists_under_its_survivor_and_a_resolved_one_says_w
         ])
     );
 }
+
+#[tokio::test]
+async fn a_patients_problem_list_reads_over_fhir_as_conditions() {
+    use carelog_proto::consultations::v1 as cpb;
+    use carelog_tests::consultations::{HYPERTENSION, add_request, hypertension, start};
+
+    // Given Jane, seen for raised blood pressure, with hypertension on her
+    // problem list
+    let stack = TestStack::start().await;
+    let (addr, _stop) = gateway(&stack).await;
+    let jane = stack.register(jane_smith()).await;
+    let consultation = start(&stack, &jane.patient_id).await;
+    let consultation_id = consultation
+        .consultation
+        .as_ref()
+        .map(|c| c.consultation_id.clone())
+        .expect("consultation");
+    let added = stack
+        .consultations()
+        .add_entry(stack.req(add_request(
+            &jane.patient_id,
+            &consultation_id,
+            "",
+            hypertension(cpb::ProblemStatus::Active),
+        )))
+        .await
+        .expect("problem recorded")
+        .into_inner();
+    let token = bearer(&stack, "dr-jones");
+    let consistent = added.stream_sequence.to_string();
+    let headers = [
+        ("Authorization", token.as_str()),
+        ("x-carelog-min-sequence", consistent.as_str()),
+    ];
+
+    // When her active problems are asked for over FHIR, hypertension is a
+    // problem-list Condition coded in SNOMED CT
+    let answer = get(
+        addr,
+        &format!(
+            "/fhir/r4/Condition?patient={}&clinical-status=active&category=problem-list-item",
+            jane.patient_id
+        ),
+        &headers,
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let bundle = answer.json();
+    let entries = bundle["entry"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1, "{bundle}");
+    let condition = &entries[0]["resource"];
+    assert_eq!(condition["id"], added.entry_id.as_str());
+    assert_eq!(condition["clinicalStatus"]["coding"][0]["code"], "active");
+    assert_eq!(
+        condition["category"][0]["coding"][0]["code"],
+        "problem-list-item"
+    );
+    assert_eq!(condition["code"]["coding"][0]["code"], HYPERTENSION);
+    assert_eq!(
+        condition["subject"]["reference"],
+        format!("Patient/{}", jane.patient_id)
+    );
+    assert_eq!(
+        condition["note"][0]["text"],
+        "Raised readings on three occasions"
+    );
+    let access = stack.last_access(&jane.patient_id, "ListProblems").await;
+    assert_eq!(access.actor.map(|a| a.user_id).as_deref(), Some("dr-jones"));
+
+    // and none of them resolved: a Bundle with no entry
+    let answer = get(
+        addr,
+        &format!(
+            "/fhir/r4/Condition?patient={}&clinical-status=resolved",
+            jane.patient_id
+        ),
+        &headers,
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(answer.json().get("entry").is_none(), "{}", answer.body);
+
+    // A category carelog does not keep is refused, not answered empty
+    let answer = get(
+        addr,
+        &format!(
+            "/fhir/r4/Condition?patient={}&category=encounter-diagnosis",
+            jane.patient_id
+        ),
+        &headers,
+    )
+    .await;
+    assert_eq!(answer.status, 400);
+    assert_eq!(issues(&answer)[0].1, json!(["category"]));
+}
