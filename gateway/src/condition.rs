@@ -127,12 +127,14 @@ pub fn condition(p: &pb::Problem, patient: &str) -> Result<Value, Unrepresentabl
         "subject".into(),
         json!({ "reference": format!("Patient/{patient}") }),
     );
+    // The entry's clinical time: when the problem was noted as being, as
+    // GP Connect maps it (the time it was written is not in the list).
     if let Some(at) = p
         .effective_time
         .as_ref()
         .and_then(crate::patient::timestamp)
     {
-        out.insert("recordedDate".into(), json!(at));
+        out.insert("onsetDateTime".into(), json!(at));
     }
     if !p.text.is_empty() {
         out.insert("note".into(), json!([{ "text": p.text }]));
@@ -172,7 +174,7 @@ mod tests {
             json!({ "system": SNOMED, "code": "38341003", "display": "Hypertensive disorder" })
         );
         assert_eq!(r["subject"]["reference"], "Patient/p1");
-        assert_eq!(r["recordedDate"], "2025-12-06T05:46:40.000Z");
+        assert_eq!(r["onsetDateTime"], "2025-12-06T05:46:40.000Z");
         assert_eq!(r["note"][0]["text"], "home readings 150s over 90s");
         let mut unknown = hypertension();
         unknown.status = 0;

@@ -15,6 +15,7 @@ pub mod condition;
 pub mod medication;
 pub mod outcome;
 pub mod patient;
+pub mod register;
 pub mod search;
 
 use std::net::SocketAddr;
@@ -134,7 +135,7 @@ impl Gateway {
     pub fn router(self) -> Router {
         let fhir = Router::new()
             .route("/metadata", get(metadata))
-            .route("/Patient", get(search_patients))
+            .route("/Patient", get(search_patients).post(create_patient))
             .route("/Patient/{id}", get(read_patient))
             .route("/AllergyIntolerance", get(search_allergies))
             .route("/MedicationRequest", get(search_medications))
@@ -399,8 +400,8 @@ async fn read_patient(
         .await
         .map_err(|status| {
             Outcome::from_status(&status, |field| match field {
-                "patient_id" => "id",
-                other => other,
+                "patient_id" => "id".to_owned(),
+                other => other.to_owned(),
             })
         })?
         .into_inner();
@@ -433,7 +434,7 @@ async fn search_patients(
         .demographics
         .search_patients(request)
         .await
-        .map_err(|status| Outcome::from_status(&status, search::parameter_of))?
+        .map_err(|status| Outcome::from_status(&status, |f| search::parameter_of(f).to_owned()))?
         .into_inner();
     let entries = answer
         .patients
@@ -448,6 +449,94 @@ async fn search_patients(
         0,
     );
     Ok(fhir(200, &bundle, &[]))
+}
+
+/// The header whose value is a create's idempotency key (carelog's
+/// `request_id`), as NHS England's APIs ask of every request.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// The stream sequence a create was stored at: the read-your-writes token
+/// to send back as `x-carelog-min-sequence`.
+pub const STREAM_SEQUENCE_HEADER: &str = "x-carelog-stream-sequence";
+
+/// `POST /fhir/r4/Patient`: RegisterPatient. `X-Request-ID` is required,
+/// so that a create retried after a lost answer registers the patient
+/// once. Answers 201 with the patient as stored, its `Location` and
+/// version.
+async fn create_patient(
+    State(mut gateway): State<Gateway>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, Outcome> {
+    let pairs = pairs(query.as_deref());
+    json_wanted(&headers, &pairs)?;
+    only_format(&pairs)?;
+    if headers.contains_key("if-none-exist") {
+        return Err(Outcome::not_supported(
+            412,
+            "conditional create is not supported: carelog refuses an NHS number already registered itself (409)",
+        ));
+    }
+    let json_body = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim())
+        .is_some_and(|media| JSON_FORMATS.contains(&media));
+    if !json_body {
+        return Err(Outcome::not_supported(
+            415,
+            "Content-Type: carelog takes FHIR JSON only (application/fhir+json)",
+        ));
+    }
+    let request_id = headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            Outcome::invalid(&[outcome::Violation::new(
+                "X-Request-ID",
+                "is required: a create retried after a lost answer must register the patient once",
+            )])
+        })?
+        .to_owned();
+    let resource: Value = serde_json::from_slice(&body).map_err(|e| {
+        Outcome::invalid(&[outcome::Violation::new(
+            "Patient",
+            format!("the body is not JSON: {e}"),
+        )])
+    })?;
+    let details = register::details(&resource).map_err(|v| Outcome::invalid(&v))?;
+    let request = call(
+        &headers,
+        pb::RegisterPatientRequest {
+            details: Some(details),
+            request_id,
+            ..Default::default()
+        },
+    )?;
+    let created = gateway
+        .demographics
+        .register_patient(request)
+        .await
+        .map_err(|status| Outcome::from_status(&status, register::path_of))?
+        .into_inner();
+    let location = format!(
+        "{}/Patient/{}/_history/{}",
+        gateway.public_url, created.patient_id, created.version
+    );
+    Ok(fhir(
+        201,
+        &patient::patient(&created),
+        &[
+            (header::LOCATION, location),
+            (header::ETAG, format!("W/\"{}\"", created.version)),
+            (
+                header::HeaderName::from_static(STREAM_SEQUENCE_HEADER),
+                created.stream_sequence.to_string(),
+            ),
+        ],
+    ))
 }
 
 /// `GET /fhir/r4/AllergyIntolerance?patient=..&clinical-status=..`:
@@ -470,7 +559,7 @@ async fn search_allergies(
         .medications
         .list_allergies(request)
         .await
-        .map_err(|status| Outcome::from_status(&status, allergy::parameter_of))?
+        .map_err(|status| Outcome::from_status(&status, |f| allergy::parameter_of(f).to_owned()))?
         .into_inner();
     let entries = answer
         .allergies
@@ -508,15 +597,22 @@ async fn search_medications(
         |r, at| r.min_sequence = at,
     )?;
     let patient = request.get_ref().patient_id.clone();
+    // The service's active list keeps what is not stopped; FHIR's active
+    // is what can still be issued, so the used-up ones leave it here (a
+    // page may then hold fewer than _count, as FHIR allows).
+    let current_only = !request.get_ref().include_discontinued;
     let answer = gateway
         .medications
         .list_medications(request)
         .await
-        .map_err(|status| Outcome::from_status(&status, medication::parameter_of))?
+        .map_err(|status| {
+            Outcome::from_status(&status, |f| medication::parameter_of(f).to_owned())
+        })?
         .into_inner();
     let entries = answer
         .authorisations
         .iter()
+        .filter(|a| !(current_only && medication::issues_used_up(a)))
         .map(|a| {
             medication::medication_request(a, &patient)
                 .map(|r| (format!("MedicationRequest/{}", a.authorisation_id), r))
@@ -553,7 +649,7 @@ async fn search_conditions(
         .consultations
         .list_problems(request)
         .await
-        .map_err(|status| Outcome::from_status(&status, condition::parameter_of))?
+        .map_err(|status| Outcome::from_status(&status, |f| condition::parameter_of(f).to_owned()))?
         .into_inner();
     let entries = answer
         .problems
@@ -638,7 +734,7 @@ fn searchset(
 }
 
 /// What the gateway serves, for the refusals of anything else.
-const SERVED: &str = "this carelog gateway serves GET metadata, GET Patient/{id}, GET Patient?search, GET AllergyIntolerance?patient&clinical-status, GET MedicationRequest?patient and GET Condition?patient (see metadata)";
+const SERVED: &str = "this carelog gateway serves GET metadata, GET Patient/{id}, GET Patient?search, POST Patient, GET AllergyIntolerance?patient&clinical-status, GET MedicationRequest?patient and GET Condition?patient (see metadata)";
 
 /// Anything else under the FHIR base.
 async fn unsupported() -> Outcome {

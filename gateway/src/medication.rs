@@ -15,6 +15,7 @@ const UK_CORE_MEDICATION_REQUEST: &str =
     "https://fhir.hl7.org.uk/StructureDefinition/UKCore-MedicationRequest";
 const REPEAT_INFORMATION: &str =
     "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-MedicationRepeatInformation";
+const STATUS: &str = "http://hl7.org/fhir/CodeSystem/medicationrequest-status";
 const COURSE_OF_THERAPY: &str =
     "http://terminology.hl7.org/CodeSystem/medicationrequest-course-of-therapy";
 
@@ -28,7 +29,7 @@ pub const PARAMETERS: [(&str, &str, &str); 2] = [
     (
         "status",
         "token",
-        "active: the current medication list. Left out: every authorisation, stopped ones too. carelog cannot list the stopped ones alone",
+        "active: what can still be issued (not stopped, issues left). Left out: every authorisation, stopped and completed ones too. carelog cannot list the stopped or completed ones alone",
     ),
 ];
 
@@ -57,7 +58,7 @@ pub fn request(
         ..Default::default()
     };
     // FHIR: no status is every status.
-    request.include_discontinued = match get("status") {
+    request.include_discontinued = match get("status").map(|v| crate::search::token(v, STATUS)) {
         None => true,
         Some("active") => false,
         Some(_) => {
@@ -79,12 +80,32 @@ pub fn request(
     }
 }
 
-/// A decimal string as a JSON number (the quantity: "28", "12.5").
+/// A decimal string as a JSON number (the quantity: "28", "12.5", and
+/// "028", which carelog accepts and JSON does not).
 fn decimal(text: &str) -> Option<Value> {
-    text.trim()
-        .parse::<serde_json::Number>()
-        .ok()
-        .map(Value::Number)
+    let text = text.trim();
+    let digits = text.trim_start_matches('0');
+    let text = if digits.is_empty() || digits.starts_with('.') {
+        format!("0{digits}")
+    } else {
+        digits.to_owned()
+    };
+    text.parse::<serde_json::Number>().ok().map(Value::Number)
+}
+
+/// Whether every issue an authorisation allows has been made: an acute
+/// issued once, a repeat issued as often as authorised. FHIR calls such a
+/// request `completed`; carelog keeps it active until it is stopped.
+pub fn issues_used_up(a: &pb::Authorisation) -> bool {
+    let details = a.details.as_ref();
+    let repeat =
+        details.is_some_and(|d| d.prescription_type == pb::PrescriptionType::Repeat as i32);
+    let allowed = if repeat {
+        details.map_or(1, |d| d.authorised_issues.max(1))
+    } else {
+        1
+    };
+    a.issues_made >= allowed
 }
 
 /// The MedicationRequest resource for an authorisation as carelog
@@ -117,7 +138,8 @@ pub fn medication_request(a: &pb::Authorisation, patient: &str) -> Result<Value,
     out.insert("resourceType".into(), json!("MedicationRequest"));
     out.insert("id".into(), json!(a.authorisation_id));
     out.insert("meta".into(), Value::Object(meta));
-    if repeat {
+    // The issues made, for an acute too: one issued is no longer to issue.
+    {
         let mut information = vec![json!({
             "url": "numberOfPrescriptionsIssued",
             "valueUnsignedInt": a.issues_made,
@@ -130,10 +152,14 @@ pub fn medication_request(a: &pb::Authorisation, patient: &str) -> Result<Value,
             json!([{ "url": REPEAT_INFORMATION, "extension": information }]),
         );
     }
-    out.insert(
-        "status".into(),
-        json!(if stopped { "stopped" } else { "active" }),
-    );
+    let status = if stopped {
+        "stopped"
+    } else if issues_used_up(a) {
+        "completed"
+    } else {
+        "active"
+    };
+    out.insert("status".into(), json!(status));
     if stopped && !a.discontinued_reason.is_empty() {
         out.insert(
             "statusReason".into(),
@@ -189,12 +215,13 @@ pub fn medication_request(a: &pb::Authorisation, patient: &str) -> Result<Value,
         0
     };
     dispense.insert("numberOfRepeatsAllowed".into(), json!(allowed));
-    if let Some(value) = decimal(&details.quantity) {
-        dispense.insert(
-            "quantity".into(),
-            json!({ "value": value, "unit": details.quantity_unit }),
-        );
-    }
+    let quantity = decimal(&details.quantity).ok_or(Unrepresentable(
+        "an authorisation whose quantity is not a decimal",
+    ))?;
+    dispense.insert(
+        "quantity".into(),
+        json!({ "value": quantity, "unit": details.quantity_unit }),
+    );
     if details.supply_days > 0 {
         dispense.insert(
             "expectedSupplyDuration".into(),
@@ -300,11 +327,45 @@ mod tests {
         assert_eq!(r["statusReason"]["text"], "rash on day two");
         assert_eq!(r["courseOfTherapyType"]["coding"][0]["code"], "acute");
         assert_eq!(r["dispenseRequest"]["numberOfRepeatsAllowed"], 0);
-        assert!(r.get("extension").is_none(), "{r}");
+        assert_eq!(r["extension"][0]["extension"][0]["valueUnsignedInt"], 2);
         assert_eq!(
             r["priorPrescription"]["reference"],
             "MedicationRequest/0193a5b0-7c1e-7000-8000-0000000000b0"
         );
+    }
+
+    #[test]
+    fn an_acute_issued_and_a_repeat_used_up_are_completed() {
+        let mut repeat = clarithromycin_repeat();
+        repeat.issues_made = 6;
+        let r = medication_request(&repeat, "p1").expect("represented");
+        assert_eq!(r["status"], "completed");
+        let mut acute = clarithromycin_repeat();
+        if let Some(d) = acute.details.as_mut() {
+            d.prescription_type = pb::PrescriptionType::Acute as i32;
+            d.authorised_issues = 1;
+        }
+        acute.issues_made = 0;
+        assert_eq!(
+            medication_request(&acute, "p1").expect("represented")["status"],
+            "active"
+        );
+        acute.issues_made = 1;
+        let r = medication_request(&acute, "p1").expect("represented");
+        assert_eq!(r["status"], "completed");
+        assert_eq!(r["extension"][0]["extension"][0]["valueUnsignedInt"], 1);
+    }
+
+    #[test]
+    fn a_quantity_carelog_accepts_is_always_shown() {
+        assert_eq!(decimal("028"), Some(json!(28)));
+        assert_eq!(decimal("0.5"), Some(json!(0.5)));
+        assert_eq!(decimal("12.5"), Some(json!(12.5)));
+        let mut a = clarithromycin_repeat();
+        if let Some(d) = a.details.as_mut() {
+            d.quantity = "lots".into();
+        }
+        assert!(medication_request(&a, "p1").is_err());
     }
 
     #[test]
@@ -315,6 +376,13 @@ mod tests {
             request(&crate::pairs(Some("patient=Patient/p1&status=active")), "").expect("active");
         assert!(!current.include_discontinued);
         assert_eq!(current.patient_id, "p1");
+        let token =
+            "patient=p1&status=http://hl7.org/fhir/CodeSystem/medicationrequest-status|active";
+        assert!(
+            !request(&crate::pairs(Some(token)), "")
+                .expect("a token with its system")
+                .include_discontinued
+        );
         let refused: Vec<String> = request(&crate::pairs(Some("patient=p1&status=stopped")), "")
             .expect_err("stopped alone")
             .into_iter()

@@ -130,7 +130,7 @@ impl Outcome {
     }
 
     /// A service's answer, its field names given as the caller knows them.
-    pub fn from_status(status: &tonic::Status, rename: impl Fn(&str) -> &str) -> Self {
+    pub fn from_status(status: &tonic::Status, rename: impl Fn(&str) -> String) -> Self {
         let violations: Vec<Violation> = violations_of(status)
             .into_iter()
             .map(|v| Violation::new(rename(&v.field), v.rule))
@@ -166,7 +166,7 @@ mod tests {
     fn an_invalid_nhs_number_names_the_search_parameter_and_the_rule() {
         let status: tonic::Status =
             Failure::invalid_field("nhs_number", "fails the modulus 11 check").into();
-        let outcome = Outcome::from_status(&status, crate::search::parameter_of);
+        let outcome = Outcome::from_status(&status, |f| crate::search::parameter_of(f).to_owned());
         assert_eq!(outcome.status, 400);
         let issue = &outcome.body["issue"][0];
         assert_eq!(outcome.body["resourceType"], "OperationOutcome");
@@ -191,7 +191,7 @@ mod tests {
             (Code::DeadlineExceeded, 504, "timeout"),
             (Code::Internal, 500, "exception"),
         ] {
-            let outcome = Outcome::from_status(&tonic::Status::new(code, "why"), |f| f);
+            let outcome = Outcome::from_status(&tonic::Status::new(code, "why"), str::to_owned);
             assert_eq!(outcome.status, http, "{code:?}");
             assert_eq!(outcome.body["issue"][0]["code"], kind, "{code:?}");
             assert_eq!(outcome.body["issue"][0]["diagnostics"], "why");

@@ -41,16 +41,29 @@ pub async fn request(
     path_and_query: &str,
     headers: &[(&str, &str)],
 ) -> Answer {
+    send(addr, method, path_and_query, headers, "").await
+}
+
+/// `method path_and_query` at `addr` with `headers` and `body`.
+pub async fn send(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Answer {
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connect to the gateway");
     let mut request = format!(
-        "{method} {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n"
+        "{method} {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
     );
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
+    request.push_str(body);
     stream
         .write_all(request.as_bytes())
         .await

@@ -591,7 +591,7 @@ async fn a_hospital_sees_a_patients_allergies_over_fhir_without_the_practices_co
 async fn a_patients_medication_list_reads_over_fhir_with_issues_made_and_stopped_items() {
     use carelog_proto::medications::v1 as mpb;
     use carelog_tests::medications::{
-        AMOXICILLIN_500, CLARITHROMYCIN_500, acute, authorise, issue, repeat,
+        AMOXICILLIN_500, CLARITHROMYCIN_500, PARACETAMOL_500, acute, authorise, issue, repeat,
     };
 
     // Given Jane with a clarithromycin repeat, issued once, and an
@@ -609,6 +609,16 @@ async fn a_patients_medication_list_reads_over_fhir_with_issues_made_and_stopped
         .issue_prescription(stack.req(issue(&jane.patient_id, &clarithromycin.authorisation_id)))
         .await
         .expect("issued");
+    // and a paracetamol acute, issued: nothing of it is left to issue
+    let paracetamol = medications
+        .authorise_medication(stack.req(authorise(&jane.patient_id, acute(PARACETAMOL_500))))
+        .await
+        .expect("acute authorised")
+        .into_inner();
+    medications
+        .issue_prescription(stack.req(issue(&jane.patient_id, &paracetamol.authorisation_id)))
+        .await
+        .expect("acute issued");
     let amoxicillin = medications
         .authorise_medication(stack.req(authorise(&jane.patient_id, acute(AMOXICILLIN_500))))
         .await
@@ -637,7 +647,8 @@ async fn a_patients_medication_list_reads_over_fhir_with_issues_made_and_stopped
         .collect();
 
     // When her current medication is asked for over FHIR, it is the repeat,
-    // a continuous plan coded in dm+d (SNOMED CT), one issue made
+    // a continuous plan coded in dm+d (SNOMED CT), one issue made (the
+    // issued acute has nothing left to issue, and the stopped one stopped)
     let answer = get(
         addr,
         &format!(
@@ -668,8 +679,15 @@ async fn a_patients_medication_list_reads_over_fhir_with_issues_made_and_stopped
         request["extension"][0]["extension"][0],
         json!({ "url": "numberOfPrescriptionsIssued", "valueUnsignedInt": 1 })
     );
+    let expiry = request["dispenseRequest"]["validityPeriod"]["end"].clone();
+    assert!(expiry.is_string(), "{request}");
+    assert_eq!(
+        request["extension"][0]["extension"][1],
+        json!({ "url": "authorisationExpiryDate", "valueDateTime": expiry })
+    );
 
-    // and with no status, the stopped acute is there too, saying why
+    // and with no status, the issued acute is there too, completed, and
+    // the stopped one, saying why
     let answer = get(
         addr,
         &format!("/fhir/r4/MedicationRequest?patient={}", jane.patient_id),
@@ -679,7 +697,13 @@ async fn a_patients_medication_list_reads_over_fhir_with_issues_made_and_stopped
     assert_eq!(answer.status, 200, "{}", answer.body);
     let bundle = answer.json();
     let entries = bundle["entry"].as_array().expect("entries");
-    assert_eq!(entries.len(), 2, "{bundle}");
+    assert_eq!(entries.len(), 3, "{bundle}");
+    let issued = entries
+        .iter()
+        .map(|e| &e["resource"])
+        .find(|r| r["id"] == paracetamol.authorisation_id.as_str())
+        .expect("the issued acute");
+    assert_eq!(issued["status"], "completed");
     let stopped = entries
         .iter()
         .map(|e| &e["resource"])
@@ -843,8 +867,20 @@ async fn a_patients_problem_list_reads_over_fhir_as_conditions() {
         .await
         .expect("problem recorded")
         .into_inner();
+    // and an earlier hypertension entry, since resolved
+    let resolved = stack
+        .consultations()
+        .add_entry(stack.req(add_request(
+            &jane.patient_id,
+            &consultation_id,
+            &added.topic_id,
+            hypertension(cpb::ProblemStatus::Resolved),
+        )))
+        .await
+        .expect("resolved problem recorded")
+        .into_inner();
     let token = bearer(&stack, "dr-jones");
-    let consistent = added.stream_sequence.to_string();
+    let consistent = resolved.stream_sequence.to_string();
     let headers = [
         ("Authorization", token.as_str()),
         ("x-carelog-min-sequence", consistent.as_str()),
@@ -884,7 +920,8 @@ async fn a_patients_problem_list_reads_over_fhir_as_conditions() {
     let access = stack.last_access(&jane.patient_id, "ListProblems").await;
     assert_eq!(access.actor.map(|a| a.user_id).as_deref(), Some("dr-jones"));
 
-    // and none of them resolved: a Bundle with no entry
+    // and her resolved ones are the resolved entry alone, and no status
+    // lists both
     let answer = get(
         addr,
         &format!(
@@ -895,7 +932,21 @@ async fn a_patients_problem_list_reads_over_fhir_as_conditions() {
     )
     .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    assert!(answer.json().get("entry").is_none(), "{}", answer.body);
+    let bundle = answer.json();
+    let entries = bundle["entry"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1, "{bundle}");
+    assert_eq!(entries[0]["resource"]["id"], resolved.entry_id.as_str());
+    assert_eq!(
+        entries[0]["resource"]["clinicalStatus"]["coding"][0]["code"],
+        "resolved"
+    );
+    let answer = get(
+        addr,
+        &format!("/fhir/r4/Condition?patient={}", jane.patient_id),
+        &headers,
+    )
+    .await;
+    assert_eq!(answer.json()["entry"].as_array().map(Vec::len), Some(2));
 
     // A category carelog does not keep is refused, not answered empty
     let answer = get(
@@ -909,4 +960,124 @@ async fn a_patients_problem_list_reads_over_fhir_as_conditions() {
     .await;
     assert_eq!(answer.status, 400);
     assert_eq!(issues(&answer)[0].1, json!(["category"]));
+}
+
+#[tokio::test]
+async fn a_patient_administration_system_registers_a_patient_over_fhir_once_however_often_it_retries()
+ {
+    use carelog_tests::harness::test_nhs_number;
+    use carelog_tests::http::send;
+
+    let stack = TestStack::start().await;
+    let (addr, _stop) = gateway(&stack).await;
+    let token = bearer(&stack, "clerk-ali");
+    let nhs_number = test_nhs_number();
+    let jane = json!({
+        "resourceType": "Patient",
+        "identifier": [{ "system": NHS, "value": nhs_number }],
+        "name": [{ "use": "official", "family": "Fhirfield", "given": ["Jane"], "prefix": ["Mrs"] }],
+        "gender": "female",
+        "birthDate": "1950-03-14",
+        "address": [{ "use": "home", "line": ["1 Park Row"], "city": "Leeds", "postalCode": "LS1 5AB" }],
+        "generalPractitioner": [{ "identifier": {
+            "system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "A81001"
+        } }]
+    })
+    .to_string();
+    let fhir_json = ("Content-Type", "application/fhir+json");
+    let post = |body: String, headers: Vec<(&'static str, String)>| {
+        let token = token.clone();
+        async move {
+            let mut all: Vec<(&str, String)> = vec![("Authorization", token)];
+            all.extend(headers);
+            let all: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            send(addr, "POST", "/fhir/r4/Patient", &all, &body).await
+        }
+    };
+    let with = |request_id: &str| {
+        vec![
+            (fhir_json.0, fhir_json.1.to_owned()),
+            ("X-Request-ID", request_id.to_owned()),
+        ]
+    };
+
+    // When the system registers Jane, she is created: 201, where she is,
+    // her version, and the sequence to read her back at
+    let created = post(jane.clone(), with("pas-0001")).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let patient = created.json();
+    let id = patient["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        created.header("location"),
+        Some(format!("http://{addr}/fhir/r4/Patient/{id}/_history/1").as_str())
+    );
+    assert_eq!(created.header("etag"), Some("W/\"1\""));
+    assert_eq!(patient["identifier"][0]["value"], nhs_number.as_str());
+    assert_eq!(patient["birthDate"], "1950-03-14");
+    let sequence = created
+        .header("x-carelog-stream-sequence")
+        .expect("stream sequence")
+        .to_owned();
+    let read = get(
+        addr,
+        &format!("/fhir/r4/Patient/{id}"),
+        &[
+            ("Authorization", &bearer(&stack, "clerk-ali")),
+            ("x-carelog-min-sequence", &sequence),
+        ],
+    )
+    .await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(read.json()["name"][0]["family"], "Fhirfield");
+    let stored = stack.last_sequence().await;
+
+    // When it sends the same create again (its answer was lost), it is
+    // answered with the same patient and nothing more is stored
+    let again = post(jane.clone(), with("pas-0001")).await;
+    assert_eq!(again.status, 201, "{}", again.body);
+    assert_eq!(again.json()["id"], id.as_str());
+    assert_eq!(stack.last_sequence().await, stored);
+
+    // And every create refused stores nothing, naming what is wrong:
+    // no idempotency key,
+    let refused = post(jane.clone(), vec![(fhir_json.0, fhir_json.1.to_owned())]).await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(issues(&refused)[0].1, json!(["X-Request-ID"]));
+    // an NHS number already registered (to another request),
+    let refused = post(jane.clone(), with("pas-0002")).await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert_eq!(issues(&refused)[0].0, "duplicate");
+    // an NHS number failing its check digit, named by its FHIRPath,
+    let mut bad = serde_json::from_str::<Value>(&jane).expect("json");
+    bad["identifier"][0]["value"] = json!("9434765918");
+    let refused = post(bad.to_string(), with("pas-0003")).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert_eq!(issues(&refused)[0].1, json!(["Patient.identifier"]));
+    // a malformed postcode, by its FHIRPath,
+    let mut bad = serde_json::from_str::<Value>(&jane).expect("json");
+    bad["identifier"] = json!([]);
+    bad["address"][0]["postalCode"] = json!("NOT A POSTCODE");
+    let refused = post(bad.to_string(), with("pas-0004")).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert_eq!(
+        issues(&refused)[0].1,
+        json!(["Patient.address[0].postalCode"])
+    );
+    // an element carelog would otherwise drop,
+    let mut bad = serde_json::from_str::<Value>(&jane).expect("json");
+    bad["maritalStatus"] = json!({ "text": "married" });
+    let refused = post(bad.to_string(), with("pas-0005")).await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(issues(&refused)[0].1, json!(["Patient.maritalStatus"]));
+    // and a body that is not FHIR JSON.
+    let refused = post(
+        jane.clone(),
+        vec![
+            ("Content-Type", "application/xml".to_owned()),
+            ("X-Request-ID", "pas-0006".to_owned()),
+        ],
+    )
+    .await;
+    assert_eq!(refused.status, 415);
+    assert_eq!(stack.last_sequence().await, stored);
 }
