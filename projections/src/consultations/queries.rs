@@ -149,23 +149,25 @@ impl ConsultationsQueries for PgConsultationsQueries {
 
     async fn problems(
         &self,
-        patient: PatientId,
+        patients: &[PatientId],
         status: Option<pb::ProblemStatus>,
         page: &PageRequest,
         at: Consistency,
     ) -> Result<(Vec<pb::Problem>, String), Failure> {
         self.caught_up(at).await?;
         let status = status.map(|s| s as i32);
-        let query = format!("problems-{patient}-{status:?}");
+        let names: Vec<String> = patients.iter().map(ToString::to_string).collect();
+        let query = format!("problems-{}-{status:?}", names.join(","));
+        let ids: Vec<Uuid> = patients.iter().map(|p| p.as_uuid()).collect();
         let (before, before_id) = time_key(key_of(&query, page)?)?;
         let limit = limit(page);
         let rows: Vec<(DateTime<Utc>, Uuid, Vec<u8>)> = sqlx::query_as(
             "SELECT effective_time, entry_id, resource FROM consultation_problems \
-             WHERE patient_id = $1 AND ($2::int IS NULL OR status = $2) \
+             WHERE patient_id = ANY($1) AND ($2::int IS NULL OR status = $2) \
              AND (effective_time, entry_id) < ($3, $4) \
              ORDER BY effective_time DESC, entry_id DESC LIMIT $5",
         )
-        .bind(patient.as_uuid())
+        .bind(&ids)
         .bind(status)
         .bind(before)
         .bind(before_id)

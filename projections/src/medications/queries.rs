@@ -59,20 +59,22 @@ impl PgMedicationsQueries {
 impl MedicationsQueries for PgMedicationsQueries {
     async fn medications(
         &self,
-        patient: PatientId,
+        patients: &[PatientId],
         include_discontinued: bool,
         page: &PageRequest,
         at: Consistency,
     ) -> Result<(Vec<pb::Authorisation>, String), Failure> {
         self.caught_up(at).await?;
-        let fingerprint = format!("medications-{patient}-{include_discontinued}");
+        let names: Vec<String> = patients.iter().map(ToString::to_string).collect();
+        let fingerprint = format!("medications-{}-{include_discontinued}", names.join(","));
+        let ids: Vec<Uuid> = patients.iter().map(|p| p.as_uuid()).collect();
         let (sequence, id) = after(&fingerprint, page)?;
         let rows: Vec<(i64, Uuid, Vec<u8>)> = sqlx::query_as(
             "SELECT created_sequence, authorisation_id, resource FROM medication_authorisations \
-             WHERE patient_id = $1 AND ($2 OR status = 'active') AND (created_sequence, authorisation_id) > ($3, $4) \
+             WHERE patient_id = ANY($1) AND ($2 OR status = 'active') AND (created_sequence, authorisation_id) > ($3, $4) \
              ORDER BY created_sequence, authorisation_id LIMIT $5",
         )
-        .bind(patient.as_uuid())
+        .bind(&ids)
         .bind(include_discontinued)
         .bind(sequence)
         .bind(id)

@@ -34,10 +34,11 @@ pub trait ConsultationsQueries: Send + Sync + 'static {
         at: Consistency,
     ) -> impl Future<Output = Result<(Vec<pb::ConsultationVersion>, String), Failure>> + Send;
 
-    /// The problem list, optionally of one status, most recent first.
+    /// The problem list of `patients` (a patient and the records merged
+    /// into theirs), optionally of one status, most recent first.
     fn problems(
         &self,
-        patient: PatientId,
+        patients: &[PatientId],
         status: Option<pb::ProblemStatus>,
         page: &PageRequest,
         at: Consistency,

@@ -16,10 +16,11 @@ pub enum AllergyFilter {
 }
 
 pub trait MedicationsQueries: Send + Sync + 'static {
-    /// The medication list: active authorisations (or all), oldest first.
+    /// The medication list of `patients` (a patient and the records merged
+    /// into theirs): active authorisations (or all), oldest first.
     fn medications(
         &self,
-        patient: PatientId,
+        patients: &[PatientId],
         include_discontinued: bool,
         page: &PageRequest,
         at: Consistency,

@@ -411,3 +411,131 @@ async fn a_survivor_takes_over_its_duplicates_nhs_number_and_gives_it_back_to_un
     );
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_duplicates_medication_and_problems_are_listed_with_its_survivor_after_the_merge() {
+    use carelog_proto::consultations::v1 as cpb;
+    use carelog_proto::medications::v1 as mpb;
+    use carelog_tests::consultations::{HYPERTENSION, add_request, hypertension, start};
+    use carelog_tests::medications::{CLARITHROMYCIN_500, authorise, repeat};
+
+    // Given Jane registered twice, her repeat and her hypertension recorded
+    // on the duplicate
+    let stack = TestStack::start().await;
+    let survivor = stack.register(jane_smith()).await;
+    let duplicate = stack.register(jane_smith()).await;
+    let clarithromycin = stack
+        .medications()
+        .authorise_medication(stack.req(authorise(
+            &duplicate.patient_id,
+            repeat(CLARITHROMYCIN_500, 6),
+        )))
+        .await
+        .expect("authorised on the duplicate")
+        .into_inner();
+    let consultation = start(&stack, &duplicate.patient_id).await;
+    let consultation_id = consultation
+        .consultation
+        .map(|c| c.consultation_id)
+        .expect("consultation");
+    let problem = stack
+        .consultations()
+        .add_entry(stack.req(add_request(
+            &duplicate.patient_id,
+            &consultation_id,
+            "",
+            hypertension(cpb::ProblemStatus::Active),
+        )))
+        .await
+        .expect("problem on the duplicate")
+        .into_inner();
+
+    // When the duplicate is merged into the survivor
+    stack
+        .client()
+        .merge_patient(stack.req(pb::MergePatientRequest {
+            duplicate_patient_id: duplicate.patient_id.clone(),
+            survivor_patient_id: survivor.patient_id.clone(),
+            reason: "same person registered twice".into(),
+            request_id: "merge-lists".into(),
+        }))
+        .await
+        .expect("merged");
+
+    // Then the survivor's medication list holds the repeat, naming the
+    // record it was written on
+    let medication = stack
+        .medications()
+        .list_medications(stack.req(mpb::ListMedicationsRequest {
+            patient_id: survivor.patient_id.clone(),
+            min_sequence: clarithromycin.stream_sequence,
+            ..Default::default()
+        }))
+        .await
+        .expect("the survivor's medication")
+        .into_inner();
+    let listed: Vec<(&str, &str)> = medication
+        .authorisations
+        .iter()
+        .map(|a| (a.authorisation_id.as_str(), a.patient_id.as_str()))
+        .collect();
+    assert_eq!(
+        listed,
+        [(
+            clarithromycin.authorisation_id.as_str(),
+            duplicate.patient_id.as_str()
+        )]
+    );
+    // and the survivor's problem list holds the hypertension
+    let problems = stack
+        .consultations()
+        .list_problems(stack.req(cpb::ListProblemsRequest {
+            patient_id: survivor.patient_id.clone(),
+            min_sequence: problem.stream_sequence,
+            ..Default::default()
+        }))
+        .await
+        .expect("the survivor's problems")
+        .into_inner();
+    let listed: Vec<(&str, &str)> = problems
+        .problems
+        .iter()
+        .map(|p| (p.entry_id.as_str(), p.concept_id.as_str()))
+        .collect();
+    assert_eq!(listed, [(problem.entry_id.as_str(), HYPERTENSION)]);
+
+    // and the duplicate's own lists are refused, naming the survivor
+    for refused in [
+        stack
+            .medications()
+            .list_medications(stack.req(mpb::ListMedicationsRequest {
+                patient_id: duplicate.patient_id.clone(),
+                ..Default::default()
+            }))
+            .await
+            .map(|_| ())
+            .expect_err("the duplicate's medication"),
+        stack
+            .consultations()
+            .list_problems(stack.req(cpb::ListProblemsRequest {
+                patient_id: duplicate.patient_id.clone(),
+                ..Default::default()
+            }))
+            .await
+            .map(|_| ())
+            .expect_err("the duplicate's problems"),
+    ] {
+        assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+        assert_eq!(
+            refused
+                .get_details_error_info()
+                .map(|i| i.reason)
+                .as_deref(),
+            Some("PATIENT_MERGED")
+        );
+        assert!(
+            refused.message().contains(&survivor.patient_id),
+            "{refused:?}"
+        );
+    }
+}

@@ -55,11 +55,16 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
         v.into_result()?;
         let patient = patient.ok_or_else(|| missing("patient", &r.patient_id))?;
         self.guard.admit(&mut ctx, patient).await?;
-        self.gate.open(patient).await?;
+        // The records merged into this one are the same person's: their
+        // medication is listed (each naming its record) and audited with it.
+        let facts = self.gate.open(patient).await?;
+        let records: Vec<PatientId> = std::iter::once(patient)
+            .chain(facts.merged_patient_ids)
+            .collect();
         let (mut authorisations, next_page_token) = self
             .queries
             .medications(
-                patient,
+                &records,
                 r.include_discontinued,
                 &page,
                 Consistency::until_deadline(&ctx, r.min_sequence),
