@@ -87,22 +87,24 @@ impl MedicationsQueries for PgMedicationsQueries {
 
     async fn issues(
         &self,
-        patient: PatientId,
+        patients: &[PatientId],
         authorisation: Option<AuthorisationId>,
         page: &PageRequest,
         at: Consistency,
     ) -> Result<(Vec<pb::Issue>, String), Failure> {
         self.caught_up(at).await?;
         let only = authorisation.map(|a| a.as_uuid());
-        let fingerprint = format!("issues-{patient}-{only:?}");
+        let names: Vec<String> = patients.iter().map(ToString::to_string).collect();
+        let fingerprint = format!("issues-{}-{only:?}", names.join(","));
+        let ids: Vec<Uuid> = patients.iter().map(|p| p.as_uuid()).collect();
         let (sequence, id) = after(&fingerprint, page)?;
         let rows: Vec<(i64, Uuid, Vec<u8>)> = sqlx::query_as(
             "SELECT stream_sequence, issue_id, resource FROM medication_issues \
-             WHERE patient_id = $1 AND ($2::uuid IS NULL OR authorisation_id = $2) \
+             WHERE patient_id = ANY($1) AND ($2::uuid IS NULL OR authorisation_id = $2) \
              AND (stream_sequence, issue_id) > ($3, $4) \
              ORDER BY stream_sequence, issue_id LIMIT $5",
         )
-        .bind(patient.as_uuid())
+        .bind(&ids)
         .bind(only)
         .bind(sequence)
         .bind(id)

@@ -26,10 +26,11 @@ pub trait MedicationsQueries: Send + Sync + 'static {
         at: Consistency,
     ) -> impl Future<Output = Result<(Vec<pb::Authorisation>, String), Failure>> + Send;
 
-    /// The issue history (of one authorisation, or all), oldest first.
+    /// The issue history of `patients` (a patient and the records merged
+    /// into theirs; of one authorisation, or all), oldest first.
     fn issues(
         &self,
-        patient: PatientId,
+        patients: &[PatientId],
         authorisation: Option<AuthorisationId>,
         page: &PageRequest,
         at: Consistency,

@@ -417,7 +417,7 @@ async fn a_duplicates_medication_and_problems_are_listed_with_its_survivor_after
     use carelog_proto::consultations::v1 as cpb;
     use carelog_proto::medications::v1 as mpb;
     use carelog_tests::consultations::{HYPERTENSION, add_request, hypertension, start};
-    use carelog_tests::medications::{CLARITHROMYCIN_500, authorise, repeat};
+    use carelog_tests::medications::{CLARITHROMYCIN_500, authorise, issue, repeat};
 
     // Given Jane registered twice, her repeat and her hypertension recorded
     // on the duplicate
@@ -432,6 +432,15 @@ async fn a_duplicates_medication_and_problems_are_listed_with_its_survivor_after
         )))
         .await
         .expect("authorised on the duplicate")
+        .into_inner();
+    let issued = stack
+        .medications()
+        .issue_prescription(stack.req(issue(
+            &duplicate.patient_id,
+            &clarithromycin.authorisation_id,
+        )))
+        .await
+        .expect("issued on the duplicate")
         .into_inner();
     let consultation = start(&stack, &duplicate.patient_id).await;
     let consultation_id = consultation
@@ -463,7 +472,7 @@ async fn a_duplicates_medication_and_problems_are_listed_with_its_survivor_after
         .expect("merged");
 
     // Then the survivor's medication list holds the repeat, naming the
-    // record it was written on
+    // record it was written on, issued once
     let medication = stack
         .medications()
         .list_medications(stack.req(mpb::ListMedicationsRequest {
@@ -486,6 +495,20 @@ async fn a_duplicates_medication_and_problems_are_listed_with_its_survivor_after
             duplicate.patient_id.as_str()
         )]
     );
+    // and its issue history holds the issue
+    let issues = stack
+        .medications()
+        .list_issues(stack.req(mpb::ListIssuesRequest {
+            patient_id: survivor.patient_id.clone(),
+            authorisation_id: clarithromycin.authorisation_id.clone(),
+            min_sequence: issued.stream_sequence,
+            ..Default::default()
+        }))
+        .await
+        .expect("the survivor's issues")
+        .into_inner();
+    let listed: Vec<&str> = issues.issues.iter().map(|i| i.issue_id.as_str()).collect();
+    assert_eq!(listed, [issued.issue_id.as_str()]);
     // and the survivor's problem list holds the hypertension
     let problems = stack
         .consultations()

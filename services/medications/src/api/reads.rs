@@ -107,11 +107,15 @@ impl<Q: MedicationsQueries> MedicationsApi<Q> {
         v.into_result()?;
         let patient = patient.ok_or_else(|| missing("patient", &r.patient_id))?;
         self.guard.admit(&mut ctx, patient).await?;
-        self.gate.open(patient).await?;
+        // With the issues of the records merged into this one.
+        let facts = self.gate.open(patient).await?;
+        let records: Vec<PatientId> = std::iter::once(patient)
+            .chain(facts.merged_patient_ids)
+            .collect();
         let (mut issues, next_page_token) = self
             .queries
             .issues(
-                patient,
+                &records,
                 authorisation,
                 &page,
                 Consistency::until_deadline(&ctx, r.min_sequence),
