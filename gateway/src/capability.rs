@@ -36,7 +36,11 @@ pub fn statement(base: &str) -> Value {
                 {
                     "type": "Patient",
                     "profile": "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient",
-                    "interaction": [{ "code": "read" }, { "code": "search-type" }],
+                    "interaction": [
+                        { "code": "read" },
+                        { "code": "search-type" },
+                        { "code": "create", "documentation": "x-request-id is required: a create retried with the same one registers the patient once" }
+                    ],
                     "versioning": "versioned",
                     "readHistory": false,
                     "searchParam": search_parameters(&crate::search::PARAMETERS)

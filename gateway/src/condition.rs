@@ -17,7 +17,7 @@ pub const PARAMETERS: [(&str, &str, &str); 3] = [
     (
         "patient",
         "reference",
-        "Required: the patient, as Patient/<id> or the id",
+        "Required: the patient, as Patient/<id>, this server's full URL of it, or the id",
     ),
     (
         "clinical-status",

@@ -146,6 +146,7 @@ impl Gateway {
             .nest(FHIR_BASE, fhir)
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(ready))
+            .fallback(unsupported)
             .layer(middleware::from_fn(traced_request))
             .with_state(self)
     }
@@ -495,7 +496,7 @@ async fn create_patient(
         .filter(|v| !v.is_empty())
         .ok_or_else(|| {
             Outcome::invalid(&[outcome::Violation::new(
-                "X-Request-ID",
+                REQUEST_ID_HEADER,
                 "is required: a create retried after a lost answer must register the patient once",
             )])
         })?

@@ -17,7 +17,7 @@ use crate::patient::{NHS_NUMBER_SYSTEM, ODS_SYSTEM, VERIFICATION_EXTENSION, VERI
 /// `Patient.address[1].postalCode`).
 pub fn path_of(field: &str) -> String {
     if field == "request_id" {
-        return "X-Request-ID".to_owned();
+        return "x-request-id".to_owned();
     }
     let Some(rest) = field.strip_prefix("details.") else {
         return field.to_owned();
@@ -510,6 +510,6 @@ mod tests {
             "Patient.telecom[0].value"
         );
         assert_eq!(path_of("details.nhs_number"), "Patient.identifier");
-        assert_eq!(path_of("request_id"), "X-Request-ID");
+        assert_eq!(path_of("request_id"), "x-request-id");
     }
 }

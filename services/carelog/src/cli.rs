@@ -189,7 +189,8 @@ pub struct UpArgs {
     #[arg(long, env = "CARELOG_BREAK_GLASS_REVIEWER", value_parser = ods_code)]
     pub break_glass_reviewer: Option<carelog_kernel::OdsCode>,
     /// The FHIR R4 gateway's HTTP address (`off`: none). Not started when
-    /// the API speaks TLS (run `carelog gateway --api-ca` then).
+    /// the API speaks TLS (then run `carelog gateway --public-url ...
+    /// --api-ca ...`, with --api-cert and --api-key under mutual TLS).
     #[arg(long, env = "CARELOG_GATEWAY_LISTEN", default_value = "127.0.0.1:8080", value_parser = listen_or_off)]
     pub gateway_listen: MaybeListen,
     /// How long to wait for the nats-server and PostgreSQL `up` starts to

@@ -662,7 +662,7 @@ fn print_banner(args: &UpArgs, data: &Path, nats_url: &str, own_nats: bool, own_
     let own = |yes: bool| if yes { " (started by carelog up)" } else { "" };
     let gateway = match (args.gateway_listen.0, &args.tls.tls_cert) {
         (Some(addr), None) => format!("http://{addr}/fhir/r4"),
-        (Some(_), Some(_)) => "off: the API speaks TLS (run carelog gateway --api-ca)".to_owned(),
+        (Some(_), Some(_)) => "off: the API speaks TLS (run carelog gateway --public-url .. --api-ca .., and --api-cert/--api-key under mutual TLS)".to_owned(),
         (None, _) => "off".to_owned(),
     };
     let fhir_try = match (args.gateway_listen.0, &args.tls.tls_cert) {

@@ -411,6 +411,9 @@ async fn bad_requests_get_an_operation_outcome_naming_the_parameter_and_nothing_
     let answer = get(addr, &format!("{jane_url}/_history"), &auth).await;
     assert_eq!(answer.status, 404);
     assert_eq!(issues(&answer)[0].0, "not-supported");
+    let answer = get(addr, "/fhir/r5/Patient", &auth).await;
+    assert_eq!(answer.status, 404);
+    assert_eq!(issues(&answer)[0].0, "not-supported");
     let answer = carelog_tests::http::request(addr, "DELETE", &jane_url, &auth).await;
     assert_eq!(answer.status, 405);
     assert_eq!(issues(&answer)[0].0, "not-supported");
@@ -1042,7 +1045,7 @@ async fn a_patient_administration_system_registers_a_patient_over_fhir_once_howe
     // no idempotency key,
     let refused = post(jane.clone(), vec![(fhir_json.0, fhir_json.1.to_owned())]).await;
     assert_eq!(refused.status, 400);
-    assert_eq!(issues(&refused)[0].1, json!(["X-Request-ID"]));
+    assert_eq!(issues(&refused)[0].1, json!(["x-request-id"]));
     // an NHS number already registered (to another request),
     let refused = post(jane.clone(), with("pas-0002")).await;
     assert_eq!(refused.status, 409, "{}", refused.body);
