@@ -62,6 +62,12 @@ pub fn statement(base: &str) -> Value {
                     "profile": "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Condition",
                     "interaction": [{ "code": "search-type" }],
                     "searchParam": search_parameters(&crate::condition::PARAMETERS)
+                },
+                {
+                    "type": "Encounter",
+                    "profile": "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Encounter",
+                    "interaction": [{ "code": "search-type" }],
+                    "searchParam": search_parameters(&crate::encounter::PARAMETERS)
                 }
             ]
         }]
@@ -73,17 +79,64 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_statement_offers_patient_read_and_search_over_fhir_4_0_1() {
+    fn the_statement_offers_what_the_gateway_serves_over_fhir_4_0_1() {
         let s = statement("http://localhost:8080/fhir/r4");
         assert_eq!(s["fhirVersion"], "4.0.1");
-        assert_eq!(s["rest"][0]["resource"][0]["type"], "Patient");
-        let names: Vec<&str> = s["rest"][0]["resource"][0]["searchParam"]
+        let offered: Vec<(String, Vec<String>, Vec<String>)> = s["rest"][0]["resource"]
             .as_array()
-            .map(|a| a.iter().filter_map(|p| p["name"].as_str()).collect())
-            .unwrap_or_default();
-        assert_eq!(
-            names,
-            ["identifier", "family", "birthdate", "address-postalcode"]
-        );
+            .expect("resources")
+            .iter()
+            .map(|r| {
+                let codes = |key: &str, field: &str| -> Vec<String> {
+                    r[key]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|x| x[field].as_str().map(str::to_owned))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                (
+                    r["type"].as_str().unwrap_or_default().to_owned(),
+                    codes("interaction", "code"),
+                    codes("searchParam", "name"),
+                )
+            })
+            .collect();
+        let expected = [
+            (
+                "Patient",
+                vec!["read", "search-type", "create"],
+                vec!["identifier", "family", "birthdate", "address-postalcode"],
+            ),
+            (
+                "AllergyIntolerance",
+                vec!["search-type"],
+                vec!["patient", "clinical-status"],
+            ),
+            (
+                "MedicationRequest",
+                vec!["search-type"],
+                vec!["patient", "status"],
+            ),
+            (
+                "Condition",
+                vec!["search-type"],
+                vec!["patient", "clinical-status", "category"],
+            ),
+            ("Encounter", vec!["search-type"], vec!["patient"]),
+        ];
+        let expected: Vec<(String, Vec<String>, Vec<String>)> = expected
+            .iter()
+            .map(|(t, i, p)| {
+                (
+                    (*t).to_owned(),
+                    i.iter().map(|x| (*x).to_owned()).collect(),
+                    p.iter().map(|x| (*x).to_owned()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(offered, expected);
     }
 }

@@ -12,6 +12,7 @@
 pub mod allergy;
 pub mod capability;
 pub mod condition;
+pub mod encounter;
 pub mod medication;
 pub mod outcome;
 pub mod patient;
@@ -140,6 +141,7 @@ impl Gateway {
             .route("/AllergyIntolerance", get(search_allergies))
             .route("/MedicationRequest", get(search_medications))
             .route("/Condition", get(search_conditions))
+            .route("/Encounter", get(search_encounters))
             .fallback(unsupported)
             .method_not_allowed_fallback(method_not_allowed);
         Router::new()
@@ -670,6 +672,49 @@ async fn search_conditions(
     Ok(fhir(200, &bundle, &[]))
 }
 
+/// `GET /fhir/r4/Encounter?patient=..`: the consultations
+/// (ListConsultations) as a searchset Bundle, audited by the service.
+async fn search_encounters(
+    State(mut gateway): State<Gateway>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, Outcome> {
+    let pairs = pairs(query.as_deref());
+    let base = gateway.public_url.clone();
+    let request = search_request(
+        &headers,
+        &pairs,
+        |p| encounter::request(p, &base),
+        |r, at| r.min_sequence = at,
+    )?;
+    let patient = request.get_ref().patient_id.clone();
+    let answer = gateway
+        .consultations
+        .list_consultations(request)
+        .await
+        .map_err(|status| Outcome::from_status(&status, |f| encounter::parameter_of(f).to_owned()))?
+        .into_inner();
+    let entries = answer
+        .consultations
+        .iter()
+        .map(|c| {
+            encounter::encounter(c, &patient)
+                .map(|r| (format!("Encounter/{}", c.consultation_id), r))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // (what was withheld is inside consultations, as entries: an
+    // Encounter shows no entries, so there is nothing to count here)
+    let bundle = searchset(
+        &gateway.public_url,
+        "Encounter",
+        &pairs,
+        &answer.next_page_token,
+        entries,
+        0,
+    );
+    Ok(fhir(200, &bundle, &[]))
+}
+
 /// A page of search results as a `searchset` Bundle: `self` and, while
 /// there is more, `next` links; each match under its full URL; and, when
 /// the service left items out that the caller may not see, an outcome
@@ -735,7 +780,7 @@ fn searchset(
 }
 
 /// What the gateway serves, for the refusals of anything else.
-const SERVED: &str = "this carelog gateway serves GET metadata, GET Patient/{id}, GET Patient?search, POST Patient, GET AllergyIntolerance?patient&clinical-status, GET MedicationRequest?patient and GET Condition?patient (see metadata)";
+const SERVED: &str = "this carelog gateway serves GET metadata, GET Patient/{id}, GET Patient?search, POST Patient, GET AllergyIntolerance?patient&clinical-status, GET MedicationRequest?patient, GET Condition?patient and GET Encounter?patient (see metadata)";
 
 /// Anything else under the FHIR base.
 async fn unsupported() -> Outcome {

@@ -1084,3 +1084,76 @@ async fn a_patient_administration_system_registers_a_patient_over_fhir_once_howe
     assert_eq!(refused.status, 415);
     assert_eq!(stack.last_sequence().await, stored);
 }
+
+#[tokio::test]
+async fn a_patients_consultations_read_over_fhir_as_encounters() {
+    use carelog_proto::consultations::v1 as cpb;
+    use carelog_tests::consultations::{add_request, blood_pressure, start};
+
+    // Given Jane seen face to face, her blood pressure taken, the
+    // consultation signed
+    let stack = TestStack::start().await;
+    let (addr, _stop) = gateway(&stack).await;
+    let jane = stack.register(jane_smith()).await;
+    let consultation_id = start(&stack, &jane.patient_id)
+        .await
+        .consultation
+        .map(|c| c.consultation_id)
+        .expect("consultation");
+    stack
+        .consultations()
+        .add_entry(stack.req(add_request(
+            &jane.patient_id,
+            &consultation_id,
+            "",
+            blood_pressure(142, 88),
+        )))
+        .await
+        .expect("entry");
+    let signed = stack
+        .consultations()
+        .sign_consultation(stack.req(cpb::SignConsultationRequest {
+            patient_id: jane.patient_id.clone(),
+            consultation_id: consultation_id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .expect("signed")
+        .into_inner();
+
+    // When her encounters are asked for over FHIR, the consultation is a
+    // finished ambulatory Encounter, its clinician and practice named
+    let answer = get(
+        addr,
+        &format!("/fhir/r4/Encounter?patient={}", jane.patient_id),
+        &[
+            ("Authorization", &bearer(&stack, "dr-jones")),
+            (
+                "x-carelog-min-sequence",
+                &signed.stream_sequence.to_string(),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let bundle = answer.json();
+    let entries = bundle["entry"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1, "{bundle}");
+    let encounter = &entries[0]["resource"];
+    assert_eq!(encounter["id"], consultation_id.as_str());
+    assert_eq!(encounter["status"], "finished");
+    assert_eq!(encounter["class"]["code"], "AMB");
+    assert_eq!(
+        encounter["participant"][0]["individual"]["display"],
+        "Dr dr-jones"
+    );
+    assert_eq!(
+        encounter["serviceProvider"]["identifier"]["value"],
+        "A81001"
+    );
+    assert!(encounter["period"]["start"].is_string(), "{encounter}");
+    let access = stack
+        .last_access(&jane.patient_id, "ListConsultations")
+        .await;
+    assert_eq!(access.actor.map(|a| a.user_id).as_deref(), Some("dr-jones"));
+}
