@@ -111,6 +111,10 @@ pub struct Connections {
     /// PostgreSQL pool size.
     #[arg(long, env = "CARELOG_DB_POOL", default_value_t = 16)]
     pub db_pool: u32,
+    /// How long to keep trying NATS and PostgreSQL while they do not answer
+    /// yet (a pod started before them), before giving up.
+    #[arg(long, env = "CARELOG_CONNECT_TIMEOUT", default_value = "60s", value_parser = humantime)]
+    pub connect_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Args)]

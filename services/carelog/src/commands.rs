@@ -196,6 +196,7 @@ pub(crate) fn store_options(c: &Connections) -> StoreOptions {
     StoreOptions {
         replicas: c.replicas,
         duplicate_window: c.duplicate_window,
+        connect_wait: c.connect_timeout,
         ..Default::default()
     }
 }
@@ -265,7 +266,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     )?;
     settings.break_glass_reviewer = args.break_glass_reviewer.clone();
     let store = stack::event_store(&nats, store_options(&args.connections)).await?;
-    let pool = stack::database(&db, args.connections.db_pool).await?;
+    let pool = stack::database_within(
+        &db,
+        args.connections.db_pool,
+        args.connections.connect_timeout,
+    )
+    .await?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -299,7 +305,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn project(args: ProjectArgs) -> anyhow::Result<()> {
     let (nats, db) = urls(&args.connections)?;
     let store = stack::event_store(&nats, store_options(&args.connections)).await?;
-    let pool = stack::database(&db, args.connections.db_pool).await?;
+    let pool = stack::database_within(
+        &db,
+        args.connections.db_pool,
+        args.connections.connect_timeout,
+    )
+    .await?;
     let shutdown = CancellationToken::new();
     crate::shutdown::on_signal(shutdown.clone());
     if let Some((key, origin)) = crate::audit_cli::signing_key(&args.audit)? {
@@ -344,7 +355,7 @@ async fn project(args: ProjectArgs) -> anyhow::Result<()> {
 async fn migrate(args: ProjectArgs) -> anyhow::Result<()> {
     let (nats, db) = urls(&args.connections)?;
     stack::event_store(&nats, store_options(&args.connections)).await?;
-    stack::database(&db, 2).await?;
+    stack::database_within(&db, 2, args.connections.connect_timeout).await?;
     println!("streams and read-model migrations are in place");
     Ok(())
 }
@@ -363,7 +374,7 @@ async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     })?;
     let (nats, db) = urls(&args.connections)?;
     let store = stack::event_store(&nats, store_options(&args.connections)).await?;
-    let pool = stack::database(&db, 4).await?;
+    let pool = stack::database_within(&db, 4, args.connections.connect_timeout).await?;
     let serving_metrics = CancellationToken::new();
     if let Some(listener) = metrics_listener(args.metrics_listen).await? {
         tokio::spawn(crate::metrics::serve(listener, serving_metrics.clone()));
@@ -613,7 +624,11 @@ async fn start_up(
         return Ok(None);
     };
     let Some(pool) = shutdown
-        .run_until_cancelled(stack::database(&db_url, args.connections.db_pool))
+        .run_until_cancelled(stack::database_within(
+            &db_url,
+            args.connections.db_pool,
+            args.connections.connect_timeout,
+        ))
         .await
         .transpose()?
     else {

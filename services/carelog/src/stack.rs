@@ -71,12 +71,24 @@ pub async fn event_store(nats_url: &str, options: StoreOptions) -> anyhow::Resul
 
 /// Connects to PostgreSQL and runs the read-model migrations.
 pub async fn database(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
-    let pool = PgPoolOptions::new()
+    database_within(url, max_connections, Duration::ZERO).await
+}
+
+/// [`database`], trying for up to `wait` while PostgreSQL does not answer
+/// yet (a pod started before it). Migrations are not retried.
+pub async fn database_within(
+    url: &str,
+    max_connections: u32,
+    wait: Duration,
+) -> anyhow::Result<PgPool> {
+    let options = PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(url)
-        .await
-        .with_context(|| "cannot connect to PostgreSQL (DATABASE_URL)")?;
+        .acquire_timeout(Duration::from_secs(5));
+    let pool = carelog_kernel::store::until_reachable("PostgreSQL (DATABASE_URL)", wait, || {
+        options.clone().connect(url)
+    })
+    .await
+    .with_context(|| "cannot connect to PostgreSQL (DATABASE_URL)")?;
     carelog_projections::MIGRATOR
         .run(&pool)
         .await

@@ -55,6 +55,9 @@ pub struct StoreOptions {
     /// same either way; tests set it small to make the server end batches
     /// early.
     pub read_max_bytes: Option<usize>,
+    /// How long `connect` keeps trying a server that does not answer yet
+    /// (a pod started before NATS); zero: one attempt.
+    pub connect_wait: Duration,
 }
 
 impl Default for StoreOptions {
@@ -64,6 +67,30 @@ impl Default for StoreOptions {
             timeout: Duration::from_secs(5),
             duplicate_window: Duration::from_secs(10 * 60),
             read_max_bytes: None,
+            connect_wait: Duration::ZERO,
+        }
+    }
+}
+
+/// Tries `attempt` until it succeeds or `wait` has passed, backing off
+/// from a quarter second to five, and logging each failure with `what`:
+/// a process started before its server waits for it rather than exiting.
+pub async fn until_reachable<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
+    what: &str,
+    wait: Duration,
+    mut attempt: impl FnMut() -> F,
+) -> Result<T, E> {
+    let started = tokio::time::Instant::now();
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match attempt().await {
+            Ok(done) => return Ok(done),
+            Err(e) if started.elapsed() + delay < wait => {
+                tracing::warn!(what, error = %e, retry_in = ?delay, "not reachable yet; waiting");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
         }
     }
 }
@@ -132,15 +159,18 @@ pub fn redacted_url(url: &str) -> String {
 
 impl EventStore {
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
-        let client = async_nats::ConnectOptions::new()
-            .name("carelog")
-            .request_timeout(Some(options.timeout))
-            .connect(url)
-            .await
-            .map_err(|e| StoreError::Connect {
-                url: redacted_url(url),
-                reason: e.to_string(),
-            })?;
+        let shown = redacted_url(url);
+        let client = until_reachable(&format!("NATS at {shown}"), options.connect_wait, || {
+            async_nats::ConnectOptions::new()
+                .name("carelog")
+                .request_timeout(Some(options.timeout))
+                .connect(url)
+        })
+        .await
+        .map_err(|e| StoreError::Connect {
+            url: shown.clone(),
+            reason: e.to_string(),
+        })?;
         Self::from_client(client, options)
     }
 
