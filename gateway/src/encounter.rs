@@ -63,7 +63,9 @@ pub fn encounter(c: &pb::Consultation, patient: &str) -> Result<Value, Unreprese
         "entered-in-error"
     } else {
         match S::try_from(c.status) {
-            Ok(S::Draft) => "in-progress",
+            // A draft is a record not yet signed, which says nothing of
+            // whether the encounter is going on.
+            Ok(S::Draft) => "unknown",
             Ok(S::Signed) => "finished",
             _ => {
                 return Err(Unrepresentable(
@@ -167,14 +169,14 @@ mod tests {
     }
 
     #[test]
-    fn a_draft_is_in_progress_an_error_is_entered_in_error_and_unknown_is_refused() {
+    fn a_draft_is_of_unknown_status_an_error_is_entered_in_error_and_unknown_is_refused() {
         let mut c = signed_visit();
         c.status = pb::ConsultationStatus::Draft as i32;
         c.r#type = pb::ConsultationType::Telephone as i32;
         let r = encounter(&c, "p1").expect("represented");
         assert_eq!(
             (r["status"].as_str(), r["class"]["code"].as_str()),
-            (Some("in-progress"), Some("VR"))
+            (Some("unknown"), Some("VR"))
         );
         c.entered_in_error = true;
         assert_eq!(

@@ -277,7 +277,12 @@ pub async fn connect(
     c: &crate::cli::Connections,
 ) -> anyhow::Result<(sqlx::PgPool, carelog_kernel::store::EventStore)> {
     let (nats, db) = crate::commands::urls(c)?;
-    let store = crate::stack::event_store(&nats, crate::commands::store_options(c)).await?;
+    // An operator's command: a wrong address is said at once, not waited on.
+    let options = carelog_kernel::store::StoreOptions {
+        connect_wait: std::time::Duration::ZERO,
+        ..crate::commands::store_options(c)
+    };
+    let store = crate::stack::event_store(&nats, options).await?;
     let pool = crate::stack::database(&db, 4).await?;
     Ok((pool, store))
 }

@@ -84,11 +84,20 @@ pub async fn database_within(
     let options = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5));
-    let pool = carelog_kernel::store::until_reachable("PostgreSQL (DATABASE_URL)", wait, || {
+    // The server by host and port, never with the URL's password.
+    let server = url
+        .parse::<sqlx::postgres::PgConnectOptions>()
+        .map(|o| format!("PostgreSQL at {}:{}", o.get_host(), o.get_port()))
+        .unwrap_or_else(|_| "PostgreSQL (DATABASE_URL)".to_owned());
+    // Not answering yet: refused or unreachable, or no connection opened
+    // within the pool's timeout. Credentials, TLS or a database that does
+    // not exist are configuration errors.
+    let unreachable = |e: &sqlx::Error| matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut);
+    let pool = carelog_kernel::store::until_reachable(&server, wait, unreachable, || {
         options.clone().connect(url)
     })
     .await
-    .with_context(|| "cannot connect to PostgreSQL (DATABASE_URL)")?;
+    .with_context(|| format!("cannot connect to {server} (DATABASE_URL)"))?;
     carelog_projections::MIGRATOR
         .run(&pool)
         .await

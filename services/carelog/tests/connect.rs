@@ -7,6 +7,7 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use carelog::embedded::{NatsServer, Postgres, free_port};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Command;
 
 fn migrate(nats: &str, db: &str, wait: &str) -> Command {
@@ -42,30 +43,47 @@ async fn a_migration_started_before_nats_waits_for_it_and_one_past_its_wait_name
     let port = free_port().expect("free port");
     let nats_url = format!("nats://127.0.0.1:{port}");
 
-    // Given a migration started while nothing answers on NATS's port
-    let waiting = migrate(&nats_url, &pg.url, "60s")
+    // Given a migration started while nothing answers on NATS's port,
+    // which says it is waiting
+    let mut waiting = migrate(&nats_url, &pg.url, "60s")
         .spawn()
         .expect("start carelog migrate");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut stderr = BufReader::new(waiting.stderr.take().expect("stderr")).lines();
+    let mut said_before = String::new();
+    let warned = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = stderr.next_line().await.expect("read stderr") {
+            said_before.push_str(&line);
+            said_before.push('\n');
+            if line.contains("not reachable yet") && line.contains(&format!("127.0.0.1:{port}")) {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .expect("a warning within 60 s");
+    assert!(warned, "{said_before}");
 
     // When nats-server comes up a little later on that port
     let nats = NatsServer::start(&dir.join("nats"), Some(port))
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
 
-    // Then the migration, which waited, completes, and said it waited
-    let out = tokio::time::timeout(Duration::from_secs(90), waiting.wait_with_output())
+    // Then the migration, which waited, completes
+    let drained = tokio::spawn(async move {
+        let mut rest = String::new();
+        while let Ok(Some(line)) = stderr.next_line().await {
+            rest.push_str(&line);
+            rest.push('\n');
+        }
+        rest
+    });
+    let status = tokio::time::timeout(Duration::from_secs(90), waiting.wait())
         .await
         .expect("the migration ended within 90 s")
         .expect("carelog migrate");
-    assert!(out.status.success(), "{}", said(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("not reachable yet"), "{}", said(&out));
-    assert!(
-        stderr.contains(&format!("127.0.0.1:{port}")),
-        "{}",
-        said(&out)
-    );
+    let rest = drained.await.unwrap_or_default();
+    assert!(status.success(), "exit {status}\n{said_before}{rest}");
     nats.stop().await.expect("stop nats-server");
 
     // And with nothing to wait for within its wait, it exits naming NATS

@@ -75,9 +75,13 @@ impl Default for StoreOptions {
 /// Tries `attempt` until it succeeds or `wait` has passed, backing off
 /// from a quarter second to five, and logging each failure with `what`:
 /// a process started before its server waits for it rather than exiting.
+/// Only an error `unreachable` says is the server not answering yet is
+/// tried again; any other (credentials, TLS, a malformed URL) is a
+/// configuration error, returned at once.
 pub async fn until_reachable<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
     what: &str,
     wait: Duration,
+    unreachable: impl Fn(&E) -> bool,
     mut attempt: impl FnMut() -> F,
 ) -> Result<T, E> {
     let started = tokio::time::Instant::now();
@@ -85,7 +89,7 @@ pub async fn until_reachable<T, E: std::fmt::Display, F: Future<Output = Result<
     loop {
         match attempt().await {
             Ok(done) => return Ok(done),
-            Err(e) if started.elapsed() + delay < wait => {
+            Err(e) if unreachable(&e) && started.elapsed() + delay < wait => {
                 tracing::warn!(what, error = %e, retry_in = ?delay, "not reachable yet; waiting");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
@@ -160,12 +164,21 @@ pub fn redacted_url(url: &str) -> String {
 impl EventStore {
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
         let shown = redacted_url(url);
-        let client = until_reachable(&format!("NATS at {shown}"), options.connect_wait, || {
-            async_nats::ConnectOptions::new()
-                .name("carelog")
-                .request_timeout(Some(options.timeout))
-                .connect(url)
-        })
+        let unreachable = |e: &async_nats::ConnectError| {
+            use async_nats::ConnectErrorKind as K;
+            matches!(e.kind(), K::Io | K::TimedOut | K::Dns)
+        };
+        let client = until_reachable(
+            &format!("NATS at {shown}"),
+            options.connect_wait,
+            unreachable,
+            || {
+                async_nats::ConnectOptions::new()
+                    .name("carelog")
+                    .request_timeout(Some(options.timeout))
+                    .connect(url)
+            },
+        )
         .await
         .map_err(|e| StoreError::Connect {
             url: shown.clone(),
