@@ -1,13 +1,15 @@
 //! carelog-gateway: the HTTP edge. FHIR R4 (JSON) over carelog's gRPC
 //! services, for integrations that speak FHIR rather than gRPC (ADR 0035).
 //!
-//! The gateway holds no state and decides nothing: every request becomes
-//! one gRPC call with the caller's own bearer token (and break-glass,
-//! on-behalf-of and correlation headers), so the service authenticates,
-//! applies the access policy and audits the read exactly as for a gRPC
-//! caller. Its answer is mapped to FHIR (`patient`, `outcome`). The HTTP
-//! request's span continues the caller's `traceparent`, and the gRPC call
-//! carries it on to the service.
+//! The gateway holds no state and decides nothing about access: every
+//! request becomes one gRPC call with the caller's own bearer token (and
+//! break-glass, on-behalf-of and correlation headers), so the service
+//! authenticates, applies the access policy and audits the read or the
+//! write exactly as for a gRPC caller. Its answer is mapped to FHIR (one
+//! module per resource; `outcome` for errors), strictly: what cannot be
+//! asked or shown faithfully is refused, never dropped. The HTTP request's
+//! span continues the caller's `traceparent`, and the gRPC call carries it
+//! on to the service.
 
 pub mod allergy;
 pub mod capability;
