@@ -355,21 +355,6 @@ fn only_format(pairs: &[(String, String)]) -> Result<(), Outcome> {
     }
 }
 
-/// The gRPC request of a search: JSON wanted, the query's parameters
-/// `parse`d (every violation named), the read-your-writes sequence set,
-/// and the caller's headers passed on.
-fn search_request<T>(
-    headers: &HeaderMap,
-    pairs: &[(String, String)],
-    parse: impl Fn(&[(String, String)]) -> Result<T, Vec<outcome::Violation>>,
-    set_min_sequence: impl FnOnce(&mut T, u64),
-) -> Result<tonic::Request<T>, Outcome> {
-    json_wanted(headers, pairs)?;
-    let mut request = parse(pairs).map_err(|v| Outcome::invalid(&v))?;
-    set_min_sequence(&mut request, min_sequence(headers)?);
-    call(headers, request)
-}
-
 /// `GET /fhir/r4/metadata`: what this server supports. Open to anyone, as
 /// FHIR expects of a capability statement; it names no patient.
 async fn metadata(
@@ -422,38 +407,6 @@ async fn read_patient(
         ));
     }
     Ok(fhir(200, &patient::patient(&answer), &extra))
-}
-
-/// `GET /fhir/r4/Patient?...`: SearchPatients as a searchset Bundle, one
-/// page at a time (a `next` link while there is more).
-async fn search_patients(
-    State(mut gateway): State<Gateway>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response, Outcome> {
-    let pairs = pairs(query.as_deref());
-    let request = search_request(&headers, &pairs, search::request, |r, at| {
-        r.min_sequence = at;
-    })?;
-    let answer = gateway
-        .demographics
-        .search_patients(request)
-        .await
-        .map_err(|status| Outcome::from_status(&status, |f| search::parameter_of(f).to_owned()))?
-        .into_inner();
-    let entries = answer
-        .patients
-        .iter()
-        .map(|p| (format!("Patient/{}", p.patient_id), patient::patient(p)));
-    let bundle = searchset(
-        &gateway.public_url,
-        "Patient",
-        &pairs,
-        &answer.next_page_token,
-        entries.collect(),
-        0,
-    );
-    Ok(fhir(200, &bundle, &[]))
 }
 
 /// The header whose value is a create's idempotency key (carelog's
@@ -544,177 +497,236 @@ async fn create_patient(
     ))
 }
 
-/// `GET /fhir/r4/AllergyIntolerance?patient=..&clinical-status=..`:
-/// ListAllergies as a searchset Bundle, audited by the service.
-async fn search_allergies(
-    State(mut gateway): State<Gateway>,
+/// A page of a search, as the service answered it: each match under its
+/// path (`Patient/<id>`), the next page's token, and how many items the
+/// service withheld from the caller.
+struct Page {
+    matches: Vec<(String, Value)>,
+    next_page_token: String,
+    withheld: i32,
+}
+
+/// A search: the query `parse`d into the service's request (every
+/// violation named, as FHIR names it), the read-your-writes sequence set,
+/// the caller's headers passed on, the service `ask`ed, and its answer
+/// made a page (`page`, which sees the request asked) and then a
+/// `searchset` Bundle. A refusal is named by `rename` as the caller named
+/// the field.
+#[allow(clippy::too_many_arguments)]
+async fn search<Req, Resp, Fut>(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    resource_type: &str,
+    parse: impl Fn(&[(String, String)], &str) -> Result<Req, Vec<outcome::Violation>>,
+    set_min_sequence: impl FnOnce(&mut Req, u64),
+    ask: impl FnOnce(tonic::Request<Req>) -> Fut,
+    rename: impl Fn(&str) -> &str,
+    page: impl FnOnce(&Req, Resp) -> Result<Page, Outcome>,
+) -> Result<Response, Outcome>
+where
+    Req: Clone,
+    Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+{
+    let pairs = pairs(query);
+    json_wanted(headers, &pairs)?;
+    let mut request = parse(&pairs, &gateway.public_url).map_err(|v| Outcome::invalid(&v))?;
+    set_min_sequence(&mut request, min_sequence(headers)?);
+    let asked = request.clone();
+    let answer = ask(call(headers, request)?)
+        .await
+        .map_err(|status| Outcome::from_status(&status, |f| rename(f).to_owned()))?
+        .into_inner();
+    let page = page(&asked, answer)?;
+    let bundle = searchset(
+        &gateway.public_url,
+        resource_type,
+        &pairs,
+        &page.next_page_token,
+        page.matches,
+        page.withheld,
+    );
+    Ok(fhir(200, &bundle, &[]))
+}
+
+/// `GET /fhir/r4/Patient?...`: SearchPatients, one page at a time.
+async fn search_patients(
+    State(gateway): State<Gateway>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, Outcome> {
-    let pairs = pairs(query.as_deref());
-    let base = gateway.public_url.clone();
-    let request = search_request(
+    let mut service = gateway.demographics.clone();
+    search(
+        &gateway,
         &headers,
-        &pairs,
-        |p| allergy::request(p, &base),
+        query.as_deref(),
+        "Patient",
+        |pairs, _| search::request(pairs),
         |r, at| r.min_sequence = at,
-    )?;
-    let patient = request.get_ref().patient_id.clone();
-    let answer = gateway
-        .medications
-        .list_allergies(request)
-        .await
-        .map_err(|status| Outcome::from_status(&status, |f| allergy::parameter_of(f).to_owned()))?
-        .into_inner();
-    let entries = answer
-        .allergies
-        .iter()
-        .map(|a| {
-            allergy::allergy(a, &patient)
-                .map(|r| (format!("AllergyIntolerance/{}", a.allergy_id), r))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let bundle = searchset(
-        &gateway.public_url,
+        |r| async move { service.search_patients(r).await },
+        search::parameter_of,
+        |_, answer| {
+            Ok(Page {
+                matches: answer
+                    .patients
+                    .iter()
+                    .map(|p| (format!("Patient/{}", p.patient_id), patient::patient(p)))
+                    .collect(),
+                next_page_token: answer.next_page_token,
+                withheld: 0,
+            })
+        },
+    )
+    .await
+}
+
+/// `GET /fhir/r4/AllergyIntolerance?patient=..&clinical-status=..`:
+/// ListAllergies, audited by the service.
+async fn search_allergies(
+    State(gateway): State<Gateway>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, Outcome> {
+    let mut service = gateway.medications.clone();
+    search(
+        &gateway,
+        &headers,
+        query.as_deref(),
         "AllergyIntolerance",
-        &pairs,
-        &answer.next_page_token,
-        entries,
-        answer.withheld_count,
-    );
-    Ok(fhir(200, &bundle, &[]))
+        allergy::request,
+        |r, at| r.min_sequence = at,
+        |r| async move { service.list_allergies(r).await },
+        allergy::parameter_of,
+        |asked, answer| {
+            Ok(Page {
+                matches: answer
+                    .allergies
+                    .iter()
+                    .map(|a| {
+                        allergy::allergy(a, &asked.patient_id)
+                            .map(|r| (format!("AllergyIntolerance/{}", a.allergy_id), r))
+                    })
+                    .collect::<Result<_, _>>()?,
+                next_page_token: answer.next_page_token,
+                withheld: answer.withheld_count,
+            })
+        },
+    )
+    .await
 }
 
 /// `GET /fhir/r4/MedicationRequest?patient=..[&status=active]`:
-/// ListMedications (the authorisations) as a searchset Bundle, audited by
-/// the service.
+/// ListMedications (the authorisations), audited by the service.
 async fn search_medications(
-    State(mut gateway): State<Gateway>,
+    State(gateway): State<Gateway>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, Outcome> {
-    let pairs = pairs(query.as_deref());
-    let base = gateway.public_url.clone();
-    let request = search_request(
+    let mut service = gateway.medications.clone();
+    search(
+        &gateway,
         &headers,
-        &pairs,
-        |p| medication::request(p, &base),
-        |r, at| r.min_sequence = at,
-    )?;
-    let patient = request.get_ref().patient_id.clone();
-    // The service's active list keeps what is not stopped; FHIR's active
-    // is what can still be issued, so the used-up ones leave it here (a
-    // page may then hold fewer than _count, as FHIR allows).
-    let current_only = !request.get_ref().include_discontinued;
-    let answer = gateway
-        .medications
-        .list_medications(request)
-        .await
-        .map_err(|status| {
-            Outcome::from_status(&status, |f| medication::parameter_of(f).to_owned())
-        })?
-        .into_inner();
-    let entries = answer
-        .authorisations
-        .iter()
-        .filter(|a| !(current_only && medication::issues_used_up(a)))
-        .map(|a| {
-            medication::medication_request(a, &patient)
-                .map(|r| (format!("MedicationRequest/{}", a.authorisation_id), r))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let bundle = searchset(
-        &gateway.public_url,
+        query.as_deref(),
         "MedicationRequest",
-        &pairs,
-        &answer.next_page_token,
-        entries,
-        answer.withheld_count,
-    );
-    Ok(fhir(200, &bundle, &[]))
+        medication::request,
+        |r, at| r.min_sequence = at,
+        |r| async move { service.list_medications(r).await },
+        medication::parameter_of,
+        |asked, answer| {
+            // The service's active list keeps what is not stopped; FHIR's
+            // active is what can still be issued, so the used-up ones
+            // leave it here (a page may then hold fewer than _count, as
+            // FHIR allows).
+            let current_only = !asked.include_discontinued;
+            Ok(Page {
+                matches: answer
+                    .authorisations
+                    .iter()
+                    .filter(|a| !(current_only && medication::issues_used_up(a)))
+                    .map(|a| {
+                        medication::medication_request(a, &asked.patient_id)
+                            .map(|r| (format!("MedicationRequest/{}", a.authorisation_id), r))
+                    })
+                    .collect::<Result<_, _>>()?,
+                next_page_token: answer.next_page_token,
+                withheld: answer.withheld_count,
+            })
+        },
+    )
+    .await
 }
 
 /// `GET /fhir/r4/Condition?patient=..[&clinical-status=..]`: the problem
-/// list (ListProblems) as a searchset Bundle, audited by the service.
+/// list (ListProblems), audited by the service.
 async fn search_conditions(
-    State(mut gateway): State<Gateway>,
+    State(gateway): State<Gateway>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, Outcome> {
-    let pairs = pairs(query.as_deref());
-    let base = gateway.public_url.clone();
-    let request = search_request(
+    let mut service = gateway.consultations.clone();
+    search(
+        &gateway,
         &headers,
-        &pairs,
-        |p| condition::request(p, &base),
-        |r, at| r.min_sequence = at,
-    )?;
-    let patient = request.get_ref().patient_id.clone();
-    let answer = gateway
-        .consultations
-        .list_problems(request)
-        .await
-        .map_err(|status| Outcome::from_status(&status, |f| condition::parameter_of(f).to_owned()))?
-        .into_inner();
-    let entries = answer
-        .problems
-        .iter()
-        .map(|p| {
-            condition::condition(p, &patient).map(|r| (format!("Condition/{}", p.entry_id), r))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let bundle = searchset(
-        &gateway.public_url,
+        query.as_deref(),
         "Condition",
-        &pairs,
-        &answer.next_page_token,
-        entries,
-        answer.withheld_count,
-    );
-    Ok(fhir(200, &bundle, &[]))
+        condition::request,
+        |r, at| r.min_sequence = at,
+        |r| async move { service.list_problems(r).await },
+        condition::parameter_of,
+        |asked, answer| {
+            Ok(Page {
+                matches: answer
+                    .problems
+                    .iter()
+                    .map(|p| {
+                        condition::condition(p, &asked.patient_id)
+                            .map(|r| (format!("Condition/{}", p.entry_id), r))
+                    })
+                    .collect::<Result<_, _>>()?,
+                next_page_token: answer.next_page_token,
+                withheld: answer.withheld_count,
+            })
+        },
+    )
+    .await
 }
 
 /// `GET /fhir/r4/Encounter?patient=..`: the consultations
-/// (ListConsultations) as a searchset Bundle, audited by the service.
+/// (ListConsultations), audited by the service.
 async fn search_encounters(
-    State(mut gateway): State<Gateway>,
+    State(gateway): State<Gateway>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, Outcome> {
-    let pairs = pairs(query.as_deref());
-    let base = gateway.public_url.clone();
-    let request = search_request(
+    let mut service = gateway.consultations.clone();
+    search(
+        &gateway,
         &headers,
-        &pairs,
-        |p| encounter::request(p, &base),
-        |r, at| r.min_sequence = at,
-    )?;
-    let patient = request.get_ref().patient_id.clone();
-    let answer = gateway
-        .consultations
-        .list_consultations(request)
-        .await
-        .map_err(|status| Outcome::from_status(&status, |f| encounter::parameter_of(f).to_owned()))?
-        .into_inner();
-    let entries = answer
-        .consultations
-        .iter()
-        .map(|c| {
-            encounter::encounter(c, &patient)
-                .map(|r| (format!("Encounter/{}", c.consultation_id), r))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    // (what was withheld is inside consultations, as entries: an
-    // Encounter shows no entries, so there is nothing to count here)
-    let bundle = searchset(
-        &gateway.public_url,
+        query.as_deref(),
         "Encounter",
-        &pairs,
-        &answer.next_page_token,
-        entries,
-        0,
-    );
-    Ok(fhir(200, &bundle, &[]))
+        encounter::request,
+        |r, at| r.min_sequence = at,
+        |r| async move { service.list_consultations(r).await },
+        encounter::parameter_of,
+        |asked, answer| {
+            Ok(Page {
+                matches: answer
+                    .consultations
+                    .iter()
+                    .map(|c| {
+                        encounter::encounter(c, &asked.patient_id)
+                            .map(|r| (format!("Encounter/{}", c.consultation_id), r))
+                    })
+                    .collect::<Result<_, _>>()?,
+                next_page_token: answer.next_page_token,
+                // What was withheld is inside consultations, as entries:
+                // an Encounter shows no entries, so there is nothing to
+                // count here.
+                withheld: 0,
+            })
+        },
+    )
+    .await
 }
 
 /// A page of search results as a `searchset` Bundle: `self` and, while
