@@ -75,20 +75,22 @@ impl ConsultationsQueries for PgConsultationsQueries {
 
     async fn list(
         &self,
-        patient: PatientId,
+        patients: &[PatientId],
         page: &PageRequest,
         at: Consistency,
     ) -> Result<(Vec<pb::Consultation>, String), Failure> {
         self.caught_up(at).await?;
-        let query = format!("consultations-{patient}");
+        let names: Vec<String> = patients.iter().map(ToString::to_string).collect();
+        let query = format!("consultations-{}", names.join(","));
+        let ids: Vec<Uuid> = patients.iter().map(|p| p.as_uuid()).collect();
         let (before, before_id) = time_key(key_of(&query, page)?)?;
         let limit = limit(page);
         let rows: Vec<(DateTime<Utc>, Uuid, Vec<u8>)> = sqlx::query_as(
             "SELECT start_time, consultation_id, resource FROM consultations \
-             WHERE patient_id = $1 AND NOT entered_in_error AND (start_time, consultation_id) < ($2, $3) \
+             WHERE patient_id = ANY($1) AND NOT entered_in_error AND (start_time, consultation_id) < ($2, $3) \
              ORDER BY start_time DESC, consultation_id DESC LIMIT $4",
         )
-        .bind(patient.as_uuid())
+        .bind(&ids)
         .bind(before)
         .bind(before_id)
         .bind(limit)

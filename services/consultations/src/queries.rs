@@ -18,10 +18,11 @@ pub trait ConsultationsQueries: Send + Sync + 'static {
         at: Consistency,
     ) -> impl Future<Output = Result<Option<pb::Consultation>, Failure>> + Send;
 
-    /// The patient's consultations not entered in error, newest first.
+    /// The consultations of `patients` (a patient and the records merged
+    /// into theirs) not entered in error, newest first.
     fn list(
         &self,
-        patient: PatientId,
+        patients: &[PatientId],
         page: &PageRequest,
         at: Consistency,
     ) -> impl Future<Output = Result<(Vec<pb::Consultation>, String), Failure>> + Send;

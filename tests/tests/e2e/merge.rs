@@ -413,7 +413,8 @@ async fn a_survivor_takes_over_its_duplicates_nhs_number_and_gives_it_back_to_un
 }
 
 #[tokio::test]
-async fn a_duplicates_medication_and_problems_are_listed_with_its_survivor_after_the_merge() {
+async fn a_duplicates_medication_problems_and_consultations_are_listed_with_its_survivor_after_the_merge()
+ {
     use carelog_proto::consultations::v1 as cpb;
     use carelog_proto::medications::v1 as mpb;
     use carelog_tests::consultations::{HYPERTENSION, add_request, hypertension, start};
@@ -526,6 +527,26 @@ async fn a_duplicates_medication_and_problems_are_listed_with_its_survivor_after
         .map(|p| (p.entry_id.as_str(), p.concept_id.as_str()))
         .collect();
     assert_eq!(listed, [(problem.entry_id.as_str(), HYPERTENSION)]);
+    // and the survivor's consultations hold the one held on the duplicate
+    let consultations = stack
+        .consultations()
+        .list_consultations(stack.req(cpb::ListConsultationsRequest {
+            patient_id: survivor.patient_id.clone(),
+            min_sequence: problem.stream_sequence,
+            ..Default::default()
+        }))
+        .await
+        .expect("the survivor's consultations")
+        .into_inner();
+    let listed: Vec<(&str, &str)> = consultations
+        .consultations
+        .iter()
+        .map(|c| (c.consultation_id.as_str(), c.patient_id.as_str()))
+        .collect();
+    assert_eq!(
+        listed,
+        [(consultation_id.as_str(), duplicate.patient_id.as_str())]
+    );
 
     // and the duplicate's own lists are refused, naming the survivor
     for refused in [
@@ -547,6 +568,15 @@ async fn a_duplicates_medication_and_problems_are_listed_with_its_survivor_after
             .await
             .map(|_| ())
             .expect_err("the duplicate's problems"),
+        stack
+            .consultations()
+            .list_consultations(stack.req(cpb::ListConsultationsRequest {
+                patient_id: duplicate.patient_id.clone(),
+                ..Default::default()
+            }))
+            .await
+            .map(|_| ())
+            .expect_err("the duplicate's consultations"),
     ] {
         assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
         assert_eq!(

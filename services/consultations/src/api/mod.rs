@@ -527,10 +527,17 @@ impl<Q: ConsultationsQueries> ConsultationsService for ConsultationsApi<Q> {
         v.into_result()?;
         let patient = patient.ok_or_else(missing)?;
         self.guard.admit(&mut ctx, patient).await?;
+        // The records merged into this one are the same person's: their
+        // consultations are listed with it. A merged duplicate's own list
+        // is refused, naming its survivor.
+        let facts = self.gate.open(patient).await?;
+        let records: Vec<PatientId> = std::iter::once(patient)
+            .chain(facts.merged_patient_ids)
+            .collect();
         let (found, next_page_token) = self
             .queries
             .list(
-                patient,
+                &records,
                 &page,
                 Consistency::until_deadline(&ctx, r.min_sequence),
             )

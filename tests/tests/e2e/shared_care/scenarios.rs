@@ -657,11 +657,23 @@ async fn an_objection_recorded_on_the_survivor_after_a_merge_protects_the_merged
         ))
         .await
         .expect("merged");
+    // the trust reads her: the merged record's list lets it through the
+    // access check and refuses it only as merged, naming the survivor
+    // (its consultations are listed with the survivor's, ADR 0005)
     let mut cons = stack.consultations();
+    let merged = cons
+        .list_consultations(as_org(
+            &stack,
+            TRUST,
+            consultations_of(&duplicate.patient_id),
+        ))
+        .await
+        .expect_err("a merged record's own list");
+    assert_eq!(reason(&merged), "PATIENT_MERGED");
     cons.list_consultations(as_org(
         &stack,
         TRUST,
-        consultations_of(&duplicate.patient_id),
+        consultations_of(&survivor.patient_id),
     ))
     .await
     .expect("shared before her objection");
@@ -689,12 +701,20 @@ async fn an_objection_recorded_on_the_survivor_after_a_merge_protects_the_merged
             .expect_err("objected");
         assert_eq!(reason(&refused), "SHARING_OBJECTION", "{id}");
     }
-    // while her practice still reads both
-    for id in [&duplicate.patient_id, &survivor.patient_id] {
-        cons.list_consultations(as_org(&stack, HOME, consultations_of(id)))
-            .await
-            .expect("her practice");
-    }
+    // while her practice is still let through to both (the merged one
+    // refused only as merged)
+    cons.list_consultations(as_org(&stack, HOME, consultations_of(&survivor.patient_id)))
+        .await
+        .expect("her practice");
+    let merged = cons
+        .list_consultations(as_org(
+            &stack,
+            HOME,
+            consultations_of(&duplicate.patient_id),
+        ))
+        .await
+        .expect_err("a merged record's own list");
+    assert_eq!(reason(&merged), "PATIENT_MERGED");
     stack.stop().await;
 }
 
