@@ -7,7 +7,6 @@ use serde_json::{Map, Value, json};
 use crate::outcome::Unrepresentable;
 use crate::outcome::Violation;
 use crate::patient::partial_date;
-use crate::search::{checked, page_size};
 
 const UK_CORE_ALLERGY: &str =
     "https://fhir.hl7.org.uk/StructureDefinition/UKCore-AllergyIntolerance";
@@ -32,7 +31,7 @@ pub const PARAMETERS: [(&str, &str, &str); 2] = [
     ),
 ];
 
-const NAMES: [&str; 2] = ["patient", "clinical-status"];
+const NAMES: [&str; 1] = ["clinical-status"];
 
 /// The FHIR name of a field of ListAllergiesRequest.
 pub fn parameter_of(field: &str) -> &str {
@@ -50,40 +49,34 @@ pub fn request(
     pairs: &[(String, String)],
     base: &str,
 ) -> Result<pb::ListAllergiesRequest, Vec<Violation>> {
-    let mut violations = Vec::new();
-    let get = checked(pairs, &NAMES, &mut violations);
-    let mut request = pb::ListAllergiesRequest {
-        patient_id: crate::search::patient(pairs, get("patient"), base, &mut violations),
-        ..Default::default()
-    };
-    // A token: the code, or the code system and the code.
-    let status = get("clinical-status").map(|v| crate::search::token(v, CLINICAL));
-    match status {
-        Some("active") => request.status = pb::AllergyStatus::Active as i32,
-        Some("resolved") => request.status = pb::AllergyStatus::Resolved as i32,
-        Some(v) if v.contains(',') => violations.push(Violation::new(
-            "clinical-status",
-            "names one status: carelog lists active and resolved allergies one at a time",
-        )),
-        Some(_) => violations.push(Violation::new(
-            "clinical-status",
-            "must be active or resolved",
-        )),
-        None if pairs.iter().any(|(n, _)| n == "clinical-status") => {}
-        None => violations.push(Violation::new(
-            "clinical-status",
-            "is required (active or resolved): carelog lists one at a time, and a list of the active alone must not pass for all of them",
-        )),
-    }
-    request.page_size = page_size(get("_count"), &mut violations);
-    if let Some(token) = get("_page_token") {
-        request.page_token = token.to_owned();
-    }
-    if violations.is_empty() {
-        Ok(request)
-    } else {
-        Err(violations)
-    }
+    crate::search::patient_list(pairs, base, &NAMES, |list, get, violations| {
+        let mut request = pb::ListAllergiesRequest {
+            patient_id: list.patient_id,
+            page_size: list.page_size,
+            page_token: list.page_token,
+            ..Default::default()
+        };
+        // A token: the code, or the code system and the code.
+        let status = get("clinical-status").map(|v| crate::search::token(v, CLINICAL));
+        match status {
+            Some("active") => request.status = pb::AllergyStatus::Active as i32,
+            Some("resolved") => request.status = pb::AllergyStatus::Resolved as i32,
+            Some(v) if v.contains(',') => violations.push(Violation::new(
+                "clinical-status",
+                "names one status: carelog lists active and resolved allergies one at a time",
+            )),
+            Some(_) => violations.push(Violation::new(
+                "clinical-status",
+                "must be active or resolved",
+            )),
+            None if pairs.iter().any(|(n, _)| n == "clinical-status") => {}
+            None => violations.push(Violation::new(
+                "clinical-status",
+                "is required (active or resolved): carelog lists one at a time, and a list of the active alone must not pass for all of them",
+            )),
+        }
+        request
+    })
 }
 
 fn coding(system: &str, code: &str) -> Value {

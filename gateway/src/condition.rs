@@ -6,7 +6,6 @@ use serde_json::{Map, Value, json};
 
 use crate::allergy::SNOMED;
 use crate::outcome::{Unrepresentable, Violation};
-use crate::search::{checked, page_size};
 
 const UK_CORE_CONDITION: &str = "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Condition";
 const CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/condition-clinical";
@@ -31,7 +30,7 @@ pub const PARAMETERS: [(&str, &str, &str); 3] = [
     ),
 ];
 
-const NAMES: [&str; 3] = ["patient", "clinical-status", "category"];
+const NAMES: [&str; 2] = ["clinical-status", "category"];
 
 /// The FHIR name of a field of ListProblemsRequest.
 pub fn parameter_of(field: &str) -> &str {
@@ -48,38 +47,32 @@ pub fn request(
     pairs: &[(String, String)],
     base: &str,
 ) -> Result<pb::ListProblemsRequest, Vec<Violation>> {
-    let mut violations = Vec::new();
-    let get = checked(pairs, &NAMES, &mut violations);
-    let mut request = pb::ListProblemsRequest {
-        patient_id: crate::search::patient(pairs, get("patient"), base, &mut violations),
-        ..Default::default()
-    };
-    match get("clinical-status").map(|v| crate::search::token(v, CLINICAL)) {
-        None => {}
-        Some("active") => request.status = pb::ProblemStatus::Active as i32,
-        Some("inactive") => request.status = pb::ProblemStatus::Inactive as i32,
-        Some("resolved") => request.status = pb::ProblemStatus::Resolved as i32,
-        Some(_) => violations.push(Violation::new(
-            "clinical-status",
-            "must be one of active, inactive or resolved (one at a time), or be left out for every problem",
-        )),
-    }
-    match get("category").map(|v| crate::search::token(v, CATEGORY)) {
-        None | Some("problem-list-item") => {}
-        Some(_) => violations.push(Violation::new(
-            "category",
-            "must be problem-list-item: carelog serves the problem list only",
-        )),
-    }
-    request.page_size = page_size(get("_count"), &mut violations);
-    if let Some(token) = get("_page_token") {
-        request.page_token = token.to_owned();
-    }
-    if violations.is_empty() {
-        Ok(request)
-    } else {
-        Err(violations)
-    }
+    crate::search::patient_list(pairs, base, &NAMES, |list, get, violations| {
+        let mut request = pb::ListProblemsRequest {
+            patient_id: list.patient_id,
+            page_size: list.page_size,
+            page_token: list.page_token,
+            ..Default::default()
+        };
+        match get("clinical-status").map(|v| crate::search::token(v, CLINICAL)) {
+            None => {}
+            Some("active") => request.status = pb::ProblemStatus::Active as i32,
+            Some("inactive") => request.status = pb::ProblemStatus::Inactive as i32,
+            Some("resolved") => request.status = pb::ProblemStatus::Resolved as i32,
+            Some(_) => violations.push(Violation::new(
+                "clinical-status",
+                "must be one of active, inactive or resolved (one at a time), or be left out for every problem",
+            )),
+        }
+        match get("category").map(|v| crate::search::token(v, CATEGORY)) {
+            None | Some("problem-list-item") => {}
+            Some(_) => violations.push(Violation::new(
+                "category",
+                "must be problem-list-item: carelog serves the problem list only",
+            )),
+        }
+        request
+    })
 }
 
 /// The Condition resource for a problem as carelog answered it in a list

@@ -8,7 +8,6 @@ use serde_json::{Map, Value, json};
 
 use crate::outcome::{Unrepresentable, Violation};
 use crate::patient::ODS_SYSTEM;
-use crate::search::{checked, page_size};
 
 const UK_CORE_ENCOUNTER: &str = "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Encounter";
 const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
@@ -20,8 +19,6 @@ pub const PARAMETERS: [(&str, &str, &str); 1] = [(
     "reference",
     "Required: the patient, as Patient/<id>, this server's full URL of it, or the id; most recent first",
 )];
-
-const NAMES: [&str; 1] = ["patient"];
 
 /// The FHIR name of a field of ListConsultationsRequest.
 pub fn parameter_of(field: &str) -> &str {
@@ -37,21 +34,14 @@ pub fn request(
     pairs: &[(String, String)],
     base: &str,
 ) -> Result<pb::ListConsultationsRequest, Vec<Violation>> {
-    let mut violations = Vec::new();
-    let get = checked(pairs, &NAMES, &mut violations);
-    let mut request = pb::ListConsultationsRequest {
-        patient_id: crate::search::patient(pairs, get("patient"), base, &mut violations),
-        ..Default::default()
-    };
-    request.page_size = page_size(get("_count"), &mut violations);
-    if let Some(token) = get("_page_token") {
-        request.page_token = token.to_owned();
-    }
-    if violations.is_empty() {
-        Ok(request)
-    } else {
-        Err(violations)
-    }
+    crate::search::patient_list(pairs, base, &[], |list, _, _| {
+        pb::ListConsultationsRequest {
+            patient_id: list.patient_id,
+            page_size: list.page_size,
+            page_token: list.page_token,
+            ..Default::default()
+        }
+    })
 }
 
 /// The Encounter resource for a consultation as carelog answered it in a

@@ -9,7 +9,6 @@ use crate::allergy::SNOMED;
 use crate::outcome::Unrepresentable;
 use crate::outcome::Violation;
 use crate::patient::partial_date;
-use crate::search::{checked, page_size};
 
 const UK_CORE_MEDICATION_REQUEST: &str =
     "https://fhir.hl7.org.uk/StructureDefinition/UKCore-MedicationRequest";
@@ -33,7 +32,7 @@ pub const PARAMETERS: [(&str, &str, &str); 2] = [
     ),
 ];
 
-const NAMES: [&str; 2] = ["patient", "status"];
+const NAMES: [&str; 1] = ["status"];
 
 /// The FHIR name of a field of ListMedicationsRequest.
 pub fn parameter_of(field: &str) -> &str {
@@ -51,33 +50,28 @@ pub fn request(
     pairs: &[(String, String)],
     base: &str,
 ) -> Result<pb::ListMedicationsRequest, Vec<Violation>> {
-    let mut violations = Vec::new();
-    let get = checked(pairs, &NAMES, &mut violations);
-    let mut request = pb::ListMedicationsRequest {
-        patient_id: crate::search::patient(pairs, get("patient"), base, &mut violations),
-        ..Default::default()
-    };
-    // FHIR: no status is every status.
-    request.include_discontinued = match get("status").map(|v| crate::search::token(v, STATUS)) {
-        None => true,
-        Some("active") => false,
-        Some(_) => {
-            violations.push(Violation::new(
-                "status",
-                "must be active (the current medication list), or be left out for every authorisation",
-            ));
-            false
-        }
-    };
-    request.page_size = page_size(get("_count"), &mut violations);
-    if let Some(token) = get("_page_token") {
-        request.page_token = token.to_owned();
-    }
-    if violations.is_empty() {
-        Ok(request)
-    } else {
-        Err(violations)
-    }
+    crate::search::patient_list(pairs, base, &NAMES, |list, get, violations| {
+        let mut request = pb::ListMedicationsRequest {
+            patient_id: list.patient_id,
+            page_size: list.page_size,
+            page_token: list.page_token,
+            ..Default::default()
+        };
+        // FHIR: no status is every status.
+        request.include_discontinued = match get("status").map(|v| crate::search::token(v, STATUS))
+        {
+            None => true,
+            Some("active") => false,
+            Some(_) => {
+                violations.push(Violation::new(
+                    "status",
+                    "must be active (the current medication list), or be left out for every authorisation",
+                ));
+                false
+            }
+        };
+        request
+    })
 }
 
 /// A decimal string as a JSON number (the quantity: "28", "12.5", and

@@ -26,13 +26,9 @@ pub(crate) fn restricted() -> Value {
 /// A partial date as FHIR writes it: `YYYY`, `YYYY-MM` or `YYYY-MM-DD`
 /// (valid as `date` and as `dateTime`). None for an empty one.
 pub fn partial_date(date: Option<&PartialDate>) -> Option<String> {
-    let d = date?;
-    match (d.year, d.month, d.day) {
-        (y, _, _) if y <= 0 => None,
-        (y, m, _) if m <= 0 => Some(format!("{y:04}")),
-        (y, m, d) if d <= 0 => Some(format!("{y:04}-{m:02}")),
-        (y, m, d) => Some(format!("{y:04}-{m:02}-{d:02}")),
-    }
+    carelog_kernel::date::PartialDate::from_proto(date)
+        .ok()
+        .map(|d| d.iso())
 }
 
 fn verification(status: i32) -> Option<(&'static str, &'static str)> {

@@ -6,7 +6,6 @@
 //! entered is silently lost.
 
 use carelog_proto::demographics::v1 as pb;
-use carelog_proto::kernel::v1::PartialDate;
 use serde_json::{Map, Value};
 
 use crate::outcome::Violation;
@@ -92,34 +91,6 @@ fn object<'a>(
         v.push(Violation::new(at, "must be an object"));
     }
     object
-}
-
-/// `YYYY`, `YYYY-MM` or `YYYY-MM-DD`.
-fn date(text: &str) -> Option<PartialDate> {
-    let parts: Vec<&str> = text.split('-').collect();
-    let n = |s: &str, len: usize| {
-        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse::<i32>().ok())
-            .flatten()
-    };
-    match parts.as_slice() {
-        [y] => Some(PartialDate {
-            year: n(y, 4)?,
-            month: 0,
-            day: 0,
-        }),
-        [y, m] => Some(PartialDate {
-            year: n(y, 4)?,
-            month: n(m, 2)?,
-            day: 0,
-        }),
-        [y, m, d] => Some(PartialDate {
-            year: n(y, 4)?,
-            month: n(m, 2)?,
-            day: n(d, 2)?,
-        }),
-        _ => None,
-    }
 }
 
 fn verification(identifier: &Map<String, Value>, at: &str, v: &mut Vec<Violation>) -> i32 {
@@ -281,12 +252,9 @@ pub fn details(resource: &Value) -> Result<pb::PatientDetails, Vec<Violation>> {
     };
     let born = text(patient.get("birthDate"), "Patient.birthDate", &mut v);
     if !born.is_empty() {
-        match date(&born) {
-            Some(d) => out.birth_date = Some(d),
-            None => v.push(Violation::new(
-                "Patient.birthDate",
-                "must be YYYY, YYYY-MM or YYYY-MM-DD",
-            )),
+        match carelog_kernel::date::PartialDate::parse_iso(&born) {
+            Ok(d) => out.birth_date = Some(d.to_proto()),
+            Err(e) => v.push(Violation::new("Patient.birthDate", e.to_string())),
         }
     }
     for (i, address) in array(patient.get("address"), "Patient.address", &mut v)
@@ -416,6 +384,7 @@ pub fn details(resource: &Value) -> Result<pb::PatientDetails, Vec<Violation>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use carelog_proto::kernel::v1::PartialDate;
     use serde_json::json;
 
     fn jane() -> Value {

@@ -144,6 +144,42 @@ pub fn patient(
     local.strip_prefix("Patient/").unwrap_or(local).to_owned()
 }
 
+/// What every list of one patient's items is asked by.
+#[derive(Debug)]
+pub struct PatientList {
+    pub patient_id: String,
+    pub page_size: i32,
+    pub page_token: String,
+}
+
+/// A search of one patient's items: `patient`, the page and `names` (the
+/// list's own parameters) checked, and `build` making the service's
+/// request from them, reading its own parameters with `get` and naming
+/// what is wrong in `violations`.
+pub fn patient_list<'p, R>(
+    pairs: &'p [(String, String)],
+    base: &str,
+    names: &[&str],
+    build: impl FnOnce(PatientList, &dyn Fn(&str) -> Option<&'p str>, &mut Vec<Violation>) -> R,
+) -> Result<R, Vec<Violation>> {
+    let mut violations = Vec::new();
+    let known: Vec<&str> = std::iter::once("patient")
+        .chain(names.iter().copied())
+        .collect();
+    let get = checked(pairs, &known, &mut violations);
+    let list = PatientList {
+        patient_id: patient(pairs, get("patient"), base, &mut violations),
+        page_size: page_size(get("_count"), &mut violations),
+        page_token: get("_page_token").unwrap_or_default().to_owned(),
+    };
+    let request = build(list, &get, &mut violations);
+    if violations.is_empty() {
+        Ok(request)
+    } else {
+        Err(violations)
+    }
+}
+
 /// A token parameter's code, given bare or as `system|code`.
 pub fn token<'v>(value: &'v str, system: &str) -> &'v str {
     value
@@ -253,27 +289,9 @@ pub fn request(pairs: &[(String, String)]) -> Result<pb::SearchPatientsRequest, 
 /// `YYYY`, `YYYY-MM` or `YYYY-MM-DD`, optionally prefixed `eq`.
 fn birthdate(text: &str) -> Option<PartialDate> {
     let text = text.strip_prefix("eq").unwrap_or(text);
-    let parts: Vec<&str> = text.split('-').collect();
-    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
-    let number = |s: &str| s.parse::<i32>().ok();
-    match parts.as_slice() {
-        [y] if digits(y, 4) => Some(PartialDate {
-            year: number(y)?,
-            month: 0,
-            day: 0,
-        }),
-        [y, m] if digits(y, 4) && digits(m, 2) => Some(PartialDate {
-            year: number(y)?,
-            month: number(m)?,
-            day: 0,
-        }),
-        [y, m, d] if digits(y, 4) && digits(m, 2) && digits(d, 2) => Some(PartialDate {
-            year: number(y)?,
-            month: number(m)?,
-            day: number(d)?,
-        }),
-        _ => None,
-    }
+    carelog_kernel::date::PartialDate::parse_iso(text)
+        .ok()
+        .map(|d| d.to_proto())
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@ pub enum DateError {
     Day,
     #[error("must not be in the future")]
     Future,
+    #[error("must be YYYY, YYYY-MM or YYYY-MM-DD")]
+    Format,
 }
 
 /// The date in the UK at `now`. Clinical dates (a birth, a death, the day of
@@ -149,6 +151,24 @@ impl PartialDate {
         }
     }
 
+    /// The inverse of [`PartialDate::iso`]: "1950", "1950-03" or
+    /// "1950-03-14", each part checked.
+    pub fn parse_iso(text: &str) -> Result<Self, DateError> {
+        let number = |part: &str, digits: usize| {
+            (part.len() == digits && part.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| part.parse::<u32>().ok())
+                .flatten()
+                .ok_or(DateError::Format)
+        };
+        let parts: Vec<&str> = text.split('-').collect();
+        match parts.as_slice() {
+            [y] => Self::new(number(y, 4)? as i32, 0, 0),
+            [y, m] => Self::new(number(y, 4)? as i32, number(m, 2)?, 0),
+            [y, m, d] => Self::new(number(y, 4)? as i32, number(m, 2)?, number(d, 2)?),
+            _ => Err(DateError::Format),
+        }
+    }
+
     /// ISO 8601 with its precision: "1950", "1950-03", "1950-03-14".
     pub fn iso(&self) -> String {
         match (self.month, self.day) {
@@ -246,5 +266,18 @@ mod tests {
                 prop_assert!(date.earliest() <= date.latest());
             }
         }
+    }
+
+    #[test]
+    fn a_partial_date_reads_back_what_iso_writes() {
+        for text in ["1950", "1950-03", "1950-03-14"] {
+            assert_eq!(
+                PartialDate::parse_iso(text).map(|d| d.iso()).as_deref(),
+                Ok(text)
+            );
+        }
+        assert_eq!(PartialDate::parse_iso("14/03/1950"), Err(DateError::Format));
+        assert_eq!(PartialDate::parse_iso("1950-3"), Err(DateError::Format));
+        assert_eq!(PartialDate::parse_iso("1950-02-30"), Err(DateError::Day));
     }
 }

@@ -151,11 +151,6 @@ impl Failure {
         tracing::error!(error = %error, "internal error");
         Self::new(Code::Internal, "INTERNAL", "internal error")
     }
-
-    /// The HTTP status the gateway answers with for this failure.
-    pub fn http_status(&self) -> u16 {
-        http_status(self.code)
-    }
 }
 
 /// The HTTP status for a gRPC code, as the gateway answers.
